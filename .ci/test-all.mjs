@@ -1,0 +1,95 @@
+// Runs every suite (static checks, unit + integration through tap, the qemu
+// system suite) and prints the closing "N passed, N failed" line.
+// This is the README's test command (`npm run test:all`).
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { Parser } from 'tap-parser';
+
+const OUT = new URL('./out/', import.meta.url).pathname;
+mkdirSync(OUT, { recursive: true });
+let passed = 0;
+let failed = 0;
+const failures = [];
+
+/** Run a command; stream output to the console and a log file; resolve exit code. */
+function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    console.log(`\n=== ${name}: ${cmd} ${args.join(' ')}`);
+    const log = createWriteStream(`${OUT}/${name}.log`);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let parser;
+    let counts = { pass: 0, fail: 0 };
+    if (tap) {
+      // Count every leaf test point (assertions and childless subtests), at any depth.
+      parser = new Parser({ bail: false, passes: true });
+      const visit = (p, prefix) => {
+        p.on('assert', (a) => {
+          if (a.skip || a.todo) return;
+          if (a.ok) counts.pass++;
+          else {
+            counts.fail++;
+            failures.push(`${name}: ${prefix}${a.name}`);
+          }
+        });
+        p.on('child', (c) => visit(c, `${prefix}${c.name ?? ''} > `));
+      };
+      // Only leaf points: a parent's summary point for a subtest is also an 'assert';
+      // subtract those by tracking which asserts have buffered/child content.
+      parser.on('child', (c) => visit(c, ''));
+      parser.on('assert', (a) => {
+        // top-level points are per-file results; they duplicate their children
+        if (!a.ok && !a.skip && !a.todo && (a.diag?.exitCode || a.diag?.signal || a.diag?.timeout)) {
+          counts.fail++;
+          failures.push(`${name}: ${a.name} (${a.diag?.signal ?? a.diag?.exitCode ?? 'timeout'})`);
+        }
+      });
+    }
+    child.stdout.on('data', (d) => {
+      process.stdout.write(d);
+      log.write(d);
+      parser?.write(d);
+    });
+    child.stderr.on('data', (d) => {
+      process.stderr.write(d);
+      log.write(d);
+    });
+    child.on('close', (code) => {
+      parser?.end();
+      log.end();
+      const secs = ((Date.now() - t0) / 1000).toFixed(1);
+      if (tap) {
+        passed += counts.pass;
+        failed += counts.fail;
+        if (code !== 0 && counts.fail === 0) {
+          failed++;
+          failures.push(`${name}: exited ${code} without a failing test point`);
+        }
+        console.log(`=== ${name}: ${counts.pass} passed, ${counts.fail} failed (${secs}s)`);
+      } else if (code === 0) {
+        passed++;
+        console.log(`=== ${name}: ok (${secs}s)`);
+      } else {
+        failed++;
+        failures.push(`${name}: exit ${code}`);
+        console.log(`=== ${name}: FAILED exit ${code} (${secs}s)`);
+      }
+      resolve(code);
+    });
+  });
+}
+
+await runStep('build', 'npm', ['run', '--silent', 'build']);
+await runStep('typecheck', 'npm', ['run', '--silent', 'typecheck']);
+await runStep('lint', 'npm', ['run', '--silent', 'lint']);
+await runStep('format', 'npm', ['run', '--silent', 'format:check']);
+await runStep('unit', 'npx', ['tap', '--reporter=tap'], { tap: true });
+if (process.env.VIGIL_SKIP_SYSTEM !== '1') {
+  await runStep('system', 'npm', ['run', '--silent', 'test:system'], { tap: true });
+}
+if (failures.length) {
+  console.log('\nFailures:');
+  for (const f of failures) console.log(`  - ${f}`);
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exitCode = failed === 0 ? 0 : 1;

@@ -1,0 +1,41 @@
+/**
+ * Ports shared between the media pipeline, the E2EE layer and the uplink.
+ * The media pipeline produces plaintext items; the MLS layer seals each one in
+ * a new epoch; the uplink carries the ciphertext to the relay.
+ *
+ *   media --(plaintext chunks)--> ItemSealer --(ciphertext records)--> CiphertextSink
+ */
+
+export type ItemKind = 'clip' | 'thumbnail' | 'live';
+
+export interface ItemMeta {
+  readonly kind: ItemKind;
+  /** Wall-clock start, ms since the Unix epoch. */
+  readonly startedAt: number;
+  /** e.g. 'video/mp4; codecs="avc1.64001f"' or 'image/jpeg'. */
+  readonly codec: string;
+}
+
+/** Writes one item's plaintext; the implementation seals and forwards it. */
+export interface SealedItemWriter {
+  readonly itemId: string;
+  /** MLS epoch the item was sealed in. */
+  readonly epoch: bigint;
+  /** Append plaintext; chunking is the writer's business. */
+  write(plain: Uint8Array): Promise<void>;
+  /** Finish the item (the last chunk is marked final). */
+  close(durationMs: number): Promise<void>;
+  /** Abandon the item: whatever was sent is closed off so readers see a clean end. */
+  abort(reason: string): Promise<void>;
+}
+
+export interface ItemSealer {
+  /** Advance the epoch for this item and start sealing it. */
+  begin(meta: ItemMeta): Promise<SealedItemWriter>;
+}
+
+/** Where sealed bytes go (the durable upload queue, or a local store in tests). */
+export interface CiphertextSink {
+  /** Ciphertext bytes of an item, in order. `final` on the last call. */
+  append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void>;
+}

@@ -1,0 +1,320 @@
+/**
+ * The durable file layer. Every file Vigil must not lose is written through
+ * `DurableFs`: write a temp file, fsync it, rename over the target, fsync the
+ * directory. Each step passes a **numbered crash point**; a `CrashController`
+ * can stop the process at any of them, either as a plain kill (everything the
+ * kernel already has survives) or as a simulated power loss (writes and
+ * directory entries not yet fsynced are rolled back to what a power cut could
+ * leave: the last synced content, or nothing).
+ *
+ * Crash points are numbered in the order a process reaches them (1, 2, 3...),
+ * so a test runs a scenario once with tracing to learn N, then re-runs it
+ * crashing at 1..N in both modes. New durable writes are covered automatically.
+ *
+ * Power-loss model (ext4 data=ordered, worst case that POSIX allows):
+ *  - file data becomes durable at fsync(file);
+ *  - a directory entry (create, rename, unlink) becomes durable at fsync(dir);
+ *  - a durable entry whose data was never synced comes back empty.
+ */
+import { constants as FS, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { VigilError } from '../../protocol/errors.js';
+
+export type CrashMode = 'kill' | 'power-loss';
+
+/** Thrown (in `throw` delivery) when a simulated crash fires. Never catch it in product code. */
+export class SimulatedCrash extends VigilError {
+  readonly point: number;
+  readonly label: string;
+  readonly mode: CrashMode;
+  constructor(point: number, label: string, mode: CrashMode) {
+    super('ECRASH', `simulated ${mode} at crash point ${point} (${label})`);
+    this.name = 'SimulatedCrash';
+    this.point = point;
+    this.label = label;
+    this.mode = mode;
+  }
+}
+
+export interface CrashPlan {
+  /** Crash when the Nth point (1-based) is reached. */
+  readonly at: number;
+  readonly mode: CrashMode;
+  /**
+   * `exit`: SIGKILL this process (real crash). `throw`: throw SimulatedCrash so
+   * an in-process test can drop every object and reopen from disk.
+   */
+  readonly delivery: 'exit' | 'throw';
+}
+
+export interface CrashPointRecord {
+  readonly n: number;
+  readonly label: string;
+}
+
+/**
+ * Counts crash points and fires the configured crash. Not a singleton: the
+ * composition root makes one (from the environment in production, where it is
+ * inert unless VIGIL_CRASH_AT is set) and hands it to every DurableFs.
+ */
+export class CrashController {
+  #count = 0;
+  #plan: CrashPlan | undefined;
+  #trace: CrashPointRecord[] = [];
+  #onPowerLoss: (() => void)[] = [];
+  #fired = false;
+
+  constructor(plan?: CrashPlan) {
+    this.#plan = plan;
+  }
+
+  /** VIGIL_CRASH_AT=N, VIGIL_CRASH_MODE=kill|power-loss (exit delivery). */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): CrashController {
+    const at = env.VIGIL_CRASH_AT;
+    if (at === undefined || at === '') return new CrashController();
+    const n = Number(at);
+    if (!Number.isInteger(n) || n < 1) throw new VigilError('ECONFIG', `VIGIL_CRASH_AT must be a positive integer, got "${at}"`);
+    const mode = env.VIGIL_CRASH_MODE === 'power-loss' ? 'power-loss' : 'kill';
+    return new CrashController({ at: n, mode, delivery: 'exit' });
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  get trace(): readonly CrashPointRecord[] {
+    return this.#trace;
+  }
+
+  get fired(): boolean {
+    return this.#fired;
+  }
+
+  /** DurableFs registers its rollback here so a power-loss crash can apply it. */
+  registerPowerLossHandler(fn: () => void): void {
+    this.#onPowerLoss.push(fn);
+  }
+
+  /** Pass a numbered crash point. */
+  point(label: string): void {
+    if (this.#fired) return;
+    this.#count += 1;
+    const n = this.#count;
+    this.#trace.push({ n, label });
+    const plan = this.#plan;
+    if (plan === undefined || plan.at !== n) return;
+    this.#fired = true;
+    if (plan.mode === 'power-loss') for (const fn of this.#onPowerLoss) fn();
+    if (plan.delivery === 'exit') {
+      process.kill(process.pid, 'SIGKILL');
+    }
+    throw new SimulatedCrash(n, label, plan.mode);
+  }
+}
+
+interface PendingEntry {
+  readonly dir: string;
+  readonly path: string;
+}
+
+/**
+ * Durable, crash-testable file operations. All paths are real paths (already
+ * mapped through HostPaths by the caller).
+ */
+export class DurableFs {
+  readonly crash: CrashController;
+  /** What each touched path would hold after a power cut now (null = absent). */
+  #durable = new Map<string, Buffer | null>();
+  /** Synced data of files whose directory entry is not yet durable. */
+  #syncedData = new Map<string, Buffer>();
+  #pending: PendingEntry[] = [];
+  #tmpSeq = 0;
+
+  constructor(crash: CrashController = new CrashController()) {
+    this.crash = crash;
+    crash.registerPowerLossHandler(() => {
+      this.#rollbackUnsynced();
+    });
+  }
+
+  // ---- power-loss bookkeeping -------------------------------------------------
+
+  #remember(path: string, current: Buffer | null): void {
+    if (!this.#durable.has(path)) this.#durable.set(path, current);
+  }
+
+  async #currentContent(path: string): Promise<Buffer | null> {
+    try {
+      return await readFile(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      throw e;
+    }
+  }
+
+  #entryPending(path: string): boolean {
+    return this.#pending.some((p) => p.path === path);
+  }
+
+  #rollbackUnsynced(): void {
+    // Synchronous on purpose: runs right before the process dies.
+    for (const [path, content] of this.#durable) {
+      try {
+        if (content === null) rmSync(path, { force: true });
+        else {
+          mkdirSync(dirname(path), { recursive: true });
+          writeFileSync(path, content);
+        }
+      } catch {
+        /* best effort: the process is about to die */
+      }
+    }
+  }
+
+  // ---- primitive operations (each one a crash point) --------------------------
+
+  async #writeNoSync(path: string, data: Uint8Array | string): Promise<void> {
+    this.#remember(path, await this.#currentContent(path));
+    const existed = (await this.#currentContent(path)) !== null;
+    if (!existed) this.#pending.push({ dir: dirname(path), path });
+    await writeFile(path, data);
+  }
+
+  async #fsyncFile(path: string): Promise<void> {
+    const fh = await open(path, FS.O_RDONLY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const data = await readFile(path);
+    if (this.#entryPending(path)) this.#syncedData.set(path, data);
+    else this.#durable.set(path, data);
+  }
+
+  async #fsyncDir(dir: string): Promise<void> {
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(dir, FS.O_RDONLY | FS.O_DIRECTORY);
+      await fh.sync();
+    } finally {
+      await fh?.close();
+    }
+    const still: PendingEntry[] = [];
+    for (const p of this.#pending) {
+      if (p.dir !== dir) {
+        still.push(p);
+        continue;
+      }
+      const exists = (await this.#currentContent(p.path)) !== null;
+      this.#durable.set(p.path, exists ? (this.#syncedData.get(p.path) ?? Buffer.alloc(0)) : null);
+      this.#syncedData.delete(p.path);
+    }
+    this.#pending = still;
+  }
+
+  async #rename(from: string, to: string): Promise<void> {
+    this.#remember(from, await this.#currentContent(from));
+    this.#remember(to, await this.#currentContent(to));
+    await rename(from, to);
+    const synced = this.#syncedData.get(from) ?? (this.#entryPending(from) ? undefined : this.#durable.get(from));
+    this.#syncedData.delete(from);
+    if (synced) this.#syncedData.set(to, synced);
+    this.#pending.push({ dir: dirname(from), path: from }, { dir: dirname(to), path: to });
+  }
+
+  // ---- public API -------------------------------------------------------------
+
+  /** Create a directory (and parents) durably. */
+  async ensureDir(dir: string): Promise<void> {
+    const missing: string[] = [];
+    let d = dir;
+    for (;;) {
+      try {
+        await stat(d);
+        break;
+      } catch {
+        missing.unshift(d);
+        const up = dirname(d);
+        if (up === d) break;
+        d = up;
+      }
+    }
+    if (missing.length === 0) return;
+    await mkdir(dir, { recursive: true });
+    for (const m of missing) await this.#fsyncDirQuiet(dirname(m));
+  }
+
+  async #fsyncDirQuiet(dir: string): Promise<void> {
+    try {
+      const fh = await open(dir, FS.O_RDONLY | FS.O_DIRECTORY);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      /* a directory that cannot be opened cannot be synced either */
+    }
+  }
+
+  /**
+   * Atomically and durably replace `path` with `data`. After it returns the new
+   * content survives a power cut; a crash at any point inside leaves either the
+   * complete old or the complete new content.
+   */
+  async writeFileAtomic(path: string, data: Uint8Array | string, label = basename(path)): Promise<void> {
+    const dir = dirname(path);
+    await this.ensureDir(dir);
+    this.#tmpSeq += 1;
+    const tmp = join(dir, `.${basename(path)}.${process.pid}.${this.#tmpSeq}.tmp`);
+    this.crash.point(`${label}:before-write`);
+    await this.#writeNoSync(tmp, data);
+    this.crash.point(`${label}:written`);
+    await this.#fsyncFile(tmp);
+    this.crash.point(`${label}:fsynced`);
+    await this.#rename(tmp, path);
+    this.crash.point(`${label}:renamed`);
+    await this.#fsyncDir(dir);
+    this.crash.point(`${label}:dir-fsynced`);
+  }
+
+  /** Durably remove a file (no error when absent). */
+  async remove(path: string, label = basename(path)): Promise<void> {
+    const cur = await this.#currentContent(path);
+    if (cur === null) return;
+    this.#remember(path, cur);
+    this.crash.point(`${label}:before-unlink`);
+    await unlink(path);
+    this.#pending.push({ dir: dirname(path), path });
+    this.crash.point(`${label}:unlinked`);
+    await this.#fsyncDir(dirname(path));
+    this.crash.point(`${label}:unlink-dir-fsynced`);
+  }
+
+  /** Remove leftovers of interrupted atomic writes in a directory. */
+  async cleanTemp(dir: string): Promise<number> {
+    const { readdir } = await import('node:fs/promises');
+    let n = 0;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return 0;
+    }
+    for (const name of names) {
+      if (name.startsWith('.') && name.endsWith('.tmp')) {
+        await rm(join(dir, name), { force: true });
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  /** Read a file, or undefined when it does not exist. */
+  async readIfExists(path: string): Promise<Buffer | undefined> {
+    return (await this.#currentContent(path)) ?? undefined;
+  }
+}
