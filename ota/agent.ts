@@ -1,0 +1,430 @@
+/**
+ * The device's update agent. One `check()`:
+ *
+ *   recover → refresh TUF metadata → pick the newest signed bundle of the
+ *   channel → download (resumable, verified) → install into the inactive slot
+ *   (marker last) → wait until not busy → trial (probe the new slot's process +
+ *   health checks, under a deadline) → commit, or drop the trial (rollback)
+ *   → report the outcome.
+ *
+ * Every durable step goes through DurableFs (numbered crash points), so a
+ * crash anywhere leaves either the old committed version or a complete,
+ * verified new one; `recover()` at the next start drops any unconfirmed trial
+ * (one-shot: a trial that did not reach its commit never becomes current).
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { reasonOf, VigilError } from '../protocol/errors.js';
+import type { DurableFs } from '../hw/os/fs.js';
+import type { Logger } from '../firmware/log/logger.js';
+import { SILENT } from '../firmware/log/logger.js';
+import { downloadTarget, fileMatches } from './download.js';
+import type { Progress } from './download.js';
+import type { TargetFile, Targets } from './metadata.js';
+import type { TrialProbe } from './probe.js';
+import { other } from './slots.js';
+import type { SlotName, Slots } from './slots.js';
+import type { Transport } from './transport.js';
+import { TufClient, VerifyError } from './verify.js';
+import { compareVersions, isVersion } from './version.js';
+
+/** Result of the injected health checks (wired by the supervisor). */
+export interface HealthReport {
+  readonly ok: boolean;
+  /** e.g. camera pipeline up, MLS state loads, relay reachable, storage unlocked. */
+  readonly checks: Readonly<Record<string, { ok: boolean; detail?: string }>>;
+}
+
+export interface HealthCheck {
+  check(ctx: { slotDir: string; version: string; signal: AbortSignal }): Promise<HealthReport>;
+}
+
+/** Is the hub doing something an update must not cut (a clip being recorded)? */
+export interface BusyPort {
+  isBusy(): boolean | Promise<boolean>;
+}
+
+export type OtaOutcome =
+  | { readonly kind: 'up-to-date'; readonly version: string }
+  | { readonly kind: 'committed'; readonly version: string; readonly from: string }
+  | {
+      readonly kind: 'rolled-back';
+      readonly version: string;
+      readonly to: string;
+      readonly reason: string;
+    }
+  | {
+      readonly kind: 'refused';
+      readonly reason: string;
+      readonly failure: string;
+      readonly version: string;
+    }
+  | { readonly kind: 'failed'; readonly reason: string; readonly version: string };
+
+/** Where outcomes go (the config group to the phone, wired later). */
+export interface OutcomeReporter {
+  report(outcome: OtaOutcome): void | Promise<void>;
+}
+
+const AgentStateSchema = z.object({
+  format: z.literal('vigil-ota-agent/1'),
+  /** Highest verified reference time: the clock may go back (no RTC), trust does not. */
+  timeFloor: z.string().optional(),
+  /** Versions that failed their trial: never retried. */
+  bad: z.array(z.string()).default([]),
+  /** Interrupted trials per version; at MAX_ATTEMPTS the version counts as bad. */
+  attempts: z.record(z.string(), z.number().int()).default({}),
+});
+type AgentState = z.infer<typeof AgentStateSchema>;
+
+export const MAX_TRIAL_ATTEMPTS = 3;
+
+export interface AgentOptions {
+  /** /var/lib/vigil/ota: metadata/, downloads/, agent.json */
+  readonly stateDir: string;
+  readonly fs: DurableFs;
+  readonly slots: Slots;
+  readonly transport: Transport;
+  /** Repository base URL (serving metadata/ and targets/). */
+  readonly repoUrl: string;
+  readonly channel: string;
+  readonly kind?: 'app';
+  readonly probe: TrialProbe;
+  readonly health: HealthCheck;
+  readonly busy: BusyPort;
+  readonly reporter: OutcomeReporter;
+  readonly now?: () => Date;
+  readonly random?: () => number;
+  readonly logger?: Logger;
+  readonly onProgress?: (p: Progress) => void;
+  /** Deadline for the trial (probe + health): the watchdog. Default 120 s. */
+  readonly trialTimeoutMs?: number;
+  /** How often to re-ask isBusy() while waiting for a safe moment. Default 5 s. */
+  readonly busyPollMs?: number;
+  /** Poll interval and relative jitter for `run()`. Default 6 h ± 25 %. */
+  readonly intervalMs?: number;
+  readonly jitter?: number;
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new VigilError('EABORTED', 'aborted'));
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(new VigilError('EABORTED', 'aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** Interval with jitter in [1 - j, 1 + j]: devices of one fleet spread out. */
+export function nextDelay(intervalMs: number, jitter: number, random: () => number): number {
+  return Math.max(1000, Math.round(intervalMs * (1 + jitter * (2 * random() - 1))));
+}
+
+export interface Candidate {
+  readonly name: string;
+  readonly version: string;
+  readonly target: TargetFile;
+  readonly sha256: string;
+}
+
+/** The newest bundle of the channel, newer than `installed`, not known bad. */
+export function pickCandidate(
+  targets: Targets,
+  channel: string,
+  kind: 'app' | 'rootfs',
+  installed: string,
+  bad: readonly string[],
+): Candidate | undefined {
+  let best: Candidate | undefined;
+  for (const [name, t] of Object.entries(targets.targets)) {
+    const v = t.custom?.vigil;
+    if (v === undefined || v.channel !== channel || v.kind !== kind) continue;
+    if (!name.startsWith(`${channel}/`) || name.includes('..')) continue;
+    if (!isVersion(v.version) || bad.includes(v.version)) continue;
+    if (compareVersions(v.version, installed) <= 0) continue; // never downgrade
+    const sha256 = t.hashes.sha256;
+    if (sha256 === undefined) continue;
+    if (best === undefined || compareVersions(v.version, best.version) > 0)
+      best = { name, version: v.version, target: t, sha256 };
+  }
+  return best;
+}
+
+export class OtaAgent {
+  readonly #o: AgentOptions;
+  readonly #log: Logger;
+
+  constructor(opts: AgentOptions) {
+    this.#o = opts;
+    this.#log = (opts.logger ?? SILENT).child('ota');
+  }
+
+  get #statePath(): string {
+    return join(this.#o.stateDir, 'agent.json');
+  }
+
+  #now(): Date {
+    return (this.#o.now ?? (() => new Date()))();
+  }
+
+  async #readState(): Promise<AgentState> {
+    const b = await this.#o.fs.readIfExists(this.#statePath);
+    if (b === undefined) return { format: 'vigil-ota-agent/1', bad: [], attempts: {} };
+    try {
+      return AgentStateSchema.parse(JSON.parse(b.toString('utf8')));
+    } catch (e) {
+      throw new VigilError('EOTASTATE', `${this.#statePath} is unreadable`, { cause: e });
+    }
+  }
+
+  async #writeState(s: AgentState): Promise<void> {
+    await this.#o.fs.writeFileAtomic(this.#statePath, `${JSON.stringify(s)}\n`, 'ota-agent-state');
+  }
+
+  async #report(o: OtaOutcome): Promise<void> {
+    this.#log.info('outcome', { ...o });
+    try {
+      await this.#o.reporter.report(o);
+    } catch (e) {
+      this.#log.warn('outcome report failed', { error: reasonOf(e) });
+    }
+  }
+
+  /** The committed version ('0.0.0' when the committed slot holds nothing Vigil installed). */
+  async installedVersion(): Promise<string> {
+    const { pointer, markers } = await this.#o.slots.status();
+    return markers[pointer.committed]?.version ?? '0.0.0';
+  }
+
+  /** Drop a trial that never reached its commit (crash, power cut, hang). */
+  async recover(): Promise<OtaOutcome | undefined> {
+    await this.#o.fs.cleanTemp(this.#o.stateDir);
+    const { pointer, markers } = await this.#o.slots.status();
+    if (pointer.trial === undefined) return undefined;
+    const v = pointer.trial.version;
+    const state = await this.#readState();
+    const attempts = (state.attempts[v] ?? 0) + 1;
+    const bad =
+      attempts >= MAX_TRIAL_ATTEMPTS && !state.bad.includes(v) ? [...state.bad, v] : state.bad;
+    await this.#writeState({ ...state, attempts: { ...state.attempts, [v]: attempts }, bad });
+    await this.#o.slots.dropTrial();
+    const outcome: OtaOutcome = {
+      kind: 'rolled-back',
+      version: v,
+      to: markers[pointer.committed]?.version ?? '0.0.0',
+      reason: 'the trial was interrupted before its commit',
+    };
+    await this.#report(outcome);
+    return outcome;
+  }
+
+  async #waitUntilIdle(signal?: AbortSignal): Promise<void> {
+    let logged = false;
+    while (await this.#o.busy.isBusy()) {
+      if (!logged) this.#log.info('update staged; waiting for the recording to finish');
+      logged = true;
+      await sleep(this.#o.busyPollMs ?? 5000, signal);
+    }
+  }
+
+  /** One update check. Never throws for expected failures: they are outcomes. */
+  async check(signal?: AbortSignal): Promise<OtaOutcome> {
+    const recovered = await this.recover();
+    const installed = await this.installedVersion();
+    const state = await this.#readState();
+    const floor = state.timeFloor === undefined ? 0 : new Date(state.timeFloor).getTime();
+    const reference = new Date(Math.max(this.#now().getTime(), floor));
+    const client = new TufClient({
+      dir: join(this.#o.stateDir, 'metadata'),
+      fs: this.#o.fs,
+      transport: this.#o.transport,
+      metadataUrl: `${this.#o.repoUrl.replace(/\/+$/, '')}/metadata`,
+      now: () => reference,
+      ...(signal ? { signal } : {}),
+    });
+    let trusted;
+    try {
+      trusted = await client.refresh();
+    } catch (e) {
+      if (e instanceof VerifyError) {
+        const o: OtaOutcome = {
+          kind: 'refused',
+          reason: e.message,
+          failure: e.failure,
+          version: installed,
+        };
+        await this.#report(o);
+        return o;
+      }
+      throw e;
+    }
+    if (reference.getTime() > floor)
+      await this.#writeState({ ...state, timeFloor: reference.toISOString() });
+    const cand = pickCandidate(
+      trusted.targets,
+      this.#o.channel,
+      this.#o.kind ?? 'app',
+      installed,
+      state.bad,
+    );
+    if (cand === undefined) {
+      const o: OtaOutcome = recovered ?? { kind: 'up-to-date', version: installed };
+      if (recovered === undefined) this.#log.debug('up to date', { version: installed });
+      return o;
+    }
+    this.#log.info('update available', {
+      from: installed,
+      to: cand.version,
+      target: cand.name,
+      length: cand.target.length,
+    });
+
+    const { pointer, markers } = await this.#o.slots.status();
+    const slot: SlotName = other(pointer.committed);
+    const staged = markers[slot];
+    if (staged?.sha256 !== cand.sha256 || staged.version !== cand.version) {
+      const downloads = join(this.#o.stateDir, 'downloads');
+      await this.#o.fs.ensureDir(downloads);
+      const file = join(downloads, `${cand.sha256}.tar.gz`);
+      const base = cand.name.slice(cand.name.lastIndexOf('/') + 1);
+      const dirPart = cand.name.slice(0, cand.name.lastIndexOf('/') + 1);
+      const url = `${this.#o.repoUrl.replace(/\/+$/, '')}/targets/${dirPart}${cand.sha256}.${base}`;
+      try {
+        await downloadTarget({
+          transport: this.#o.transport,
+          fs: this.#o.fs,
+          url,
+          dest: file,
+          target: cand.target,
+          ...(this.#o.onProgress ? { onProgress: this.#o.onProgress } : {}),
+          ...(signal ? { signal } : {}),
+        });
+      } catch (e) {
+        const failure = (e as { failure?: string }).failure ?? 'fetch';
+        const o: OtaOutcome =
+          failure === 'fetch'
+            ? { kind: 'failed', reason: reasonOf(e), version: installed }
+            : { kind: 'refused', reason: reasonOf(e), failure, version: installed };
+        await this.#report(o);
+        return o;
+      }
+      // Install: invalidate, unpack, sync, then the marker (the commit point of the install).
+      await this.#o.slots.wipe(slot);
+      if (!(await fileMatches(file, cand.target))) {
+        await this.#o.fs.remove(file, 'ota-download');
+        const o: OtaOutcome = {
+          kind: 'refused',
+          reason: 'the download changed on disk before install',
+          failure: 'hash',
+          version: installed,
+        };
+        await this.#report(o);
+        return o;
+      }
+      const digest = await this.#o.slots.unpack(slot, file);
+      await this.#o.slots.writeMarker(slot, {
+        format: 'vigil-slot/1',
+        version: cand.version,
+        target: cand.name,
+        sha256: cand.sha256,
+        treeDigest: digest,
+        installedAt: this.#now().toISOString(),
+      });
+      await this.#o.fs.remove(file, 'ota-download');
+      this.#log.info('installed into the inactive slot', { slot, version: cand.version });
+    }
+
+    await this.#waitUntilIdle(signal);
+    return this.#trial(slot, cand.version, installed, signal);
+  }
+
+  async #trial(
+    slot: SlotName,
+    version: string,
+    from: string,
+    signal?: AbortSignal,
+  ): Promise<OtaOutcome> {
+    await this.#o.slots.beginTrial(slot, version, this.#now());
+    const timeoutMs = this.#o.trialTimeoutMs ?? 120_000;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const both = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const dir = this.#o.slots.dirOf(slot);
+    let reason: string | undefined;
+    const probe = await this.#o.probe.probe(dir, version, { timeoutMs, signal: both });
+    if (!probe.ok) reason = probe.reason;
+    if (reason === undefined) {
+      try {
+        const report = await Promise.race([
+          this.#o.health.check({ slotDir: dir, version, signal: both }),
+          new Promise<never>((_, reject) => {
+            both.addEventListener(
+              'abort',
+              () => {
+                reject(
+                  new VigilError(
+                    'ETIMEOUT',
+                    `health check did not finish within ${String(timeoutMs)} ms (hang; watchdog fired)`,
+                  ),
+                );
+              },
+              { once: true },
+            );
+          }),
+        ]);
+        if (!report.ok) {
+          const failed = Object.entries(report.checks)
+            .filter(([, c]) => !c.ok)
+            .map(([k, c]) => `${k}${c.detail ? ` (${c.detail})` : ''}`);
+          reason = `health check failed: ${failed.join(', ') || 'unhealthy'}`;
+        }
+      } catch (e) {
+        reason = reasonOf(e);
+      }
+    }
+    if (reason === undefined) {
+      await this.#o.slots.commit();
+      const o: OtaOutcome = { kind: 'committed', version, from };
+      await this.#report(o);
+      return o;
+    }
+    const state = await this.#readState();
+    await this.#writeState({
+      ...state,
+      bad: state.bad.includes(version) ? state.bad : [...state.bad, version],
+    });
+    await this.#o.slots.dropTrial();
+    const o: OtaOutcome = { kind: 'rolled-back', version, to: from, reason };
+    await this.#report(o);
+    return o;
+  }
+
+  /** Poll forever (interval + jitter) until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const random = this.#o.random ?? Math.random;
+    const stopped = (): boolean => signal.aborted;
+    while (!stopped()) {
+      try {
+        await this.check(signal);
+      } catch (e) {
+        if (stopped()) return;
+        this.#log.error('update check failed', { error: reasonOf(e) });
+      }
+      try {
+        await sleep(
+          nextDelay(this.#o.intervalMs ?? 6 * 3600_000, this.#o.jitter ?? 0.25, random),
+          signal,
+        );
+      } catch {
+        return;
+      }
+    }
+  }
+}

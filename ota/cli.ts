@@ -1,0 +1,348 @@
+/**
+ * `vigil ota`: the signed update channel.
+ *
+ *   release side: init-repo, bundle, release, refresh, rotate-keys, serve
+ *   device side:  check (one poll), agent (poll forever), probe (health answer
+ *                 of this install, used by the trial of a new slot)
+ *
+ * Passphrases never travel in argv: --passphrase-file PATH or --passphrase-stdin.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError } from '../bin/cli.js';
+import type { Command, CommandContext } from '../bin/cli.js';
+import { CrashController, DurableFs } from '../hw/os/fs.js';
+import { JsonLogger } from '../firmware/log/logger.js';
+import { OtaAgent } from './agent.js';
+import type { OtaOutcome } from './agent.js';
+import { buildAppBundle, readBundleManifest } from './bundle.js';
+import { ROLES } from './metadata.js';
+import type { RoleName } from './metadata.js';
+import { ProcessTrialProbe } from './probe.js';
+import { initRepo, refresh, release, rotateKeys } from './repo.js';
+import type { RepoContext } from './repo.js';
+import { HostAppSlots } from './slots.js';
+import { startStaticServer } from './static-server.js';
+import { FetchTransport } from './transport.js';
+import { installTrustedRoot } from './verify.js';
+
+const USAGE = `Usage: vigil ota <subcommand> [options]
+
+Release side (keys stay in --keys, never inside --repo):
+  init-repo  --repo DIR --keys DIR [--root-keys N] [--root-threshold M]
+             [--passphrase-file F | --passphrase-stdin]   seal the root key(s)
+  bundle     --app-dir DIR --out FILE [--version V]       tarball of dist/ + production node_modules
+  release    BUNDLE --repo DIR --keys DIR [--channel stable|beta|...]
+  refresh    --repo DIR --keys DIR                        re-sign timestamp (daily, from cron)
+  rotate-keys --repo DIR --keys DIR --roles timestamp,snapshot,targets[,root] [passphrase option]
+  serve      --repo DIR [--host 127.0.0.1] [--port 8080]  static HTTP with Range support
+
+Device side:
+  check      --state DIR --slots DIR --url URL [--channel stable] [--root ROOT.json]
+             [--trial-timeout SECONDS] [--busy-file PATH]  one update check, prints the outcome
+  agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
+  probe      health answer of this install (JSON line)
+`;
+
+function parse(
+  ctx: CommandContext,
+  options: ParseArgsConfig['options'],
+  positionals = false,
+): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const r = parseArgs({
+      args: [...ctx.argv.slice(1)],
+      options: options ?? {},
+      allowPositionals: positionals,
+      strict: true,
+    });
+    return {
+      values: r.values as Record<string, string | boolean | undefined>,
+      positionals: r.positionals,
+    };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function req(v: Record<string, string | boolean | undefined>, name: string): string {
+  const x = v[name];
+  if (typeof x !== 'string' || x === '') throw new UsageError(`--${name} is required`);
+  return x;
+}
+
+function opt(v: Record<string, string | boolean | undefined>, name: string): string | undefined {
+  const x = v[name];
+  return typeof x === 'string' ? x : undefined;
+}
+
+async function readStdin(): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of process.stdin) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+async function passphraseOf(
+  v: Record<string, string | boolean | undefined>,
+): Promise<Buffer | undefined> {
+  const file = opt(v, 'passphrase-file');
+  let b: Buffer | undefined;
+  if (file !== undefined) b = await readFile(file);
+  else if (v['passphrase-stdin'] === true) b = await readStdin();
+  if (b === undefined) return undefined;
+  // one trailing newline is not part of the passphrase
+  let end = b.length;
+  if (end > 0 && b[end - 1] === 0x0a) end -= 1;
+  if (end > 0 && b[end - 1] === 0x0d) end -= 1;
+  return b.subarray(0, end);
+}
+
+const REPO_OPTS = {
+  repo: { type: 'string' },
+  keys: { type: 'string' },
+  'passphrase-file': { type: 'string' },
+  'passphrase-stdin': { type: 'boolean' },
+} as const;
+
+async function repoCtx(
+  v: Record<string, string | boolean | undefined>,
+  fs: DurableFs,
+): Promise<RepoContext> {
+  const passphrase = await passphraseOf(v);
+  return {
+    repoDir: resolve(req(v, 'repo')),
+    keysDir: resolve(req(v, 'keys')),
+    fs,
+    logger: new JsonLogger('vigil-ota', {
+      write: (line: string) => process.stderr.write(`${line}\n`),
+    }),
+    ...(passphrase ? { passphrase } : {}),
+  };
+}
+
+function findUp(start: string, name: string): string[] {
+  const out: string[] = [];
+  let d = start;
+  for (let i = 0; i < 4; i++) {
+    out.push(join(d, name));
+    d = dirname(d);
+  }
+  return out;
+}
+
+async function probeAnswer(): Promise<{ ok: boolean; version: string; detail?: string }> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const p of [...findUp(here, 'vigil-bundle.json'), ...findUp(here, 'package.json')]) {
+    try {
+      const j = JSON.parse(await readFile(p, 'utf8')) as {
+        version?: unknown;
+        name?: unknown;
+        format?: unknown;
+      };
+      if (typeof j.version !== 'string') continue;
+      if (j.format !== 'vigil-bundle/1' && j.name !== 'vigil') continue;
+      // Load the heavy modules the hub needs: a broken node_modules fails here.
+      await import('zod');
+      return { ok: true, version: j.version };
+    } catch {
+      /* next candidate */
+    }
+  }
+  return { ok: false, version: '0.0.0', detail: 'no package.json or bundle manifest found' };
+}
+
+async function device(ctx: CommandContext, loop: boolean): Promise<number> {
+  const { values: v } = parse(ctx, {
+    state: { type: 'string' },
+    slots: { type: 'string' },
+    url: { type: 'string' },
+    channel: { type: 'string' },
+    root: { type: 'string' },
+    'trial-timeout': { type: 'string' },
+    'busy-file': { type: 'string' },
+    interval: { type: 'string' },
+    jitter: { type: 'string' },
+  });
+  const fs = new DurableFs(CrashController.fromEnv(ctx.env));
+  const stateDir = resolve(req(v, 'state'));
+  const rootFile = opt(v, 'root');
+  const metaDir = join(stateDir, 'metadata');
+  if ((await fs.readIfExists(join(metaDir, 'root.json'))) === undefined) {
+    if (rootFile === undefined)
+      throw new UsageError(
+        `no trusted root in ${metaDir}: give --root ROOT.json (the provisioned root)`,
+      );
+    await installTrustedRoot(fs, metaDir, await readFile(rootFile));
+  }
+  const busyFile = opt(v, 'busy-file');
+  const trialTimeout = Number(opt(v, 'trial-timeout') ?? '120');
+  if (!Number.isFinite(trialTimeout) || trialTimeout <= 0)
+    throw new UsageError('--trial-timeout must be a positive number of seconds');
+  const outcomes: OtaOutcome[] = [];
+  const agent = new OtaAgent({
+    stateDir,
+    fs,
+    slots: new HostAppSlots(resolve(req(v, 'slots')), fs),
+    transport: new FetchTransport(),
+    repoUrl: req(v, 'url'),
+    channel: opt(v, 'channel') ?? 'stable',
+    probe: new ProcessTrialProbe(),
+    // The CLI has no supervisor to ask: the probe of the new slot is the whole trial.
+    health: { check: () => Promise.resolve({ ok: true, checks: { 'probe-only': { ok: true } } }) },
+    busy: {
+      isBusy: async () => busyFile !== undefined && (await fs.readIfExists(busyFile)) !== undefined,
+    },
+    reporter: {
+      report: (o) => {
+        outcomes.push(o);
+        ctx.stdout(`${JSON.stringify(o)}\n`);
+      },
+    },
+    trialTimeoutMs: trialTimeout * 1000,
+    logger: new JsonLogger('vigil-ota', {
+      write: (line: string) => process.stderr.write(`${line}\n`),
+    }),
+    ...(opt(v, 'interval') !== undefined ? { intervalMs: Number(opt(v, 'interval')) * 1000 } : {}),
+    ...(opt(v, 'jitter') !== undefined ? { jitter: Number(opt(v, 'jitter')) } : {}),
+  });
+  if (loop) {
+    const ac = new AbortController();
+    const stop = (): void => {
+      ac.abort();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    await agent.run(ac.signal);
+    return 0;
+  }
+  const o = await agent.check();
+  if (!outcomes.includes(o)) ctx.stdout(`${JSON.stringify(o)}\n`);
+  return o.kind === 'committed' || o.kind === 'up-to-date' ? 0 : 1;
+}
+
+async function runOta(ctx: CommandContext): Promise<number> {
+  const sub = ctx.argv[0];
+  const fs = new DurableFs();
+  switch (sub) {
+    case 'init-repo': {
+      const { values: v } = parse(ctx, {
+        ...REPO_OPTS,
+        'root-keys': { type: 'string' },
+        'root-threshold': { type: 'string' },
+      });
+      const c = await repoCtx(v, fs);
+      const rootKeys = Number(opt(v, 'root-keys') ?? '1');
+      const r = await initRepo(c, {
+        rootKeys,
+        rootThreshold: Number(opt(v, 'root-threshold') ?? String(rootKeys)),
+      });
+      ctx.stdout(
+        `repository: ${c.repoDir}\ntrusted root for devices: ${r.rootPath}\nkeys: ${c.keysDir} (${String(r.keyFiles.length)} files; move the root key offline)\n`,
+      );
+      return 0;
+    }
+    case 'bundle': {
+      const { values: v } = parse(ctx, {
+        'app-dir': { type: 'string' },
+        out: { type: 'string' },
+        version: { type: 'string' },
+      });
+      const epoch =
+        ctx.env.SOURCE_DATE_EPOCH === undefined ? undefined : Number(ctx.env.SOURCE_DATE_EPOCH);
+      const ver = opt(v, 'version');
+      const r = await buildAppBundle({
+        appDir: resolve(opt(v, 'app-dir') ?? '.'),
+        out: resolve(req(v, 'out')),
+        fs,
+        ...(ver !== undefined ? { version: ver } : {}),
+        ...(epoch !== undefined && Number.isInteger(epoch) ? { sourceDateEpoch: epoch } : {}),
+      });
+      ctx.stdout(
+        `bundle ${r.manifest.kind} ${r.manifest.version}: ${String(r.files)} entries, ${String(r.bytes)} bytes\n`,
+      );
+      return 0;
+    }
+    case 'release': {
+      const { values: v, positionals } = parse(
+        ctx,
+        { ...REPO_OPTS, channel: { type: 'string' } },
+        true,
+      );
+      const file = positionals[0];
+      if (file === undefined || positionals.length !== 1)
+        throw new UsageError('release takes exactly one bundle file');
+      const manifest = await readBundleManifest(resolve(file));
+      const c = await repoCtx(v, fs);
+      const r = await release(c, {
+        bundle: await readFile(resolve(file)),
+        channel: opt(v, 'channel') ?? 'stable',
+        version: manifest.version,
+        kind: manifest.kind,
+      });
+      ctx.stdout(
+        `released ${r.targetPath} (${String(r.length)} bytes, sha256 ${r.sha256}); targets v${String(r.targetsVersion)}, snapshot v${String(r.snapshotVersion)}, timestamp v${String(r.timestampVersion)}\n`,
+      );
+      return 0;
+    }
+    case 'refresh': {
+      const { values: v } = parse(ctx, REPO_OPTS);
+      const done = await refresh(await repoCtx(v, fs));
+      ctx.stdout(`re-signed: ${done.join(', ')}\n`);
+      return 0;
+    }
+    case 'rotate-keys': {
+      const { values: v } = parse(ctx, { ...REPO_OPTS, roles: { type: 'string' } });
+      const roles = req(v, 'roles')
+        .split(',')
+        .map((s) => s.trim());
+      for (const r of roles)
+        if (!(ROLES as readonly string[]).includes(r)) throw new UsageError(`unknown role "${r}"`);
+      const r = await rotateKeys(await repoCtx(v, fs), roles as RoleName[]);
+      ctx.stdout(
+        `rotated ${roles.join(', ')}: root is now version ${String(r.rootVersion)}; ${String(r.retired.length)} key(s) retired\n`,
+      );
+      return 0;
+    }
+    case 'serve': {
+      const { values: v } = parse(ctx, {
+        repo: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+      });
+      const s = await startStaticServer(resolve(req(v, 'repo')), {
+        host: opt(v, 'host') ?? '127.0.0.1',
+        port: Number(opt(v, 'port') ?? '8080'),
+      });
+      ctx.stdout(`serving ${req(v, 'repo')} at ${s.url}\n`);
+      await new Promise<void>((res) => {
+        process.once('SIGTERM', res);
+        process.once('SIGINT', res);
+      });
+      await s.close();
+      return 0;
+    }
+    case 'check':
+      return device(ctx, false);
+    case 'agent':
+      return device(ctx, true);
+    case 'probe': {
+      const a = await probeAnswer();
+      ctx.stdout(`${JSON.stringify(a)}\n`);
+      return a.ok ? 0 : 1;
+    }
+    case undefined:
+      throw new UsageError('name a subcommand (see vigil ota --help)');
+    default:
+      throw new UsageError(`unknown subcommand "${sub}" (see vigil ota --help)`);
+  }
+}
+
+export const command: Command = {
+  name: 'ota',
+  summary: 'signed update channel: init-repo, release, agent',
+  usage: USAGE,
+  run: runOta,
+};
