@@ -1,0 +1,93 @@
+/** Shared types of the system-test harness (host side). See test/system/README.md. */
+
+export type ScenarioKind = 'sh' | 'ts' | 'host';
+
+export interface DiskSpec {
+  /** Name in the guest: /dev/vt/<name>; also the virtio serial. */
+  readonly name: string;
+  readonly sizeMiB: number;
+}
+
+export interface ScenarioHeader {
+  /** Guest seconds for one boot of this scenario. */
+  readonly timeoutSec: number;
+  readonly boots: number;
+  /** boot number -> marker; the host SIGKILLs qemu when "VT-MARK <marker>" shows. */
+  readonly killAt: ReadonlyMap<number, string>;
+  readonly disks: readonly DiskSpec[];
+  readonly group: string | undefined;
+  readonly memoryMiB: number;
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly kind: ScenarioKind;
+  /** Absolute path of the source file. */
+  readonly file: string;
+  readonly header: ScenarioHeader;
+}
+
+/** The cached guest: what a boot needs. */
+export interface GuestImage {
+  readonly dir: string;
+  readonly kernel: string;
+  readonly initrdBase: string;
+  readonly rootfs: string;
+  readonly kernelRelease: string;
+}
+
+export interface BootDisk {
+  readonly file: string;
+  /** virtio serial: the guest's stage 2 links /dev/vt/<serial>. Max 20 characters. */
+  readonly serial?: string;
+  readonly format?: 'raw' | 'qcow2';
+  readonly readonly?: boolean;
+  /** Writes go to a temporary overlay and are discarded (qemu snapshot=on). */
+  readonly snapshot?: boolean;
+}
+
+export interface BootSpec {
+  readonly kernel: string;
+  readonly initrd?: string;
+  readonly append: string;
+  readonly disks: readonly BootDisk[];
+  readonly memoryMiB?: number;
+  readonly cpus?: number;
+  readonly timeoutMs: number;
+  /** Where the serial console is written (created/truncated). */
+  readonly consoleLog: string;
+  /** SIGKILL qemu (a power cut) as soon as a console line contains this text. */
+  readonly killAtLine?: string;
+  /** Extra qemu arguments (e.g. a network device). */
+  readonly extraArgs?: readonly string[];
+  /** Called for every console line (without the line ending). */
+  readonly onLine?: (line: string) => void;
+}
+
+export interface BootResult {
+  /** exited: qemu ended by itself (guest powered off / rebooted / panicked). */
+  readonly outcome: 'exited' | 'killed' | 'timeout';
+  readonly consoleLog: string;
+  readonly lines: readonly string[];
+  readonly wallMs: number;
+}
+
+export interface HostContext {
+  readonly guest: GuestImage;
+  /** A fresh directory for this scenario's files (under .cache/last-run/). */
+  readonly workDir: string;
+  readonly boot: (spec: BootSpec) => Promise<BootResult>;
+  readonly log: (text: string) => void;
+}
+
+/** Default export of a `<area>-<name>.host.ts` scenario: resolve = pass, throw = fail. */
+export type HostScenario = (h: HostContext) => Promise<void>;
+
+export interface ScenarioResult {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly reason?: string;
+  readonly ms: number;
+  readonly consoleLogs: readonly string[];
+  readonly log?: string;
+}

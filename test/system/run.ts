@@ -1,0 +1,241 @@
+/**
+ * `npm run test:system`: build (or reuse) the guest, stage the project, run every scenario
+ * in qemu and print TAP: one `system` subtest with one test point per scenario.
+ * Options: --only TEXT (repeatable; also VIGIL_SYSTEM_ONLY=a,b), --list, --rebuild.
+ * Contract for scenarios: test/system/README.md.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { runPlan } from './lib/boot-plan.js';
+import { ensureGuest } from './lib/guest-build.js';
+import { stageProject } from './lib/project.js';
+import { bootQemu } from './lib/qemu.js';
+import { discover, filterScenarios, planBoots } from './lib/scenario.js';
+import type { GuestImage, HostScenario, Scenario, ScenarioResult } from './lib/types.js';
+
+const SYSTEM_DIR = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(SYSTEM_DIR, '..', '..');
+const CACHE = join(SYSTEM_DIR, '.cache');
+
+interface Options {
+  only: string[];
+  list: boolean;
+  rebuild: boolean;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const opts: Options = { only: [], list: false, rebuild: false };
+  const env = process.env.VIGIL_SYSTEM_ONLY;
+  if (env)
+    opts.only.push(
+      ...env
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--only') {
+      const v = argv[++i];
+      if (v === undefined) throw new Error('--only needs a value');
+      opts.only.push(v);
+    } else if (a?.startsWith('--only=')) opts.only.push(a.slice(7));
+    else if (a === '--list') opts.list = true;
+    else if (a === '--rebuild') opts.rebuild = true;
+    else throw new Error(`unknown option ${String(a)} (--only TEXT, --list, --rebuild)`);
+  }
+  return opts;
+}
+
+const say = (text: string): void => {
+  process.stderr.write(`[system] ${text}\n`);
+};
+const out = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+const yamlString = (s: string): string => JSON.stringify(s);
+
+let pointNo = 0;
+let failures = 0;
+function report(r: ScenarioResult): void {
+  pointNo++;
+  const secs = (r.ms / 1000).toFixed(1);
+  if (r.ok) {
+    out(`    ok ${pointNo} - ${r.name} # time=${secs}s`);
+    say(`PASS ${r.name} (${secs}s)`);
+    return;
+  }
+  failures++;
+  out(`    not ok ${pointNo} - ${r.name} # time=${secs}s`);
+  out('      ---');
+  out(`      reason: ${yamlString(r.reason ?? 'failed')}`);
+  for (const c of r.consoleLogs) out(`      console: ${yamlString(c)}`);
+  if (r.log !== undefined) out(`      log: ${yamlString(r.log)}`);
+  out('      ...');
+  say(`FAIL ${r.name}: ${r.reason ?? 'failed'} (console: ${r.consoleLogs.join(', ')})`);
+}
+
+async function runHostScenario(
+  s: Scenario,
+  guest: GuestImage,
+  runDir: string,
+): Promise<ScenarioResult> {
+  const workDir = join(runDir, s.name);
+  await rm(workDir, { recursive: true, force: true });
+  await mkdir(workDir, { recursive: true });
+  const consoleLogs: string[] = [];
+  const t0 = Date.now();
+  const timeout = new Promise<never>((_, reject) => {
+    setTimeout(() => {
+      reject(new Error(`timed out after ${s.header.timeoutSec}s`));
+    }, s.header.timeoutSec * 1000).unref();
+  });
+  try {
+    const mod = (await import(pathToFileURL(s.file).href)) as { default?: HostScenario };
+    if (typeof mod.default !== 'function')
+      throw new Error('no default export (a HostScenario function)');
+    const body = mod.default({
+      guest,
+      workDir,
+      boot: async (spec) => {
+        consoleLogs.push(relative(ROOT, spec.consoleLog));
+        return bootQemu(spec);
+      },
+      log: (text) => {
+        say(`${s.name}: ${text}`);
+      },
+    });
+    await Promise.race([body, timeout]);
+    return { name: s.name, ok: true, ms: Date.now() - t0, consoleLogs };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return { name: s.name, ok: false, reason, ms: Date.now() - t0, consoleLogs };
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const t0 = Date.now();
+  const found = await discover(join(SYSTEM_DIR, 'scenarios'));
+  const scenarios = filterScenarios(found.scenarios, opts.only);
+  const broken = filterScenarios(found.broken, opts.only);
+  if (opts.list) {
+    for (const s of scenarios) {
+      const h = s.header;
+      const extras = [
+        `timeout=${h.timeoutSec}s`,
+        h.boots > 1 ? `boots=${h.boots}` : '',
+        h.killAt.size ? `kill-at=${[...h.killAt].map(([b, m]) => `${b}:${m}`).join(',')}` : '',
+        h.group !== undefined ? `group=${h.group}` : '',
+        `disks=${h.disks.map((d) => `${d.name}:${d.sizeMiB}M`).join(',')}`,
+      ].filter(Boolean);
+      out(`${s.name} (${s.kind}) ${extras.join(' ')}`);
+    }
+    for (const b of broken) out(`${b.name} BROKEN: ${b.reason}`);
+    return;
+  }
+  out('TAP version 14');
+  out('# Subtest: system');
+  const total = scenarios.length + broken.length;
+  out(`    1..${total}`);
+  for (const b of broken)
+    report({
+      name: b.name,
+      ok: false,
+      reason: `bad scenario: ${b.reason}`,
+      ms: 0,
+      consoleLogs: [],
+    });
+  if (scenarios.length > 0) {
+    let guest: GuestImage | undefined;
+    let projectImage: string | undefined;
+    let setupError: string | undefined;
+    try {
+      const g = await ensureGuest({
+        systemDir: SYSTEM_DIR,
+        cacheDir: CACHE,
+        rebuild: opts.rebuild,
+        log: say,
+      });
+      guest = g.guest;
+      const cold =
+        g.coldBuildSeconds !== undefined ? `${g.coldBuildSeconds.toFixed(1)}s` : 'unknown';
+      const line = g.built
+        ? `guest ${g.key}: built from scratch in ${g.seconds.toFixed(1)}s (cold)`
+        : `guest ${g.key}: cache hit in ${g.seconds.toFixed(1)}s (warm; its cold build took ${cold})`;
+      out(`    # ${line}`);
+      say(line);
+      const p = await stageProject(ROOT, SYSTEM_DIR, CACHE);
+      projectImage = p.image;
+      const staged = `project staged in ${p.seconds.toFixed(1)}s (${p.sizeMiB} MiB image)`;
+      out(`    # ${staged}`);
+      say(staged);
+      if (p.typeErrors.length > 0) {
+        out(
+          `    # warning: tsc reported ${p.typeErrors.length} type errors (code emitted anyway); first: ${p.typeErrors[0] ?? ''}`,
+        );
+      }
+    } catch (err) {
+      setupError = err instanceof Error ? err.message : String(err);
+      say(`setup failed: ${setupError}`);
+    }
+    const runDir = join(CACHE, 'last-run');
+    await rm(runDir, { recursive: true, force: true });
+    await mkdir(runDir, { recursive: true });
+    const plans = planBoots(scenarios);
+    const tRun = Date.now();
+    for (const plan of plans) {
+      if (guest === undefined || projectImage === undefined) {
+        for (const s of plan.scenarios) {
+          report({
+            name: s.name,
+            ok: false,
+            reason: `setup failed: ${setupError ?? '?'}`,
+            ms: 0,
+            consoleLogs: [],
+          });
+        }
+        continue;
+      }
+      const results = await runPlan(
+        { root: ROOT, systemDir: SYSTEM_DIR, guest, projectImage, runDir, log: say },
+        plan,
+      );
+      results.forEach(report);
+    }
+    for (const s of scenarios.filter((x) => x.kind === 'host')) {
+      if (guest === undefined) {
+        report({
+          name: s.name,
+          ok: false,
+          reason: `setup failed: ${setupError ?? '?'}`,
+          ms: 0,
+          consoleLogs: [],
+        });
+        continue;
+      }
+      report(await runHostScenario(s, guest, runDir));
+    }
+    const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);
+    out(`    # scenarios: ${scenarios.length} in ${plans.length} boot plan(s), ${runSecs}s`);
+  }
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  out(`    # system suite wall time ${secs}s`);
+  say(`done: ${total - failures} passed, ${failures} failed in ${secs}s`);
+  out(`${failures === 0 ? 'ok' : 'not ok'} 1 - system # time=${secs}s`);
+  out('1..1');
+  process.exitCode = failures === 0 ? 0 : 1;
+}
+
+main().catch((err: unknown) => {
+  const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  process.stderr.write(`[system] ${msg}\n`);
+  out('not ok 1 - system');
+  out('  ---');
+  out(`  reason: ${yamlString(err instanceof Error ? err.message : String(err))}`);
+  out('  exitCode: 1');
+  out('  ...');
+  out('1..1');
+  process.exitCode = 1;
+});
