@@ -1,0 +1,305 @@
+/**
+ * A typed client for the relay's HTTP API, used by the hub's uplink, the
+ * companion and the tests. Uses the platform `fetch`. Errors from the relay
+ * come back as `RelayHttpError` carrying the status and the relay's error code;
+ * network failures as `RelayUnreachable`.
+ */
+import { VigilError } from '../protocol/errors.js';
+import {
+  CredentialResponse,
+  ErrorBody,
+  H,
+  ItemList,
+  LiveInfo,
+  PhoneList,
+  UploadStatus,
+} from './api.js';
+import type { ItemInfo, ItemKindWire } from './api.js';
+
+export class RelayHttpError extends VigilError {
+  readonly status: number;
+  readonly relayCode: string;
+  readonly body: unknown;
+  constructor(status: number, relayCode: string, message: string, body: unknown) {
+    super('ERELAY', `relay answered ${status} ${relayCode}: ${message}`);
+    this.name = 'RelayHttpError';
+    this.status = status;
+    this.relayCode = relayCode;
+    this.body = body;
+  }
+}
+
+export class RelayUnreachable extends VigilError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EUNREACHABLE', message, options);
+    this.name = 'RelayUnreachable';
+  }
+}
+
+export interface RelayClientOptions {
+  readonly url: string;
+  /** Bearer token from registration or rendezvous (`d.…` or `p.…`). */
+  readonly token?: string;
+  readonly fetch?: typeof fetch;
+  /** Per-request timeout for non-long-poll calls (ms). */
+  readonly timeoutMs?: number;
+}
+
+export interface AppendParams {
+  readonly group: string;
+  readonly kind: ItemKindWire;
+  readonly offset: number;
+  readonly final: boolean;
+  readonly to?: readonly string[];
+}
+
+interface ReqInit {
+  body?: Uint8Array | string;
+  json?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  waitMs?: number;
+}
+
+export class RelayClient {
+  readonly url: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #timeoutMs: number;
+
+  constructor(opts: RelayClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    this.#token = opts.token;
+    this.#fetch = opts.fetch ?? fetch;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  withToken(token: string): RelayClient {
+    return new RelayClient({
+      url: this.url,
+      token,
+      fetch: this.#fetch,
+      timeoutMs: this.#timeoutMs,
+    });
+  }
+
+  async #req(method: string, path: string, init: ReqInit = {}): Promise<Response> {
+    const headers: Record<string, string> = { ...init.headers };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    let body: Uint8Array | string | undefined = init.body;
+    if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
+    } else if (body !== undefined) headers['content-type'] = 'application/octet-stream';
+    const timeout = AbortSignal.timeout(this.#timeoutMs + (init.waitMs ?? 0));
+    const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.url}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: body as BodyInit } : {}),
+        signal,
+      });
+    } catch (e) {
+      if (init.signal?.aborted) throw e;
+      throw new RelayUnreachable(`relay ${this.url} unreachable: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    if (res.status >= 400) {
+      const text = await res.text().catch(() => '');
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      const eb = ErrorBody.safeParse(parsed);
+      throw new RelayHttpError(
+        res.status,
+        eb.success ? eb.data.error : 'EHTTP',
+        eb.success ? eb.data.message : text.slice(0, 200),
+        parsed,
+      );
+    }
+    return res;
+  }
+
+  async #json(method: string, path: string, init: ReqInit = {}): Promise<unknown> {
+    const res = await this.#req(method, path, init);
+    return res.json();
+  }
+
+  async health(): Promise<boolean> {
+    const r = await this.#req('GET', '/v1/health');
+    await r.body?.cancel();
+    return r.ok;
+  }
+
+  async registerDevice(deviceId: string, enrollToken?: string): Promise<CredentialResponse> {
+    return CredentialResponse.parse(
+      await this.#json('POST', '/v1/devices', {
+        json: { deviceId },
+        ...(enrollToken !== undefined ? { headers: { 'x-vigil-enroll': enrollToken } } : {}),
+      }),
+    );
+  }
+
+  async offerRendezvous(token: string, ttlMs?: number): Promise<void> {
+    await this.#json('PUT', '/v1/rendezvous', {
+      json: ttlMs === undefined ? { token } : { token, ttlMs },
+    });
+  }
+
+  async claimRendezvous(token: string): Promise<CredentialResponse> {
+    return CredentialResponse.parse(
+      await this.#json('POST', '/v1/rendezvous/claim', { json: { token } }),
+    );
+  }
+
+  async phones(): Promise<{ phoneId: string; createdAt: number }[]> {
+    return PhoneList.parse(await this.#json('GET', '/v1/phones')).phones;
+  }
+
+  async removePhone(phoneId: string): Promise<void> {
+    await this.#json('DELETE', `/v1/phones/${encodeURIComponent(phoneId)}`);
+  }
+
+  async append(
+    itemId: string,
+    p: AppendParams,
+    bytes: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<UploadStatus> {
+    const qs = new URLSearchParams({
+      group: p.group,
+      kind: p.kind,
+      offset: String(p.offset),
+      final: p.final ? '1' : '0',
+    });
+    if (p.to) qs.set('to', p.to.join(','));
+    return UploadStatus.parse(
+      await this.#json('PUT', `/v1/items/${encodeURIComponent(itemId)}?${qs.toString()}`, {
+        body: bytes,
+        ...(signal ? { signal } : {}),
+      }),
+    );
+  }
+
+  async uploadStatus(itemId: string): Promise<UploadStatus | undefined> {
+    try {
+      return UploadStatus.parse(await this.#json('GET', `/v1/items/${encodeURIComponent(itemId)}`));
+    } catch (e) {
+      if (e instanceof RelayHttpError && e.status === 404) return undefined;
+      throw e;
+    }
+  }
+
+  async appendLive(
+    itemId: string,
+    index: number,
+    final: boolean,
+    bytes: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<LiveInfo> {
+    return LiveInfo.parse(
+      await this.#json(
+        'POST',
+        `/v1/live/${encodeURIComponent(itemId)}?index=${index}&final=${final ? 1 : 0}`,
+        { body: bytes, ...(signal ? { signal } : {}) },
+      ),
+    );
+  }
+
+  async list(
+    opts: { after?: number; waitMs?: number; group?: string; signal?: AbortSignal } = {},
+  ): Promise<{ items: ItemInfo[]; cursor: number }> {
+    const qs = new URLSearchParams();
+    if (opts.after !== undefined) qs.set('after', String(opts.after));
+    if (opts.waitMs !== undefined) qs.set('wait', String(opts.waitMs));
+    if (opts.group !== undefined) qs.set('group', opts.group);
+    return ItemList.parse(
+      await this.#json('GET', `/v1/mailbox?${qs.toString()}`, {
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        waitMs: opts.waitMs ?? 0,
+      }),
+    );
+  }
+
+  /** Bytes of an item from `offset`; `complete` and `received` describe the whole item. */
+  async read(
+    seq: number,
+    opts: { offset?: number; waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<{ data: Buffer; received: number; complete: boolean }> {
+    const qs = new URLSearchParams();
+    if (opts.offset !== undefined) qs.set('offset', String(opts.offset));
+    if (opts.waitMs !== undefined) qs.set('wait', String(opts.waitMs));
+    const res = await this.#req('GET', `/v1/mailbox/${seq}?${qs.toString()}`, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      waitMs: opts.waitMs ?? 0,
+    });
+    const data = Buffer.from(await res.arrayBuffer());
+    return {
+      data,
+      received: Number(res.headers.get(H.received)),
+      complete: res.headers.get(H.complete) === '1',
+    };
+  }
+
+  /** The whole item once complete (reads in pieces; waits while it is still uploading). */
+  async readAll(
+    seq: number,
+    opts: { waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let offset = 0;
+    for (;;) {
+      const r = await this.read(seq, {
+        offset,
+        waitMs: opts.waitMs ?? 10_000,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      parts.push(r.data);
+      offset += r.data.length;
+      if (r.complete && offset >= r.received) return Buffer.concat(parts);
+    }
+  }
+
+  async ack(seq: number): Promise<void> {
+    await this.#json('DELETE', `/v1/mailbox/${seq}`);
+  }
+
+  async postUp(group: string, bytes: Uint8Array): Promise<{ seq: number }> {
+    const r = (await this.#json('POST', `/v1/up/${encodeURIComponent(group)}`, {
+      body: bytes,
+    })) as { seq: number };
+    return r;
+  }
+
+  async liveInfo(): Promise<LiveInfo> {
+    return LiveInfo.parse(await this.#json('GET', '/v1/live/info'));
+  }
+
+  /** Next live record (undefined when the wait ran out). */
+  async readLive(
+    opts: { itemId?: string; after?: number; waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<{ itemId: string; index: number; final: boolean; data: Buffer } | undefined> {
+    const qs = new URLSearchParams();
+    if (opts.itemId !== undefined) qs.set('item', opts.itemId);
+    if (opts.after !== undefined) qs.set('after', String(opts.after));
+    if (opts.waitMs !== undefined) qs.set('wait', String(opts.waitMs));
+    const res = await this.#req('GET', `/v1/live?${qs.toString()}`, {
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      waitMs: opts.waitMs ?? 0,
+    });
+    if (res.status === 204) return undefined;
+    const data = Buffer.from(await res.arrayBuffer());
+    return {
+      itemId: res.headers.get(H.itemId) ?? '',
+      index: Number(res.headers.get(H.index)),
+      final: res.headers.get(H.final) === '1',
+      data,
+    };
+  }
+}

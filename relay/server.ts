@@ -1,0 +1,497 @@
+/**
+ * `startRelay`: the relay's HTTP(S) server over RelayCore. Routes (docs/relay.md):
+ *
+ *   GET    /v1/health
+ *   POST   /v1/devices                      {deviceId} [x-vigil-enroll]  -> device credential
+ *   POST   /v1/rendezvous/claim             {token}                      -> phone credential
+ *   PUT    /v1/rendezvous            (hub)  {token, ttlMs?}
+ *   GET    /v1/phones                (hub)                               -> phones of the device
+ *   DELETE /v1/phones/:phoneId       (hub, or the phone itself)
+ *   PUT    /v1/items/:itemId         (hub)  ?group&kind&offset&final&to  body = ciphertext
+ *   GET    /v1/items/:itemId         (hub)                               -> upload status
+ *   POST   /v1/live/:itemId          (hub)  ?index&final                  body = one live record
+ *   GET    /v1/mailbox               (both) ?after&wait&group             -> items waiting for me
+ *   GET    /v1/mailbox/:seq          (both) ?offset&wait                  -> ciphertext bytes
+ *   DELETE /v1/mailbox/:seq          (both)                               -> acknowledge
+ *   POST   /v1/up/:group             (phone) body = message for the hub
+ *   GET    /v1/live                  (phone) ?item&after&wait             -> next live record
+ *   GET    /v1/live/info             (both)
+ *
+ * Bodies are never logged; logs carry ids, sizes and status codes only.
+ */
+import { createServer as createHttpServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import { DurableFs } from '../hw/os/fs.js';
+import type { Logger } from '../firmware/log/logger.js';
+
+import {
+  AfterQuery,
+  AppendQuery,
+  CreateDeviceBody,
+  Group,
+  H,
+  ItemId,
+  LiveAppendQuery,
+  LiveReadQuery,
+  PhoneId,
+  ReadQuery,
+  RendezvousClaimBody,
+  RendezvousOfferBody,
+  parseToken,
+} from './api.js';
+import { RelayCore, RelayError } from './core.js';
+import type { Principal } from './core.js';
+import { DEFAULT_LIMITS, Lockout, RateLimiter } from './limits.js';
+import type { RelayLimits } from './limits.js';
+import { FsBlobStore, FsRecordStore } from './store.js';
+import type { BlobStore, RecordStore } from './store.js';
+
+export interface RelayOptions {
+  /** Local data directory (records always; blobs unless `blobs` is given). */
+  readonly dataDir: string;
+  readonly port?: number;
+  readonly host?: string;
+  readonly logger: Logger;
+  readonly limits?: Partial<RelayLimits>;
+  /** Blob backend; default: files under dataDir/blobs. */
+  readonly blobs?: BlobStore;
+  readonly records?: RecordStore;
+  readonly fs?: DurableFs;
+  /** PEM certificate and key: serve HTTPS directly. Without them: plain HTTP for a reverse proxy. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** Take the client address from the last X-Forwarded-For hop (only behind your own proxy). */
+  readonly trustProxy?: boolean;
+  /** When set, creating device accounts requires this token (x-vigil-enroll header). */
+  readonly enrollToken?: string;
+  readonly now?: () => number;
+}
+
+export interface RunningRelay {
+  readonly url: string;
+  readonly port: number;
+  readonly core: RelayCore;
+  close(): Promise<void>;
+}
+
+class HttpError extends RelayError {}
+
+const MAX_URL = 2048;
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+function sendBytes(res: ServerResponse, data: Buffer, headers: Record<string, string>): void {
+  res.writeHead(200, {
+    'content-type': 'application/octet-stream',
+    'content-length': String(data.length),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(data);
+}
+
+/** Read a body of at most `max` bytes; 413 (before reading when Content-Length says so). */
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > max)
+    throw new HttpError(413, 'ETOOLARGE', `body larger than ${max} bytes`);
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    n += b.length;
+    if (n > max) throw new HttpError(413, 'ETOOLARGE', `body larger than ${max} bytes`);
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+async function readJson<T>(req: IncomingMessage, schema: z.ZodType<T>, max: number): Promise<T> {
+  const type = req.headers['content-type'] ?? '';
+  if (!type.startsWith('application/json'))
+    throw new HttpError(415, 'EMEDIATYPE', 'expected application/json');
+  const raw = await readBody(req, max);
+  let v: unknown;
+  try {
+    v = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'EJSON', 'body is not valid JSON');
+  }
+  return parseWith(schema, v);
+}
+
+function parseWith<T>(schema: z.ZodType<T>, v: unknown): T {
+  const r = schema.safeParse(v);
+  if (!r.success) {
+    const first = r.error.issues[0];
+    const where = first?.path.length ? `${first.path.join('.')}: ` : '';
+    throw new HttpError(400, 'EINVALID', `${where}${first?.message ?? 'invalid request'}`);
+  }
+  return r.data;
+}
+
+function queryOf(url: URL): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (const [k, v] of url.searchParams) {
+    if (k in o) throw new HttpError(400, 'EINVALID', `query parameter ${k} given twice`);
+    o[k] = v;
+  }
+  return o;
+}
+
+export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
+  const limits: RelayLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const log = opts.logger;
+  const fs = opts.fs ?? new DurableFs();
+  const blobs = opts.blobs ?? new FsBlobStore(join(opts.dataDir, 'blobs'), fs);
+  const records = opts.records ?? new FsRecordStore(join(opts.dataDir, 'records'), fs);
+  const now = opts.now ?? Date.now;
+  const core = await RelayCore.open({
+    blobs,
+    records,
+    limits,
+    logger: log.child('core'),
+    now,
+    enrollToken: opts.enrollToken,
+  });
+  const rate = new RateLimiter(limits.ratePerSec, limits.rateBurst, now);
+  const lockout = new Lockout(
+    limits.lockoutFailures,
+    limits.lockoutWindowMs,
+    limits.lockoutMs,
+    now,
+  );
+
+  function clientAddr(req: IncomingMessage): string {
+    if (opts.trustProxy) {
+      const xff = req.headers['x-forwarded-for'];
+      const last = (Array.isArray(xff) ? xff.join(',') : (xff ?? '')).split(',').pop()?.trim();
+      if (last) return last;
+    }
+    return req.socket.remoteAddress ?? 'unknown';
+  }
+
+  function throttle(key: string): void {
+    const wait = rate.take(key);
+    if (wait > 0) throw new HttpError(429, 'ERATE', 'too many requests', { retryAfterMs: wait });
+  }
+
+  function authenticate(req: IncomingMessage, addr: string): Principal {
+    const locked = lockout.lockedFor(addr);
+    if (locked > 0)
+      throw new HttpError(429, 'ELOCKED', 'too many failed authentications from this address', {
+        retryAfterMs: locked,
+      });
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer (\S+)$/.exec(h);
+    const tok = m?.[1] === undefined ? undefined : parseToken(m[1]);
+    const p = tok && core.authenticate(tok.kind, tok.id, tok.secret);
+    if (!p) {
+      if (lockout.fail(addr)) log.warn('address locked after failed authentications', { addr });
+      throw new HttpError(401, 'EAUTH', 'missing or invalid credentials');
+    }
+    lockout.succeed(addr);
+    throttle(`${p.kind}:${p.id}`);
+    return p;
+  }
+
+  function need(p: Principal, kind: Principal['kind']): void {
+    if (p.kind !== kind)
+      throw new HttpError(
+        403,
+        'EFORBIDDEN',
+        `this route is for ${kind === 'device' ? 'hubs' : 'phones'}`,
+      );
+  }
+
+  async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    abort: AbortSignal,
+  ): Promise<void> {
+    const addr = clientAddr(req);
+    if ((req.url ?? '').length > MAX_URL) throw new HttpError(414, 'EURI', 'request URI too long');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://relay.invalid');
+    } catch {
+      throw new HttpError(400, 'EURI', 'malformed request URI');
+    }
+    const parts = url.pathname.split('/').filter((s) => s !== '');
+    const method = req.method ?? 'GET';
+    const route = `${method} /${parts.slice(0, 2).join('/')}${parts.length > 2 ? '/:' : ''}`;
+    const q = queryOf(url);
+    if (parts[0] !== 'v1') throw new HttpError(404, 'ENOROUTE', 'no such route');
+    const seg = parts[2];
+    const seqOf = (s: string | undefined): number => {
+      if (s === undefined || !/^[1-9][0-9]{0,14}$/.test(s))
+        throw new HttpError(400, 'EINVALID', 'item sequence must be a positive integer');
+      return Number(s);
+    };
+    const wait = (w: number | undefined): number => Math.min(w ?? 0, limits.maxWaitMs);
+
+    switch (route) {
+      case 'GET /v1/health':
+        throttle(`addr:${addr}`);
+        send(res, 200, { ok: true });
+        return;
+      case 'POST /v1/devices': {
+        throttle(`addr:${addr}`);
+        const locked = lockout.lockedFor(addr);
+        if (locked > 0)
+          throw new HttpError(429, 'ELOCKED', 'too many failed attempts from this address', {
+            retryAfterMs: locked,
+          });
+        const enroll = req.headers['x-vigil-enroll'];
+        if (!core.checkEnrollment(typeof enroll === 'string' ? enroll : undefined)) {
+          lockout.fail(addr);
+          throw new HttpError(401, 'EAUTH', 'device registration needs a valid enrollment token');
+        }
+        const body = await readJson(req, CreateDeviceBody, limits.maxJsonBytes);
+        const { token } = await core.createDevice(body.deviceId);
+        send(res, 201, { principal: 'device', id: body.deviceId, deviceId: body.deviceId, token });
+        return;
+      }
+      case 'POST /v1/rendezvous/:': {
+        if (seg !== 'claim' || parts.length !== 3) break;
+        throttle(`addr:${addr}`);
+        const locked = lockout.lockedFor(addr);
+        if (locked > 0)
+          throw new HttpError(429, 'ELOCKED', 'too many failed attempts from this address', {
+            retryAfterMs: locked,
+          });
+        const body = await readJson(req, RendezvousClaimBody, limits.maxJsonBytes);
+        const r = await core.claimRendezvous(body.token);
+        if (!r) {
+          lockout.fail(addr);
+          throw new HttpError(
+            404,
+            'ENOTFOUND',
+            'no pairing rendezvous for this token (expired, used, or never offered)',
+          );
+        }
+        send(res, 201, { principal: 'phone', id: r.phoneId, deviceId: r.deviceId, token: r.token });
+        return;
+      }
+      case 'PUT /v1/rendezvous': {
+        const p = authenticate(req, addr);
+        need(p, 'device');
+        const body = await readJson(req, RendezvousOfferBody, limits.maxJsonBytes);
+        send(res, 200, await core.offerRendezvous(p.deviceId, body.token, body.ttlMs));
+        return;
+      }
+      case 'GET /v1/phones': {
+        const p = authenticate(req, addr);
+        need(p, 'device');
+        send(res, 200, {
+          phones: core
+            .phonesOf(p.deviceId)
+            .map((x) => ({ phoneId: x.phoneId, createdAt: x.createdAt })),
+        });
+        return;
+      }
+      case 'DELETE /v1/phones/:': {
+        const p = authenticate(req, addr);
+        if (parts.length !== 3) break;
+        const phoneId = parseWith(PhoneId, seg);
+        if (p.kind === 'phone' && p.id !== phoneId)
+          throw new HttpError(
+            403,
+            'EFORBIDDEN',
+            'a phone can remove only itself; the hub removes others',
+          );
+        await core.removePhone(p.deviceId, phoneId);
+        send(res, 200, { ok: true });
+        return;
+      }
+      case 'PUT /v1/items/:': {
+        const p = authenticate(req, addr);
+        need(p, 'device');
+        if (parts.length !== 3) break;
+        const itemId = parseWith(ItemId, seg);
+        const aq = parseWith(AppendQuery, q);
+        const body = await readBody(req, limits.maxAppendBytes);
+        const st = await core.append(p.deviceId, itemId, aq, body);
+        send(res, 200, st);
+        return;
+      }
+      case 'GET /v1/items/:': {
+        const p = authenticate(req, addr);
+        need(p, 'device');
+        if (parts.length !== 3) break;
+        const st = core.uploadStatus(p.deviceId, parseWith(ItemId, seg));
+        if (!st) throw new HttpError(404, 'ENOTFOUND', 'no such item');
+        send(res, 200, st);
+        return;
+      }
+      case 'POST /v1/live/:': {
+        const p = authenticate(req, addr);
+        need(p, 'device');
+        if (parts.length !== 3) break;
+        const itemId = parseWith(ItemId, seg);
+        const lq = parseWith(LiveAppendQuery, q);
+        const body = await readBody(req, limits.maxLiveRecordBytes);
+        send(res, 200, core.appendLive(p.deviceId, itemId, lq.index, lq.final, body));
+        return;
+      }
+      case 'GET /v1/live': {
+        const p = authenticate(req, addr);
+        need(p, 'phone');
+        const item = q.item;
+        delete q.item;
+        if (item !== undefined) parseWith(ItemId, item);
+        const lq = parseWith(LiveReadQuery, q);
+        const r = await core.readLive(p, item, lq.after, wait(lq.wait), abort);
+        if (!r) {
+          res.writeHead(204, { 'cache-control': 'no-store' });
+          res.end();
+          return;
+        }
+        sendBytes(res, r.data, {
+          [H.itemId]: r.itemId,
+          [H.index]: String(r.index),
+          [H.final]: r.final ? '1' : '0',
+        });
+        return;
+      }
+      case 'GET /v1/live/:': {
+        if (seg !== 'info' || parts.length !== 3) break;
+        const p = authenticate(req, addr);
+        send(res, 200, core.liveInfo(p.deviceId));
+        return;
+      }
+      case 'GET /v1/mailbox': {
+        const p = authenticate(req, addr);
+        const aq = parseWith(AfterQuery, q);
+        send(res, 200, await core.list(p, aq.after ?? 0, aq.group, wait(aq.wait), abort));
+        return;
+      }
+      case 'GET /v1/mailbox/:': {
+        const p = authenticate(req, addr);
+        if (parts.length !== 3) break;
+        const seq = seqOf(seg);
+        const rq = parseWith(ReadQuery, q);
+        const { info, data } = await core.read(p, seq, rq.offset ?? 0, wait(rq.wait), abort);
+        sendBytes(res, data, {
+          [H.itemId]: info.itemId,
+          [H.kind]: info.kind,
+          [H.group]: info.group,
+          [H.received]: String(info.size),
+          [H.complete]: info.complete ? '1' : '0',
+        });
+        return;
+      }
+      case 'DELETE /v1/mailbox/:': {
+        const p = authenticate(req, addr);
+        if (parts.length !== 3) break;
+        await core.ack(p, seqOf(seg));
+        send(res, 200, { ok: true });
+        return;
+      }
+      case 'POST /v1/up/:': {
+        const p = authenticate(req, addr);
+        need(p, 'phone');
+        if (parts.length !== 3) break;
+        const group = parseWith(Group, seg);
+        if (Object.keys(q).length > 0)
+          throw new HttpError(400, 'EINVALID', 'no query parameters allowed');
+        const body = await readBody(req, limits.maxMessageBytes);
+        send(res, 200, await core.postUp(p, group, body));
+        return;
+      }
+      default:
+        break;
+    }
+    throw new HttpError(404, 'ENOROUTE', 'no such route');
+  }
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const ac = new AbortController();
+    res.on('close', () => {
+      ac.abort();
+    });
+    const t0 = now();
+    handle(req, res, ac.signal)
+      .catch((err: unknown) => {
+        const e = err instanceof RelayError ? err : undefined;
+        const status = e?.status ?? 500;
+        if (!e) log.error('request failed', { method: req.method, err });
+        const headers: Record<string, string> = {};
+        const retry = e?.extra?.retryAfterMs;
+        if (typeof retry === 'number') headers['retry-after'] = String(Math.ceil(retry / 1000));
+        // Unread request bodies: close the connection rather than drain megabytes.
+        if (!req.readableEnded) headers.connection = 'close';
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        send(
+          res,
+          status,
+          {
+            error: e?.code ?? 'EINTERNAL',
+            message: e ? e.message : 'internal error',
+            ...(e?.extra ?? {}),
+          },
+          headers,
+        );
+      })
+      .finally(() => {
+        log.debug('request', {
+          method: req.method,
+          path: (req.url ?? '').split('?')[0],
+          status: res.statusCode,
+          ms: now() - t0,
+        });
+      });
+  };
+
+  const server: Server = opts.tls
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
+    : createHttpServer(onRequest);
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 10 * 60_000;
+  server.keepAliveTimeout = 65_000;
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const scheme = opts.tls ? 'https' : 'http';
+  const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info('relay listening', { url, blobs: blobs.name });
+  return {
+    url,
+    port,
+    core,
+    async close() {
+      core.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+    },
+  };
+}

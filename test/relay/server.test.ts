@@ -1,0 +1,563 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import { pairPhone, raw, relayWith, tempDir } from './fixtures.js';
+
+async function rejects(p: Promise<unknown>, status: number): Promise<RelayHttpError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RelayHttpError && e.status === status) return e;
+    throw new Error(`expected HTTP ${status}, got ${String(e)}`, { cause: e });
+  }
+  throw new Error(`expected HTTP ${status}, got success`);
+}
+
+t.test('upload, list, read, ack with per-phone reference counts', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device, phones } = await relayWith(dir, 2);
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const [a, b] = phones as [NonNullable<(typeof phones)[0]>, NonNullable<(typeof phones)[0]>];
+  const part1 = randomBytes(1000);
+  const part2 = randomBytes(500);
+  let st = await device.client.append(
+    'clip-0001',
+    { group: 'motion', kind: 'clip', offset: 0, final: false },
+    part1,
+  );
+  t.same(st, { itemId: 'clip-0001', seq: st.seq, received: 1000, complete: false });
+  // a phone sees the item while it is still uploading and can stream what is there
+  const listed = await a.client.list({});
+  t.equal(listed.items.length, 1);
+  t.equal(listed.items[0]?.complete, false);
+  const early = await a.client.read(st.seq);
+  t.same(early.data, part1);
+  // a waiting reader is woken by the next append
+  const waiting = a.client.read(st.seq, { offset: 1000, waitMs: 5000 });
+  st = await device.client.append(
+    'clip-0001',
+    { group: 'motion', kind: 'clip', offset: 1000, final: true },
+    part2,
+  );
+  t.same((await waiting).data, part2);
+  t.equal(st.complete, true);
+  t.same(await a.client.readAll(st.seq), Buffer.concat([part1, part2]));
+  await a.client.ack(st.seq);
+  t.equal((await a.client.list({})).items.length, 0, 'acked item leaves the acking phone mailbox');
+  t.equal((await b.client.list({})).items.length, 1, 'other phone still holds it');
+  t.equal(relay.core.stats().storedBytes, 1500);
+  await b.client.ack(st.seq);
+  t.equal(relay.core.stats().storedBytes, 0, 'deleted once every phone acked');
+  await rejects(b.client.read(st.seq), 404);
+  // a late retry of the last append cannot resurrect the item
+  const again = await device.client.append(
+    'clip-0001',
+    { group: 'motion', kind: 'clip', offset: 1000, final: true },
+    part2,
+  );
+  t.equal(again.complete, true);
+  t.equal((await a.client.list({})).items.length, 0, 'no duplicate visible to phones');
+  t.equal((await b.client.list({})).items.length, 0);
+});
+
+t.test(
+  'resumable appends: duplicates are no-ops, gaps and overlaps answer 409 with the offset',
+  async (t) => {
+    const { dir, cleanup } = await tempDir();
+    const { relay, device, phones } = await relayWith(dir, 1);
+    t.teardown(async () => {
+      await relay.close();
+      await cleanup();
+    });
+    const p = { group: 'motion', kind: 'clip' as const, final: false };
+    const x = randomBytes(100);
+    await device.client.append('item-a', { ...p, offset: 0 }, x);
+    const dup = await device.client.append('item-a', { ...p, offset: 0 }, x);
+    t.equal(dup.received, 100, 'duplicate append answered with the current status');
+    const gap = await rejects(device.client.append('item-a', { ...p, offset: 150 }, x), 409);
+    t.equal((gap.body as { status: { received: number } }).status.received, 100);
+    const overlap = await rejects(device.client.append('item-a', { ...p, offset: 50 }, x), 409);
+    t.equal((overlap.body as { status: { received: number } }).status.received, 100);
+    await rejects(device.client.append('item-b', { ...p, offset: 10 }, x), 409);
+    t.equal(
+      await device.client.uploadStatus('item-b'),
+      undefined,
+      'no item created by a bad first append',
+    );
+    await rejects(
+      device.client.append(
+        'item-a',
+        { group: 'thumbnail', kind: 'thumbnail', offset: 100, final: false },
+        x,
+      ),
+      409,
+    );
+    // finalize with an empty append
+    const fin = await device.client.append(
+      'item-a',
+      { ...p, offset: 100, final: true },
+      new Uint8Array(0),
+    );
+    t.equal(fin.complete, true);
+    await rejects(device.client.append('item-a', { ...p, offset: 100 }, x), 409);
+    t.same(await phones[0]!.client.readAll(fin.seq), x);
+    t.same(await device.client.uploadStatus('item-a'), fin);
+  },
+);
+
+t.test('restart loses nothing acknowledged', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const first = await relayWith(dir, 1, {}, 'dev-restart');
+  const x = randomBytes(3000);
+  const st = await first.device.client.append(
+    'clip-r',
+    { group: 'motion', kind: 'clip', offset: 0, final: false },
+    x.subarray(0, 2000),
+  );
+  await first.phones[0]!.client.postUp('config', Buffer.from('heartbeat'));
+  await first.relay.close();
+  const { startRelay } = await import('../../relay/server.js');
+  const relay = await startRelay({ dataDir: dir, logger: first.logger, port: 0 });
+  t.teardown(() => relay.close());
+  const dev = new RelayClient({ url: relay.url, token: first.device.token });
+  const phone = new RelayClient({ url: relay.url, token: first.phones[0]!.token });
+  t.same(
+    await dev.uploadStatus('clip-r'),
+    { itemId: 'clip-r', seq: st.seq, received: 2000, complete: false },
+    'upload offset survives',
+  );
+  await dev.append(
+    'clip-r',
+    { group: 'motion', kind: 'clip', offset: 2000, final: true },
+    x.subarray(2000),
+  );
+  t.same(await phone.readAll(st.seq), x);
+  const up = await dev.list({});
+  t.equal(up.items.length, 1, 'phone message survives');
+  t.same((await dev.readAll(up.items[0]!.seq)).toString(), 'heartbeat');
+  // sequence numbers keep growing after all items are gone (cursors stay valid)
+  await phone.ack(st.seq);
+  await dev.ack(up.items[0]!.seq);
+  const st2 = await dev.append(
+    'clip-r2',
+    { group: 'motion', kind: 'clip', offset: 0, final: true },
+    x,
+  );
+  t.ok(st2.seq > up.items[0]!.seq);
+});
+
+t.test('authorization: every route, every wrong principal', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const one = await relayWith(dir, 2, { limits: { lockoutFailures: 10_000 } }, 'dev-one');
+  t.teardown(async () => {
+    await one.relay.close();
+    await cleanup();
+  });
+  const url = one.relay.url;
+  const anon = new RelayClient({ url });
+  const devTwoCred = await anon.registerDevice('dev-two');
+  const two = { client: anon.withToken(devTwoCred.token), id: 'dev-two', token: devTwoCred.token };
+  const twoPhone = await pairPhone(one.relay, two);
+  const [pa, pb] = one.phones as [
+    NonNullable<(typeof one.phones)[0]>,
+    NonNullable<(typeof one.phones)[0]>,
+  ];
+  // an item for phone A only, and one for both
+  const onlyA = await one.device.client.append(
+    'for-a',
+    { group: 'motion', kind: 'clip', offset: 0, final: true, to: [pa.id] },
+    Buffer.from('secret-a'),
+  );
+  const both = await one.device.client.append(
+    'for-both',
+    { group: 'motion', kind: 'clip', offset: 0, final: true },
+    Buffer.from('shared'),
+  );
+  const upMsg = await pa.client.postUp('config', Buffer.from('hb'));
+  await one.device.client.appendLive('live-1', 0, false, Buffer.from('hdr'));
+
+  // phone B cannot read, list or ack A's item
+  t.same(
+    (await pb.client.list({})).items.map((i) => i.itemId),
+    ['for-both'],
+  );
+  await rejects(pb.client.read(onlyA.seq), 404);
+  await rejects(pb.client.ack(onlyA.seq), 404);
+  // device two's phone sees nothing of device one (same sequence numbers exist there)
+  t.same((await twoPhone.client.list({})).items, []);
+  await rejects(twoPhone.client.read(both.seq), 404);
+  await rejects(twoPhone.client.ack(both.seq), 404);
+  t.equal(await twoPhone.client.readLive({ waitMs: 0 }), undefined, 'no live from another device');
+  // device two cannot read device one's up messages, status, or phones
+  t.same((await two.client.list({})).items, []);
+  await rejects(two.client.read(upMsg.seq), 404);
+  t.equal(await two.client.uploadStatus('for-a'), undefined);
+  t.same(await two.client.phones(), [
+    { phoneId: twoPhone.id, createdAt: (await two.client.phones())[0]!.createdAt },
+  ]);
+  await rejects(two.client.removePhone(pa.id), 404);
+  // a hub reading its own down items through the mailbox: not visible (mailbox shows what is waiting for the reader)
+  await rejects(one.device.client.read(both.seq), 404);
+  // phones cannot read up messages meant for the hub
+  await rejects(pa.client.read(upMsg.seq), 404);
+  // principal kind checks (403)
+  await rejects(
+    pa.client.append(
+      'x-item',
+      { group: 'motion', kind: 'clip', offset: 0, final: true },
+      Buffer.from('x'),
+    ),
+    403,
+  );
+  await rejects(pa.client.uploadStatus('for-a'), 403);
+  await rejects(pa.client.appendLive('live-x', 0, false, Buffer.from('x')), 403);
+  await rejects(pa.client.offerRendezvous(randomBytes(18).toString('base64url')), 403);
+  await rejects(pa.client.phones(), 403);
+  await rejects(pa.client.removePhone(pb.id), 403);
+  await rejects(one.device.client.postUp('config', Buffer.from('x')), 403);
+  await rejects(one.device.client.readLive({}), 403);
+  // no or wrong credentials (401) on every authenticated route
+  const forged = `p.${pa.id}.${randomBytes(32).toString('base64url')}`;
+  for (const tok of [
+    undefined,
+    forged,
+    'garbage',
+    `d.dev-one.${randomBytes(32).toString('base64url')}`,
+  ]) {
+    const c = new RelayClient(tok === undefined ? { url } : { url, token: tok });
+    await rejects(c.list({}), 401);
+    await rejects(c.read(both.seq), 401);
+    await rejects(c.ack(both.seq), 401);
+    await rejects(
+      c.append(
+        'y-item',
+        { group: 'motion', kind: 'clip', offset: 0, final: true },
+        Buffer.from('x'),
+      ),
+      401,
+    );
+    await rejects(c.uploadStatus('for-a'), 401);
+    await rejects(c.appendLive('live-1', 1, false, Buffer.from('x')), 401);
+    await rejects(c.readLive({}), 401);
+    await rejects(c.liveInfo(), 401);
+    await rejects(c.postUp('config', Buffer.from('x')), 401);
+    await rejects(c.phones(), 401);
+    await rejects(c.removePhone(pa.id), 401);
+    await rejects(c.offerRendezvous(randomBytes(18).toString('base64url')), 401);
+  }
+  // nothing changed by all of that
+  t.same(
+    (await pa.client.list({})).items.map((i) => i.itemId),
+    ['for-a', 'for-both'],
+  );
+  t.same(await pa.client.readAll(onlyA.seq), Buffer.from('secret-a'));
+  t.equal((await one.device.client.list({})).items.length, 1);
+  // a phone may remove itself; then its token is dead and its references are released
+  await pa.client.removePhone(pa.id);
+  await rejects(pa.client.list({}), 401);
+  t.equal(one.relay.core.stats().phones, 2);
+  t.same(
+    (await pb.client.list({})).items.map((i) => i.itemId),
+    ['for-both'],
+  );
+});
+
+t.test('malformed and oversized requests: 4xx and no state change', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device, phones } = await relayWith(dir, 1, {
+    limits: {
+      maxAppendBytes: 1024,
+      maxItemBytes: 2048,
+      maxJsonBytes: 256,
+      maxMessageBytes: 64,
+      maxLiveRecordBytes: 64,
+      maxDeviceBytes: 3100,
+    },
+  });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const url = relay.url;
+  const dt = device.token;
+  const pt = phones[0]!.token;
+  await device.client.append(
+    'base-item',
+    { group: 'motion', kind: 'clip', offset: 0, final: false },
+    randomBytes(1000),
+  );
+  const before = JSON.stringify(relay.core.stats());
+  const cases: [string, string, Record<string, unknown>, number][] = [
+    [
+      'PUT',
+      '/v1/items/ok-item?group=motion&kind=clip&offset=0',
+      { token: dt, body: randomBytes(2000) },
+      413,
+    ],
+    [
+      'PUT',
+      '/v1/items/base-item?group=motion&kind=clip&offset=1000',
+      { token: dt, body: randomBytes(1049) },
+      413,
+    ],
+    ['PUT', '/v1/items/ok-item?group=MOTION&kind=clip&offset=0', { token: dt, body: 'x' }, 400],
+    ['PUT', '/v1/items/ok-item?group=motion&kind=video&offset=0', { token: dt, body: 'x' }, 400],
+    ['PUT', '/v1/items/ok-item?group=motion&kind=clip&offset=-1', { token: dt, body: 'x' }, 400],
+    [
+      'PUT',
+      '/v1/items/ok-item?group=motion&kind=clip&offset=0&offset=0',
+      { token: dt, body: 'x' },
+      400,
+    ],
+    [
+      'PUT',
+      '/v1/items/ok-item?group=motion&kind=clip&offset=0&extra=1',
+      { token: dt, body: 'x' },
+      400,
+    ],
+    [
+      'PUT',
+      '/v1/items/ok-item?group=motion&kind=clip&offset=0&final=yes',
+      { token: dt, body: 'x' },
+      400,
+    ],
+    ['PUT', '/v1/items/ok-item?group=motion&kind=message&offset=0', { token: dt, body: 'x' }, 400],
+    [
+      'PUT',
+      '/v1/items/ok-item?group=motion&kind=clip&offset=0&to=nobody-here',
+      { token: dt, body: 'x' },
+      400,
+    ],
+    ['PUT', '/v1/items/bad..id?group=motion&kind=clip&offset=0', { token: dt, body: 'x' }, 400],
+    ['PUT', '/v1/items/x?group=motion&kind=clip&offset=0', { token: dt, body: 'x' }, 400],
+    ['PUT', '/v1/items/a/b?group=motion&kind=clip&offset=0', { token: dt, body: 'x' }, 404],
+    ['POST', '/v1/live/live-item?index=0', { token: dt, body: randomBytes(65) }, 413],
+    ['POST', '/v1/live/live-item?index=x', { token: dt, body: 'x' }, 400],
+    ['POST', '/v1/up/config', { token: pt, body: randomBytes(65) }, 413],
+    ['POST', '/v1/up/Config', { token: pt, body: 'x' }, 400],
+    ['POST', '/v1/up/config?x=1', { token: pt, body: 'x' }, 400],
+    ['GET', '/v1/mailbox/0', { token: pt }, 400],
+    ['GET', '/v1/mailbox/abc', { token: pt }, 400],
+    ['GET', '/v1/mailbox?after=x', { token: pt }, 400],
+    ['GET', '/v1/mailbox?wait=1e9', { token: pt }, 400],
+    ['DELETE', '/v1/mailbox/99', { token: pt }, 404],
+    [
+      'PUT',
+      '/v1/rendezvous',
+      { token: dt, body: '{"token":', headers: { 'content-type': 'application/json' } },
+      400,
+    ],
+    [
+      'PUT',
+      '/v1/rendezvous',
+      { token: dt, body: '{"token":"short"}', headers: { 'content-type': 'application/json' } },
+      400,
+    ],
+    [
+      'PUT',
+      '/v1/rendezvous',
+      {
+        token: dt,
+        body: JSON.stringify({ token: 'a'.repeat(30), more: 1 }),
+        headers: { 'content-type': 'application/json' },
+      },
+      400,
+    ],
+    ['PUT', '/v1/rendezvous', { token: dt, body: JSON.stringify({ token: 'a'.repeat(30) }) }, 415],
+    [
+      'PUT',
+      '/v1/rendezvous',
+      {
+        token: dt,
+        body: JSON.stringify({ token: 'a'.repeat(300) }),
+        headers: { 'content-type': 'application/json' },
+      },
+      413,
+    ],
+    [
+      'POST',
+      '/v1/devices',
+      {
+        body: JSON.stringify({ deviceId: 'a b' }),
+        headers: { 'content-type': 'application/json' },
+      },
+      400,
+    ],
+    [
+      'POST',
+      '/v1/devices',
+      {
+        body: JSON.stringify({ deviceId: device.id }),
+        headers: { 'content-type': 'application/json' },
+      },
+      409,
+    ],
+    ['GET', '/v2/health', {}, 404],
+    ['GET', '/v1/nothing', { token: pt }, 404],
+    ['PATCH', '/v1/mailbox/1', { token: pt }, 404],
+    ['GET', `/v1/mailbox?${'a'.repeat(3000)}`, { token: pt }, 414],
+  ];
+  for (const [method, path, init, status] of cases) {
+    const r = await raw(url, method, path, init);
+    t.equal(r.status, status, `${method} ${path.slice(0, 80)} -> ${status}`);
+    t.match(r.body, { error: String, message: String }, 'error body names a code and a reason');
+  }
+  t.equal(JSON.stringify(relay.core.stats()), before, 'no state changed');
+  t.equal(await device.client.uploadStatus('ok-item'), undefined);
+  t.equal((await device.client.uploadStatus('base-item'))?.received, 1000);
+  // quota: a new item that would exceed the device quota is refused without creating it
+  await device.client.append(
+    'fill-1',
+    { group: 'motion', kind: 'clip', offset: 0, final: true },
+    randomBytes(1024),
+  );
+  await device.client.append(
+    'fill-2',
+    { group: 'motion', kind: 'clip', offset: 0, final: true },
+    randomBytes(1024),
+  );
+  const q = await raw(url, 'PUT', '/v1/items/fill-3?group=motion&kind=clip&offset=0', {
+    token: dt,
+    body: randomBytes(1024),
+  });
+  t.equal(q.status, 507);
+  t.equal(await device.client.uploadStatus('fill-3'), undefined);
+});
+
+t.test('brute-force lockout and rate limits', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, phones } = await relayWith(dir, 1, { limits: { lockoutFailures: 3 } });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const good = phones[0]!.client;
+  const bad = new RelayClient({
+    url: relay.url,
+    token: `p.${phones[0]!.id}.${randomBytes(32).toString('base64url')}`,
+  });
+  for (let i = 0; i < 3; i++) await rejects(bad.list({}), 401);
+  const locked = await rejects(good.list({}), 429);
+  t.equal(locked.relayCode, 'ELOCKED', 'even the right token is refused from a locked address');
+  t.ok(relay.core.stats().phones === 1);
+  // failed rendezvous claims count too
+  const { dir: d2, cleanup: c2 } = await tempDir();
+  const r2 = await relayWith(d2, 0, {
+    limits: { lockoutFailures: 2, ratePerSec: 1, rateBurst: 5 },
+  });
+  t.teardown(async () => {
+    await r2.relay.close();
+    await c2();
+  });
+  // token-bucket rate limit per principal
+  let limited: RelayHttpError | undefined;
+  for (let i = 0; i < 10 && !limited; i++) {
+    try {
+      await r2.device.client.phones();
+    } catch (e) {
+      limited = e as RelayHttpError;
+    }
+  }
+  t.equal(limited?.status, 429);
+  t.equal(limited?.relayCode, 'ERATE');
+  const anon = new RelayClient({ url: r2.relay.url });
+  await rejects(anon.claimRendezvous('x'.repeat(30)), 404);
+  await rejects(anon.claimRendezvous('y'.repeat(30)), 404);
+  t.equal((await rejects(anon.claimRendezvous('z'.repeat(30)), 429)).relayCode, 'ELOCKED');
+});
+
+t.test('enrollment token and rendezvous rules', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device } = await relayWith(
+    dir,
+    0,
+    { enrollToken: 'enroll-me-please' },
+    'dev-enrolled',
+  );
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const anon = new RelayClient({ url: relay.url });
+  await rejects(anon.registerDevice('dev-other'), 401);
+  await rejects(anon.registerDevice('dev-other', 'wrong'), 401);
+  t.equal(relay.core.stats().devices, 1);
+  const tok = randomBytes(18).toString('base64url');
+  await device.client.offerRendezvous(tok);
+  const c = await anon.claimRendezvous(tok);
+  t.equal(c.deviceId, 'dev-enrolled');
+  await rejects(anon.claimRendezvous(tok), 404); // single use
+  t.same(
+    (await device.client.phones()).map((p) => p.phoneId),
+    [c.id],
+  );
+  // expired offers are refused
+  await device.client.offerRendezvous('e'.repeat(30), 1000);
+  await new Promise((r) => setTimeout(r, 1100));
+  await rejects(anon.claimRendezvous('e'.repeat(30)), 404);
+});
+
+t.test('up messages, long-poll and live records', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device, phones, logger } = await relayWith(dir, 1, {
+    limits: { liveWindowBytes: 300 },
+  });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const phone = phones[0]!.client;
+  const polled = device.client.list({ waitMs: 5000 });
+  const marker = 'PAYLOAD-MARKER-' + randomBytes(8).toString('hex');
+  await phone.postUp('config', Buffer.from(marker));
+  const got = await polled;
+  t.equal(got.items.length, 1, 'long-poll woke on the message');
+  t.equal(got.items[0]?.from, phones[0]!.id);
+  t.same((await device.client.readAll(got.items[0]!.seq)).toString(), marker);
+  await device.client.ack(got.items[0]!.seq);
+  t.same((await device.client.list({})).items, []);
+  // an empty long-poll returns after its wait with the cursor unchanged
+  t.same(await device.client.list({ after: 5, waitMs: 50 }), { items: [], cursor: 5 });
+
+  // live: header first, then the newest records; gaps (dropped frames) are skipped
+  const hdr = await device.client.appendLive('live-a', 0, false, Buffer.from('H'.repeat(100)));
+  t.equal(hdr.next, 1);
+  const r0 = await phone.readLive({ waitMs: 1000 });
+  t.equal(r0?.index, 0);
+  const waitNext = phone.readLive({ itemId: 'live-a', after: 0, waitMs: 5000 });
+  await device.client.appendLive('live-a', 2, false, Buffer.from('B'.repeat(100)));
+  const r2 = await waitNext;
+  t.equal(r2?.index, 2, 'record 1 was dropped by the hub: the reader skips it');
+  for (let i = 3; i < 8; i++)
+    await device.client.appendLive('live-a', i, i === 7, Buffer.from(String(i).repeat(100)));
+  const info = await phone.liveInfo();
+  t.equal(info.next, 8);
+  t.equal(info.complete, true);
+  t.ok(info.first >= 0);
+  const late = await phone.readLive({});
+  t.equal(late?.index, 0, 'the header is never evicted');
+  const after2 = await phone.readLive({ itemId: 'live-a', after: 2 });
+  t.ok(
+    after2 !== undefined && after2.index >= 6,
+    `old records evicted past the window (got ${after2?.index})`,
+  );
+  const last = await phone.readLive({ itemId: 'live-a', after: 6 });
+  t.equal(last?.final, true);
+  // a new live item replaces the old one; a reader on the old id gets the new header
+  await device.client.appendLive('live-b', 0, false, Buffer.from('new'));
+  const nb = await phone.readLive({ itemId: 'live-a', after: 7 });
+  t.equal(nb?.itemId, 'live-b');
+  t.equal(nb?.index, 0);
+  t.notOk(
+    logger.lines.some((l) => l.includes(marker)),
+    'payloads never logged',
+  );
+  t.ok(
+    logger.lines.some((l) => l.includes('"path":"/v1/up/config"')),
+    'requests are logged (without bodies)',
+  );
+});
