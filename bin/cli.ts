@@ -35,23 +35,49 @@ type Loader = () => Promise<{ command: Command }>;
 
 export const COMMANDS: Readonly<Record<string, { summary: string; load: Loader }>> = {
   hub: { summary: 'run the hub supervisor', load: () => import('../firmware/supervisor/cli.js') },
-  dev: { summary: 'run a full local hub, relay and viewer with simulated hardware', load: () => import('../firmware/dev/cli.js') },
-  factory: { summary: 'factory provisioning: device identities and QR labels', load: () => import('../provisioning/cli.js') },
+  dev: {
+    summary: 'run a full local hub, relay and viewer with simulated hardware',
+    load: () => import('../firmware/dev/cli.js'),
+  },
+  factory: {
+    summary: 'factory provisioning: device identities and QR labels',
+    load: () => import('../provisioning/cli.js'),
+  },
   relay: { summary: 'run the untrusted ciphertext relay', load: () => import('../relay/cli.js') },
   app: { summary: 'companion: pair, list, fetch, live, view', load: () => import('../app/cli.js') },
-  ota: { summary: 'signed update channel: init-repo, release, agent', load: () => import('../ota/cli.js') },
+  ota: {
+    summary: 'signed update channel: init-repo, release, agent',
+    load: () => import('../ota/cli.js'),
+  },
   image: { summary: 'build and provision SD card images', load: () => import('../image/cli.js') },
-  storage: { summary: 'data partition: unlock, recovery, header backup', load: () => import('../firmware/storage/cli.js') },
+  storage: {
+    summary: 'data partition: unlock, recovery, header backup',
+    load: () => import('../firmware/storage/cli.js'),
+  },
 };
 
 export function topHelp(version: string): string {
-  const lines = [`vigil ${version} - private end-to-end encrypted camera hub`, '', 'Usage: vigil <command> [options]', '', 'Commands:'];
+  const lines = [
+    `vigil ${version} - private end-to-end encrypted camera hub`,
+    '',
+    'Usage: vigil <command> [options]',
+    '',
+    'Commands:',
+  ];
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
-  lines.push('', 'Run `vigil <command> --help` for the options of a command.', 'Global: --version, --help');
+  lines.push(
+    '',
+    'Run `vigil <command> --help` for the options of a command.',
+    'Global: --version, --help',
+  );
   return lines.join('\n');
 }
 
-export async function main(argv: readonly string[], version: string, ctx: Omit<CommandContext, 'argv'>): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  version: string,
+  ctx: Omit<CommandContext, 'argv'>,
+): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
     ctx.stdout(topHelp(version) + '\n');

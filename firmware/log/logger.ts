@@ -19,7 +19,8 @@ export interface Logger {
 }
 
 /** Field names whose values are always redacted, whatever they hold. */
-const SECRET_KEY = /(pass(word|phrase)?|secret|psk|key(?!Id|_id|Package)|token|credential|private|seed|otp)/i;
+const SECRET_KEY =
+  /(pass(word|phrase)?|secret|psk|key(?!Id|_id|Package)|token|credential|private|seed|otp)/i;
 const REDACTED = '[redacted]';
 
 /**
@@ -100,7 +101,13 @@ export class JsonLogger implements Logger {
   #log(level: LogLevel, msg: string, fields?: LogFields): void {
     if (LEVELS[level] < this.#min) return;
     const extra = fields ? (redactValue(fields, this.secrets, 0) as Record<string, unknown>) : {};
-    const rec = { ts: this.#now().toISOString(), level, ns: this.#ns, msg: this.secrets.scrub(msg), ...extra };
+    const rec = {
+      ts: this.#now().toISOString(),
+      level,
+      ns: this.#ns,
+      msg: this.secrets.scrub(msg),
+      ...extra,
+    };
     this.#write(JSON.stringify(rec));
   }
 
@@ -118,7 +125,8 @@ export class JsonLogger implements Logger {
   }
 
   child(namespace: string): Logger {
-    const level = (Object.keys(LEVELS) as LogLevel[]).find((l) => LEVELS[l] === this.#min) ?? 'info';
+    const level =
+      (Object.keys(LEVELS) as LogLevel[]).find((l) => LEVELS[l] === this.#min) ?? 'info';
     return new JsonLogger(`${this.#ns}.${namespace}`, {
       level,
       write: this.#write,
@@ -133,7 +141,11 @@ export class MemoryLogger extends JsonLogger {
   readonly lines: string[];
   constructor(namespace = 'test', secrets?: SecretRegistry) {
     const lines: string[] = [];
-    super(namespace, { level: 'debug', write: (l) => lines.push(l), ...(secrets ? { secrets } : {}) });
+    super(namespace, {
+      level: 'debug',
+      write: (l) => lines.push(l),
+      ...(secrets ? { secrets } : {}),
+    });
     this.lines = lines;
   }
 }

@@ -75,7 +75,8 @@ export class CrashController {
     const at = env.VIGIL_CRASH_AT;
     if (at === undefined || at === '') return new CrashController();
     const n = Number(at);
-    if (!Number.isInteger(n) || n < 1) throw new VigilError('ECONFIG', `VIGIL_CRASH_AT must be a positive integer, got "${at}"`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new VigilError('ECONFIG', `VIGIL_CRASH_AT must be a positive integer, got "${at}"`);
     const mode = env.VIGIL_CRASH_MODE === 'power-loss' ? 'power-loss' : 'kill';
     return new CrashController({ at: n, mode, delivery: 'exit' });
   }
@@ -149,7 +150,11 @@ export class DurableFs {
     try {
       return await readFile(path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (
+        (e as NodeJS.ErrnoException).code === 'ENOENT' ||
+        (e as NodeJS.ErrnoException).code === 'EISDIR'
+      )
+        return null;
       throw e;
     }
   }
@@ -219,7 +224,9 @@ export class DurableFs {
     this.#remember(from, await this.#currentContent(from));
     this.#remember(to, await this.#currentContent(to));
     await rename(from, to);
-    const synced = this.#syncedData.get(from) ?? (this.#entryPending(from) ? undefined : this.#durable.get(from));
+    const synced =
+      this.#syncedData.get(from) ??
+      (this.#entryPending(from) ? undefined : this.#durable.get(from));
     this.#syncedData.delete(from);
     if (synced) this.#syncedData.set(to, synced);
     this.#pending.push({ dir: dirname(from), path: from }, { dir: dirname(to), path: to });
@@ -265,7 +272,11 @@ export class DurableFs {
    * content survives a power cut; a crash at any point inside leaves either the
    * complete old or the complete new content.
    */
-  async writeFileAtomic(path: string, data: Uint8Array | string, label = basename(path)): Promise<void> {
+  async writeFileAtomic(
+    path: string,
+    data: Uint8Array | string,
+    label = basename(path),
+  ): Promise<void> {
     const dir = dirname(path);
     await this.ensureDir(dir);
     this.#tmpSeq += 1;

@@ -8,6 +8,9 @@
  */
 import { spawn as nodeSpawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 import { VigilError } from '../../protocol/errors.js';
 
 const STDERR_TAIL_BYTES = 4096;
@@ -90,13 +93,26 @@ function envOf(env: RunOptions['env']): NodeJS.ProcessEnv | undefined {
 }
 
 /** Run a program to completion and capture its output. */
-export function run(command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export function run(
+  command: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxStdout = opts.maxStdoutBytes ?? 64 * 1024 * 1024;
   const ok = opts.okExitCodes ?? [0];
   return new Promise<RunResult>((resolve, reject) => {
     if (opts.signal?.aborted) {
-      reject(new CommandError({ command, args, exitCode: null, signal: null, stderr: '', failure: 'aborted' }));
+      reject(
+        new CommandError({
+          command,
+          args,
+          exitCode: null,
+          signal: null,
+          stderr: '',
+          failure: 'aborted',
+        }),
+      );
       return;
     }
     const env = envOf(opts.env);
@@ -202,7 +218,11 @@ export interface Spawned {
  * Start a long-running program (hostapd, ffmpeg, a child service). The caller
  * owns its lifetime; `stop()` terminates it with a grace period.
  */
-export function spawnProcess(command: string, args: readonly string[], opts: SpawnOptions = {}): Spawned {
+export function spawnProcess(
+  command: string,
+  args: readonly string[],
+  opts: SpawnOptions = {},
+): Spawned {
   const env = envOf(opts.env);
   const child = nodeSpawn(command, [...args], {
     shell: false,
@@ -211,23 +231,22 @@ export function spawnProcess(command: string, args: readonly string[], opts: Spa
     ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
     ...(env !== undefined ? { env } : {}),
   });
-  const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    let done = false;
-    child.once('error', () => {
-      // spawn failure (ENOENT...): no 'exit' follows in every case
-      setImmediate(() => {
-        if (!done && child.exitCode === null) {
-          done = true;
-          resolve({ exitCode: -1, signal: null });
-        }
+  const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>(
+    (resolve) => {
+      let done = false;
+      child.once('error', () => {
+        // spawn failure (ENOENT...): Node emits 'error' and 'close' but no 'exit'
+        if (done || child.pid !== undefined) return;
+        done = true;
+        resolve({ exitCode: -1, signal: null });
       });
-    });
-    child.once('exit', (exitCode, signal) => {
-      if (done) return;
-      done = true;
-      resolve({ exitCode, signal });
-    });
-  });
+      child.once('exit', (exitCode, signal) => {
+        if (done) return;
+        done = true;
+        resolve({ exitCode, signal });
+      });
+    },
+  );
   const onAbort = (): void => {
     terminate(child);
   };
@@ -265,11 +284,12 @@ export function spawnProcess(command: string, args: readonly string[], opts: Spa
 
 /** Absolute path of `command` found on PATH, or null. */
 export async function which(command: string): Promise<string | null> {
-  const { access, constants } = await import('node:fs/promises');
-  const { delimiter, join } = await import('node:path');
   const candidates = command.includes('/')
     ? [command]
-    : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, command));
+    : (process.env.PATH ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, command));
   for (const c of candidates) {
     try {
       await access(c, constants.X_OK);

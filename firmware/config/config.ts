@@ -1,0 +1,154 @@
+/**
+ * Hub configuration: /etc/vigil/config.json (overridable with --config or
+ * VIGIL_CONFIG), validated with zod. Unknown keys are errors (a typo must not
+ * silently fall back to a default), and every error names the offending field.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { VigilError } from '../../protocol/errors.js';
+
+const childSpec = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lower-case name, letters, digits and dashes'),
+    command: z.string().min(1),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Human name shown to phones. */
+    deviceName: z.string().min(1).max(64).default('Vigil camera'),
+    /** development: simulated hardware, keyfile storage, auto-pairing. */
+    mode: z.enum(['production', 'development']).default('production'),
+    log: z
+      .object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    storage: z
+      .object({
+        /** Where the unlocked data volume is mounted (state, MLS, recordings). */
+        dataDir: z.string().startsWith('/').default('/var/lib/vigil/data'),
+        /** Key sources tried in order. */
+        keySources: z
+          .array(z.enum(['otp', 'phone', 'recovery', 'dev-keyfile']))
+          .min(1)
+          .default(['otp', 'phone', 'recovery']),
+      })
+      .strict()
+      .default({ dataDir: '/var/lib/vigil/data', keySources: ['otp', 'phone', 'recovery'] }),
+    relay: z.object({ url: z.url().optional() }).strict().default({}),
+    camera: z
+      .object({
+        device: z.string().optional(),
+        width: z.number().int().min(160).max(3840).default(1280),
+        height: z.number().int().min(120).max(2160).default(720),
+        fps: z.number().int().min(1).max(60).default(30),
+        bitrateKbps: z.number().int().min(100).max(20_000).default(2000),
+        encoder: z.enum(['auto', 'camera', 'm2m', 'software']).default('auto'),
+        preRollSeconds: z.number().min(0).max(30).default(3),
+        postRollSeconds: z.number().min(0).max(120).default(5),
+      })
+      .strict()
+      .default({
+        width: 1280,
+        height: 720,
+        fps: 30,
+        bitrateKbps: 2000,
+        encoder: 'auto',
+        preRollSeconds: 3,
+        postRollSeconds: 5,
+      }),
+    ota: z
+      .object({
+        channel: z.enum(['stable', 'beta']).default('stable'),
+        repositoryUrl: z.url().optional(),
+        pollMinutes: z
+          .number()
+          .min(1)
+          .max(24 * 60)
+          .default(360),
+      })
+      .strict()
+      .default({ channel: 'stable', pollMinutes: 360 }),
+    /** Extra supervised programs (restarted with backoff like the built-in children). */
+    children: z.array(childSpec).default([]),
+    restart: z
+      .object({
+        initialDelayMs: z.number().int().min(10).max(60_000).default(500),
+        maxDelayMs: z.number().int().min(100).max(600_000).default(30_000),
+        /** A child that crashes this many times within windowMs is in a crash loop. */
+        crashLoopCount: z.number().int().min(2).max(100).default(5),
+        crashLoopWindowMs: z.number().int().min(1000).max(3_600_000).default(60_000),
+      })
+      .strict()
+      .default({
+        initialDelayMs: 500,
+        maxDelayMs: 30_000,
+        crashLoopCount: 5,
+        crashLoopWindowMs: 60_000,
+      }),
+  })
+  .strict();
+
+export type VigilConfig = z.infer<typeof configSchema>;
+export type ChildSpec = z.infer<typeof childSpec>;
+
+export class ConfigError extends VigilError {
+  readonly field: string | undefined;
+  constructor(message: string, field?: string, options?: { cause?: unknown }) {
+    super('ECONFIG', message, options);
+    this.name = 'ConfigError';
+    this.field = field;
+  }
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path)
+    out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out;
+}
+
+/** Validate a parsed JSON value; the error names the first offending field. */
+export function parseConfig(value: unknown, source = 'config'): VigilConfig {
+  const r = configSchema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  if (!issue) throw new ConfigError(`${source}: invalid configuration`);
+  if (issue.code === 'unrecognized_keys') {
+    const base = fieldPath(issue.path);
+    const key = issue.keys[0] ?? '?';
+    const field = base ? `${base}.${key}` : key;
+    throw new ConfigError(`${source}: unknown field "${field}"`, field);
+  }
+  const field = fieldPath(issue.path) || '(root)';
+  throw new ConfigError(`${source}: field "${field}": ${issue.message}`, field);
+}
+
+/** Read and validate the config file. A missing file is an error that names the path. */
+export async function loadConfig(path: string): Promise<VigilConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `config file not found: ${path}`
+        : `cannot read config file ${path}: ${code ?? 'error'}`,
+      undefined,
+      { cause: err },
+    );
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid JSON (${(err as Error).message})`, undefined, {
+      cause: err,
+    });
+  }
+  return parseConfig(json, path);
+}

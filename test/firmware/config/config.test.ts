@@ -1,0 +1,49 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { ConfigError, loadConfig, parseConfig } from '../../../firmware/config/config.js';
+
+t.test('an empty object gets every default', async (t) => {
+  const c = parseConfig({});
+  t.equal(c.mode, 'production');
+  t.equal(c.camera.fps, 30);
+  t.same(c.storage.keySources, ['otp', 'phone', 'recovery']);
+  t.equal(c.restart.crashLoopCount, 5);
+});
+
+t.test('errors name the offending field', async (t) => {
+  t.throws(() => parseConfig({ camera: { fps: 'thirty' } }), {
+    field: 'camera.fps',
+    message: /field "camera.fps"/,
+  });
+  t.throws(() => parseConfig({ camera: { fsp: 30 } }), {
+    field: 'camera.fsp',
+    message: /unknown field "camera.fsp"/,
+  });
+  t.throws(() => parseConfig({ colour: 'red' }), {
+    field: 'colour',
+    message: /unknown field "colour"/,
+  });
+  t.throws(() => parseConfig({ children: [{ name: 'BAD NAME', command: 'x' }] }), {
+    field: 'children[0].name',
+    message: /field "children\[0\]\.name"/,
+  });
+  t.throws(() => parseConfig([]), { field: '(root)', message: /field "\(root\)"/ });
+});
+
+t.test('loadConfig: missing file, bad JSON, good file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-cfg-'));
+  const missing = await loadConfig(join(dir, 'nope.json')).catch((e: unknown) => e);
+  t.ok(missing instanceof ConfigError);
+  t.match(missing, { message: /config file not found: .*nope.json/ });
+  await writeFile(join(dir, 'bad.json'), '{"mode": ');
+  t.rejects(loadConfig(join(dir, 'bad.json')), { message: /not valid JSON/ });
+  await writeFile(
+    join(dir, 'ok.json'),
+    JSON.stringify({ mode: 'development', log: { level: 'debug' } }),
+  );
+  const c = await loadConfig(join(dir, 'ok.json'));
+  t.equal(c.mode, 'development');
+  t.equal(c.log.level, 'debug');
+});

@@ -1,0 +1,130 @@
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { CrashController, DurableFs, SimulatedCrash } from '../../../hw/os/fs.js';
+import type { CrashMode } from '../../../hw/os/fs.js';
+import { run } from '../../../hw/os/run.js';
+
+const OLD = 'old content: complete and valid\n'.repeat(100);
+const NEW = 'NEW CONTENT, ALSO COMPLETE\n'.repeat(120);
+
+async function scratch(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'vigil-fs-'));
+}
+
+t.test('writeFileAtomic writes, replaces, and leaves no temp files', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs();
+  const f = join(dir, 'sub', 'state.json');
+  await fs.writeFileAtomic(f, 'one');
+  await fs.writeFileAtomic(f, 'two');
+  t.equal(await readFile(f, 'utf8'), 'two');
+  t.same(await readdir(join(dir, 'sub')), ['state.json']);
+  t.equal(fs.crash.count, 10, 'five numbered points per atomic write');
+  t.same(
+    fs.crash.trace.slice(0, 5).map((p) => p.label),
+    [
+      'state.json:before-write',
+      'state.json:written',
+      'state.json:fsynced',
+      'state.json:renamed',
+      'state.json:dir-fsynced',
+    ],
+  );
+  t.equal((await fs.readIfExists(join(dir, 'nope'))) ?? 'absent', 'absent');
+});
+
+t.test('remove is durable and tolerates absence', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs();
+  const f = join(dir, 'x');
+  await fs.writeFileAtomic(f, 'x');
+  await fs.remove(f);
+  await fs.remove(f);
+  t.same(await readdir(dir), []);
+});
+
+t.test('cleanTemp removes leftovers of interrupted writes', async (t) => {
+  const dir = await scratch();
+  await writeFile(join(dir, '.state.json.123.1.tmp'), 'partial');
+  await writeFile(join(dir, 'state.json'), 'keep');
+  const fs = new DurableFs();
+  t.equal(await fs.cleanTemp(dir), 1);
+  t.same(await readdir(dir), ['state.json']);
+});
+
+// Crash at every numbered point of an atomic replace, in both modes: the file
+// afterwards is the complete old or the complete new content, never torn/empty.
+for (const mode of ['kill', 'power-loss'] as const satisfies readonly CrashMode[]) {
+  t.test(`in-process crash at every point (${mode})`, async (t) => {
+    const probe = new DurableFs();
+    const dir0 = await scratch();
+    await probe.writeFileAtomic(join(dir0, 'f'), OLD);
+    const before = probe.crash.count;
+    await probe.writeFileAtomic(join(dir0, 'f'), NEW);
+    const points = probe.crash.count - before;
+    t.equal(points, 5);
+    let sawOld = 0;
+    let sawNew = 0;
+    for (let at = 1; at <= points; at++) {
+      const dir = await scratch();
+      const f = join(dir, 'f');
+      await new DurableFs().writeFileAtomic(f, OLD);
+      const fs = new DurableFs(new CrashController({ at, mode, delivery: 'throw' }));
+      const err = await fs.writeFileAtomic(f, NEW).catch((e: unknown) => e);
+      t.ok(err instanceof SimulatedCrash, `point ${at} fired`);
+      const after = await readFile(f, 'utf8');
+      t.ok(after === OLD || after === NEW, `point ${at}: complete old or new`);
+      if (after === OLD) sawOld++;
+      else sawNew++;
+    }
+    t.ok(sawOld > 0, 'early crashes keep the old content');
+    if (mode === 'kill') t.ok(sawNew > 0, 'a kill after the rename keeps the new content');
+    else t.equal(sawNew, 1, 'power loss keeps the new content only once the directory is synced');
+  });
+}
+
+t.test('power loss discards a plain unsynced write of a new file', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs(new CrashController({ at: 2, mode: 'power-loss', delivery: 'throw' }));
+  await t.rejects(fs.writeFileAtomic(join(dir, 'fresh'), 'data'), SimulatedCrash);
+  t.same(await readdir(dir), [], 'neither the temp file nor the target survive');
+});
+
+t.test('crash controller from the environment', async (t) => {
+  t.equal(CrashController.fromEnv({}).fired, false);
+  t.throws(() => CrashController.fromEnv({ VIGIL_CRASH_AT: 'x' }), { code: 'ECONFIG' });
+  const c = new CrashController();
+  c.point('a');
+  c.point('b');
+  t.same(c.trace, [
+    { n: 1, label: 'a' },
+    { n: 2, label: 'b' },
+  ]);
+});
+
+// The real thing: a separate process SIGKILLs itself at each point.
+t.test('real process kill / power loss at every point', async (t) => {
+  const fixture = join(import.meta.dirname, '..', '..', 'fixtures', 'durable-writer.ts');
+  const node = process.execPath;
+  const tsx = ['--import', 'tsx'];
+  for (const mode of ['kill', 'power-loss'] as const) {
+    for (let at = 1; at <= 5; at++) {
+      const dir = await scratch();
+      const f = join(dir, 'f');
+      await writeFile(f, OLD);
+      const err = await run(node, [...tsx, fixture, f, NEW], {
+        env: { ...process.env, VIGIL_CRASH_AT: String(at), VIGIL_CRASH_MODE: mode },
+        timeoutMs: 60_000,
+      }).catch((e: unknown) => e);
+      t.match(err, { signal: 'SIGKILL' }, `${mode}@${at}: the process died`);
+      const after = await readFile(f, 'utf8');
+      t.ok(after === OLD || after === NEW, `${mode}@${at}: complete old or new`);
+    }
+  }
+  const ok = await run(node, [...tsx, fixture, join(await scratch(), 'g'), NEW], {
+    timeoutMs: 60_000,
+  });
+  t.match(ok.stdout.toString(), /points=5/);
+});
