@@ -3,7 +3,7 @@
 // This is the README's test command (`npm run test:all`).
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { Parser } from 'tap-parser';
+import { createCounter } from './tap-count.mjs';
 
 const OUT = new URL('./out/', import.meta.url).pathname;
 mkdirSync(OUT, { recursive: true });
@@ -17,34 +17,12 @@ function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
     const t0 = Date.now();
     console.log(`\n=== ${name}: ${cmd} ${args.join(' ')}`);
     const log = createWriteStream(`${OUT}/${name}.log`);
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let parser;
-    let counts = { pass: 0, fail: 0 };
-    if (tap) {
-      // Count every leaf test point (assertions and childless subtests), at any depth.
-      parser = new Parser({ bail: false, passes: true });
-      const visit = (p, prefix) => {
-        p.on('assert', (a) => {
-          if (a.skip || a.todo) return;
-          if (a.ok) counts.pass++;
-          else {
-            counts.fail++;
-            failures.push(`${name}: ${prefix}${a.name}`);
-          }
-        });
-        p.on('child', (c) => visit(c, `${prefix}${c.name ?? ''} > `));
-      };
-      // Only leaf points: a parent's summary point for a subtest is also an 'assert';
-      // subtract those by tracking which asserts have buffered/child content.
-      parser.on('child', (c) => visit(c, ''));
-      parser.on('assert', (a) => {
-        // top-level points are per-file results; they duplicate their children
-        if (!a.ok && !a.skip && !a.todo && (a.diag?.exitCode || a.diag?.signal || a.diag?.timeout)) {
-          counts.fail++;
-          failures.push(`${name}: ${a.name} (${a.diag?.signal ?? a.diag?.exitCode ?? 'timeout'})`);
-        }
-      });
-    }
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    const counter = tap ? createCounter(name) : undefined;
+    const parser = counter?.parser;
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       log.write(d);
@@ -58,9 +36,11 @@ function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
       parser?.end();
       log.end();
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
-      if (tap) {
+      if (counter) {
+        const counts = counter.counts;
         passed += counts.pass;
         failed += counts.fail;
+        failures.push(...counts.failures);
         if (code !== 0 && counts.fail === 0) {
           failed++;
           failures.push(`${name}: exited ${code} without a failing test point`);
