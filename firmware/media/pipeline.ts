@@ -1,0 +1,712 @@
+/**
+ * The media pipeline: camera -> encoder process (ffmpeg reading the device
+ * itself) -> fMP4 fragments -> GOP ring / event clips / live sessions, each
+ * sealed through the ItemSealer; motion from a low-rate grey side stream of
+ * the same encoder process and/or a PIR edge input.
+ *
+ * It survives its children: an encoder that dies closes the open clip at its
+ * last whole fragment and is restarted with backoff; an unplugged camera parks
+ * the pipeline in `camera-missing` until the device comes back.
+ *
+ *   const media = createMediaPipeline({ camera, sealer, logger, config });
+ *   media.on((e) => ...); await media.start(); media.status(); await media.stop();
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { Camera, CameraFormat } from '../../hw/camera/camera.js';
+import { describeFormat, isH264 } from '../../hw/camera/camera.js';
+import { ffmpegInputFormatOf } from '../../hw/camera/v4l2-camera.js';
+import type { EncoderChoice, EncoderPreference, M2mDevice } from '../../hw/encoder/encoder.js';
+import {
+  encoderConfigSchema,
+  probeFfmpegEncoders,
+  selectEncoder,
+} from '../../hw/encoder/encoder.js';
+import type { RunningEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
+import { buildEncoderArgs, startEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
+import { ValidationError, VigilError, reasonOf } from '../../protocol/errors.js';
+import type { ItemSealer } from '../items.js';
+import type { Logger } from '../log/logger.js';
+import type { ClipEvent, Thumbnailer } from './clips.js';
+import { ClipRecorder, clipConfigSchema } from './clips.js';
+import type { Fragment, InitSegment } from './fmp4.js';
+import { Fmp4Splitter } from './fmp4.js';
+import type { LiveSession } from './live.js';
+import { LiveSessions } from './live.js';
+import type { EdgeInput } from './motion.js';
+import { MotionDetector, motionConfigSchema } from './motion.js';
+import { ffmpegThumbnailer } from './thumbnail.js';
+
+export const mediaConfigSchema = z.object({
+  encoder: encoderConfigSchema.prefault({}),
+  motion: motionConfigSchema
+    .extend({ source: z.enum(['video', 'pir', 'both']).default('video') })
+    .prefault({}),
+  clips: clipConfigSchema.prefault({}),
+  live: z.object({ maxS: z.number().min(1).max(3600).default(300) }).prefault({}),
+  restart: z
+    .object({
+      minMs: z.number().int().min(10).max(60_000).default(500),
+      maxMs: z.number().int().min(10).max(600_000).default(30_000),
+      /** An encoder that ran this long resets the backoff. */
+      stableMs: z.number().int().min(0).default(30_000),
+    })
+    .prefault({}),
+  cameraWatchMs: z.number().int().min(50).max(60_000).default(1000),
+  thumbnailWidth: z.number().int().min(32).max(1920).default(320),
+});
+export type MediaConfig = z.output<typeof mediaConfigSchema>;
+export type MediaConfigInput = z.input<typeof mediaConfigSchema>;
+
+export type PipelineState =
+  'stopped' | 'starting' | 'running' | 'restarting' | 'camera-missing' | 'failed';
+
+export type MediaEvent =
+  | ClipEvent
+  | { type: 'motion-start'; source: 'video' | 'pir' | 'manual'; at: number; areaPct?: number }
+  | { type: 'motion-end'; source: 'video' | 'pir' | 'manual'; at: number }
+  | { type: 'encoder-started'; path: EncoderChoice['path']; pid: number | undefined; at: number }
+  | {
+      type: 'encoder-exited';
+      exitCode: number | null;
+      signal: string | null;
+      at: number;
+      reason: string;
+    }
+  | { type: 'camera-unplugged'; at: number }
+  | { type: 'camera-replugged'; at: number }
+  | { type: 'warning'; message: string; at: number }
+  | { type: 'state'; state: PipelineState; at: number };
+
+export interface MediaStatus {
+  readonly state: PipelineState;
+  readonly camera: {
+    readonly id: string;
+    readonly kind: Camera['kind'];
+    readonly present: boolean;
+    readonly format?: CameraFormat;
+  };
+  readonly encoder: {
+    readonly path?: EncoderChoice['path'];
+    readonly device?: string;
+    readonly reason?: string;
+    /** Set when the software encoder is in use (also logged at warn level). */
+    readonly warning?: string;
+    readonly rejected: EncoderChoice['rejected'];
+    readonly pid?: number;
+    readonly restarts: number;
+    readonly lastExit?: string;
+  };
+  readonly motion: {
+    readonly source: MediaConfig['motion']['source'];
+    readonly active: boolean;
+    readonly lastStartAt?: number;
+    readonly lastAreaPct: number;
+  };
+  readonly recording: { readonly active: boolean; readonly itemId?: string };
+  readonly live: { readonly sessions: number };
+  readonly counters: {
+    readonly fragments: number;
+    readonly bytes: number;
+    readonly clips: number;
+    readonly thumbnails: number;
+    readonly motionFrames: number;
+  };
+  readonly warnings: readonly string[];
+  readonly error?: string;
+}
+
+export interface MediaPipelineDeps {
+  readonly camera: Camera;
+  readonly sealer: ItemSealer;
+  readonly logger: Logger;
+  readonly encoderPreference?: EncoderPreference;
+  readonly config?: MediaConfigInput;
+  /** PIR or any other edge input (used when motion.source is 'pir' or 'both'). */
+  readonly pir?: EdgeInput;
+  /** M2M encoder discovery (default: V4L2 probe for real cameras, none for the simulator). */
+  readonly probeM2m?: () => Promise<readonly M2mDevice[]>;
+  readonly ffmpegEncoders?: () => Promise<ReadonlySet<string>>;
+  readonly ffmpeg?: string;
+  readonly thumbnailer?: Thumbnailer;
+  /** Parent of the private directory holding the motion socket (default os.tmpdir()). */
+  readonly runDir?: string;
+  readonly now?: () => number;
+}
+
+export interface MediaPipeline {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  status(): MediaStatus;
+  on(listener: (e: MediaEvent) => void): () => void;
+  /** Start a live session (its own sealed item) on demand. */
+  startLive(opts?: { maxS?: number }): Promise<LiveSession>;
+  /** An event by hand (button, app request): records like motion for `durationMs`. */
+  trigger(durationMs: number): void;
+  /** Resolves when every queued sealer write has completed (tests, shutdown). */
+  idle(): Promise<void>;
+}
+
+export class MediaError extends VigilError {
+  constructor(code: 'EMEDIA' | 'EMEDIA_STATE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'MediaError';
+  }
+}
+
+export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
+  return new Pipeline(deps);
+}
+
+async function defaultProbeM2m(camera: Camera): Promise<readonly M2mDevice[]> {
+  if (camera.kind !== 'v4l2') return [];
+  const { LibV4l2Binding } = await import('../../hw/camera/v4l2-binding.js');
+  const { probeM2mDevices } = await import('../../hw/encoder/v4l2-m2m.js');
+  return probeM2mDevices(new LibV4l2Binding());
+}
+
+class Pipeline implements MediaPipeline {
+  readonly #d: MediaPipelineDeps;
+  readonly #cfg: MediaConfig;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #listeners = new Set<(e: MediaEvent) => void>();
+  readonly #recorder: ClipRecorder;
+  readonly #live: LiveSessions;
+  readonly #detector: MotionDetector;
+
+  #state: PipelineState = 'stopped';
+  #choice: EncoderChoice | undefined;
+  #format: CameraFormat | undefined;
+  #encoder: RunningEncoder | undefined;
+  #encoderStartedAt = 0;
+  #restarts = 0;
+  #failures = 0;
+  #lastExit: string | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #tickTimer: NodeJS.Timeout | undefined;
+  #unwatch: (() => void) | undefined;
+  #unPir: (() => void) | undefined;
+  #dir: string | undefined;
+  #server: Server | undefined;
+  #socketPath: string | undefined;
+  #motionSocket: Socket | undefined;
+  #present = true;
+  #warnings: string[] = [];
+  #error: string | undefined;
+  #videoActive = false;
+  #pirActive = false;
+  #manualUntil = 0;
+  #manualTimer: NodeJS.Timeout | undefined;
+  #motionActive = false;
+  #lastStartAt: number | undefined;
+  #lastAreaPct = 0;
+  #fragments = 0;
+  #bytes = 0;
+  #motionFrames = 0;
+  #launching: Promise<void> | undefined;
+
+  constructor(d: MediaPipelineDeps) {
+    this.#d = d;
+    const parsed = mediaConfigSchema.safeParse(d.config ?? {});
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new ValidationError(
+        `media config: ${i ? `${i.path.join('.')}: ${i.message}` : 'invalid'}`,
+      );
+    }
+    this.#cfg = parsed.data;
+    this.#log = d.logger.child('media');
+    this.#now = d.now ?? Date.now;
+    const thumbnailer =
+      d.thumbnailer ??
+      ffmpegThumbnailer({
+        maxWidth: this.#cfg.thumbnailWidth,
+        ...(d.ffmpeg ? { ffmpeg: d.ffmpeg } : {}),
+      });
+    this.#recorder = new ClipRecorder({
+      sealer: d.sealer,
+      logger: this.#log.child('clips'),
+      config: this.#cfg.clips,
+      thumbnailer,
+      now: this.#now,
+      onEvent: (e) => {
+        this.#emit(e);
+      },
+    });
+    this.#live = new LiveSessions({ sealer: d.sealer, logger: this.#log.child('live') });
+    this.#detector = new MotionDetector(this.#cfg.motion);
+  }
+
+  on(listener: (e: MediaEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(e: MediaEvent): void {
+    for (const l of this.#listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.#log.warn('media event listener threw', { reason: reasonOf(err) });
+      }
+    }
+  }
+
+  #setState(s: PipelineState): void {
+    if (this.#state === s) return;
+    this.#state = s;
+    this.#emit({ type: 'state', state: s, at: this.#now() });
+  }
+
+  #warn(message: string): void {
+    if (!this.#warnings.includes(message)) this.#warnings.push(message);
+    this.#log.warn(message);
+    this.#emit({ type: 'warning', message, at: this.#now() });
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'stopped' && this.#state !== 'failed')
+      throw new MediaError('EMEDIA_STATE', `media pipeline already ${this.#state}`);
+    this.#setState('starting');
+    this.#error = undefined;
+    try {
+      await this.#openMotionServer();
+      await this.#configure();
+      const src = this.#cfg.motion.source;
+      if (src !== 'video') {
+        if (!this.#d.pir)
+          throw new MediaError('EMEDIA', `motion.source is '${src}' but no PIR input was given`);
+        this.#unPir = this.#d.pir.onEdge((v) => {
+          this.#pirActive = v === 1;
+          this.#updateMotion('pir');
+        });
+      }
+      this.#unwatch = this.#d.camera.watch((e) => {
+        this.#onPresence(e);
+      }, this.#cfg.cameraWatchMs);
+      this.#tickTimer = setInterval(() => {
+        if (this.#detector.tick(this.#now())) {
+          this.#videoActive = false;
+          this.#updateMotion('video');
+        }
+      }, 500);
+      this.#tickTimer.unref();
+      await this.#launch();
+    } catch (e) {
+      this.#error = reasonOf(e);
+      await this.#teardown();
+      this.#setState('failed');
+      this.#log.error('media pipeline failed to start', { reason: this.#error });
+      throw e;
+    }
+  }
+
+  async #openMotionServer(): Promise<void> {
+    if (this.#cfg.motion.source === 'pir') return;
+    this.#dir = await mkdtemp(join(this.#d.runDir ?? tmpdir(), 'vigil-media-'));
+    this.#socketPath = join(this.#dir, 'motion.sock');
+    const server = createServer((sock) => {
+      this.#onMotionConnection(sock);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#server = server;
+  }
+
+  #onMotionConnection(sock: Socket): void {
+    // One encoder at a time: a newer connection replaces an older one.
+    this.#motionSocket?.destroy();
+    this.#motionSocket = sock;
+    const frameBytes = this.#detector.frameBytes;
+    let pending: Buffer[] = [];
+    let len = 0;
+    sock.on('data', (chunk: Buffer) => {
+      pending.push(chunk);
+      len += chunk.length;
+      if (len < frameBytes) return;
+      const all = Buffer.concat(pending);
+      let p = 0;
+      for (; p + frameBytes <= all.length; p += frameBytes)
+        this.#onMotionFrame(all.subarray(p, p + frameBytes));
+      pending = p < all.length ? [all.subarray(p)] : [];
+      len = all.length - p;
+    });
+    sock.on('error', () => undefined);
+  }
+
+  #onMotionFrame(frame: Uint8Array): void {
+    this.#motionFrames++;
+    // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
+    const sample = this.#detector.push(new Uint8Array(frame), this.#now());
+    if (!sample) return;
+    this.#lastAreaPct = sample.areaPct;
+    if (sample.started) {
+      this.#videoActive = true;
+      this.#updateMotion('video', sample.areaPct);
+    } else if (sample.ended) {
+      this.#videoActive = false;
+      this.#updateMotion('video');
+    }
+  }
+
+  #updateMotion(source: 'video' | 'pir' | 'manual', areaPct?: number): void {
+    const src = this.#cfg.motion.source;
+    const video = src !== 'pir' && this.#videoActive;
+    const pir = src !== 'video' && this.#pirActive;
+    const manual = this.#manualUntil > this.#now();
+    const active = video || pir || manual;
+    if (active === this.#motionActive) return;
+    this.#motionActive = active;
+    const at = this.#now();
+    if (active) {
+      this.#lastStartAt = at;
+      this.#log.info('motion started', { source, ...(areaPct !== undefined ? { areaPct } : {}) });
+      this.#emit({
+        type: 'motion-start',
+        source,
+        at,
+        ...(areaPct !== undefined ? { areaPct } : {}),
+      });
+      this.#recorder.motionStarted(`motion (${source})`);
+    } else {
+      this.#log.info('motion ended', { source });
+      this.#emit({ type: 'motion-end', source, at });
+      this.#recorder.motionEnded();
+    }
+  }
+
+  trigger(durationMs: number): void {
+    this.#manualUntil = Math.max(this.#manualUntil, this.#now() + durationMs);
+    if (this.#manualTimer) clearTimeout(this.#manualTimer);
+    this.#manualTimer = setTimeout(() => {
+      this.#updateMotion('manual');
+    }, durationMs + 1);
+    this.#manualTimer.unref();
+    this.#updateMotion('manual');
+  }
+
+  async #configure(): Promise<void> {
+    const cam = this.#d.camera;
+    const formats = await cam.formats();
+    const encoders = await (
+      this.#d.ffmpegEncoders ?? (() => probeFfmpegEncoders(this.#d.ffmpeg))
+    )();
+    const m2m = await (this.#d.probeM2m ?? (() => defaultProbeM2m(cam)))();
+    const pref = this.#d.encoderPreference ?? 'auto';
+    let choice = selectEncoder(
+      { camera: { id: cam.id, kind: cam.kind, formats }, m2m, ffmpegEncoders: encoders },
+      pref,
+    );
+    const e = this.#cfg.encoder;
+    const want: CameraFormat = {
+      width: e.width,
+      height: e.height,
+      pixelFormat: choice.inputPixelFormat,
+      fps: e.fps,
+    };
+    let got = await cam.setFormat(want);
+    if (got.pixelFormat.toUpperCase() !== want.pixelFormat.toUpperCase()) {
+      // The driver fell back silently (vivid answers YUYV to H264).
+      this.#warn(`camera negotiated ${describeFormat(got)} when asked for ${describeFormat(want)}`);
+      if (choice.path === 'camera-h264' && !isH264(got.pixelFormat)) {
+        const rest = formats.filter((f) => !isH264(f.fourcc));
+        choice = selectEncoder(
+          { camera: { id: cam.id, kind: cam.kind, formats: rest }, m2m, ffmpegEncoders: encoders },
+          pref === 'camera-h264' ? 'camera-h264' : 'auto',
+        );
+        got = await cam.setFormat({ ...want, pixelFormat: choice.inputPixelFormat });
+      }
+      if (ffmpegInputFormatOf(got.pixelFormat) === undefined && cam.kind === 'v4l2')
+        throw new MediaError('EMEDIA', `camera format ${got.pixelFormat} cannot be read by ffmpeg`);
+    } else if (got.width !== want.width || got.height !== want.height) {
+      this.#warn(
+        `camera offers ${describeFormat(got)} instead of ${describeFormat(want)}; scaling in the encoder`,
+      );
+    }
+    this.#choice = choice;
+    this.#format = got;
+    if (choice.warning) this.#warn(choice.warning);
+    this.#log.info('encoder selected', {
+      path: choice.path,
+      reason: choice.reason,
+      ...(choice.device ? { device: choice.device } : {}),
+      rejected: choice.rejected,
+      format: describeFormat(got),
+    });
+  }
+
+  #launch(): Promise<void> {
+    this.#launching ??= this.#doLaunch().finally(() => {
+      this.#launching = undefined;
+    });
+    return this.#launching;
+  }
+
+  async #doLaunch(): Promise<void> {
+    const choice = this.#choice;
+    const format = this.#format;
+    if (!choice || !format) throw new MediaError('EMEDIA_STATE', 'encoder not configured');
+    const m = this.#cfg.motion;
+    const args = buildEncoderArgs({
+      input: this.#d.camera.ffmpegInput(format),
+      choice,
+      config: this.#cfg.encoder,
+      ...(this.#socketPath
+        ? {
+            motion: {
+              url: `unix:${this.#socketPath}`,
+              width: m.width,
+              height: m.height,
+              fps: m.fps,
+            },
+          }
+        : {}),
+    });
+    this.#detector.reset();
+    const enc = startEncoder({
+      args,
+      logger: this.#log.child('ffmpeg'),
+      ...(this.#d.ffmpeg ? { ffmpeg: this.#d.ffmpeg } : {}),
+    });
+    this.#encoder = enc;
+    this.#encoderStartedAt = this.#now();
+    const splitter = new Fmp4Splitter({
+      now: this.#now,
+      onInit: (init) => {
+        this.#onInit(init);
+      },
+      onFragment: (f) => {
+        this.#onFragment(f);
+      },
+    });
+    enc.stdout.on('data', (chunk: Buffer) => {
+      if (this.#encoder !== enc) return;
+      try {
+        splitter.push(chunk);
+      } catch (e) {
+        this.#log.error('encoder stream is not valid fMP4; restarting encoder', {
+          reason: reasonOf(e),
+        });
+        void enc.stop(500);
+      }
+    });
+    void enc.exited.then((x) => {
+      this.#onEncoderExit(enc, x);
+    });
+    this.#setState('running');
+    this.#log.info('encoder started', { path: choice.path, pid: enc.pid });
+    this.#emit({ type: 'encoder-started', path: choice.path, pid: enc.pid, at: this.#now() });
+    await Promise.resolve();
+  }
+
+  #onInit(init: InitSegment): void {
+    this.#recorder.onInit(init);
+    this.#live.onInit(init);
+  }
+
+  #onFragment(f: Fragment): void {
+    this.#fragments++;
+    this.#bytes += f.bytes.length;
+    this.#recorder.onFragment(f);
+    this.#live.onFragment(f);
+  }
+
+  #onEncoderExit(
+    enc: RunningEncoder,
+    x: { exitCode: number | null; signal: NodeJS.Signals | null },
+  ): void {
+    if (this.#encoder !== enc) return; // an encoder we stopped on purpose
+    this.#encoder = undefined;
+    const tail = enc.stderrTail().trim().split('\n').slice(-2).join(' | ');
+    const reason = `exit code ${String(x.exitCode)}${x.signal ? `, signal ${x.signal}` : ''}${tail ? `: ${tail}` : ''}`;
+    this.#lastExit = reason;
+    this.#log.warn('encoder exited', { reason });
+    this.#emit({
+      type: 'encoder-exited',
+      exitCode: x.exitCode,
+      signal: x.signal,
+      at: this.#now(),
+      reason,
+    });
+    this.#lostStream(reason);
+    if (this.#state === 'stopped') return;
+    const ranMs = this.#now() - this.#encoderStartedAt;
+    if (ranMs >= this.#cfg.restart.stableMs) this.#failures = 0;
+    this.#failures++;
+    void this.#d.camera.present().then((present) => {
+      if (this.#state === 'stopped' || this.#state === 'camera-missing') return;
+      if (!present) {
+        this.#present = false;
+        this.#setState('camera-missing');
+        return;
+      }
+      this.#scheduleRestart();
+    });
+  }
+
+  #lostStream(reason: string): void {
+    this.#recorder.encoderLost(reason);
+    this.#live.encoderLost(reason);
+    this.#detector.reset();
+    if (this.#videoActive) {
+      this.#videoActive = false;
+      this.#updateMotion('video');
+    }
+  }
+
+  #scheduleRestart(): void {
+    if (this.#restartTimer) return;
+    const r = this.#cfg.restart;
+    const delay = Math.min(r.maxMs, r.minMs * 2 ** Math.max(0, this.#failures - 1));
+    this.#setState('restarting');
+    this.#log.info('restarting encoder', { inMs: delay, failures: this.#failures });
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#state !== 'restarting') return;
+      this.#restarts++;
+      this.#launch().catch((e: unknown) => {
+        this.#log.error('encoder restart failed', { reason: reasonOf(e) });
+        this.#failures++;
+        this.#scheduleRestart();
+      });
+    }, delay);
+  }
+
+  #onPresence(e: 'unplugged' | 'replugged'): void {
+    const at = this.#now();
+    if (this.#state === 'stopped' || this.#state === 'failed') return;
+    if (e === 'unplugged') {
+      this.#present = false;
+      this.#log.warn('camera unplugged', { camera: this.#d.camera.id });
+      this.#emit({ type: 'camera-unplugged', at });
+      if (this.#restartTimer) clearTimeout(this.#restartTimer);
+      this.#restartTimer = undefined;
+      this.#setState('camera-missing');
+      const enc = this.#encoder;
+      this.#encoder = undefined;
+      if (enc) {
+        this.#lostStream('camera unplugged');
+        void enc.stop(1000);
+      }
+      return;
+    }
+    this.#present = true;
+    this.#log.info('camera replugged', { camera: this.#d.camera.id });
+    this.#emit({ type: 'camera-replugged', at });
+    if (this.#state !== 'camera-missing') return;
+    this.#setState('restarting');
+    // The device may come back with another format: negotiate again.
+    void this.#configure()
+      .then(() => {
+        this.#restarts++;
+        this.#failures = 0;
+        return this.#launch();
+      })
+      .catch((err: unknown) => {
+        this.#log.error('camera came back but could not be restarted', { reason: reasonOf(err) });
+        this.#failures++;
+        this.#scheduleRestart();
+      });
+  }
+
+  async startLive(opts: { maxS?: number } = {}): Promise<LiveSession> {
+    if (this.#state !== 'running')
+      throw new MediaError('EMEDIA_STATE', `no live view while ${this.#state}`);
+    return this.#live.start(opts.maxS ?? this.#cfg.live.maxS);
+  }
+
+  idle(): Promise<void> {
+    return this.#recorder.idle();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#setState('stopped');
+    await this.#teardown();
+  }
+
+  async #teardown(): Promise<void> {
+    if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
+    if (this.#tickTimer) clearInterval(this.#tickTimer);
+    this.#tickTimer = undefined;
+    if (this.#manualTimer) clearTimeout(this.#manualTimer);
+    this.#manualTimer = undefined;
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    this.#unPir?.();
+    this.#unPir = undefined;
+    const enc = this.#encoder;
+    this.#encoder = undefined;
+    if (enc) await enc.stop(2000);
+    await this.#recorder.stop();
+    await this.#live.stopAll();
+    this.#motionSocket?.destroy();
+    this.#motionSocket = undefined;
+    const server = this.#server;
+    this.#server = undefined;
+    if (server)
+      await new Promise<void>((r) => {
+        server.close(() => {
+          r();
+        });
+      });
+    if (this.#dir) await rm(this.#dir, { recursive: true, force: true });
+    this.#dir = undefined;
+    this.#socketPath = undefined;
+    this.#videoActive = false;
+    this.#pirActive = false;
+    this.#motionActive = false;
+  }
+
+  status(): MediaStatus {
+    const c = this.#choice;
+    const stats = this.#recorder.stats;
+    const itemId = this.#recorder.currentItemId;
+    return {
+      state: this.#state,
+      camera: {
+        id: this.#d.camera.id,
+        kind: this.#d.camera.kind,
+        present: this.#present,
+        ...(this.#format ? { format: this.#format } : {}),
+      },
+      encoder: {
+        ...(c ? { path: c.path, reason: c.reason } : {}),
+        ...(c?.device ? { device: c.device } : {}),
+        ...(c?.warning ? { warning: c.warning } : {}),
+        rejected: c?.rejected ?? [],
+        ...(this.#encoder?.pid !== undefined ? { pid: this.#encoder.pid } : {}),
+        restarts: this.#restarts,
+        ...(this.#lastExit ? { lastExit: this.#lastExit } : {}),
+      },
+      motion: {
+        source: this.#cfg.motion.source,
+        active: this.#motionActive,
+        ...(this.#lastStartAt !== undefined ? { lastStartAt: this.#lastStartAt } : {}),
+        lastAreaPct: this.#lastAreaPct,
+      },
+      recording: { active: this.#recorder.recording, ...(itemId ? { itemId } : {}) },
+      live: { sessions: this.#live.count },
+      counters: {
+        fragments: this.#fragments,
+        bytes: this.#bytes,
+        clips: stats.clips,
+        thumbnails: stats.thumbnails,
+        motionFrames: this.#motionFrames,
+      },
+      warnings: [...this.#warnings],
+      ...(this.#error ? { error: this.#error } : {}),
+    };
+  }
+}
