@@ -1,0 +1,373 @@
+/**
+ * The hub's uplink: a `CiphertextSink` that carries sealed items to the relay.
+ *
+ *  - clips and thumbnails go through the durable queue (firmware/uplink/queue.ts):
+ *    `append` resolves once the bytes are on the hub's disk; one sender drains
+ *    the queue oldest first with retries and exponential backoff. The relay's
+ *    appends are offset-checked and idempotent, so a segment resent after a
+ *    crash (sent, but not yet removed here) is not a duplicate for the phone.
+ *  - live records go through a bounded in-memory queue with its own sender.
+ *    When the relay is slow or away the queue fills and the oldest live frames
+ *    are dropped (never a live item's header or its end record, never a clip).
+ */
+import { VigilError, reasonOf } from '../../protocol/errors.js';
+import type { DurableFs } from '../../hw/os/fs.js';
+import type { CiphertextSink, ItemKind } from '../items.js';
+import type { Logger } from '../log/logger.js';
+import { GROUP_OF_KIND } from '../../relay/api.js';
+import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import { UplinkQueue } from './queue.js';
+
+export interface UplinkCredentials {
+  readonly deviceId: string;
+  /** The relay bearer token (`d.<deviceId>.<secret>`). */
+  readonly token: string;
+}
+
+export interface UplinkOptions {
+  readonly relayUrl: string;
+  readonly credentials: UplinkCredentials;
+  /** Directory of the durable queue (inside the LUKS volume on a hub). */
+  readonly stateDir: string;
+  readonly fs: DurableFs;
+  readonly logger: Logger;
+  /** First retry delay and the cap (ms). */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Live records kept in memory while the relay is slow (bytes). */
+  readonly liveQueueBytes?: number;
+  readonly fetch?: typeof fetch;
+  /** Per-request timeout (ms). */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface UplinkStatus {
+  readonly state: 'stopped' | 'idle' | 'sending' | 'backoff';
+  readonly queuedSegments: number;
+  readonly queuedBytes: number;
+  readonly sentSegments: number;
+  readonly lastError: string | undefined;
+  readonly backoffMs: number;
+  readonly liveQueued: number;
+  readonly liveSent: number;
+  readonly liveDropped: number;
+  readonly itemsRejected: number;
+}
+
+export interface Uplink extends CiphertextSink {
+  start(): void;
+  stop(): Promise<void>;
+  status(): UplinkStatus;
+  /** Resolve when the durable queue is empty (or reject on abort). */
+  drained(signal?: AbortSignal): Promise<void>;
+}
+
+interface LiveRecord {
+  readonly itemId: string;
+  readonly index: number;
+  readonly final: boolean;
+  readonly keep: boolean;
+  readonly data: Uint8Array;
+}
+
+export class UplinkError extends VigilError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'UplinkError';
+  }
+}
+
+/** Read through a call: the flag changes while awaiting (control-flow narrowing cannot see that). */
+function aborted(signal: AbortSignal): boolean {
+  return signal.aborted;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
+
+/** Status of a 409 answer, when the relay sent one. */
+function conflictStatus(e: unknown): { received: number; complete: boolean } | undefined {
+  if (!(e instanceof RelayHttpError) || e.status !== 409) return undefined;
+  const s = (e.body as { status?: { received?: unknown; complete?: unknown } } | undefined)?.status;
+  if (typeof s?.received !== 'number') return undefined;
+  return { received: s.received, complete: s.complete === true };
+}
+
+export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
+  const log = opts.logger.child('uplink');
+  const queue = await UplinkQueue.open(opts.stateDir, opts.fs);
+  const client = new RelayClient({
+    url: opts.relayUrl,
+    token: opts.credentials.token,
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
+    timeoutMs: opts.requestTimeoutMs ?? 30_000,
+  });
+  const initialMs = opts.backoff?.initialMs ?? 250;
+  const maxMs = opts.backoff?.maxMs ?? 30_000;
+  const liveCap = opts.liveQueueBytes ?? 2 * 1024 * 1024;
+
+  let state: UplinkStatus['state'] = 'stopped';
+  let ac: AbortController | undefined;
+  let loops: Promise<void>[] = [];
+  let wake: (() => void) | undefined;
+  let liveWake: (() => void) | undefined;
+  let sentSegments = 0;
+  let lastError: string | undefined;
+  let backoffMs = 0;
+  let itemsRejected = 0;
+  const live: LiveRecord[] = [];
+  let liveBytes = 0;
+  let liveSent = 0;
+  let liveDropped = 0;
+  const liveIndex = new Map<string, number>();
+  const drainWaiters = new Set<() => void>();
+  /** Items the relay refused for good: later appends of them are discarded. */
+  const rejected = new Set<string>();
+
+  const notifyDrained = (): void => {
+    if (queue.length > 0) return;
+    for (const fn of drainWaiters) fn();
+    drainWaiters.clear();
+  };
+
+  const waitForWork = (signal: AbortSignal): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        wake = undefined;
+        resolve();
+      };
+      wake = done;
+      signal.addEventListener('abort', done);
+    });
+
+  async function sendOne(signal: AbortSignal): Promise<void> {
+    const next = await queue.peek();
+    if (!next) return;
+    const { seg, data } = next;
+    if (rejected.has(seg.itemId)) {
+      await queue.remove(seg.seq);
+      return;
+    }
+    const group = GROUP_OF_KIND[seg.kind];
+    let offset = seg.offset;
+    let body: Uint8Array = data;
+    for (;;) {
+      try {
+        await client.append(
+          seg.itemId,
+          { group, kind: seg.kind, offset, final: seg.final },
+          body,
+          signal,
+        );
+        break;
+      } catch (e) {
+        const st = conflictStatus(e);
+        if (st === undefined) throw e;
+        const end = seg.offset + seg.size;
+        if (st.received >= end || st.complete) break; // the relay already has these bytes
+        if (st.received > seg.offset) {
+          // The relay has a prefix of this segment (an earlier attempt reached it): send the rest.
+          body = data.subarray(st.received - seg.offset);
+          offset = st.received;
+          continue;
+        }
+        throw new UplinkError(
+          'ELOST',
+          `relay holds ${st.received} bytes of item ${seg.itemId}, expected ${seg.offset}: earlier bytes were lost on the relay`,
+          { cause: e },
+        );
+      }
+    }
+    await queue.remove(seg.seq);
+    sentSegments += 1;
+  }
+
+  async function clipLoop(signal: AbortSignal): Promise<void> {
+    let delay = initialMs;
+    while (!signal.aborted) {
+      if (queue.length === 0) {
+        state = 'idle';
+        notifyDrained();
+        await waitForWork(signal);
+        continue;
+      }
+      state = 'sending';
+      try {
+        await sendOne(signal);
+        delay = initialMs;
+        backoffMs = 0;
+        lastError = undefined;
+      } catch (e) {
+        if (aborted(signal)) break;
+        const permanent =
+          (e instanceof RelayHttpError &&
+            e.status >= 400 &&
+            e.status < 500 &&
+            e.status !== 401 &&
+            e.status !== 408 &&
+            e.status !== 429) ||
+          (e instanceof UplinkError && e.code === 'ELOST');
+        const oldest = queue.oldest();
+        if (permanent && oldest) {
+          const n = await queue.dropItem(oldest.itemId);
+          rejected.add(oldest.itemId);
+          itemsRejected += 1;
+          log.error('relay refused an item; dropping it', {
+            itemId: oldest.itemId,
+            segments: n,
+            err: e,
+          });
+          continue;
+        }
+        lastError = reasonOf(e);
+        state = 'backoff';
+        backoffMs = Math.round(delay * (0.75 + Math.random() * 0.5));
+        log.warn('upload failed; retrying', { err: e, backoffMs, queued: queue.length });
+        await sleep(backoffMs, signal);
+        delay = Math.min(maxMs, delay * 2);
+      }
+    }
+  }
+
+  async function liveLoop(signal: AbortSignal): Promise<void> {
+    let delay = initialMs;
+    while (!signal.aborted) {
+      const rec = live[0];
+      if (!rec) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            signal.removeEventListener('abort', done);
+            liveWake = undefined;
+            resolve();
+          };
+          liveWake = done;
+          signal.addEventListener('abort', done);
+        });
+        continue;
+      }
+      try {
+        await client.appendLive(rec.itemId, rec.index, rec.final, rec.data, signal);
+        if (live[0] === rec) {
+          live.shift();
+          liveBytes -= rec.data.length;
+        }
+        liveSent += 1;
+        delay = initialMs;
+      } catch (e) {
+        if (aborted(signal)) break;
+        if (
+          e instanceof RelayHttpError &&
+          e.status >= 400 &&
+          e.status < 500 &&
+          e.status !== 429 &&
+          e.status !== 401
+        ) {
+          if (live[0] === rec) {
+            live.shift();
+            liveBytes -= rec.data.length;
+          }
+          liveDropped += 1;
+          log.warn('relay refused a live record; dropped', {
+            itemId: rec.itemId,
+            index: rec.index,
+            status: e.status,
+          });
+          continue;
+        }
+        await sleep(Math.min(delay, 1000), signal);
+        delay = Math.min(1000, delay * 2);
+      }
+    }
+  }
+
+  function pushLive(itemId: string, bytes: Uint8Array, final: boolean): void {
+    const index = liveIndex.get(itemId) ?? 0;
+    if (final) liveIndex.delete(itemId);
+    else liveIndex.set(itemId, index + 1);
+    const rec: LiveRecord = { itemId, index, final, keep: index === 0 || final, data: bytes };
+    live.push(rec);
+    liveBytes += bytes.length;
+    // Back-pressure: drop the oldest droppable frames (never the record in flight,
+    // a header or an end record) until the queue fits.
+    for (let i = 1; liveBytes > liveCap && i < live.length;) {
+      const r = live[i];
+      if (r === undefined || r.keep || r === rec) {
+        i++;
+        continue;
+      }
+      live.splice(i, 1);
+      liveBytes -= r.data.length;
+      liveDropped += 1;
+    }
+    liveWake?.();
+  }
+
+  const uplink: Uplink = {
+    async append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void> {
+      if (kind === 'live') {
+        pushLive(itemId, Uint8Array.from(bytes), final);
+        return;
+      }
+      await queue.push(itemId, kind, bytes, final);
+      wake?.();
+    },
+    start(): void {
+      if (ac) return;
+      ac = new AbortController();
+      state = 'idle';
+      loops = [clipLoop(ac.signal), liveLoop(ac.signal)];
+      log.info('uplink started', { relay: opts.relayUrl, queued: queue.length });
+    },
+    async stop(): Promise<void> {
+      if (!ac) return;
+      ac.abort();
+      ac = undefined;
+      await Promise.allSettled(loops);
+      loops = [];
+      state = 'stopped';
+    },
+    status(): UplinkStatus {
+      return {
+        state,
+        queuedSegments: queue.length,
+        queuedBytes: queue.bytes,
+        sentSegments,
+        lastError,
+        backoffMs,
+        liveQueued: live.length,
+        liveSent,
+        liveDropped,
+        itemsRejected,
+      };
+    },
+    drained(signal?: AbortSignal): Promise<void> {
+      if (queue.length === 0) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const fn = (): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = (): void => {
+          drainWaiters.delete(fn);
+          reject(new UplinkError('EABORTED', 'stopped waiting for the upload queue to drain'));
+        };
+        drainWaiters.add(fn);
+        signal?.addEventListener('abort', onAbort);
+      });
+    },
+  };
+  return uplink;
+}
