@@ -91,9 +91,7 @@ const DumpJsonSchema = z.object({
 });
 
 /** Parse the header lines of `cryptsetup luksDump` text output. Returns undefined for non-LUKS text. */
-export function parseDumpHeader(
-  text: string,
-):
+export function parseDumpHeader(text: string):
   | {
       version: number;
       uuid: string;
