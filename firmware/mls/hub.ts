@@ -1,0 +1,822 @@
+/**
+ * The hub side of Vigil's E2EE: one set of five MLS groups per paired phone
+ * (motion, thumbnail, livestream, config, notification), the hub as the only
+ * committer, an epoch per item, the crash-safe commit journal, heartbeats with
+ * desync detection, and admin add/remove of phones.
+ *
+ * Durable order per item (`advance`): create commits (memory) -> journal record
+ * with the next states -> replace the group files -> strip the journal record
+ * of secrets -> merge in memory and forget the past epoch. Every write goes
+ * through DurableFs, so the crash suite can stop the process at each step.
+ */
+import type { ClientConfig, ClientState, KeyPackage } from 'ts-mls';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { DurableFs } from '../../hw/os/fs.js';
+import { ValidationError, VigilError, reasonOf } from '../../protocol/errors.js';
+import {
+  b64,
+  decodeConfigMessage,
+  encodeConfigMessage,
+  unb64,
+  type ConfigMessage,
+  type DesyncReport,
+  type HeartbeatAckMessage,
+  type HeartbeatMessage,
+  type InviteMessage,
+} from '../../protocol/e2ee-frames.js';
+import {
+  GROUP_KINDS,
+  LazyMlsProfile,
+  PinnedAuthService,
+  clientConfig,
+  decodeKeyPackageMessage,
+  decodeMessage,
+  decodeState,
+  encodeMessage,
+  encodeState,
+  epochCheck,
+  forgetPastEpochs,
+  hubIdentity,
+  itemWrapKey,
+  leafIndexOf,
+  newSigningIdentity,
+  zeroAll,
+  type GroupKind,
+  type MlsProfile,
+  type PinnedCredential,
+  type SigningIdentity,
+} from '../../protocol/mls-profile.js';
+import { SILENT, type Logger } from '../log/logger.js';
+import {
+  Journal,
+  MAX_JOURNAL_RECORDS,
+  isApplied,
+  stripStates,
+  type JournalRecord,
+} from './journal.js';
+import { HubStore, type HubFile, type InviteRecord, type PhoneRecord } from './store.js';
+
+export class MlsHubError extends VigilError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'MlsHubError';
+  }
+}
+
+/** An invite lives this long (the admin shows it to the new phone at once). */
+export const INVITE_TTL_MS = 15 * 60 * 1000;
+
+export interface MlsHubOptions {
+  /** Directory for the hub's MLS state (production: `<dataDir>/mls`). */
+  readonly dir: string;
+  readonly fs: DurableFs;
+  readonly deviceId: string;
+  readonly profile: MlsProfile | LazyMlsProfile;
+  readonly logger?: Logger;
+  readonly now?: () => number;
+}
+
+export interface PhoneInfo {
+  readonly phoneId: string;
+  readonly admin: boolean;
+  readonly pairedAt: number;
+  readonly credential: PinnedCredential;
+}
+
+interface PhoneRuntime {
+  rec: PhoneRecord;
+  cred: PinnedCredential;
+  groups: Map<GroupKind, ClientState>;
+  /** Highest epoch per group the phone's heartbeat confirmed. */
+  confirmed: Map<GroupKind, bigint>;
+}
+
+export interface AdvanceRecipient {
+  readonly phoneId: string;
+  readonly groupId: Uint8Array;
+  readonly epoch: bigint;
+  /** Encoded MLSMessage: the commit, or a Welcome after a refresh re-add. */
+  readonly handshake: Uint8Array;
+}
+
+export interface AdvanceResult {
+  readonly seq: number;
+  readonly recipients: readonly AdvanceRecipient[];
+  /** Exporter-derived wrap keys, one per recipient (caller zeroes them). */
+  readonly wrapKeys: readonly Uint8Array[];
+}
+
+export interface ConfigOutcome {
+  readonly phoneId: string;
+  readonly message: ConfigMessage;
+  /** Encoded MLS messages to send back to that phone (config group). */
+  readonly replies: readonly Uint8Array[];
+  /** Items every current phone has acknowledged: the hub may delete local copies. */
+  readonly acknowledged: readonly string[];
+  readonly desync: readonly DesyncReport[];
+}
+
+/** Simple FIFO mutex. */
+class Mutex {
+  #tail: Promise<void> = Promise.resolve();
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b).toString('hex');
+}
+
+export class MlsHub {
+  readonly deviceId: string;
+  readonly p: MlsProfile;
+  readonly store: HubStore;
+  readonly journal: Journal;
+  readonly log: Logger;
+  readonly now: () => number;
+  readonly auth: PinnedAuthService;
+  readonly config: ClientConfig;
+  readonly signing: SigningIdentity;
+  #hub: HubFile;
+  #phones = new Map<string, PhoneRuntime>();
+  #pendingRefresh = new Map<string, KeyPackage>();
+  #ackers = new Map<string, Set<string>>();
+  #mutex = new Mutex();
+
+  private constructor(o: MlsHubOptions, p: MlsProfile, hub: HubFile, signing: SigningIdentity) {
+    this.deviceId = o.deviceId;
+    this.p = p;
+    this.store = new HubStore(o.dir, o.fs);
+    this.journal = new Journal(this.store.journalDir, o.fs);
+    this.log = (o.logger ?? SILENT).child('mls');
+    this.now = o.now ?? Date.now;
+    this.#hub = hub;
+    this.signing = signing;
+    this.auth = new PinnedAuthService([signing]);
+    this.config = clientConfig(p.mls, this.auth);
+  }
+
+  /** Open (or initialise) the hub state in `dir`, applying any journal record left by a crash. */
+  static async open(o: MlsHubOptions): Promise<MlsHub> {
+    const p = o.profile instanceof LazyMlsProfile ? await o.profile.get() : o.profile;
+    const store = new HubStore(o.dir, o.fs);
+    await store.init();
+    let hub = await store.readHub();
+    if (hub === undefined) {
+      const s = await newSigningIdentity(p, hubIdentity(o.deviceId));
+      hub = {
+        version: 1,
+        deviceId: o.deviceId,
+        identity: b64(s.identity),
+        signaturePublicKey: b64(s.signaturePublicKey),
+        signaturePrivateKey: b64(s.signaturePrivateKey),
+        phones: [],
+        invites: [],
+      };
+      await store.writeHub(hub);
+    } else if (hub.deviceId !== o.deviceId) {
+      throw new MlsHubError(
+        'EMLS_STATE_CORRUPT',
+        `MLS state belongs to device ${hub.deviceId}, not ${o.deviceId}`,
+      );
+    }
+    const signing: SigningIdentity = {
+      identity: unb64(hub.identity),
+      signaturePublicKey: unb64(hub.signaturePublicKey),
+      signaturePrivateKey: unb64(hub.signaturePrivateKey),
+    };
+    const h = new MlsHub(o, p, hub, signing);
+    await h.#recover();
+    return h;
+  }
+
+  async #recover(): Promise<void> {
+    const known = new Set(this.#hub.phones.map((r) => r.phoneId));
+    // 1. apply journal records that still carry states (crash between journal and merge)
+    for (const rec of await this.journal.load()) {
+      if (isApplied(rec)) continue;
+      for (const e of rec.entries) {
+        if (e.state === undefined || !known.has(e.phoneId)) continue;
+        const cur = await this.store.readGroup(e.phoneId, rec.group);
+        if (cur === undefined || cur.epoch < BigInt(e.epoch)) {
+          await this.store.writeGroup(e.phoneId, rec.group, BigInt(e.epoch), unb64(e.state));
+        }
+      }
+      await this.journal.write(stripStates(rec), 'mls-journal-applied');
+      this.log.info('applied journal record after restart', { seq: rec.seq, group: rec.group });
+    }
+    // 2. drop group files of phones that never finished pairing (or were removed)
+    for (const [phoneId, kind] of await this.store.listGroupFiles()) {
+      if (!known.has(phoneId)) await this.store.removeGroup(phoneId, kind);
+    }
+    // 3. load the phones' groups
+    for (const rec of this.#hub.phones) {
+      const cred = {
+        identity: unb64(rec.identity),
+        signaturePublicKey: unb64(rec.signaturePublicKey),
+      };
+      this.auth.pin(cred);
+      const groups = new Map<GroupKind, ClientState>();
+      for (const kind of GROUP_KINDS) {
+        const f = await this.store.readGroup(rec.phoneId, kind);
+        if (f === undefined)
+          throw new MlsHubError(
+            'EMLS_STATE_CORRUPT',
+            `group ${kind} of phone ${rec.phoneId} is missing`,
+          );
+        const st = decodeState(this.p, f.state, this.config);
+        if (st === undefined || st.groupContext.epoch !== f.epoch) {
+          throw new MlsHubError(
+            'EMLS_STATE_CORRUPT',
+            `group ${kind} of phone ${rec.phoneId} does not decode`,
+          );
+        }
+        groups.set(kind, st);
+      }
+      this.#phones.set(rec.phoneId, { rec, cred, groups, confirmed: new Map() });
+    }
+  }
+
+  // ---- queries -------------------------------------------------------------------
+
+  get phones(): PhoneInfo[] {
+    return [...this.#phones.values()].map((ph) => ({
+      phoneId: ph.rec.phoneId,
+      admin: ph.rec.admin,
+      pairedAt: ph.rec.pairedAt,
+      credential: ph.cred,
+    }));
+  }
+
+  get invites(): readonly InviteRecord[] {
+    return this.#hub.invites;
+  }
+
+  epoch(phoneId: string, kind: GroupKind): bigint {
+    const st = this.#phones.get(phoneId)?.groups.get(kind);
+    if (st === undefined) throw new MlsHubError('EUNKNOWN_PHONE', `no phone ${phoneId}`);
+    return st.groupContext.epoch;
+  }
+
+  /** Encoded size of one group state (the "state stays flat" check). */
+  stateSize(phoneId: string, kind: GroupKind): number {
+    const st = this.#phones.get(phoneId)?.groups.get(kind);
+    if (st === undefined) throw new MlsHubError('EUNKNOWN_PHONE', `no phone ${phoneId}`);
+    return encodeState(this.p, st).length;
+  }
+
+  /** Run `fn` under the state mutex (pairing uses it to commit a new phone). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#mutex.run(fn);
+  }
+
+  // ---- the item path ----------------------------------------------------------------
+
+  /**
+   * Advance `kind` in every phone's group for one item: fold pending refreshes,
+   * journal, persist, merge. Returns the handshakes for the header and the
+   * exporter-derived wrap keys for `itemId`.
+   */
+  advance(kind: GroupKind, itemId: Uint8Array): Promise<AdvanceResult> {
+    return this.#mutex.run(async () => {
+      const phones = [...this.#phones.values()];
+      if (phones.length === 0)
+        throw new MlsHubError('ENO_PHONES', 'no paired phone: nothing can be sealed');
+      const made: {
+        ph: PhoneRuntime;
+        next: ClientState;
+        handshake: Uint8Array;
+        consumed: Uint8Array[];
+      }[] = [];
+      for (const ph of phones) {
+        const st = ph.groups.get(kind) as ClientState;
+        const refreshKey = `${ph.rec.phoneId}/${kind}`;
+        const refresh = this.#pendingRefresh.get(refreshKey);
+        let next: ClientState;
+        let handshake: Uint8Array;
+        let consumed: Uint8Array[];
+        if (refresh !== undefined) {
+          const leaf = leafIndexOf(st, ph.cred.identity);
+          if (leaf === undefined)
+            throw new MlsHubError(
+              'EMLS_STATE_CORRUPT',
+              `phone ${ph.rec.phoneId} is not in its ${kind} group`,
+            );
+          const r = await this.p.mls.createCommit(
+            { state: st, cipherSuite: this.p.cs },
+            {
+              extraProposals: [
+                { proposalType: 'remove', remove: { removed: leaf } },
+                { proposalType: 'add', add: { keyPackage: refresh } },
+              ],
+              ratchetTreeExtension: true,
+            },
+          );
+          if (r.welcome === undefined)
+            throw new MlsHubError('EMLS_INTERNAL', 'refresh commit produced no Welcome');
+          next = r.newState;
+          consumed = r.consumed;
+          handshake = encodeMessage(this.p, {
+            version: 'mls10',
+            wireformat: 'mls_welcome',
+            welcome: r.welcome,
+          });
+        } else {
+          const r = await this.p.mls.createCommit({ state: st, cipherSuite: this.p.cs });
+          next = r.newState;
+          consumed = r.consumed;
+          handshake = encodeMessage(this.p, r.commit);
+        }
+        made.push({ ph, next, handshake, consumed });
+      }
+      const seq = this.journal.nextSeq();
+      const rec: JournalRecord = {
+        v: 1,
+        seq,
+        itemId: hex(itemId),
+        group: kind,
+        createdAt: this.now(),
+        entries: made.map((m) => ({
+          phoneId: m.ph.rec.phoneId,
+          epoch: m.next.groupContext.epoch.toString(),
+          handshake: b64(m.handshake),
+          state: b64(encodeState(this.p, m.next)),
+        })),
+      };
+      await this.journal.write(rec, 'mls-journal');
+      // The record is now the truth: merge in memory (a failure below is repaired from it on restart).
+      for (const m of made) {
+        m.ph.groups.set(kind, forgetPastEpochs(this.p, m.next));
+        zeroAll(this.p, m.consumed);
+        this.#pendingRefresh.delete(`${m.ph.rec.phoneId}/${kind}`);
+      }
+      for (const [i, m] of made.entries()) {
+        await this.store.writeGroup(
+          m.ph.rec.phoneId,
+          kind,
+          m.next.groupContext.epoch,
+          unb64(rec.entries[i]?.state ?? ''),
+        );
+      }
+      await this.journal.write(stripStates(rec), 'mls-journal-applied');
+      await this.#pruneOverflow();
+      const wrapKeys: Uint8Array[] = [];
+      for (const m of made)
+        wrapKeys.push(await itemWrapKey(this.p, m.ph.groups.get(kind) as ClientState, itemId));
+      return {
+        seq,
+        recipients: made.map((m) => ({
+          phoneId: m.ph.rec.phoneId,
+          groupId: m.next.groupContext.groupId,
+          epoch: m.next.groupContext.epoch,
+          handshake: m.handshake,
+        })),
+        wrapKeys,
+      };
+    });
+  }
+
+  async #pruneOverflow(): Promise<void> {
+    const recs = this.journal.records;
+    for (let i = 0; i < recs.length - MAX_JOURNAL_RECORDS; i++) {
+      const r = recs[i];
+      if (r !== undefined && isApplied(r)) await this.journal.remove(r.seq);
+    }
+  }
+
+  // ---- pairing support (used by PairingResponder) -----------------------------------
+
+  /** Accepted external PSKs: the device PSK is passed by the responder; invites live here. */
+  findInvite(pskId: Uint8Array): InviteRecord | undefined {
+    const id = b64(pskId);
+    return this.#hub.invites.find((i) => i.pskId === id && i.expiresAt > this.now());
+  }
+
+  hasPhone(phoneId: string): boolean {
+    return this.#phones.has(phoneId);
+  }
+
+  /**
+   * Make a paired phone durable: group files first, then hub.json (the commit
+   * point). Called by the responder under `exclusive`.
+   */
+  async commitPairing(args: {
+    phoneId: string;
+    credential: PinnedCredential;
+    groups: Map<GroupKind, ClientState>;
+    admin: boolean;
+    inviteId?: Uint8Array;
+  }): Promise<void> {
+    for (const kind of GROUP_KINDS) {
+      const st = args.groups.get(kind);
+      if (st === undefined) throw new MlsHubError('EMLS_INTERNAL', `pairing lacks group ${kind}`);
+      await this.store.writeGroup(
+        args.phoneId,
+        kind,
+        st.groupContext.epoch,
+        encodeState(this.p, st),
+      );
+    }
+    const rec: PhoneRecord = {
+      phoneId: args.phoneId,
+      identity: b64(args.credential.identity),
+      signaturePublicKey: b64(args.credential.signaturePublicKey),
+      admin: args.admin,
+      pairedAt: this.now(),
+      groups: Object.fromEntries(
+        GROUP_KINDS.map((k) => [k, b64((args.groups.get(k) as ClientState).groupContext.groupId)]),
+      ) as Record<GroupKind, string>,
+    };
+    const inviteId = args.inviteId === undefined ? undefined : b64(args.inviteId);
+    const next: HubFile = {
+      ...this.#hub,
+      phones: [...this.#hub.phones.filter((p) => p.phoneId !== args.phoneId), rec],
+      invites: this.#hub.invites.filter((i) => i.pskId !== inviteId && i.expiresAt > this.now()),
+    };
+    await this.store.writeHub(next);
+    this.#hub = next;
+    this.auth.pin(args.credential);
+    const groups = new Map<GroupKind, ClientState>();
+    for (const [k, st] of args.groups)
+      groups.set(k, { ...forgetPastEpochs(this.p, st), clientConfig: this.config });
+    this.#phones.set(args.phoneId, { rec, cred: args.credential, groups, confirmed: new Map() });
+    this.log.info('phone paired', { phoneId: args.phoneId, admin: args.admin });
+  }
+
+  // ---- admin: invites and removal ---------------------------------------------------
+
+  /** A fresh PSK for adding one more phone (the admin shows it to the new phone). */
+  createInvite(by: string): Promise<InviteRecord> {
+    return this.#mutex.run(async () => {
+      const inv: InviteRecord = {
+        pskId: b64(Buffer.concat([Buffer.from('vigil-invite:'), randomBytes(16)])),
+        psk: b64(randomBytes(32)),
+        expiresAt: this.now() + INVITE_TTL_MS,
+        by,
+      };
+      const next: HubFile = {
+        ...this.#hub,
+        invites: [...this.#hub.invites.filter((i) => i.expiresAt > this.now()), inv],
+      };
+      await this.store.writeHub(next);
+      this.#hub = next;
+      return inv;
+    });
+  }
+
+  /** Remove a phone: it receives nothing sealed from the next epoch on. */
+  removePhone(phoneId: string): Promise<void> {
+    return this.#mutex.run(async () => {
+      const ph = this.#phones.get(phoneId);
+      if (ph === undefined) throw new MlsHubError('EUNKNOWN_PHONE', `no phone ${phoneId}`);
+      const next: HubFile = {
+        ...this.#hub,
+        phones: this.#hub.phones.filter((p) => p.phoneId !== phoneId),
+      };
+      await this.store.writeHub(next); // commit point: from here the phone is gone
+      this.#hub = next;
+      this.#phones.delete(phoneId);
+      this.auth.unpin(ph.cred.identity);
+      for (const [kind, st] of ph.groups) {
+        forgetPastEpochs(this.p, st);
+        zeroAll(this.p, [
+          st.keySchedule.exporterSecret,
+          st.keySchedule.senderDataSecret,
+          st.keySchedule.initSecret,
+        ]);
+        await this.store.removeGroup(phoneId, kind);
+      }
+      this.log.info('phone removed', { phoneId });
+    });
+  }
+
+  // ---- config & notification groups ---------------------------------------------------
+
+  #phoneByConfigGroup(groupId: Uint8Array): PhoneRuntime | undefined {
+    for (const ph of this.#phones.values()) {
+      const st = ph.groups.get('config');
+      if (st !== undefined && Buffer.from(st.groupContext.groupId).equals(Buffer.from(groupId)))
+        return ph;
+    }
+    return undefined;
+  }
+
+  /** Seal a message for one phone in its config (or notification) group. */
+  sealFor(
+    phoneId: string,
+    msg: ConfigMessage,
+    group: 'config' | 'notification' = 'config',
+  ): Promise<Uint8Array> {
+    return this.#mutex.run(async () => {
+      const ph = this.#phones.get(phoneId);
+      if (ph === undefined) throw new MlsHubError('EUNKNOWN_PHONE', `no phone ${phoneId}`);
+      const st = ph.groups.get(group) as ClientState;
+      const r = await this.p.mls.createApplicationMessage(st, encodeConfigMessage(msg), this.p.cs);
+      // Persist the advanced sender ratchet BEFORE the message leaves (no key reuse after a crash).
+      await this.store.writeGroup(
+        phoneId,
+        group,
+        r.newState.groupContext.epoch,
+        encodeState(this.p, r.newState),
+      );
+      ph.groups.set(group, r.newState);
+      zeroAll(this.p, r.consumed);
+      return encodeMessage(this.p, {
+        version: 'mls10',
+        wireformat: 'mls_private_message',
+        privateMessage: r.privateMessage,
+      });
+    });
+  }
+
+  /** Send an event notice to every phone over its notification group. */
+  async notify(
+    notice: Omit<Extract<ConfigMessage, { t: 'notice' }>, 't'>,
+  ): Promise<{ phoneId: string; bytes: Uint8Array }[]> {
+    const out: { phoneId: string; bytes: Uint8Array }[] = [];
+    for (const ph of this.phones)
+      out.push({
+        phoneId: ph.phoneId,
+        bytes: await this.sealFor(ph.phoneId, { t: 'notice', ...notice }, 'notification'),
+      });
+    return out;
+  }
+
+  /**
+   * Handle one MLS message from a phone's config group: heartbeat, admin
+   * request, or an `app` envelope (Wi-Fi credentials, unlock, escrow, OTA).
+   */
+  async handleConfig(bytes: Uint8Array): Promise<ConfigOutcome> {
+    const m = decodeMessage(this.p, bytes);
+    if (m?.wireformat !== 'mls_private_message')
+      throw new ValidationError('config message is not an MLS private message');
+    const { ph, plain } = await this.#mutex.run(async () => {
+      const ph = this.#phoneByConfigGroup(m.privateMessage.groupId);
+      if (ph === undefined)
+        throw new MlsHubError(
+          'EUNKNOWN_GROUP',
+          'message for a group this hub does not have (removed phone?)',
+        );
+      const st = ph.groups.get('config') as ClientState;
+      let r;
+      try {
+        r = await this.p.mls.processPrivateMessage(
+          st,
+          m.privateMessage,
+          this.p.mls.emptyPskIndex,
+          this.p.cs,
+          () => 'reject',
+        );
+      } catch (e) {
+        throw new MlsHubError('EMLS_REJECTED', `config message rejected: ${reasonOf(e)}`, {
+          cause: e,
+        });
+      }
+      if (r.kind !== 'applicationMessage')
+        throw new MlsHubError(
+          'EMLS_REJECTED',
+          'phones may not send handshakes in the config group',
+        );
+      await this.store.writeGroup(
+        ph.rec.phoneId,
+        'config',
+        r.newState.groupContext.epoch,
+        encodeState(this.p, r.newState),
+      );
+      ph.groups.set('config', forgetPastEpochs(this.p, r.newState));
+      zeroAll(this.p, r.consumed);
+      return { ph, plain: r.message };
+    });
+    const d = decodeConfigMessage(plain);
+    if (!d.ok) throw d.error;
+    const msg = d.value;
+    const phoneId = ph.rec.phoneId;
+    const replies: ConfigMessage[] = [];
+    let acknowledged: string[] = [];
+    let desync: DesyncReport[] = [];
+    switch (msg.t) {
+      case 'heartbeat': {
+        const r = await this.#heartbeat(ph, msg);
+        replies.push(r.ack);
+        acknowledged = r.deletable;
+        desync = r.ack.desync;
+        break;
+      }
+      case 'invite-request': {
+        if (!ph.rec.admin) {
+          replies.push({
+            t: 'request-failed',
+            requestId: msg.requestId,
+            code: 'ENOT_ADMIN',
+            message: 'only an admin phone can add phones',
+          });
+          break;
+        }
+        const inv = await this.createInvite(phoneId);
+        const invite: InviteMessage = {
+          t: 'invite',
+          requestId: msg.requestId,
+          deviceId: this.deviceId,
+          pskId: inv.pskId,
+          psk: inv.psk,
+          expiresAt: inv.expiresAt,
+        };
+        replies.push(invite);
+        break;
+      }
+      case 'remove-request': {
+        if (!ph.rec.admin) {
+          replies.push({
+            t: 'request-failed',
+            requestId: msg.requestId,
+            code: 'ENOT_ADMIN',
+            message: 'only an admin phone can remove phones',
+          });
+          break;
+        }
+        if (!this.#phones.has(msg.phoneId)) {
+          replies.push({
+            t: 'request-failed',
+            requestId: msg.requestId,
+            code: 'EUNKNOWN_PHONE',
+            message: `no phone ${msg.phoneId}`,
+          });
+          break;
+        }
+        await this.removePhone(msg.phoneId);
+        if (msg.phoneId !== phoneId)
+          replies.push({ t: 'removed', requestId: msg.requestId, phoneId: msg.phoneId });
+        break;
+      }
+      case 'app':
+        break;
+      case 'heartbeat-ack':
+      case 'invite':
+      case 'removed':
+      case 'request-failed':
+      case 'notice':
+        throw new MlsHubError('EMLS_REJECTED', `a phone may not send "${msg.t}"`);
+    }
+    const sealed: Uint8Array[] = [];
+    if (this.#phones.has(phoneId))
+      for (const r of replies) sealed.push(await this.sealFor(phoneId, r));
+    return { phoneId, message: msg, replies: sealed, acknowledged, desync };
+  }
+
+  async #heartbeat(
+    ph: PhoneRuntime,
+    hb: HeartbeatMessage,
+  ): Promise<{ ack: HeartbeatAckMessage; deletable: string[] }> {
+    const phoneId = ph.rec.phoneId;
+    const catchUp: HeartbeatAckMessage['catchUp'] = [];
+    const desync: DesyncReport[] = [];
+    const epochs: Partial<Record<GroupKind, string>> = {};
+    for (const kind of GROUP_KINDS) {
+      const st = ph.groups.get(kind) as ClientState;
+      const hubEpoch = st.groupContext.epoch;
+      epochs[kind] = hubEpoch.toString();
+      const reported = hb.epochs[kind];
+      if (reported === undefined) {
+        desync.push({
+          group: kind,
+          phoneEpoch: '0',
+          hubEpoch: hubEpoch.toString(),
+          reason: 'phone did not report this group',
+        });
+        continue;
+      }
+      const phoneEpoch = BigInt(reported);
+      if (phoneEpoch === hubEpoch) {
+        const check = b64(await epochCheck(this.p, st));
+        const theirs = hb.checks[kind];
+        if (
+          theirs === undefined ||
+          theirs.length !== check.length ||
+          !timingSafeEqual(Buffer.from(theirs), Buffer.from(check))
+        ) {
+          desync.push({
+            group: kind,
+            phoneEpoch: reported,
+            hubEpoch: hubEpoch.toString(),
+            reason: 'same epoch number but different group secrets (forked state)',
+          });
+        } else ph.confirmed.set(kind, hubEpoch);
+      } else if (phoneEpoch < hubEpoch) {
+        const missing = this.journal.records
+          .filter((r) => r.group === kind)
+          .flatMap((r) =>
+            r.entries
+              .filter((e) => e.phoneId === phoneId)
+              .map((e) => ({ epoch: BigInt(e.epoch), handshake: e.handshake })),
+          )
+          .filter((e) => e.epoch > phoneEpoch && e.epoch <= hubEpoch)
+          .sort((a, b) => (a.epoch < b.epoch ? -1 : 1));
+        const contiguous =
+          missing.length === Number(hubEpoch - phoneEpoch) &&
+          missing.every((e, i) => e.epoch === phoneEpoch + BigInt(i) + 1n);
+        if (contiguous) {
+          for (const e of missing)
+            catchUp.push({ group: kind, epoch: e.epoch.toString(), handshake: e.handshake });
+          ph.confirmed.set(kind, phoneEpoch);
+        } else {
+          desync.push({
+            group: kind,
+            phoneEpoch: reported,
+            hubEpoch: hubEpoch.toString(),
+            reason: `phone is ${hubEpoch - phoneEpoch} epoch(s) behind and the hub no longer has every missing commit: re-pair this phone`,
+          });
+        }
+      } else {
+        desync.push({
+          group: kind,
+          phoneEpoch: reported,
+          hubEpoch: hubEpoch.toString(),
+          reason: 'phone is ahead of the hub (hub state lost or rolled back)',
+        });
+      }
+    }
+    for (const d of desync)
+      this.log.warn('MLS desync with phone', {
+        phoneId,
+        group: d.group,
+        phoneEpoch: d.phoneEpoch,
+        hubEpoch: d.hubEpoch,
+        reason: d.reason,
+      });
+    // refresh offers (phone refresh by re-add), validated against the pinned credential
+    for (const offer of hb.refresh) {
+      const kp = decodeKeyPackageMessage(this.p, unb64(offer.keyPackage));
+      const c = kp?.leafNode.credential;
+      if (
+        kp === undefined ||
+        c?.credentialType !== 'basic' ||
+        !this.auth.isPinned(c.identity, kp.leafNode.signaturePublicKey) ||
+        !Buffer.from(c.identity).equals(Buffer.from(ph.cred.identity))
+      ) {
+        desync.push({
+          group: offer.group,
+          phoneEpoch: hb.epochs[offer.group] ?? '0',
+          hubEpoch: epochs[offer.group] ?? '0',
+          reason: "refresh key package rejected: not this phone's pinned credential",
+        });
+        continue;
+      }
+      if (offer.group === 'motion' || offer.group === 'thumbnail' || offer.group === 'livestream')
+        this.#pendingRefresh.set(`${phoneId}/${offer.group}`, kp);
+    }
+    // item acknowledgements: deletable once every current phone acknowledged
+    const deletable: string[] = [];
+    for (const id of hb.acks) {
+      const set = this.#ackers.get(id) ?? new Set<string>();
+      set.add(phoneId);
+      this.#ackers.set(id, set);
+      if ([...this.#phones.keys()].every((p) => set.has(p))) {
+        deletable.push(id);
+        this.#ackers.delete(id);
+      }
+    }
+    await this.#pruneJournal();
+    return {
+      ack: {
+        t: 'heartbeat-ack',
+        seq: hb.seq,
+        hubTime: this.now(),
+        epochs,
+        catchUp,
+        acknowledged: hb.acks,
+        desync,
+      },
+      deletable,
+    };
+  }
+
+  /** Drop journal records every phone has confirmed passing. */
+  async #pruneJournal(): Promise<void> {
+    await this.#mutex.run(async () => {
+      for (const r of this.journal.records) {
+        if (!isApplied(r)) continue;
+        const done = r.entries.every((e) => {
+          const ph = this.#phones.get(e.phoneId);
+          if (ph === undefined) return true;
+          const c = ph.confirmed.get(r.group);
+          return c !== undefined && c >= BigInt(e.epoch);
+        });
+        if (done) await this.journal.remove(r.seq);
+      }
+    });
+  }
+
+  /** Pending refreshes (phone-id/group), for tests and diagnostics. */
+  get pendingRefreshes(): string[] {
+    return [...this.#pendingRefresh.keys()];
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The hub's commit journal (persist before merge). One record per epoch
+ * advance, `journal/<seq>.rec`, JSON:
+ *
+ *   { v: 1, seq, itemId, group, createdAt,
+ *     entries: [{ phoneId, epoch, handshake, state? }] }
+ *
+ * Life of a record:
+ *  1. written with `state` (the next group state) for every recipient BEFORE
+ *     any group file changes: from here on the record is the truth;
+ *  2. each group file is replaced from it;
+ *  3. rewritten without `state` ("applied"): no secrets of a superseded epoch
+ *     survive in it (forward secrecy), only the public handshakes;
+ *  4. kept as the re-send log until every phone's heartbeat shows it passed
+ *     `epoch`, then removed.
+ * On start, a record that still has states is applied (never re-created).
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { DurableFs } from '../../hw/os/fs.js';
+import { GROUP_KINDS } from '../../protocol/mls-profile.js';
+import { MlsStateError } from './store.js';
+
+const b64u = z.string().regex(/^[A-Za-z0-9_-]*$/);
+
+export const JournalEntry = z.strictObject({
+  phoneId: z.string().regex(/^[0-9a-f]{8,64}$/),
+  epoch: z.string().regex(/^[0-9]{1,20}$/),
+  handshake: b64u,
+  state: b64u.optional(),
+});
+export type JournalEntry = z.infer<typeof JournalEntry>;
+
+export const JournalRecord = z.strictObject({
+  v: z.literal(1),
+  seq: z.number().int().positive(),
+  itemId: z.string().regex(/^[0-9a-f]{32}$/),
+  group: z.enum(GROUP_KINDS),
+  createdAt: z.number().int().nonnegative(),
+  entries: z.array(JournalEntry),
+});
+export type JournalRecord = z.infer<typeof JournalRecord>;
+
+/** Most records kept for re-sending; a phone further behind must re-pair. */
+export const MAX_JOURNAL_RECORDS = 2000;
+
+export class Journal {
+  readonly dir: string;
+  readonly fs: DurableFs;
+  #records = new Map<number, JournalRecord>();
+  #nextSeq = 1;
+
+  constructor(dir: string, fs: DurableFs) {
+    this.dir = dir;
+    this.fs = fs;
+  }
+
+  file(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(12, '0')}.rec`);
+  }
+
+  /** Load every record (ordered by seq). */
+  async load(): Promise<JournalRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      names = [];
+    }
+    const recs: JournalRecord[] = [];
+    for (const n of names.filter((x) => /^[0-9]{12}\.rec$/.test(x)).sort()) {
+      const raw = await this.fs.readIfExists(join(this.dir, n));
+      if (raw === undefined) continue;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw.toString('utf8'));
+      } catch (e) {
+        throw new MlsStateError('EMLS_STATE_CORRUPT', `journal record ${n} is not JSON`, {
+          cause: e,
+        });
+      }
+      const r = JournalRecord.safeParse(parsed);
+      if (!r.success)
+        throw new MlsStateError(
+          'EMLS_STATE_CORRUPT',
+          `journal record ${n} is invalid: ${r.error.issues[0]?.message ?? ''}`,
+        );
+      recs.push(r.data);
+    }
+    this.#records = new Map(recs.map((r) => [r.seq, r]));
+    this.#nextSeq = recs.reduce((m, r) => Math.max(m, r.seq), 0) + 1;
+    return recs;
+  }
+
+  nextSeq(): number {
+    return this.#nextSeq++;
+  }
+
+  async write(rec: JournalRecord, label: string): Promise<void> {
+    await this.fs.writeFileAtomic(
+      this.file(rec.seq),
+      JSON.stringify(JournalRecord.parse(rec)),
+      label,
+    );
+    this.#records.set(rec.seq, rec);
+  }
+
+  async remove(seq: number): Promise<void> {
+    await this.fs.remove(this.file(seq), 'mls-journal-prune');
+    this.#records.delete(seq);
+  }
+
+  get records(): JournalRecord[] {
+    return [...this.#records.values()].sort((a, b) => a.seq - b.seq);
+  }
+}
+
+export function stripStates(rec: JournalRecord): JournalRecord {
+  return {
+    ...rec,
+    entries: rec.entries.map(({ phoneId, epoch, handshake }) => ({ phoneId, epoch, handshake })),
+  };
+}
+
+export function isApplied(rec: JournalRecord): boolean {
+  return rec.entries.every((e) => e.state === undefined);
+}

@@ -1,0 +1,120 @@
+/**
+ * The hub's `ItemSealer`: every item begins a new epoch in each phone's group
+ * for its kind (clip -> motion, thumbnail -> thumbnail, live -> livestream),
+ * gets a random content key wrapped once per phone with that phone's
+ * exporter-derived key, and streams Vigil container records to the sink:
+ * first the header (with the commits), then one record per sealed chunk as
+ * plaintext arrives, then the end record.
+ */
+import type { CiphertextSink, ItemMeta, ItemSealer, SealedItemWriter } from '../items.js';
+import {
+  ContainerWriter,
+  DEFAULT_CHUNK_SIZE,
+  newContentKey,
+  newItemId,
+  sealHeader,
+  type HeaderCore,
+} from '../../protocol/container.js';
+import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
+import { SILENT, type Logger } from '../log/logger.js';
+import type { MlsHub } from './hub.js';
+
+export interface MlsItemSealerDeps {
+  readonly hub: MlsHub;
+  readonly sink: CiphertextSink;
+  readonly deviceId: string;
+  /** Max plaintext per chunk (default 64 KiB). A write() larger than this is split. */
+  readonly chunkSize?: number;
+  readonly logger?: Logger;
+}
+
+export class SealerError extends VigilError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'SealerError';
+  }
+}
+
+export class MlsItemSealer implements ItemSealer {
+  readonly #d: MlsItemSealerDeps;
+  readonly #log: Logger;
+
+  constructor(deps: MlsItemSealerDeps) {
+    this.#d = deps;
+    this.#log = (deps.logger ?? SILENT).child('sealer');
+  }
+
+  async begin(meta: ItemMeta): Promise<SealedItemWriter> {
+    const itemId = newItemId();
+    const group = GROUP_FOR_ITEM[meta.kind];
+    const adv = await this.#d.hub.advance(group, itemId);
+    const cek = newContentKey();
+    const chunkSize = this.#d.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const core: HeaderCore = {
+      itemId,
+      kind: meta.kind,
+      flags: 0,
+      deviceId: this.#d.deviceId,
+      startedAt: Math.max(0, Math.floor(meta.startedAt)),
+      codec: meta.codec,
+      chunkSize,
+      recipients: adv.recipients.map((r) => ({
+        groupId: r.groupId,
+        epoch: r.epoch,
+        handshake: r.handshake,
+      })),
+    };
+    const header = sealHeader(core, cek, adv.wrapKeys);
+    for (const k of adv.wrapKeys) k.fill(0);
+    const writer = new ContainerWriter(cek, itemId, header.digest, chunkSize);
+    cek.fill(0);
+    const id = itemId.toString('hex');
+    const sink = this.#d.sink;
+    const first = adv.recipients[0];
+    if (first === undefined) throw new SealerError('ENO_PHONES', 'no recipients');
+    await sink.append(id, meta.kind, header.record, false);
+    this.#log.debug('item begun', {
+      itemId: id,
+      kind: meta.kind,
+      epoch: first.epoch.toString(),
+      recipients: adv.recipients.length,
+    });
+
+    // Serialise writes so records reach the sink in index order.
+    let tail: Promise<void> = Promise.resolve();
+    const enqueue = (fn: () => Promise<void>): Promise<void> => {
+      const next = tail.then(fn);
+      tail = next.catch(() => undefined);
+      return next;
+    };
+    let failed: unknown;
+    return {
+      itemId: id,
+      epoch: first.epoch,
+      write: (plain: Uint8Array) =>
+        enqueue(async () => {
+          if (failed !== undefined)
+            throw new SealerError('EITEM_FAILED', `item ${id} already failed: ${reasonOf(failed)}`);
+          if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
+          try {
+            for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
+          } catch (e) {
+            failed = e;
+            throw e;
+          }
+        }),
+      close: (durationMs: number) =>
+        enqueue(async () => {
+          if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
+          await sink.append(id, meta.kind, writer.end('complete', durationMs), true);
+        }),
+      abort: (reason: string) =>
+        enqueue(async () => {
+          if (writer.ended) return;
+          await sink.append(id, meta.kind, writer.end('aborted', 0, reason), true);
+          this.#log.info('item aborted', { itemId: id, reason });
+        }),
+    };
+  }
+}
