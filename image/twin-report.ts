@@ -1,0 +1,79 @@
+/**
+ * qemu-amd64 twin only (vigil-twin-report.service, when the kernel command
+ * line says vigil.report=1): wait for the hub to reach the pairing state and
+ * for hostapd to bring up an access point on a hwsim radio, then print the
+ * facts as `VIGIL-TWIN key=value` console lines for the system test.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { HostPaths } from '../hw/os/host-paths.js';
+import { run } from '../hw/os/run.js';
+import type { Runner } from './disk.js';
+import { grownSize } from './grow.js';
+
+const Status = z.looseObject({ state: z.string() });
+
+export interface TwinReportOptions {
+  readonly print: (line: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  readonly runner?: Runner;
+  readonly timeoutMs?: number;
+  readonly pollMs?: number;
+}
+
+/** Interfaces in AP mode per `iw dev`. */
+export function apInterfaces(iwDev: string): string[] {
+  const out: string[] = [];
+  let iface: string | undefined;
+  for (const line of iwDev.split('\n')) {
+    const i = /^\s*Interface (\S+)/.exec(line);
+    if (i) iface = i[1];
+    if (/^\s*type AP\s*$/.test(line) && iface !== undefined) out.push(iface);
+  }
+  return out;
+}
+
+async function processRunning(paths: HostPaths, name: string): Promise<boolean> {
+  for (const pid of await readdir(paths.host('/proc')).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const comm = await readFile(paths.host(`/proc/${pid}/comm`), 'utf8').catch(() => '');
+    if (comm.trim() === name) return true;
+  }
+  return false;
+}
+
+export async function twinReport(o: TwinReportOptions): Promise<number> {
+  const runner = o.runner ?? run;
+  const paths = HostPaths.fromEnv(o.env);
+  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
+  const poll = o.pollMs ?? 1000;
+  let state = 'none';
+  let aps: string[];
+  let hostapd: boolean;
+  for (;;) {
+    try {
+      const s = Status.safeParse(JSON.parse(await readFile(paths.runDir + '/status.json', 'utf8')));
+      if (s.success) state = s.data.state;
+    } catch {
+      /* hub not up yet */
+    }
+    hostapd = await processRunning(paths, 'hostapd');
+    try {
+      aps = apInterfaces(
+        (await runner('iw', ['dev'], { timeoutMs: 10_000 })).stdout.toString('utf8'),
+      );
+    } catch {
+      aps = [];
+    }
+    if ((state === 'pairing' && hostapd && aps.length > 0) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, poll));
+  }
+  const machineId = (await readFile(paths.host('/etc/machine-id'), 'utf8').catch(() => '')).trim();
+  o.print(`VIGIL-TWIN state=${state}`);
+  o.print(`VIGIL-TWIN hostapd=${hostapd ? 'running' : 'absent'} ap=${aps.join(',') || 'none'}`);
+  o.print(`VIGIL-TWIN machine-id=${/^[0-9a-f]{32}$/.test(machineId) ? 'generated' : 'missing'}`);
+  o.print(`VIGIL-TWIN data-grown=${String((await grownSize(paths)) ?? 'no')}`);
+  const ok = state === 'pairing' && hostapd && aps.length > 0;
+  o.print(`VIGIL-TWIN result=${ok ? 'ok' : 'fail'}`);
+  return ok ? 0 : 1;
+}
