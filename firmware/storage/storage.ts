@@ -102,6 +102,8 @@ export interface StorageConfig {
   readonly allowDiscards: boolean;
   /** How often a waiting (locked) hub re-checks for an unlock done elsewhere (the CLI). */
   readonly pollMs: number;
+  /** Host path of the mount point (mapped through HostPaths); default /var/lib/vigil/data. */
+  readonly mountPoint?: string;
 }
 
 export const DEFAULT_STORAGE_CONFIG: StorageConfig = {
@@ -224,6 +226,11 @@ export class Storage {
     return this.#status;
   }
 
+  /** The LUKS adapter (for status and header backup in the CLI). */
+  get luks(): Luks {
+    return this.#d.luks;
+  }
+
   onStatus(fn: (s: StorageStatus) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
@@ -244,7 +251,9 @@ export class Storage {
   // ---- paths -------------------------------------------------------------------
 
   get mountPoint(): string {
-    return this.#d.paths.dataMount;
+    return this.config.mountPoint !== undefined
+      ? this.#d.paths.host(this.config.mountPoint)
+      : this.#d.paths.dataMount;
   }
   get mapperPath(): string {
     return `/dev/mapper/${this.config.mapperName}`;

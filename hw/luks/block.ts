@@ -111,7 +111,7 @@ export function parseExport(text: string): Record<string, string> {
 }
 
 const SAMPLE_BYTES = 64 * 1024;
-const SAMPLE_POINTS = 8;
+const SAMPLE_POINTS = 64;
 
 export class UtilLinuxBlockDevices implements BlockDevices {
   readonly #run: Runner;

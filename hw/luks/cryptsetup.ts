@@ -285,7 +285,14 @@ export class CryptsetupLuks implements Luks {
   }
 
   async status(name: string, signal?: AbortSignal): Promise<MappingStatus | undefined> {
-    const r = await this.#cs('status', name, ['status', name], { signal, okExitCodes: [0, 4] });
+    let r: RunResult;
+    try {
+      r = await this.#cs('status', name, ['status', name], { signal, okExitCodes: [0, 4] });
+    } catch (e) {
+      // Without device-mapper nothing can be mapped: "not active" is the truthful answer.
+      if (e instanceof LuksError && e.code === 'ELUKS_NO_DM') return undefined;
+      throw e;
+    }
     if (r.exitCode !== 0) return undefined;
     return parseStatus(name, r.stdout.toString('utf8'));
   }
