@@ -173,7 +173,8 @@ export async function ensureGuest(opts: GuestBuildOptions): Promise<EnsuredGuest
   );
   for (const f of ['build-guest.sh', 'extra-modules.sh'])
     hash.update(await readFile(join(builder, f)));
-  hash.update(await readFile(process.execPath));
+  // the node binary is copied into the guest: its version and size identify it cheaply
+  hash.update(`node-binary ${(await stat(process.execPath)).size}`);
   const key = hash.digest('hex').slice(0, 16);
   const dir = join(opts.cacheDir, `guest-${key}`);
   if (!opts.rebuild) {

@@ -69,7 +69,7 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
   });
   // an object, not a `let`: the closures below change it
   const state: { outcome: BootResult['outcome'] } = { outcome: 'exited' };
-  const kill = (why: 'killed' | 'timeout'): void => {
+  const kill = (why: 'killed' | 'done' | 'timeout'): void => {
     if (state.outcome !== 'exited') return;
     state.outcome = why;
     vm.child.kill('SIGKILL');
@@ -98,6 +98,7 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
       lines.push(line);
       spec.onLine?.(line);
       if (spec.killAtLine !== undefined && line.includes(spec.killAtLine)) kill('killed');
+      if (spec.doneLine !== undefined && line.includes(spec.doneLine)) kill('done');
     });
     rl.on('close', () => {
       resolve();
@@ -112,10 +113,13 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
       `\n[harness] qemu exited with code ${String(exit.exitCode)} signal ${String(exit.signal)}\n`,
     );
   }
-  if (outcome !== 'exited')
-    log.write(
-      `\n[harness] qemu ${outcome === 'killed' ? 'killed at marker (power cut)' : 'timed out'}\n`,
-    );
+  const why = {
+    exited: '',
+    killed: 'killed at marker (power cut)',
+    done: 'stopped at the done line',
+    timeout: 'timed out',
+  };
+  if (outcome !== 'exited') log.write(`\n[harness] qemu ${why[outcome]}\n`);
   await new Promise<void>((resolve) => log.end(resolve));
   return { outcome, consoleLog: spec.consoleLog, lines, wallMs: Date.now() - t0 };
 }

@@ -58,6 +58,8 @@ export interface BootSpec {
   readonly consoleLog: string;
   /** SIGKILL qemu (a power cut) as soon as a console line contains this text. */
   readonly killAtLine?: string;
+  /** Stop qemu (outcome "done") as soon as a console line contains this text, e.g. "login:". */
+  readonly doneLine?: string;
   /** Extra qemu arguments (e.g. a network device). */
   readonly extraArgs?: readonly string[];
   /** Called for every console line (without the line ending). */
@@ -65,8 +67,11 @@ export interface BootSpec {
 }
 
 export interface BootResult {
-  /** exited: qemu ended by itself (guest powered off / rebooted / panicked). */
-  readonly outcome: 'exited' | 'killed' | 'timeout';
+  /**
+   * exited: qemu ended by itself (guest powered off / rebooted / panicked);
+   * killed: killAtLine seen; done: doneLine seen; timeout: timeoutMs passed.
+   */
+  readonly outcome: 'exited' | 'killed' | 'done' | 'timeout';
   readonly consoleLog: string;
   readonly lines: readonly string[];
   readonly wallMs: number;

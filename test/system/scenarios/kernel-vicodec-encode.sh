@@ -3,7 +3,7 @@
 # the OUTPUT queue, FWHT bitstream on the CAPTURE queue), decoded back and compared (PSNR).
 # @timeout 150
 set -u
-W=320 H=240 N=10
+W=640 H=480 N=10
 vt_vicodec
 vt_log "encoder $VT_VICODEC_ENC, decoder $VT_VICODEC_DEC"
 v4l2-ctl -d "$VT_VICODEC_ENC" --all | grep -qi 'Memory-to-Memory\|M2M' ||
