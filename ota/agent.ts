@@ -18,7 +18,7 @@ import { reasonOf, VigilError } from '../protocol/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import type { Logger } from '../firmware/log/logger.js';
 import { SILENT } from '../firmware/log/logger.js';
-import { downloadTarget, fileMatches } from './download.js';
+import { DownloadError, downloadTarget, fileMatches } from './download.js';
 import type { Progress } from './download.js';
 import type { TargetFile, Targets } from './metadata.js';
 import type { TrialProbe } from './probe.js';
@@ -290,7 +290,11 @@ export class OtaAgent {
     const { pointer, markers } = await this.#o.slots.status();
     const slot: SlotName = other(pointer.committed);
     const staged = markers[slot];
-    if (staged?.sha256 !== cand.sha256 || staged.version !== cand.version) {
+    const reusable =
+      staged?.sha256 === cand.sha256 &&
+      staged.version === cand.version &&
+      (await this.#o.slots.digest(slot)) === staged.treeDigest;
+    if (!reusable) {
       const downloads = join(this.#o.stateDir, 'downloads');
       await this.#o.fs.ensureDir(downloads);
       const file = join(downloads, `${cand.sha256}.tar.gz`);
@@ -308,7 +312,8 @@ export class OtaAgent {
           ...(signal ? { signal } : {}),
         });
       } catch (e) {
-        const failure = (e as { failure?: string }).failure ?? 'fetch';
+        if (!(e instanceof DownloadError)) throw e;
+        const failure = e.failure;
         const o: OtaOutcome =
           failure === 'fetch'
             ? { kind: 'failed', reason: reasonOf(e), version: installed }

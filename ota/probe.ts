@@ -47,17 +47,21 @@ export class ProcessTrialProbe implements TrialProbe {
     opts: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<ProbeResult> {
     let stdout: string;
+    let exitCode: number;
     try {
       const r = await run(this.#node, [join(slotDir, APP_ENTRY), 'ota', 'probe'], {
         timeoutMs: opts.timeoutMs,
         cwd: slotDir,
         maxStdoutBytes: 64 * 1024,
+        // An unhealthy answer comes with exit code 1: read it rather than fail blind.
+        okExitCodes: [0, 1],
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(this.#env ? { env: this.#env } : {}),
       });
       stdout = r.stdout.toString('utf8');
+      exitCode = r.exitCode;
     } catch (e) {
-      if (e instanceof CommandError && e.failure === 'timeout') {
+      if (e instanceof CommandError && (e.failure === 'timeout' || e.failure === 'aborted')) {
         return {
           ok: false,
           reason: `the new version did not answer within ${String(opts.timeoutMs)} ms (hang; watchdog fired)`,
@@ -70,7 +74,10 @@ export class ProcessTrialProbe implements TrialProbe {
     try {
       answer = AnswerSchema.parse(JSON.parse(last));
     } catch {
-      return { ok: false, reason: 'the new version gave no valid health answer' };
+      return {
+        ok: false,
+        reason: `the new version gave no valid health answer (exit code ${String(exitCode)})`,
+      };
     }
     if (!answer.ok)
       return {

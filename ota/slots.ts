@@ -16,8 +16,8 @@
  * dropped at the next start (one-shot, like the Pi's tryboot flag).
  */
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { VigilError } from '../protocol/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
@@ -69,13 +69,24 @@ export interface Slots {
   /** Unpack a verified bundle into a wiped slot and sync it; returns the tree digest. */
   unpack(slot: SlotName, bundlePath: string): Promise<string>;
   writeMarker(slot: SlotName, marker: SlotMarker): Promise<void>;
+  /** Digest of the slot's tree now (compared with its marker before reuse). */
+  digest(slot: SlotName): Promise<string>;
   beginTrial(slot: SlotName, version: string, now: Date): Promise<void>;
   commit(): Promise<void>;
   dropTrial(): Promise<void>;
 }
 
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Digest of a tree: sorted paths with type, mode and content hash. Symlinks by target. */
-export async function treeDigest(dir: string): Promise<string> {
+export async function treeDigest(dir: string, opts: { fsync?: boolean } = {}): Promise<string> {
   const h = createHash('sha256');
   const walk = async (rel: string): Promise<void> => {
     const names = (await readdir(join(dir, rel))).sort();
@@ -96,6 +107,18 @@ export async function treeDigest(dir: string): Promise<string> {
     }
   };
   await walk('');
+  if (opts.fsync === true) {
+    // Directory entries last, deepest first, so every file is reachable after a power cut.
+    const dirs: string[] = [];
+    const collect = async (d: string): Promise<void> => {
+      for (const e of await readdir(d, { withFileTypes: true }))
+        if (e.isDirectory()) await collect(join(d, e.name));
+      dirs.push(d);
+    };
+    await collect(dir);
+    for (const d of dirs) await fsyncPath(d);
+    await fsyncPath(dirname(dir));
+  }
   return h.digest('hex');
 }
 
@@ -171,10 +194,11 @@ export class HostAppSlots implements Slots {
       { timeoutMs: 10 * 60_000 },
     );
     this.#fs.crash.point(`slot-${slot}:unpacked`);
-    // Make the whole tree durable before the marker claims it is there.
-    await run('sync', ['-f', dir], { timeoutMs: 5 * 60_000 });
+    // Make the whole tree durable (fsync every file and directory) before the
+    // marker claims it is there; the digest is taken in the same pass.
+    const digest = await treeDigest(dir, { fsync: true });
     this.#fs.crash.point(`slot-${slot}:synced`);
-    return treeDigest(dir);
+    return digest;
   }
 
   async writeMarker(slot: SlotName, marker: SlotMarker): Promise<void> {
@@ -183,6 +207,14 @@ export class HostAppSlots implements Slots {
       `${JSON.stringify(marker)}\n`,
       `slot-${slot}-marker`,
     );
+  }
+
+  async digest(slot: SlotName): Promise<string> {
+    try {
+      return await treeDigest(this.dirOf(slot));
+    } catch {
+      return ''; // missing or unreadable: not reusable
+    }
   }
 
   async beginTrial(slot: SlotName, version: string, now: Date): Promise<void> {

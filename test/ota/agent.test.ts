@@ -1,0 +1,470 @@
+/**
+ * The OTA fault matrix: each cell drives the real agent against a real
+ * repository served over loopback HTTP, injects one fault, and asserts the
+ * device ends on a good, verified version (committed slot complete, tree
+ * matching its marker, bundle hash signed by the repository). The matrix is
+ * printed at the end with pass/fail per cell.
+ *
+ * Crash cells crash at EVERY numbered crash point of a full update (learned
+ * from CrashController.trace), both as a kill and as a power loss (unsynced
+ * writes rolled back), in-process (`throw` delivery), then restart the agent.
+ */
+import { readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Test } from 'tap';
+import { CrashController, DurableFs, SimulatedCrash } from '../../hw/os/fs.js';
+import type { CrashMode } from '../../hw/os/fs.js';
+import { generateSigningKey } from '../../ota/keys.js';
+import { nextDelay, OtaAgent, pickCandidate } from '../../ota/agent.js';
+import { refresh } from '../../ota/repo.js';
+import { encodeEnvelope, signEnvelope } from '../../ota/signatures.js';
+import { HostAppSlots } from '../../ota/slots.js';
+import { FetchTransport } from '../../ota/transport.js';
+import {
+  cloneDevice,
+  committedVersion,
+  healthy,
+  makeAgent,
+  makeDevice,
+  makeRepo,
+  publish,
+  T0,
+  tempDir,
+} from './helpers.js';
+import type { AppBehaviour, Device, Repo } from './helpers.js';
+
+const matrix: { cell: string; ok: boolean; detail: string }[] = [];
+
+type T = Test;
+let cur: T = t;
+
+async function cell(name: string, fn: () => Promise<string>, parent: T = t): Promise<void> {
+  await parent.test(name, async (tt) => {
+    let ok = false;
+    let detail = '';
+    cur = tt;
+    try {
+      detail = await fn();
+      ok = true;
+    } catch (e) {
+      detail = (e as Error).message;
+      throw e;
+    } finally {
+      matrix.push({ cell: name, ok: ok && tt.passing(), detail });
+    }
+  });
+}
+
+function must(cond: boolean, what: string): void {
+  cur.ok(cond, what);
+  if (!cond) throw new Error(what);
+}
+
+/** A repository with 1.0.0 released and a device that installed and committed it. */
+async function world(tt: T = cur): Promise<{ work: string; repo: Repo; device: Device }> {
+  const work = await tempDir();
+  const repo = await makeRepo(work);
+  tt.teardown(async () => {
+    await repo.close();
+    await rm(work, { recursive: true, force: true });
+  });
+  await publish(repo, work, '1.0.0');
+  const device = await makeDevice(work, repo);
+  const first = await makeAgent(device, repo).agent.check();
+  tt.equal(first.kind, 'committed', 'the device installs 1.0.0 first');
+  return { work, repo, device };
+}
+
+async function endsOn(device: Device, repo: Repo, version: string): Promise<void> {
+  const c = await committedVersion(device, repo);
+  must(c.verified, `device on a verified version (${c.reason})`);
+  must(c.version === version, `device runs ${version} (got ${c.version})`);
+}
+
+await cell('bad signature (timestamp signed by an unknown key)', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  const real = JSON.parse(
+    await readFile(join(repo.ctx.repoDir, 'metadata', 'timestamp.json'), 'utf8'),
+  ) as { signed: unknown };
+  const forged = signEnvelope(real.signed, [generateSigningKey('timestamp')]);
+  repo.faults.replace.set('/metadata/timestamp.json', Buffer.from(encodeEnvelope(forged)));
+  const o = await makeAgent(device, repo).agent.check();
+  must(
+    o.kind === 'refused' && o.failure === 'signature',
+    `refused as signature: ${JSON.stringify(o)}`,
+  );
+  await endsOn(device, repo, '1.0.0');
+  repo.faults.replace.clear();
+  const o2 = await makeAgent(device, repo).agent.check();
+  must(o2.kind === 'committed', 'the genuine metadata installs 2.0.0 afterwards');
+  await endsOn(device, repo, '2.0.0');
+  return 'refused (signature); 2.0.0 after the fault cleared';
+});
+
+await cell('expired timestamp', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  const late = new Date(T0.getTime() + 2 * 86_400_000);
+  const o = await makeAgent(device, repo, { now: () => late }).agent.check();
+  must(o.kind === 'refused' && o.failure === 'expired', `refused as expired: ${JSON.stringify(o)}`);
+  await endsOn(device, repo, '1.0.0');
+  repo.now = late;
+  await refresh(repo.ctx);
+  const o2 = await makeAgent(device, repo, { now: () => late }).agent.check();
+  must(o2.kind === 'committed', 're-signed timestamp: update proceeds');
+  return 'refused (expired); 2.0.0 after `refresh`';
+});
+
+await cell('rollback to an older version', async () => {
+  const { work, repo, device } = await world();
+  const oldTs = await readFile(join(repo.ctx.repoDir, 'metadata', 'timestamp.json'));
+  await publish(repo, work, '2.0.0');
+  must((await makeAgent(device, repo).agent.check()).kind === 'committed', '2.0.0 installed');
+  // (a) replay an older (validly signed) timestamp: metadata rollback.
+  repo.faults.replace.set('/metadata/timestamp.json', oldTs);
+  const o = await makeAgent(device, repo).agent.check();
+  must(
+    o.kind === 'refused' && o.failure === 'rollback',
+    `old timestamp refused as rollback: ${JSON.stringify(o)}`,
+  );
+  repo.faults.replace.clear();
+  // (b) a correctly signed repository whose newest bundle is older than the installed one.
+  const tree = (await import('../../ota/repo.js')).loadRepo;
+  const state = await tree(repo.ctx);
+  const cand = pickCandidate(state.targets.signed, 'stable', 'app', '2.0.0', []);
+  must(cand === undefined, 'an older signed bundle is never a candidate');
+  await endsOn(device, repo, '2.0.0');
+  return 'old timestamp refused (rollback); no downgrade candidate';
+});
+
+await cell('freeze (stale metadata replayed)', async () => {
+  const { work, repo, device } = await world();
+  const frozen = new Map<string, Buffer>();
+  for (const f of ['timestamp.json', '2.snapshot.json', '2.targets.json'])
+    frozen.set(`/metadata/${f}`, await readFile(join(repo.ctx.repoDir, 'metadata', f)));
+  repo.now = new Date(T0.getTime() + 3600_000);
+  await publish(repo, work, '2.0.0');
+  // The attacker keeps serving the metadata seen before the release.
+  for (const [k, v] of frozen) repo.faults.replace.set(k, v);
+  const later = new Date(T0.getTime() + 3 * 86_400_000);
+  const o = await makeAgent(device, repo, { now: () => later }).agent.check();
+  must(
+    o.kind === 'refused' && o.failure === 'expired',
+    `frozen metadata refused: ${JSON.stringify(o)}`,
+  );
+  // The clock falls back (no RTC): the verified-time floor still refuses the stale copy.
+  repo.faults.replace.clear();
+  repo.now = later;
+  await refresh(repo.ctx);
+  must(
+    (await makeAgent(device, repo, { now: () => later }).agent.check()).kind === 'committed',
+    'fresh metadata installs 2.0.0',
+  );
+  for (const [k, v] of frozen) repo.faults.replace.set(k, v);
+  const o3 = await makeAgent(device, repo, {
+    now: () => new Date('2000-01-01T00:00:00Z'),
+  }).agent.check();
+  must(
+    o3.kind === 'refused',
+    `with the clock reset to 2000 the frozen copy is still refused (${JSON.stringify(o3)})`,
+  );
+  await endsOn(device, repo, '2.0.0');
+  return 'refused (expired), also with the clock set back';
+});
+
+await cell('mix-and-match snapshot', async () => {
+  const { work, repo, device } = await world();
+  const oldSnap = await readFile(join(repo.ctx.repoDir, 'metadata', '2.snapshot.json'));
+  await publish(repo, work, '2.0.0');
+  // timestamp names snapshot 3; serve the (validly signed) snapshot 2 under that name.
+  repo.faults.replace.set('/metadata/3.snapshot.json', oldSnap);
+  const o = await makeAgent(device, repo).agent.check();
+  must(
+    o.kind === 'refused' && ['mix-and-match', 'hash', 'length'].includes(o.failure),
+    `refused: ${JSON.stringify(o)}`,
+  );
+  await endsOn(device, repo, '1.0.0');
+  return `refused (${o.kind === 'refused' ? o.failure : ''})`;
+});
+
+await cell('hash mismatch (tampered bundle)', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  const st = await (await import('../../ota/repo.js')).loadRepo(repo.ctx);
+  const tf = st.targets.signed.targets['stable/vigil-app-2.0.0.tar.gz'];
+  const sha = tf?.hashes.sha256 ?? '';
+  const urlPath = `/targets/stable/${sha}.vigil-app-2.0.0.tar.gz`;
+  const good = await readFile(join(repo.ctx.repoDir, urlPath));
+  const bad = Buffer.from(good);
+  bad[bad.length >> 1] = (bad[bad.length >> 1] ?? 0) ^ 0xff;
+  repo.faults.replace.set(urlPath, bad);
+  const o = await makeAgent(device, repo).agent.check();
+  must(o.kind === 'refused' && o.failure === 'hash', `refused as hash: ${JSON.stringify(o)}`);
+  await endsOn(device, repo, '1.0.0');
+  repo.faults.replace.clear();
+  must(
+    (await makeAgent(device, repo).agent.check()).kind === 'committed',
+    'genuine bundle installs',
+  );
+  await endsOn(device, repo, '2.0.0');
+  return 'refused (hash); 2.0.0 after the fault cleared';
+});
+
+await cell('truncated download then resume', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  repo.faults.truncateOnce.set('vigil-app-2.0.0', 1500);
+  const progress: number[] = [];
+  const o = await makeAgent(device, repo).agent.check();
+  must(o.kind === 'failed', `first attempt fails mid-download: ${JSON.stringify(o)}`);
+  await endsOn(device, repo, '1.0.0');
+  const parts = (await import('node:fs/promises')).readdir(join(device.stateDir, 'downloads'));
+  const part = (await parts).find((f) => f.endsWith('.part'));
+  must(part !== undefined, 'a partial download is kept');
+  const partSize = (await stat(join(device.stateDir, 'downloads', part ?? ''))).size;
+  must(
+    partSize > 0 && partSize <= 1500,
+    `the part holds the bytes received before the cut (${String(partSize)})`,
+  );
+  const rig = makeAgent(device, repo, {
+    extra: { onProgress: (p) => progress.push(p.resumedFrom) },
+  });
+  const o2 = await rig.agent.check();
+  must(o2.kind === 'committed', 'second attempt completes');
+  must(
+    progress.length > 0 && progress.every((r) => r === partSize),
+    `it resumed from byte ${String(partSize)} (HTTP Range)`,
+  );
+  must(
+    repo.faults.requests.filter((r) => r.includes('vigil-app-2.0.0')).length === 2,
+    'two requests for the bundle: the cut one and the ranged one',
+  );
+  await endsOn(device, repo, '2.0.0');
+  return `resumed from byte ${String(partSize)}, committed 2.0.0`;
+});
+
+async function badVersion(
+  behaviour: AppBehaviour,
+  healthFails: boolean,
+  expectReason: RegExp,
+): Promise<string> {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0', behaviour);
+  const health = healthFails
+    ? () => ({
+        ok: false,
+        checks: {
+          camera: { ok: true },
+          mls: { ok: false, detail: 'state does not decode' },
+          relay: { ok: true },
+          storage: { ok: true },
+        },
+      })
+    : healthy;
+  const o = await makeAgent(device, repo, {
+    health,
+    extra: { trialTimeoutMs: behaviour === 'hang' ? 3000 : 30_000 },
+  }).agent.check();
+  must(o.kind === 'rolled-back', `rolled back: ${JSON.stringify(o)}`);
+  must(
+    o.kind === 'rolled-back' && expectReason.test(o.reason),
+    `reason names the failure (${o.kind === 'rolled-back' ? o.reason : ''})`,
+  );
+  await endsOn(device, repo, '1.0.0');
+  const again = await makeAgent(device, repo).agent.check();
+  must(again.kind === 'up-to-date', 'the failed version is not retried');
+  await publish(repo, work, '2.0.1');
+  must(
+    (await makeAgent(device, repo).agent.check()).kind === 'committed',
+    'a fixed 2.0.1 installs',
+  );
+  await endsOn(device, repo, '2.0.1');
+  return o.kind === 'rolled-back' ? o.reason : '';
+}
+
+await cell('new version fails its health check (health port)', () =>
+  badVersion('healthy', true, /mls/),
+);
+await cell('new version fails its health check (its own probe)', () =>
+  badVersion('unhealthy', false, /unhealthy/),
+);
+await cell('new version hangs (watchdog)', () => badVersion('hang', false, /did not answer|hang/));
+
+await cell('health check port hangs (watchdog)', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  const o = await makeAgent(device, repo, {
+    health: () => new Promise(() => undefined),
+    extra: { trialTimeoutMs: 3000 },
+  }).agent.check();
+  must(
+    o.kind === 'rolled-back' && /within/.test(o.reason),
+    `rolled back on timeout: ${JSON.stringify(o)}`,
+  );
+  await endsOn(device, repo, '1.0.0');
+  return o.kind === 'rolled-back' ? o.reason : '';
+});
+
+await cell('waits for a safe moment (no clip recording)', async () => {
+  const { work, repo, device } = await world();
+  await publish(repo, work, '2.0.0');
+  let busyCalls = 0;
+  let committedWhileBusy = false;
+  const rig = makeAgent(device, repo, {
+    busy: () => {
+      busyCalls += 1;
+      return busyCalls < 4;
+    },
+    health: () => {
+      committedWhileBusy = busyCalls < 4;
+      return healthy();
+    },
+  });
+  const o = await rig.agent.check();
+  must(o.kind === 'committed', 'committed after the recording ended');
+  must(
+    busyCalls >= 4 && !committedWhileBusy,
+    `switched only once isBusy() said no (${String(busyCalls)} calls)`,
+  );
+  return `${String(busyCalls)} isBusy() polls before the switch`;
+});
+
+// ---- crash at every numbered point --------------------------------------------
+
+await t.test('crash at every numbered crash point', async (ct) => {
+  cur = ct;
+  const crashWorld = await world(ct);
+  await publish(crashWorld.repo, crashWorld.work, '2.0.0');
+  const tracer = new CrashController();
+  const traceDevice = await cloneDevice(crashWorld.device, join(crashWorld.work, 'trace-device'));
+  const traced = await makeAgent(traceDevice, crashWorld.repo, { crash: tracer }).agent.check();
+  ct.equal(traced.kind, 'committed', 'trace run commits');
+  const points = [...tracer.trace];
+  ct.ok(points.length > 20, `a full update passes ${String(points.length)} crash points`);
+  ct.comment(
+    `crash points of one update: ${points.map((p) => `${String(p.n)}:${p.label}`).join(' ')}`,
+  );
+
+  for (const mode of ['kill', 'power-loss'] as CrashMode[]) {
+    await cell(
+      `${mode === 'kill' ? 'process killed' : 'power loss (simulated)'} at every install step (${String(points.length)} points)`,
+      async () => {
+        const failures: string[] = [];
+        const after = new Map<string, number>();
+        const one = async (p: (typeof points)[number]): Promise<void> => {
+          const dev = await cloneDevice(
+            crashWorld.device,
+            join(crashWorld.work, `crash-${mode}-${String(p.n)}`),
+          );
+          const crash = new CrashController({ at: p.n, mode, delivery: 'throw' });
+          try {
+            await makeAgent(dev, crashWorld.repo, { crash }).agent.check();
+            failures.push(`${String(p.n)}:${p.label} did not crash`);
+            return;
+          } catch (e) {
+            if (!(e instanceof SimulatedCrash)) {
+              failures.push(`${String(p.n)}:${p.label} threw ${(e as Error).message}`);
+              return;
+            }
+          }
+          // Right after the crash: the committed slot is a good version (a pending trial is dropped at restart).
+          const mid = await committedVersion(dev, crashWorld.repo);
+          const pending =
+            (await new HostAppSlots(dev.slotsDir, new DurableFs()).status()).pointer.trial !==
+            undefined;
+          if (!pending && (!mid.verified || !['1.0.0', '2.0.0'].includes(mid.version))) {
+            failures.push(`${String(p.n)}:${p.label} left ${mid.version} (${mid.reason})`);
+          }
+          // Restart: recovery, then the update completes.
+          const o = await makeAgent(dev, crashWorld.repo).agent.check();
+          const end = await committedVersion(dev, crashWorld.repo);
+          if (!end.verified || end.version !== '2.0.0') {
+            failures.push(
+              `${String(p.n)}:${p.label} ended on ${end.version} (${end.reason}; ${o.kind})`,
+            );
+          }
+          after.set(o.kind, (after.get(o.kind) ?? 0) + 1);
+          await rm(dev.dir, { recursive: true, force: true });
+        };
+        // Independent devices: run a few at once (each restart spawns the new slot's probe).
+        const queue = [...points];
+        await Promise.all(
+          Array.from({ length: 3 }, async () => {
+            for (let p = queue.shift(); p !== undefined; p = queue.shift()) await one(p);
+          }),
+        );
+        must(
+          failures.length === 0,
+          `every crash point recovers to a verified version${failures.length ? `: ${failures.join('; ')}` : ''}`,
+        );
+        return `${String(points.length)} points; after restart: ${[...after].map(([k, v]) => `${k}=${String(v)}`).join(', ')}`;
+      },
+      ct,
+    );
+    cur = ct;
+  }
+});
+
+// ---- small pure parts ----------------------------------------------------------
+
+t.test('poll interval has bounded jitter', async (tt) => {
+  tt.equal(
+    nextDelay(60_000, 0.25, () => 0),
+    45_000,
+  );
+  tt.equal(
+    nextDelay(60_000, 0.25, () => 1),
+    75_000,
+  );
+  tt.equal(
+    nextDelay(60_000, 0.25, () => 0.5),
+    60_000,
+  );
+  tt.equal(
+    nextDelay(10, 0.5, () => 0),
+    1000,
+    'never below one second',
+  );
+});
+
+t.test('run() polls until aborted', async (tt) => {
+  cur = tt;
+  const { repo, device } = await world(tt);
+  const ac = new AbortController();
+  let checks = 0;
+  const rig = makeAgent(device, repo, {
+    extra: { intervalMs: 1000, jitter: 0, reporter: { report: () => undefined } },
+  });
+  const orig = rig.agent.check.bind(rig.agent);
+  rig.agent.check = async (s?: AbortSignal) => {
+    checks += 1;
+    if (checks === 2) ac.abort();
+    return orig(s);
+  };
+  await rig.agent.run(ac.signal);
+  tt.equal(checks, 2, 'second poll after the interval, then stopped');
+});
+
+t.test('an agent without a reachable repository fails cleanly', async (tt) => {
+  cur = tt;
+  const { repo, device } = await world(tt);
+  const rig = makeAgent(device, repo, {
+    extra: { repoUrl: 'http://127.0.0.1:9', transport: new FetchTransport({ timeoutMs: 2000 }) },
+  });
+  const o = await rig.agent.check();
+  tt.equal(o.kind, 'refused');
+  tt.match(o.kind === 'refused' ? o.failure : '', 'fetch');
+  await endsOn(device, repo, '1.0.0');
+  tt.ok(rig.agent instanceof OtaAgent);
+});
+
+t.teardown(() => {
+  const w = Math.max(...matrix.map((m) => m.cell.length));
+  const lines = ['', 'OTA fault matrix', `${'cell'.padEnd(w)}  result  detail`];
+  for (const m of matrix)
+    lines.push(`${m.cell.padEnd(w)}  ${m.ok ? 'PASS  ' : 'FAIL  '}  ${m.detail}`);
+  lines.push('(power loss in the guest: test/system/scenarios/ota-power-loss.sh)');
+  console.log(lines.join('\n'));
+});

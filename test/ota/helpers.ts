@@ -1,0 +1,308 @@
+/**
+ * Shared fixtures for the OTA tests: a real repository on disk (real keys,
+ * real signatures), real bundles built from small app trees whose
+ * `dist/bin/vigil.js` answers the trial probe (healthy, unhealthy or hanging),
+ * a real HTTP server on loopback with switchable faults, and a device (state
+ * dir + A/B slots) driven by the real agent.
+ */
+import { randomBytes } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CrashController, DurableFs } from '../../hw/os/fs.js';
+import { OtaAgent } from '../../ota/agent.js';
+import type { AgentOptions, HealthReport, OtaOutcome } from '../../ota/agent.js';
+import { buildAppBundle } from '../../ota/bundle.js';
+import { ProcessTrialProbe } from '../../ota/probe.js';
+import { initRepo, release } from '../../ota/repo.js';
+import type { RepoContext } from '../../ota/repo.js';
+import { HostAppSlots, treeDigest } from '../../ota/slots.js';
+import type { SlotName } from '../../ota/slots.js';
+import { serveStatic, startStaticServer } from '../../ota/static-server.js';
+import type { StaticServer } from '../../ota/static-server.js';
+import { FetchTransport } from '../../ota/transport.js';
+import { installTrustedRoot } from '../../ota/verify.js';
+
+export type AppBehaviour = 'healthy' | 'unhealthy' | 'hang';
+
+export async function tempDir(prefix = 'vigil-ota-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** A minimal app tree: package.json + dist/bin/vigil.js answering `ota probe`. */
+export async function makeAppTree(
+  dir: string,
+  version: string,
+  behaviour: AppBehaviour,
+): Promise<void> {
+  await mkdir(join(dir, 'dist', 'bin'), { recursive: true });
+  await writeFile(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'vigil', version, type: 'module' }),
+  );
+  const body =
+    behaviour === 'healthy'
+      ? `console.log(JSON.stringify({ ok: true, version: pkg.version }));`
+      : behaviour === 'unhealthy'
+        ? `console.log(JSON.stringify({ ok: false, version: pkg.version, detail: 'MLS state does not load' })); process.exitCode = 1;`
+        : `setInterval(() => {}, 1000);`;
+  await writeFile(
+    join(dir, 'dist', 'bin', 'vigil.js'),
+    `import { readFileSync } from 'node:fs';
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+if (process.argv[2] === 'ota' && process.argv[3] === 'probe') { ${body} }
+`,
+  );
+  // Incompressible payload so bundles are big enough to cut mid-transfer.
+  await writeFile(join(dir, 'dist', 'payload.bin'), randomBytes(48 * 1024));
+}
+
+export async function makeBundle(
+  work: string,
+  version: string,
+  behaviour: AppBehaviour,
+): Promise<Buffer> {
+  const app = join(work, `app-${version}-${behaviour}`);
+  await makeAppTree(app, version, behaviour);
+  const out = join(work, `bundle-${version}-${behaviour}.tar.gz`);
+  await buildAppBundle({ appDir: app, out, fs: new DurableFs(), sourceDateEpoch: 1_700_000_000 });
+  return readFile(out);
+}
+
+/** Faults the test server can inject, switched on per test. */
+export interface Faults {
+  /** Cut the connection after this many body bytes, once, for URLs containing the key. */
+  truncateOnce: Map<string, number>;
+  /** Serve these bytes instead of the file, for URL paths equal to the key. */
+  replace: Map<string, Buffer>;
+  /** Ignore Range headers (always 200 with the whole file). */
+  ignoreRange: boolean;
+  requests: string[];
+}
+
+export interface Repo {
+  readonly ctx: RepoContext;
+  readonly server: StaticServer;
+  readonly faults: Faults;
+  readonly rootBytes: Buffer;
+  now: Date;
+  close(): Promise<void>;
+}
+
+export const T0 = new Date('2026-11-01T00:00:00Z');
+
+export async function makeRepo(work: string): Promise<Repo> {
+  const faults: Faults = {
+    truncateOnce: new Map(),
+    replace: new Map(),
+    ignoreRange: false,
+    requests: [],
+  };
+  const repoDir = join(work, 'repo');
+  const holder: { now: Date } = { now: T0 };
+  const ctx: RepoContext = {
+    repoDir,
+    keysDir: join(work, 'keys'),
+    fs: new DurableFs(),
+    now: () => holder.now,
+    passphrase: Buffer.from('offline root passphrase'),
+    scryptLogN: 12,
+  };
+  await initRepo(ctx);
+  const plain = serveStatic(repoDir);
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    faults.requests.push(path);
+    const replaced = faults.replace.get(path);
+    if (replaced !== undefined) {
+      res.writeHead(200, { 'content-length': replaced.length }).end(replaced);
+      return;
+    }
+    if (faults.ignoreRange) delete req.headers.range;
+    for (const [key, n] of faults.truncateOnce) {
+      if (!path.includes(key)) continue;
+      faults.truncateOnce.delete(key);
+      // Send the headers and n bytes of the real answer, then drop the connection.
+      let sent = 0;
+      const origWrite = res.write.bind(res) as (c: Buffer) => boolean;
+      res.write = ((chunk: Buffer) => {
+        const room = n - sent;
+        if (room <= 0) return true;
+        const part = chunk.subarray(0, room);
+        sent += part.length;
+        origWrite(part);
+        // Let the client consume what was sent, then drop the connection.
+        if (sent >= n) setTimeout(() => res.socket?.destroy(), 300);
+        return true;
+      }) as typeof res.write;
+      res.end = ((chunk?: unknown) => {
+        if (Buffer.isBuffer(chunk)) res.write(chunk);
+        setTimeout(() => res.socket?.destroy(), 300);
+        return res;
+      }) as typeof res.end;
+      break;
+    }
+    plain(req, res);
+  };
+  const server = await startStaticServer(repoDir, { handler });
+  const rootBytes = await readFile(join(repoDir, 'metadata', '1.root.json'));
+  return {
+    ctx,
+    server,
+    faults,
+    rootBytes,
+    get now() {
+      return holder.now;
+    },
+    set now(d: Date) {
+      holder.now = d;
+    },
+    close: () => server.close(),
+  };
+}
+
+export async function publish(
+  repo: Repo,
+  work: string,
+  version: string,
+  behaviour: AppBehaviour = 'healthy',
+  channel = 'stable',
+): Promise<void> {
+  await release(repo.ctx, {
+    bundle: await makeBundle(work, version, behaviour),
+    channel,
+    version,
+    kind: 'app',
+  });
+}
+
+export interface Device {
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly slotsDir: string;
+}
+
+export async function makeDevice(work: string, repo: Repo, name = 'device'): Promise<Device> {
+  const dir = join(work, name);
+  const stateDir = join(dir, 'var', 'lib', 'vigil', 'ota');
+  await installTrustedRoot(new DurableFs(), join(stateDir, 'metadata'), repo.rootBytes);
+  return { dir, stateDir, slotsDir: join(dir, 'opt', 'vigil') };
+}
+
+export async function cloneDevice(src: Device, dir: string): Promise<Device> {
+  await rm(dir, { recursive: true, force: true });
+  await cp(src.dir, dir, { recursive: true, verbatimSymlinks: true });
+  return {
+    dir,
+    stateDir: src.stateDir.replace(src.dir, dir),
+    slotsDir: src.slotsDir.replace(src.dir, dir),
+  };
+}
+
+export interface AgentRig {
+  readonly agent: OtaAgent;
+  readonly outcomes: OtaOutcome[];
+  readonly fs: DurableFs;
+  readonly slots: HostAppSlots;
+}
+
+export function healthy(): HealthReport {
+  return {
+    ok: true,
+    checks: { camera: { ok: true }, mls: { ok: true }, relay: { ok: true }, storage: { ok: true } },
+  };
+}
+
+export function makeAgent(
+  device: Device,
+  repo: Repo,
+  opts: {
+    crash?: CrashController;
+    health?: () => HealthReport | Promise<HealthReport>;
+    busy?: () => boolean;
+    now?: () => Date;
+    extra?: Partial<AgentOptions>;
+  } = {},
+): AgentRig {
+  const fs = new DurableFs(opts.crash ?? new CrashController());
+  const slots = new HostAppSlots(device.slotsDir, fs);
+  const outcomes: OtaOutcome[] = [];
+  const agent = new OtaAgent({
+    stateDir: device.stateDir,
+    fs,
+    slots,
+    transport: new FetchTransport({ timeoutMs: 5000, idleMs: 5000 }),
+    repoUrl: repo.server.url,
+    channel: 'stable',
+    probe: new ProcessTrialProbe(),
+    health: { check: async () => (opts.health ?? healthy)() },
+    busy: { isBusy: opts.busy ?? (() => false) },
+    reporter: { report: (o) => void outcomes.push(o) },
+    now: opts.now ?? (() => repo.now),
+    // Generous: a loaded CI machine can take seconds to start node; hang cells set their own.
+    trialTimeoutMs: 30_000,
+    busyPollMs: 10,
+    ...opts.extra,
+  });
+  return { agent, outcomes, fs, slots };
+}
+
+/**
+ * The invariant of every fault-matrix cell: the committed slot holds a
+ * complete install whose tree still matches its marker, and whose bundle hash
+ * is one the repository signed for that version.
+ */
+export async function committedVersion(
+  device: Device,
+  repo: Repo,
+): Promise<{ version: string; slot: SlotName; verified: boolean; reason: string }> {
+  const slots = new HostAppSlots(device.slotsDir, new DurableFs());
+  const { pointer, markers } = await slots.status();
+  const slot = pointer.committed;
+  const m = markers[slot];
+  if (pointer.trial !== undefined)
+    return { version: '?', slot, verified: false, reason: 'a trial is still pending' };
+  if (m === undefined)
+    return { version: '0.0.0', slot, verified: false, reason: 'committed slot has no install' };
+  const digest = await treeDigest(slots.dirOf(slot));
+  if (digest !== m.treeDigest)
+    return { version: m.version, slot, verified: false, reason: 'tree does not match its marker' };
+  const targets = JSON.parse(
+    await readFile(
+      join(
+        repo.ctx.repoDir,
+        'metadata',
+        `${String(await latestTargetsVersion(repo))}.targets.json`,
+      ),
+      'utf8',
+    ),
+  ) as {
+    signed: {
+      targets: Record<
+        string,
+        { hashes: { sha256: string }; custom?: { vigil?: { version: string } } }
+      >;
+    };
+  };
+  const signed = Object.values(targets.signed.targets).some(
+    (t) => t.hashes.sha256 === m.sha256 && t.custom?.vigil?.version === m.version,
+  );
+  return {
+    version: m.version,
+    slot,
+    verified: signed,
+    reason: signed ? 'ok' : 'bundle hash not signed by the repository',
+  };
+}
+
+async function latestTargetsVersion(repo: Repo): Promise<number> {
+  const ts = JSON.parse(
+    await readFile(join(repo.ctx.repoDir, 'metadata', 'timestamp.json'), 'utf8'),
+  ) as { signed: { meta: Record<string, { version: number }> } };
+  const snapV = ts.signed.meta['snapshot.json']?.version ?? 0;
+  const snap = JSON.parse(
+    await readFile(join(repo.ctx.repoDir, 'metadata', `${String(snapV)}.snapshot.json`), 'utf8'),
+  ) as { signed: { meta: Record<string, { version: number }> } };
+  return snap.signed.meta['targets.json']?.version ?? 0;
+}
