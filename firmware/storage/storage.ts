@@ -795,6 +795,7 @@ export class Storage {
     }
     const dest = this.secretsDir;
     await this.#d.fs.ensureDir(dest);
+    await this.#d.fs.cleanTemp(dest);
     await chmod(dest, 0o700);
     let moved = 0;
     for (const name of names) {
