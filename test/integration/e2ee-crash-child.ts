@@ -35,7 +35,9 @@ class LabelCrash extends CrashController {
 
 class FileSink implements CiphertextSink {
   #n = 0;
-  constructor(readonly dir: string) {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
     mkdirSync(dir, { recursive: true });
   }
   append(itemId: string, _kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void> {

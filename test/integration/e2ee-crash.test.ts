@@ -43,11 +43,18 @@ class World {
   readonly sink = new MemorySink();
   readonly payloads = new Map<string, Buffer>();
   crashes = 0;
+  readonly p: MlsProfile;
+  readonly root: string;
+  readonly crash: { side: Side; controller: CrashController } | undefined;
   constructor(
-    readonly p: MlsProfile,
-    readonly root: string,
-    readonly crash: { side: Side; controller: CrashController } | undefined,
-  ) {}
+    p: MlsProfile,
+    root: string,
+    crash: { side: Side; controller: CrashController } | undefined,
+  ) {
+    this.p = p;
+    this.root = root;
+    this.crash = crash;
+  }
 
   fsFor(side: Side): DurableFs {
     return new DurableFs(
