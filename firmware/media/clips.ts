@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { ItemSealer, SealedItemWriter } from '../items.js';
 import { reasonOf } from '../../protocol/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
+import { rebaseFragment } from './fmp4.js';
 
 export const clipConfigSchema = z.object({
   preRollS: z.number().min(0).max(30).default(3),
@@ -127,6 +128,8 @@ interface OpenClip {
   firstChunkSeen: boolean;
   thumbnailPending: boolean;
   failed: boolean;
+  /** Decode time of the clip's first fragment: the clip's timeline starts there. */
+  baseTicks: number | undefined;
 }
 
 export interface ClipRecorderDeps {
@@ -253,6 +256,7 @@ export class ClipRecorder {
       firstChunkSeen: false,
       thumbnailPending: this.config.thumbnails,
       failed: false,
+      baseTicks: undefined,
     };
     this.#clip = clip;
     let resolveWriter: (w: SealedItemWriter | undefined) => void = () => undefined;
@@ -291,6 +295,8 @@ export class ClipRecorder {
   }
 
   #write(clip: OpenClip, f: Fragment): void {
+    clip.baseTicks ??= f.baseTime;
+    const bytes = rebaseFragment(f, clip.baseTicks);
     clip.writtenS += f.durationS;
     clip.fragments++;
     clip.bytes += f.bytes.length;
@@ -298,7 +304,7 @@ export class ClipRecorder {
       const w = await clip.writer;
       if (!w || clip.failed) return;
       try {
-        await w.write(f.bytes);
+        await w.write(bytes);
         if (!clip.firstChunkSeen) {
           clip.firstChunkSeen = true;
           this.#d.onEvent?.({ type: 'clip-first-chunk', itemId: w.itemId, at: this.#now() });

@@ -26,6 +26,9 @@ export interface Fragment {
   readonly keyframe: boolean;
   /** Wall clock when the fragment was complete (ms). */
   readonly receivedAt: number;
+  /** baseMediaDecodeTime in timescale ticks, and where its field sits in `bytes`. */
+  readonly baseTime: number;
+  readonly tfdt?: { readonly offset: number; readonly version: number };
 }
 
 export class Fmp4Error extends VigilError {
@@ -134,6 +137,7 @@ function trexDefaultDuration(init: Uint8Array): number {
 interface MoofInfo {
   sequence: number;
   baseTime: number;
+  tfdt?: { offset: number; version: number };
   duration: number;
   keyframe: boolean;
 }
@@ -145,10 +149,12 @@ function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInf
   const traf = child(buf, moof, 'traf');
   if (!traf) throw new Fmp4Error('moof has no traf');
   let baseTime = 0;
+  let tfdtAt: { offset: number; version: number } | undefined;
   const tfdt = child(buf, traf, 'tfdt');
   if (tfdt) {
-    baseTime =
-      buf[tfdt.body] === 1 ? Number(dv.getBigUint64(tfdt.body + 4)) : dv.getUint32(tfdt.body + 4);
+    const version = buf[tfdt.body] ?? 0;
+    baseTime = version === 1 ? Number(dv.getBigUint64(tfdt.body + 4)) : dv.getUint32(tfdt.body + 4);
+    tfdtAt = { offset: tfdt.body + 4, version };
   }
   let sampleDuration = defaultDuration;
   let defaultFlags: number | undefined;
@@ -200,7 +206,22 @@ function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInf
       duration += d;
     }
   }
-  return { sequence, baseTime, duration, keyframe };
+  return { sequence, baseTime, duration, keyframe, ...(tfdtAt ? { tfdt: tfdtAt } : {}) };
+}
+
+/**
+ * A copy of the fragment with its decode time moved back by `offsetTicks`, so
+ * a clip cut from a long-running stream starts at time zero (players and
+ * ffprobe then report the clip's own duration).
+ */
+export function rebaseFragment(f: Fragment, offsetTicks: number): Uint8Array {
+  if (!f.tfdt || offsetTicks === 0) return f.bytes;
+  const out = new Uint8Array(f.bytes);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const t = Math.max(0, f.baseTime - offsetTicks);
+  if (f.tfdt.version === 1) dv.setBigUint64(f.tfdt.offset, BigInt(t));
+  else dv.setUint32(f.tfdt.offset, t);
+  return out;
 }
 
 /**
@@ -333,6 +354,8 @@ export class Fmp4Splitter {
         durationS: info.duration / ts,
         keyframe: info.keyframe,
         receivedAt: this.#now(),
+        baseTime: info.baseTime,
+        ...(info.tfdt ? { tfdt: info.tfdt } : {}),
       });
     }
     // mfra, free, styp, sidx: not needed for clips.

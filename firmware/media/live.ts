@@ -8,6 +8,7 @@ import type { ItemSealer, SealedItemWriter } from '../items.js';
 import type { Logger } from '../log/logger.js';
 import { reasonOf } from '../../protocol/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
+import { rebaseFragment } from './fmp4.js';
 
 export interface LiveSession {
   readonly itemId: string;
@@ -26,6 +27,7 @@ interface Session {
   done: boolean;
   end: (why: string) => void;
   failed: boolean;
+  baseTicks: number | undefined;
 }
 
 export class LiveSessions {
@@ -70,6 +72,7 @@ export class LiveSessions {
       chain: writer.write(init.bytes),
       done: false,
       failed: false,
+      baseTicks: undefined,
       end: () => undefined,
     };
     s.end = (why: string) => {
@@ -109,8 +112,10 @@ export class LiveSessions {
   onFragment(f: Fragment): void {
     for (const s of [...this.#sessions]) {
       s.writtenS += f.durationS;
+      s.baseTicks ??= f.baseTime;
+      const bytes = rebaseFragment(f, s.baseTicks);
       s.chain = s.chain
-        .then(() => s.writer.write(f.bytes))
+        .then(() => s.writer.write(bytes))
         .catch((e: unknown) => {
           this.#failed(s, e);
         });

@@ -108,57 +108,75 @@ export class SimulatedCamera implements Camera {
     this.#present = true;
   }
 
+  /** Run synchronously, but report errors as a rejected promise like a real device would. */
+  #sync<T>(fn: () => T): Promise<T> {
+    try {
+      return Promise.resolve(fn());
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
   #assertPresent(): void {
     if (!this.#present) throw new CameraError('ECAMERA_GONE', `${this.id}: device is gone`);
   }
 
   capabilities(): Promise<CameraCapabilities> {
-    this.#assertPresent();
-    return Promise.resolve({
-      driver: 'vigil-sim',
-      card: 'Vigil simulated camera',
-      busInfo: this.id,
-      capture: true,
-      m2m: false,
-      multiplanar: false,
-      streaming: true,
+    return this.#sync(() => {
+      this.#assertPresent();
+      return {
+        driver: 'vigil-sim',
+        card: 'Vigil simulated camera',
+        busInfo: this.id,
+        capture: true,
+        m2m: false,
+        multiplanar: false,
+        streaming: true,
+      };
     });
   }
 
   formats(): Promise<readonly PixelFormatInfo[]> {
-    this.#assertPresent();
-    return Promise.resolve([
-      {
-        fourcc: 'YU12',
-        description: 'Planar YUV 4:2:0 (lavfi)',
-        compressed: false,
-        emulated: false,
-        sizes: SIZES.map(([width, height]) => ({ width, height, fps: RATES })),
-      },
-    ]);
+    return this.#sync(() => {
+      this.#assertPresent();
+      return [
+        {
+          fourcc: 'YU12',
+          description: 'Planar YUV 4:2:0 (lavfi)',
+          compressed: false,
+          emulated: false,
+          sizes: SIZES.map(([width, height]) => ({ width, height, fps: RATES })),
+        },
+      ];
+    });
   }
 
   currentFormat(): Promise<CameraFormat> {
-    this.#assertPresent();
-    return Promise.resolve(this.#format);
+    return this.#sync(() => {
+      this.#assertPresent();
+      return this.#format;
+    });
   }
 
   /** Like a driver: unknown pixel formats fall back to YU12, sizes snap to the nearest offered. */
   setFormat(want: CameraFormat, opts: { strict?: boolean } = {}): Promise<CameraFormat> {
-    this.#assertPresent();
-    const [w, h] = SIZES.reduce((best, s) =>
-      Math.abs(s[0] * s[1] - want.width * want.height) <
-      Math.abs(best[0] * best[1] - want.width * want.height)
-        ? s
-        : best,
-    );
-    const fps = RATES.reduce((best, r) =>
-      Math.abs(r - want.fps) < Math.abs(best - want.fps) ? r : best,
-    );
-    const got: CameraFormat = { width: w, height: h, pixelFormat: 'YU12', fps };
-    if (opts.strict === true && formatDiffers(want, got)) throw new FormatMismatchError(want, got);
-    this.#format = got;
-    return Promise.resolve(got);
+    return this.#sync(() => {
+      this.#assertPresent();
+      const [w, h] = SIZES.reduce((best, s) =>
+        Math.abs(s[0] * s[1] - want.width * want.height) <
+        Math.abs(best[0] * best[1] - want.width * want.height)
+          ? s
+          : best,
+      );
+      const fps = RATES.reduce((best, r) =>
+        Math.abs(r - want.fps) < Math.abs(best - want.fps) ? r : best,
+      );
+      const got: CameraFormat = { width: w, height: h, pixelFormat: 'YU12', fps };
+      if (opts.strict === true && formatDiffers(want, got))
+        throw new FormatMismatchError(want, got);
+      this.#format = got;
+      return got;
+    });
   }
 
   /** The lavfi graph, starting `offsetS` seconds into the motion script. */
