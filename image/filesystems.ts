@@ -54,7 +54,7 @@ export async function clampTimes(dir: string, epoch: number): Promise<number> {
   return paths.length;
 }
 
-/** debugfs commands giving every inode the fixed change time (mke2fs copies the host's ctime). */
+/** debugfs commands giving every inode fixed change and access times (mke2fs copies the host's). */
 export function debugfsTimeScript(paths: readonly string[], epoch: number): string {
   const lines: string[] = [];
   for (const p of paths) {
@@ -62,7 +62,8 @@ export function debugfsTimeScript(paths: readonly string[], epoch: number): stri
       throw new FilesystemError(
         `cannot normalise a path containing quotes or newlines: ${JSON.stringify(p)}`,
       );
-    lines.push(`sif "${p}" ctime @${epoch}`);
+    // atime too: mke2fs reading a directory on the host updates its atime (relatime)
+    lines.push(`sif "${p}" ctime @${epoch}`, `sif "${p}" atime @${epoch}`);
   }
   return lines.join('\n') + '\n';
 }

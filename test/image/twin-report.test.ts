@@ -1,0 +1,74 @@
+import t from 'tap';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { apInterfaces, twinReport } from '../../image/twin-report.js';
+
+const IW_AP = `phy#1
+\tInterface wlan1
+\t\tifindex 4
+\t\ttype managed
+phy#0
+\tInterface wlan0
+\t\tifindex 3
+\t\tssid Vigil-ABCDEF
+\t\ttype AP
+`;
+
+t.test('apInterfaces reads iw dev', async (t) => {
+  t.same(apInterfaces(IW_AP), ['wlan0']);
+  t.same(apInterfaces('phy#0\n\tInterface wlan0\n\t\ttype managed\n'), []);
+});
+
+async function root(dir: string, state: string | undefined, hostapd: boolean): Promise<void> {
+  await mkdir(join(dir, 'run/vigil'), { recursive: true });
+  await mkdir(join(dir, 'etc'), { recursive: true });
+  await writeFile(join(dir, 'etc/machine-id'), '0123456789abcdef0123456789abcdef\n');
+  if (state !== undefined)
+    await writeFile(join(dir, 'run/vigil/status.json'), JSON.stringify({ state, since: 1 }));
+  await mkdir(join(dir, 'proc/1'), { recursive: true });
+  await writeFile(join(dir, 'proc/1/comm'), 'systemd\n');
+  if (hostapd) {
+    await mkdir(join(dir, 'proc/77'), { recursive: true });
+    await writeFile(join(dir, 'proc/77/comm'), 'hostapd\n');
+  }
+}
+
+const iw = (out: string) => async () => ({ stdout: Buffer.from(out), stderr: '', exitCode: 0 });
+
+t.test('reports ok once the hub pairs and hostapd runs an AP', async (t) => {
+  const dir = t.testdir();
+  await root(dir, 'pairing', true);
+  const lines: string[] = [];
+  const rc = await twinReport({
+    print: (l) => lines.push(l),
+    env: { VIGIL_ROOT: dir },
+    runner: iw(IW_AP),
+    timeoutMs: 2000,
+    pollMs: 10,
+  });
+  t.equal(rc, 0);
+  t.same(lines, [
+    'VIGIL-TWIN state=pairing',
+    'VIGIL-TWIN hostapd=running ap=wlan0',
+    'VIGIL-TWIN machine-id=generated',
+    'VIGIL-TWIN data-grown=no',
+    'VIGIL-TWIN result=ok',
+  ]);
+});
+
+t.test('reports fail with what it saw when the deadline passes', async (t) => {
+  const dir = t.testdir();
+  await root(dir, 'locked', false);
+  const lines: string[] = [];
+  const rc = await twinReport({
+    print: (l) => lines.push(l),
+    env: { VIGIL_ROOT: dir },
+    runner: iw(''),
+    timeoutMs: 50,
+    pollMs: 10,
+  });
+  t.equal(rc, 1);
+  t.ok(lines.includes('VIGIL-TWIN state=locked'));
+  t.ok(lines.includes('VIGIL-TWIN hostapd=absent ap=none'));
+  t.equal(lines.at(-1), 'VIGIL-TWIN result=fail');
+});
