@@ -60,7 +60,7 @@ R=$W/root
 log "mmdebstrap $SUITE: $VIGIL_GUEST_PACKAGES"
 mmdebstrap --quiet --variant=essential --include="$VIGIL_GUEST_PACKAGES" \
   --aptopt='Apt::Install-Recommends "false"' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt=force-unsafe-io --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
   "$SUITE" "$R" "deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" \

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Issue 4a: LUKS2 on a real dm-crypt: format, open, mkfs, mount, write, close, reopen, read
 # back; the plaintext never reaches the raw disk; a wrong key does not open it.
+# @group kernel
 # @timeout 120
 # @disk scratch 128M
 set -u

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Issue 4b: a WPA2-PSK access point (hostapd) on one mac80211_hwsim radio, a wpa_supplicant
 # client on another radio inside netns "phone", DHCP from dnsmasq, a TCP round trip.
+# @group kernel
 # @timeout 150
 set -u
 . "$VT_SCENARIOS/_wifi-common.sh"
