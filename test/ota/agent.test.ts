@@ -9,7 +9,7 @@
  * from CrashController.trace), both as a kill and as a power loss (unsynced
  * writes rolled back), in-process (`throw` delivery), then restart the agent.
  */
-import { readFile, rm, stat } from 'node:fs/promises';
+import { cp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -24,6 +24,7 @@ import { FetchTransport } from '../../ota/transport.js';
 import {
   cloneDevice,
   committedVersion,
+  deviceAt,
   healthy,
   makeAgent,
   makeDevice,
@@ -61,19 +62,29 @@ function must(cond: boolean, what: string): void {
   if (!cond) throw new Error(what);
 }
 
-/** A repository with 1.0.0 released and a device that installed and committed it. */
+let base: string | undefined;
+
+/** A repository with 1.0.0 released and a device that installed and committed it (built once, copied per cell). */
 async function world(tt: T = cur): Promise<{ work: string; repo: Repo; device: Device }> {
+  if (base === undefined) {
+    const b = await tempDir('vigil-ota-base-');
+    t.teardown(() => rm(b, { recursive: true, force: true }));
+    const repo = await makeRepo(b);
+    await publish(repo, b, '1.0.0');
+    const device = await makeDevice(b, repo);
+    const first = await makeAgent(device, repo).agent.check();
+    tt.equal(first.kind, 'committed', 'the device installs 1.0.0 first');
+    await repo.close();
+    base = b;
+  }
   const work = await tempDir();
-  const repo = await makeRepo(work);
+  const repo = await makeRepo(work, base);
   tt.teardown(async () => {
     await repo.close();
     await rm(work, { recursive: true, force: true });
   });
-  await publish(repo, work, '1.0.0');
-  const device = await makeDevice(work, repo);
-  const first = await makeAgent(device, repo).agent.check();
-  tt.equal(first.kind, 'committed', 'the device installs 1.0.0 first');
-  return { work, repo, device };
+  await cp(join(base, 'device'), join(work, 'device'), { recursive: true });
+  return { work, repo, device: deviceAt(work) };
 }
 
 async function endsOn(device: Device, repo: Repo, version: string): Promise<void> {

@@ -58,16 +58,23 @@ if (process.argv[2] === 'ota' && process.argv[3] === 'probe') { ${body} }
   await writeFile(join(dir, 'dist', 'payload.bin'), randomBytes(48 * 1024));
 }
 
+const bundleCache = new Map<string, Buffer>();
+
+/** Build (once per version and behaviour) a real bundle. */
 export async function makeBundle(
   work: string,
   version: string,
   behaviour: AppBehaviour,
 ): Promise<Buffer> {
+  const cached = bundleCache.get(`${version}/${behaviour}`);
+  if (cached !== undefined) return cached;
   const app = join(work, `app-${version}-${behaviour}`);
   await makeAppTree(app, version, behaviour);
   const out = join(work, `bundle-${version}-${behaviour}.tar.gz`);
   await buildAppBundle({ appDir: app, out, fs: new DurableFs(), sourceDateEpoch: 1_700_000_000 });
-  return readFile(out);
+  const bytes = await readFile(out);
+  bundleCache.set(`${version}/${behaviour}`, bytes);
+  return bytes;
 }
 
 /** Faults the test server can inject, switched on per test. */
@@ -92,7 +99,8 @@ export interface Repo {
 
 export const T0 = new Date('2026-11-01T00:00:00Z');
 
-export async function makeRepo(work: string): Promise<Repo> {
+/** A repository in `work` (fresh, or a copy of the one in `copyFrom`). */
+export async function makeRepo(work: string, copyFrom?: string): Promise<Repo> {
   const faults: Faults = {
     truncateOnce: new Map(),
     replace: new Map(),
@@ -109,7 +117,11 @@ export async function makeRepo(work: string): Promise<Repo> {
     passphrase: Buffer.from('offline root passphrase'),
     scryptLogN: 12,
   };
-  await initRepo(ctx);
+  if (copyFrom === undefined) await initRepo(ctx);
+  else {
+    await cp(join(copyFrom, 'repo'), repoDir, { recursive: true });
+    await cp(join(copyFrom, 'keys'), ctx.keysDir, { recursive: true });
+  }
   const plain = serveStatic(repoDir);
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -188,6 +200,16 @@ export async function makeDevice(work: string, repo: Repo, name = 'device'): Pro
   const stateDir = join(dir, 'var', 'lib', 'vigil', 'ota');
   await installTrustedRoot(new DurableFs(), join(stateDir, 'metadata'), repo.rootBytes);
   return { dir, stateDir, slotsDir: join(dir, 'opt', 'vigil') };
+}
+
+/** The device paths under `work` (after copying a device tree there). */
+export function deviceAt(work: string, name = 'device'): Device {
+  const dir = join(work, name);
+  return {
+    dir,
+    stateDir: join(dir, 'var', 'lib', 'vigil', 'ota'),
+    slotsDir: join(dir, 'opt', 'vigil'),
+  };
 }
 
 export async function cloneDevice(src: Device, dir: string): Promise<Device> {
