@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ClipRecorder, GopRing, clipConfigSchema } from '../../../firmware/media/clips.js';
-import type { ClipEvent } from '../../../firmware/media/clips.js';
+import type { ClipConfigInput, ClipEvent } from '../../../firmware/media/clips.js';
 import { Fmp4Splitter } from '../../../firmware/media/fmp4.js';
 import type { Fragment, InitSegment } from '../../../firmware/media/fmp4.js';
 import { MemoryLogger } from '../../../firmware/log/logger.js';
@@ -23,7 +23,7 @@ interface Rig {
   feed: (i: number) => void;
 }
 
-function rig(config: Parameters<typeof clipConfigSchema.parse>[0], thumbs = false): Rig {
+function rig(config: ClipConfigInput, thumbs = false): Rig {
   const sealer = new MemorySealer();
   const events: ClipEvent[] = [];
   const clock = { now: 0 };
