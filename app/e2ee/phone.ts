@@ -199,6 +199,8 @@ export interface PhoneOptions {
 interface GroupRuntime {
   state: ClientState;
   digests: Uint8Array[];
+  /** Keys the last processing used: zeroed only once the result is merged. */
+  consumed?: Uint8Array[];
 }
 
 export interface OpenedItem {
@@ -427,6 +429,7 @@ export class E2eePhone {
     }
     const m = decodeMessage(this.p, handshake);
     let next: ClientState;
+    let consumed: Uint8Array[] = [];
     try {
       if (m?.wireformat === 'mls_private_message') {
         const r = await this.p.mls.processPrivateMessage(
@@ -440,7 +443,7 @@ export class E2eePhone {
             'EMLS_REJECTED',
             `${kind}: expected a commit, got an application message`,
           );
-        zeroAll(this.p, r.consumed);
+        consumed = r.consumed;
         next = r.newState;
       } else if (m?.wireformat === 'mls_welcome') {
         const raw = await this.fs.readIfExists(this.#refreshFile(kind));
@@ -491,13 +494,14 @@ export class E2eePhone {
         `${kind}: handshake leads to epoch ${next.groupContext.epoch}, header says ${expectEpoch}`,
       );
     }
-    return { state: next, digests: [...g.digests, dg].slice(-REMEMBERED_HANDSHAKES) };
+    return { state: next, digests: [...g.digests, dg].slice(-REMEMBERED_HANDSHAKES), consumed };
   }
 
   async #merge(kind: GroupKind, next: GroupRuntime, wasWelcome: boolean): Promise<void> {
     await this.#persistGroup(kind, next);
     if (wasWelcome) await this.fs.remove(this.#refreshFile(kind), `phone-refresh-${kind}`);
     this.#groups.set(kind, { state: forgetPastEpochs(this.p, next.state), digests: next.digests });
+    zeroAll(this.p, next.consumed ?? []);
   }
 
   /**
