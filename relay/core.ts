@@ -675,9 +675,11 @@ export class RelayCore {
       s.complete = true;
       s.finalIndex = index;
     }
-    // Evict oldest records past the window, but keep the header record (index 0).
+    // Evict oldest records past the window, but keep the header (index 0) and the
+    // first chunk (index 1: by convention it carries the stream's initialisation
+    // segment), so a viewer joining late can still start decoding.
     if (s.bytes > this.limits.liveWindowBytes) {
-      const order = [...s.records.keys()].filter((i) => i !== 0).sort((a, b) => a - b);
+      const order = [...s.records.keys()].filter((i) => i > 1).sort((a, b) => a - b);
       for (const i of order) {
         if (s.bytes <= this.limits.liveWindowBytes) break;
         s.bytes -= s.records.get(i)?.length ?? 0;

@@ -297,7 +297,8 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
     const index = liveIndex.get(itemId) ?? 0;
     if (final) liveIndex.delete(itemId);
     else liveIndex.set(itemId, index + 1);
-    const rec: LiveRecord = { itemId, index, final, keep: index === 0 || final, data: bytes };
+    // The header (0), the first chunk (1: the stream's init segment) and the end record are never dropped.
+    const rec: LiveRecord = { itemId, index, final, keep: index <= 1 || final, data: bytes };
     live.push(rec);
     liveBytes += bytes.length;
     // Back-pressure: drop the oldest droppable frames (never the record in flight,

@@ -325,7 +325,7 @@ t.test('malformed and oversized requests: 4xx and no state change', async (t) =>
       { token: dt, body: 'x' },
       400,
     ],
-    ['PUT', '/v1/items/ok-item?group=motion&kind=message&offset=0', { token: dt, body: 'x' }, 400],
+    ['PUT', '/v1/items/ok-item?group=motion&kind=live&offset=0', { token: dt, body: 'x' }, 400],
     [
       'PUT',
       '/v1/items/ok-item?group=motion&kind=clip&offset=0&to=nobody-here',
@@ -532,6 +532,7 @@ t.test('up messages, long-poll and live records', async (t) => {
   await device.client.appendLive('live-a', 2, false, Buffer.from('B'.repeat(100)));
   const r2 = await waitNext;
   t.equal(r2?.index, 2, 'record 1 was dropped by the hub: the reader skips it');
+  t.same((await phone.readLive({ itemId: 'live-a', after: 0 }))?.index, 2);
   for (let i = 3; i < 8; i++)
     await device.client.appendLive('live-a', i, i === 7, Buffer.from(String(i).repeat(100)));
   const info = await phone.liveInfo();

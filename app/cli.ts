@@ -1,0 +1,380 @@
+/**
+ * `vigil app`: the companion CLI.
+ *
+ *   vigil app list [--json]                 fetch new items from the relay, list events
+ *   vigil app fetch <seq> -o FILE.mp4       decrypt a stored clip (or thumbnail) to a file
+ *   vigil app live -o FILE.mp4 [--seconds N]  follow the live view into a file
+ *   vigil app heartbeat                     send a heartbeat to the hub, print its answers
+ *   vigil app phones add|remove <phoneId>|list
+ *   vigil app view [--port N]               local web viewer
+ *   vigil app pair ...                      pairing (app/pair/cli.ts)
+ *
+ * Global: --dir DIR (default $VIGIL_APP_DIR or ~/.config/vigil-app).
+ */
+import { createWriteStream } from 'node:fs';
+import { access } from 'node:fs/promises';
+import type { Command, CommandContext } from '../bin/cli.js';
+import { UsageError } from '../bin/cli.js';
+import { JsonLogger } from '../firmware/log/logger.js';
+import type { Logger } from '../firmware/log/logger.js';
+import { DurableFs } from '../hw/os/fs.js';
+import { VigilError } from '../protocol/errors.js';
+import { RelayClient } from '../relay/client.js';
+import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
+import type { RelayAccount } from './account.js';
+import type { CompanionCrypto } from './crypto.js';
+import { StaticKeyCrypto, openItem } from './crypto.js';
+import { followLive } from './live.js';
+import { ItemStore } from './store.js';
+import { Syncer } from './sync.js';
+import { eventsOf, startViewer } from './viewer/server.js';
+
+const USAGE = `
+Usage: vigil app <subcommand> [options]
+
+Subcommands:
+  list [--json]                     fetch new items from the relay and list events
+  fetch <seq> -o FILE               decrypt a stored clip or thumbnail to FILE (MP4 / JPEG)
+  live -o FILE [--seconds N]        follow the live view into FILE (fragmented MP4)
+  heartbeat                         send a heartbeat to the hub and print its answers
+  phones list                       phones paired with the hub (relay accounts)
+  phones add                        ask the hub for an invite for another phone (admin phone)
+  phones remove <phoneId>           ask the hub to remove a phone (admin phone)
+  view [--port N] [--no-sync]       serve the local web viewer and print its URL
+  pair ...                          pair with a hub (see vigil app pair --help)
+
+Options:
+  --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
+  --log-level LEVEL                 debug|info|warn|error [warn]
+`;
+
+interface Args {
+  readonly positional: string[];
+  readonly opts: Map<string, string>;
+}
+
+const VALUE_OPTS = new Set([
+  '--dir',
+  '-o',
+  '--out',
+  '--seconds',
+  '--port',
+  '--host',
+  '--log-level',
+]);
+const FLAG_OPTS = new Set(['--json', '--no-sync']);
+
+function parse(argv: readonly string[]): Args {
+  const positional: string[] = [];
+  const opts = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (FLAG_OPTS.has(a)) opts.set(a, '1');
+    else if (VALUE_OPTS.has(a)) {
+      const v = argv[i + 1];
+      if (v === undefined) throw new UsageError(`${a} needs a value`);
+      opts.set(a === '--out' ? '-o' : a, v);
+      i++;
+    } else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+    else positional.push(a);
+  }
+  return { positional, opts };
+}
+
+function posInt(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(v)) throw new UsageError(`${what} must be a positive integer`);
+  return Number(v);
+}
+
+interface Ctx {
+  readonly dir: string;
+  readonly fs: DurableFs;
+  readonly log: Logger;
+  readonly out: (t: string) => void;
+  readonly err: (t: string) => void;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The E2EE phone when paired; the static development key when that is all there is. */
+export async function openCrypto(c: Ctx): Promise<CompanionCrypto> {
+  if (await exists(`${e2eeDir(c.dir)}/phone.json`)) {
+    const [{ E2eePhone }, { LazyMlsProfile }, { E2eeCrypto }] = await Promise.all([
+      import('./e2ee/phone.js'),
+      import('../protocol/mls-profile.js'),
+      import('./e2ee-crypto.js'),
+    ]);
+    const phone = await E2eePhone.open({
+      dir: e2eeDir(c.dir),
+      fs: c.fs,
+      profile: new LazyMlsProfile(),
+    });
+    if (phone) return new E2eeCrypto(phone);
+  }
+  const key = await c.fs.readIfExists(devKeyPath(c.dir));
+  if (key?.length === 32) {
+    c.err(
+      'vigil app: WARNING: development mode — items use a static key, not MLS. Never use this with a real camera.\n',
+    );
+    return new StaticKeyCrypto(key);
+  }
+  throw new VigilError('ENOTPAIRED', `not paired: no E2EE state in ${c.dir} (run vigil app pair)`);
+}
+
+async function needAccount(c: Ctx): Promise<RelayAccount> {
+  const a = await loadAccount(c.fs, c.dir);
+  if (!a) throw new VigilError('ENOTPAIRED', `no relay account in ${c.dir} (run vigil app pair)`);
+  return a;
+}
+
+async function syncAndStore(
+  c: Ctx,
+): Promise<{ store: ItemStore; crypto: CompanionCrypto; client: RelayClient; note: string }> {
+  const acct = await needAccount(c);
+  const crypto = await openCrypto(c);
+  const client = new RelayClient({ url: acct.url, token: acct.token });
+  const store = new ItemStore(c.dir, c.fs);
+  const r = await new Syncer({ client, crypto, store, logger: c.log }).syncOnce();
+  const note = `${r.stored.length} new item(s)${r.pending ? `, ${r.pending} still uploading` : ''}${r.messages.length ? `; hub: ${r.messages.join('; ')}` : ''}`;
+  return { store, crypto, client, note };
+}
+
+async function list(c: Ctx, a: Args): Promise<number> {
+  const { store, note } = await syncAndStore(c);
+  const events = eventsOf(await store.list());
+  if (a.opts.has('--json')) {
+    c.out(JSON.stringify({ events }, null, 2) + '\n');
+    return 0;
+  }
+  c.err(`${note}\n`);
+  if (events.length === 0) c.out('no events\n');
+  for (const e of events)
+    c.out(
+      `${String(e.seq).padStart(6)}  ${new Date(e.startedAt).toISOString()}  ${(e.durationMs / 1000).toFixed(1).padStart(6)} s  ${String(e.size).padStart(10)} B${e.thumbnail !== null ? `  thumbnail ${e.thumbnail}` : ''}\n`,
+    );
+  return 0;
+}
+
+async function fetchItem(c: Ctx, a: Args): Promise<number> {
+  const seq = posInt(a.positional[1], 'the item number');
+  const outFile = a.opts.get('-o');
+  if (seq === undefined || outFile === undefined)
+    throw new UsageError('usage: vigil app fetch <seq> -o FILE');
+  const { store, crypto } = await syncAndStore(c);
+  const got = await store.get(seq);
+  if (!got) throw new VigilError('ENOTFOUND', `no item ${seq} (see vigil app list)`);
+  const opened = await openItem(crypto, got.bytes);
+  await c.fs.writeFileAtomic(outFile, opened.plaintext, 'app-export');
+  c.out(
+    `${outFile}: ${opened.plaintext.length} bytes, ${opened.summary.codec}, ${(opened.trailer.durationMs / 1000).toFixed(1)} s\n`,
+  );
+  return 0;
+}
+
+async function live(c: Ctx, a: Args): Promise<number> {
+  const outFile = a.opts.get('-o');
+  if (outFile === undefined) throw new UsageError('usage: vigil app live -o FILE [--seconds N]');
+  const seconds = posInt(a.opts.get('--seconds'), '--seconds');
+  const acct = await needAccount(c);
+  const crypto = await openCrypto(c);
+  const client = new RelayClient({ url: acct.url, token: acct.token });
+  const out = createWriteStream(outFile);
+  const ac = new AbortController();
+  const stop = (): void => {
+    ac.abort();
+  };
+  process.once('SIGINT', stop);
+  const timer = seconds === undefined ? undefined : setTimeout(stop, seconds * 1000);
+  let bytes = 0;
+  try {
+    await followLive(
+      client,
+      crypto,
+      {
+        onStart: (s) => {
+          c.err(`live: ${s.codec}\n`);
+        },
+        onData: (plain) => {
+          bytes += plain.length;
+          out.write(plain);
+        },
+        onEnd: () => {
+          ac.abort();
+        },
+      },
+      ac.signal,
+    );
+  } finally {
+    if (timer) clearTimeout(timer);
+    process.off('SIGINT', stop);
+    await new Promise<void>((r) => out.end(r));
+  }
+  c.out(`${outFile}: ${bytes} bytes of live video\n`);
+  return 0;
+}
+
+async function heartbeat(c: Ctx): Promise<number> {
+  const acct = await needAccount(c);
+  const crypto = await openCrypto(c);
+  const client = new RelayClient({ url: acct.url, token: acct.token });
+  const { seq } = await client.postUp('config', await crypto.heartbeat());
+  c.out(`heartbeat sent (${seq})\n`);
+  // The hub answers through the mailbox: wait a little for its reply.
+  const store = new ItemStore(c.dir, c.fs);
+  const syncer = new Syncer({ client, crypto, store, logger: c.log });
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const r = await syncer.syncOnce();
+    if (r.messages.length > 0) {
+      for (const m of r.messages) c.out(`hub: ${m}\n`);
+      return 0;
+    }
+    await client.list({ waitMs: Math.max(0, Math.min(5000, deadline - Date.now())) });
+  }
+  c.out('no answer from the hub yet (it may be offline; the heartbeat waits on the relay)\n');
+  return 0;
+}
+
+async function phones(c: Ctx, a: Args): Promise<number> {
+  const sub = a.positional[1];
+  const acct = await needAccount(c);
+  const client = new RelayClient({ url: acct.url, token: acct.token });
+  const crypto = await openCrypto(c);
+  const { E2eeCrypto } = await import('./e2ee-crypto.js');
+  if (sub === 'list') {
+    // Phones are known to the hub; the relay account list is visible to the hub only.
+    c.out(`this phone: ${acct.phoneId} (device ${acct.deviceId})\n`);
+    if (crypto instanceof E2eeCrypto) c.out(`admin: ${crypto.phone.admin ? 'yes' : 'no'}\n`);
+    return 0;
+  }
+  if (!(crypto instanceof E2eeCrypto))
+    throw new VigilError(
+      'ENOTPAIRED',
+      'adding and removing phones needs a paired phone (MLS), not the development key',
+    );
+  let msg: Uint8Array;
+  if (sub === 'add') msg = await crypto.phone.requestInvite();
+  else if (sub === 'remove') {
+    const id = a.positional[2];
+    if (id === undefined) throw new UsageError('usage: vigil app phones remove <phoneId>');
+    msg = await crypto.phone.requestRemove(id);
+  } else throw new UsageError('usage: vigil app phones list|add|remove <phoneId>');
+  await client.postUp('config', msg);
+  const syncer = new Syncer({ client, crypto, store: new ItemStore(c.dir, c.fs), logger: c.log });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    await syncer.syncOnce();
+    const m = crypto.inbound.find(
+      (x) => x.kind === 'invite' || x.kind === 'removed' || x.kind === 'notice',
+    );
+    if (m?.kind === 'invite') {
+      c.out(`${JSON.stringify({ invite: m.invite })}\n`);
+      c.err(
+        "give this invite to the new phone's pairing (vigil app pair); it is secret and single-use\n",
+      );
+      return 0;
+    }
+    if (m?.kind === 'removed') {
+      c.out(`phone ${m.phoneId} removed\n`);
+      return 0;
+    }
+    if (m?.kind === 'notice') {
+      c.out(`hub: ${JSON.stringify(m.notice)}\n`);
+      return 1;
+    }
+    await client.list({ waitMs: Math.max(0, Math.min(5000, deadline - Date.now())) });
+  }
+  c.err('no answer from the hub yet; the request waits on the relay\n');
+  return 1;
+}
+
+async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
+  const acct = await loadAccount(c.fs, c.dir);
+  const crypto = await openCrypto(c);
+  const store = new ItemStore(c.dir, c.fs);
+  const client = acct ? new RelayClient({ url: acct.url, token: acct.token }) : undefined;
+  const port = posInt(a.opts.get('--port'), '--port');
+  const viewer = await startViewer({
+    store,
+    crypto,
+    logger: c.log,
+    ...(client ? { client } : {}),
+    ...(port !== undefined ? { port } : {}),
+  });
+  const ac = new AbortController();
+  let sync: Promise<void> = Promise.resolve();
+  if (client && !a.opts.has('--no-sync'))
+    sync = new Syncer({ client, crypto, store, logger: c.log }).run(ac.signal);
+  ctx.stdout(`${viewer.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  ac.abort();
+  await viewer.close();
+  await sync;
+  return 0;
+}
+
+export const command: Command = {
+  name: 'app',
+  summary: 'companion: pair, list, fetch, live, view',
+  usage: USAGE,
+  async run(ctx: CommandContext): Promise<number> {
+    const sub = ctx.argv[0];
+    if (sub === 'pair') {
+      // Owned by the pairing area; loaded only when used.
+      // A non-literal specifier: that module is written concurrently by the pairing area.
+      const pairModule = './pair/cli.js';
+      const { pairCommand } = (await import(pairModule)) as { pairCommand: Command };
+      return pairCommand.run({ ...ctx, argv: ctx.argv.slice(1) });
+    }
+    const a = parse(ctx.argv);
+    const level = a.opts.get('--log-level') ?? 'warn';
+    if (!['debug', 'info', 'warn', 'error'].includes(level))
+      throw new UsageError('--log-level must be debug, info, warn or error');
+    const c: Ctx = {
+      dir: a.opts.get('--dir') ?? defaultAppDir(ctx.env),
+      fs: new DurableFs(),
+      log: new JsonLogger('vigil.app', {
+        level: level as 'warn',
+        write: (l) => {
+          ctx.stderr(l + '\n');
+        },
+      }),
+      out: ctx.stdout,
+      err: ctx.stderr,
+    };
+    switch (a.positional[0]) {
+      case 'list':
+        return list(c, a);
+      case 'fetch':
+        return fetchItem(c, a);
+      case 'live':
+        return live(c, a);
+      case 'heartbeat':
+        return heartbeat(c);
+      case 'phones':
+        return phones(c, a);
+      case 'view':
+        return view(c, a, ctx);
+      case undefined:
+        throw new UsageError('missing subcommand (see vigil app --help)');
+      default:
+        throw new UsageError(`unknown subcommand "${a.positional[0]}" (see vigil app --help)`);
+    }
+  },
+};

@@ -1,0 +1,139 @@
+/**
+ * The companion's decryption port. The relay client, the local store, the CLI
+ * and the viewer talk to this interface; the E2EE layer (app/e2ee) provides the
+ * real implementation over MLS, and `StaticKeyCrypto` (below) is the
+ * development/test stand-in that opens the same container format with one fixed
+ * wrap key instead of MLS-exported keys.
+ *
+ * Order matters with MLS: an item's header carries the commit that moves the
+ * group to the item's epoch, and past-epoch keys are deleted. So the companion
+ * accepts headers strictly in relay order (as soon as they arrive, even while
+ * the rest of the item is still uploading), keeps the item key, and decrypts
+ * the body later from its local copy.
+ */
+import {
+  ContainerReader,
+  parseHeader,
+  unwrapContentKey,
+  type ParsedHeader,
+  type Trailer,
+} from '../protocol/container.js';
+import { VigilError } from '../protocol/errors.js';
+
+export interface ItemSummary {
+  /** Hex item id from the container header. */
+  readonly itemId: string;
+  readonly kind: 'clip' | 'thumbnail' | 'live';
+  readonly deviceId: string;
+  readonly startedAt: number;
+  readonly codec: string;
+}
+
+export interface OpenedItem {
+  readonly summary: ItemSummary;
+  readonly plaintext: Buffer;
+  readonly trailer: Trailer;
+}
+
+export interface CompanionCrypto {
+  /** Process an item's header (first sight, relay order): advance the epoch, keep the item key. */
+  acceptHeader(header: ParsedHeader): Promise<ItemSummary>;
+  /** The content key of an item whose header was accepted earlier. */
+  itemKey(header: ParsedHeader): Promise<Buffer | undefined>;
+  /** Mark an item as safely stored (the E2EE layer may report it to the hub). */
+  acknowledge(itemId: string): Promise<void>;
+  /** A heartbeat message for the hub's config group. */
+  heartbeat(): Promise<Uint8Array>;
+  /** Handle a message from the hub's config group; returns a one-line description. */
+  receive(bytes: Uint8Array): Promise<string>;
+}
+
+export class CryptoError extends VigilError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'CryptoError';
+  }
+}
+
+export function summaryOf(h: ParsedHeader): ItemSummary {
+  return {
+    itemId: Buffer.from(h.core.itemId).toString('hex'),
+    kind: h.core.kind,
+    deviceId: h.core.deviceId,
+    startedAt: h.core.startedAt,
+    codec: h.core.codec,
+  };
+}
+
+/** Decrypt a whole stored item with its kept key. */
+export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Promise<OpenedItem> {
+  const ph = parseHeader(bytes);
+  if (!ph.ok) throw ph.error;
+  const summary = summaryOf(ph.value.header);
+  const key = await crypto.itemKey(ph.value.header);
+  if (!key)
+    throw new CryptoError(
+      'ENOKEY',
+      `no key kept for item ${summary.itemId} (its header was never accepted)`,
+    );
+  const r = new ContainerReader();
+  r.setKey(key);
+  const ev = r.push(bytes);
+  if (!ev.ok) throw ev.error;
+  const fin = r.finish();
+  if (!fin.ok) throw fin.error;
+  const parts: Buffer[] = [];
+  for (const e of ev.value) if (e.type === 'chunk') parts.push(e.plaintext);
+  return { summary, plaintext: Buffer.concat(parts), trailer: fin.value };
+}
+
+/**
+ * Development and test stand-in: every item's content key is wrapped for
+ * recipient 0 under one fixed 32-byte key. No forward secrecy, no MLS: never
+ * for real cameras (the CLI says so loudly when it is used).
+ */
+export class StaticKeyCrypto implements CompanionCrypto {
+  readonly #wrapKey: Buffer;
+  readonly acknowledged: string[] = [];
+  readonly received: Uint8Array[] = [];
+
+  constructor(wrapKey: Uint8Array) {
+    if (wrapKey.length !== 32)
+      throw new CryptoError('EKEY', 'the static wrap key must be 32 bytes');
+    this.#wrapKey = Buffer.from(wrapKey);
+  }
+
+  acceptHeader(header: ParsedHeader): Promise<ItemSummary> {
+    const cek = unwrapContentKey(this.#wrapKey, header, 0);
+    if (!cek.ok) return Promise.reject(cek.error);
+    return Promise.resolve(summaryOf(header));
+  }
+
+  itemKey(header: ParsedHeader): Promise<Buffer | undefined> {
+    // Stateless by design: the fixed key re-opens any item (this is what MLS prevents).
+    const cek = unwrapContentKey(this.#wrapKey, header, 0);
+    return Promise.resolve(cek.ok ? cek.value : undefined);
+  }
+
+  acknowledge(itemId: string): Promise<void> {
+    this.acknowledged.push(itemId);
+    return Promise.resolve();
+  }
+
+  heartbeat(): Promise<Uint8Array> {
+    return Promise.resolve(
+      Buffer.from(
+        JSON.stringify({
+          type: 'dev-heartbeat',
+          at: Date.now(),
+          acknowledged: this.acknowledged.length,
+        }),
+      ),
+    );
+  }
+
+  receive(bytes: Uint8Array): Promise<string> {
+    this.received.push(bytes);
+    return Promise.resolve(`message of ${bytes.length} bytes`);
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * `CompanionCrypto` over the E2EE layer's phone (app/e2ee/phone.ts): MLS
+ * epochs, item keys kept durably by the phone, heartbeats and config messages.
+ */
+import type { ParsedHeader } from '../protocol/container.js';
+import type { E2eePhone, Inbound } from './e2ee/phone.js';
+import type { CompanionCrypto, ItemSummary } from './crypto.js';
+import { summaryOf } from './crypto.js';
+
+function describe(m: Inbound): string {
+  switch (m.kind) {
+    case 'heartbeat-ack':
+      return `heartbeat acknowledged (caught up ${m.caughtUp} epoch(s), ${m.confirmedAcks.length} item(s) confirmed)`;
+    case 'invite':
+      return 'invite for a new phone received';
+    case 'removed':
+      return `phone ${m.phoneId} removed`;
+    case 'notice':
+      return 'notice from the hub';
+    case 'app':
+      return `message on topic ${m.topic}`;
+  }
+}
+
+export class E2eeCrypto implements CompanionCrypto {
+  readonly phone: E2eePhone;
+  /** Everything the hub sent, in order (the CLI prints these). */
+  readonly inbound: Inbound[] = [];
+
+  constructor(phone: E2eePhone) {
+    this.phone = phone;
+  }
+
+  async acceptHeader(header: ParsedHeader): Promise<ItemSummary> {
+    await this.phone.acceptHeader(header);
+    return summaryOf(header);
+  }
+
+  itemKey(header: ParsedHeader): Promise<Buffer | undefined> {
+    return this.phone.itemKey(Buffer.from(header.core.itemId).toString('hex'));
+  }
+
+  acknowledge(itemId: string): Promise<void> {
+    return this.phone.acknowledge(itemId);
+  }
+
+  heartbeat(): Promise<Uint8Array> {
+    return this.phone.heartbeat();
+  }
+
+  async receive(bytes: Uint8Array): Promise<string> {
+    const m = await this.phone.receive(bytes);
+    this.inbound.push(m);
+    return describe(m);
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Pulls what the relay holds for this phone into the local store:
+ *
+ *  1. headers are accepted strictly in relay order, as soon as they arrive (an
+ *     item still uploading has its header accepted at once, so its epoch is
+ *     processed before any later item's);
+ *  2. complete items are fetched, checked by decrypting them, stored (still
+ *     encrypted) durably, acknowledged to the E2EE layer, and only then
+ *     acknowledged to the relay, which deletes them once every phone did;
+ *  3. hub messages (kind "message": config, notifications) go to the E2EE layer.
+ */
+import { parseHeader } from '../protocol/container.js';
+import { reasonOf } from '../protocol/errors.js';
+import type { Logger } from '../firmware/log/logger.js';
+import type { ItemInfo } from '../relay/api.js';
+import type { RelayClient } from '../relay/client.js';
+import type { CompanionCrypto } from './crypto.js';
+import { openItem, summaryOf } from './crypto.js';
+import type { ItemStore, StoredItem } from './store.js';
+
+export interface SyncDeps {
+  readonly client: RelayClient;
+  readonly crypto: CompanionCrypto;
+  readonly store: ItemStore;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export interface SyncResult {
+  readonly stored: StoredItem[];
+  readonly messages: string[];
+  /** Items seen but not complete yet. */
+  readonly pending: number;
+}
+
+/** Read through a call: the flag changes while awaiting. */
+const isAborted = (s: AbortSignal): boolean => s.aborted;
+
+export class Syncer {
+  readonly #d: SyncDeps;
+  readonly #accepted = new Set<number>();
+  #running: Promise<SyncResult> | undefined;
+
+  constructor(deps: SyncDeps) {
+    this.#d = deps;
+  }
+
+  /** One pass over the mailbox (concurrent callers share the pass). */
+  syncOnce(): Promise<SyncResult> {
+    this.#running ??= this.#pass().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #pass(): Promise<SyncResult> {
+    const { client, crypto, store, logger } = this.#d;
+    const now = this.#d.now ?? Date.now;
+    const { items } = await client.list({});
+    const stored: StoredItem[] = [];
+    const messages: string[] = [];
+    let pending = 0;
+    for (const it of items) {
+      if (it.kind === 'message') {
+        if (!it.complete) {
+          pending++;
+          continue;
+        }
+        const bytes = await client.readAll(it.seq);
+        try {
+          messages.push(await crypto.receive(bytes));
+        } catch (e) {
+          logger.warn('hub message rejected', { seq: it.seq, group: it.group, err: e });
+        }
+        await client.ack(it.seq);
+        continue;
+      }
+      if (await store.has(it.seq)) {
+        await client.ack(it.seq); // stored before a crash, not yet acknowledged
+        continue;
+      }
+      if (!this.#accepted.has(it.seq)) {
+        const ok = await this.#acceptHeader(it);
+        if (!ok) {
+          // Its header has not fully arrived: later items must wait (epoch order).
+          pending += 1;
+          break;
+        }
+      }
+      if (!it.complete) {
+        pending += 1;
+        continue;
+      }
+      const bytes = await client.readAll(it.seq);
+      let durationMs: number;
+      try {
+        const opened = await openItem(crypto, bytes);
+        durationMs = opened.trailer.durationMs;
+      } catch (e) {
+        // Tampered or truncated: keep nothing, say so, and release it on the relay.
+        logger.error('item failed to decrypt; discarded', { seq: it.seq, err: e });
+        await client.ack(it.seq);
+        continue;
+      }
+      const ph = parseHeader(bytes);
+      if (!ph.ok) continue;
+      const meta: StoredItem = {
+        seq: it.seq,
+        relayItemId: it.itemId,
+        group: it.group,
+        summary: summaryOf(ph.value.header),
+        size: bytes.length,
+        durationMs,
+        storedAt: now(),
+      };
+      await store.save(meta, bytes);
+      await crypto.acknowledge(meta.summary.itemId);
+      await client.ack(it.seq);
+      stored.push(meta);
+      logger.info('item stored', { seq: it.seq, kind: meta.summary.kind, bytes: bytes.length });
+    }
+    return { stored, messages, pending };
+  }
+
+  async #acceptHeader(it: ItemInfo): Promise<boolean> {
+    const { client, crypto } = this.#d;
+    const first = await client.read(it.seq, { offset: 0 });
+    const ph = parseHeader(first.data);
+    if (!ph.ok) {
+      if (ph.error.code === 'EITEM_TRUNCATED' && !first.complete) return false;
+      throw ph.error;
+    }
+    const known = await crypto.itemKey(ph.value.header);
+    if (!known) await crypto.acceptHeader(ph.value.header);
+    this.#accepted.add(it.seq);
+    return true;
+  }
+
+  /** Keep syncing until aborted: long-polls the relay, backs off on errors. */
+  async run(signal: AbortSignal, onStored?: (items: StoredItem[]) => void): Promise<void> {
+    let after = 0;
+    let delay = 500;
+    while (!signal.aborted) {
+      try {
+        const r = await this.syncOnce();
+        if (r.stored.length > 0) onStored?.(r.stored);
+        delay = 500;
+        if (r.pending > 0) {
+          // Something is still uploading: poll briefly rather than wait for a new item.
+          await new Promise((res) => setTimeout(res, 250));
+          continue;
+        }
+        const l = await this.#d.client.list({ after, waitMs: 20_000, signal });
+        after = l.cursor;
+      } catch (e) {
+        if (isAborted(signal)) return;
+        this.#d.logger.warn('sync failed; retrying', { err: reasonOf(e), delayMs: delay });
+        await new Promise((res) => setTimeout(res, delay));
+        delay = Math.min(30_000, delay * 2);
+      }
+    }
+  }
+}

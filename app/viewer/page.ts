@@ -1,0 +1,128 @@
+/**
+ * The viewer page: plain HTML and a small script, no framework and no build
+ * step. It only ever receives plaintext from the local viewer server on
+ * loopback; keys never reach the browser (see docs/app.md).
+ */
+export const INDEX_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Vigil</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
+  header { display: flex; gap: 1rem; align-items: center; padding: .5rem 1rem; background: #222; }
+  h1 { font-size: 1.2rem; margin: 0; }
+  main { display: flex; flex-wrap: wrap; gap: 1rem; padding: 1rem; }
+  #events { flex: 1 1 280px; max-width: 360px; }
+  #event-list { list-style: none; padding: 0; margin: 0; }
+  #event-list li { display: flex; gap: .5rem; align-items: center; padding: .3rem; cursor: pointer; border-radius: 4px; }
+  #event-list li:hover, #event-list li.active { background: #333; }
+  #event-list img { width: 96px; height: 54px; object-fit: cover; background: #000; }
+  #player { flex: 3 1 480px; }
+  video { width: 100%; max-height: 70vh; background: #000; }
+  button { background: #444; color: #eee; border: 0; padding: .4rem .8rem; border-radius: 4px; cursor: pointer; }
+  #status { color: #aaa; font-size: .9rem; }
+</style>
+</head>
+<body>
+<header><h1>Vigil</h1><button id="live-btn" type="button">Live</button><span id="status"></span></header>
+<main>
+  <section id="events"><h2>Events</h2><ul id="event-list"></ul><p id="empty">No events yet.</p></section>
+  <section id="player"><video id="video" controls muted playsinline></video></section>
+</main>
+<script src="app.js"></script>
+</body>
+</html>
+`;
+
+export const APP_JS = `'use strict';
+const list = document.getElementById('event-list');
+const empty = document.getElementById('empty');
+const video = document.getElementById('video');
+const statusEl = document.getElementById('status');
+let shown = '';
+let liveAbort = null;
+
+function fmtTime(ms) { return new Date(ms).toLocaleString(); }
+function setStatus(t) { statusEl.textContent = t; }
+
+async function refresh() {
+  try {
+    const r = await fetch('api/events', { cache: 'no-store' });
+    if (!r.ok) { setStatus('viewer error ' + r.status); return; }
+    const { events } = await r.json();
+    const key = JSON.stringify(events.map((e) => e.seq));
+    document.body.dataset.events = String(events.length);
+    if (key === shown) return;
+    shown = key;
+    list.replaceChildren();
+    empty.hidden = events.length > 0;
+    for (const e of events) {
+      const li = document.createElement('li');
+      li.dataset.seq = String(e.seq);
+      li.className = 'event';
+      const img = document.createElement('img');
+      img.alt = '';
+      if (e.thumbnail !== null) img.src = 'api/items/' + e.thumbnail + '/media';
+      const span = document.createElement('span');
+      span.textContent = fmtTime(e.startedAt) + ' (' + Math.round(e.durationMs / 1000) + ' s)';
+      li.append(img, span);
+      li.addEventListener('click', () => play(e, li));
+      list.append(li);
+    }
+  } catch (err) { setStatus('cannot reach the viewer: ' + err); }
+}
+
+function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } }
+
+function play(e, li) {
+  stopLive();
+  for (const x of list.querySelectorAll('li.active')) x.classList.remove('active');
+  li.classList.add('active');
+  video.src = 'api/items/' + e.seq + '/media';
+  video.play().catch((err) => setStatus('playback: ' + err));
+  setStatus('clip of ' + fmtTime(e.startedAt));
+}
+
+async function live() {
+  stopLive();
+  if (!('MediaSource' in window)) { setStatus('this browser has no Media Source Extensions'); return; }
+  const ac = new AbortController();
+  liveAbort = ac;
+  setStatus('waiting for live video...');
+  let res;
+  try { res = await fetch('api/live', { signal: ac.signal }); } catch (err) { setStatus('live: ' + err); return; }
+  if (!res.ok || !res.body) { setStatus('live unavailable (' + res.status + ')'); return; }
+  const codec = res.headers.get('x-vigil-codec') || 'video/mp4; codecs="avc1.42E01E"';
+  if (!MediaSource.isTypeSupported(codec)) { setStatus('unsupported live codec ' + codec); return; }
+  const ms = new MediaSource();
+  video.src = URL.createObjectURL(ms);
+  await new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }));
+  const sb = ms.addSourceBuffer(codec);
+  sb.mode = 'sequence';
+  const queue = [];
+  const pump = () => { if (!sb.updating && queue.length) sb.appendBuffer(queue.shift()); };
+  sb.addEventListener('updateend', () => {
+    pump();
+    // stay near the live edge
+    if (video.buffered.length && video.buffered.end(0) - video.currentTime > 2) video.currentTime = video.buffered.end(0) - 0.3;
+  });
+  video.play().catch(() => undefined);
+  setStatus('live');
+  document.body.dataset.live = 'on';
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      queue.push(value);
+      pump();
+    }
+  } catch (err) { if (!ac.signal.aborted) setStatus('live ended: ' + err); }
+}
+
+document.getElementById('live-btn').addEventListener('click', () => { live(); });
+refresh();
+setInterval(refresh, 2000);
+`;

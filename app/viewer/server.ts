@@ -1,0 +1,314 @@
+/**
+ * `startViewer`: the local web viewer behind `vigil app view`.
+ *
+ * Decryption happens here, in the local Node process, not in the page: the MLS
+ * state and item keys stay in one process that owns the companion's durable
+ * files (a second writer would fork the epoch state); WebCrypto has no
+ * ChaCha20-Poly1305, so the page would need a JavaScript AEAD; and the page's
+ * origin then never holds a key a browser extension or cache could leak. The
+ * server listens on loopback only, checks the Host header (DNS rebinding) and
+ * requires a random per-run access token (given in the printed URL, then kept
+ * in an HttpOnly SameSite=Strict cookie).
+ *
+ *   GET /                    the page          GET /app.js
+ *   GET /api/events          clips (newest first) with their thumbnail's seq
+ *   GET /api/items/:seq/media  decrypted clip (video/mp4, Range supported) or thumbnail
+ *   GET /api/live            decrypted live fMP4 as one streaming response (for MSE)
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../firmware/log/logger.js';
+import type { RelayClient } from '../../relay/client.js';
+import type { CompanionCrypto } from '../crypto.js';
+import { openItem } from '../crypto.js';
+import { followLive } from '../live.js';
+import { Fmp4Resync } from './fmp4.js';
+import type { ItemStore, StoredItem } from '../store.js';
+import { APP_JS, INDEX_HTML } from './page.js';
+
+export interface ViewerOptions {
+  readonly store: ItemStore;
+  readonly crypto: CompanionCrypto;
+  /** Relay client (phone credentials) for live view; without it /api/live answers 503. */
+  readonly client?: RelayClient;
+  readonly host?: string;
+  readonly port?: number;
+  readonly logger: Logger;
+  /** Access token; random when omitted. */
+  readonly token?: string;
+}
+
+export interface RunningViewer {
+  /** The URL to open (carries the access token). */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface EventView {
+  readonly seq: number;
+  readonly itemId: string;
+  readonly startedAt: number;
+  readonly durationMs: number;
+  readonly codec: string;
+  readonly size: number;
+  readonly thumbnail: number | null;
+}
+
+/** Clips newest first, each with the thumbnail recorded closest to its start (within 10 s). */
+export function eventsOf(items: readonly StoredItem[]): EventView[] {
+  const thumbs = items.filter((i) => i.summary.kind === 'thumbnail');
+  return items
+    .filter((i) => i.summary.kind === 'clip')
+    .map((c) => {
+      let best: StoredItem | undefined;
+      for (const t of thumbs) {
+        const d = Math.abs(t.summary.startedAt - c.summary.startedAt);
+        if (d <= 10_000 && (!best || d < Math.abs(best.summary.startedAt - c.summary.startedAt)))
+          best = t;
+      }
+      return {
+        seq: c.seq,
+        itemId: c.summary.itemId,
+        startedAt: c.summary.startedAt,
+        durationMs: c.durationMs,
+        codec: c.summary.codec,
+        size: c.size,
+        thumbnail: best?.seq ?? null,
+      };
+    })
+    .sort((a, b) => b.startedAt - a.startedAt || b.seq - a.seq);
+}
+
+function mimeOf(codec: string): string {
+  const base = codec.split(';')[0]?.trim() ?? '';
+  return /^[a-z]+\/[a-z0-9.+-]+$/i.test(base) ? base : 'application/octet-stream';
+}
+
+const SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; media-src 'self' blob:; img-src 'self'; style-src 'unsafe-inline'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
+  const log = opts.logger.child('viewer');
+  const token = opts.token ?? randomBytes(24).toString('base64url');
+  const host = opts.host ?? '127.0.0.1';
+  const cache = new Map<number, { mime: string; data: Buffer }>();
+  let port = 0;
+  const lives = new Set<AbortController>();
+
+  const tokenOk = (t: string | undefined): boolean => {
+    if (t === undefined) return false;
+    const a = Buffer.from(t);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  };
+
+  async function media(seq: number): Promise<{ mime: string; data: Buffer } | undefined> {
+    const hit = cache.get(seq);
+    if (hit) return hit;
+    const got = await opts.store.get(seq);
+    if (!got) return undefined;
+    const opened = await openItem(opts.crypto, got.bytes);
+    const v = { mime: mimeOf(opened.summary.codec), data: opened.plaintext };
+    cache.set(seq, v);
+    while (cache.size > 4) cache.delete(cache.keys().next().value as number);
+    return v;
+  }
+
+  function sendMedia(
+    req: IncomingMessage,
+    res: ServerResponse,
+    m: { mime: string; data: Buffer },
+  ): void {
+    const size = m.data.length;
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range && (range[1] !== '' || range[2] !== '')) {
+      let start = range[1] === '' ? size - Number(range[2]) : Number(range[1]);
+      let end = range[1] === '' || range[2] === '' ? size - 1 : Number(range[2]);
+      start = Math.max(0, start);
+      end = Math.min(size - 1, end);
+      if (start > end) {
+        res.writeHead(416, { ...SECURITY_HEADERS, 'content-range': `bytes */${size}` });
+        res.end();
+        return;
+      }
+      res.writeHead(206, {
+        ...SECURITY_HEADERS,
+        'content-type': m.mime,
+        'accept-ranges': 'bytes',
+        'content-range': `bytes ${start}-${end}/${size}`,
+        'content-length': String(end - start + 1),
+      });
+      res.end(m.data.subarray(start, end + 1));
+      return;
+    }
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': m.mime,
+      'accept-ranges': 'bytes',
+      'content-length': String(size),
+    });
+    res.end(m.data);
+  }
+
+  async function live(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const client = opts.client;
+    if (!client) {
+      res.writeHead(503, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
+      res.end('live view needs the relay');
+      return;
+    }
+    const ac = new AbortController();
+    lives.add(ac);
+    res.on('close', () => {
+      ac.abort();
+      lives.delete(ac);
+    });
+    const resync = new Fmp4Resync();
+    let started = false as boolean;
+    let lastIndex = -1;
+    try {
+      await followLive(
+        client,
+        opts.crypto,
+        {
+          onStart(summary) {
+            if (started) {
+              // A new live session: this response carried the old one; end it so the page reconnects.
+              ac.abort();
+              return;
+            }
+            started = true;
+            res.writeHead(200, {
+              ...SECURITY_HEADERS,
+              'content-type': 'application/octet-stream',
+              'x-vigil-codec': summary.codec,
+            });
+            res.flushHeaders();
+          },
+          onData(plain, index) {
+            if (!started) return;
+            const gap = lastIndex >= 0 && index !== lastIndex + 1;
+            lastIndex = index;
+            const out = resync.push(plain, gap);
+            if (out.length > 0) res.write(out);
+          },
+          onEnd() {
+            ac.abort();
+          },
+        },
+        ac.signal,
+      );
+    } catch (e) {
+      if (!ac.signal.aborted) log.warn('live view failed', { err: e });
+    }
+    if (!started) {
+      if (!res.headersSent) res.writeHead(204, SECURITY_HEADERS);
+    }
+    res.end();
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const hostHeader = req.headers.host ?? '';
+    const allowed = [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${host}:${port}`];
+    if (!allowed.includes(hostHeader)) {
+      res.writeHead(421, { 'content-type': 'text/plain' });
+      res.end('wrong host');
+      return;
+    }
+    const url = new URL(req.url ?? '/', `http://${hostHeader}`);
+    const cookie = /(?:^|;\s*)vigil_viewer=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    const qtok = url.searchParams.get('t') ?? undefined;
+    if (!tokenOk(cookie) && !tokenOk(qtok)) {
+      res.writeHead(401, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
+      res.end('open the URL that `vigil app view` printed (it carries the access token)');
+      return;
+    }
+    const setCookie = tokenOk(qtok)
+      ? { 'set-cookie': `vigil_viewer=${token}; HttpOnly; SameSite=Strict; Path=/` }
+      : {};
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, SECURITY_HEADERS);
+      res.end();
+      return;
+    }
+    const p = url.pathname;
+    if (p === '/' || p === '/index.html') {
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        ...setCookie,
+        'content-type': 'text/html; charset=utf-8',
+      });
+      res.end(INDEX_HTML);
+      return;
+    }
+    if (p === '/app.js') {
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/javascript; charset=utf-8' });
+      res.end(APP_JS);
+      return;
+    }
+    if (p === '/api/events') {
+      const events = eventsOf(await opts.store.list());
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ events }));
+      return;
+    }
+    const m = /^\/api\/items\/([1-9][0-9]{0,14})\/media$/.exec(p);
+    if (m) {
+      const got = await media(Number(m[1]));
+      if (!got) {
+        res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
+        res.end('no such item');
+        return;
+      }
+      sendMedia(req, res, got);
+      return;
+    }
+    if (p === '/api/live') {
+      await live(req, res);
+      return;
+    }
+    res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
+    res.end('not found');
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error('viewer request failed', { path: (req.url ?? '').split('?')[0], err });
+      if (!res.headersSent) {
+        res.writeHead(500, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
+        res.end('could not open this item (see the viewer log)');
+      } else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/?t=${token}`;
+  log.info('viewer listening', { port });
+  return {
+    url,
+    port,
+    async close() {
+      for (const ac of lives) ac.abort();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+    },
+  };
+}

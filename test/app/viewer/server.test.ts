@@ -1,0 +1,131 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { DurableFs } from '../../../hw/os/fs.js';
+import { MemoryLogger, SILENT } from '../../../firmware/log/logger.js';
+import { createUplink } from '../../../firmware/uplink/uplink.js';
+import { StaticKeyCrypto } from '../../../app/crypto.js';
+import { ItemStore } from '../../../app/store.js';
+import { Syncer } from '../../../app/sync.js';
+import { eventsOf, startViewer } from '../../../app/viewer/server.js';
+import { relayWith, tempDir } from '../../relay/fixtures.js';
+import { launchChromium, splitFmp4 } from '../browser.js';
+import { H264_CODEC, StaticKeySealer, makeClip, makeJpeg, sealWhole } from '../fixtures.js';
+
+t.test(
+  'viewer in headless Chromium: lists events with thumbnails, plays a clip, shows live',
+  async (t) => {
+    const { dir, cleanup } = await tempDir('vigil-viewer-');
+    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
+    const uplink = await createUplink({
+      relayUrl: relay.url,
+      credentials: { deviceId: device.id, token: device.token },
+      stateDir: `${dir}/q`,
+      fs: new DurableFs(),
+      logger: SILENT,
+    });
+    uplink.start();
+    const closers: (() => Promise<void>)[] = [() => uplink.stop(), () => relay.close(), cleanup];
+    t.teardown(async () => {
+      for (const c of closers) await c();
+    });
+    const key = randomBytes(32);
+    const sealer = new StaticKeySealer(key, uplink);
+    const clip = await makeClip(3);
+    const jpeg = await makeJpeg();
+    const startedAt = Date.UTC(2026, 10, 22, 12, 0, 0);
+    await sealWhole(sealer, { kind: 'thumbnail', startedAt, codec: 'image/jpeg' }, jpeg, 1, 0);
+    await sealWhole(sealer, { kind: 'clip', startedAt, codec: H264_CODEC }, clip, 5, 3000);
+    await uplink.drained();
+
+    const crypto = new StaticKeyCrypto(key);
+    const store = new ItemStore(`${dir}/app`, new DurableFs());
+    const client = phones[0]!.client;
+    const sync = await new Syncer({ client, crypto, store, logger: SILENT }).syncOnce();
+    t.equal(sync.stored.length, 2, 'both items stored locally');
+    t.equal((await client.list({})).items.length, 0, 'and acknowledged on the relay');
+    t.equal(relay.core.stats().storedBytes, 0, 'the relay deleted them');
+    const logger = new MemoryLogger('viewer');
+    const viewer = await startViewer({ store, crypto, client, logger });
+    closers.unshift(() => viewer.close());
+    const { browser, close } = await launchChromium();
+    closers.unshift(close);
+
+    // plain HTTP checks: the access token and the Host header are enforced
+    const base = viewer.url.replace(/\/\?t=.*$/, '');
+    t.equal((await fetch(`${base}/api/events`)).status, 401, 'no token, no access');
+    t.equal(
+      (await fetch(`${base}/api/events`, { headers: { cookie: 'vigil_viewer=wrong' } })).status,
+      401,
+    );
+    const tok = new URL(viewer.url).searchParams.get('t')!;
+    const events = eventsOf(await store.list());
+    t.equal(events.length, 1);
+    t.equal(events[0]?.thumbnail, sync.stored[0]?.seq, 'thumbnail matched to its clip');
+    const ranged = await fetch(`${base}/api/items/${events[0]!.seq}/media?t=${tok}`, {
+      headers: { range: 'bytes=0-99' },
+    });
+    t.equal(ranged.status, 206);
+    t.same(
+      Buffer.from(await ranged.arrayBuffer()),
+      clip.subarray(0, 100),
+      'decrypted bytes are the clip',
+    );
+
+    const page = await browser.newPage();
+    await page.goto(viewer.url);
+    await page.waitForSelector('li.event');
+    t.equal(await page.locator('li.event').count(), 1, 'the page lists the event');
+    await page.waitForFunction(() => {
+      const img = document.querySelector('li.event img');
+      return img instanceof HTMLImageElement && img.complete && img.naturalWidth > 0;
+    });
+    t.pass('the thumbnail is shown');
+    await page.click('li.event');
+    await page.waitForFunction(
+      () => {
+        const v = document.getElementById('video');
+        return v instanceof HTMLVideoElement && v.currentTime > 0.5;
+      },
+      undefined,
+      { timeout: 20_000 },
+    );
+    const played = await page.evaluate(
+      () => (document.getElementById('video') as HTMLVideoElement).currentTime,
+    );
+    t.ok(played > 0.5, `the clip plays (currentTime ${played.toFixed(2)} s)`);
+
+    // live: a live item streamed fragment by fragment, shown through Media Source Extensions
+    const liveClip = await makeClip(6);
+    const parts = splitFmp4(liveClip);
+    t.ok(parts.length > 3, 'live source has an init segment and fragments');
+    await page.click('#live-btn');
+    const w = await sealer.begin({ kind: 'live', startedAt: Date.now(), codec: H264_CODEC });
+    let sent = 0;
+    const feeder = (async () => {
+      for (const p of parts) {
+        await w.write(p);
+        sent++;
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      await w.close(6000);
+    })();
+    await page.waitForFunction(
+      () => {
+        const v = document.getElementById('video');
+        return (
+          document.body.dataset.live === 'on' &&
+          v instanceof HTMLVideoElement &&
+          v.currentTime > 0.3
+        );
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
+    t.ok(sent > 0, 'live video advanced in the page while fragments were still arriving');
+    await feeder;
+    t.notOk(
+      logger.lines.some((l) => l.includes('"level":"error"')),
+      'viewer logged no errors',
+    );
+  },
+);
