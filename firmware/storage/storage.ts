@@ -23,7 +23,7 @@
  * is never formatted: the hub stays `locked` and says why.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -177,6 +177,15 @@ class Locked extends Error {
     this.reason = reason;
     this.detail = detail;
     this.waitingFor = waitingFor;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -666,7 +675,46 @@ export class Storage {
 
   // ---- after the mapping exists ---------------------------------------------------------------
 
+  /**
+   * The hub and `vigil storage unlock` (another process) may both find the
+   * mapping open and go on to mount it: a lock directory in /run (tmpfs, gone
+   * after a power cut) serialises mount + first-boot completion. A lock whose
+   * owner died is taken over.
+   */
+  async #withMountLock<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const dir = join(this.#d.paths.runDir, 'storage.lock');
+    await mkdir(this.#d.paths.runDir, { recursive: true });
+    for (let i = 0; ; i++) {
+      try {
+        await mkdir(dir);
+        await writeFile(join(dir, 'pid'), String(process.pid));
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const pid = Number(await readFile(join(dir, 'pid'), 'utf8').catch(() => 'NaN'));
+        if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
+          await rm(dir, { recursive: true, force: true });
+        else if (i > 600 || isAborted(signal))
+          throw new Error(`storage lock ${dir} is held by process ${String(pid)}`);
+        else await this.#sleep(100, signal);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   async #afterOpen(
+    device: string,
+    source: KeySourceId | 'already-open',
+    signal: AbortSignal,
+  ): Promise<UnlockResult> {
+    return this.#withMountLock(signal, () => this.#afterOpenLocked(device, source, signal));
+  }
+
+  async #afterOpenLocked(
     device: string,
     source: KeySourceId | 'already-open',
     signal: AbortSignal,

@@ -397,3 +397,12 @@ void t.test('escrow is sent once', async (t) => {
   t.equal(await w.block.isMounted(w.paths.dataMount), false);
   t.equal(await w.luks.status('vigil-data'), undefined);
 });
+
+void t.test('a mount lock left by a dead process is taken over', async (t) => {
+  const w = await world(t);
+  const lock = join(w.paths.runDir, 'storage.lock');
+  await mkdir(lock, { recursive: true });
+  await writeFile(join(lock, 'pid'), '999999999');
+  t.match(await w.make().unlockAndMount(sig()), { state: 'unlocked' });
+  t.same(await readdir(w.paths.runDir), [], 'lock released');
+});
