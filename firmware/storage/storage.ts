@@ -695,7 +695,7 @@ export class Storage {
         if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
           await rm(dir, { recursive: true, force: true });
         else if (i > 600 || isAborted(signal))
-          throw new Error(`storage lock ${dir} is held by process ${String(pid)}`);
+          throw new Error(`storage lock ${dir} is held by process ${String(pid)}`, { cause: e });
         else await this.#sleep(100, signal);
       }
     }
