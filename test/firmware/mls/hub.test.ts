@@ -1,0 +1,137 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CrashController, DurableFs, SimulatedCrash } from '../../../hw/os/fs.js';
+import { MlsHub } from '../../../firmware/mls/hub.js';
+import { loadMlsProfile } from '../../../protocol/mls-profile.js';
+import {
+  DEVICE_ID,
+  MemorySink,
+  heartbeatRound,
+  newDevicePsk,
+  openHub,
+  pair,
+  sealItem,
+  sealerFor,
+  tempDir,
+} from '../../integration/e2ee-helpers.js';
+
+const p = await loadMlsProfile();
+
+void t.test(
+  'journal: a record written before a crash is applied on open, never re-created',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const hub = await openHub(p, join(root, 'hub'));
+    const { phone } = await pair({
+      p,
+      hub,
+      devicePsk: newDevicePsk(),
+      phoneDir: join(root, 'phone'),
+    });
+    const before = hub.epoch(phone!.phoneId, 'motion');
+    // trace one advance, then crash right after the journal record is durable
+    const trace = new CrashController();
+    const h1 = await MlsHub.open({
+      dir: join(root, 'hub'),
+      fs: new DurableFs(trace),
+      deviceId: DEVICE_ID,
+      profile: p,
+    });
+    const n0 = trace.count;
+    await h1.advance('motion', randomBytes(16));
+    const labels = trace.trace.slice(n0).map((x) => x.label);
+    t.ok(
+      labels.includes('mls-journal:dir-fsynced') &&
+        labels.includes('mls-group-motion:renamed') &&
+        labels.includes('mls-journal-applied:renamed'),
+    );
+    const at = trace.trace.find((x, i) => i >= n0 && x.label === 'mls-journal:dir-fsynced')!.n - n0;
+    const crash = new CrashController({ at: at + 0, mode: 'power-loss', delivery: 'throw' });
+    const h2 = await MlsHub.open({
+      dir: join(root, 'hub'),
+      fs: new DurableFs(crash),
+      deviceId: DEVICE_ID,
+      profile: p,
+    });
+    const skip = crash.count; // points passed while opening
+    t.equal(skip, 0, 'opening a clean hub passes no crash point');
+    await t.rejects(h2.advance('motion', randomBytes(16)), SimulatedCrash);
+    const h3 = await openHub(p, join(root, 'hub'));
+    t.equal(
+      h3.epoch(phone!.phoneId, 'motion'),
+      before + 2n,
+      'the journaled epoch was applied on open',
+    );
+    t.ok(
+      h3.journal.records.every((r) => r.entries.every((e) => e.state === undefined)),
+      'journal holds no states after recovery',
+    );
+    // the phone catches up through a heartbeat and keeps decrypting
+    const out = await heartbeatRound(h3, phone!);
+    t.same(out.out.desync, []);
+    t.equal(phone!.epoch('motion'), before + 2n);
+    const sink = new MemorySink();
+    const id = await sealItem(sealerFor(h3, sink), Buffer.from('after recovery'));
+    t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'after recovery');
+  },
+);
+
+void t.test('open: wrong device, corrupt files, orphan group files', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const dir = join(root, 'hub');
+  const hub = await openHub(p, dir);
+  t.same(hub.phones, []);
+  await t.rejects(MlsHub.open({ dir, fs: new DurableFs(), deviceId: 'other', profile: p }), {
+    code: 'EMLS_STATE_CORRUPT',
+  });
+  writeFileSync(join(dir, 'groups', 'abcdef0123456789.motion.state'), 'orphan');
+  await openHub(p, dir);
+  t.same(
+    readdirSync(join(dir, 'groups')),
+    [],
+    'orphan group files of unfinished pairings are removed',
+  );
+  writeFileSync(join(dir, 'journal', '000000000001.rec'), '{bad');
+  await t.rejects(openHub(p, dir), { code: 'EMLS_STATE_CORRUPT' });
+  rmSync(join(dir, 'journal', '000000000001.rec'));
+  writeFileSync(join(dir, 'hub.json'), '{"version":1}');
+  await t.rejects(openHub(p, dir), { code: 'EMLS_STATE_CORRUPT' });
+});
+
+void t.test(
+  'config group: admin rules, phones cannot send hub messages, unknown phones',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const hub = await openHub(p, join(root, 'hub'));
+    const psk = newDevicePsk();
+    const a = (await pair({ p, hub, devicePsk: psk, phoneDir: join(root, 'a') })).phone!;
+    await t.rejects(hub.handleConfig(await a.send({ t: 'notice', at: 1, kind: 'x', text: 'y' })), {
+      code: 'EMLS_REJECTED',
+    });
+    await t.rejects(hub.handleConfig(Buffer.from('garbage')), { code: 'EVALIDATION' });
+    const rm = await hub.handleConfig(await a.requestRemove('00000000deadbeef'));
+    await t.rejects(a.receive(rm.replies[0]!), {
+      code: 'EREQUEST_FAILED',
+      details: { code: 'EUNKNOWN_PHONE' },
+    });
+    t.throws(() => hub.epoch('nope', 'motion'), { code: 'EUNKNOWN_PHONE' });
+    await t.rejects(hub.removePhone('nope'), { code: 'EUNKNOWN_PHONE' });
+    const inv = await hub.createInvite('test');
+    t.ok(hub.findInvite(Buffer.from(inv.pskId, 'base64url')));
+    // the admin can remove itself; then nothing can be sealed
+    await hub.handleConfig(await a.requestRemove(a.phoneId));
+    t.equal(hub.phones.length, 0);
+    await t.rejects(hub.advance('motion', randomBytes(16)), { code: 'ENO_PHONES' });
+  },
+);

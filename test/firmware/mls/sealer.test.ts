@@ -1,0 +1,97 @@
+import t from 'tap';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ContainerReader, parseHeader } from '../../../protocol/container.js';
+import { loadMlsProfile } from '../../../protocol/mls-profile.js';
+import {
+  MemorySink,
+  newDevicePsk,
+  openHub,
+  pair,
+  sealerFor,
+  tempDir,
+} from '../../integration/e2ee-helpers.js';
+
+const p = await loadMlsProfile();
+
+void t.test('streams: header first, chunks as written, final on close', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const sink = new MemorySink();
+  const sealer = sealerFor(hub, sink, 1000);
+  await t.rejects(sealer.begin({ kind: 'clip', startedAt: 0, codec: 'video/mp4' }), {
+    code: 'ENO_PHONES',
+  });
+  const { phone } = await pair({
+    p,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: join(root, 'phone'),
+  });
+  const w = await sealer.begin({
+    kind: 'live',
+    startedAt: 1_790_000_000_123,
+    codec: 'video/mp4; codecs="avc1.64001f"',
+  });
+  t.match(w.itemId, /^[0-9a-f]{32}$/);
+  t.equal(w.epoch, hub.epoch(phone!.phoneId, 'livestream'), 'writer reports the new epoch');
+  const item = sink.items.get(w.itemId)!;
+  t.equal(item.parts.length, 1, 'header emitted at begin');
+  t.equal(item.final, false);
+  const h = parseHeader(sink.bytes(w.itemId));
+  t.ok(
+    h.ok &&
+      h.value.header.core.kind === 'live' &&
+      h.value.header.core.startedAt === 1_790_000_000_123,
+  );
+  // a phone can start decrypting before the item ends
+  const reader = phone!.openItem();
+  await reader.push(sink.bytes(w.itemId));
+  await w.write(Buffer.alloc(2500, 1));
+  t.equal(item.parts.length, 4, '2500 bytes -> 3 chunks of <= 1000 leave at once');
+  const ev = await reader.push(Buffer.concat(item.parts.slice(1)));
+  t.equal(ev.filter((e) => e.type === 'chunk').length, 3, 'phone decrypts chunks while recording');
+  await w.close(5000);
+  t.equal(item.final, true);
+  await reader.push(item.parts.at(-1)!);
+  const opened = reader.finish();
+  t.equal(opened.trailer.durationMs, 5000);
+  t.equal(opened.plaintext.length, 2500);
+  await t.rejects(w.write(Buffer.from('late')), { code: 'EITEM_ENDED' });
+  await t.rejects(w.close(1), { code: 'EITEM_ENDED' });
+  await w.abort('no-op after close');
+  // abort
+  const a = await sealer.begin({ kind: 'thumbnail', startedAt: 1, codec: 'image/jpeg' });
+  await a.write(Buffer.from('partial'));
+  await a.abort('camera unplugged');
+  const r = new ContainerReader();
+  const res = r.push(sink.bytes(a.itemId));
+  t.ok(res.ok);
+  const done = await phone!.decryptItem(sink.bytes(a.itemId));
+  t.equal(done.trailer.status, 'aborted');
+  t.equal(done.trailer.reason, 'camera unplugged');
+});
+
+void t.test('a failing sink fails the item clearly', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'phone') });
+  let fail = false;
+  const sink = new MemorySink();
+  const flaky = {
+    append: (id: string, kind: 'clip' | 'thumbnail' | 'live', b: Uint8Array, f: boolean) =>
+      fail ? Promise.reject(new Error('disk full')) : sink.append(id, kind, b, f),
+  };
+  const { MlsItemSealer } = await import('../../../firmware/mls/sealer.js');
+  const s = new MlsItemSealer({ hub, sink: flaky, deviceId: 'dev' });
+  const w = await s.begin({ kind: 'clip', startedAt: 0, codec: 'video/mp4' });
+  fail = true;
+  await t.rejects(w.write(Buffer.from('x')), /disk full/);
+  await t.rejects(w.write(Buffer.from('y')), { code: 'EITEM_FAILED' });
+});

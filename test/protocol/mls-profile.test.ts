@@ -1,0 +1,159 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import {
+  CIPHERSUITE_NAME,
+  GROUP_FOR_ITEM,
+  LazyMlsProfile,
+  PinnedAuthService,
+  clientConfig,
+  decodeKeyPackageMessage,
+  decodeMessage,
+  decodeState,
+  encodeKeyPackageMessage,
+  encodeMessage,
+  encodeState,
+  forgetPastEpochs,
+  hubIdentity,
+  itemWrapKey,
+  keyPackageLifetime,
+  leafIndexOf,
+  newKeyPackage,
+  newSigningIdentity,
+  phoneIdentity,
+} from '../../protocol/mls-profile.js';
+
+const lazy = new LazyMlsProfile();
+const p = await lazy.get();
+
+void t.test('profile basics', async (t) => {
+  t.equal(await lazy.get(), p, 'loaded once');
+  t.equal(p.cs.name, CIPHERSUITE_NAME);
+  t.same(GROUP_FOR_ITEM, { clip: 'motion', thumbnail: 'thumbnail', live: 'livestream' });
+  const lt = keyPackageLifetime(10_000_000_000, 20_000_000_000);
+  t.ok(lt.notBefore < 10_000_000n && lt.notAfter > 20_000_000n, 'window spans both clocks');
+  t.equal(keyPackageLifetime(0).notBefore, 0n);
+  t.equal(decodeMessage(p, randomBytes(40)), undefined);
+  t.equal(decodeKeyPackageMessage(p, Buffer.alloc(0)), undefined);
+});
+
+void t.test('pinned authentication service rejects everything not pinned', async (t) => {
+  const a = await newSigningIdentity(p, phoneIdentity('aa'));
+  const auth = new PinnedAuthService([a]);
+  t.ok(
+    await auth.validateCredential(
+      { credentialType: 'basic', identity: a.identity },
+      a.signaturePublicKey,
+    ),
+  );
+  t.notOk(
+    await auth.validateCredential(
+      { credentialType: 'basic', identity: a.identity },
+      randomBytes(32),
+    ),
+    'other key',
+  );
+  t.notOk(
+    await auth.validateCredential(
+      { credentialType: 'basic', identity: phoneIdentity('bb') },
+      a.signaturePublicKey,
+    ),
+    'other identity',
+  );
+  t.notOk(
+    await auth.validateCredential(
+      { credentialType: 'x509', certificates: [] },
+      a.signaturePublicKey,
+    ),
+    'not basic',
+  );
+  t.equal(auth.rejected, 3);
+  auth.unpin(a.identity);
+  t.notOk(auth.isPinned(a.identity, a.signaturePublicKey));
+});
+
+void t.test(
+  'no past epochs: state flat, previous epoch unreadable, config re-attached',
+  async (t) => {
+    const hubId = await newSigningIdentity(p, hubIdentity('d'));
+    const phId = await newSigningIdentity(p, phoneIdentity('ab'));
+    const auth = new PinnedAuthService([hubId, phId]);
+    const cfg = clientConfig(p.mls, auth);
+    const hkp = await newKeyPackage(p, hubId, Date.now());
+    let hub = await p.mls.createGroup(
+      randomBytes(16),
+      hkp.publicPackage,
+      hkp.privatePackage,
+      [],
+      p.cs,
+      cfg,
+    );
+    const pkp = await newKeyPackage(p, phId, Date.now());
+    t.ok(decodeKeyPackageMessage(p, encodeKeyPackageMessage(p, pkp.publicPackage)));
+    const add = await p.mls.createCommit(
+      { state: hub, cipherSuite: p.cs },
+      {
+        extraProposals: [{ proposalType: 'add', add: { keyPackage: pkp.publicPackage } }],
+        ratchetTreeExtension: true,
+      },
+    );
+    hub = forgetPastEpochs(p, add.newState);
+    let phone = await p.mls.joinGroup(
+      add.welcome!,
+      pkp.publicPackage,
+      pkp.privatePackage,
+      p.mls.emptyPskIndex,
+      p.cs,
+      undefined,
+      undefined,
+      cfg,
+    );
+    t.equal(leafIndexOf(hub, phId.identity), 1);
+    t.equal(leafIndexOf(hub, phoneIdentity('zz')), undefined);
+    const sizes: number[] = [];
+    let lastMsg: Uint8Array | undefined;
+    for (let i = 0; i < 8; i++) {
+      const app = await p.mls.createApplicationMessage(hub, Buffer.from(`m${i}`), p.cs);
+      hub = app.newState;
+      lastMsg = encodeMessage(p, {
+        version: 'mls10',
+        wireformat: 'mls_private_message',
+        privateMessage: app.privateMessage,
+      });
+      const c = await p.mls.createCommit({ state: hub, cipherSuite: p.cs });
+      t.ok(c.newState.historicalReceiverData.size > 0, 'ts-mls keeps the past epoch...');
+      hub = forgetPastEpochs(p, c.newState);
+      t.equal(hub.historicalReceiverData.size, 0, '...we drop it');
+      const m = decodeMessage(p, encodeMessage(p, c.commit));
+      if (m?.wireformat !== 'mls_private_message') throw new Error('commit not private');
+      const r = await p.mls.processPrivateMessage(
+        phone,
+        m.privateMessage,
+        p.mls.emptyPskIndex,
+        p.cs,
+      );
+      phone = forgetPastEpochs(p, r.newState);
+      sizes.push(encodeState(p, hub).length);
+    }
+    t.ok(Math.max(...sizes) - Math.min(...sizes) < 32, `flat state ${sizes.join(',')}`);
+    // an application message from the previous epoch is rejected
+    const old = decodeMessage(p, lastMsg!);
+    if (old?.wireformat !== 'mls_private_message') throw new Error('x');
+    await t.rejects(
+      p.mls.processPrivateMessage(phone, old.privateMessage, p.mls.emptyPskIndex, p.cs),
+      /epoch too old/,
+    );
+    // decodeState re-attaches our config (ts-mls drops it)
+    const back = decodeState(p, encodeState(p, phone), cfg)!;
+    t.equal(back.clientConfig.authService, auth);
+    t.same(
+      Buffer.from(await itemWrapKey(p, back, Buffer.from('i'))),
+      Buffer.from(await itemWrapKey(p, hub, Buffer.from('i'))),
+      'exporter agrees',
+    );
+    t.equal(
+      decodeState(p, Buffer.concat([encodeState(p, phone), Buffer.from([0])]), cfg),
+      undefined,
+      'trailing bytes rejected',
+    );
+  },
+);
