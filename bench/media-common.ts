@@ -1,0 +1,82 @@
+/**
+ * Shared wiring for the media benchmarks: a hub paired with one companion
+ * (real MLS sealer, the post-quantum suite loaded as in production) and a sink
+ * that timestamps and counts ciphertext instead of keeping it.
+ */
+import { rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CiphertextSink, ItemKind } from '../firmware/items.js';
+import type { MlsItemSealer } from '../firmware/mls/sealer.js';
+import { loadMlsProfile } from '../protocol/mls-profile.js';
+import {
+  newDevicePsk,
+  openHub,
+  pair,
+  sealerFor,
+  tempDir,
+} from '../test/integration/e2ee-helpers.js';
+
+export class CountingSink implements CiphertextSink {
+  bytes = 0;
+  readonly firstDataAt = new Map<string, number>();
+  readonly kinds = new Map<string, ItemKind>();
+  #records = new Map<string, number>();
+  append(itemId: string, kind: ItemKind, bytes: Uint8Array, _final: boolean): Promise<void> {
+    this.bytes += bytes.length;
+    this.kinds.set(itemId, kind);
+    const n = (this.#records.get(itemId) ?? 0) + 1;
+    this.#records.set(itemId, n);
+    // record 1 is the header (commit + wrapped keys); record 2 the first sealed chunk
+    if (n === 2) this.firstDataAt.set(itemId, performance.timeOrigin + performance.now());
+    return Promise.resolve();
+  }
+}
+
+export async function realSealer(
+  sink: CiphertextSink,
+): Promise<{ sealer: MlsItemSealer; cleanup: () => void }> {
+  const root = tempDir('vigil-media-bench-');
+  const profile = await loadMlsProfile();
+  const hub = await openHub(profile, join(root, 'hub'));
+  const paired = await pair({
+    p: profile,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: join(root, 'phone'),
+  });
+  if (!paired.phone) throw new Error('pairing failed');
+  return {
+    sealer: sealerFor(hub, sink),
+    cleanup: () => {
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** CPU seconds (user+system) and RSS (bytes) of another process, from /proc. */
+export async function procUsage(pid: number): Promise<{ cpuS: number; rss: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? '0');
+    return { cpuS: ticks / 100, rss: rssKb * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+export const MiB = 1024 * 1024;
+
+export function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
+  return Number.isFinite(v) ? v : fallback;
+}
+
+export function strArg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
