@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run, which } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { CommandError, run, which } from '../hw/os/run.js';
+import { VigilError, reasonOf } from '../protocol/errors.js';
 import type { Board } from './boards.js';
 import type { Runner } from './disk.js';
 
@@ -69,10 +69,11 @@ export function triplet(board: Board): string {
 }
 
 /**
- * Environment for node-gyp: the board's Node headers, the board's compiler
- * (a cross compiler for arm64) and the image's own root filesystem as the
- * sysroot, so addons link against exactly the libraries the image carries
- * (libv4l2 for v4l2-camera-ts) and pkg-config answers for the image.
+ * Environment for node-gyp: the board's Node headers and compiler (a cross
+ * compiler for arm64, whose own libc and kernel headers are used), and
+ * pkg-config answering from the image's root filesystem, so addons compile
+ * against the headers and link against exactly the libraries the image
+ * carries (libv4l2 for v4l2-camera-ts).
  */
 export function addonBuildEnv(
   board: Board,
@@ -80,21 +81,22 @@ export function addonBuildEnv(
   sysroot: string,
 ): Record<string, string | undefined> {
   const t = triplet(board);
-  const sr = `--sysroot=${sysroot}`;
+  const libDir = `${sysroot}/usr/lib/${t}`;
   return {
     ...process.env,
     npm_config_nodedir: nodeDir,
     npm_config_arch: board.nodeArch,
     npm_config_target_arch: board.nodeArch,
     npm_config_build_from_source: 'true',
-    CC: `${t}-gcc ${sr}`,
-    CXX: `${t}-g++ ${sr}`,
-    LINK: `${t}-g++ ${sr}`,
+    CC: `${t}-gcc`,
+    CXX: `${t}-g++`,
+    // transitive libraries of what pkg-config links (libv4lconvert, libjpeg...) resolve in the image
+    LINK: `${t}-g++ -Wl,-rpath-link,${libDir} -Wl,-rpath-link,${sysroot}/lib/${t}`,
     AR: `${t}-ar`,
     CC_host: 'gcc',
     CXX_host: 'g++',
     PKG_CONFIG_SYSROOT_DIR: sysroot,
-    PKG_CONFIG_LIBDIR: `${sysroot}/usr/lib/${t}/pkgconfig:${sysroot}/usr/share/pkgconfig`,
+    PKG_CONFIG_LIBDIR: `${libDir}/pkgconfig:${sysroot}/usr/share/pkgconfig`,
     PKG_CONFIG_PATH: undefined,
   };
 }
@@ -132,7 +134,7 @@ export async function buildAddons(o: AddonBuildOptions): Promise<string[]> {
     });
   } catch (e) {
     throw new AppStageError(
-      `building native addons (${addons.join(', ')}) for ${o.board.arch} failed`,
+      `building native addons (${addons.join(', ')}) for ${o.board.arch} failed: ${reasonOf(e)}`,
       { cause: e },
     );
   }
@@ -229,23 +231,30 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
   // 2. production dependencies exactly as locked; install scripts off (rebuilt below for the board)
   // optional platform packages are chosen for the board's CPU, not the build host's
   const platform = [`--cpu=${o.board.nodeArch}`, '--os=linux', '--libc=glibc'];
-  await runner(
-    'npm',
-    [
-      'ci',
-      '--omit=dev',
-      '--ignore-scripts',
-      ...platform,
-      '--no-audit',
-      '--no-fund',
-      '--loglevel=error',
-    ],
-    {
-      cwd: appDir,
-      timeoutMs: 20 * 60_000,
-      env: { ...process.env, npm_config_nodedir: undefined },
-    },
-  );
+  const npmOpts = {
+    cwd: appDir,
+    timeoutMs: 20 * 60_000,
+    env: { ...process.env, npm_config_nodedir: undefined },
+  };
+  const flags = [
+    '--omit=dev',
+    '--ignore-scripts',
+    ...platform,
+    '--no-audit',
+    '--no-fund',
+    '--loglevel=error',
+  ];
+  try {
+    await runner('npm', ['ci', ...flags], npmOpts);
+  } catch (e) {
+    if (!(e instanceof CommandError) || !/in sync/.test(e.stderr)) throw e;
+    // a lock file npm ci refuses (e.g. optional platform packages missing from the registry):
+    // resolve from it with npm install, loudly, rather than not building at all
+    warnings.push(
+      'package-lock.json is out of sync with package.json (npm ci refused it): production dependencies were resolved with `npm install --no-save`; fix the lock file for a strictly reproducible image',
+    );
+    await runner('npm', ['install', '--no-save', ...flags], npmOpts);
+  }
 
   // 3. the runtime
   const tgz = await fetchNodeRuntime(o.board, join(o.cacheDir, 'node-runtime'), runner);

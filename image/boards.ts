@@ -89,6 +89,8 @@ export interface Board {
   /** Kernel modules loaded at boot (modules-load.d) and their options (modprobe.d). */
   readonly modules: readonly string[];
   readonly moduleOptions: readonly string[];
+  /** /etc/vigil/config.json shipped in the image (firmware/config/config.ts schema). */
+  readonly hubConfig: Readonly<Record<string, unknown>>;
 }
 
 export const BOARDS: Readonly<Record<BoardName, Board>> = {
@@ -118,6 +120,8 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     // legacy camera driver: H.264 straight from the VideoCore (needs start_x=1, gpu_mem=128)
     modules: ['bcm2835-v4l2'],
     moduleOptions: [],
+    // production defaults: OTP-derived key, then the phone, then the recovery passphrase
+    hubConfig: {},
   },
   'qemu-amd64': {
     name: 'qemu-amd64',
@@ -140,6 +144,8 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     // the twin's "hardware": two simulated radios (hotspot + a phone) and a test camera
     modules: ['mac80211_hwsim', 'vivid'],
     moduleOptions: ['options mac80211_hwsim radios=2', 'options vivid n_devs=1 node_types=0x1'],
+    // a VM has no OTP: the twin unlocks its data partition with the (loudly) development keyfile
+    hubConfig: { storage: { keySources: ['dev-keyfile'] } },
   },
 };
 

@@ -155,6 +155,11 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
       mode: 0o644,
     },
     {
+      path: '/etc/vigil/config.json',
+      content: JSON.stringify(board.hubConfig, null, 2) + '\n',
+      mode: 0o600,
+    },
+    {
       path: '/etc/vigil/image-release',
       content: `board=${board.name}\narch=${board.arch}\nlayout=ab-v1\n`,
       mode: 0o644,

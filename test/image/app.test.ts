@@ -32,7 +32,11 @@ t.test(
     const env = addonBuildEnv(BOARDS['rpi-arm64'], '/n', '/rootfs');
     t.equal(env.npm_config_nodedir, '/n');
     t.equal(env.npm_config_arch, 'arm64');
-    t.equal(env.CXX, 'aarch64-linux-gnu-g++ --sysroot=/rootfs');
+    t.equal(env.CXX, 'aarch64-linux-gnu-g++');
+    t.match(
+      env.LINK ?? '',
+      /^aarch64-linux-gnu-g\+\+ -Wl,-rpath-link,\/rootfs\/usr\/lib\/aarch64-linux-gnu /,
+    );
     t.equal(env.PKG_CONFIG_SYSROOT_DIR, '/rootfs');
     t.match(env.PKG_CONFIG_LIBDIR ?? '', /^\/rootfs\/usr\/lib\/aarch64-linux-gnu\/pkgconfig:/);
     t.equal(triplet(BOARDS['qemu-amd64']), 'x86_64-linux-gnu');

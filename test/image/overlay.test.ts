@@ -60,6 +60,16 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   t.equal(get('/etc/machine-id')?.content, '');
   t.equal(get('/etc/resolv.conf')?.content, '');
   t.equal(get('/etc/hostname')?.content, 'vigil\n');
+  // the hub refuses to start without a config file; the shipped one parses with its schema
+  const { parseConfig } = await import('../../firmware/config/config.js');
+  t.equal(
+    parseConfig(JSON.parse(get('/etc/vigil/config.json')?.content ?? 'null')).mode,
+    'production',
+  );
+  const twinCfg = rootOverlay(twin, planLayout(twin.sizes)).find(
+    (f) => f.path === '/etc/vigil/config.json',
+  );
+  t.same(parseConfig(JSON.parse(twinCfg?.content ?? 'null')).storage.keySources, ['dev-keyfile']);
   t.match(get('/etc/modules-load.d/vigil.conf')?.content ?? '', /^bcm2835-v4l2$/m);
   t.notOk(
     get('/usr/lib/systemd/system/vigil-twin-report.service'),

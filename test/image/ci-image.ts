@@ -1,0 +1,76 @@
+// CI's image step (.ci/test-all.mjs "image"; run as root):
+//   1. the amd64 twin built twice from the same inputs, byte-identical (`vigil image reproduce`);
+//      build 1 is what the system scenario image-twin-boot then boots;
+//   2. with VIGIL_IMAGE_ARM64=1 only (~25 min more): the Raspberry Pi image once, checked for the
+//      planned layout and the boot files of every supported board.
+// Run: npx tap --disable-coverage --timeout=5400 test/image/ci-image.ts
+import t from 'tap';
+import { join } from 'node:path';
+import { boardOf } from '../../image/boards.js';
+import { buildImage, findRepo } from '../../image/build.js';
+import { resolveEpoch } from '../../image/cli.js';
+import { diffImages } from '../../image/diff.js';
+import { fatList, mtoolsTarget, partitionNumbered, readTable } from '../../image/disk.js';
+import { compareWithPlan } from '../../image/layout.js';
+
+const repo = await findRepo();
+const epoch = await resolveEpoch(undefined, process.env, repo);
+const print = (l: string): void => {
+  process.stderr.write(`# ${l}\n`);
+};
+
+t.test('the amd64 twin builds twice byte-identical', async (t) => {
+  const out = join(repo, 'image/out/qemu-amd64-ci');
+  const board = boardOf('qemu-amd64');
+  const common = {
+    board,
+    kernelSource: 'debian' as const,
+    sourceDateEpoch: epoch,
+    compress: false,
+    print,
+    repo,
+  };
+  const a = await buildImage({ ...common, outDir: join(out, 'build-1') });
+  t.pass(`build 1: ${Math.round(a.seconds)} s`);
+  const b = await buildImage({ ...common, outDir: join(out, 'build-2') });
+  t.pass(`build 2: ${Math.round(b.seconds)} s`);
+  t.same(compareWithPlan(a.layout, (await readTable(a.image)).partitions), [], 'table as planned');
+  const d = await diffImages(a.image, b.image, join(out, 'diff-work'));
+  t.ok(d.identical, d.summary);
+  t.equal(a.sha256, b.sha256, 'same SHA-256');
+});
+
+t.test(
+  'the Raspberry Pi image (VIGIL_IMAGE_ARM64=1)',
+  { skip: process.env.VIGIL_IMAGE_ARM64 !== '1' && 'set VIGIL_IMAGE_ARM64=1 (~25 min)' },
+  async (t) => {
+    const board = boardOf('rpi-arm64');
+    const r = await buildImage({
+      board,
+      kernelSource: 'debian',
+      sourceDateEpoch: epoch,
+      compress: true,
+      print,
+      repo,
+      outDir: join(repo, 'image/out/rpi-arm64-ci'),
+    });
+    t.pass(`built in ${Math.round(r.seconds)} s`);
+    const table = await readTable(r.image);
+    t.same(compareWithPlan(r.layout, table.partitions), [], 'table as planned');
+    const files = await fatList(mtoolsTarget(r.image, partitionNumbered(table, 1, r.image)));
+    for (const f of [
+      'config.txt',
+      'cmdline.txt',
+      'autoboot.txt',
+      `vmlinuz-${r.kernelVersion}`,
+      `initrd.img-${r.kernelVersion}`,
+      'start_x.elf',
+      'start4x.elf',
+      'bootcode.bin',
+    ]) {
+      t.ok(files.includes(f), `boot partition has ${f}`);
+    }
+    for (const d of board.requiredDtbs)
+      t.ok(files.includes(d.split('/').pop() ?? ''), `boot partition has ${d}`);
+  },
+);
