@@ -53,11 +53,12 @@ export class S3BlobStore implements BlobStore {
   }
 
   async put(key: string, data: Uint8Array): Promise<void> {
+    const k = this.#key(key);
     try {
       await this.#s3.send(
         new PutObjectCommand({
           Bucket: this.#bucket,
-          Key: this.#key(key),
+          Key: k,
           Body: data,
           ContentLength: data.length,
         }),
@@ -68,10 +69,9 @@ export class S3BlobStore implements BlobStore {
   }
 
   async get(key: string): Promise<Buffer | undefined> {
+    const k = this.#key(key);
     try {
-      const r = await this.#s3.send(
-        new GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }),
-      );
+      const r = await this.#s3.send(new GetObjectCommand({ Bucket: this.#bucket, Key: k }));
       if (!r.Body) return Buffer.alloc(0);
       return Buffer.from(await r.Body.transformToByteArray());
     } catch (e) {
@@ -81,8 +81,9 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
+    const k = this.#key(key);
     try {
-      await this.#s3.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: this.#key(key) }));
+      await this.#s3.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: k }));
     } catch (e) {
       throw new VigilError('ES3', `object store DELETE failed: ${(e as Error).message}`, {
         cause: e,
