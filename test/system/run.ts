@@ -4,7 +4,7 @@
  * Options: --only TEXT (repeatable; also VIGIL_SYSTEM_ONLY=a,b), --list, --rebuild.
  * Contract for scenarios: test/system/README.md.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runPlan } from './lib/boot-plan.js';
@@ -17,6 +17,7 @@ import type { GuestImage, HostScenario, Scenario, ScenarioResult } from './lib/t
 const SYSTEM_DIR = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(SYSTEM_DIR, '..', '..');
 const CACHE = join(SYSTEM_DIR, '.cache');
+const KEEP_RUNS = 4;
 
 interface Options {
   only: string[];
@@ -114,6 +115,29 @@ async function runHostScenario(
   }
 }
 
+/**
+ * A directory per run (several sessions may run the suite at once), `.cache/last-run` points
+ * at the newest. Old runs are pruned: keep the newest few, never one younger than an hour.
+ */
+async function newRunDir(): Promise<string> {
+  const runs = join(CACHE, 'runs');
+  await mkdir(runs, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const dir = join(runs, `${stamp}-${process.pid}`);
+  await mkdir(dir, { recursive: true });
+  const tmpLink = join(CACHE, `.last-run-${process.pid}`);
+  await rm(tmpLink, { force: true });
+  await symlink(relative(CACHE, dir), tmpLink);
+  await rename(tmpLink, join(CACHE, 'last-run'));
+  const entries = (await readdir(runs)).sort().reverse();
+  for (const e of entries.slice(KEEP_RUNS)) {
+    const s = await stat(join(runs, e)).catch(() => undefined);
+    if (s && Date.now() - s.mtimeMs > 3_600_000)
+      await rm(join(runs, e), { recursive: true, force: true });
+  }
+  return dir;
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const t0 = Date.now();
@@ -148,6 +172,8 @@ async function main(): Promise<void> {
       consoleLogs: [],
     });
   if (scenarios.length > 0) {
+    const runDir = await newRunDir();
+    say(`run directory: ${relative(ROOT, runDir)} (also .cache/last-run)`);
     let guest: GuestImage | undefined;
     let projectImage: string | undefined;
     let setupError: string | undefined;
@@ -166,7 +192,7 @@ async function main(): Promise<void> {
         : `guest ${g.key}: cache hit in ${g.seconds.toFixed(1)}s (warm; its cold build took ${cold})`;
       out(`    # ${line}`);
       say(line);
-      const p = await stageProject(ROOT, SYSTEM_DIR, CACHE);
+      const p = await stageProject(ROOT, SYSTEM_DIR, CACHE, runDir);
       projectImage = p.image;
       const staged = `project staged in ${p.seconds.toFixed(1)}s (${p.sizeMiB} MiB image)`;
       out(`    # ${staged}`);
@@ -180,9 +206,6 @@ async function main(): Promise<void> {
       setupError = err instanceof Error ? err.message : String(err);
       say(`setup failed: ${setupError}`);
     }
-    const runDir = join(CACHE, 'last-run');
-    await rm(runDir, { recursive: true, force: true });
-    await mkdir(runDir, { recursive: true });
     const plans = planBoots(scenarios);
     const tRun = Date.now();
     for (const plan of plans) {
@@ -217,6 +240,7 @@ async function main(): Promise<void> {
       }
       report(await runHostScenario(s, guest, runDir));
     }
+    await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);
     out(`    # scenarios: ${scenarios.length} in ${plans.length} boot plan(s), ${runSecs}s`);
   }

@@ -17,13 +17,14 @@ vt_log() {
 
 # vt_check WHAT CMD [ARGS...]: run CMD; on failure, fail with WHAT, exit code, last output line.
 vt_check() {
-  local what=$1 out rc
+  local what=$1 rc
   shift
-  out=$("$@" 2>&1)
-  rc=$?
-  [ -n "$out" ] && printf '%s\n' "$out"
+  vt_log "$what: $*"
+  # stream the output (a hang shows where it hangs) and keep it for the reason
+  "$@" 2>&1 | tee /tmp/.vt-check.out
+  rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
-    vt_fail "$what: exit code $rc: $(printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n1 | cut -c1-200)"
+    vt_fail "$what: exit code $rc: $(grep -v '^[[:space:]]*$' /tmp/.vt-check.out | tail -n1 | cut -c1-200)"
   fi
 }
 

@@ -46,8 +46,11 @@ while read -r name kind tmo file; do
   esac
   # output to the console (live) and to the scenario's log; daemons a scenario leaves behind
   # may keep the pipe open, so nothing here waits for tee
+  # a fresh /tmp per scenario (scenarios of a group must not see each other's files)
+  mount -t tmpfs -o mode=1777 tmpfs /tmp
   (cd /tmp && exec timeout -k 5 "$tmo" "${cmd[@]}") </dev/null > >(tee -a "$log") 2>&1
   rc=$?
+  umount -l /tmp
   sleep 0.2
   ms=$(($(now_ms) - t0))
   if [ "$rc" -eq 0 ]; then

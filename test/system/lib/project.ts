@@ -45,10 +45,15 @@ export async function productionPackages(root: string): Promise<string[]> {
   return out.sort();
 }
 
+/**
+ * Compile into the shared .cache/project/dist (incremental; serialized with flock because
+ * several sessions may run the suite at once), then stage and pack into `runDir`.
+ */
 export async function stageProject(
   root: string,
   systemDir: string,
   cacheDir: string,
+  runDir: string,
 ): Promise<StagedProject> {
   const t0 = Date.now();
   const work = join(cacheDir, 'project');
@@ -57,19 +62,33 @@ export async function stageProject(
   let typeErrors: string[] = [];
   try {
     // --noCheck: emit only (the typecheck step checks types); about half the time of a full tsc
-    await run(process.execPath, [tsc, '-p', join(systemDir, 'tsconfig.guest.json'), '--noCheck'], {
-      cwd: root,
-      timeoutMs: 10 * 60_000,
-    });
+    await run(
+      'flock',
+      [
+        join(work, 'tsc.lock'),
+        process.execPath,
+        tsc,
+        '-p',
+        join(systemDir, 'tsconfig.guest.json'),
+        '--noCheck',
+      ],
+      { cwd: root, timeoutMs: 10 * 60_000 },
+    );
   } catch (err) {
     // exit code 1/2 = type errors, files still emitted; anything else is fatal
     if (!(err instanceof CommandError) || err.failure !== 'exit') throw err;
     typeErrors = (err.stderr + '\n').split('\n').filter((l) => /error TS\d+/.test(l));
   }
-  const stage = join(work, 'stage');
+  const stage = join(runDir, 'project-stage');
   await rm(stage, { recursive: true, force: true });
   await mkdir(join(stage, 'node_modules'), { recursive: true });
-  await run('cp', ['-al', join(work, 'dist'), join(stage, 'dist')], { timeoutMs: 120_000 });
+  await run(
+    'flock',
+    [join(work, 'tsc.lock'), 'cp', '-al', join(work, 'dist'), join(stage, 'dist')],
+    {
+      timeoutMs: 120_000,
+    },
+  );
   await copyFile(join(root, 'package.json'), join(stage, 'package.json'));
   const pkgs = await productionPackages(root);
   // group by destination directory so one cp handles many packages
@@ -86,7 +105,7 @@ export async function stageProject(
   }
   const usedMiB = Number((await run('du', ['-sm', stage])).stdout.toString().split('\t')[0]);
   const sizeMiB = Math.ceil(usedMiB * 1.25) + 64;
-  const image = join(work, 'project.img');
+  const image = join(runDir, 'project.img');
   await rm(image, { force: true });
   try {
     await run('mkfs.ext4', ['-q', '-F', '-L', 'vigil-project', '-d', stage, image, `${sizeMiB}M`], {
@@ -94,6 +113,8 @@ export async function stageProject(
     });
   } catch (err) {
     throw new VigilError('ESTAGE', `packing the project image failed`, { cause: err });
+  } finally {
+    await rm(stage, { recursive: true, force: true });
   }
   return { image, seconds: (Date.now() - t0) / 1000, typeErrors, sizeMiB };
 }

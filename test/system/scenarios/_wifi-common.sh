@@ -12,6 +12,7 @@ wifi_cleanup() {
   return 0
 }
 trap wifi_cleanup EXIT
+rm -f /tmp/hostapd.log /tmp/wpa.log /tmp/dnsmasq.log /tmp/dnsmasq.leases
 
 # wifi_ap PASSPHRASE: hostapd on wlan0 (root ns) + dnsmasq DHCP on it.
 wifi_ap() {

@@ -2,10 +2,10 @@
 # Issue 4a: LUKS2 on a real dm-crypt: format, open, mkfs, mount, write, close, reopen, read
 # back; the plaintext never reaches the raw disk; a wrong key does not open it.
 # @group kernel
-# @timeout 120
-# @disk scratch 128M
+# @timeout 240
+# @disk luks 64M
 set -u
-DEV=$(vt_disk scratch)
+DEV=$(vt_disk luks)
 KEY=/run/luks.key BAD=/run/luks.bad MARK="vigil-plaintext-marker-$$-$RANDOM"
 head -c 32 /dev/urandom >"$KEY"
 printf 'not the key' >"$BAD"
@@ -18,7 +18,7 @@ cryptsetup isLuks --type luks2 "$DEV" || vt_fail "isLuks: $DEV is not LUKS2 afte
 vt_check "open" cryptsetup open --key-file "$KEY" "$DEV" vt-data
 [ -b /dev/mapper/vt-data ] || vt_fail "open: /dev/mapper/vt-data missing"
 cryptsetup status vt-data | grep -q 'type:.*LUKS2' || vt_fail "status: mapping is not LUKS2"
-vt_check "mkfs" mkfs.ext4 -q /dev/mapper/vt-data
+vt_check "mkfs" mkfs.ext4 -q -E lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/vt-data
 mkdir -p /mnt/data
 vt_check "mount" mount /dev/mapper/vt-data /mnt/data
 printf '%s\n' "$MARK" >/mnt/data/secret.txt
@@ -29,6 +29,7 @@ vt_check "close" cryptsetup close vt-data
 
 # the raw device holds ciphertext only
 echo 3 >/proc/sys/vm/drop_caches
+vt_log "searching the raw disk for the plaintext"
 if grep -a -q -F "$MARK" "$DEV"; then vt_fail "plaintext marker found on the raw disk $DEV"; fi
 vt_log "plaintext absent from raw $DEV"
 

@@ -2,7 +2,7 @@
 # Issue 4b: a WPA2-PSK access point (hostapd) on one mac80211_hwsim radio, a wpa_supplicant
 # client on another radio inside netns "phone", DHCP from dnsmasq, a TCP round trip.
 # @group kernel
-# @timeout 150
+# @timeout 240
 set -u
 . "$VT_SCENARIOS/_wifi-common.sh"
 PASS='correct horse battery staple'

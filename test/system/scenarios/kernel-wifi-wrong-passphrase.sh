@@ -2,7 +2,7 @@
 # Issue 4b: the same AP with a client holding the wrong passphrase: it must fail to associate,
 # and for the stated reason (4-way handshake fails: WRONG_KEY), not for something else.
 # @group kernel
-# @timeout 120
+# @timeout 180
 set -u
 . "$VT_SCENARIOS/_wifi-common.sh"
 vt_hwsim root phone
