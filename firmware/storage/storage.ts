@@ -624,7 +624,9 @@ export class Storage {
           continue;
         }
         if (got === undefined && pending !== undefined) pending = undefined;
-        // Someone unlocked it from the console (vigil storage unlock --recovery), or restored the header.
+        // Someone unlocked it from the console (vigil storage unlock --recovery), or restored the
+        // header, or the device appeared. Cheap checks first: no key is retried while nothing changed.
+        if (!(await this.#worthRetry(last, signal))) continue;
         try {
           return await this.#bringUp(signal);
         } catch (e) {
@@ -650,6 +652,31 @@ export class Storage {
     } finally {
       signal.removeEventListener('abort', stop);
       inner.abort();
+    }
+  }
+
+  async #worthRetry(last: Locked, signal: AbortSignal): Promise<boolean> {
+    if (
+      (await this.#d.luks.status(this.config.mapperName, signal).catch(() => undefined)) !==
+      undefined
+    )
+      return true;
+    switch (last.reason) {
+      case 'no-device':
+        return (await this.findDevice(signal).catch(() => undefined)) !== undefined;
+      case 'header-corrupt':
+      case 'foreign-data': {
+        const device = await this.findDevice(signal).catch(() => undefined);
+        return (
+          device !== undefined && (await this.#d.luks.isLuks(device, signal).catch(() => false))
+        );
+      }
+      case 'no-machine-key':
+        return (await this.#machineKey(signal)) !== undefined;
+      case 'wrong-key':
+      case 'no-key':
+      case 'error':
+        return false;
     }
   }
 
