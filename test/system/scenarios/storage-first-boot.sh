@@ -2,7 +2,7 @@
 # Storage: first boot finds the "vigil-data" partition, LUKS2-formats it (Adiantum, as on a
 # Pi without AES instructions), mkfs, mounts, moves the provisioning secret in and removes the
 # plaintext; the reboot unlocks with the (simulated) OTP key and the data is intact.
-# @timeout 240
+# @timeout 900
 # @boots 2
 # @disk data 192M
 # @disk persist 32M

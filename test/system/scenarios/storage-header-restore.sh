@@ -2,7 +2,7 @@
 # Storage: a corrupted LUKS header -> unlock fails with "header-corrupt" and nothing is
 # formatted; `vigil storage recovery restore-header` with the backup made at first boot
 # (escrowed to the phone) restores it; the OTP key unlocks again and the data is intact.
-# @timeout 240
+# @timeout 900
 # @disk data 160M
 # @disk persist 32M
 set -u

@@ -4,7 +4,7 @@
 # WITHOUT re-formatting (same LUKS UUID) and is cut again while moving the secrets; boot 3
 # completes, writes a clip durably and is cut while mounted; boot 4 unlocks with everything
 # intact and still the one volume made on boot 1.
-# @timeout 240
+# @timeout 900
 # @boots 4
 # @disk data 160M
 # @disk persist 32M

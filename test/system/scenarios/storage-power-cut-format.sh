@@ -1,7 +1,7 @@
 #!/bin/bash
 # Storage: a power cut at a random moment while first boot formats (the plug is pulled as soon
 # as the first-boot record appears, i.e. around luksFormat); the next boot finishes the job.
-# @timeout 240
+# @timeout 900
 # @boots 2
 # @disk data 160M
 # @disk persist 32M

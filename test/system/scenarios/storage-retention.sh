@@ -1,7 +1,7 @@
 #!/bin/bash
 # Storage: the data volume fills up -> `vigil storage retention run` frees space by policy:
 # delivered items oldest first; undelivered items are kept while space is not critical.
-# @timeout 240
+# @timeout 900
 # @disk data 96M
 # @disk persist 32M
 set -u

@@ -2,7 +2,7 @@
 # Storage: the OTP key no longer matches (another board / changed OTP) -> `locked` with a clear
 # status (exit 3, reason wrong-key); a wrong recovery key keeps it locked; the right recovery
 # key typed on stdin (lower case, spaces) unlocks and mounts it.
-# @timeout 240
+# @timeout 900
 # @disk data 160M
 # @disk persist 32M
 set -u
