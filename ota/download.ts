@@ -13,7 +13,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { VigilError } from '../protocol/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import type { TargetFile } from './metadata.js';
@@ -76,6 +77,7 @@ export async function fileMatches(path: string, target: TargetFile): Promise<boo
 /** Download (resuming) and verify; resolves once `dest` holds the verified file. */
 export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom: number }> {
   const part = `${o.dest}.part`;
+  await o.fs.ensureDir(dirname(o.dest));
   const total = o.target.length;
   if ((await sizeOf(o.dest)) === total && (await fileMatches(o.dest, o.target)))
     return { resumedFrom: total };
@@ -151,11 +153,9 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
     );
   }
   // The verified bytes become the durable download (rename + dir fsync as crash points).
-  await o.fs.ensureDir(o.dest.slice(0, o.dest.lastIndexOf('/')));
-  const { rename } = await import('node:fs/promises');
   o.fs.crash.point('download:verified');
   await rename(part, o.dest);
-  await syncDir(o.dest.slice(0, o.dest.lastIndexOf('/')));
+  await syncDir(dirname(o.dest));
   o.fs.crash.point('download:renamed');
   return { resumedFrom };
 }

@@ -54,10 +54,12 @@ async function* idleGuard(
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          abort.abort();
+          // Settle first: the abort also fails the pending read, and the race must
+          // report the reason, not the abort.
           reject(
             new TransportError('EOTA_FETCH', `no data for ${String(idleMs)} ms (slow retrieval)`),
           );
+          abort.abort();
         }, idleMs);
       });
       try {
@@ -69,8 +71,13 @@ async function* idleGuard(
       }
     }
   } finally {
-    reader.releaseLock();
-    await body.cancel().catch(() => undefined);
+    // Cancelling settles a pending read; only then can the lock go.
+    await reader.cancel().catch(() => undefined);
+    try {
+      reader.releaseLock();
+    } catch {
+      /* already released */
+    }
   }
 }
 
