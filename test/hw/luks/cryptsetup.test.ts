@@ -170,6 +170,9 @@ void t.test(
       t.match(openErr.code, /ELUKS_NO_DM|ELUKS_BUSY/, 'open without device-mapper is classified');
     else t.pass('device-mapper present: open worked');
 
+    t.equal(await luks.status('vigil-not-mapped'), undefined, 'an unmapped name is not active');
+    await t.rejects(luks.close('vigil-not-mapped'), LuksError);
+
     argvHoldsNo(t, calls, [k0, k1, k2, wrong]);
     t.ok(
       calls.some((c) => c.stdin !== undefined && Buffer.from(c.stdin).equals(k0)),
