@@ -4,7 +4,7 @@
  * Options: --only TEXT (repeatable; also VIGIL_SYSTEM_ONLY=a,b), --list, --rebuild.
  * Contract for scenarios: test/system/README.md.
  */
-import { mkdir, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runPlan } from './lib/boot-plan.js';
@@ -128,7 +128,10 @@ async function newRunDir(): Promise<string> {
   const tmpLink = join(CACHE, `.last-run-${process.pid}`);
   await rm(tmpLink, { force: true });
   await symlink(relative(CACHE, dir), tmpLink);
-  await rename(tmpLink, join(CACHE, 'last-run'));
+  const last = join(CACHE, 'last-run');
+  const prev = await lstat(last).catch(() => undefined);
+  if (prev?.isDirectory() === true) await rm(last, { recursive: true, force: true }); // old layout
+  await rename(tmpLink, last);
   const entries = (await readdir(runs)).sort().reverse();
   for (const e of entries.slice(KEEP_RUNS)) {
     const s = await stat(join(runs, e)).catch(() => undefined);
