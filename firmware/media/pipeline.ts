@@ -23,6 +23,7 @@ import { ffmpegInputFormatOf } from '../../hw/camera/v4l2-camera.js';
 import type { EncoderChoice, EncoderPreference, M2mDevice } from '../../hw/encoder/encoder.js';
 import {
   encoderConfigSchema,
+  gopFrames,
   probeFfmpegEncoders,
   selectEncoder,
 } from '../../hw/encoder/encoder.js';
@@ -432,6 +433,13 @@ class Pipeline implements MediaPipeline {
       this.#warn(
         `camera offers ${describeFormat(got)} instead of ${describeFormat(want)}; scaling in the encoder`,
       );
+    }
+    if (choice.path === 'camera-h264' && cam.configureH264) {
+      const refused = await cam
+        .configureH264({ bitrateKbps: e.bitrateKbps, gopFrames: gopFrames(e) })
+        .catch((err: unknown) => [reasonOf(err)]);
+      if (refused.length > 0)
+        this.#warn(`camera refused H.264 settings: ${refused.join(', ')} (its defaults apply)`);
     }
     this.#choice = choice;
     this.#format = got;

@@ -80,6 +80,11 @@ export interface Camera {
    * format (everything up to and including `-i <input>`).
    */
   ffmpegInput(format: CameraFormat): readonly string[];
+  /**
+   * For cameras that encode H.264 themselves: bitrate and keyframe interval.
+   * Resolves with a description of what the device refused (empty if all applied).
+   */
+  configureH264?(p: { bitrateKbps: number; gopFrames: number }): Promise<readonly string[]>;
   /** Watch for unplug/replug. Returns a stop function. */
   watch(onEvent: (e: CameraPresenceEvent) => void, intervalMs?: number): () => void;
 }

@@ -24,6 +24,9 @@ export interface FakeDevice {
   format?: CameraFormat;
   /** Bytes returned by grabFrame (default: zeros of the format's size). */
   frame?: Uint8Array;
+  /** Control ids the device has (others are refused); values set are kept in `controlValues`. */
+  controls?: readonly number[];
+  controlValues?: Map<number, number>;
 }
 
 export class FakeV4l2Binding implements V4l2Binding {
@@ -109,6 +112,19 @@ export class FakeV4l2Binding implements V4l2Binding {
     });
   }
 
+  setControls(path: string, controls: ReadonlyMap<number, number>): Promise<readonly number[]> {
+    return Promise.resolve().then(() => {
+      const d = this.#dev(path);
+      const refused: number[] = [];
+      d.controlValues ??= new Map();
+      for (const [id, v] of controls) {
+        if (d.controls?.includes(id) === true) d.controlValues.set(id, v);
+        else refused.push(id);
+      }
+      return refused;
+    });
+  }
+
   grabFrame(path: string): Promise<Uint8Array> {
     this.calls.push(`grabFrame ${path}`);
     return Promise.resolve().then(() => {
@@ -163,6 +179,7 @@ export function bcm2835V4l2Like(): FakeDevice {
         { fourcc: 'MJPG', description: 'Motion-JPEG', flags: 1 },
       ],
     },
+    controls: [0x009909cf, 0x00990a66, 0x009909e2],
     sizes: {
       YU12: [{ type: 'stepwise', minWidth: 32, maxWidth: 2592, minHeight: 32, maxHeight: 1944 }],
       H264: [{ type: 'stepwise', minWidth: 32, maxWidth: 2592, minHeight: 32, maxHeight: 1944 }],

@@ -78,7 +78,16 @@ export interface V4l2Binding {
   setFormat(path: string, want: CameraFormat): Promise<CameraFormat>;
   /** Stream-on, dequeue one frame (after `skip` warm-up frames), copy it, stream-off. */
   grabFrame(path: string, opts: { timeoutMs: number; skip: number }): Promise<Uint8Array>;
+  /** VIDIOC_S_CTRL for each control id; returns the ids the driver refused. */
+  setControls(path: string, controls: ReadonlyMap<number, number>): Promise<readonly number[]>;
 }
+
+/** Codec control ids (linux/v4l2-controls.h). */
+export const CID = {
+  videoBitrate: 0x009909cf,
+  repeatSeqHeader: 0x009909e2,
+  h264IPeriod: 0x00990a66,
+} as const;
 
 function cString(bytes: ArrayLike<number>): string {
   const out: number[] = [];
@@ -208,6 +217,7 @@ interface CamInstance {
   start(bufferCount?: number): void;
   stop(): void;
   getNextFrame(): Promise<Buffer>;
+  setControl(id: number, value: number): unknown;
 }
 interface CamMod {
   Camera: new () => CamInstance;
@@ -446,6 +456,36 @@ export class LibV4l2Binding implements V4l2Binding {
       };
     } catch (e) {
       throw wrap(path, 'VIDIOC_S_FMT', e);
+    } finally {
+      try {
+        cam.close();
+      } catch {
+        /* vanished */
+      }
+    }
+  }
+
+  async setControls(
+    path: string,
+    controls: ReadonlyMap<number, number>,
+  ): Promise<readonly number[]> {
+    const n = await this.#load();
+    const cam = new n.cam.Camera();
+    try {
+      cam.open(path);
+    } catch (e) {
+      throw wrap(path, 'open', e);
+    }
+    const refused: number[] = [];
+    try {
+      for (const [id, value] of controls) {
+        try {
+          cam.setControl(id, value);
+        } catch {
+          refused.push(id);
+        }
+      }
+      return refused;
     } finally {
       try {
         cam.close();

@@ -15,7 +15,7 @@ import type {
 } from './camera.js';
 import { CameraError, FormatMismatchError, formatDiffers, watchPresence } from './camera.js';
 import type { RawCapability, V4l2Binding } from './v4l2-binding.js';
-import { BUF_TYPE, CAP, FMT_FLAG } from './v4l2-binding.js';
+import { BUF_TYPE, CAP, CID, FMT_FLAG } from './v4l2-binding.js';
 
 /** ffmpeg's -input_format names for the V4L2 FourCCs a camera may offer. */
 const FFMPEG_INPUT_FORMAT: Readonly<Record<string, string>> = {
@@ -187,6 +187,22 @@ export class V4l2Camera implements Camera {
       { timeoutMs: 15_000, ...signalOpt },
     );
     return new Uint8Array(r.stdout);
+  }
+
+  async configureH264(p: { bitrateKbps: number; gopFrames: number }): Promise<readonly string[]> {
+    const want = new Map<number, number>([
+      [CID.videoBitrate, p.bitrateKbps * 1000],
+      [CID.h264IPeriod, p.gopFrames],
+      // SPS/PPS before every IDR: each GOP decodes on its own.
+      [CID.repeatSeqHeader, 1],
+    ]);
+    const names: Record<number, string> = {
+      [CID.videoBitrate]: 'video_bitrate',
+      [CID.h264IPeriod]: 'h264_i_frame_period',
+      [CID.repeatSeqHeader]: 'repeat_sequence_header',
+    };
+    const refused = await this.#b.setControls(this.id, want);
+    return refused.map((id) => names[id] ?? `0x${id.toString(16)}`);
   }
 
   async present(): Promise<boolean> {

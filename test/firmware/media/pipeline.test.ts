@@ -219,3 +219,31 @@ t.test('manual trigger records like motion', async (t) => {
   t.match(sealer.of('clip')[0], { state: 'closed' });
   await t.rejects(p.start(), /already running/);
 });
+
+t.test(
+  'a camera offering H.264 takes the camera-native path and gets bitrate/GOP as controls',
+  async (t) => {
+    const { FakeV4l2Binding, bcm2835V4l2Like } =
+      await import('../../../hw/camera/fake-v4l2-binding.js');
+    const { V4l2Camera } = await import('../../../hw/camera/v4l2-camera.js');
+    const b = new FakeV4l2Binding().add('/dev/video0', bcm2835V4l2Like());
+    const camera = new V4l2Camera({ binding: b, path: '/dev/video0' });
+    const p = createMediaPipeline({
+      camera,
+      sealer: new MemorySealer(),
+      logger: new MemoryLogger(),
+      config: { ...small, encoder: { ...small.encoder, bitrateKbps: 4000, fps: 30 } },
+      probeM2m: async () => [],
+    });
+    await p.start();
+    t.teardown(() => p.stop());
+    const st = p.status();
+    t.equal(st.encoder.path, 'camera-h264');
+    t.equal(st.encoder.warning, undefined);
+    t.match(st.camera.format, { pixelFormat: 'H264' });
+    const ctrls = b.devices.get('/dev/video0')?.controlValues;
+    t.equal(ctrls?.get(0x009909cf), 4_000_000, 'bitrate control');
+    t.equal(ctrls?.get(0x00990a66), 30, 'I-frame period = 1 s of frames');
+    await p.stop();
+  },
+);

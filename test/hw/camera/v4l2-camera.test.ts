@@ -168,3 +168,24 @@ t.test('watch turns a vanished node into unplugged/replugged', async (t) => {
   clearInterval(keep);
   t.same(events, ['unplugged', 'replugged']);
 });
+
+t.test('camera-native H.264 settings go to the camera as V4L2 controls', async (t) => {
+  const { bcm2835V4l2Like: pi } = await import('../../../hw/camera/fake-v4l2-binding.js');
+  const b = new FakeV4l2Binding().add('/dev/video0', pi()).add('/dev/video1', vividLike());
+  const cam = new V4l2Camera({ binding: b, path: '/dev/video0' });
+  t.same(await cam.configureH264({ bitrateKbps: 4000, gopFrames: 30 }), []);
+  t.same(
+    [...(b.devices.get('/dev/video0')?.controlValues ?? new Map<number, number>())],
+    [
+      [0x009909cf, 4_000_000],
+      [0x00990a66, 30],
+      [0x009909e2, 1],
+    ],
+  );
+  const webcam = new V4l2Camera({ binding: b, path: '/dev/video1' });
+  t.same(
+    await webcam.configureH264({ bitrateKbps: 1000, gopFrames: 15 }),
+    ['video_bitrate', 'h264_i_frame_period', 'repeat_sequence_header'],
+    'refusals are reported by name',
+  );
+});
