@@ -189,7 +189,7 @@ export const HeartbeatAckMessage = z.strictObject({
   /** Handshakes the phone missed, oldest first. */
   catchUp: z.array(CatchUp).max(2000),
   acknowledged: z.array(hexId).max(1000),
-  desync: z.array(DesyncReport).max(GROUP_KINDS.length),
+  desync: z.array(DesyncReport).max(2 * GROUP_KINDS.length),
 });
 export type HeartbeatAckMessage = z.infer<typeof HeartbeatAckMessage>;
 

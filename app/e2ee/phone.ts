@@ -235,6 +235,8 @@ export class E2eePhone {
   #mutex = new Mutex();
   #hbSeq = 0;
   #pendingRequests = new Set<string>();
+  /** Acks the hub confirmed receiving (not re-sent; after a restart they are, harmlessly). */
+  #confirmedAcks = new Set<string>();
 
   private constructor(o: PhoneOptions, p: MlsProfile, info: PhoneFile) {
     this.dir = o.dir;
@@ -710,7 +712,9 @@ export class E2eePhone {
       sentAt: this.now(),
       epochs,
       checks,
-      acks: await this.acknowledgedItems(),
+      acks: (await this.acknowledgedItems())
+        .filter((id) => !this.#confirmedAcks.has(id))
+        .slice(0, 1000),
       refresh,
     });
   }
@@ -830,6 +834,7 @@ export class E2eePhone {
       }
     }
     if (reports.length > 0) throw new DesyncError(reports);
+    for (const id of ack.acknowledged) this.#confirmedAcks.add(id);
     return { kind: 'heartbeat-ack', ack, caughtUp, confirmedAcks: ack.acknowledged };
   }
 }

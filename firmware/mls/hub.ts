@@ -304,32 +304,22 @@ export class MlsHub {
         let next: ClientState;
         let handshake: Uint8Array;
         let consumed: Uint8Array[];
+        let refreshed:
+          { next: ClientState; handshake: Uint8Array; consumed: Uint8Array[] } | undefined;
         if (refresh !== undefined) {
-          const leaf = leafIndexOf(st, ph.cred.identity);
-          if (leaf === undefined)
-            throw new MlsHubError(
-              'EMLS_STATE_CORRUPT',
-              `phone ${ph.rec.phoneId} is not in its ${kind} group`,
-            );
-          const r = await this.p.mls.createCommit(
-            { state: st, cipherSuite: this.p.cs },
-            {
-              extraProposals: [
-                { proposalType: 'remove', remove: { removed: leaf } },
-                { proposalType: 'add', add: { keyPackage: refresh } },
-              ],
-              ratchetTreeExtension: true,
-            },
-          );
-          if (r.welcome === undefined)
-            throw new MlsHubError('EMLS_INTERNAL', 'refresh commit produced no Welcome');
-          next = r.newState;
-          consumed = r.consumed;
-          handshake = encodeMessage(this.p, {
-            version: 'mls10',
-            wireformat: 'mls_welcome',
-            welcome: r.welcome,
+          refreshed = await this.#refreshCommit(ph, st, refresh).catch((e: unknown) => {
+            // A refresh that cannot be committed must not block every later item.
+            this.#pendingRefresh.delete(refreshKey);
+            this.log.warn('phone refresh rejected; sealing without it', {
+              phoneId: ph.rec.phoneId,
+              group: kind,
+              reason: reasonOf(e),
+            });
+            return undefined;
           });
+        }
+        if (refreshed !== undefined) {
+          ({ next, handshake, consumed } = refreshed);
         } else {
           const r = await this.p.mls.createCommit({ state: st, cipherSuite: this.p.cs });
           next = r.newState;
@@ -383,6 +373,38 @@ export class MlsHub {
         wrapKeys,
       };
     });
+  }
+
+  /** Remove(phone leaf) + Add(fresh key package): the phone re-joins from the Welcome. */
+  async #refreshCommit(
+    ph: PhoneRuntime,
+    st: ClientState,
+    refresh: KeyPackage,
+  ): Promise<{ next: ClientState; handshake: Uint8Array; consumed: Uint8Array[] }> {
+    const leaf = leafIndexOf(st, ph.cred.identity);
+    if (leaf === undefined)
+      throw new MlsHubError('EMLS_STATE_CORRUPT', `phone ${ph.rec.phoneId} is not in its group`);
+    const r = await this.p.mls.createCommit(
+      { state: st, cipherSuite: this.p.cs },
+      {
+        extraProposals: [
+          { proposalType: 'remove', remove: { removed: leaf } },
+          { proposalType: 'add', add: { keyPackage: refresh } },
+        ],
+        ratchetTreeExtension: true,
+      },
+    );
+    if (r.welcome === undefined)
+      throw new MlsHubError('EMLS_INTERNAL', 'refresh commit produced no Welcome');
+    return {
+      next: r.newState,
+      consumed: r.consumed,
+      handshake: encodeMessage(this.p, {
+        version: 'mls10',
+        wireformat: 'mls_welcome',
+        welcome: r.welcome,
+      }),
+    };
   }
 
   async #pruneOverflow(): Promise<void> {

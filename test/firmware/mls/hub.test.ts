@@ -135,3 +135,35 @@ void t.test(
     await t.rejects(hub.advance('motion', randomBytes(16)), { code: 'ENO_PHONES' });
   },
 );
+
+void t.test('a refresh offer with a foreign key package is reported, not folded', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const phone = (await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'a') }))
+    .phone!;
+  const { newKeyPackage, newSigningIdentity, phoneIdentity, encodeKeyPackageMessage } =
+    await import('../../../protocol/mls-profile.js');
+  const { b64 } = await import('../../../protocol/e2ee-frames.js');
+  const thief = await newSigningIdentity(p, phoneIdentity(phone.phoneId));
+  const kp = await newKeyPackage(p, thief, Date.now());
+  const out = await hub.handleConfig(
+    await phone.send({
+      t: 'heartbeat',
+      seq: 1,
+      sentAt: 0,
+      epochs: {},
+      checks: {},
+      acks: [],
+      refresh: [{ group: 'motion', keyPackage: b64(encodeKeyPackageMessage(p, kp.publicPackage)) }],
+    }),
+  );
+  t.ok(out.desync.some((d) => /refresh key package rejected/.test(d.reason)));
+  t.ok(
+    out.desync.some((d) => /did not report/.test(d.reason)),
+    'missing epochs are reported too',
+  );
+  t.same(hub.pendingRefreshes, []);
+});
