@@ -85,6 +85,16 @@ export class CrashController {
     return this.#count;
   }
 
+  /**
+   * True when a crash is planned. Only then does DurableFs keep the power-loss
+   * bookkeeping (copies of synced contents): without a plan nothing can roll
+   * back, and long-running processes (the relay, the hub) must not hold a copy
+   * of every file they ever wrote.
+   */
+  get armed(): boolean {
+    return this.#plan !== undefined;
+  }
+
   get trace(): readonly CrashPointRecord[] {
     return this.#trace;
   }
@@ -181,6 +191,10 @@ export class DurableFs {
   // ---- primitive operations (each one a crash point) --------------------------
 
   async #writeNoSync(path: string, data: Uint8Array | string): Promise<void> {
+    if (!this.crash.armed) {
+      await writeFile(path, data);
+      return;
+    }
     this.#remember(path, await this.#currentContent(path));
     const existed = (await this.#currentContent(path)) !== null;
     if (!existed) this.#pending.push({ dir: dirname(path), path });
@@ -194,6 +208,7 @@ export class DurableFs {
     } finally {
       await fh.close();
     }
+    if (!this.crash.armed) return;
     const data = await readFile(path);
     if (this.#entryPending(path)) this.#syncedData.set(path, data);
     else this.#durable.set(path, data);
@@ -221,6 +236,10 @@ export class DurableFs {
   }
 
   async #rename(from: string, to: string): Promise<void> {
+    if (!this.crash.armed) {
+      await rename(from, to);
+      return;
+    }
     this.#remember(from, await this.#currentContent(from));
     this.#remember(to, await this.#currentContent(to));
     await rename(from, to);
@@ -294,12 +313,20 @@ export class DurableFs {
 
   /** Durably remove a file (no error when absent). */
   async remove(path: string, label = basename(path)): Promise<void> {
-    const cur = await this.#currentContent(path);
-    if (cur === null) return;
-    this.#remember(path, cur);
+    if (this.crash.armed) {
+      const cur = await this.#currentContent(path);
+      if (cur === null) return;
+      this.#remember(path, cur);
+    } else {
+      try {
+        if ((await stat(path)).isDirectory()) return; // as before: only files are removed
+      } catch {
+        return;
+      }
+    }
     this.crash.point(`${label}:before-unlink`);
     await unlink(path);
-    this.#pending.push({ dir: dirname(path), path });
+    if (this.crash.armed) this.#pending.push({ dir: dirname(path), path });
     this.crash.point(`${label}:unlinked`);
     await this.#fsyncDir(dirname(path));
     this.crash.point(`${label}:unlink-dir-fsynced`);
