@@ -247,7 +247,7 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
   try {
     await runner('npm', ['ci', ...flags], npmOpts);
   } catch (e) {
-    if (!(e instanceof CommandError) || !/in sync/.test(e.stderr)) throw e;
+    if (!(e instanceof CommandError) || !/in sync|npm help ci/.test(e.stderr)) throw e;
     // a lock file npm ci refuses (e.g. optional platform packages missing from the registry):
     // resolve from it with npm install, loudly, rather than not building at all
     warnings.push(

@@ -58,7 +58,7 @@ export async function clampTimes(dir: string, epoch: number): Promise<number> {
 export function debugfsTimeScript(paths: readonly string[], epoch: number): string {
   const lines: string[] = [];
   for (const p of paths) {
-    if (/["\n\\]/.test(p))
+    if (/["\n]/.test(p))
       throw new FilesystemError(
         `cannot normalise a path containing quotes or newlines: ${JSON.stringify(p)}`,
       );

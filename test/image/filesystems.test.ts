@@ -51,6 +51,11 @@ t.test('debugfs script: ctime and atime per path; refuses names it cannot quote'
     'sif "/" ctime @5\nsif "/" atime @5\nsif "/a b" ctime @5\nsif "/a b" atime @5\n',
   );
   t.throws(() => debugfsTimeScript(['/a"b'], 5), FilesystemError);
+  // systemd unit names carry backslashes: debugfs takes them literally inside quotes
+  t.equal(
+    debugfsTimeScript(['/system-systemd\\x2dcryptsetup.slice'], 5).split('\n')[0],
+    'sif "/system-systemd\\x2dcryptsetup.slice" ctime @5',
+  );
 });
 
 t.test('ext4 from a directory is byte-identical whatever the host ctimes', async (t) => {
@@ -60,6 +65,7 @@ t.test('ext4 from a directory is byte-identical whatever the host ctimes', async
   await tree(a);
   await new Promise((r) => setTimeout(r, 1100)); // different ctimes on the host
   await tree(b);
+  for (const d of [a, b]) await writeFile(join(d, 'etc', 'system-x\\x2dy.slice'), 'unit');
   await makeExt4({
     sourceDir: a,
     output: join(base, 'a.ext4'),
