@@ -505,12 +505,13 @@ export class LibV4l2Binding implements V4l2Binding {
     }
     let timer: NodeJS.Timeout | undefined;
     try {
-      cam.start(2);
+      // Read the format before streaming (the same sequence as the proven guest capture).
+      const fmt = cam.queryFormat();
+      cam.start(4);
       const grab = (async () => {
         let frame = await cam.getNextFrame();
         for (let i = 0; i < opts.skip; i++) frame = await cam.getNextFrame();
         // The mmap'd buffer is reused by the driver: copy before stream-off.
-        const fmt = cam.queryFormat();
         const len = fmt.sizeImage > 0 ? Math.min(fmt.sizeImage, frame.length) : frame.length;
         return new Uint8Array(Buffer.from(frame.subarray(0, len)));
       })();

@@ -129,7 +129,7 @@ export class V4l2Camera implements Camera {
 
   async captureFrame(): Promise<Frame> {
     const format = await this.#b.getFormat(this.id);
-    const data = await this.#b.grabFrame(this.id, { timeoutMs: this.#frameTimeoutMs, skip: 1 });
+    const data = await this.#b.grabFrame(this.id, { timeoutMs: this.#frameTimeoutMs, skip: 0 });
     return { format, data, capturedAt: Date.now() };
   }
 

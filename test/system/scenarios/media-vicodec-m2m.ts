@@ -19,8 +19,8 @@ import {
 } from '../../../hw/encoder/v4l2-m2m.js';
 import { run } from '../../../hw/os/run.js';
 
-const W = 320;
-const H = 240;
+const W = 640;
+const H = 480;
 const N = 10;
 
 scenario(async () => {

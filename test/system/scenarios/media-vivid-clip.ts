@@ -3,7 +3,7 @@
 // (software, reported loudly), then vivid -> ffmpeg/libx264 fMP4 -> an event clip sealed with
 // the real MLS sealer, decrypted by a paired companion and checked with ffprobe; finally a
 // hot-unplug (driver unbind) parks the pipeline and a rebind brings it back.
-// @timeout 420
+// @timeout 720
 // @memory 2048
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -100,7 +100,9 @@ scenario(async () => {
     { strict: true },
   );
   log(`negotiated ${JSON.stringify(fmt)}`);
+  log('capturing one frame through v4l2-camera-ts');
   const frame = await cam.captureFrame();
+  log(`frame: ${frame.data.length} bytes`);
   check(frame.data.length === 320 * 180 * 2, `frame is ${frame.data.length} bytes`);
   const jpeg = await cam.still({ maxWidth: 320 });
   check(jpeg[0] === 0xff && jpeg[1] === 0xd8, 'still is not a JPEG');

@@ -1,0 +1,151 @@
+/**
+ * The hub side of bench/media-recording.ts, run as its own process so its CPU
+ * and RSS are measured like the real hub's (plain node, no TypeScript loader):
+ * MLS hub + real sealer (post-quantum suite) + the media pipeline. Prints
+ * JSON lines: {"encoderPid":N} when an encoder starts, {"status":...} at the end.
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { JsonLogger } from '../firmware/log/logger.js';
+import { createMediaPipeline } from '../firmware/media/pipeline.js';
+import { MlsHub } from '../firmware/mls/hub.js';
+import { MlsItemSealer } from '../firmware/mls/sealer.js';
+import type {
+  Camera,
+  CameraCapabilities,
+  CameraFormat,
+  CameraPresenceEvent,
+  Frame,
+  PixelFormatInfo,
+} from '../hw/camera/camera.js';
+import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
+import { DurableFs } from '../hw/os/fs.js';
+import { loadMlsProfile } from '../protocol/mls-profile.js';
+import type { CiphertextSink } from '../firmware/items.js';
+
+const Args = z.object({
+  root: z.string(),
+  deviceId: z.string(),
+  width: z.number(),
+  height: z.number(),
+  fps: z.number(),
+  kbps: z.number(),
+  preset: z.enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast']),
+  seconds: z.number(),
+  every: z.number(),
+  motionFor: z.number(),
+  replay: z.string().optional(),
+});
+const args = Args.parse(JSON.parse(process.argv[2] ?? '{}'));
+
+/** A camera that "delivers H.264 itself" by replaying a pre-encoded file in real time. */
+class ReplayCamera implements Camera {
+  readonly id: string;
+  readonly kind = 'simulated' as const;
+  readonly #file: string;
+  readonly #format: CameraFormat;
+  constructor(file: string, format: CameraFormat) {
+    this.id = `replay:${file}`;
+    this.#file = file;
+    this.#format = format;
+  }
+  capabilities(): Promise<CameraCapabilities> {
+    return Promise.resolve({
+      driver: 'replay',
+      card: 'replay',
+      busInfo: this.id,
+      capture: true,
+      m2m: false,
+      multiplanar: false,
+      streaming: true,
+    });
+  }
+  formats(): Promise<readonly PixelFormatInfo[]> {
+    const sizes = [
+      { width: this.#format.width, height: this.#format.height, fps: [this.#format.fps] },
+    ];
+    return Promise.resolve([
+      { fourcc: 'H264', description: 'replayed H.264', compressed: true, emulated: false, sizes },
+    ]);
+  }
+  currentFormat(): Promise<CameraFormat> {
+    return Promise.resolve(this.#format);
+  }
+  setFormat(): Promise<CameraFormat> {
+    return Promise.resolve(this.#format);
+  }
+  captureFrame(): Promise<Frame> {
+    return Promise.reject(new Error('not supported by the replay camera'));
+  }
+  still(): Promise<Uint8Array> {
+    return Promise.reject(new Error('not supported by the replay camera'));
+  }
+  present(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+  ffmpegInput(): readonly string[] {
+    return ['-re', '-stream_loop', '-1', '-i', this.#file];
+  }
+  watch(_cb: (e: CameraPresenceEvent) => void): () => void {
+    return () => undefined;
+  }
+}
+
+class CountingSink implements CiphertextSink {
+  bytes = 0;
+  append(_id: string, _kind: string, bytes: Uint8Array): Promise<void> {
+    this.bytes += bytes.length;
+    return Promise.resolve();
+  }
+}
+
+const profile = await loadMlsProfile();
+const hub = await MlsHub.open({
+  dir: join(args.root, 'hub'),
+  fs: new DurableFs(),
+  deviceId: args.deviceId,
+  profile,
+});
+const sink = new CountingSink();
+const sealer = new MlsItemSealer({ hub, sink, deviceId: args.deviceId });
+const fmt = { width: args.width, height: args.height, pixelFormat: 'H264', fps: args.fps };
+const camera: Camera = args.replay
+  ? new ReplayCamera(args.replay, fmt)
+  : new SimulatedCamera({
+      width: args.width,
+      height: args.height,
+      fps: args.fps,
+      schedule: {
+        intervals: [[args.every - args.motionFor, args.every - 0.001]],
+        periodS: args.every,
+      },
+    });
+const pipeline = createMediaPipeline({
+  camera,
+  sealer,
+  logger: new JsonLogger('bench', { level: 'warn', write: (l) => process.stderr.write(`${l}\n`) }),
+  config: {
+    encoder: {
+      width: args.width,
+      height: args.height,
+      fps: args.fps,
+      bitrateKbps: args.kbps,
+      softwarePreset: args.preset,
+    },
+    clips: { preRollS: 3, postRollS: 3 },
+  },
+});
+pipeline.on((e) => {
+  if (e.type === 'encoder-started')
+    process.stdout.write(`${JSON.stringify({ encoderPid: e.pid })}\n`);
+});
+await pipeline.start();
+if (args.replay)
+  setInterval(() => {
+    pipeline.trigger(args.motionFor * 1000);
+  }, args.every * 1000).unref();
+await new Promise((r) => setTimeout(r, args.seconds * 1000));
+const status = pipeline.status();
+await pipeline.stop();
+process.stdout.write(`${JSON.stringify({ status, ciphertext: sink.bytes })}\n`);
+process.exit(0);
