@@ -979,3 +979,19 @@ async function overwriteInPlace(path: string, length: number): Promise<void> {
 export function createStorage(deps: StorageDeps): Storage {
   return new Storage(deps);
 }
+
+/**
+ * The supervisor's `HubServices.unlockStorage` result shape
+ * (firmware/supervisor/hub.ts), without importing the supervisor.
+ */
+export function hubUnlockResult(
+  r: UnlockResult,
+):
+  | { readonly ok: true; readonly dataDir: string }
+  | { readonly ok: false; readonly reason: string; readonly waitingFor?: string } {
+  if (r.state === 'unlocked') return { ok: true, dataDir: r.mountPoint };
+  const reason = `${r.reason}: ${r.detail}`;
+  return r.waitingFor.length > 0
+    ? { ok: false, reason, waitingFor: r.waitingFor.join(' or ') }
+    : { ok: false, reason };
+}

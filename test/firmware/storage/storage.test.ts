@@ -21,6 +21,7 @@ import {
   SUBSYSTEM_NEW,
   SUBSYSTEM_READY,
   createStorage,
+  hubUnlockResult,
 } from '../../../firmware/storage/storage.js';
 import type { StorageStatus } from '../../../firmware/storage/storage.js';
 
@@ -405,4 +406,28 @@ void t.test('a mount lock left by a dead process is taken over', async (t) => {
   await writeFile(join(lock, 'pid'), '999999999');
   t.match(await w.make().unlockAndMount(sig()), { state: 'unlocked' });
   t.same(await readdir(w.paths.runDir), [], 'lock released');
+});
+
+void t.test('result shape for the supervisor', async (t) => {
+  t.same(
+    hubUnlockResult({ state: 'unlocked', mountPoint: '/d', source: 'otp', firstBoot: false }),
+    { ok: true, dataDir: '/d' },
+  );
+  t.same(
+    hubUnlockResult({
+      state: 'locked',
+      reason: 'wrong-key',
+      detail: 'x',
+      waitingFor: ['phone', 'recovery'],
+    }),
+    {
+      ok: false,
+      reason: 'wrong-key: x',
+      waitingFor: 'phone or recovery',
+    },
+  );
+  t.same(hubUnlockResult({ state: 'locked', reason: 'no-device', detail: 'y', waitingFor: [] }), {
+    ok: false,
+    reason: 'no-device: y',
+  });
 });
