@@ -1,0 +1,211 @@
+/**
+ * `vigil app pair --qr <payload | image file> [...]`: the companion's pairing.
+ *
+ *  1. read the QR label (the payload text, or a photo/scan decoded with zbarimg);
+ *  2. derive the hotspot SSID, WPA2 passphrase and MLS PSK (provisioning/identity.ts);
+ *  3. with --interface: join the hub's hotspot through our own wpa_supplicant;
+ *  4. run the MLS handshake with the hub's frame server;
+ *  5. with --home-ssid: send the home Wi-Fi credentials over the config group
+ *     (the password comes from a file or stdin, never from argv).
+ *
+ * Already paired (E2EE state in --dir)? Step 4 is skipped and only the Wi-Fi
+ * credentials are sent again (after the hub reported a wrong password).
+ */
+import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../../bin/cli.js';
+import type { Command, CommandContext } from '../../bin/cli.js';
+import { VigilError } from '../../protocol/errors.js';
+import { parseQrPayload } from '../../provisioning/qr-payload.js';
+import { deriveIdentity, formatDeviceId } from '../../provisioning/identity.js';
+import { DurableFs } from '../../hw/os/fs.js';
+import { HostPaths } from '../../hw/os/host-paths.js';
+import { run } from '../../hw/os/run.js';
+import { WpaSupplicantStation, WifiJoinError } from '../../hw/wifi/station.js';
+import { LazyMlsProfile } from '../../protocol/mls-profile.js';
+import { PairingInitiator } from '../e2ee/pairing-initiator.js';
+import { E2eePhone } from '../e2ee/phone.js';
+import { defaultAppDir, e2eeDir } from '../account.js';
+import { PairingClient } from './client.js';
+
+const USAGE = `
+Usage: vigil app pair --qr <payload | image file> [options]
+
+Pair this companion with a Vigil hub using the QR label on the hub.
+
+  --qr VALUE                 the label's payload (VIGIL1:...) or an image of the label
+  --interface IF             join the hub's pairing hotspot on this Wi-Fi interface first
+  --address CIDR             static address on the hotspot (default: DHCP via busybox udhcpc)
+  --no-dhcp                  associate only (the address is configured elsewhere)
+  --country CC               regulatory country for the Wi-Fi interface [DE]
+  --hub HOST[:PORT]          the hub's frame server [10.42.0.1:7767]
+  --home-ssid SSID           then send the home Wi-Fi network to the hub...
+  --home-password-file FILE  ...with the password read from FILE ('-' = stdin)
+  --dir DIR                  companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
+  --timeout SECONDS          per-step timeout [60]
+`;
+
+interface Io {
+  readonly stdin?: () => Promise<string>;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function qrText(value: string): Promise<string> {
+  const isFile = await stat(value).then(
+    (st) => st.isFile(),
+    () => false,
+  );
+  if (!isFile) return value;
+  let out: string;
+  try {
+    out = (
+      await run('zbarimg', ['-q', '--raw', '-Sdisable', '-Sqrcode.enable', value], {
+        timeoutMs: 30_000,
+      })
+    ).stdout.toString('utf8');
+  } catch (e) {
+    throw new UsageError(
+      `no QR code could be read from ${value} (${e instanceof Error ? (e.message.split(':')[0] ?? '') : ''})`,
+    );
+  }
+  const lines = out.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length !== 1)
+    throw new UsageError(`expected one QR code in ${value}, found ${lines.length}`);
+  return lines[0] ?? '';
+}
+
+export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number> {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    ({ values: v } = parseArgs({
+      args: [...ctx.argv],
+      options: {
+        qr: { type: 'string' },
+        interface: { type: 'string' },
+        address: { type: 'string' },
+        'no-dhcp': { type: 'boolean' },
+        country: { type: 'string' },
+        hub: { type: 'string' },
+        'home-ssid': { type: 'string' },
+        'home-password-file': { type: 'string' },
+        dir: { type: 'string' },
+        timeout: { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  const str = (k: string): string | undefined => (typeof v[k] === 'string' ? v[k] : undefined);
+  const qrValue = str('qr');
+  if (qrValue === undefined) throw new UsageError('--qr <payload | image file> is required');
+  const timeoutS = Number(str('timeout') ?? '60');
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
+    throw new UsageError('--timeout must be a positive number of seconds');
+  const [host = '10.42.0.1', portText = '7767'] = (str('hub') ?? '10.42.0.1:7767').split(':');
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError('--hub HOST[:PORT]: bad port');
+  const homeSsid = str('home-ssid');
+  const pwFile = str('home-password-file');
+  if ((homeSsid === undefined) !== (pwFile === undefined))
+    throw new UsageError('--home-ssid and --home-password-file go together');
+
+  const parsed = parseQrPayload(await qrText(qrValue));
+  if (!parsed.ok) throw new UsageError(`${parsed.error.message} [${parsed.error.code}]`);
+  const { deviceId, secret } = parsed.identity;
+  const d = deriveIdentity(secret, deviceId);
+  const say = (s: string): void => {
+    ctx.stdout(`${s}\n`);
+  };
+  say(`hub ${formatDeviceId(deviceId)} (hotspot ${d.ssid})`);
+
+  let homePassword: string | undefined;
+  if (pwFile !== undefined) {
+    const raw = pwFile === '-' ? await (io.stdin ?? readStdin)() : await readFile(pwFile, 'utf8');
+    homePassword = raw.replace(/\r?\n$/, '');
+  }
+
+  const dir = str('dir') ?? defaultAppDir(ctx.env);
+  const iface = str('interface');
+  let station: WpaSupplicantStation | undefined;
+  if (iface !== undefined) {
+    const address = str('address');
+    station = new WpaSupplicantStation({
+      paths: new HostPaths('/'),
+      interface: iface,
+      countryCode: str('country') ?? 'DE',
+      addressing:
+        address !== undefined
+          ? { static: address }
+          : v['no-dhcp'] === true
+            ? 'none'
+            : { dhcp: ['busybox', 'udhcpc', '-i', iface, '-n', '-q', '-t', '5'] },
+      joinTimeoutMs: timeoutS * 1000,
+    });
+    try {
+      await station.join({ ssid: d.ssid, passphrase: d.wpaPassphrase });
+    } catch (e) {
+      if (e instanceof WifiJoinError && e.code === 'EWIFI_WRONG_PASSWORD') {
+        throw new VigilError(
+          'EPAIR_WIFI',
+          `the hub's hotspot ${d.ssid} rejected the passphrase from this label (is it the right label?)`,
+        );
+      }
+      if (e instanceof WifiJoinError && e.code === 'EWIFI_NOT_FOUND') {
+        throw new VigilError(
+          'EPAIR_WIFI',
+          `hotspot ${d.ssid} not found: press the button on the hub to open pairing, and stay close`,
+        );
+      }
+      throw e;
+    }
+    say(`joined hotspot ${d.ssid}`);
+  }
+  try {
+    const fs = new DurableFs();
+    const profile = new LazyMlsProfile();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    let phone = await E2eePhone.open({ dir: e2eeDir(dir), fs, profile });
+    const client = await PairingClient.connect(host, port, timeoutS * 1000);
+    try {
+      if (phone) say('already paired: sending Wi-Fi settings only');
+      else {
+        const ini = new PairingInitiator({
+          dir: e2eeDir(dir),
+          fs,
+          profile,
+          psk: { id: d.mlsPskId, secret: d.mlsPsk },
+        });
+        phone = await client.pair(ini);
+        say(`paired (MLS) with hub ${formatDeviceId(deviceId)}`);
+      }
+      if (homeSsid !== undefined && homePassword !== undefined) {
+        const token = await client.sendCredentials(phone, homeSsid, homePassword);
+        await writeFile(join(dir, 'pairing-token'), `${token}\n`, { mode: 0o600 });
+        say(
+          `hub accepted the Wi-Fi settings and is joining "${homeSsid}"; pairing token saved in ${join(dir, 'pairing-token')}`,
+        );
+      }
+    } finally {
+      client.close();
+    }
+  } finally {
+    await station?.leave();
+  }
+  return 0;
+}
+
+export const pairCommand: Command = {
+  name: 'pair',
+  summary: 'pair with a hub from its QR label',
+  usage: USAGE,
+  run: (ctx) => pairMain(ctx),
+};

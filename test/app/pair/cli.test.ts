@@ -1,0 +1,153 @@
+import t from 'tap';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DurableFs } from '../../../hw/os/fs.js';
+import { MlsHub } from '../../../firmware/mls/hub.js';
+import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
+import { loadMlsProfile } from '../../../protocol/mls-profile.js';
+import { deriveIdentity, newIdentity } from '../../../provisioning/identity.js';
+import { encodeQrPayload } from '../../../provisioning/qr-payload.js';
+import { renderLabelPng } from '../../../provisioning/label.js';
+import { PairingServer } from '../../../firmware/pairing/server.js';
+import { HubPairingSession } from '../../../firmware/pairing/session.js';
+import type { SessionEvent } from '../../../firmware/pairing/session.js';
+import { PairingWindow } from '../../../firmware/pairing/window.js';
+import { main } from '../../../bin/cli.js';
+import { pairCommand } from '../../../app/pair/cli.js';
+
+async function vigil(argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, 'test', {
+    env: {},
+    stdout: (s) => (stdout += s),
+    stderr: (s) => (stderr += s),
+  });
+  return { code, stdout, stderr };
+}
+
+void t.test(
+  'vigil app pair --qr <label image>: pairs and sends Wi-Fi settings; wrong label fails',
+  async (t) => {
+    const p = await loadMlsProfile();
+    const id = newIdentity();
+    const d = deriveIdentity(id.secret, id.deviceId);
+    const hub = await MlsHub.open({
+      dir: await mkdtemp(join(tmpdir(), 'vigil-apppair-')),
+      fs: new DurableFs(),
+      deviceId: id.deviceId,
+      profile: p,
+    });
+    const window = new PairingWindow();
+    window.open('first-boot');
+    const events: SessionEvent[] = [];
+    const server = new PairingServer({
+      window,
+      newSession: () =>
+        new HubPairingSession({
+          responder: new PairingResponder({ hub, devicePsk: { id: d.mlsPskId, secret: d.mlsPsk } }),
+          handleConfig: (b) => hub.handleConfig(b),
+          networkInRange: async () => true,
+        }),
+    });
+    server.on('session', (e) => events.push(e));
+    const { port } = await server.listen('127.0.0.1', 0);
+    t.teardown(() => server.close());
+    const work = await mkdtemp(join(tmpdir(), 'vigil-apppair-work-'));
+    const png = join(work, 'label.png');
+    await writeFile(png, renderLabelPng(encodeQrPayload(id), id.deviceId));
+    await writeFile(join(work, 'pw'), 'home secret 123\n');
+
+    const wrong = newIdentity();
+    const bad = await vigil([
+      'app',
+      'pair',
+      '--qr',
+      encodeQrPayload({ ...wrong, deviceId: id.deviceId }),
+      '--hub',
+      `127.0.0.1:${port}`,
+      '--dir',
+      join(work, 'phone-wrong'),
+    ]);
+    t.equal(bad.code, 1);
+    t.match(bad.stderr, /pairing failed|hub:/);
+
+    const r = await vigil([
+      'app',
+      'pair',
+      '--qr',
+      png,
+      '--hub',
+      `127.0.0.1:${port}`,
+      '--dir',
+      join(work, 'phone'),
+      '--home-ssid',
+      'home-net',
+      '--home-password-file',
+      join(work, 'pw'),
+    ]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, new RegExp(`hotspot ${d.ssid}`));
+    t.match(r.stdout, /paired \(MLS\)/);
+    t.match(r.stdout, /joining "home-net"/);
+    t.notMatch(r.stdout + r.stderr, /home secret 123/, 'password never printed');
+    t.notMatch(
+      r.stdout + r.stderr,
+      new RegExp(d.wpaPassphrase),
+      'hotspot passphrase never printed',
+    );
+    const token = (await readFile(join(work, 'phone', 'pairing-token'), 'utf8')).trim();
+    const creds = events.find((e) => e.type === 'credentials');
+    t.same(creds?.type === 'credentials' ? creds.credentials : undefined, {
+      ssid: 'home-net',
+      passphrase: 'home secret 123',
+      pairingToken: token,
+    });
+    t.equal(hub.phones.length, 1);
+
+    // again with the same state: only the Wi-Fi settings are sent
+    const again = await vigil([
+      'app',
+      'pair',
+      '--qr',
+      png,
+      '--hub',
+      `127.0.0.1:${port}`,
+      '--dir',
+      join(work, 'phone'),
+      '--home-ssid',
+      'home-net',
+      '--home-password-file',
+      join(work, 'pw'),
+    ]);
+    t.equal(again.code, 0, again.stderr);
+    t.match(again.stdout, /already paired/);
+    t.equal(hub.phones.length, 1);
+  },
+);
+
+void t.test('usage errors', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [[], /--qr/],
+    [['--qr', 'hello'], /not a Vigil pairing code.*\[EQR_FORMAT\]/],
+    [['--qr', 'x', '--hub', 'h:99999'], /bad port/],
+    [['--qr', 'x', '--home-ssid', 'a'], /go together/],
+    [['--qr', 'x', '--timeout', '-1'], /--timeout/],
+    [['--qr', 'x', '--password', 'p'], /Unknown option/],
+  ];
+  for (const [argv, msg] of cases) {
+    const r = await vigil(['app', 'pair', ...argv]);
+    t.equal(r.code, 2, argv.join(' '));
+    t.match(r.stderr, msg);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-apppair-'));
+  await writeFile(
+    join(dir, 'empty.png'),
+    renderLabelPng('HELLO', 'AAAAAAAAAAAAAAAA').subarray(0, 40),
+  );
+  const r = await vigil(['app', 'pair', '--qr', join(dir, 'empty.png')]);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /no QR code could be read|expected one QR code/);
+  t.match(pairCommand.usage, /--home-password-file/);
+});
