@@ -4,8 +4,8 @@
 # plaintext; the reboot unlocks with the (simulated) OTP key and the data is intact.
 # @timeout 900
 # @boots 2
-# @disk data 192M
-# @disk persist 32M
+# @disk data 64M
+# @disk persist 16M
 set -u
 . "$VT_SCENARIOS/_storage-common.sh"
 st_setup adiantum

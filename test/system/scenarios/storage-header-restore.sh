@@ -3,8 +3,8 @@
 # formatted; `vigil storage recovery restore-header` with the backup made at first boot
 # (escrowed to the phone) restores it; the OTP key unlocks again and the data is intact.
 # @timeout 900
-# @disk data 160M
-# @disk persist 32M
+# @disk data 64M
+# @disk persist 16M
 set -u
 . "$VT_SCENARIOS/_storage-common.sh"
 st_setup aes-xts

@@ -6,8 +6,8 @@
 # intact and still the one volume made on boot 1.
 # @timeout 900
 # @boots 4
-# @disk data 160M
-# @disk persist 32M
+# @disk data 64M
+# @disk persist 16M
 # @kill-at 1 cut-1
 # @kill-at 2 cut-2
 # @kill-at 3 cut-3

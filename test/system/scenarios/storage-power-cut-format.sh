@@ -3,8 +3,8 @@
 # as the first-boot record appears, i.e. around luksFormat); the next boot finishes the job.
 # @timeout 900
 # @boots 2
-# @disk data 160M
-# @disk persist 32M
+# @disk data 64M
+# @disk persist 16M
 # @kill-at 1 formatting
 set -u
 . "$VT_SCENARIOS/_storage-common.sh"

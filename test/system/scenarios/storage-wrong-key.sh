@@ -3,8 +3,8 @@
 # status (exit 3, reason wrong-key); a wrong recovery key keeps it locked; the right recovery
 # key typed on stdin (lower case, spaces) unlocks and mounts it.
 # @timeout 900
-# @disk data 160M
-# @disk persist 32M
+# @disk data 64M
+# @disk persist 16M
 set -u
 . "$VT_SCENARIOS/_storage-common.sh"
 st_setup aes-xts
