@@ -39,6 +39,11 @@ export class SealerError extends VigilError {
 export class MlsItemSealer implements ItemSealer {
   readonly #d: MlsItemSealerDeps;
   readonly #log: Logger;
+  /**
+   * Headers leave in epoch order even when items of one kind overlap: a phone
+   * must see commit e+1 before e+2 (the relay keeps each mailbox in order).
+   */
+  #headers: Promise<void> = Promise.resolve();
 
   constructor(deps: MlsItemSealerDeps) {
     this.#d = deps;
@@ -73,7 +78,9 @@ export class MlsItemSealer implements ItemSealer {
     const sink = this.#d.sink;
     const first = adv.recipients[0];
     if (first === undefined) throw new SealerError('ENO_PHONES', 'no recipients');
-    await sink.append(id, meta.kind, header.record, false);
+    const emitted = this.#headers.then(() => sink.append(id, meta.kind, header.record, false));
+    this.#headers = emitted.catch(() => undefined);
+    await emitted;
     this.#log.debug('item begun', {
       itemId: id,
       kind: meta.kind,

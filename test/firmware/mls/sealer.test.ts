@@ -95,3 +95,44 @@ void t.test('a failing sink fails the item clearly', async (t) => {
   await t.rejects(w.write(Buffer.from('x')), /disk full/);
   await t.rejects(w.write(Buffer.from('y')), { code: 'EITEM_FAILED' });
 });
+
+void t.test('overlapping items: headers leave in epoch order, all decrypt', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const { phone } = await pair({
+    p,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: join(root, 'phone'),
+  });
+  const sink = new MemorySink();
+  let n = 0;
+  // a sink whose first append is slow, to tempt a reordering
+  const slow = {
+    append: async (id: string, kind: 'clip' | 'thumbnail' | 'live', b: Uint8Array, f: boolean) => {
+      if (n++ === 0) await new Promise((r) => setTimeout(r, 300));
+      await sink.append(id, kind, b, f);
+    },
+  };
+  const { MlsItemSealer } = await import('../../../firmware/mls/sealer.js');
+  const s = new MlsItemSealer({ hub, sink: slow, deviceId: 'dev' });
+  const ws = await Promise.all([
+    s.begin({ kind: 'clip', startedAt: 1, codec: 'video/mp4' }),
+    s.begin({ kind: 'clip', startedAt: 2, codec: 'video/mp4' }),
+    s.begin({ kind: 'thumbnail', startedAt: 3, codec: 'image/jpeg' }),
+  ]);
+  await Promise.all(
+    ws.map(async (w, i) => {
+      await w.write(Buffer.alloc(100, i));
+      await w.close(1);
+    }),
+  );
+  const clips = sink.order.filter((id) => sink.items.get(id)?.kind === 'clip');
+  const epochs = clips.map((id) => ws.find((w) => w.itemId === id)!.epoch);
+  t.ok(epochs[0]! < epochs[1]!, 'clip headers in epoch order');
+  for (const id of sink.order)
+    t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.length, 100);
+});
