@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { run, spawnProcess } from '../../../hw/os/run.js';
 import { VigilError } from '../../../protocol/errors.js';
 import type { GuestImage } from './types.js';
@@ -138,13 +139,31 @@ async function newestCached(cacheDir: string): Promise<{ dir: string; key: strin
   return best;
 }
 
+/**
+ * resolveKernel() through a small memo keyed by the apt lists' mtimes: apt-cache takes
+ * seconds (tens of seconds on a loaded machine) and its answer changes only with apt-get update.
+ */
+async function resolveKernelMemo(cacheDir: string): Promise<KernelPick> {
+  const stamp = async (p: string): Promise<number> =>
+    (await stat(p).catch(() => undefined))?.mtimeMs ?? 0;
+  const lists = `${await stamp('/var/lib/apt/lists')}/${await stamp('/var/cache/apt/pkgcache.bin')}`;
+  const memoFile = join(cacheDir, 'kernel-pick.json');
+  const Memo = z.object({ lists: z.string(), pkg: z.string(), version: z.string() });
+  const memo = Memo.safeParse(JSON.parse(await readFile(memoFile, 'utf8').catch(() => '{}')));
+  if (memo.success && memo.data.lists === lists)
+    return { pkg: memo.data.pkg, version: memo.data.version };
+  const pick = await resolveKernel();
+  await writeFile(memoFile, JSON.stringify({ lists, ...pick }));
+  return pick;
+}
+
 export async function ensureGuest(opts: GuestBuildOptions): Promise<EnsuredGuest> {
   const t0 = Date.now();
   const builder = join(opts.systemDir, 'builder');
   await mkdir(opts.cacheDir, { recursive: true });
   let kernel: KernelPick;
   try {
-    kernel = await resolveKernel();
+    kernel = await resolveKernelMemo(opts.cacheDir);
   } catch (err) {
     const cached = opts.rebuild ? undefined : await newestCached(opts.cacheDir);
     if (!cached) throw err;
