@@ -15,6 +15,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { UsageError } from '../bin/cli.js';
 import type { Command, CommandContext } from '../bin/cli.js';
 import { CrashController, DurableFs } from '../hw/os/fs.js';
+import { HostPaths } from '../hw/os/host-paths.js';
 import { JsonLogger } from '../firmware/log/logger.js';
 import { OtaAgent } from './agent.js';
 import type { OtaOutcome } from './agent.js';
@@ -25,6 +26,7 @@ import { ProcessTrialProbe } from './probe.js';
 import { initRepo, refresh, release, rotateKeys } from './repo.js';
 import type { RepoContext } from './repo.js';
 import { HostAppSlots } from './slots.js';
+import { SystemdReboot, TrybootSelector } from './tryboot.js';
 import { startStaticServer } from './static-server.js';
 import { FetchTransport } from './transport.js';
 import { installTrustedRoot } from './verify.js';
@@ -45,6 +47,7 @@ Device side:
              [--trial-timeout SECONDS] [--busy-file PATH]  one update check, prints the outcome
   agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
   probe      health answer of this install (JSON line)
+  trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
 `;
 
 function parse(
@@ -328,6 +331,28 @@ async function runOta(ctx: CommandContext): Promise<number> {
       return device(ctx, false);
     case 'agent':
       return device(ctx, true);
+    case 'trial-guard': {
+      // Runs from vigil-ota-trial-guard.timer on tryboot boards: a trial boot that has not
+      // committed by now goes back to the committed slot with a plain reboot.
+      const { values: v } = parse(ctx, { selector: { type: 'string' } });
+      const paths = HostPaths.fromEnv(ctx.env);
+      const sel = new TrybootSelector({
+        selectorDir: opt(v, 'selector') ?? paths.host('/boot/selector'),
+        bootloaderDt: paths.host('/proc/device-tree/chosen/bootloader'),
+        fs,
+        reboot: new SystemdReboot(),
+      });
+      const st = await sel.status();
+      if (!st.trial) {
+        ctx.stdout('not a trial boot: nothing to do\n');
+        return 0;
+      }
+      ctx.stdout(
+        `trial boot of slot ${st.running ?? '?'} did not commit in time: rebooting into slot ${st.committed}\n`,
+      );
+      await new SystemdReboot().reboot();
+      return 0;
+    }
     case 'probe': {
       const a = await probeAnswer();
       ctx.stdout(`${JSON.stringify(a)}\n`);

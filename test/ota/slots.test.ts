@@ -1,0 +1,98 @@
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import { DurableFs } from '../../hw/os/fs.js';
+import { HostAppSlots, other, treeDigest } from '../../ota/slots.js';
+import type { SlotMarker } from '../../ota/slots.js';
+import { makeBundle, tempDir } from './helpers.js';
+
+const marker = (version: string, digest: string): SlotMarker => ({
+  format: 'vigil-slot/1',
+  version,
+  target: `stable/vigil-app-${version}.tar.gz`,
+  sha256: 'a'.repeat(64),
+  treeDigest: digest,
+  installedAt: new Date(0).toISOString(),
+});
+
+t.test('install into the inactive slot, trial, commit, drop', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const bundlePath = join(work, 'b.tar.gz');
+  await writeFile(bundlePath, await makeBundle(work, '3.0.0', 'healthy'));
+  const slots = new HostAppSlots(join(work, 'opt'), new DurableFs());
+  let st = await slots.status();
+  tt.same(
+    st.pointer,
+    { format: 'vigil-slots/1', committed: 'a' },
+    'default: slot a committed, nothing installed',
+  );
+  tt.equal(st.markers.a, undefined);
+  await tt.rejects(slots.wipe('a'), /refusing to wipe the committed slot/);
+  await slots.wipe('b');
+  const digest = await slots.unpack('b', bundlePath);
+  tt.equal(digest, await treeDigest(slots.dirOf('b')));
+  tt.equal(await slots.digest('b'), digest);
+  tt.match(await readFile(join(slots.dirOf('b'), 'package.json'), 'utf8'), /3\.0\.0/);
+  await tt.rejects(
+    slots.beginTrial('b', '3.0.0', new Date()),
+    /no complete install/,
+    'no marker: never trialled',
+  );
+  await slots.writeMarker('b', marker('3.0.0', digest));
+  await tt.rejects(slots.beginTrial('a', '3.0.0', new Date()), /inactive one/);
+  await slots.beginTrial('b', '3.0.0', new Date());
+  st = await slots.status();
+  tt.equal(st.pointer.trial?.slot, 'b');
+  tt.equal(
+    (await slots.bootSlot()).slot,
+    'a',
+    'the launcher keeps running the committed slot during a trial',
+  );
+  await slots.dropTrial();
+  tt.equal((await slots.status()).pointer.trial, undefined);
+  await slots.dropTrial();
+  await tt.rejects(slots.commit(), /no trial/);
+  await slots.beginTrial('b', '3.0.0', new Date());
+  await slots.commit();
+  const boot = await slots.bootSlot();
+  tt.equal(boot.slot, 'b');
+  tt.equal(boot.marker?.version, '3.0.0');
+  tt.equal(other('b'), 'a');
+  tt.equal(await slots.digest('a'), '', 'an absent slot has no digest');
+});
+
+t.test('torn markers and pointers', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const dir = join(work, 'opt');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'slot-b.json'), '');
+  const slots = new HostAppSlots(dir, new DurableFs());
+  tt.equal(
+    (await slots.status()).markers.b,
+    undefined,
+    'an empty marker (power cut) means no install',
+  );
+  await writeFile(join(dir, 'slot-b.json'), '{"format":"other"}');
+  tt.equal((await slots.status()).markers.b, undefined);
+  await writeFile(join(dir, 'current'), 'garbage');
+  await tt.rejects(slots.status(), /not JSON/);
+  await writeFile(join(dir, 'current'), '{"format":"nope"}');
+  await tt.rejects(slots.status(), /not a slot pointer/);
+});
+
+t.test('tree digest covers content, modes and links', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  await mkdir(join(work, 'd', 'sub'), { recursive: true });
+  await writeFile(join(work, 'd', 'sub', 'f'), 'one');
+  const d1 = await treeDigest(join(work, 'd'));
+  await writeFile(join(work, 'd', 'sub', 'f'), 'two');
+  const d2 = await treeDigest(join(work, 'd'));
+  tt.not(d1, d2, 'content');
+  await symlink('sub/f', join(work, 'd', 'link'));
+  const d3 = await treeDigest(join(work, 'd'), { fsync: true });
+  tt.not(d2, d3, 'links');
+  tt.equal(await treeDigest(join(work, 'd')), d3, 'fsync does not change the digest');
+});
