@@ -42,6 +42,10 @@ const preset = strArg('preset', 'ultrafast');
 const every = arg('motion-every', 60);
 const motionFor = arg('motion-for', 10);
 const warmupS = 15;
+/** Extra node flags for the hub process, e.g. --node-flags=--max-semi-space-size=2 */
+const nodeFlags = (process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? '')
+  .split(' ')
+  .filter(Boolean);
 
 const root = tempDir('vigil-media-bench-');
 const cacheDir = join(process.cwd(), 'node_modules', '.cache', 'vigil-bench');
@@ -127,6 +131,7 @@ const seconds = warmupS + minutes * 60;
 const child = spawnProcess(
   process.execPath,
   [
+    ...nodeFlags,
     hubJs,
     JSON.stringify({
       root,
@@ -214,7 +219,7 @@ const pct = (a?: { cpuS: number }, b?: { cpuS: number }): string =>
 const c = final?.status.counters ?? {};
 console.log(
   [
-    `media-recording: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
+    `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
     `  encoder process: CPU ${pct(e0, e1)} of one core, RSS median ${(med(encRss) / MiB).toFixed(1)} MiB (ffmpeg${source === 'replay' ? ': demux + copy + keyframe decode for motion' : ' incl. synthetic source'})`,

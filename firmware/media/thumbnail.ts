@@ -34,7 +34,7 @@ export function ffmpegThumbnailer(
         'mjpeg',
         'pipe:1',
       ],
-      { stdin: input, timeoutMs: opts.timeoutMs ?? 15_000 },
+      { stdin: input, timeoutMs: opts.timeoutMs ?? 60_000 },
     );
     return new Uint8Array(r.stdout);
   };

@@ -78,6 +78,16 @@ export interface V4l2Binding {
   setFormat(path: string, want: CameraFormat): Promise<CameraFormat>;
   /** Stream-on, dequeue one frame (after `skip` warm-up frames), copy it, stream-off. */
   grabFrame(path: string, opts: { timeoutMs: number; skip: number }): Promise<Uint8Array>;
+  /**
+   * Formats of a queue with their frame sizes and discrete rates, in one open of
+   * the device (optional: each open is costly under emulation and libv4l).
+   */
+  enumerateAll?(
+    path: string,
+    type: BufType,
+  ): Promise<
+    readonly (RawFormatDesc & { sizes: readonly (RawFrameSize & { fps?: readonly number[] })[] })[]
+  >;
   /** VIDIOC_S_CTRL for each control id; returns the ids the driver refused. */
   setControls(path: string, controls: ReadonlyMap<number, number>): Promise<readonly number[]>;
 }
@@ -316,6 +326,98 @@ export class LibV4l2Binding implements V4l2Binding {
         deviceCaps: cap.device_caps >>> 0,
       };
     });
+  }
+
+  enumerateAll(
+    path: string,
+    type: BufType,
+  ): Promise<
+    readonly (RawFormatDesc & { sizes: readonly (RawFrameSize & { fps?: readonly number[] })[] })[]
+  > {
+    return this.#withFd(path, 'enumerate formats', (n, fd) =>
+      LibV4l2Binding.#formatsOn(n, fd, type).map((f) => ({
+        ...f,
+        sizes: LibV4l2Binding.#sizesOn(n, fd, f.fourcc).map((sz) =>
+          sz.type === 'discrete'
+            ? { ...sz, fps: LibV4l2Binding.#ratesOn(n, fd, f.fourcc, sz.width, sz.height) }
+            : sz,
+        ),
+      })),
+    );
+  }
+
+  static #formatsOn(n: Native, fd: number, type: BufType): RawFormatDesc[] {
+    const out: RawFormatDesc[] = [];
+    for (let index = 0; index < 64; index++) {
+      const d = new n.dev2.v4l2_fmtdesc();
+      d.index = index;
+      d.type = type;
+      try {
+        n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FMT, d.ref());
+      } catch (e) {
+        if (errnoOf(e) === EINVAL) break;
+        throw e;
+      }
+      out.push({
+        fourcc: fourccToString(d.pixelformat),
+        description: cString(d.description),
+        flags: d.flags,
+      });
+    }
+    return out;
+  }
+
+  static #sizesOn(n: Native, fd: number, fourcc: string): RawFrameSize[] {
+    const out: RawFrameSize[] = [];
+    for (let index = 0; index < 64; index++) {
+      const s = new n.dev2.v4l2_frmsizeenum();
+      s.index = index;
+      s.pixel_format = fourccFromString(fourcc);
+      try {
+        n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FRAMESIZES, s.ref());
+      } catch (e) {
+        if (errnoOf(e) === EINVAL) break;
+        throw e;
+      }
+      if (s.type === 1) {
+        out.push({
+          type: 'discrete',
+          width: s.union.discrete.width,
+          height: s.union.discrete.height,
+        });
+      } else {
+        const w = s.union.stepwise;
+        out.push({
+          type: 'stepwise',
+          minWidth: w.min_width,
+          maxWidth: w.max_width,
+          minHeight: w.min_height,
+          maxHeight: w.max_height,
+        });
+        break;
+      }
+    }
+    return out;
+  }
+
+  static #ratesOn(n: Native, fd: number, fourcc: string, width: number, height: number): number[] {
+    const out: number[] = [];
+    for (let index = 0; index < 64; index++) {
+      const iv = new n.dev2.v4l2_frmivalenum();
+      iv.index = index;
+      iv.pixel_format = fourccFromString(fourcc);
+      iv.width = width;
+      iv.height = height;
+      try {
+        n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FRAMEINTERVALS, iv.ref());
+      } catch {
+        break;
+      }
+      if (iv.type !== 1) break;
+      const { numerator, denominator } = iv.union.discrete;
+      if (numerator > 0) out.push(denominator / numerator);
+    }
+    return out.sort((a, b) => b - a);
   }
 
   enumFormats(path: string, type: BufType): Promise<readonly RawFormatDesc[]> {

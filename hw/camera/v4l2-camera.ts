@@ -90,6 +90,23 @@ export class V4l2Camera implements Camera {
   }
 
   async formats(): Promise<readonly PixelFormatInfo[]> {
+    if (this.#b.enumerateAll) {
+      const all = await this.#b.enumerateAll(this.id, BUF_TYPE.capture);
+      return all.map((d) => ({
+        fourcc: d.fourcc,
+        description: d.description,
+        compressed: (d.flags & FMT_FLAG.compressed) !== 0,
+        emulated: (d.flags & FMT_FLAG.emulated) !== 0,
+        sizes: d.sizes.flatMap((s) =>
+          s.type === 'discrete'
+            ? [{ width: s.width, height: s.height, fps: s.fps ?? [] }]
+            : [
+                { width: s.maxWidth, height: s.maxHeight, fps: [] },
+                { width: s.minWidth, height: s.minHeight, fps: [] },
+              ],
+        ),
+      }));
+    }
     const descs = await this.#b.enumFormats(this.id, BUF_TYPE.capture);
     const out: PixelFormatInfo[] = [];
     for (const d of descs) {
@@ -164,7 +181,7 @@ export class V4l2Camera implements Camera {
           'mjpeg',
           'pipe:1',
         ],
-        { stdin: frame.data, timeoutMs: 15_000, ...signalOpt },
+        { stdin: frame.data, timeoutMs: 60_000, ...signalOpt },
       );
       return new Uint8Array(r.stdout);
     }
@@ -184,7 +201,7 @@ export class V4l2Camera implements Camera {
         'mjpeg',
         'pipe:1',
       ],
-      { timeoutMs: 15_000, ...signalOpt },
+      { timeoutMs: 60_000, ...signalOpt },
     );
     return new Uint8Array(r.stdout);
   }
