@@ -46,7 +46,7 @@ export const configSchema = z
         height: z.number().int().min(120).max(2160).default(720),
         fps: z.number().int().min(1).max(60).default(30),
         bitrateKbps: z.number().int().min(100).max(20_000).default(2000),
-        encoder: z.enum(['auto', 'camera', 'm2m', 'software']).default('auto'),
+        encoder: z.enum(['auto', 'camera-h264', 'v4l2-m2m', 'software']).default('auto'),
         preRollSeconds: z.number().min(0).max(30).default(3),
         postRollSeconds: z.number().min(0).max(120).default(5),
       })

@@ -51,6 +51,8 @@ export interface HubOptions {
   readonly statusFile: string;
   /** Hard deadline for a clean shutdown. */
   readonly shutdownDeadlineMs?: number;
+  /** While locked, try the key sources again this often (default 30 s). */
+  readonly unlockRetryMs?: number;
 }
 
 export interface HubStatus {
@@ -71,6 +73,7 @@ export class Hub {
   #exitCode = 0;
   #stopWatchdog: () => void = () => undefined;
   #statusWrite: Promise<void> = Promise.resolve();
+  #unlocking = false;
 
   constructor(opts: HubOptions) {
     this.#opts = opts;
@@ -89,7 +92,10 @@ export class Hub {
     const svc = opts.services;
     const handlers: EffectHandlers = {
       'unlock-storage': async (_e, signal) => {
-        const r = await svc.unlockStorage(signal);
+        this.#unlocking = true;
+        const r = await svc.unlockStorage(signal).finally(() => {
+          this.#unlocking = false;
+        });
         return r.ok
           ? [{ type: 'storage-unlocked', dataDir: r.dataDir }]
           : [
@@ -192,6 +198,11 @@ export class Hub {
     const { notifier, logger } = this.#opts;
     this.#stopWatchdog = notifier.startWatchdog();
     this.executor.dispatch({ type: 'booted' });
+    // Keeps the process alive while locked and retries the key sources now and then.
+    const retry = setInterval(() => {
+      if (this.executor.state.name === 'locked' && !this.#unlocking)
+        this.executor.dispatch({ type: 'unlock-retry' });
+    }, this.#opts.unlockRetryMs ?? 30_000);
     await notifier.ready(describe(this.executor.state)).catch((err: unknown) => {
       logger.warn('sd_notify READY failed', { error: err });
     });
@@ -200,6 +211,7 @@ export class Hub {
       watchdogMs: notifier.watchdogIntervalMs ?? null,
     });
     await this.executor.done;
+    clearInterval(retry);
     this.#stopWatchdog();
     logger.info('hub stopped', { exitCode: this.#exitCode });
     return this.#exitCode;

@@ -1,35 +1,279 @@
 /**
- * Production composition of the hub's services on a real device.
- * (Wired to firmware/storage, firmware/pairing, firmware/media, firmware/uplink
- * and ota/ as those land.)
+ * Production composition of the hub's services on a real device: the LUKS
+ * data volume (firmware/storage), the device identity from the provisioning
+ * bundle inside it, the MLS hub (firmware/mls), the pairing hotspot and frame
+ * server (firmware/pairing over hw/wifi), and, once paired, the camera
+ * pipeline (firmware/media over hw/camera + hw/encoder) sealing into the
+ * durable uplink (firmware/uplink) towards the relay.
+ *
+ * Heavy modules (ts-mls, camera bindings) load lazily, when the state machine
+ * first needs them, to keep the locked hub small.
  */
+import { join } from 'node:path';
+import { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
+import { VigilError } from '../../protocol/errors.js';
+import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import type { VigilConfig } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
-import type { HubServices } from './hub.js';
+import type { MediaPipeline } from '../media/pipeline.js';
+import type { MlsHub } from '../mls/hub.js';
+import type { PairingController } from '../pairing/controller.js';
+import type { Uplink } from '../uplink/uplink.js';
+import type { HubServices, UnlockResult } from './hub.js';
+import type { Event } from './state.js';
 
 export interface ProductionDeps {
   readonly config: VigilConfig;
   readonly paths: HostPaths;
   readonly logger: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** Where, inside the data volume, the hub keeps what pairing established. */
+export const RELAY_ACCOUNT_FILE = 'relay-account.json';
+
+interface RelayAccountFile {
+  readonly url: string;
+  readonly deviceId: string;
+  readonly token: string;
 }
 
 export function createProductionServices(deps: ProductionDeps): Promise<HubServices> {
+  const { config, paths } = deps;
   const log = deps.logger.child('services');
+  const fs = new DurableFs();
+  const env = deps.env ?? process.env;
+  const mountPoint = paths.host(config.storage.dataDir);
+
+  let identity: { deviceId: string; secret: Uint8Array; psk: ExternalPsk } | undefined;
+  let mls: MlsHub | undefined;
+  let pairing: PairingController | undefined;
+  let media: MediaPipeline | undefined;
+  let uplink: Uplink | undefined;
+
+  async function loadIdentity(dataDir: string): Promise<NonNullable<typeof identity>> {
+    if (identity) return identity;
+    const [{ readBundle }, { deriveIdentity }, { SECRETS_DIR }] = await Promise.all([
+      import('../../provisioning/bundle.js'),
+      import('../../provisioning/identity.js'),
+      import('../storage/storage.js'),
+    ]);
+    const bundle = await readBundle(join(dataDir, SECRETS_DIR));
+    if (!bundle) {
+      throw new VigilError(
+        'ENOIDENTITY',
+        `no provisioning bundle in ${join(dataDir, SECRETS_DIR)}: this unit was never provisioned`,
+      );
+    }
+    const d = deriveIdentity(bundle.secret, bundle.deviceId);
+    identity = {
+      deviceId: bundle.deviceId,
+      secret: bundle.secret,
+      psk: { id: d.mlsPskId, secret: d.mlsPsk },
+    };
+    return identity;
+  }
+
+  async function openMls(dataDir: string): Promise<MlsHub> {
+    if (mls) return mls;
+    const id = await loadIdentity(dataDir);
+    const [{ MlsHub }, { LazyMlsProfile }] = await Promise.all([
+      import('../mls/hub.js'),
+      import('../../protocol/mls-profile.js'),
+    ]);
+    mls = await MlsHub.open({
+      dir: join(dataDir, 'mls'),
+      fs,
+      deviceId: id.deviceId,
+      profile: new LazyMlsProfile(),
+      logger: log,
+    });
+    return mls;
+  }
+
+  async function readRelayAccount(dataDir: string): Promise<RelayAccountFile | undefined> {
+    const raw = await fs.readIfExists(join(dataDir, RELAY_ACCOUNT_FILE));
+    return raw ? (JSON.parse(raw.toString('utf8')) as RelayAccountFile) : undefined;
+  }
+
   const services: HubServices = {
-    unlockStorage: () =>
-      Promise.resolve({
+    async unlockStorage(signal: AbortSignal): Promise<UnlockResult> {
+      const { createRealStorage } = await import('../storage/real.js');
+      const storage = await createRealStorage({
+        paths,
+        logger: deps.logger,
+        env,
+        fs,
+        keySources: config.storage.keySources,
+        dataDir: mountPoint,
+      });
+      storage.onStatus((s) => {
+        log.info('storage status', { status: s });
+      });
+      const r = await storage.unlockAndMount(signal);
+      if (r.state === 'unlocked') return { ok: true, dataDir: r.mountPoint };
+      const waitingFor = r.waitingFor.length > 0 ? r.waitingFor.join(' or ') : undefined;
+      return {
         ok: false,
-        reason: 'no storage backend configured',
-        waitingFor: 'storage integration',
-      }),
-    isPaired: () => Promise.resolve(false),
-    startPairing: () => Promise.resolve(),
-    stopPairing: () => Promise.resolve(),
-    startServices: () => Promise.resolve(),
-    stopServices: () => Promise.resolve(),
-    applyUpdate: () => Promise.resolve('rolled-back'),
+        reason: `${r.reason}: ${r.detail}`,
+        ...(waitingFor ? { waitingFor } : {}),
+      };
+    },
+
+    async isPaired(dataDir: string): Promise<boolean> {
+      return (await openMls(dataDir)).phones.length > 0;
+    },
+
+    async startPairing(
+      dataDir: string,
+      _signal: AbortSignal,
+      emit: (e: Event) => void,
+    ): Promise<void> {
+      const hub = await openMls(dataDir);
+      const id = await loadIdentity(dataDir);
+      const [
+        { PairingController, DEFAULT_HOTSPOT },
+        { PairingResponder },
+        { HostapdHotspot },
+        { WpaSupplicantStation },
+        { RelayClient },
+      ] = await Promise.all([
+        import('../pairing/controller.js'),
+        import('../mls/pairing-responder.js'),
+        import('../../hw/wifi/hotspot.js'),
+        import('../../hw/wifi/station.js'),
+        import('../../relay/client.js'),
+      ]);
+      const iface = env.VIGIL_WIFI_INTERFACE ?? 'wlan0';
+      const country = env.VIGIL_WIFI_COUNTRY ?? 'US';
+      const relayUrl = config.relay.url;
+      pairing = new PairingController({
+        identity: { deviceId: id.deviceId, secret: id.secret },
+        hotspot: new HostapdHotspot({ paths, logger: log }),
+        station: new WpaSupplicantStation({
+          paths,
+          interface: iface,
+          countryCode: country,
+          logger: log,
+          addressing: { dhcp: ['busybox', 'udhcpc', '-i', iface, '-n', '-q'] },
+        }),
+        settings: { ...DEFAULT_HOTSPOT, interface: iface, countryCode: country },
+        newResponder: () => new PairingResponder({ hub, devicePsk: id.psk }),
+        handleConfig: (bytes) => hub.handleConfig(bytes),
+        meetAtRelay: async (token: string) => {
+          if (relayUrl === undefined) throw new VigilError('ENORELAY', 'no relay.url configured');
+          const anon = new RelayClient({ url: relayUrl });
+          const acct = (await readRelayAccount(dataDir)) ?? {
+            url: relayUrl,
+            deviceId: id.deviceId,
+            token: (await anon.registerDevice(id.deviceId)).token,
+          };
+          await fs.writeFileAtomic(
+            join(dataDir, RELAY_ACCOUNT_FILE),
+            JSON.stringify(acct) + '\n',
+            'relay-account',
+          );
+          await anon.withToken(acct.token).offerRendezvous(token);
+        },
+        logger: log,
+      });
+      pairing.on('handoff', (h) => {
+        if (h.ok) emit({ type: 'paired' });
+        else emit({ type: 'pairing-failed', reason: `${h.code}: ${h.message}` });
+      });
+      await pairing.open('first-boot');
+    },
+
+    async stopPairing(): Promise<void> {
+      await pairing?.close();
+      pairing = undefined;
+    },
+
+    async startServices(
+      dataDir: string,
+      _signal: AbortSignal,
+      emit: (e: Event) => void,
+    ): Promise<void> {
+      const hub = await openMls(dataDir);
+      const id = await loadIdentity(dataDir);
+      const acct = await readRelayAccount(dataDir);
+      const [
+        { createUplink },
+        { MlsItemSealer },
+        { createMediaPipeline },
+        { V4l2Camera, discoverCameras },
+        { LibV4l2Binding },
+      ] = await Promise.all([
+        import('../uplink/uplink.js'),
+        import('../mls/sealer.js'),
+        import('../media/pipeline.js'),
+        import('../../hw/camera/v4l2-camera.js'),
+        import('../../hw/camera/v4l2-binding.js'),
+      ]);
+      if (!acct)
+        throw new VigilError(
+          'ENORELAY',
+          'paired, but no relay account: pairing did not reach the relay',
+        );
+      uplink = await createUplink({
+        relayUrl: acct.url,
+        credentials: { deviceId: acct.deviceId, token: acct.token },
+        stateDir: join(dataDir, 'uplink'),
+        fs,
+        logger: log,
+      });
+      uplink.start();
+      const binding = new LibV4l2Binding();
+      const devicePath = config.camera.device ?? (await discoverCameras(binding))[0]?.path;
+      if (devicePath === undefined) throw new VigilError('ENOCAMERA', 'no V4L2 camera found');
+      const sealer = new MlsItemSealer({ hub, sink: uplink, deviceId: id.deviceId, logger: log });
+      media = createMediaPipeline({
+        camera: new V4l2Camera({ binding, path: devicePath }),
+        sealer,
+        logger: log,
+        encoderPreference: config.camera.encoder,
+        config: {
+          encoder: {
+            width: config.camera.width,
+            height: config.camera.height,
+            fps: config.camera.fps,
+            bitrateKbps: config.camera.bitrateKbps,
+          },
+          clips: {
+            preRollS: config.camera.preRollSeconds,
+            postRollS: config.camera.postRollSeconds,
+          },
+        },
+        runDir: paths.host('/run/vigil'),
+      });
+      media.on((e) => {
+        if (e.type === 'state' && e.state === 'failed')
+          emit({ type: 'child-crash-loop', child: 'media' });
+      });
+      await media.start();
+    },
+
+    async stopServices(): Promise<void> {
+      await media?.stop();
+      await uplink?.stop();
+      media = undefined;
+      uplink = undefined;
+    },
+
+    applyUpdate(version: string): Promise<'committed' | 'rolled-back'> {
+      // The OTA agent runs the whole install/trial/commit cycle itself and reports the
+      // outcome through `update-finished`; a bare request to apply is refused.
+      log.warn('update requested outside the OTA agent; refused', { version });
+      return Promise.resolve('rolled-back');
+    },
+
+    status: () => ({
+      ...(identity ? { deviceId: identity.deviceId } : {}),
+      ...(media ? { media: media.status() } : {}),
+      ...(uplink ? { uplink: uplink.status() } : {}),
+      ...(pairing ? { pairing: { serving: pairing.serving, port: pairing.port ?? null } } : {}),
+    }),
   };
-  log.debug('production services composed');
   return Promise.resolve(services);
 }

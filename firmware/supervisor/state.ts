@@ -34,6 +34,8 @@ export type Event =
   | { readonly type: 'booted' }
   | { readonly type: 'storage-unlocked'; readonly dataDir: string }
   | { readonly type: 'storage-locked'; readonly reason: string; readonly waitingFor?: string }
+  /** Periodic: try the key sources again (a disk or a key may have appeared). */
+  | { readonly type: 'unlock-retry' }
   | { readonly type: 'pairing-state-loaded'; readonly paired: boolean }
   | { readonly type: 'paired' }
   | { readonly type: 'pairing-failed'; readonly reason: string }
@@ -183,6 +185,7 @@ export function transition(state: State, event: Event): Transition {
         );
       if (event.type === 'storage-locked')
         return to({ name: 'locked', reason: event.reason, waitingFor: event.waitingFor });
+      if (event.type === 'unlock-retry') return { state, effects: [{ type: 'unlock-storage' }] };
       return stay(state);
     case 'unlocked':
       if (event.type === 'pairing-state-loaded')

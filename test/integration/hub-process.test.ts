@@ -59,10 +59,16 @@ t.test('hub lifecycle under a notify listener', async (t) => {
   const degraded = await listener.waitFor((m) => (m.STATUS ?? '').startsWith('degraded'), 30_000);
   t.match(degraded.STATUS, /child "crasher" is in a crash loop/);
 
-  const status = JSON.parse(await readFile(join(root, 'run/vigil/status.json'), 'utf8')) as {
+  type Status = {
     state: string;
     children: { name: string; state: string; pid?: number; restarts: number }[];
   };
+  // the status file follows the notification (written asynchronously): poll it
+  let status: Status = { state: 'unknown', children: [] };
+  for (let i = 0; i < 100 && status.state !== 'degraded'; i++) {
+    await sleep(100);
+    status = JSON.parse(await readFile(join(root, 'run/vigil/status.json'), 'utf8')) as Status;
+  }
   t.equal(status.state, 'degraded', 'status file reports degraded');
   const crasher = status.children.find((c) => c.name === 'crasher');
   const sleeper = status.children.find((c) => c.name === 'sleeper');
@@ -127,4 +133,29 @@ t.test('CLI basics: --version, --help, unknown command, bad option', async (t) =
   t.match(u, { exitCode: 2, stderr: /unknown command "frobnicate"/ });
   const b = await run(process.execPath, [...VIGIL, 'hub', '--bogus']).catch((e: unknown) => e);
   t.match(b, { exitCode: 2, stderr: /vigil hub: Unknown option '--bogus'/ });
+});
+
+t.test('production hub without a data partition waits locked and says why', async (t) => {
+  const { root, configPath } = await setup({ storage: { keySources: ['dev-keyfile'] } });
+  const sock = join(root, 'notify.sock');
+  const listener = new NotifyListener(sock);
+  t.teardown(() => {
+    listener.close();
+  });
+  const hub = spawnProcess(
+    process.execPath,
+    [...VIGIL, 'hub', '--config', configPath, '--root', root],
+    {
+      env: { ...process.env, NOTIFY_SOCKET: sock },
+      stdout: 'pipe',
+      stderr: 'pipe',
+    },
+  );
+  t.teardown(() => hub.stop(500));
+  const locked = await listener.waitFor((m) => (m.STATUS ?? '').includes('no-device'), 60_000);
+  t.match(locked.STATUS, /^locked: no-device: no data partition found/);
+  await sleep(500);
+  t.equal(hub.child.exitCode, null, 'still running, waiting for a disk or a key');
+  process.kill(hub.pid ?? 0, 'SIGTERM');
+  t.equal((await hub.exited).exitCode, 0);
 });

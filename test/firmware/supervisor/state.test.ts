@@ -58,6 +58,14 @@ t.test('locked stays locked with the reason and what it waits for', async (t) =>
   ]);
   t.same(r.state, { name: 'locked', reason: 'wrong key', waitingFor: 'phone unlock' });
   t.equal(describe(r.state), 'locked: wrong key (waiting for phone unlock)');
+  const retry = transition(r.state, { type: 'unlock-retry' });
+  t.equal(retry.state, r.state, 'a retry keeps the state');
+  t.same(retry.effects, [{ type: 'unlock-storage' }], 'and tries the key sources again');
+  t.same(
+    transition({ name: 'running', dataDir: '/d' }, { type: 'unlock-retry' }).effects,
+    [],
+    'only while locked',
+  );
 });
 
 t.test('pairing failures are counted and the window closes at the limit', async (t) => {
