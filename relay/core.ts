@@ -462,8 +462,8 @@ export class RelayCore {
           throw new RelayError(409, 'EOFFSET', 'expected offset 0 for a new item', {
             status: { itemId, seq: 0, received: 0, complete: false },
           });
-        if (q.kind === 'message' || q.kind === 'live')
-          throw new RelayError(400, 'EKIND', `kind ${q.kind} cannot be uploaded as an item`);
+        if (q.kind === 'live')
+          throw new RelayError(400, 'EKIND', 'live records go to /v1/live, not to items');
         const phones = this.phonesOf(deviceId).map((p) => p.phoneId);
         const to = q.to ?? phones;
         for (const p of to)

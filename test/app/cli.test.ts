@@ -1,0 +1,163 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { DurableFs } from '../../hw/os/fs.js';
+import { SILENT } from '../../firmware/log/logger.js';
+import { createUplink } from '../../firmware/uplink/uplink.js';
+import { UsageError } from '../../bin/cli.js';
+import { command } from '../../app/cli.js';
+import { devKeyPath, devPairRelay, saveAccount } from '../../app/account.js';
+import { RelayClient } from '../../relay/client.js';
+import { startRelay } from '../../relay/server.js';
+import { tempDir } from '../relay/fixtures.js';
+import { StaticKeySealer, sealWhole } from './fixtures.js';
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    ctx: (argv: string[]) => ({
+      argv,
+      env: {},
+      stdout: (s: string) => out.push(s),
+      stderr: (s: string) => err.push(s),
+    }),
+  };
+}
+
+t.test('usage errors and an unpaired directory', async (t) => {
+  const { dir, cleanup } = await tempDir('vigil-appcli-');
+  t.teardown(cleanup);
+  const { ctx } = io();
+  for (const argv of [
+    [],
+    ['bogus'],
+    ['list', '--nope'],
+    ['fetch'],
+    ['fetch', 'x', '-o', 'f'],
+    ['live'],
+    ['list', '--dir'],
+    ['list', '--log-level', 'loud'],
+    ['live', '-o', 'x', '--seconds', '0'],
+  ])
+    await t.rejects(command.run(ctx([...argv])), UsageError, argv.join(' ') || '(none)');
+  await t.rejects(command.run(ctx(['list', '--dir', dir])), { code: 'ENOTPAIRED' });
+  const { err, ctx: c2 } = io();
+  t.equal(
+    await command.run(c2(['pair', '--help-me-not-a-flag'])).catch(() => 2),
+    2,
+    'pair is dispatched to the pairing module',
+  );
+  t.ok(err.length >= 0);
+});
+
+t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
+  const { dir, cleanup } = await tempDir('vigil-appcli-');
+  const relay = await startRelay({ dataDir: join(dir, 'relay'), logger: SILENT });
+  const acc = await devPairRelay(relay.url, 'dev-cli-app');
+  const appDir = join(dir, 'app');
+  const fs = new DurableFs();
+  await saveAccount(fs, appDir, acc.phone);
+  const key = randomBytes(32);
+  await fs.writeFileAtomic(devKeyPath(appDir), key);
+  const uplink = await createUplink({
+    relayUrl: relay.url,
+    credentials: acc.device,
+    stateDir: join(dir, 'q'),
+    fs,
+    logger: SILENT,
+  });
+  uplink.start();
+  t.teardown(async () => {
+    await uplink.stop();
+    await relay.close();
+    await cleanup();
+  });
+  const sealer = new StaticKeySealer(key, uplink);
+  const clip = randomBytes(40_000);
+  await sealWhole(
+    sealer,
+    { kind: 'clip', startedAt: Date.UTC(2026, 0, 1), codec: 'video/mp4' },
+    clip,
+    3,
+    4000,
+  );
+  await uplink.drained();
+
+  const a = io();
+  t.equal(await command.run(a.ctx(['list', '--dir', appDir])), 0);
+  t.match(a.out.join(''), /2026-01-01T00:00:00.000Z\s+4\.0 s/);
+  t.match(a.err.join(''), /development mode/, 'the static key is announced loudly');
+  const j = io();
+  t.equal(await command.run(j.ctx(['list', '--json', '--dir', appDir])), 0);
+  const seq = (JSON.parse(j.out.join('')) as { events: { seq: number }[] }).events[0]!.seq;
+  const f = io();
+  t.equal(
+    await command.run(f.ctx(['fetch', String(seq), '-o', join(dir, 'out.mp4'), '--dir', appDir])),
+    0,
+  );
+  t.same(await fs.readIfExists(join(dir, 'out.mp4')), clip, 'fetch decrypts to the original bytes');
+  await t.rejects(command.run(f.ctx(['fetch', '999', '-o', join(dir, 'x'), '--dir', appDir])), {
+    code: 'ENOTFOUND',
+  });
+
+  // heartbeat: the "hub" answers through the relay
+  const hub = new RelayClient({ url: relay.url, token: acc.device.token });
+  const responder = (async () => {
+    const l = await hub.list({ waitMs: 10_000 });
+    const m = l.items[0]!;
+    t.match((await hub.readAll(m.seq)).toString(), /dev-heartbeat/);
+    await hub.ack(m.seq);
+    await hub.append(
+      'reply-0001',
+      { group: 'config', kind: 'message', offset: 0, final: true },
+      Buffer.from('ack'),
+    );
+  })();
+  const h = io();
+  t.equal(await command.run(h.ctx(['heartbeat', '--dir', appDir])), 0);
+  await responder;
+  t.match(h.out.join(''), /heartbeat sent[\s\S]*hub: message of 3 bytes/);
+
+  // live: a short live item, followed until its end record
+  const l = io();
+  const liveRun = command.run(
+    l.ctx(['live', '-o', join(dir, 'live.mp4'), '--seconds', '20', '--dir', appDir]),
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  const liveBytes = randomBytes(30_000);
+  await sealWhole(
+    sealer,
+    { kind: 'live', startedAt: Date.now(), codec: 'video/mp4' },
+    liveBytes,
+    3,
+    1000,
+  );
+  t.equal(await liveRun, 0);
+  t.same(
+    await fs.readIfExists(join(dir, 'live.mp4')),
+    liveBytes,
+    'live follow writes the decrypted stream',
+  );
+
+  // view prints its URL and serves until SIGTERM
+  const v = io();
+  const viewRun = command.run(v.ctx(['view', '--dir', appDir, '--no-sync']));
+  for (let i = 0; i < 100 && v.out.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  const url = v.out.join('').trim();
+  t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/\?t=/);
+  const res = await fetch(url);
+  t.equal(res.status, 200);
+  t.match(await res.text(), /<title>Vigil<\/title>/);
+  process.emit('SIGTERM');
+  t.equal(await viewRun, 0);
+  // phones needs MLS
+  await t.rejects(command.run(io().ctx(['phones', 'add', '--dir', appDir])), {
+    code: 'ENOTPAIRED',
+  });
+  const p = io();
+  t.equal(await command.run(p.ctx(['phones', 'list', '--dir', appDir])), 0);
+  t.match(p.out.join(''), new RegExp(acc.phone.phoneId));
+});

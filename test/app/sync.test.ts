@@ -1,0 +1,159 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { DurableFs } from '../../hw/os/fs.js';
+import { MemoryLogger } from '../../firmware/log/logger.js';
+import { StaticKeyCrypto } from '../../app/crypto.js';
+import { ItemStore } from '../../app/store.js';
+import { Syncer } from '../../app/sync.js';
+import { relayWith, tempDir } from '../relay/fixtures.js';
+import { StaticKeySealer, sealWhole } from './fixtures.js';
+import type { CiphertextSink, ItemKind } from '../../firmware/items.js';
+
+/** Collects sealed items in memory so the test decides what reaches the relay. */
+class Collect implements CiphertextSink {
+  readonly parts = new Map<string, { kind: ItemKind; bytes: Buffer[] }>();
+  append(itemId: string, kind: ItemKind, bytes: Uint8Array): Promise<void> {
+    const e = this.parts.get(itemId) ?? { kind, bytes: [] };
+    e.bytes.push(Buffer.from(bytes));
+    this.parts.set(itemId, e);
+    return Promise.resolve();
+  }
+}
+
+t.test(
+  'sync: order, partial uploads, messages, tampering, crash between store and ack',
+  async (t) => {
+    const { dir, cleanup } = await tempDir('vigil-sync-');
+    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
+    t.teardown(async () => {
+      await relay.close();
+      await cleanup();
+    });
+    const key = randomBytes(32);
+    const sink = new Collect();
+    const sealer = new StaticKeySealer(key, sink, 'dev-static', 1024);
+    const a = randomBytes(5000);
+    const b = randomBytes(3000);
+    const idA = await sealWhole(
+      sealer,
+      { kind: 'clip', startedAt: 1000, codec: 'video/mp4' },
+      a,
+      3,
+      1500,
+    );
+    const idB = await sealWhole(
+      sealer,
+      { kind: 'clip', startedAt: 2000, codec: 'video/mp4' },
+      b,
+      2,
+      900,
+    );
+    const bytesA = Buffer.concat(sink.parts.get(idA)!.bytes);
+    const bytesB = Buffer.concat(sink.parts.get(idB)!.bytes);
+    const put = (id: string, off: number, buf: Buffer, final: boolean) =>
+      device.client.append(id, { group: 'motion', kind: 'clip', offset: off, final }, buf);
+
+    // A: only 10 bytes so far (not even its header); B complete
+    await put(idA, 0, bytesA.subarray(0, 10), false);
+    await put(idB, 0, bytesB, true);
+    const crypto = new StaticKeyCrypto(key);
+    const fs = new DurableFs();
+    const store = new ItemStore(`${dir}/app`, fs);
+    const logger = new MemoryLogger('sync');
+    const syncer = new Syncer({ client: phones[0]!.client, crypto, store, logger });
+    let r = await syncer.syncOnce();
+    t.same(r.stored, [], 'B waits behind A, whose header has not arrived (epoch order)');
+    t.equal(r.pending, 1);
+    // A's header arrives, its body not yet: B can go
+    await put(idA, 10, bytesA.subarray(10, 400), false);
+    r = await syncer.syncOnce();
+    t.same(
+      r.stored.map((s) => s.summary.itemId),
+      [idB],
+    );
+    t.equal(r.stored[0]?.durationMs, 900);
+    await put(idA, 400, bytesA.subarray(400), true);
+    r = await syncer.syncOnce();
+    t.same(
+      r.stored.map((s) => s.summary.itemId),
+      [idA],
+    );
+    t.same(crypto.acknowledged, [idB, idA]);
+    t.same(
+      (await store.list()).map((s) => s.summary.startedAt),
+      [1000, 2000],
+      'listed by relay order',
+    );
+    t.same((await phones[0]!.client.list({})).items, [], 'everything acknowledged on the relay');
+
+    // a message from the hub goes to the E2EE layer and is acknowledged
+    await device.client.append(
+      'msg-0001',
+      { group: 'config', kind: 'message', offset: 0, final: true },
+      Buffer.from('hello'),
+    );
+    r = await syncer.syncOnce();
+    t.same(r.messages, ['message of 5 bytes']);
+    t.same(
+      crypto.received.map((m) => Buffer.from(m).toString()),
+      ['hello'],
+    );
+
+    // a tampered item is discarded (and released on the relay), never stored
+    const c = randomBytes(2000);
+    const idC = await sealWhole(
+      sealer,
+      { kind: 'clip', startedAt: 3000, codec: 'video/mp4' },
+      c,
+      2,
+      100,
+    );
+    const bytesC = Buffer.concat(sink.parts.get(idC)!.bytes);
+    bytesC[bytesC.length - 20]! ^= 1;
+    await put(idC, 0, bytesC, true);
+    r = await syncer.syncOnce();
+    t.same(r.stored, []);
+    t.ok(logger.lines.some((l) => l.includes('item failed to decrypt')));
+    t.equal((await store.list()).length, 2);
+    t.same((await phones[0]!.client.list({})).items, []);
+
+    // stored before a crash but not acknowledged: the next pass only acknowledges
+    const d = randomBytes(500);
+    const idD = await sealWhole(
+      sealer,
+      { kind: 'thumbnail', startedAt: 4000, codec: 'image/jpeg' },
+      d,
+      1,
+      0,
+    );
+    const st = await device.client.append(
+      idD,
+      { group: 'thumbnail', kind: 'thumbnail', offset: 0, final: true },
+      Buffer.concat(sink.parts.get(idD)!.bytes),
+    );
+    const summary = {
+      itemId: idD,
+      kind: 'thumbnail' as const,
+      deviceId: 'dev-static',
+      startedAt: 4000,
+      codec: 'image/jpeg',
+    };
+    await store.save(
+      {
+        seq: st.seq,
+        relayItemId: idD,
+        group: 'thumbnail',
+        summary,
+        size: 1,
+        durationMs: 0,
+        storedAt: 1,
+      },
+      Buffer.from('x'),
+    );
+    r = await syncer.syncOnce();
+    t.same(r.stored, [], 'not stored twice');
+    t.same((await phones[0]!.client.list({})).items, []);
+    await store.remove(st.seq);
+    t.equal(await store.get(st.seq), undefined);
+  },
+);
