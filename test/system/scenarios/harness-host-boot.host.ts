@@ -8,7 +8,7 @@ import type { HostScenario } from '../lib/types.js';
 const run: HostScenario = async (h) => {
   const r = await h.boot({
     kernel: h.guest.kernel,
-    append: 'console=ttyS0 panic=-1 root=/dev/vda',
+    append: 'console=ttyS0 panic=-1 no_timer_check root=/dev/vda',
     disks: [],
     memoryMiB: 512,
     timeoutMs: 200_000,
