@@ -787,12 +787,14 @@ export class Storage {
 
     this.#emit({ state: 'formatting', step: 'recovery-keys', device });
     const rkPath = join(rdir, 'recovery-key');
+    // A key made just now cannot have a keyslot yet; only a resumed run needs the (slow) test.
     let rk = (await fs.readIfExists(rkPath))?.toString('utf8');
+    const rkNew = rk === undefined;
     if (rk === undefined) {
       rk = generateRecoveryKey(this.#random);
       await fs.writeFileAtomic(rkPath, rk, 'recovery-key');
     }
-    if (!(await this.#d.luks.testKey(device, recoveryKeyBytes(rk), signal))) {
+    if (rkNew || !(await this.#d.luks.testKey(device, recoveryKeyBytes(rk), signal))) {
       const meminfo = await (
         this.#d.readMemInfo ?? (() => readFile('/proc/meminfo', 'utf8'))
       )().catch(() => '');
@@ -801,11 +803,12 @@ export class Storage {
     }
     const pkPath = join(rdir, 'phone-key');
     let pk = await fs.readIfExists(pkPath);
+    const pkNew = pk?.length !== 32;
     if (pk?.length !== 32) {
       pk = Buffer.from(this.#random(32));
       await fs.writeFileAtomic(pkPath, pk, 'phone-key');
     }
-    if (!(await this.#d.luks.testKey(device, pk, signal)))
+    if (pkNew || !(await this.#d.luks.testKey(device, pk, signal)))
       await this.#d.luks.addKey(device, auth, pk, { pbkdf: MACHINE_KEY_PBKDF, signal });
 
     this.#emit({ state: 'formatting', step: 'header-backup', device });
