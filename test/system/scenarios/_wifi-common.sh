@@ -23,8 +23,7 @@ driver=nl80211
 ssid=$WIFI_SSID
 hw_mode=g
 channel=6
-country_code=DE
-ieee80211d=1
+country_code=US
 wpa=2
 wpa_key_mgmt=WPA-PSK
 rsn_pairwise=CCMP
@@ -35,7 +34,7 @@ C
   ip addr add "$WIFI_AP_ADDR/24" dev wlan0
   hostapd -B -P /run/vt-hostapd.pid -f /tmp/hostapd.log /run/vt-hostapd.conf ||
     vt_fail "hostapd did not start: $(tail -n1 /tmp/hostapd.log)"
-  vt_wait 20 grep -q AP-ENABLED /tmp/hostapd.log || vt_fail "hostapd: AP not enabled: $(tail -n1 /tmp/hostapd.log)"
+  vt_wait 90 grep -q AP-ENABLED /tmp/hostapd.log || vt_fail "hostapd: AP not enabled: $(tail -n1 /tmp/hostapd.log)"
   dnsmasq --conf-file=/dev/null --user=root --interface=wlan0 --bind-interfaces --port=0 \
     --dhcp-range=192.0.2.50,192.0.2.60,1h --dhcp-leasefile=/tmp/dnsmasq.leases \
     --pid-file=/run/vt-dnsmasq.pid --log-dhcp --log-facility=/tmp/dnsmasq.log ||

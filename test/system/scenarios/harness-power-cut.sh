@@ -2,7 +2,7 @@
 # Harness self-test for power-cut scenarios (storage, OTA): boot 1 writes one file with fsync
 # and one without, then the host SIGKILLs qemu at the marker; boot 2 sees the same data disk:
 # the fsynced file survived intact, the unsynced one did not.
-# @timeout 90
+# @timeout 180
 # @boots 2
 # @disk data 64M
 # @kill-at 1 after-writes

@@ -1,6 +1,6 @@
 // Issue 4c: frames captured from vivid (virtual V4L2 camera) through v4l2-camera-ts.
 // @group kernel
-// @timeout 120
+// @timeout 180
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check, log, outDir, scenario } from '../guest/harness.js';

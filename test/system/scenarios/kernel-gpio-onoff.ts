@@ -1,7 +1,7 @@
 // Issue 4e: an input edge on gpio-mockup seen through onoff, and an output line driven
 // through onoff. Lines are resolved from the chip's label and base, never hard-coded.
 // @group kernel
-// @timeout 120
+// @timeout 180
 import { Gpio } from 'onoff';
 import { check, fail, log, scenario } from '../guest/harness.js';
 import { driveMockupLine, loadGpioMockup, readMockupLine } from '../guest/devices.js';

@@ -2,7 +2,7 @@
 # Issue 4a: LUKS2 on a real dm-crypt: format, open, mkfs, mount, write, close, reopen, read
 # back; the plaintext never reaches the raw disk; a wrong key does not open it.
 # @group kernel
-# @timeout 240
+# @timeout 300
 # @disk luks 64M
 set -u
 DEV=$(vt_disk luks)

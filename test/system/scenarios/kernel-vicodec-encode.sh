@@ -2,7 +2,7 @@
 # Issue 4d: an encode through vicodec's memory-to-memory interface (V4L2 M2M: raw frames on
 # the OUTPUT queue, FWHT bitstream on the CAPTURE queue), decoded back and compared (PSNR).
 # @group kernel
-# @timeout 240
+# @timeout 300
 set -u
 W=640 H=480 N=10
 vt_vicodec

@@ -5,7 +5,7 @@
 // (ending on 2.0.0, verified), then restores the 1.0.0 baseline and cuts at the next step.
 // All 38 numbered points are crashed on the host (test/ota/agent.test.ts); here each cut costs
 // a boot, so one point per step label.
-// @timeout 300
+// @timeout 600
 // @boots 6
 // @disk data 256M
 // @memory 2048
