@@ -69,6 +69,9 @@ function unit(lines: readonly string[]): string {
   return lines.join('\n') + '\n';
 }
 
+/** systemd's device unit for /dev/disk/by-partuuid/5649474c-07 ("-" escaped as \x2d). */
+export const DATA_DEVICE_UNIT = 'dev-disk-by\\x2dpartuuid-5649474c\\x2d07.device';
+
 export function growUnit(): string {
   return unit([
     '[Unit]',
@@ -76,7 +79,9 @@ export function growUnit(): string {
     'Documentation=file:/opt/vigil/docs/image.md',
     `ConditionPathExists=!${IMAGE_PATHS.growDone}`,
     'DefaultDependencies=no',
-    'After=local-fs.target',
+    // the data partition has no filesystem, so nothing else waits for its device node
+    `Wants=${DATA_DEVICE_UNIT}`,
+    `After=local-fs.target ${DATA_DEVICE_UNIT}`,
     'Before=vigil-hub.service',
     '',
     '[Service]',
@@ -99,7 +104,8 @@ export function twinReportUnit(): string {
     '[Unit]',
     'Description=Vigil twin: report hub state on the console for the system test',
     'ConditionKernelCommandLine=vigil.report=1',
-    'After=vigil-hub.service',
+    // not After=vigil-hub.service: a hub that never signals READY must still be reported
+    'After=vigil-grow-data.service',
     '',
     '[Service]',
     'Type=oneshot',
@@ -107,7 +113,7 @@ export function twinReportUnit(): string {
     'StandardError=journal+console',
     `ExecStart=${IMAGE_PATHS.cli} image twin-report`,
     'ExecStopPost=/usr/bin/systemctl --no-block poweroff',
-    'TimeoutStartSec=600',
+    'TimeoutStartSec=1200',
     '',
     '[Install]',
     'WantedBy=multi-user.target',
@@ -117,8 +123,8 @@ export function twinReportUnit(): string {
 export function fstab(layout: Layout): string {
   return [
     '# Vigil - the root filesystem comes from the kernel command line (root=PARTUUID=..., per slot).',
-    `PARTUUID=${partUuid(layout, 'boot-a')} ${IMAGE_PATHS.firmware} vfat defaults,nofail,noatime,umask=0022,x-systemd.device-timeout=15s 0 2`,
-    `PARTUUID=${partUuid(layout, 'provisioning')} ${IMAGE_PATHS.provisioning} vfat defaults,nofail,noatime,umask=0077,x-systemd.device-timeout=15s 0 2`,
+    `PARTUUID=${partUuid(layout, 'boot-a')} ${IMAGE_PATHS.firmware} vfat defaults,nofail,noatime,umask=0022,x-systemd.device-timeout=90s 0 2`,
+    `PARTUUID=${partUuid(layout, 'provisioning')} ${IMAGE_PATHS.provisioning} vfat defaults,nofail,noatime,umask=0077,x-systemd.device-timeout=90s 0 2`,
     '',
   ].join('\n');
 }

@@ -19,6 +19,7 @@ export interface TwinReportOptions {
   readonly runner?: Runner;
   readonly timeoutMs?: number;
   readonly pollMs?: number;
+  readonly settleMs?: number;
 }
 
 /** Interfaces in AP mode per `iw dev`. */
@@ -45,8 +46,11 @@ async function processRunning(paths: HostPaths, name: string): Promise<boolean> 
 export async function twinReport(o: TwinReportOptions): Promise<number> {
   const runner = o.runner ?? run;
   const paths = HostPaths.fromEnv(o.env);
-  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
+  const deadline = Date.now() + (o.timeoutMs ?? 900_000);
   const poll = o.pollMs ?? 1000;
+  // once the hub reports a state, give it this long to reach pairing with the hotspot up
+  const settleMs = o.settleMs ?? 180_000;
+  let firstStatusAt: number | undefined;
   let state = 'none';
   let aps: string[];
   let hostapd: boolean;
@@ -65,7 +69,10 @@ export async function twinReport(o: TwinReportOptions): Promise<number> {
     } catch {
       aps = [];
     }
-    if ((state === 'pairing' && hostapd && aps.length > 0) || Date.now() > deadline) break;
+    if (state !== 'none' && firstStatusAt === undefined) firstStatusAt = Date.now();
+    const settled = firstStatusAt !== undefined && Date.now() - firstStatusAt > settleMs;
+    if ((state === 'pairing' && hostapd && aps.length > 0) || settled || Date.now() > deadline)
+      break;
     await new Promise((r) => setTimeout(r, poll));
   }
   const machineId = (await readFile(paths.host('/etc/machine-id'), 'utf8').catch(() => '')).trim();

@@ -105,6 +105,7 @@ t.test('units: grow once before the hub; twin report only on request', async (t)
   const g = growUnit();
   t.match(g, /ConditionPathExists=!\/var\/lib\/vigil\/\.data-partition-grown/);
   t.match(g, /Before=vigil-hub.service/);
+  t.match(g, /^Wants=dev-disk-by\\x2dpartuuid-5649474c\\x2d07\.device$/m);
   t.match(g, /ExecStart=\/usr\/bin\/vigil image grow-data/);
   const r = twinReportUnit();
   t.match(r, /ConditionKernelCommandLine=vigil.report=1/);

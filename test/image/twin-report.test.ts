@@ -56,6 +56,25 @@ t.test('reports ok once the hub pairs and hostapd runs an AP', async (t) => {
   ]);
 });
 
+t.test(
+  'a hub stuck in another state is reported after the settle time, not the whole deadline',
+  async (t) => {
+    const dir = t.testdir();
+    await root(dir, 'locked', false);
+    const lines: string[] = [];
+    const rc = await twinReport({
+      print: (l) => lines.push(l),
+      env: { VIGIL_ROOT: dir },
+      runner: iw(''),
+      timeoutMs: 3_600_000, // an hour: waiting for it would time the test out
+      settleMs: 50,
+      pollMs: 10,
+    });
+    t.equal(rc, 1);
+    t.ok(lines.includes('VIGIL-TWIN state=locked'));
+  },
+);
+
 t.test('reports fail with what it saw when the deadline passes', async (t) => {
   const dir = t.testdir();
   await root(dir, 'locked', false);
