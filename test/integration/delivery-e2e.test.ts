@@ -117,18 +117,33 @@ t.test(
       },
     });
     closers.unshift(() => pipeline.stop());
+    const seen = { motionEnd: false };
+    pipeline.on((e) => {
+      if (e.type === 'motion-end') seen.motionEnd = true;
+    });
     await pipeline.start();
     await waitFor(pipeline, (e) => e.type === 'motion-start');
     // the outage begins while the clip is being recorded and streamed
     await relay.close();
     const down = Date.now();
-    await waitFor(pipeline, (e) => e.type === 'motion-end');
+    // Stay down until the hub has clip bytes queued and has failed to send them (on a busy
+    // machine the encoder may lag behind the motion events), and for at least OUTAGE_MS.
+    const deadline = Date.now() + 60_000;
+    while (!(uplink.status().state === 'backoff' && uplink.status().queuedSegments > 0)) {
+      if (Date.now() > deadline)
+        throw new Error('the uplink never queued anything during the outage');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await new Promise((r) => setTimeout(r, Math.max(0, OUTAGE_MS - (Date.now() - down))));
     t.ok(
       uplink.status().queuedSegments > 0,
       `backlog kept on the hub during the outage (${uplink.status().queuedSegments} segments)`,
     );
     relay = await startRelay({ dataDir: join(root, 'relay'), logger: SILENT, port });
+    while (!seen.motionEnd) {
+      if (Date.now() > deadline) throw new Error('motion never ended');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await new Promise((r) => setTimeout(r, 2500)); // post-roll: let the clip close
     await pipeline.stop();
     await pipeline.idle();
