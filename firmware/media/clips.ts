@@ -154,6 +154,8 @@ export class ClipRecorder {
   #chain: Promise<void> = Promise.resolve();
   #clipsClosed = 0;
   #thumbnails = 0;
+  /** Motion arrived with no stream yet (encoder starting/restarting): open on the next GOP. */
+  #waitingForStream: string | undefined;
 
   constructor(d: ClipRecorderDeps) {
     this.#d = d;
@@ -192,6 +194,12 @@ export class ClipRecorder {
   }
 
   onFragment(f: Fragment): void {
+    // Motion began before the encoder had a stream: the clip starts with this GOP.
+    if (!this.#clip && this.#waitingForStream !== undefined && this.#motionActive && this.#init) {
+      const reason = this.#waitingForStream;
+      this.#waitingForStream = undefined;
+      this.#open(reason, 0);
+    }
     this.ring.push(f);
     const clip = this.#clip;
     if (!clip) return;
@@ -216,6 +224,7 @@ export class ClipRecorder {
   }
 
   motionEnded(): void {
+    this.#waitingForStream = undefined;
     if (!this.#motionActive) return;
     this.#motionActive = false;
     this.#motionEndedAt = this.#now();
@@ -237,9 +246,11 @@ export class ClipRecorder {
   #open(reason: string, preRollS: number): void {
     const init = this.#init;
     if (!init) {
-      // No stream yet: nothing to record. The next fragment can't open a clip
-      // without an init segment, so wait for motion to be re-reported.
-      this.#d.logger.warn('motion before the encoder produced a stream; no clip', { reason });
+      // No stream yet (encoder starting or restarting): the clip opens with the first GOP.
+      this.#d.logger.info('motion before the encoder produced a stream; clip waits for it', {
+        reason,
+      });
+      this.#waitingForStream = reason;
       return;
     }
     const pre = preRollS > 0 ? this.ring.preRoll(preRollS) : [];

@@ -144,6 +144,15 @@ t.test('encoder lost mid-clip: the clip is closed at its last whole fragment', a
   rec.motionStarted('again');
   await rec.idle();
   t.equal(sealer.of('clip').length, 1, 'no clip without a new init segment');
+  rec.onInit(INIT);
+  feed(3);
+  await rec.idle();
+  t.equal(
+    sealer.of('clip').length,
+    2,
+    'the waiting clip opens with the first GOP of the new stream',
+  );
+  t.equal(sealer.of('clip')[1]?.chunks.length, 2, 'init + that GOP (no pre-roll to give)');
   const p = await probe(MemorySealer.bytes(clip));
   t.ok(Math.abs(p.duration - 3) < 0.25);
 });
