@@ -3,7 +3,7 @@
 // (software, reported loudly), then vivid -> ffmpeg/libx264 fMP4 -> an event clip sealed with
 // the real MLS sealer, decrypted by a paired companion and checked with ffprobe; finally a
 // hot-unplug (driver unbind) parks the pipeline and a rebind brings it back.
-// @timeout 720
+// @timeout 900
 // @memory 2048
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -165,15 +165,19 @@ scenario(async () => {
     const opened = await phone.decryptItem(sink.bytes(clipId));
     const mp4 = join(outDir(), 'vivid-clip.mp4');
     await writeFile(mp4, opened.plaintext);
-    const probe = await run('ffprobe', [
-      '-v',
-      'error',
-      '-show_entries',
-      'format=duration:stream=codec_name,width,height',
-      '-of',
-      'json',
-      mp4,
-    ]);
+    const probe = await run(
+      'ffprobe',
+      [
+        '-v',
+        'error',
+        '-show_entries',
+        'format=duration:stream=codec_name,width,height',
+        '-of',
+        'json',
+        mp4,
+      ],
+      { timeoutMs: 300_000 },
+    );
     const j = JSON.parse(probe.stdout.toString()) as {
       format?: { duration?: string };
       streams?: { codec_name?: string; width?: number; height?: number }[];
