@@ -113,6 +113,7 @@ export class RetentionStore {
   readonly #log: Logger;
   readonly #now: () => number;
   #items = new Map<string, RetainedItem>();
+  #reconciled = false;
 
   constructor(deps: RetentionDeps) {
     this.#d = deps;
@@ -165,7 +166,14 @@ export class RetentionStore {
         this.#items.delete(id);
         changed = true;
       }
-    if (changed) await this.#save();
+    // Not saved here: reconciling is repeatable, and a full disk (the case retention exists for)
+    // must not stop the enforce() that frees space. The next add/markDelivered/enforce saves it.
+    this.#reconciled = changed;
+  }
+
+  /** True when the last load() found the index out of step with the tree. */
+  get reconciled(): boolean {
+    return this.#reconciled;
   }
 
   async #save(): Promise<void> {
@@ -243,7 +251,8 @@ export class RetentionStore {
         if (d) undeliveredDeleted.push(d);
       }
     }
-    if (deleted.length > 0) await this.#save();
+    if (deleted.length > 0 || this.#reconciled) await this.#save();
+    this.#reconciled = false;
     const after = deleted.length > 0 ? await this.#d.stats() : before;
     const bytesFreed = deleted.reduce((s, d) => s + d.bytes, 0);
     if (undeliveredDeleted.length > 0)

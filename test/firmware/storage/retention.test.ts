@@ -158,6 +158,7 @@ void t.test('index reconciles with the tree and survives reloads', async (t) => 
     ],
     'missing file dropped; unknown file adopted as undelivered',
   );
+  t.equal(store.reconciled, true);
   t.equal(await store.markDelivered('b'), true);
   t.equal(await store.markDelivered('b'), false);
   t.equal(await store.markDelivered('zzz'), false);
@@ -217,4 +218,32 @@ void t.test('bad input', async (t) => {
     store.enforce(policy({ minFreeBytes: 1, criticalFreeBytes: 2 })),
     /criticalFreeBytes/,
   );
+});
+
+void t.test('a full disk: load() writes nothing, enforce() frees space first', async (t) => {
+  const { put, root } = await tree(t, 1000);
+  await put('d1', 'clips', 500, 2, true);
+  await mkdir(join(root, 'pending'), { recursive: true });
+  await writeFile(join(root, 'pending', 'stray.bin'), Buffer.alloc(480));
+  const writes: string[] = [];
+  const watched = new RetentionStore({
+    root,
+    fs: new (class extends DurableFs {
+      override async writeFileAtomic(p: string, d: Uint8Array | string, l?: string): Promise<void> {
+        writes.push(p);
+        await super.writeFileAtomic(p, d, l);
+      }
+    })(),
+    logger: new MemoryLogger(),
+    now: () => NOW,
+    stats: async () => ({ totalBytes: 1000, freeBytes: 20 }),
+  });
+  await watched.load();
+  t.same(writes, [], 'nothing written while the disk is full');
+  const r = await watched.enforce(policy({ minFreeBytes: 100 }));
+  t.same(
+    r.deleted.map((d) => d.id),
+    ['d1'],
+  );
+  t.equal(writes.length, 1, 'index saved after space was freed');
 });
