@@ -31,7 +31,13 @@ const logger = new JsonLogger('hub', {
 });
 logger.secrets.add(d.wpaPassphrase);
 const paths = new HostPaths(join(dir, 'root'));
+const t0 = Date.now();
+const step = (what: string): void => {
+  process.stderr.write(`hub: ${what} (+${Date.now() - t0} ms)\n`);
+};
+step('loading MLS');
 const p = await loadMlsProfile();
+step('MLS loaded');
 const hub = await MlsHub.open({
   dir: join(dir, 'mls'),
   fs: new DurableFs(),
@@ -60,7 +66,9 @@ const ctl = new PairingController({
 ctl.on('handoff', (o) => {
   void writeFile(join(dir, 'handoff.json'), JSON.stringify(o));
 });
+step('opening the pairing window');
 await ctl.open('first-boot');
+step('pairing window open');
 await writeFile(join(dir, 'ready'), 'ready\n');
 process.on('SIGTERM', () => {
   void ctl.close().then(() => process.exit(0));

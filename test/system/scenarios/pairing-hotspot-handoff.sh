@@ -4,12 +4,13 @@
 # router" AP in netns home (wlan2). A label with the wrong secret cannot even associate
 # (WPA2); the right label pairs over MLS, sends the home Wi-Fi over the config group, and
 # the hub leaves AP mode and joins the home network.
-# @timeout 300
+# @timeout 600
 set -u
 VIGIL="node /vigil/dist/bin/vigil.js"
 HUB=/tmp/hub
 mkdir -p $HUB
 cleanup() {
+  cp /tmp/hub.log /tmp/factory.log /tmp/home-hostapd.log "$VT_OUT/" 2>/dev/null
   [ -n "${hubpid:-}" ] && kill "$hubpid" 2>/dev/null
   [ -s /run/home-hostapd.pid ] && kill "$(cat /run/home-hostapd.pid)" 2>/dev/null
   return 0
@@ -47,7 +48,7 @@ bundle=$(ls -d /tmp/batch/bundles/*)
 # --- the hub ---
 HUB_DIR=$HUB HUB_BUNDLE=$bundle node /vigil/dist/test/system/scenarios/_pairing-hub.js 2>/tmp/hub.log &
 hubpid=$!
-vt_wait 90 test -e $HUB/ready || vt_fail "hub did not open its pairing hotspot: $(tail -n3 /tmp/hub.log)"
+vt_wait 240 test -e $HUB/ready || vt_fail "hub did not open its pairing hotspot: $(tail -n3 /tmp/hub.log)"
 ssid=$(iw dev wlan0 info | sed -n 's/^\s*ssid //p')
 case $ssid in Vigil-??????) ;; *) vt_fail "hotspot SSID '$ssid' is not Vigil-<short id>" ;; esac
 pgrep -f 'vigil/hotspot/hostapd.conf' >/dev/null || vt_fail "no hub hostapd"

@@ -11,7 +11,7 @@ set -u
 st_setup aes-xts
 if [ "$VT_BOOT" -eq 1 ]; then
   vigil storage unlock >/run/u.out 2>&1 &
-  vt_wait 60 test -s "$ST_RECORD" || vt_fail "first boot never started formatting"
+  vt_wait 600 test -s "$ST_RECORD" || vt_fail "first boot never started formatting"
   vt_cut_here formatting
 fi
 st_unlock 0
