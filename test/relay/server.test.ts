@@ -562,3 +562,56 @@ t.test('up messages, long-poll and live records', async (t) => {
     'requests are logged (without bodies)',
   );
 });
+
+t.test('serves HTTPS directly with a certificate', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  t.teardown(cleanup);
+  const { run } = await import('../../hw/os/run.js');
+  const { readFile } = await import('node:fs/promises');
+  const { request } = await import('node:https');
+  await run(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${dir}/key.pem`,
+      '-out',
+      `${dir}/cert.pem`,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { timeoutMs: 30_000 },
+  );
+  const cert = await readFile(`${dir}/cert.pem`);
+  const { startRelay } = await import('../../relay/server.js');
+  const { SILENT } = await import('../../firmware/log/logger.js');
+  const relay = await startRelay({
+    dataDir: `${dir}/data`,
+    logger: SILENT,
+    tls: { cert, key: await readFile(`${dir}/key.pem`) },
+  });
+  t.teardown(() => relay.close());
+  t.match(relay.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${relay.url}/v1/health`, { ca: cert }, (res) => {
+      let s = '';
+      res.on('data', (d: Buffer) => (s += d.toString()));
+      res.on('end', () => {
+        resolve(s);
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.same(JSON.parse(body), { ok: true }, 'health over TLS, certificate verified');
+});
