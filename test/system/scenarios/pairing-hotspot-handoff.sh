@@ -26,8 +26,9 @@ interface=wlan2
 driver=nl80211
 ssid=HomeNet
 hw_mode=g
+# no country_code: a regulatory update requested from inside a netns can leave hostapd in
+# COUNTRY_UPDATE; the home router is scenery, the hub (root netns) sets its country itself
 channel=6
-country_code=DE
 wpa=2
 wpa_key_mgmt=WPA-PSK
 rsn_pairwise=CCMP
