@@ -1,17 +1,25 @@
 /** Test helper: decode QR codes with Debian's zbarimg (an independent decoder). */
 import { run } from '../../hw/os/run.js';
 
-/** One decoded payload per input file, in file order ('' when a file had no code). */
+const ARGS = ['-q', '--raw', '-Sdisable', '-Sqrcode.enable'];
+
+async function zbar(files: readonly string[]): Promise<string[]> {
+  const r = await run('zbarimg', [...ARGS, ...files], { okExitCodes: [0, 4], timeoutMs: 120_000 });
+  return r.stdout
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l !== '');
+}
+
+/**
+ * One decoded payload per input file, in file order ('' when a file had no
+ * code). One zbarimg run for all files (it prints codes in input order); if the
+ * count does not match, file by file so the caller sees which one failed.
+ */
 export async function zbarDecode(files: readonly string[]): Promise<string[]> {
+  const all = await zbar(files);
+  if (all.length === files.length) return all;
   const out: string[] = [];
-  // zbarimg prints codes in input order; one call per file keeps the mapping exact.
-  for (let i = 0; i < files.length; i += 1) {
-    const f = files[i]!;
-    const r = await run('zbarimg', ['-q', '--raw', '-Sdisable', '-Sqrcode.enable', f], {
-      okExitCodes: [0, 4],
-      timeoutMs: 30_000,
-    });
-    out.push(r.stdout.toString('utf8').trim());
-  }
+  for (const f of files) out.push((await zbar([f])).join('|'));
   return out;
 }
