@@ -65,7 +65,13 @@ await runStep('lint', 'npm', ['run', '--silent', 'lint']);
 await runStep('format', 'npm', ['run', '--silent', 'format:check']);
 await runStep('unit', 'npx', ['tap', '--reporter=tap'], { tap: true });
 // image: the amd64 twin built twice + compared (~20 min), before the system suite boots it (docs/image.md)
-if (process.env.VIGIL_IMAGE_CI === '1' || process.env.VIGIL_IMAGE_ARM64 === '1') await runStep('image', 'npx', ['tap', '--reporter=tap', '--disable-coverage', '--timeout=5400', 'test/image/ci-image.ts'], { tap: true });
+if (process.env.VIGIL_IMAGE_CI === '1' || process.env.VIGIL_IMAGE_ARM64 === '1')
+  await runStep(
+    'image',
+    'npx',
+    ['tap', '--reporter=tap', '--disable-coverage', '--timeout=5400', 'test/image/ci-image.ts'],
+    { tap: true },
+  );
 if (process.env.VIGIL_SKIP_SYSTEM !== '1') {
   await runStep('system', 'npm', ['run', '--silent', 'test:system'], { tap: true });
 }
