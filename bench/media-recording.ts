@@ -43,7 +43,9 @@ const every = arg('motion-every', 60);
 const motionFor = arg('motion-for', 10);
 const warmupS = 15;
 /** Extra node flags for the hub process, e.g. --node-flags=--max-semi-space-size=2 */
-const nodeFlags = (process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? '')
+const nodeFlags = (
+  process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? ''
+)
   .split(' ')
   .filter(Boolean);
 
