@@ -255,12 +255,11 @@ export class OtaAgent {
       trusted = await client.refresh();
     } catch (e) {
       if (e instanceof VerifyError) {
-        const o: OtaOutcome = {
-          kind: 'refused',
-          reason: e.message,
-          failure: e.failure,
-          version: installed,
-        };
+        // An unreachable or slow repository is a failure to retry, not a refusal.
+        const o: OtaOutcome =
+          e.failure === 'fetch'
+            ? { kind: 'failed', reason: e.message, version: installed }
+            : { kind: 'refused', reason: e.message, failure: e.failure, version: installed };
         await this.#report(o);
         return o;
       }

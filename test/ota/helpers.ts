@@ -257,7 +257,9 @@ export function makeAgent(
     transport: new FetchTransport({ timeoutMs: 5000, idleMs: 5000 }),
     repoUrl: repo.server.url,
     channel: 'stable',
-    probe: new ProcessTrialProbe(),
+    // A clean environment: children must not inherit tap's coverage collection (slow, and
+    // not this module's coverage anyway).
+    probe: new ProcessTrialProbe({ env: { PATH: process.env.PATH } }),
     health: { check: async () => (opts.health ?? healthy)() },
     busy: { isBusy: opts.busy ?? (() => false) },
     reporter: { report: (o) => void outcomes.push(o) },
