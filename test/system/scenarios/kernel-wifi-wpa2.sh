@@ -35,7 +35,7 @@ socat "TCP-LISTEN:7000,bind=$WIFI_AP_ADDR,reuseaddr,fork" EXEC:cat &
 srv=$!
 vt_wait 60 sh -c "ss -ltn | grep -q '$WIFI_AP_ADDR:7000'" || vt_fail "echo server did not listen"
 token="vigil-$RANDOM-$RANDOM"
-got=$(echo "$token" | vt_in phone socat -t 5 - "TCP:$WIFI_AP_ADDR:7000,connect-timeout=5")
+got=$(echo "$token" | vt_in phone socat -t 60 - "TCP:$WIFI_AP_ADDR:7000,connect-timeout=30")
 kill "$srv" 2>/dev/null
 [ "$got" = "$token" ] || vt_fail "TCP round trip: sent '$token', got '$got'"
 vt_log "TCP round trip over WPA2 ok ($lease -> $WIFI_AP_ADDR)"
