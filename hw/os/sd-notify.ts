@@ -7,24 +7,9 @@
  * Watchdog: when WATCHDOG_USEC is set (and WATCHDOG_PID, if set, is us),
  * `startWatchdog()` sends WATCHDOG=1 every WATCHDOG_USEC / 2.
  */
-import { createRequire } from 'node:module';
 import { VigilError } from '../../protocol/errors.js';
-
-interface UnixDgramSocket {
-  send(buf: Buffer, offset: number, length: number, path: string, cb?: (err?: Error) => void): void;
-  bind(path: string): void;
-  close(): void;
-  on(event: 'error', cb: (err: Error) => void): void;
-  on(event: 'message', cb: (msg: Buffer) => void): void;
-}
-interface UnixDgramModule {
-  createSocket(type: 'unix_dgram', onMessage?: (msg: Buffer) => void): UnixDgramSocket;
-}
-
-const require = createRequire(import.meta.url);
-function dgram(): UnixDgramModule {
-  return require('unix-dgram') as UnixDgramModule;
-}
+import { createUnixDgramSocket } from './unix-dgram.js';
+import type { UnixDgramSocket } from './unix-dgram.js';
 
 export interface Notifier {
   /** Send raw `KEY=value` lines. */
@@ -75,7 +60,7 @@ export class SdNotify implements Notifier {
     }
     const msg = Buffer.from(lines.join('\n'), 'utf8');
     return new Promise((resolve, reject) => {
-      const sock = dgram().createSocket('unix_dgram');
+      const sock = createUnixDgramSocket();
       sock.on('error', (err) => {
         sock.close();
         reject(new VigilError('ENOTIFY', `sd_notify failed: ${err.message}`, { cause: err }));
@@ -140,7 +125,7 @@ export class NotifyListener {
 
   constructor(path: string) {
     this.path = path;
-    this.#sock = dgram().createSocket('unix_dgram', (buf) => {
+    this.#sock = createUnixDgramSocket((buf) => {
       const m: Record<string, string> = {};
       for (const line of buf.toString('utf8').split('\n')) {
         const i = line.indexOf('=');

@@ -4,14 +4,17 @@
  * text commands answered by one datagram; after ATTACH the daemon also sends
  * unsolicited events "<level>EVENT args" (e.g. "<3>AP-STA-CONNECTED 02:..").
  *
- * Node has no AF_UNIX SOCK_DGRAM, so this uses node-unix-socket (napi-rs,
- * prebuilt for linux x64/arm64; docs/decisions.md). Secrets sent over the
+ * Node has no AF_UNIX SOCK_DGRAM, so this uses the `unix-dgram` addon through
+ * hw/os/unix-dgram.ts (built from source: works on x64 and arm64; the napi-rs
+ * package node-unix-socket was dropped because its arm64 builds were never
+ * published, see docs/decisions.md). Secrets sent over the
  * socket (SET_NETWORK psk) never appear in argv.
  */
 import { EventEmitter } from 'node:events';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DgramSocket } from 'node-unix-socket';
+import { createUnixDgramSocket } from '../os/unix-dgram.js';
+import type { UnixDgramSocket } from '../os/unix-dgram.js';
 import { VigilError } from '../../protocol/errors.js';
 
 export class WifiCtrlError extends VigilError {
@@ -53,7 +56,7 @@ export interface WpaCtrlEvents {
 }
 
 export class WpaCtrl extends EventEmitter<WpaCtrlEvents> {
-  readonly #sock: DgramSocket;
+  readonly #sock: UnixDgramSocket;
   readonly #remote: string;
   readonly #local: string;
   readonly #defaultTimeout: number;
@@ -61,13 +64,13 @@ export class WpaCtrl extends EventEmitter<WpaCtrlEvents> {
   #pending: Pending | undefined;
   #closed = false;
 
-  private constructor(sock: DgramSocket, remote: string, local: string, timeoutMs: number) {
+  private constructor(sock: UnixDgramSocket, remote: string, local: string, timeoutMs: number) {
     super();
     this.#sock = sock;
     this.#remote = remote;
     this.#local = local;
     this.#defaultTimeout = timeoutMs;
-    sock.on('data', (buf: Buffer) => {
+    sock.on('message', (buf: Buffer) => {
       this.#onData(buf.toString('utf8'));
     });
     sock.on('error', (err: Error) => {
@@ -91,7 +94,7 @@ export class WpaCtrl extends EventEmitter<WpaCtrlEvents> {
     seq += 1;
     const local = join(localDir, `ctrl-${process.pid}-${seq}`);
     await rm(local, { force: true });
-    const sock = new DgramSocket();
+    const sock = createUnixDgramSocket();
     sock.bind(local);
     const ctrl = new WpaCtrl(sock, remotePath, local, timeoutMs);
     try {
@@ -160,7 +163,7 @@ export class WpaCtrl extends EventEmitter<WpaCtrlEvents> {
       }, timeoutMs);
       this.#pending = { resolve, reject, timer };
       const buf = Buffer.from(command, 'utf8');
-      this.#sock.sendTo(buf, 0, buf.length, this.#remote, (err) => {
+      this.#sock.send(buf, 0, buf.length, this.#remote, (err) => {
         if (err && this.#pending?.timer === timer) {
           this.#pending = undefined;
           clearTimeout(timer);

@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtemp, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DgramSocket } from 'node-unix-socket';
+import { createUnixDgramSocket } from '../../../hw/os/unix-dgram.js';
 import { spawnProcess } from '../../../hw/os/run.js';
 import { WpaCtrl, WifiCtrlError, parseCtrlEvent } from '../../../hw/wifi/ctrl.js';
 import type { CtrlEvent } from '../../../hw/wifi/ctrl.js';
@@ -62,15 +62,16 @@ void t.test('timeouts, a missing socket, and a silent daemon', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-ctrl-'));
   await t.rejects(WpaCtrl.open(join(dir, 'nope'), join(dir, 'client'), 200), WifiCtrlError);
   // a "daemon" that answers PING and then goes quiet
-  const server = new DgramSocket();
+  const server = createUnixDgramSocket();
   server.bind(join(dir, 'srv'));
   t.teardown(() => {
     server.close();
   });
-  server.on('data', (buf: Buffer, from: string) => {
-    if (buf.toString() === 'PING') server.sendTo(Buffer.from('PONG\n'), 0, 5, from);
+  server.on('message', (buf: Buffer, rinfo) => {
+    const from = rinfo.path ?? '';
+    if (buf.toString() === 'PING') server.send(Buffer.from('PONG\n'), 0, 5, from);
     if (buf.toString() === 'EV')
-      server.sendTo(Buffer.from('<3>AP-STA-CONNECTED 02:00:00:00:01:00'), 0, 37, from);
+      server.send(Buffer.from('<3>AP-STA-CONNECTED 02:00:00:00:01:00'), 0, 37, from);
   });
   const c = await WpaCtrl.open(join(dir, 'srv'), join(dir, 'client'), 200);
   await t.rejects(c.request('STATUS', 100), { code: 'ECTRL_TIMEOUT' });
