@@ -72,21 +72,31 @@ export interface V4l2CameraOptions {
 }
 
 export class V4l2Camera implements Camera {
-  readonly id: string;
   readonly kind = 'v4l2' as const;
   readonly #b: V4l2Binding;
+  /** The node path; it can change when the device comes back as another /dev/videoN. */
+  #path: string;
+  /** driver/card/bus of the device first seen at #path: how we recognise it after a replug. */
+  #identity: string | undefined;
   readonly #ffmpeg: string;
   readonly #frameTimeoutMs: number;
 
   constructor(opts: V4l2CameraOptions) {
     this.#b = opts.binding;
-    this.id = opts.path;
+    this.#path = opts.path;
     this.#ffmpeg = opts.ffmpeg ?? 'ffmpeg';
     this.#frameTimeoutMs = opts.frameTimeoutMs ?? 5000;
   }
 
+  /** The current device node. */
+  get id(): string {
+    return this.#path;
+  }
+
   async capabilities(): Promise<CameraCapabilities> {
-    return capabilitiesOf(await this.#b.querycap(this.id));
+    const raw = await this.#b.querycap(this.#path);
+    this.#identity ??= identityOf(raw);
+    return capabilitiesOf(raw);
   }
 
   async formats(): Promise<readonly PixelFormatInfo[]> {
@@ -223,13 +233,27 @@ export class V4l2Camera implements Camera {
   }
 
   async present(): Promise<boolean> {
-    if (!(await this.#b.exists(this.id))) return false;
     try {
-      const caps = await this.capabilities();
-      return caps.capture;
+      if (await this.#b.exists(this.#path)) {
+        const raw = await this.#b.querycap(this.#path);
+        const ident = identityOf(raw);
+        this.#identity ??= ident;
+        if (ident === this.#identity) return capabilitiesOf(raw).capture;
+      }
     } catch {
-      return false;
+      /* gone or not answering: look elsewhere */
     }
+    // Replugged devices may come back under another node number: find it by identity.
+    if (this.#identity === undefined) return false;
+    for (const d of await discoverDevices(this.#b)) {
+      if (!d.caps.capture || d.caps.m2m) continue;
+      const raw = await this.#b.querycap(d.path).catch(() => undefined);
+      if (raw && identityOf(raw) === this.#identity) {
+        this.#path = d.path;
+        return true;
+      }
+    }
+    return false;
   }
 
   ffmpegInput(format: CameraFormat): readonly string[] {
@@ -255,6 +279,10 @@ export class V4l2Camera implements Camera {
   watch(onEvent: (e: CameraPresenceEvent) => void, intervalMs = 1000): () => void {
     return watchPresence(() => this.present(), onEvent, intervalMs);
   }
+}
+
+function identityOf(raw: RawCapability): string {
+  return `${raw.driver}|${raw.card}|${raw.busInfo}`;
 }
 
 export interface DiscoveredDevice {

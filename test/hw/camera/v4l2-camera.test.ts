@@ -189,3 +189,28 @@ t.test('camera-native H.264 settings go to the camera as V4L2 controls', async (
     'refusals are reported by name',
   );
 });
+
+t.test('a replugged camera that comes back as another node is found by identity', async (t) => {
+  const b = new FakeV4l2Binding()
+    .add('/dev/video0', vividLike())
+    .add('/dev/video5', vicodecEncoderLike());
+  const cam = new V4l2Camera({ binding: b, path: '/dev/video0' });
+  t.ok(await cam.present());
+  const dev = b.remove('/dev/video0');
+  t.notOk(await cam.present(), 'gone');
+  t.equal(cam.id, '/dev/video0');
+  if (dev) b.add('/dev/video2', dev);
+  t.ok(await cam.present(), 'back, as /dev/video2');
+  t.equal(cam.id, '/dev/video2');
+  t.same(
+    cam.ffmpegInput({ width: 320, height: 240, pixelFormat: 'YUYV', fps: 15 }).at(-1),
+    '/dev/video2',
+  );
+  // another camera (different identity) on the old node is not mistaken for ours
+  const other = new FakeV4l2Binding().add('/dev/video0', vividLike());
+  const c2 = new V4l2Camera({ binding: other, path: '/dev/video0' });
+  t.ok(await c2.present());
+  other.remove('/dev/video0');
+  other.add('/dev/video0', { ...vividLike(), cap: { ...vividLike().cap, busInfo: 'usb-other' } });
+  t.notOk(await c2.present(), 'a different device on the same node is not ours');
+});
