@@ -62,6 +62,11 @@ let failures = 0;
 function report(r: ScenarioResult): void {
   pointNo++;
   const secs = (r.ms / 1000).toFixed(1);
+  if (r.ok && r.skip !== undefined) {
+    out(`    ok ${pointNo} - ${r.name} # SKIP ${r.skip.replace(/\n/g, ' ')}`);
+    say(`SKIP ${r.name}: ${r.skip}`);
+    return;
+  }
   if (r.ok) {
     out(`    ok ${pointNo} - ${r.name} # time=${secs}s`);
     say(`PASS ${r.name} (${secs}s)`);
@@ -107,7 +112,9 @@ async function runHostScenario(
         say(`${s.name}: ${text}`);
       },
     });
-    await Promise.race([body, timeout]);
+    const res = await Promise.race([body, timeout]);
+    if (res !== undefined && 'skip' in res)
+      return { name: s.name, ok: true, skip: res.skip, ms: Date.now() - t0, consoleLogs };
     return { name: s.name, ok: true, ms: Date.now() - t0, consoleLogs };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);

@@ -86,12 +86,15 @@ export interface HostContext {
 }
 
 /** Default export of a `<area>-<name>.host.ts` scenario: resolve = pass, throw = fail. */
-export type HostScenario = (h: HostContext) => Promise<void>;
+/** Resolve to pass; `{ skip }` when there is nothing to run here (reported as TAP SKIP, never as a pass). */
+export type HostScenario = (h: HostContext) => Promise<{ readonly skip: string } | undefined>;
 
 export interface ScenarioResult {
   readonly name: string;
   readonly ok: boolean;
   readonly reason?: string;
+  /** Set when the scenario had nothing to run: TAP `# SKIP`, not counted as a pass. */
+  readonly skip?: string;
   readonly ms: number;
   readonly consoleLogs: readonly string[];
   readonly log?: string;

@@ -3,7 +3,7 @@
 // and the Vigil supervisor; the twin's report unit (vigil.report=1) prints the hub state and
 // the hotspot state on the console (VIGIL-TWIN lines) and powers off.
 // Uses image/out/qemu-amd64-ci/build-1 (CI's image step) or image/out/qemu-amd64, building the
-// twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it reports NOT RUN).
+// twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it is reported as SKIP).
 // VIGIL_TWIN_IMAGE=path picks another image.
 // VIGIL_TWIN_REQUIRE_PAIRING=1 also requires the pairing state with hostapd up on a hwsim radio.
 // @timeout 1800
@@ -53,10 +53,9 @@ const scenario: HostScenario = async (h) => {
   if (image === undefined) {
     // building the twin takes ~10 min: only CI's image step (VIGIL_IMAGE_CI=1) or an explicit
     // VIGIL_TWIN_BUILD=1 pays for it; otherwise this scenario has nothing to boot
-    h.log(
-      'NOT RUN: no twin image (set VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1, or build one with vigil image build --board qemu-amd64)',
-    );
-    return;
+    return {
+      skip: 'no twin image (set VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1, or build one with vigil image build --board qemu-amd64)',
+    };
   }
   h.log(`twin image: ${image}`);
   const table = await readTable(image);
@@ -127,5 +126,6 @@ const scenario: HostScenario = async (h) => {
   } finally {
     await rm(disk, { force: true });
   }
+  return undefined;
 };
 export default scenario;
