@@ -38,6 +38,7 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
   let boots = 1;
   let group: string | undefined;
   let memoryMiB = DEFAULT_MEMORY_MIB;
+  let quarantine: string | undefined;
   const killAt = new Map<number, string>();
   const disks = new Map<string, DiskSpec>([[SCRATCH_DISK.name, SCRATCH_DISK]]);
   for (const raw of text.split('\n')) {
@@ -77,6 +78,11 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
         else memoryMiB = r.data;
         break;
       }
+      case 'quarantine': {
+        if (value === '') bad('expected a reason');
+        quarantine = value;
+        break;
+      }
       case 'group': {
         if (words.length !== 1 || !NAME.test(words[0] ?? '')) bad('expected one name [a-z0-9-]');
         group = words[0];
@@ -97,7 +103,7 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
         break;
       }
       default:
-        bad('unknown key (timeout, boots, disk, kill-at, group, memory)');
+        bad('unknown key (timeout, boots, disk, kill-at, group, memory, quarantine)');
     }
   }
   for (const b of killAt.keys()) {
@@ -110,7 +116,7 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
   if (group !== undefined && (boots > 1 || killAt.size > 0)) {
     throw new ValidationError('@group is only for single-boot scenarios without @kill-at');
   }
-  return { timeoutSec, boots, killAt, disks: [...disks.values()], group, memoryMiB };
+  return { timeoutSec, boots, killAt, disks: [...disks.values()], group, memoryMiB, quarantine };
 }
 
 export interface Discovered {

@@ -17,6 +17,11 @@ export interface ScenarioHeader {
   readonly disks: readonly DiskSpec[];
   readonly group: string | undefined;
   readonly memoryMiB: number;
+  /**
+   * `@quarantine REASON`: not yet proven to pass; reported as SKIP with the reason
+   * (never as a pass) unless VIGIL_SYSTEM_ALL=1 runs it anyway.
+   */
+  readonly quarantine: string | undefined;
 }
 
 export interface Scenario {
