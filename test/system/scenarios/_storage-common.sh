@@ -29,6 +29,9 @@ st_setup() {
   export VIGIL_STORAGE_CIPHER=${1:-auto} VIGIL_KEY_DIR=/run/vigil/keys
   ST_MNT=$VIGIL_ROOT/var/lib/vigil/data
   ST_RECORD=$VIGIL_ROOT/var/lib/vigil/storage/record.json
+  # /run is a tmpfs on the board: nothing under it (locks, key files) survives a reboot.
+  # Here the board's root lives on the persist disk, so empty its /run at every boot.
+  rm -rf "$VIGIL_ROOT/run"
   echo "$OTP_A" >/run/otp.hex
   if [ "$VT_BOOT" -eq 1 ]; then
     mkdir -p "$VIGIL_ROOT/boot/vigil-provisioning"

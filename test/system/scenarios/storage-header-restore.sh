@@ -2,7 +2,6 @@
 # Storage: a corrupted LUKS header -> unlock fails with "header-corrupt" and nothing is
 # formatted; `vigil storage recovery restore-header` with the backup made at first boot
 # (escrowed to the phone) restores it; the OTP key unlocks again and the data is intact.
-# @quarantine not yet seen passing end to end in the VM (timed out on an overloaded host); run with VIGIL_SYSTEM_ALL=1
 # @timeout 900
 # @disk data 64M
 # @disk persist 16M

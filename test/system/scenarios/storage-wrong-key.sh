@@ -2,7 +2,6 @@
 # Storage: the OTP key no longer matches (another board / changed OTP) -> `locked` with a clear
 # status (exit 3, reason wrong-key); a wrong recovery key keeps it locked; the right recovery
 # key typed on stdin (lower case, spaces) unlocks and mounts it.
-# @quarantine not yet seen passing end to end in the VM (timed out on an overloaded host); run with VIGIL_SYSTEM_ALL=1
 # @timeout 900
 # @disk data 64M
 # @disk persist 16M
