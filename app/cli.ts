@@ -107,17 +107,23 @@ async function exists(p: string): Promise<boolean> {
 /** The E2EE phone when paired; the static development key when that is all there is. */
 export async function openCrypto(c: Ctx): Promise<CompanionCrypto> {
   if (await exists(`${e2eeDir(c.dir)}/phone.json`)) {
-    const [{ E2eePhone }, { LazyMlsProfile }, { E2eeCrypto }] = await Promise.all([
-      import('./e2ee/phone.js'),
-      import('../protocol/mls-profile.js'),
-      import('./e2ee-crypto.js'),
-    ]);
+    const [{ E2eePhone }, { LazyMlsProfile }, { E2eeCrypto }, { registerAppTopics }] =
+      await Promise.all([
+        import('./e2ee/phone.js'),
+        import('../protocol/mls-profile.js'),
+        import('./e2ee-crypto.js'),
+        import('./topics.js'),
+      ]);
     const phone = await E2eePhone.open({
       dir: e2eeDir(c.dir),
       fs: c.fs,
       profile: new LazyMlsProfile(),
     });
-    if (phone) return new E2eeCrypto(phone);
+    if (phone) {
+      const crypto = new E2eeCrypto(phone);
+      registerAppTopics(crypto, { dir: c.dir, fs: c.fs });
+      return crypto;
+    }
   }
   const key = await c.fs.readIfExists(devKeyPath(c.dir));
   if (key?.length === 32) {

@@ -22,10 +22,17 @@ function describe(m: Inbound): string {
   }
 }
 
+/**
+ * Handles one `app` topic from the hub (escrow, OTA reports, ...). Returns the
+ * line the CLI prints; the payload itself is the handler's to keep.
+ */
+export type PhoneAppHandler = (body: Uint8Array) => Promise<string>;
+
 export class E2eeCrypto implements CompanionCrypto {
   readonly phone: E2eePhone;
   /** Everything the hub sent, in order (the CLI prints these). */
   readonly inbound: Inbound[] = [];
+  readonly #appHandlers = new Map<string, PhoneAppHandler>();
 
   constructor(phone: E2eePhone) {
     this.phone = phone;
@@ -48,9 +55,18 @@ export class E2eeCrypto implements CompanionCrypto {
     return this.phone.heartbeat();
   }
 
+  /** Route `app` messages on `topic` to `handler` (one handler per topic). */
+  onApp(topic: string, handler: PhoneAppHandler): void {
+    this.#appHandlers.set(topic, handler);
+  }
+
   async receive(bytes: Uint8Array): Promise<string> {
     const m = await this.phone.receive(bytes);
     this.inbound.push(m);
+    if (m.kind === 'app') {
+      const h = this.#appHandlers.get(m.topic);
+      if (h) return h(m.body);
+    }
     return describe(m);
   }
 }

@@ -18,6 +18,7 @@ import type { VigilConfig } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
 import type { MediaPipeline } from '../media/pipeline.js';
 import type { MlsHub } from '../mls/hub.js';
+import type { ConfigChannel, RelayConfigChannel } from '../mls/config-channel.js';
 import type { PairingController } from '../pairing/controller.js';
 import type { Uplink } from '../uplink/uplink.js';
 import type { HubServices, UnlockResult } from './hub.js';
@@ -39,7 +40,13 @@ interface RelayAccountFile {
   readonly token: string;
 }
 
-export function createProductionServices(deps: ProductionDeps): Promise<HubServices> {
+/** The production services, plus what other wiring (escrow, OTA reports) needs once paired. */
+export interface ProductionServices extends HubServices {
+  /** The config group over the relay: set while the hub runs paired services. */
+  readonly configChannel: ConfigChannel | undefined;
+}
+
+export function createProductionServices(deps: ProductionDeps): Promise<ProductionServices> {
   const { config, paths } = deps;
   const log = deps.logger.child('services');
   const fs = new DurableFs();
@@ -51,6 +58,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<HubServi
   let pairing: PairingController | undefined;
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
+  let configChannel: RelayConfigChannel | undefined;
 
   async function loadIdentity(dataDir: string): Promise<NonNullable<typeof identity>> {
     if (identity) return identity;
@@ -97,7 +105,11 @@ export function createProductionServices(deps: ProductionDeps): Promise<HubServi
     return raw ? (JSON.parse(raw.toString('utf8')) as RelayAccountFile) : undefined;
   }
 
-  const services: HubServices = {
+  const services: ProductionServices = {
+    get configChannel(): ConfigChannel | undefined {
+      return configChannel;
+    },
+
     async unlockStorage(signal: AbortSignal): Promise<UnlockResult> {
       const { createRealStorage } = await import('../storage/real.js');
       const storage = await createRealStorage({
@@ -224,6 +236,18 @@ export function createProductionServices(deps: ProductionDeps): Promise<HubServi
         logger: log,
       });
       uplink.start();
+      const [{ RelayConfigChannel }, { RelayClient }] = await Promise.all([
+        import('../mls/config-channel.js'),
+        import('../../relay/client.js'),
+      ]);
+      configChannel = new RelayConfigChannel({
+        hub,
+        client: new RelayClient({ url: acct.url, token: acct.token }),
+        logger: log,
+        stateDir: join(dataDir, 'config'),
+        fs,
+      });
+      configChannel.start();
       const binding = new LibV4l2Binding();
       const devicePath = config.camera.device ?? (await discoverCameras(binding))[0]?.path;
       if (devicePath === undefined) throw new VigilError('ENOCAMERA', 'no V4L2 camera found');
@@ -256,7 +280,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<HubServi
 
     async stopServices(): Promise<void> {
       await media?.stop();
+      await configChannel?.stop();
       await uplink?.stop();
+      configChannel = undefined;
       media = undefined;
       uplink = undefined;
     },
@@ -272,6 +298,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<HubServi
       ...(identity ? { deviceId: identity.deviceId } : {}),
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),
+      ...(configChannel ? { configChannel: configChannel.status() } : {}),
       ...(pairing ? { pairing: { serving: pairing.serving, port: pairing.port ?? null } } : {}),
     }),
   };
