@@ -37,6 +37,7 @@ import type { Logger } from '../log/logger.js';
 import { createMediaPipeline } from '../media/pipeline.js';
 import type { MediaPipeline } from '../media/pipeline.js';
 import { MlsHub } from '../mls/hub.js';
+import { RelayConfigChannel } from '../mls/config-channel.js';
 import { PairingResponder } from '../mls/pairing-responder.js';
 import { MlsItemSealer } from '../mls/sealer.js';
 import type { ChildSupervisor } from '../supervisor/children.js';
@@ -156,6 +157,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
 
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
+  let configChannel: RelayConfigChannel | undefined;
   let phone: E2eePhone | undefined;
   const relayAccountFile = join(dataDir, 'relay-account.json');
 
@@ -203,6 +205,14 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
         backoff: { initialMs: 200, maxMs: 5000 },
       });
       uplink.start();
+      configChannel = new RelayConfigChannel({
+        hub: mls,
+        client: new RelayClient({ url: relay.url, token: device.token }),
+        logger: log.child('config'),
+        stateDir: join(dataDir, 'config'),
+        fs,
+      });
+      configChannel.start();
       const sealer = new MlsItemSealer({
         hub: mls,
         sink: uplink,
@@ -238,6 +248,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     },
     async stopServices(): Promise<void> {
       await media?.stop();
+      await configChannel?.stop();
       await uplink?.stop();
     },
     applyUpdate: () => Promise.resolve('rolled-back'),
@@ -246,6 +257,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
       relay: relay.url,
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),
+      ...(configChannel ? { configChannel: configChannel.status() } : {}),
     }),
   };
 

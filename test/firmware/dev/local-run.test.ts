@@ -3,7 +3,7 @@
 // simulated camera's motion produces an MLS-sealed clip and thumbnail, the
 // uplink carries them to the relay, the companion syncs and decrypts them, and
 // the viewer serves the event list.
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -12,6 +12,7 @@ import { startLocalRun } from '../../../firmware/dev/local-run.js';
 import { MemoryLogger } from '../../../firmware/log/logger.js';
 import { sleep } from '../../../firmware/supervisor/executor.js';
 import { run } from '../../../hw/os/run.js';
+import { RelayClient } from '../../../relay/client.js';
 
 // Under a loaded CI machine the simulated camera and x264 run slowly: be patient.
 t.setTimeout(600_000);
@@ -78,6 +79,22 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
     body.events.some((e) => e.seq === clip.seq),
     'the viewer lists the clip',
   );
+  // the hub answers the phone's config group through the relay (heartbeat -> ack)
+  const account = JSON.parse(await readFile(join(dir, 'app', 'relay.json'), 'utf8')) as {
+    url: string;
+    token: string;
+  };
+  await new RelayClient({ url: account.url, token: account.token }).postUp(
+    'config',
+    await lr.crypto.heartbeat(),
+  );
+  let acked = false;
+  for (let i = 0; i < 120 && !acked; i++) {
+    acked = lr.crypto.inbound.some((m) => m.kind === 'heartbeat-ack');
+    if (!acked) await sleep(250);
+  }
+  t.ok(acked, 'the hub acknowledged the heartbeat over the relay');
+
   const denied = await fetch(new URL('/api/events', lr.viewerUrl));
   t.equal(denied.status, 401, 'the viewer refuses requests without its token');
   const secret = logger.lines.filter((l) => /"(psk|secret|token)":"(?!\[redacted\])/.test(l));
