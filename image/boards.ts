@@ -55,6 +55,8 @@ export const RUNTIME_PACKAGES: readonly string[] = [
   'ca-certificates',
   'fake-hwclock',
   'procps',
+  // udhcpc: the hub's DHCP client on the home Wi-Fi (firmware/supervisor/production-services.ts)
+  'busybox',
   // headers + pkg-config file for building v4l2-camera-ts's addon against the image (sysroot)
   'libv4l-dev',
 ];
@@ -86,6 +88,12 @@ export interface Board {
     readonly provisioningMiB: number;
     readonly dataMiB: number;
   };
+  /**
+   * Modules the initramfs carries (MODULES=list): what mounting the root filesystem needs.
+   * Empty: Debian's default (MODULES=most). A short list keeps mkinitramfs fast under
+   * qemu-user emulation (MODULES=most runs modinfo per module: hours) and the initrd small.
+   */
+  readonly initramfsModules: readonly string[];
   /** Kernel modules loaded at boot (modules-load.d) and their options (modprobe.d). */
   readonly modules: readonly string[];
   readonly moduleOptions: readonly string[];
@@ -117,6 +125,9 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     piFirmware: true,
     console: 'console=ttyS1,115200 console=tty0',
     sizes: { bootMiB: 256, rootMiB: 2048, provisioningMiB: 16, dataMiB: 64 },
+    // root on the SD card: sdhci-iproc (Pi 4 emmc2), bcm2835 (sdhost: Pi 3, Zero 2 W),
+    // gpio-regulator (Pi 4's 1.8/3.3 V SD I/O switch); mmc_block is built in; ext4 + crc32c
+    initramfsModules: ['sdhci-iproc', 'bcm2835', 'gpio-regulator', 'ext4', 'crc32c_generic'],
     // legacy camera driver: H.264 straight from the VideoCore (needs start_x=1, gpu_mem=128)
     modules: ['bcm2835-v4l2'],
     moduleOptions: [],
@@ -141,6 +152,7 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     piFirmware: false,
     console: 'console=ttyS0,115200',
     sizes: { bootMiB: 128, rootMiB: 1536, provisioningMiB: 16, dataMiB: 64 },
+    initramfsModules: [],
     // the twin's "hardware": two simulated radios (hotspot + a phone) and a test camera
     modules: ['mac80211_hwsim', 'vivid'],
     moduleOptions: ['options mac80211_hwsim radios=2', 'options vivid n_devs=1 node_types=0x1'],

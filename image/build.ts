@@ -201,6 +201,29 @@ function kernelVersionOf(modulesDirs: readonly string[]): string {
   return modulesDirs[0] ?? '';
 }
 
+/** Cache key of the root filesystem stage: everything mmdebstrap's result depends on. */
+export function rootfsKey(
+  o: Pick<BuildOptions, 'board' | 'kernelSource' | 'mirror' | 'rpiKeyring'>,
+): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        o.board.arch,
+        packagesFor(o.board, o.kernelSource),
+        o.mirror ?? '',
+        o.kernelSource,
+        mmdebstrapArgs({
+          board: o.board,
+          target: '',
+          kernelSource: o.kernelSource,
+          ...(o.rpiKeyring !== undefined ? { rpiKeyring: o.rpiKeyring } : {}),
+        }),
+      ]),
+    )
+    .digest('hex')
+    .slice(0, 16);
+}
+
 export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const runner: Runner = run;
   const repo = o.repo ?? (await findRepo());
@@ -267,24 +290,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     'rootfs',
     `mmdebstrap ${board.arch} bookworm${board.arch === 'arm64' ? ' (emulated; 15-25 min)' : ''}`,
     async () => {
-      const pkgs = packagesFor(board, o.kernelSource);
-      const key = createHash('sha256')
-        .update(
-          JSON.stringify([
-            board.arch,
-            pkgs,
-            o.mirror ?? '',
-            o.kernelSource,
-            mmdebstrapArgs({
-              board,
-              target: '',
-              kernelSource: o.kernelSource,
-              ...(o.rpiKeyring !== undefined ? { rpiKeyring: o.rpiKeyring } : {}),
-            }),
-          ]),
-        )
-        .digest('hex')
-        .slice(0, 16);
+      const key = rootfsKey(o);
       const stamp = join(work, 'rootfs.stamp');
       if (
         process.env.VIGIL_IMAGE_REUSE_ROOTFS === '1' &&

@@ -120,6 +120,24 @@ export function twinReportUnit(): string {
   ]);
 }
 
+/**
+ * Drop-in for the hub unit: the data partition by PARTUUID. The MBR table the Pi
+ * needs has no partition labels, so the storage code's label lookup finds nothing;
+ * the image names the device explicitly (VIGIL_STORAGE_DEVICE, firmware/storage/real.ts)
+ * and makes the hub wait for it and for its first-boot growth.
+ */
+export function hubDropIn(layout: Layout): string {
+  return unit([
+    '# Vigil - written by `vigil image build`.',
+    '[Unit]',
+    `Wants=${DATA_DEVICE_UNIT}`,
+    `After=${DATA_DEVICE_UNIT} ${GROW_UNIT}`,
+    '',
+    '[Service]',
+    `Environment=VIGIL_STORAGE_DEVICE=/dev/disk/by-partuuid/${partUuid(layout, 'data')}`,
+  ]);
+}
+
 export function fstab(layout: Layout): string {
   return [
     '# Vigil - the root filesystem comes from the kernel command line (root=PARTUUID=..., per slot).',
@@ -154,6 +172,11 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
     { path: '/etc/fstab', content: fstab(layout), mode: 0o644 },
     { path: IMAGE_PATHS.cli, content: cliWrapper(), mode: 0o755 },
     { path: `${IMAGE_PATHS.units}/${GROW_UNIT}`, content: growUnit(), mode: 0o644 },
+    {
+      path: `/etc/systemd/system/${HUB_UNIT}.d/image.conf`,
+      content: hubDropIn(layout),
+      mode: 0o644,
+    },
     {
       // fewer SD card writes: the journal lives in RAM
       path: '/etc/systemd/journald.conf.d/vigil.conf',

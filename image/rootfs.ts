@@ -51,6 +51,22 @@ export function packagesFor(board: Board, kernelSource: KernelSource): string[] 
   return [...new Set(pkgs)].sort();
 }
 
+const MODULE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/**
+ * Hooks that make the initramfs carry only `modules` (MODULES=list plus
+ * /etc/initramfs-tools/modules); none for an empty list (Debian's MODULES=most).
+ */
+export function initramfsHooks(modules: readonly string[]): string[] {
+  if (modules.length === 0) return [];
+  const bad = modules.find((m) => !MODULE_NAME.test(m));
+  if (bad !== undefined) throw new VigilError('EBOARD', `invalid kernel module name "${bad}"`);
+  return [
+    '--customize-hook=printf "MODULES=list\\n" > "$1/etc/initramfs-tools/conf.d/vigil-modules.conf"',
+    `--customize-hook=printf "%s\\n" ${modules.join(' ')} >> "$1/etc/initramfs-tools/modules"`,
+  ];
+}
+
 /** The argv for mmdebstrap (hooks are mmdebstrap's own mini-language, not ours). */
 export function mmdebstrapArgs(o: RootfsOptions): string[] {
   const mirror = o.mirror ?? DEFAULT_MIRROR;
@@ -74,6 +90,7 @@ export function mmdebstrapArgs(o: RootfsOptions): string[] {
     '--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs',
     '--essential-hook=printf "#!/bin/sh\\nexit 0\\n" > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"',
     '--customize-hook=rm "$1/usr/sbin/update-initramfs" && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs',
+    ...initramfsHooks(o.board.initramfsModules),
     '--customize-hook=chroot "$1" update-initramfs -c -k all',
   ];
   if (o.aptCache !== undefined) {

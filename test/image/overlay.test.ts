@@ -76,6 +76,10 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
     'the Pi has no twin report unit',
   );
   t.equal(get('/usr/bin/vigil')?.mode, 0o755);
+  // MBR has no partition labels: the hub is told where the data partition is
+  const dropIn = get('/etc/systemd/system/vigil-hub.service.d/image.conf')?.content ?? '';
+  t.match(dropIn, /^Environment=VIGIL_STORAGE_DEVICE=\/dev\/disk\/by-partuuid\/5649474c-07$/m);
+  t.match(dropIn, /^After=.*vigil-grow-data\.service/m);
   t.match(fstab(layout), /^PARTUUID=5649474c-03 \/boot\/vigil-provisioning vfat .*umask=0077/m);
   t.match(fstab(layout), /^PARTUUID=5649474c-01 \/boot\/firmware vfat/m);
   t.notMatch(

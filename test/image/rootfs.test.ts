@@ -6,6 +6,7 @@ import {
   BinfmtError,
   ensureBinfmt,
   hostArch,
+  initramfsHooks,
   mmdebstrapArgs,
   packagesFor,
   parseDpkgStatus,
@@ -62,6 +63,16 @@ t.test('mmdebstrap command line', async (t) => {
     a.some((x) => x === '--customize-hook=chroot "$1" update-initramfs -c -k all'),
     'and run once at the end',
   );
+  // the Pi's initramfs carries only what mounting root from the SD card needs (MODULES=list),
+  // written before the single mkinitramfs run
+  const list = a.indexOf(
+    '--customize-hook=printf "MODULES=list\\n" > "$1/etc/initramfs-tools/conf.d/vigil-modules.conf"',
+  );
+  const mods = a.findIndex((x) => x.includes('>> "$1/etc/initramfs-tools/modules"'));
+  const mk = a.indexOf('--customize-hook=chroot "$1" update-initramfs -c -k all');
+  t.ok(list >= 0 && mods > list && mk > mods, 'module list before mkinitramfs');
+  for (const m of ['sdhci-iproc', 'bcm2835', 'ext4'])
+    t.match(a[mods] ?? '', new RegExp(` ${m}( |$)`.replace('-', '\\-')), m);
   t.ok(a.includes('--setup-hook=sync-in /c/apt /var/cache/apt/archives/'));
   t.ok(a.includes('--customize-hook=sync-out /var/cache/apt/archives /c/apt'));
   const tail = a.slice(a.indexOf('bookworm'));
@@ -135,4 +146,16 @@ t.test('binfmt_misc: native needs nothing; registration written; clear errors', 
   t.ok(err instanceof BinfmtError);
   t.match((err as Error).message, /binfmt_misc is not mounted .* cannot run/);
   await t.rejects(ensureBinfmt('s390x', undefined, binfmt, conf), /no qemu-user emulation known/);
+});
+
+t.test('initramfs module list: none means Debian default; names are checked', async (t) => {
+  t.same(initramfsHooks([]), []);
+  t.equal(initramfsHooks(['ext4', 'virtio_blk']).length, 2);
+  t.throws(() => initramfsHooks(['ext4; rm -rf /']), /invalid kernel module name/);
+  const twinArgs = mmdebstrapArgs({ board: twin, target: '/w', kernelSource: 'debian' });
+  t.equal(
+    twinArgs.some((x) => x.includes('MODULES=list')),
+    twin.initramfsModules.length > 0,
+    'the twin writes a module list exactly when its board data has one',
+  );
 });

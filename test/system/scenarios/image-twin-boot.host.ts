@@ -7,12 +7,15 @@
 // VIGIL_TWIN_IMAGE=path picks another image.
 // VIGIL_TWIN_REQUIRE_PAIRING=1 also requires the pairing state with hostapd up on a hwsim radio.
 // @timeout 1800
-import { access, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../../hw/os/run.js';
 import { boardOf } from '../../../image/boards.js';
 import { buildImage, findRepo } from '../../../image/build.js';
 import { fatRead, mtoolsTarget, partitionNumbered, readTable } from '../../../image/disk.js';
+import { provisionImage } from '../../../image/provision.js';
+import { encodeBundle } from '../../../provisioning/bundle.js';
 import type { HostScenario } from '../lib/types.js';
 
 async function exists(p: string): Promise<boolean> {
@@ -67,7 +70,6 @@ const scenario: HostScenario = async (h) => {
   if (kernelName === undefined || initrdName === undefined) {
     throw new Error(`boot partition lacks kernel/initrd: ${files.join(', ')}`);
   }
-  const { writeFile } = await import('node:fs/promises');
   const kernel = join(h.workDir, kernelName);
   const initrd = join(h.workDir, initrdName);
   await writeFile(kernel, await fatRead(boot, kernelName));
@@ -77,6 +79,21 @@ const scenario: HostScenario = async (h) => {
   const disk = join(h.workDir, 'card.img');
   await run('cp', ['--sparse=always', image, disk], { timeoutMs: 10 * 60_000 });
   await run('truncate', ['-s', '+512M', disk]);
+  // one device's bundle, as the factory would write it (`vigil image provision`): without an
+  // identity the hub cannot open its MLS group nor derive the hotspot's credentials
+  const bundle = join(h.workDir, 'bundle');
+  await mkdir(bundle, { recursive: true, mode: 0o700 });
+  await writeFile(
+    join(bundle, 'device.json'),
+    encodeBundle({
+      deviceId: 'TWINTESTDEVICEAA',
+      secret: new Uint8Array(randomBytes(32)),
+      batchId: 'twin-boot',
+      createdAt: new Date().toISOString(),
+    }),
+    { mode: 0o600 },
+  );
+  await provisionImage(disk, bundle);
   try {
     const r = await h.boot({
       kernel,
