@@ -59,6 +59,7 @@ import {
   type MlsProfile,
   type SigningIdentity,
 } from '../../protocol/mls-profile.js';
+import { Mutex } from '../../hw/os/async.js';
 
 /** The slice of the Foundation's DurableFs the phone needs (app/ must not import hw/). */
 export interface PhoneFs {
@@ -172,21 +173,6 @@ export function decodePhoneState(
 
 function digestOf(handshake: Uint8Array): Uint8Array {
   return createHash('sha256').update(handshake).digest();
-}
-
-class Mutex {
-  #tail: Promise<void> = Promise.resolve();
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((r) => (release = r));
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
 }
 
 export interface PhoneOptions {

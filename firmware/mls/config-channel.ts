@@ -26,6 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { isAborted, pause } from '../../hw/os/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import { VigilError, reasonOf } from '../../protocol/errors.js';
 import type { ConfigMessage } from '../../protocol/e2ee-frames.js';
@@ -99,27 +100,6 @@ function isTransient(e: unknown): boolean {
   if (e instanceof RelayHttpError) return e.status >= 500 || e.status === 429 || e.status === 408;
   // RelayUnreachable, timeouts, resets.
   return true;
-}
-
-/** Not narrowed by TypeScript: the signal changes while we await. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export class RelayConfigChannel implements ConfigChannel {
@@ -227,7 +207,7 @@ export class RelayConfigChannel implements ConfigChannel {
           err: this.#lastError,
           retryInMs: delay,
         });
-        await sleep(delay, signal);
+        await pause(delay, signal);
         delay = Math.min(backoff.maxMs, delay * 2);
       }
     }
@@ -308,7 +288,7 @@ export class RelayConfigChannel implements ConfigChannel {
           err: reasonOf(e),
           retryInMs: delay,
         });
-        await sleep(delay, signal);
+        await pause(delay, signal);
         delay = Math.min(backoff.maxMs, delay * 2);
       }
     }

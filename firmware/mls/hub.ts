@@ -55,6 +55,7 @@ import {
   type JournalRecord,
 } from './journal.js';
 import { HubStore, type HubFile, type InviteRecord, type PhoneRecord } from './store.js';
+import { Mutex } from '../../hw/os/async.js';
 
 export class MlsHubError extends VigilError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -114,22 +115,6 @@ export interface ConfigOutcome {
   /** Items every current phone has acknowledged: the hub may delete local copies. */
   readonly acknowledged: readonly string[];
   readonly desync: readonly DesyncReport[];
-}
-
-/** Simple FIFO mutex. */
-class Mutex {
-  #tail: Promise<void> = Promise.resolve();
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((r) => (release = r));
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
 }
 
 function hex(b: Uint8Array): string {

@@ -11,6 +11,7 @@
  *    are dropped (never a live item's header or its end record, never a clip).
  */
 import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { isAborted, pause } from '../../hw/os/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { CiphertextSink, ItemKind } from '../items.js';
 import type { Logger } from '../log/logger.js';
@@ -74,27 +75,6 @@ export class UplinkError extends VigilError {
     super(code, message, options);
     this.name = 'UplinkError';
   }
-}
-
-/** Read through a call: the flag changes while awaiting (control-flow narrowing cannot see that). */
-function aborted(signal: AbortSignal): boolean {
-  return signal.aborted;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done);
-  });
 }
 
 /** Status of a 409 answer, when the relay sent one. */
@@ -211,7 +191,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         backoffMs = 0;
         lastError = undefined;
       } catch (e) {
-        if (aborted(signal)) break;
+        if (isAborted(signal)) break;
         const permanent =
           (e instanceof RelayHttpError &&
             e.status >= 400 &&
@@ -236,7 +216,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         state = 'backoff';
         backoffMs = Math.round(delay * (0.75 + Math.random() * 0.5));
         log.warn('upload failed; retrying', { err: e, backoffMs, queued: queue.length });
-        await sleep(backoffMs, signal);
+        await pause(backoffMs, signal);
         delay = Math.min(maxMs, delay * 2);
       }
     }
@@ -267,7 +247,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         liveSent += 1;
         delay = initialMs;
       } catch (e) {
-        if (aborted(signal)) break;
+        if (isAborted(signal)) break;
         if (
           e instanceof RelayHttpError &&
           e.status >= 400 &&
@@ -287,7 +267,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
           });
           continue;
         }
-        await sleep(Math.min(delay, 1000), signal);
+        await pause(Math.min(delay, 1000), signal);
         delay = Math.min(1000, delay * 2);
       }
     }

@@ -1,0 +1,45 @@
+import t from 'tap';
+import { Mutex, isAborted, pause } from '../../../hw/os/async.js';
+
+t.test('pause waits, and ends early (resolving) on abort', async (t) => {
+  const ac = new AbortController();
+  let done = false;
+  const p = pause(60_000, ac.signal).then(() => (done = true));
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(done, false, 'still waiting');
+  ac.abort();
+  await p;
+  t.equal(done, true, 'resolved by the abort');
+  t.equal(isAborted(ac.signal), true);
+  await pause(10, ac.signal); // already aborted: resolves at once
+  const live = new AbortController();
+  const start = Date.now();
+  await pause(30, live.signal);
+  t.ok(Date.now() - start >= 25, 'a live signal waits the full time');
+  t.equal(isAborted(live.signal), false);
+});
+
+t.test('Mutex runs one task at a time, in order, and survives a failure', async (t) => {
+  const m = new Mutex();
+  const log: string[] = [];
+  let inside = 0;
+  let maxInside = 0;
+  const task = (name: string, ms: number, fail = false) =>
+    m.run(async () => {
+      inside++;
+      maxInside = Math.max(maxInside, inside);
+      log.push(`${name}+`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`${name}-`);
+      inside--;
+      if (fail) throw new Error(`${name} failed`);
+      return name;
+    });
+  const results = await Promise.allSettled([task('a', 30), task('b', 5, true), task('c', 1)]);
+  t.same(log, ['a+', 'a-', 'b+', 'b-', 'c+', 'c-']);
+  t.equal(maxInside, 1);
+  t.same(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  );
+});
