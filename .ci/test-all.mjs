@@ -7,6 +7,10 @@ import { createCounter } from './tap-count.mjs';
 
 const OUT = new URL('./out/', import.meta.url).pathname;
 mkdirSync(OUT, { recursive: true });
+// CI has 90 minutes in all; .ci/run sets the deadline (leaving room for the summary line).
+// A step still running at the deadline is stopped and counted as failed, so the closing
+// line is always printed.
+const DEADLINE = Number(process.env.VIGIL_CI_DEADLINE_MS ?? 0) || Infinity;
 let passed = 0;
 let failed = 0;
 const failures = [];
@@ -20,7 +24,24 @@ function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
     const child = spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
+      detached: true, // its own process group: the deadline stops qemu and all
     });
+    let overBudget = false;
+    const budget =
+      DEADLINE === Infinity
+        ? undefined
+        : setTimeout(
+            () => {
+              overBudget = true;
+              console.log(`=== ${name}: CI time budget reached; stopping the step`);
+              try {
+                process.kill(-child.pid, 'SIGKILL');
+              } catch {
+                /* already gone */
+              }
+            },
+            Math.max(0, DEADLINE - Date.now()),
+          );
     const counter = tap ? createCounter(name) : undefined;
     const parser = counter?.parser;
     child.stdout.on('data', (d) => {
@@ -33,7 +54,17 @@ function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
       log.write(d);
     });
     child.on('close', (code) => {
+      if (budget) clearTimeout(budget);
       parser?.end();
+      if (overBudget) {
+        // what finished still counts; the step itself is one failure
+        if (counter) passed += counter.counts.pass;
+        failed += 1 + (counter ? counter.counts.fail : 0);
+        failures.push(`${name}: stopped at the CI time budget`);
+        log.end();
+        resolve(code);
+        return;
+      }
       log.end();
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
       if (counter) {
