@@ -72,6 +72,36 @@ export const configSchema = z
       })
       .strict()
       .default({ channel: 'stable', pollMinutes: 360 }),
+    /**
+     * The pairing/reset button and the status LED (firmware/supervisor/panel.ts).
+     * `chip: "auto"` picks the Pi's main GPIO chip by label; with no such chip (or
+     * `enabled: false`) the hub runs without a panel and says so in the log.
+     */
+    gpio: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** gpiochip label ("pinctrl-bcm2711", "pinctrl-rp1", "gpio-mockup-A"), or "auto". */
+        chip: z.string().min(1).max(64).default('auto'),
+        /** Button line offset on that chip (BCM number on a Pi), and its polarity. */
+        button: z.number().int().min(0).max(511).default(17),
+        buttonActiveLow: z.boolean().default(true),
+        /** Status LED line offset and polarity. */
+        led: z.number().int().min(0).max(511).default(27),
+        ledActiveLow: z.boolean().default(false),
+      })
+      .strict()
+      .refine((g) => g.button !== g.led, {
+        message: 'button and led must be different lines',
+        path: ['led'],
+      })
+      .default({
+        enabled: true,
+        chip: 'auto',
+        button: 17,
+        buttonActiveLow: true,
+        led: 27,
+        ledActiveLow: false,
+      }),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

@@ -27,7 +27,14 @@ export interface HubServices {
   /** True when at least one phone is paired. */
   isPaired(dataDir: string): Promise<boolean>;
   /** Open the pairing window; later outcomes are reported through `emit`. */
-  startPairing(dataDir: string, signal: AbortSignal, emit: (e: Event) => void): Promise<void>;
+  startPairing(
+    dataDir: string,
+    signal: AbortSignal,
+    emit: (e: Event) => void,
+    reason?: 'first-boot' | 'button' | 'factory-reset',
+  ): Promise<void>;
+  /** Erase what pairing established (phones, relay phones, home Wi-Fi); see docs/pairing.md. */
+  factoryReset?(dataDir: string, signal: AbortSignal): Promise<void>;
   stopPairing(): Promise<void>;
   /** Start recording, uplink and the OTA agent; problems are reported through `emit`. */
   startServices(
@@ -53,6 +60,8 @@ export interface HubOptions {
   readonly shutdownDeadlineMs?: number;
   /** While locked, try the key sources again this often (default 30 s). */
   readonly unlockRetryMs?: number;
+  /** Every state entered (the status LED: firmware/supervisor/panel.ts). */
+  readonly onState?: (state: State) => void;
 }
 
 export interface HubStatus {
@@ -110,8 +119,15 @@ export class Hub {
         { type: 'pairing-state-loaded', paired: await svc.isPaired(e.dataDir) },
       ],
       'start-pairing': async (e, signal) => {
-        await svc.startPairing(e.dataDir, signal, emit);
+        await svc.startPairing(e.dataDir, signal, emit, e.reason ?? 'first-boot');
         return undefined;
+      },
+      'factory-reset': async (e, signal) => {
+        await svc.stopPairing();
+        await svc.stopServices();
+        if (svc.factoryReset) await svc.factoryReset(e.dataDir, signal);
+        else log.warn('factory reset: these services have nothing to erase');
+        return [{ type: 'factory-reset-done' }];
       },
       'stop-pairing': async () => {
         await svc.stopPairing();
@@ -160,6 +176,7 @@ export class Hub {
         this.#since = new Date();
         const level = state.name === 'degraded' || state.name === 'failed' ? 'warn' : 'info';
         log[level]('state', { state: state.name, event: event.type, status: describe(state) });
+        opts.onState?.(state);
       },
     });
   }

@@ -15,7 +15,13 @@ export type State =
   | { readonly name: 'booting' }
   | { readonly name: 'locked'; readonly reason: string; readonly waitingFor: string | undefined }
   | { readonly name: 'unlocked'; readonly dataDir: string }
-  | { readonly name: 'pairing'; readonly dataDir: string; readonly failedAttempts: number }
+  | {
+      readonly name: 'pairing';
+      readonly dataDir: string;
+      readonly failedAttempts: number;
+      /** Set when the window closed with no phone paired (timeout, failures); a press reopens it. */
+      readonly windowClosed?: string;
+    }
   | { readonly name: 'running'; readonly dataDir: string }
   | { readonly name: 'updating'; readonly dataDir: string; readonly version: string }
   | {
@@ -40,6 +46,11 @@ export type Event =
   | { readonly type: 'paired' }
   | { readonly type: 'pairing-failed'; readonly reason: string }
   | { readonly type: 'pairing-requested' }
+  /** The pairing window closed without a (new) phone; `paired`: a phone was paired before. */
+  | { readonly type: 'pairing-closed'; readonly reason: string; readonly paired: boolean }
+  /** The reset button was held >= 5 s (firmware/supervisor/panel.ts). */
+  | { readonly type: 'factory-reset-requested' }
+  | { readonly type: 'factory-reset-done' }
   | { readonly type: 'update-staged'; readonly version: string }
   | {
       readonly type: 'update-finished';
@@ -54,7 +65,13 @@ export type Event =
 export type Effect =
   | { readonly type: 'unlock-storage' }
   | { readonly type: 'load-pairing-state'; readonly dataDir: string }
-  | { readonly type: 'start-pairing'; readonly dataDir: string }
+  | {
+      readonly type: 'start-pairing';
+      readonly dataDir: string;
+      /** Why the window opens (default first-boot). */
+      readonly reason?: 'first-boot' | 'button' | 'factory-reset';
+    }
+  | { readonly type: 'factory-reset'; readonly dataDir: string }
   | { readonly type: 'stop-pairing' }
   | { readonly type: 'start-services'; readonly dataDir: string }
   | { readonly type: 'stop-services' }
@@ -99,7 +116,9 @@ export function describe(s: State): string {
     case 'unlocked':
       return 'storage unlocked';
     case 'pairing':
-      return `pairing window open (${s.failedAttempts} failed attempts)`;
+      return s.windowClosed !== undefined
+        ? `pairing window closed (${s.windowClosed}); press the button to reopen it`
+        : `pairing window open (${s.failedAttempts} failed attempts)`;
     case 'running':
       return 'running';
     case 'updating':
@@ -141,6 +160,12 @@ function globalTransition(state: State, event: Event): Transition | undefined {
           ? 'locked'
           : 'running';
     return to({ name: 'degraded', dataDir: dataDirOf(state), reason, resume });
+  }
+  if (event.type === 'factory-reset-requested') {
+    // Only with the data volume unlocked (what a reset erases lives there) and never mid-update.
+    const dataDir = dataDirOf(state);
+    if (dataDir === undefined || state.name === 'updating') return stay(state);
+    return to({ name: 'pairing', dataDir, failedAttempts: 0 }, { type: 'factory-reset', dataDir });
   }
   if (event.type === 'child-recovered') {
     if (state.name !== 'degraded') return stay(state);
@@ -206,6 +231,24 @@ export function transition(state: State, event: Event): Transition {
           { type: 'stop-pairing' },
           { type: 'start-services', dataDir: state.dataDir },
         );
+      if (event.type === 'pairing-requested')
+        return to(
+          { name: 'pairing', dataDir: state.dataDir, failedAttempts: 0 },
+          { type: 'start-pairing', dataDir: state.dataDir, reason: 'button' },
+        );
+      if (event.type === 'factory-reset-done')
+        return to(
+          { name: 'pairing', dataDir: state.dataDir, failedAttempts: 0 },
+          { type: 'start-pairing', dataDir: state.dataDir, reason: 'factory-reset' },
+        );
+      if (event.type === 'pairing-closed')
+        return event.paired
+          ? to(
+              { name: 'running', dataDir: state.dataDir },
+              { type: 'stop-pairing' },
+              { type: 'start-services', dataDir: state.dataDir },
+            )
+          : to({ ...state, windowClosed: event.reason }, { type: 'stop-pairing' });
       if (event.type === 'pairing-failed') {
         const failedAttempts = state.failedAttempts + 1;
         // The pairing component enforces the limit itself; the supervisor mirrors it for status.
@@ -221,7 +264,7 @@ export function transition(state: State, event: Event): Transition {
       if (event.type === 'pairing-requested')
         return to(
           { name: 'pairing', dataDir: state.dataDir, failedAttempts: 0 },
-          { type: 'start-pairing', dataDir: state.dataDir },
+          { type: 'start-pairing', dataDir: state.dataDir, reason: 'button' },
         );
       if (event.type === 'update-staged')
         return to(

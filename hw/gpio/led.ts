@@ -4,6 +4,7 @@
  *
  *   locked        slow blink   1 s on, 1 s off       (waiting for the data-partition key)
  *   pairing       fast blink   150 ms on/off          (pairing window open)
+ *   idle          short blip every 3 s                (not paired, window closed: press the button)
  *   paired        solid on                            (running, paired)
  *   recording     double blink then pause
  *   error         triple blink then a long pause
@@ -14,7 +15,7 @@ import { SYSTEM_CLOCK } from '../../firmware/pairing/window.js';
 import type { OutputLine } from './gpio.js';
 
 export type LedPattern =
-  'off' | 'locked' | 'pairing' | 'paired' | 'recording' | 'error' | 'factory-reset';
+  'off' | 'locked' | 'pairing' | 'idle' | 'paired' | 'recording' | 'error' | 'factory-reset';
 
 /** Alternating durations starting with "on"; `loop: false` ends with the LED off. */
 export const PATTERNS: Readonly<
@@ -23,6 +24,7 @@ export const PATTERNS: Readonly<
   off: { steps: [], loop: false },
   locked: { steps: [1000, 1000], loop: true },
   pairing: { steps: [150, 150], loop: true },
+  idle: { steps: [100, 2900], loop: true },
   paired: { steps: [Number.POSITIVE_INFINITY], loop: false },
   recording: { steps: [120, 120, 120, 1200], loop: true },
   error: { steps: [100, 100, 100, 100, 100, 1500], loop: true },

@@ -47,3 +47,34 @@ t.test('loadConfig: missing file, bad JSON, good file', async (t) => {
   t.equal(c.mode, 'development');
   t.equal(c.log.level, 'debug');
 });
+
+t.test('gpio: Pi defaults, a mockup chip, and the same line twice refused', async (t) => {
+  t.same(parseConfig({}).gpio, {
+    enabled: true,
+    chip: 'auto',
+    button: 17,
+    buttonActiveLow: true,
+    led: 27,
+    ledActiveLow: false,
+  });
+  t.same(
+    parseConfig({ gpio: { chip: 'gpio-mockup-A', button: 3, led: 4, buttonActiveLow: false } })
+      .gpio,
+    {
+      enabled: true,
+      chip: 'gpio-mockup-A',
+      button: 3,
+      buttonActiveLow: false,
+      led: 4,
+      ledActiveLow: false,
+    },
+  );
+  t.throws(() => parseConfig({ gpio: { button: 5, led: 5 } }), {
+    field: 'gpio.led',
+    message: /different lines/,
+  });
+  t.throws(() => parseConfig({ gpio: { pin: 5 } }), {
+    field: 'gpio.pin',
+    message: /unknown field/,
+  });
+});

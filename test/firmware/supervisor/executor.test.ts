@@ -10,6 +10,7 @@ function handlers(over: Partial<EffectHandlers> = {}): EffectHandlers {
     'load-pairing-state': () => Promise.resolve([{ type: 'pairing-state-loaded', paired: true }]),
     'start-pairing': none,
     'stop-pairing': none,
+    'factory-reset': () => Promise.resolve([{ type: 'factory-reset-done' }]),
     'start-services': none,
     'stop-services': none,
     'apply-update': () =>

@@ -183,3 +183,51 @@ t.test('unexpected events leave the state unchanged and run nothing', async (t) 
     t.same(r.effects, []);
   }
 });
+
+t.test('button: a press reopens the window, also after it closed; closing returns', async (t) => {
+  const closed = walk([{ type: 'pairing-closed', reason: 'timeout', paired: false }], {
+    name: 'pairing',
+    dataDir: '/d',
+    failedAttempts: 2,
+  });
+  t.same(closed.state, {
+    name: 'pairing',
+    dataDir: '/d',
+    failedAttempts: 2,
+    windowClosed: 'timeout',
+  });
+  t.same(closed.effects, ['stop-pairing']);
+  t.match(describe(closed.state), /closed \(timeout\); press the button/);
+  const reopened = transition(closed.state, { type: 'pairing-requested' });
+  t.same(reopened.state, { name: 'pairing', dataDir: '/d', failedAttempts: 0 });
+  t.same(reopened.effects[0], { type: 'start-pairing', dataDir: '/d', reason: 'button' });
+  // a paired hub whose window (opened to add a phone) closes goes back to running
+  const back = walk(
+    [{ type: 'pairing-requested' }, { type: 'pairing-closed', reason: 'timeout', paired: true }],
+    { name: 'running', dataDir: '/d' },
+  );
+  t.same(back.state, { name: 'running', dataDir: '/d' });
+  t.same(back.effects, ['start-pairing', 'stop-pairing', 'start-services']);
+});
+
+t.test('factory reset: only with the volume unlocked, then the window opens', async (t) => {
+  const r = walk([{ type: 'factory-reset-requested' }], { name: 'running', dataDir: '/d' });
+  t.same(r.state, { name: 'pairing', dataDir: '/d', failedAttempts: 0 });
+  t.same(r.effects, ['factory-reset']);
+  const done = transition(r.state, { type: 'factory-reset-done' });
+  t.same(done.effects[0], { type: 'start-pairing', dataDir: '/d', reason: 'factory-reset' });
+  for (const s of [
+    { name: 'locked', reason: 'x', waitingFor: undefined },
+    { name: 'booting' },
+    { name: 'updating', dataDir: '/d', version: '2' },
+    { name: 'stopping', exitCode: 0 },
+  ] satisfies State[])
+    t.same(transition(s, { type: 'factory-reset-requested' }), { state: s, effects: [] }, s.name);
+  t.equal(
+    transition(
+      { name: 'degraded', dataDir: '/d', reason: 'x', resume: 'running' },
+      { type: 'factory-reset-requested' },
+    ).state.name,
+    'pairing',
+  );
+});
