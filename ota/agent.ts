@@ -59,7 +59,30 @@ export type OtaOutcome =
       readonly failure: string;
       readonly version: string;
     }
-  | { readonly kind: 'failed'; readonly reason: string; readonly version: string };
+  | { readonly kind: 'failed'; readonly reason: string; readonly version: string }
+  /** Restart trials: the new version is staged; the hub restarts into it (not reported). */
+  | { readonly kind: 'restarting'; readonly version: string; readonly from: string };
+
+/**
+ * How the hub restarts into a staged trial (the real path on a device: the hub
+ * exits with a code systemd restarts; the launcher then starts the new slot).
+ * Resolves or rejects only if the restart did not happen.
+ */
+export interface TrialRestarter {
+  restartIntoTrial(
+    trial: { readonly slot: SlotName; readonly version: string; readonly from: string },
+    signal?: AbortSignal,
+  ): Promise<void>;
+}
+
+/** The last reported outcome, kept (stateDir/outcome.json) until the phone has it. */
+export const LastOutcomeSchema = z.object({
+  format: z.literal('vigil-ota-outcome/1'),
+  at: z.string(),
+  outcome: z.record(z.string(), z.unknown()),
+  delivered: z.boolean(),
+});
+export type LastOutcome = z.infer<typeof LastOutcomeSchema>;
 
 /** Where outcomes go (the config group to the phone, wired later). */
 export interface OutcomeReporter {
@@ -79,6 +102,9 @@ type AgentState = z.infer<typeof AgentStateSchema>;
 
 export const MAX_TRIAL_ATTEMPTS = 3;
 
+/** After the trial deadline, how long a health check may take to return its last report. */
+const HEALTH_GRACE_MS = 1000;
+
 export interface AgentOptions {
   /** /var/lib/vigil/ota: metadata/, downloads/, agent.json */
   readonly stateDir: string;
@@ -93,6 +119,12 @@ export interface AgentOptions {
   readonly health: HealthCheck;
   readonly busy: BusyPort;
   readonly reporter: OutcomeReporter;
+  /**
+   * Set: trials restart the hub into the new slot (`restartIntoTrial`) and the new
+   * hub confirms itself (`confirmTrial`). Unset: the trial runs in this process
+   * (probe of the new slot + the health check).
+   */
+  readonly restart?: TrialRestarter;
   readonly now?: () => Date;
   readonly random?: () => number;
   readonly logger?: Logger;
@@ -189,13 +221,54 @@ export class OtaAgent {
     await this.#o.fs.writeFileAtomic(this.#statePath, `${JSON.stringify(s)}\n`, 'ota-agent-state');
   }
 
+  get #outcomePath(): string {
+    return join(this.#o.stateDir, 'outcome.json');
+  }
+
+  /** The last outcome worth telling the phone, and whether the phone got it. */
+  async lastOutcome(): Promise<LastOutcome | undefined> {
+    const b = await this.#o.fs.readIfExists(this.#outcomePath);
+    if (b === undefined) return undefined;
+    try {
+      return LastOutcomeSchema.parse(JSON.parse(b.toString('utf8')));
+    } catch {
+      return undefined; // unreadable: nothing to re-send
+    }
+  }
+
+  async #writeOutcome(o: LastOutcome): Promise<void> {
+    await this.#o.fs.ensureDir(this.#o.stateDir);
+    await this.#o.fs.writeFileAtomic(this.#outcomePath, `${JSON.stringify(o)}\n`, 'ota-outcome');
+  }
+
+  async #deliver(rec: LastOutcome): Promise<boolean> {
+    try {
+      await this.#o.reporter.report(rec.outcome as OtaOutcome);
+    } catch (e) {
+      this.#log.warn('outcome report failed; kept for the next attempt', { error: reasonOf(e) });
+      return false;
+    }
+    await this.#writeOutcome({ ...rec, delivered: true });
+    return true;
+  }
+
   async #report(o: OtaOutcome): Promise<void> {
     this.#log.info('outcome', { ...o });
-    try {
-      await this.#o.reporter.report(o);
-    } catch (e) {
-      this.#log.warn('outcome report failed', { error: reasonOf(e) });
-    }
+    const rec: LastOutcome = {
+      format: 'vigil-ota-outcome/1',
+      at: this.#now().toISOString(),
+      outcome: { ...o },
+      delivered: false,
+    };
+    await this.#writeOutcome(rec);
+    await this.#deliver(rec);
+  }
+
+  /** Send the last outcome again if the phone never got it (the reporter was down). */
+  async deliverPending(): Promise<boolean> {
+    const rec = await this.lastOutcome();
+    if (rec === undefined || rec.delivered) return false;
+    return this.#deliver(rec);
   }
 
   /** The committed version ('0.0.0' when the committed slot holds nothing Vigil installed). */
@@ -211,16 +284,34 @@ export class OtaAgent {
     if (pointer.trial === undefined) return undefined;
     const v = pointer.trial.version;
     const state = await this.#readState();
-    const attempts = (state.attempts[v] ?? 0) + 1;
-    const bad =
-      attempts >= MAX_TRIAL_ATTEMPTS && !state.bad.includes(v) ? [...state.bad, v] : state.bad;
-    await this.#writeState({ ...state, attempts: { ...state.attempts, [v]: attempts }, bad });
+    const stage = pointer.trial.stage;
+    let reason: string;
+    if (stage === 'failed') {
+      // The new version ran and its own health check failed: bad at once.
+      reason = pointer.trial.reason ?? 'the new version failed its health check';
+      await this.#writeState({
+        ...state,
+        bad: state.bad.includes(v) ? state.bad : [...state.bad, v],
+      });
+    } else if (stage === 'pending') {
+      // Staged, but the hub never restarted into it: nothing ran, nothing to count.
+      reason = 'the restart into the trial did not happen';
+    } else {
+      const attempts = (state.attempts[v] ?? 0) + 1;
+      const bad =
+        attempts >= MAX_TRIAL_ATTEMPTS && !state.bad.includes(v) ? [...state.bad, v] : state.bad;
+      await this.#writeState({ ...state, attempts: { ...state.attempts, [v]: attempts }, bad });
+      reason =
+        stage === 'launched'
+          ? 'the new version did not confirm its health before its commit (crash, hang stopped by the watchdog, or power loss)'
+          : 'the trial was interrupted before its commit';
+    }
     await this.#o.slots.dropTrial();
     const outcome: OtaOutcome = {
       kind: 'rolled-back',
       version: v,
       to: markers[pointer.committed]?.version ?? '0.0.0',
-      reason: 'the trial was interrupted before its commit',
+      reason,
     };
     await this.#report(outcome);
     return outcome;
@@ -237,6 +328,10 @@ export class OtaAgent {
 
   /** One update check. Never throws for expected failures: they are outcomes. */
   async check(signal?: AbortSignal): Promise<OtaOutcome> {
+    // A restart trial that did not commit waits for the next poll before another try
+    // (each try of a hanging version costs a watchdog period); an interrupted
+    // in-process trial (power cut, crash of the agent) is retried at once.
+    const wasRestartTrial = (await this.#o.slots.status()).pointer.trial?.stage !== undefined;
     const recovered = await this.recover();
     const installed = await this.installedVersion();
     const state = await this.#readState();
@@ -279,6 +374,7 @@ export class OtaAgent {
       if (recovered === undefined) this.#log.debug('up to date', { version: installed });
       return o;
     }
+    if (wasRestartTrial && recovered?.version === cand.version) return recovered;
     this.#log.info('update available', {
       from: installed,
       to: cand.version,
@@ -356,6 +452,12 @@ export class OtaAgent {
     from: string,
     signal?: AbortSignal,
   ): Promise<OtaOutcome> {
+    if (this.#o.restart !== undefined) {
+      await this.#o.slots.beginTrial(slot, version, this.#now(), { from });
+      this.#log.info('restarting into the new version for its trial', { slot, version, from });
+      await this.#o.restart.restartIntoTrial({ slot, version, from }, signal);
+      return { kind: 'restarting', version, from };
+    }
     await this.#o.slots.beginTrial(slot, version, this.#now());
     const timeoutMs = this.#o.trialTimeoutMs ?? 120_000;
     const deadline = AbortSignal.timeout(timeoutMs);
@@ -364,35 +466,7 @@ export class OtaAgent {
     let reason: string | undefined;
     const probe = await this.#o.probe.probe(dir, version, { timeoutMs, signal: both });
     if (!probe.ok) reason = probe.reason;
-    if (reason === undefined) {
-      try {
-        const report = await Promise.race([
-          this.#o.health.check({ slotDir: dir, version, signal: both }),
-          new Promise<never>((_, reject) => {
-            both.addEventListener(
-              'abort',
-              () => {
-                reject(
-                  new VigilError(
-                    'ETIMEOUT',
-                    `health check did not finish within ${String(timeoutMs)} ms (hang; watchdog fired)`,
-                  ),
-                );
-              },
-              { once: true },
-            );
-          }),
-        ]);
-        if (!report.ok) {
-          const failed = Object.entries(report.checks)
-            .filter(([, c]) => !c.ok)
-            .map(([k, c]) => `${k}${c.detail ? ` (${c.detail})` : ''}`);
-          reason = `health check failed: ${failed.join(', ') || 'unhealthy'}`;
-        }
-      } catch (e) {
-        reason = reasonOf(e);
-      }
-    }
+    if (reason === undefined) reason = await this.#health(dir, version, both, timeoutMs);
     if (reason === undefined) {
       await this.#o.slots.commit();
       const o: OtaOutcome = { kind: 'committed', version, from };
@@ -410,12 +484,91 @@ export class OtaAgent {
     return o;
   }
 
+  /** The health check under the deadline: undefined when healthy, else the reason. */
+  async #health(
+    dir: string,
+    version: string,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<string | undefined> {
+    try {
+      const report = await Promise.race([
+        this.#o.health.check({ slotDir: dir, version, signal }),
+        new Promise<never>((_, reject) => {
+          const fire = (): void => {
+            reject(
+              new VigilError(
+                'ETIMEOUT',
+                `health check did not finish within ${String(timeoutMs)} ms (hang; watchdog fired)`,
+              ),
+            );
+          };
+          // A check that notices the deadline itself gets a moment to say what still fails.
+          const later = (): void => {
+            setTimeout(fire, HEALTH_GRACE_MS).unref();
+          };
+          if (signal.aborted) later();
+          else signal.addEventListener('abort', later, { once: true });
+        }),
+      ]);
+      if (report.ok) return undefined;
+      const failed = Object.entries(report.checks)
+        .filter(([, c]) => !c.ok)
+        .map(([k, c]) => `${k}${c.detail ? ` (${c.detail})` : ''}`);
+      return `health check failed: ${failed.join(', ') || 'unhealthy'}`;
+    } catch (e) {
+      return reasonOf(e);
+    }
+  }
+
+  /**
+   * Run by the NEW hub, started by the launcher into a restart trial: run the
+   * health check under the deadline, then commit (and report) or mark the trial
+   * failed (the caller then exits; the next start runs the committed slot, whose
+   * agent reports the rollback). `not-a-trial` when there is no launched trial
+   * of `version` (nothing to confirm).
+   */
+  async confirmTrial(
+    version: string,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<OtaOutcome | { readonly kind: 'not-a-trial'; readonly reason: string }> {
+    const { pointer } = await this.#o.slots.status();
+    const trial = pointer.trial;
+    if (trial?.stage !== 'launched' || trial.version !== version)
+      return {
+        kind: 'not-a-trial',
+        reason: `no launched trial of ${version} (pointer: ${JSON.stringify(pointer.trial ?? null)})`,
+      };
+    const timeoutMs = opts.timeoutMs ?? this.#o.trialTimeoutMs ?? 120_000;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const both = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+    const reason = await this.#health(this.#o.slots.dirOf(trial.slot), version, both, timeoutMs);
+    const from = trial.from ?? '0.0.0';
+    if (reason === undefined) {
+      await this.#o.slots.commit();
+      const state = await this.#readState();
+      if (state.attempts[version] !== undefined) {
+        const attempts = Object.fromEntries(
+          Object.entries(state.attempts).filter(([v]) => v !== version),
+        );
+        await this.#writeState({ ...state, attempts });
+      }
+      const o: OtaOutcome = { kind: 'committed', version, from };
+      await this.#report(o);
+      return o;
+    }
+    this.#log.warn('the new version failed its health check; rolling back', { version, reason });
+    await this.#o.slots.failTrial(reason);
+    return { kind: 'rolled-back', version, to: from, reason };
+  }
+
   /** Poll forever (interval + jitter) until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
     const random = this.#o.random ?? Math.random;
     const stopped = (): boolean => signal.aborted;
     while (!stopped()) {
       try {
+        await this.deliverPending();
         await this.check(signal);
       } catch (e) {
         if (stopped()) return;

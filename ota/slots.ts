@@ -43,7 +43,21 @@ export const PointerSchema = z.object({
   format: z.literal('vigil-slots/1'),
   committed: z.enum(SLOT_NAMES),
   trial: z
-    .object({ slot: z.enum(SLOT_NAMES), version: z.string(), startedAt: z.string() })
+    .object({
+      slot: z.enum(SLOT_NAMES),
+      version: z.string(),
+      startedAt: z.string(),
+      /**
+       * Restart trials only (the hub restarted into the new slot): `pending` until the
+       * launcher starts it (once: it writes `launched` first), `failed` when the new
+       * version's own health check failed. Absent: an in-process probe trial.
+       */
+      stage: z.enum(['pending', 'launched', 'failed']).optional(),
+      /** The committed version the trial started from (restart trials). */
+      from: z.string().optional(),
+      /** Why a `failed` trial failed. */
+      reason: z.string().max(2000).optional(),
+    })
     .optional(),
 });
 export type Pointer = z.infer<typeof PointerSchema>;
@@ -71,8 +85,16 @@ export interface Slots {
   writeMarker(slot: SlotName, marker: SlotMarker): Promise<void>;
   /** Digest of the slot's tree now (compared with its marker before reuse). */
   digest(slot: SlotName): Promise<string>;
-  beginTrial(slot: SlotName, version: string, now: Date): Promise<void>;
+  /** `restart`: the hub restarts into the slot (launcher); absent: an in-process trial. */
+  beginTrial(
+    slot: SlotName,
+    version: string,
+    now: Date,
+    restart?: { readonly from: string },
+  ): Promise<void>;
   commit(): Promise<void>;
+  /** A restart trial's own health check failed (the next start runs the committed slot). */
+  failTrial(reason: string): Promise<void>;
   dropTrial(): Promise<void>;
 }
 
@@ -217,14 +239,45 @@ export class HostAppSlots implements Slots {
     }
   }
 
-  async beginTrial(slot: SlotName, version: string, now: Date): Promise<void> {
+  async beginTrial(
+    slot: SlotName,
+    version: string,
+    now: Date,
+    restart?: { readonly from: string },
+  ): Promise<void> {
     const { pointer, markers } = await this.status();
     if (slot === pointer.committed) throw new SlotError('the trial slot must be the inactive one');
     if (markers[slot] === undefined) throw new SlotError(`slot ${slot} holds no complete install`);
     await this.#writePointer({
       format: 'vigil-slots/1',
       committed: pointer.committed,
-      trial: { slot, version, startedAt: now.toISOString() },
+      trial: {
+        slot,
+        version,
+        startedAt: now.toISOString(),
+        ...(restart ? { stage: 'pending' as const, from: restart.from } : {}),
+      },
+    });
+  }
+
+  /**
+   * The launcher is about to start a pending restart trial: record that it was
+   * started (durably, before it runs), so that any later start that finds it
+   * still uncommitted runs the committed slot instead (one-shot, like tryboot).
+   */
+  async markLaunched(): Promise<void> {
+    const { pointer } = await this.status();
+    if (pointer.trial?.stage !== 'pending') throw new SlotError('no pending trial to launch');
+    await this.#writePointer({ ...pointer, trial: { ...pointer.trial, stage: 'launched' } });
+  }
+
+  /** The trial version's own health check failed: the next start runs the committed slot. */
+  async failTrial(reason: string): Promise<void> {
+    const { pointer } = await this.status();
+    if (pointer.trial === undefined) throw new SlotError('no trial to fail');
+    await this.#writePointer({
+      ...pointer,
+      trial: { ...pointer.trial, stage: 'failed', reason: reason.slice(0, 2000) },
     });
   }
 

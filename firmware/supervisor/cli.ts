@@ -16,6 +16,8 @@ import { DevServices } from './dev-services.js';
 import { Hub } from './hub.js';
 import type { HubServices } from './hub.js';
 import { createProductionServices } from './production-services.js';
+import { openPanel } from './panel.js';
+import { OnoffGpio } from '../../hw/gpio/gpio.js';
 
 const USAGE = `
 Usage: vigil hub [--config PATH] [--root DIR]
@@ -68,16 +70,50 @@ async function run(ctx: CommandContext): Promise<number> {
   const config = await loadConfig(configPath);
   const logger = new JsonLogger('vigil', { level: config.log.level });
   const dataDir = paths.host(config.storage.dataDir);
-  const services: HubServices =
+  // button + status LED (firmware/supervisor/panel.ts; production only)
+  const panel =
+    config.mode === 'production'
+      ? await openPanel({
+          config: config.gpio,
+          backend: new OnoffGpio(paths),
+          paths,
+          logger: logger.child('panel'),
+        })
+      : undefined;
+  const base: HubServices =
     config.mode === 'development'
       ? new DevServices({ dataDir, logger: logger.child('dev') })
-      : await createProductionServices({ config, paths, logger });
+      : await createProductionServices({
+          config,
+          paths,
+          logger,
+          onRecording: (r) => {
+            panel?.setRecording(r);
+          },
+        });
+  // The OTA agent (ota/hub-wiring.ts): poll loop while running, trial starts, restarts.
+  const { withOta } = await import('../../ota/hub-wiring.js');
+  const services = withOta(base, {
+    config,
+    paths,
+    logger,
+    env: ctx.env,
+    stop: (code) => {
+      hub.stop(code);
+    },
+  });
   const hub = new Hub({
     config,
     logger,
     notifier: SdNotify.fromEnv(ctx.env),
     services,
     statusFile: paths.host('/run/vigil/status.json'),
+    onState: (s) => {
+      panel?.onState(s);
+    },
+  });
+  panel?.attach((e) => {
+    hub.executor.dispatch(e);
   });
   const onSignal = (sig: NodeJS.Signals): void => {
     logger.info('signal received; stopping', { signal: sig });
@@ -85,7 +121,11 @@ async function run(ctx: CommandContext): Promise<number> {
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
-  return hub.run();
+  try {
+    return await hub.run();
+  } finally {
+    panel?.close();
+  }
 }
 
 export const command: Command = {

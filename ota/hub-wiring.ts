@@ -1,0 +1,345 @@
+/**
+ * The OTA agent inside the hub. `withOta(services, deps)` wraps the hub's
+ * HubServices (production or development) without changing them:
+ *
+ *   startServices  → the inner services start, then
+ *                    - in a trial start (the launcher set VIGIL_OTA_TRIAL): the new
+ *                      version checks its own health (storage, MLS, camera, relay)
+ *                      under the trial deadline and commits, or marks the trial
+ *                      failed and exits (TRIAL_FAILED_EXIT) so the next start runs
+ *                      the committed slot;
+ *                    - then the poll loop (interval + jitter from ota.pollMinutes),
+ *                      outcomes to the phone over the config channel.
+ *   a staged trial → `update-staged` (state machine: running → updating →
+ *                    apply-update) → the hub stops with TRIAL_RESTART_EXIT, which
+ *                    systemd (Restart=on-failure) restarts; the launcher starts the
+ *                    new slot once.
+ *   stopServices   → the loop stops, then the inner services.
+ *
+ * Everything else (including properties other areas add, e.g. `configChannel`)
+ * passes through to the inner services unchanged.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { VigilConfig } from '../firmware/config/config.js';
+import type { Logger } from '../firmware/log/logger.js';
+import type { HubServices } from '../firmware/supervisor/hub.js';
+import type { Event } from '../firmware/supervisor/state.js';
+import { DurableFs } from '../hw/os/fs.js';
+import type { HostPaths } from '../hw/os/host-paths.js';
+import { reasonOf } from '../protocol/errors.js';
+import { OtaAgent } from './agent.js';
+import type { OtaOutcome, TrialRestarter } from './agent.js';
+import { HubHealthCheck, MediaBusy } from './health.js';
+import { ENV_TRIAL } from './launcher.js';
+import { ProcessTrialProbe } from './probe.js';
+import { ConfigChannelReporter } from './report.js';
+import type { AppSender } from './report.js';
+import { HostAppSlots } from './slots.js';
+import { FetchTransport } from './transport.js';
+import type { Transport } from './transport.js';
+import { installTrustedRoot } from './verify.js';
+
+/** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
+export const TRIAL_RESTART_EXIT = 75;
+/** The trial version failed its own health check: restart into the committed slot. */
+export const TRIAL_FAILED_EXIT = 76;
+/** Env: the trial's health deadline in seconds (default 300: camera + relay on a Pi). */
+export const ENV_TRIAL_SECONDS = 'VIGIL_OTA_TRIAL_SECONDS';
+
+export const OTA_PATHS = {
+  slots: '/opt/vigil',
+  state: '/var/lib/vigil/ota',
+  /** The release repository's root metadata, placed by the image; trusted on first use. */
+  trustedRoot: '/etc/vigil/ota-root.json',
+} as const;
+
+export interface OtaWiringDeps {
+  readonly config: VigilConfig;
+  readonly paths: HostPaths;
+  readonly logger: Logger;
+  readonly env: NodeJS.ProcessEnv;
+  /** Stop the hub with this exit code (Hub.stop); systemd restarts non-zero exits. */
+  readonly stop: (exitCode: number) => void;
+  readonly fs?: DurableFs;
+  readonly transport?: Transport;
+  readonly random?: () => number;
+  /** How long the hub waits for apply-update before restarting on its own. Default 10 s. */
+  readonly applyWaitMs?: number;
+}
+
+export interface OtaWiringStatus {
+  readonly enabled: boolean;
+  readonly channel: string;
+  readonly trial?: string;
+  readonly last?: OtaOutcome;
+  readonly note?: string;
+}
+
+/** The services plus the OTA wiring (for tests and status). */
+export type OtaHubServices = HubServices & { readonly ota: OtaWiring };
+
+export class OtaWiring {
+  readonly #d: OtaWiringDeps;
+  readonly #inner: HubServices;
+  readonly #log: Logger;
+  readonly #fs: DurableFs;
+  readonly #trialVersion: string | undefined;
+  readonly #trialDeadlineMs: number;
+  #trialTimer: NodeJS.Timeout | undefined;
+  #dataDir: string | undefined;
+  #emit: ((e: Event) => void) | undefined;
+  #loop: { ctrl: AbortController; done: Promise<void> } | undefined;
+  #applyRequested: (() => void) | undefined;
+  #last: OtaOutcome | undefined;
+  #note: string | undefined;
+
+  constructor(inner: HubServices, d: OtaWiringDeps) {
+    this.#inner = inner;
+    this.#d = d;
+    this.#log = d.logger.child('ota');
+    this.#fs = d.fs ?? new DurableFs();
+    const t = d.env[ENV_TRIAL];
+    this.#trialVersion = t !== undefined && t !== '' ? t : undefined;
+    const secs = Number(d.env[ENV_TRIAL_SECONDS] ?? '300');
+    this.#trialDeadlineMs = (Number.isFinite(secs) && secs > 0 ? secs : 300) * 1000;
+    if (this.#trialVersion !== undefined) this.#armTrialDeadline();
+  }
+
+  get trialVersion(): string | undefined {
+    return this.#trialVersion;
+  }
+
+  /**
+   * The whole trial start (unlock, pairing state, services, health) must end
+   * before the deadline; a hub that never gets there (stuck locked, services
+   * failing) marks the trial failed and exits. A hang of the event loop is the
+   * watchdog's (WatchdogSec) to catch: this timer would not fire either.
+   */
+  #armTrialDeadline(): void {
+    this.#trialTimer = setTimeout(() => {
+      void this.#failTrial(
+        `the new version did not become healthy within ${String(this.#trialDeadlineMs / 1000)} s of its start`,
+      );
+    }, this.#trialDeadlineMs);
+  }
+
+  async #failTrial(reason: string): Promise<void> {
+    this.#log.error('trial failed; restarting into the committed version', { reason });
+    try {
+      await this.#slots().failTrial(reason);
+    } catch (e) {
+      // Even without the mark the launcher runs the committed slot (the trial was launched).
+      this.#log.error('could not record the failed trial', { error: reasonOf(e) });
+    }
+    this.#d.stop(TRIAL_FAILED_EXIT);
+  }
+
+  #slots(): HostAppSlots {
+    return new HostAppSlots(this.#d.paths.host(OTA_PATHS.slots), this.#fs);
+  }
+
+  #status(): Record<string, unknown> {
+    return this.#inner.status?.() ?? {};
+  }
+
+  #channel(): AppSender | undefined {
+    const ch = (this.#inner as { configChannel?: unknown }).configChannel;
+    if (typeof ch !== 'object' || ch === null) return undefined;
+    return typeof (ch as { sendApp?: unknown }).sendApp === 'function'
+      ? (ch as AppSender)
+      : undefined;
+  }
+
+  /** Build the agent; undefined (logged) when OTA cannot run here. */
+  async #agent(): Promise<OtaAgent | undefined> {
+    const { config, paths } = this.#d;
+    const repoUrl = config.ota.repositoryUrl;
+    const stateDir = paths.host(OTA_PATHS.state);
+    const metaDir = join(stateDir, 'metadata');
+    if ((await this.#fs.readIfExists(join(metaDir, 'root.json'))) === undefined) {
+      let root: Buffer;
+      try {
+        root = await readFile(paths.host(OTA_PATHS.trustedRoot));
+      } catch {
+        this.#note = `no trusted root (${OTA_PATHS.trustedRoot}): updates disabled`;
+        return undefined;
+      }
+      await this.#fs.ensureDir(metaDir);
+      await installTrustedRoot(this.#fs, metaDir, root);
+    }
+    const restart: TrialRestarter = {
+      restartIntoTrial: (trial, signal) => this.#restartIntoTrial(trial.version, signal),
+    };
+    return new OtaAgent({
+      stateDir,
+      fs: this.#fs,
+      slots: this.#slots(),
+      transport: this.#d.transport ?? new FetchTransport(),
+      repoUrl: repoUrl ?? 'http://invalid.invalid/',
+      channel: config.ota.channel,
+      probe: new ProcessTrialProbe(),
+      health: new HubHealthCheck({
+        hub: {
+          dataDir: () => this.#dataDir,
+          isPaired: (dir) => this.#inner.isPaired(dir),
+          status: () => this.#status(),
+        },
+        mode: config.mode,
+        relayUrl: config.relay.url,
+      }),
+      busy: new MediaBusy(() => this.#status()),
+      reporter: {
+        report: async (o) => {
+          this.#last = o;
+          await new ConfigChannelReporter(() => this.#channel()).report(o);
+        },
+      },
+      restart,
+      trialTimeoutMs: this.#trialDeadlineMs,
+      intervalMs: config.ota.pollMinutes * 60_000,
+      jitter: 0.25,
+      logger: this.#d.logger,
+      ...(this.#d.random ? { random: this.#d.random } : {}),
+    });
+  }
+
+  /** Stage → state machine (update-staged → apply-update) → restart. */
+  async #restartIntoTrial(version: string, signal?: AbortSignal): Promise<void> {
+    const applied = new Promise<void>((resolve) => {
+      this.#applyRequested = resolve;
+    });
+    this.#emit?.({ type: 'update-staged', version });
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      applied.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(resolve, this.#d.applyWaitMs ?? 10_000, false);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!waited) {
+      this.#log.warn('the state machine did not apply the update; restarting anyway', { version });
+      this.#d.stop(TRIAL_RESTART_EXIT);
+    }
+    // The stop aborts the loop that called us.
+    await new Promise<void>((resolve) => {
+      if (signal === undefined || signal.aborted) resolve();
+      else
+        signal.addEventListener(
+          'abort',
+          () => {
+            resolve();
+          },
+          { once: true },
+        );
+    });
+  }
+
+  async startServices(
+    dataDir: string,
+    signal: AbortSignal,
+    emit: (e: Event) => void,
+    children: Parameters<HubServices['startServices']>[3],
+  ): Promise<void> {
+    await this.#inner.startServices(dataDir, signal, emit, children);
+    this.#dataDir = dataDir;
+    this.#emit = emit;
+    if (this.#loop !== undefined) return;
+    const ctrl = new AbortController();
+    this.#loop = { ctrl, done: this.#runLoop(ctrl.signal) };
+  }
+
+  async #runLoop(signal: AbortSignal): Promise<void> {
+    let agent: OtaAgent | undefined;
+    try {
+      agent = await this.#agent();
+    } catch (e) {
+      this.#note = `OTA setup failed: ${reasonOf(e)}`;
+    }
+    if (this.#trialVersion !== undefined) {
+      if (agent === undefined) {
+        await this.#failTrial(`the new version cannot run its update agent: ${this.#note ?? '?'}`);
+        return;
+      }
+      const r = await agent.confirmTrial(this.#trialVersion, {
+        timeoutMs: this.#trialDeadlineMs,
+        signal,
+      });
+      clearTimeout(this.#trialTimer);
+      if (r.kind === 'rolled-back') {
+        this.#d.stop(TRIAL_FAILED_EXIT);
+        return;
+      }
+      if (r.kind === 'not-a-trial') this.#log.warn('trial start without a launched trial', r);
+      else this.#log.info('trial committed', { ...r });
+    }
+    if (agent === undefined) {
+      this.#log.warn('updates disabled', { reason: this.#note ?? '?' });
+      return;
+    }
+    if (this.#d.config.ota.repositoryUrl === undefined) {
+      this.#note = 'no ota.repositoryUrl configured: updates disabled';
+      this.#log.info(this.#note);
+      return;
+    }
+    await agent.run(signal);
+  }
+
+  async stopServices(): Promise<void> {
+    const loop = this.#loop;
+    this.#loop = undefined;
+    loop?.ctrl.abort();
+    await loop?.done.catch(() => undefined);
+    await this.#inner.stopServices();
+  }
+
+  applyUpdate(version: string, signal: AbortSignal): Promise<'committed' | 'rolled-back'> {
+    const pending = this.#applyRequested;
+    if (pending === undefined) return this.#inner.applyUpdate(version, signal);
+    this.#applyRequested = undefined;
+    pending();
+    this.#log.info('restarting the hub into the new version', { version });
+    this.#d.stop(TRIAL_RESTART_EXIT);
+    // Never settles normally: the stop aborts this effect.
+    return new Promise((_, reject) => {
+      signal.addEventListener(
+        'abort',
+        () => {
+          reject(new Error('hub restarting into the update'));
+        },
+        { once: true },
+      );
+    });
+  }
+
+  status(): OtaWiringStatus {
+    return {
+      enabled: this.#loop !== undefined && this.#d.config.ota.repositoryUrl !== undefined,
+      channel: this.#d.config.ota.channel,
+      ...(this.#trialVersion !== undefined ? { trial: this.#trialVersion } : {}),
+      ...(this.#last !== undefined ? { last: this.#last } : {}),
+      ...(this.#note !== undefined ? { note: this.#note } : {}),
+    };
+  }
+}
+
+/** Wrap the hub's services with the OTA agent (see the module comment). */
+export function withOta(inner: HubServices, deps: OtaWiringDeps): OtaHubServices {
+  const ota = new OtaWiring(inner, deps);
+  const overrides: Partial<OtaHubServices> = {
+    ota,
+    startServices: (...a) => ota.startServices(...a),
+    stopServices: () => ota.stopServices(),
+    applyUpdate: (v, s) => ota.applyUpdate(v, s),
+    status: () => ({ ...(inner.status?.() ?? {}), ota: ota.status() }),
+  };
+  return new Proxy(inner as OtaHubServices, {
+    get(target, prop) {
+      if (Object.prototype.hasOwnProperty.call(overrides, prop))
+        return (overrides as Record<PropertyKey, unknown>)[prop];
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}

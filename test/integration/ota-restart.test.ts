@@ -1,0 +1,232 @@
+// The fault-matrix cells "a new version that fails its health check" and "a new
+// version that hangs" on the REAL restart path: a real `vigil hub` process (development
+// mode, real relay on loopback, real TUF repository over HTTP) started through the real
+// launcher (ota/launch.ts) by a systemd stand-in (Type=notify, WatchdogSec,
+// Restart=on-failure). The hub's agent downloads the new version, stages it, the hub
+// exits to be restarted, the launcher starts the new slot once, and the new hub checks
+// its own health: commit, or fail and restart into the committed slot; a hang is killed
+// by the watchdog and the next start runs the committed slot.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import type { Test } from 'tap';
+import { SILENT } from '../../firmware/log/logger.js';
+import { DurableFs } from '../../hw/os/fs.js';
+import { buildAppBundle } from '../../ota/bundle.js';
+import { release } from '../../ota/repo.js';
+import { HostAppSlots } from '../../ota/slots.js';
+import { startRelay } from '../../relay/server.js';
+import type { RunningRelay } from '../../relay/server.js';
+import { committedVersion, makeRepo, tempDir } from '../ota/helpers.js';
+import type { Device, Repo } from '../ota/helpers.js';
+import { ServiceManager } from '../ota/service-manager.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const PROJECT_BIN = pathToFileURL(join(ROOT, 'bin', 'vigil.ts')).href;
+const LAUNCH = join(ROOT, 'ota', 'launch.ts');
+
+type Fault = 'none' | 'relay-broken' | 'hang';
+
+/**
+ * An application tree whose `dist/bin/vigil.js` is this project's real CLI, with
+ * the defect of a bad release compiled in: `relay-broken` cannot reach the relay
+ * (its health check fails), `hang` blocks its event loop during its health check.
+ */
+async function hubTree(dir: string, version: string, fault: Fault): Promise<void> {
+  await mkdir(join(dir, 'dist', 'bin'), { recursive: true });
+  await writeFile(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'vigil', version, type: 'module' }),
+  );
+  const defect =
+    fault === 'relay-broken'
+      ? `const real = globalThis.fetch;
+globalThis.fetch = (u, i) => String(u).includes('/v1/health')
+  ? Promise.reject(new TypeError('fetch failed (this build cannot reach the relay)'))
+  : real(u, i);`
+      : fault === 'hang'
+        ? `const real = globalThis.fetch;
+globalThis.fetch = (u, i) => { if (String(u).includes('/v1/health')) for (;;) {} return real(u, i); };`
+        : '';
+  await writeFile(
+    join(dir, 'dist', 'bin', 'vigil.js'),
+    `${defect}\nawait import(${JSON.stringify(PROJECT_BIN)});\n`,
+  );
+}
+
+async function bundleOf(work: string, version: string, fault: Fault): Promise<string> {
+  const app = join(work, `app-${version}-${fault}`);
+  await hubTree(app, version, fault);
+  const out = join(work, `bundle-${version}-${fault}.tar.gz`);
+  await buildAppBundle({ appDir: app, out, fs: new DurableFs(), sourceDateEpoch: 1_700_000_000 });
+  return out;
+}
+
+interface Rig {
+  readonly work: string;
+  readonly repo: Repo;
+  readonly device: Device;
+  readonly svc: ServiceManager;
+}
+
+async function rig(
+  tt: Test,
+  relay: RunningRelay,
+  fault: Fault,
+  trialSeconds: number,
+): Promise<Rig> {
+  const work = await tempDir('vigil-ota-restart-');
+  const repo = await makeRepo(work);
+  repo.now = new Date(); // the hub runs on the real clock
+  const fs = new DurableFs();
+  // The device: dev-mode hub, paired, v1.0.0 committed in slot a, root of trust in /etc.
+  const root = join(work, 'device');
+  const device: Device = {
+    dir: root,
+    stateDir: join(root, 'var/lib/vigil/ota'),
+    slotsDir: join(root, 'opt/vigil'),
+  };
+  await mkdir(join(root, 'var/lib/vigil/data'), { recursive: true });
+  await writeFile(join(root, 'var/lib/vigil/data/paired.json'), '{}');
+  await mkdir(join(root, 'etc/vigil'), { recursive: true });
+  await writeFile(join(root, 'etc/vigil/ota-root.json'), repo.rootBytes);
+  const config = join(root, 'etc/vigil/config.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      mode: 'development',
+      storage: { dataDir: '/var/lib/vigil/data' },
+      relay: { url: relay.url },
+      ota: { channel: 'stable', repositoryUrl: repo.server.url, pollMinutes: 60 },
+    }),
+  );
+  const v1 = await bundleOf(work, '1.0.0', 'none');
+  const slots = new HostAppSlots(device.slotsDir, fs);
+  const digest = await slots.unpack('a', v1);
+  const sha = (await import('node:crypto'))
+    .createHash('sha256')
+    .update(await readFile(v1))
+    .digest('hex');
+  await release(repo.ctx, {
+    bundle: await readFile(v1),
+    channel: 'stable',
+    version: '1.0.0',
+    kind: 'app',
+  });
+  await slots.writeMarker('a', {
+    format: 'vigil-slot/1',
+    version: '1.0.0',
+    target: 'stable/vigil-app-1.0.0.tar.gz',
+    sha256: sha,
+    treeDigest: digest,
+    installedAt: new Date().toISOString(),
+  });
+  await release(repo.ctx, {
+    bundle: await readFile(await bundleOf(work, '2.0.0', fault)),
+    channel: 'stable',
+    version: '2.0.0',
+    kind: 'app',
+  });
+  const svc = new ServiceManager({
+    command: process.execPath,
+    args: [
+      '--import',
+      'tsx',
+      LAUNCH,
+      '--slots',
+      device.slotsDir,
+      '--',
+      'hub',
+      '--config',
+      config,
+      '--root',
+      root,
+    ],
+    // Children of tap must not inherit its coverage collection.
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      VIGIL_OTA_TRIAL_SECONDS: String(trialSeconds),
+    },
+    dir: work,
+    watchdogMs: 5000,
+    restartMs: 300,
+    startTimeoutMs: 120_000,
+  });
+  tt.teardown(async () => {
+    await svc.stop();
+    await repo.close();
+    if (tt.passing()) await rm(work, { recursive: true, force: true });
+    else tt.comment(`kept ${work}\n${svc.dump()}`);
+  });
+  svc.start();
+  return { work, repo, device, svc };
+}
+
+interface Launch {
+  slot: string;
+  version: string | null;
+  trial: boolean;
+}
+function launchOf(output: string): Launch | undefined {
+  for (const line of output.split('\n')) {
+    if (!line.includes('"vigil.launch"')) continue;
+    return JSON.parse(line) as Launch;
+  }
+  return undefined;
+}
+
+async function outcomeOf(d: Device): Promise<Record<string, unknown> | undefined> {
+  try {
+    return JSON.parse(await readFile(join(d.stateDir, 'outcome.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitOutcome(d: Device, svc: ServiceManager, kind: string, ms: number) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const o = await outcomeOf(d);
+    if ((o?.outcome as { kind?: string } | undefined)?.kind === kind) return o;
+    if (Date.now() > deadline) throw new Error(`no "${kind}" outcome; runs:\n${svc.dump()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const matrix: [string, string, string][] = [];
+
+let relay: RunningRelay;
+t.before(async () => {
+  relay = await startRelay({ dataDir: await tempDir('vigil-ota-relay-'), logger: SILENT });
+});
+t.teardown(async () => {
+  await relay.close();
+  const w = Math.max(...matrix.map((m) => m[0].length));
+  t.comment(
+    `OTA restart-path matrix:\n${matrix.map(([c, r, d]) => `  ${c.padEnd(w)}  ${r}  ${d}`).join('\n')}`,
+  );
+});
+
+t.test('a healthy new version: restart, trial start, self-check, commit', async (tt) => {
+  const { device, svc, repo } = await rig(tt, relay, 'none', 120);
+  await svc.waitFor((runs) => runs.length >= 2 && runs[1]?.ready === true, 180_000);
+  const o = await waitOutcome(device, svc, 'committed', 120_000);
+  const [first, second] = svc.runs;
+  tt.equal(first?.exitCode, 75, 'the old hub exits to be restarted into the trial');
+  tt.match(launchOf(first?.output ?? ''), { slot: 'a', version: '1.0.0', trial: false });
+  tt.match(launchOf(second?.output ?? ''), { slot: 'b', version: '2.0.0', trial: true });
+  tt.match(o?.outcome, { kind: 'committed', version: '2.0.0', from: '1.0.0' });
+  const end = await committedVersion(device, repo);
+  tt.ok(end.verified, `the committed slot is verified (${end.reason})`);
+  tt.equal(end.version, '2.0.0');
+  const st = await new HostAppSlots(device.slotsDir, new DurableFs()).status();
+  tt.equal(st.pointer.committed, 'b');
+  tt.equal(st.pointer.trial, undefined);
+  tt.equal(second?.why, 'running', 'the new version keeps running');
+  matrix.push(['new version healthy (restart path)', 'PASS', 'committed 2.0.0 in slot b']);
+});
