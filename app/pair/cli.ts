@@ -6,7 +6,10 @@
  *  3. with --interface: join the hub's hotspot through our own wpa_supplicant;
  *  4. run the MLS handshake with the hub's frame server;
  *  5. with --home-ssid: send the home Wi-Fi credentials over the config group
- *     (the password comes from a file or stdin, never from argv).
+ *     (the password comes from a file or stdin, never from argv);
+ *  6. with --relay: meet the hub at the relay: claim the rendezvous the hub
+ *     offers with the pairing token once it is on its home network, and save
+ *     the phone's relay account (<dir>/relay.json).
  *
  * Already paired (E2EE state in --dir)? Step 4 is skipped and only the Wi-Fi
  * credentials are sent again (after the hub reported a wrong password).
@@ -28,6 +31,9 @@ import { PairingInitiator } from '../e2ee/pairing-initiator.js';
 import { E2eePhone } from '../e2ee/phone.js';
 import { defaultAppDir, e2eeDir } from '../account.js';
 import { PairingClient } from './client.js';
+import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import { saveAccount } from '../account.js';
+import type { RelayAccount } from '../account.js';
 
 const USAGE = `
 Usage: vigil app pair --qr <payload | image file> [options]
@@ -42,6 +48,7 @@ Pair this companion with a Vigil hub using the QR label on the hub.
   --hub HOST[:PORT]          the hub's frame server [10.42.0.1:7767]
   --home-ssid SSID           then send the home Wi-Fi network to the hub...
   --home-password-file FILE  ...with the password read from FILE ('-' = stdin)
+  --relay URL                then meet the hub at this relay (needs --home-ssid)
   --dir DIR                  companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
   --timeout SECONDS          per-step timeout [60]
 `;
@@ -95,6 +102,7 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
         'home-ssid': { type: 'string' },
         'home-password-file': { type: 'string' },
         dir: { type: 'string' },
+        relay: { type: 'string' },
         timeout: { type: 'string' },
       },
       strict: true,
@@ -117,6 +125,13 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   const pwFile = str('home-password-file');
   if ((homeSsid === undefined) !== (pwFile === undefined))
     throw new UsageError('--home-ssid and --home-password-file go together');
+  const relayUrl = str('relay');
+  if (relayUrl !== undefined) {
+    if (homeSsid === undefined)
+      throw new UsageError('--relay needs --home-ssid: the hub meets us once it is online');
+    if (!URL.canParse(relayUrl) || !/^https?:$/.test(new URL(relayUrl).protocol))
+      throw new UsageError('--relay: not an http(s) URL');
+  }
 
   const parsed = parseQrPayload(await qrText(qrValue));
   if (!parsed.ok) throw new UsageError(`${parsed.error.message} [${parsed.error.code}]`);
@@ -193,6 +208,14 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
         say(
           `hub accepted the Wi-Fi settings and is joining "${homeSsid}"; pairing token saved in ${join(dir, 'pairing-token')}`,
         );
+        if (relayUrl !== undefined) {
+          client.close();
+          await station?.leave();
+          station = undefined;
+          const acct = await meetAtRelay(relayUrl, token, timeoutS * 1000);
+          await saveAccount(fs, dir, acct);
+          say(`met the hub at the relay as phone ${acct.phoneId}`);
+        }
       }
     } finally {
       client.close();
@@ -201,6 +224,38 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
     await station?.leave();
   }
   return 0;
+}
+
+/**
+ * Claim the hub's rendezvous: the hub offers it once it joined its home network,
+ * so "not there yet" (404) and an unreachable relay are retried until the deadline.
+ */
+export async function meetAtRelay(
+  url: string,
+  token: string,
+  timeoutMs: number,
+  pollMs = 1000,
+): Promise<RelayAccount> {
+  const anon = new RelayClient({ url });
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const c = await anon.claimRendezvous(token);
+      return { url, deviceId: c.deviceId, phoneId: c.id, token: c.token };
+    } catch (e) {
+      last = e;
+      // a refusal other than "not offered yet" will not change by waiting
+      if (e instanceof RelayHttpError && e.status !== 404) break;
+    }
+    if (Date.now() + pollMs > deadline) break;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  throw new VigilError(
+    'EPAIR_RELAY',
+    `the hub did not meet us at the relay ${url} (${last instanceof Error ? last.message : String(last)})`,
+    { cause: last },
+  );
 }
 
 export const pairCommand: Command = {

@@ -14,7 +14,10 @@ import { HubPairingSession } from '../../../firmware/pairing/session.js';
 import type { SessionEvent } from '../../../firmware/pairing/session.js';
 import { PairingWindow } from '../../../firmware/pairing/window.js';
 import { main } from '../../../bin/cli.js';
-import { pairCommand } from '../../../app/pair/cli.js';
+import { meetAtRelay, pairCommand } from '../../../app/pair/cli.js';
+import { startRelay } from '../../../relay/server.js';
+import { RelayClient } from '../../../relay/client.js';
+import { SILENT } from '../../../firmware/log/logger.js';
 
 async function vigil(argv: string[]) {
   let stdout = '';
@@ -135,6 +138,11 @@ void t.test('usage errors', async (t) => {
     [['--qr', 'x', '--home-ssid', 'a'], /go together/],
     [['--qr', 'x', '--timeout', '-1'], /--timeout/],
     [['--qr', 'x', '--password', 'p'], /Unknown option/],
+    [['--qr', 'x', '--relay', 'http://r:1'], /--relay needs --home-ssid/],
+    [
+      ['--qr', 'x', '--home-ssid', 'a', '--home-password-file', 'f', '--relay', 'ftp://r'],
+      /not an http\(s\) URL/,
+    ],
   ];
   for (const [argv, msg] of cases) {
     const r = await vigil(['app', 'pair', ...argv]);
@@ -151,3 +159,41 @@ void t.test('usage errors', async (t) => {
   t.match(r.stderr, /no QR code could be read|expected one QR code/);
   t.match(pairCommand.usage, /--home-password-file/);
 });
+
+void t.test(
+  'meeting the hub at the relay: waits for its offer, then holds a phone account',
+  async (t) => {
+    const relay = await startRelay({
+      dataDir: await mkdtemp(join(tmpdir(), 'vigil-apppair-relay-')),
+      logger: SILENT,
+    });
+    t.teardown(() => relay.close());
+    const anon = new RelayClient({ url: relay.url });
+    const dev = await anon.registerDevice('ABCDEFGHIJKLMNOP');
+    const hub = anon.withToken(dev.token);
+    const token = 'pairing-token-0123456789abcdef';
+    // the phone asks first (the hub is still joining its home network)
+    const met = meetAtRelay(relay.url, token, 20_000, 50);
+    await new Promise((r) => setTimeout(r, 200));
+    await hub.offerRendezvous(token);
+    const acct = await met;
+    t.equal(acct.deviceId, 'ABCDEFGHIJKLMNOP');
+    t.equal(acct.url, relay.url);
+    t.same(
+      (await hub.phones()).map((p) => p.phoneId),
+      [acct.phoneId],
+      'the hub sees the phone',
+    );
+    // a token already used is refused at once (no waiting out the deadline)
+    await t.rejects(meetAtRelay(relay.url, token, 60_000, 50), {
+      code: 'EPAIR_RELAY',
+      message: /did not meet us/,
+    });
+    // a token never offered: retried until the deadline
+    await t.rejects(meetAtRelay(relay.url, 'never-offered-token-000000', 300, 50), {
+      code: 'EPAIR_RELAY',
+    });
+    // no relay at all
+    await t.rejects(meetAtRelay('http://127.0.0.1:9', token, 200, 50), { code: 'EPAIR_RELAY' });
+  },
+);
