@@ -61,6 +61,8 @@ export class Syncer {
     const messages: string[] = [];
     let pending = 0;
     for (const it of items) {
+      // Phone unlock (relay group "unlock", outside MLS) belongs to `vigil app unlock`.
+      if (it.group === 'unlock') continue;
       if (it.kind === 'message') {
         if (!it.complete) {
           pending++;

@@ -241,6 +241,8 @@ export const UnlockStatus = z.strictObject({
   t: z.literal('unlock-status'),
   deviceId: Id,
   nonce: B64U.length(43),
+  /** The answer this is about (its `enc`), '' when none. */
+  answer: z.union([B64U.length(43), z.literal('')]),
   state: z.enum(['refused', 'wrong-key', 'unlocked']),
   detail: z.string().max(300),
   at: z.number().int().nonnegative(),
@@ -267,7 +269,7 @@ const challengeTbs = (c: Unsigned<UnlockChallenge>): Buffer =>
 const statusTbs = (s: Unsigned<UnlockStatus>): Buffer =>
   Buffer.from(
     'vigil-unlock-status-v1\n' +
-      JSON.stringify([s.v, s.t, s.deviceId, s.nonce, s.state, s.detail, s.at]),
+      JSON.stringify([s.v, s.t, s.deviceId, s.nonce, s.answer, s.state, s.detail, s.at]),
   );
 
 export function signChallenge(c: Unsigned<UnlockChallenge>, signKey: RawKeyPair): UnlockChallenge {

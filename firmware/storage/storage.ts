@@ -35,6 +35,7 @@ import type { BlockDevices, BlockDeviceInfo } from '../../hw/luks/block.js';
 import { CIPHER_PROFILES, LuksError } from '../../hw/luks/luks.js';
 import type { Luks, LuksDump } from '../../hw/luks/luks.js';
 import type { Logger } from '../log/logger.js';
+import { PhoneKeySource } from './key-sources.js';
 import type { KeySource, KeySourceId } from './key-sources.js';
 import { MACHINE_KEY_PBKDF, chooseCipher, memTotalKiB, passphrasePbkdf } from './params.js';
 import type { CipherChoice } from './params.js';
@@ -125,9 +126,22 @@ export interface RecoveryMaterial {
 }
 
 export interface EscrowPort {
-  /** Resolves once the phone has durably stored the material. */
-  escrow(material: RecoveryMaterial, signal: AbortSignal): Promise<void>;
+  /**
+   * Resolves once the material is safely on its way to the phones (held by the
+   * relay until they fetch it): to `phoneIds`, or to every paired phone.
+   */
+  escrow(
+    material: RecoveryMaterial,
+    signal: AbortSignal,
+    phoneIds?: readonly string[],
+  ): Promise<void>;
 }
+
+const EscrowedMarker = z.object({
+  escrowedAt: z.string(),
+  /** Phones (MLS phone ids) that got the material; absent = one broadcast to every phone. */
+  phones: z.array(z.string()).optional(),
+});
 
 export interface StorageDeps {
   readonly luks: Luks;
@@ -593,10 +607,14 @@ export class Storage {
     try {
       const interactive = this.#d.keySources.filter((s) => s.interactive && s.id !== 'recovery');
       let pending: Promise<{ src: KeySource; keys: readonly Uint8Array[] } | undefined> | undefined;
-      const ask = (): Promise<{ src: KeySource; keys: readonly Uint8Array[] } | undefined> =>
-        Promise.race(
+      const ask = (): Promise<{ src: KeySource; keys: readonly Uint8Array[] } | undefined> => {
+        // The phone shows its owner why the hub waits.
+        for (const src of interactive)
+          if (src instanceof PhoneKeySource) src.setReason(`${last.reason}: ${last.detail}`);
+        return Promise.race(
           interactive.map((src) => src.obtain(inner.signal).then((keys) => ({ src, keys }))),
         ).catch(() => undefined);
+      };
       if (
         interactive.length > 0 &&
         last.reason !== 'header-corrupt' &&
@@ -912,17 +930,52 @@ export class Storage {
     };
   }
 
-  /** Hand the recovery material to the phone; remembered so it is sent once per volume. */
-  async escrow(port: EscrowPort, signal: AbortSignal): Promise<boolean> {
+  /**
+   * Hand the recovery material to the phones; remembered inside the volume
+   * (`.vigil/recovery/escrowed.json`) so each phone gets it once. Without
+   * `recipients`: one broadcast, once per volume (returns true when sent).
+   * With them: only the phones not yet recorded (returns those sent to).
+   */
+  async escrow(port: EscrowPort, signal: AbortSignal): Promise<boolean>;
+  async escrow(
+    port: EscrowPort,
+    signal: AbortSignal,
+    opts: { recipients: readonly string[] },
+  ): Promise<readonly string[]>;
+  async escrow(
+    port: EscrowPort,
+    signal: AbortSignal,
+    opts?: { recipients: readonly string[] },
+  ): Promise<boolean | readonly string[]> {
     const flag = join(this.mountPoint, RECOVERY_DIR, 'escrowed.json');
-    if ((await this.#d.fs.readIfExists(flag)) !== undefined) return false;
-    await port.escrow(await this.recoveryMaterial(), signal);
+    const raw = await this.#d.fs.readIfExists(flag);
+    const prev =
+      raw === undefined
+        ? undefined
+        : EscrowedMarker.safeParse(JSON.parse(raw.toString('utf8'))).data;
+    if (opts === undefined) {
+      if (raw !== undefined) return false;
+      await port.escrow(await this.recoveryMaterial(), signal);
+      await this.#d.fs.writeFileAtomic(
+        flag,
+        JSON.stringify({ escrowedAt: this.#now().toISOString() }) + '\n',
+        'escrowed',
+      );
+      return true;
+    }
+    const done = new Set(prev?.phones ?? []);
+    const todo = opts.recipients.filter((p) => !done.has(p));
+    if (todo.length === 0) return [];
+    await port.escrow(await this.recoveryMaterial(), signal, todo);
     await this.#d.fs.writeFileAtomic(
       flag,
-      JSON.stringify({ escrowedAt: this.#now().toISOString() }) + '\n',
+      JSON.stringify({
+        escrowedAt: this.#now().toISOString(),
+        phones: [...done, ...todo],
+      }) + '\n',
       'escrowed',
     );
-    return true;
+    return todo;
   }
 
   /**

@@ -1,0 +1,145 @@
+/**
+ * Phone side of phone unlock (`vigil app unlock`): find the locked hub's
+ * newest valid challenge in relay group `unlock`, let the owner approve, seal
+ * the escrowed phone-unlock key to the hub's unlock key (protocol/unlock.ts),
+ * post it up, and report what the hub said.
+ *
+ * Challenges are trusted only when signed with the hub's unlock signing key
+ * received in escrow over MLS, so the relay cannot make the phone prompt.
+ */
+import { reasonOf } from '../protocol/errors.js';
+import {
+  UNLOCK_GROUP,
+  UnlockError,
+  sealAnswer,
+  unlockMessageType,
+  verifyChallenge,
+  verifyStatus,
+} from '../protocol/unlock.js';
+import type { UnlockChallenge, UnlockStatus } from '../protocol/unlock.js';
+import type { RelayClient } from '../relay/client.js';
+import type { Logger } from '../firmware/log/logger.js';
+import type { VaultUnlock } from './recovery.js';
+
+export type PhoneUnlockRelay = Pick<RelayClient, 'list' | 'readAll' | 'ack' | 'postUp'>;
+
+export interface PhoneUnlockDeps {
+  readonly client: PhoneUnlockRelay;
+  readonly vault: VaultUnlock;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+export type UnlockOutcome =
+  | { readonly kind: 'status'; readonly status: UnlockStatus }
+  /** The hub posted a new challenge after our answer: it is still locked. */
+  | { readonly kind: 'asked-again'; readonly challenge: UnlockChallenge }
+  | { readonly kind: 'no-answer' };
+
+/** Read through a call: the flag changes while awaiting. */
+const isAborted = (s: AbortSignal | undefined): boolean => s?.aborted ?? false;
+
+export class PhoneUnlocker {
+  readonly #d: PhoneUnlockDeps;
+  /** Statuses seen (newest last), by nonce. */
+  readonly statuses: UnlockStatus[] = [];
+  #latest: UnlockChallenge | undefined;
+  /** `enc` of our last answer: statuses about other answers to the same nonce are not ours. */
+  #sent: string | undefined;
+
+  constructor(deps: PhoneUnlockDeps) {
+    this.#d = deps;
+  }
+
+  #now(): number {
+    return (this.#d.now ?? Date.now)();
+  }
+
+  /**
+   * Drain the `unlock` mailbox once (waiting up to `waitMs` for something to
+   * arrive): keeps the newest valid challenge, records statuses, acknowledges
+   * everything (stale, forged and malformed messages are logged and dropped).
+   */
+  async poll(waitMs = 0, signal?: AbortSignal): Promise<void> {
+    const { client, vault, logger } = this.#d;
+    const { items } = await client.list({
+      group: UNLOCK_GROUP,
+      waitMs,
+      ...(signal ? { signal } : {}),
+    });
+    for (const it of items) {
+      if (it.group !== UNLOCK_GROUP || !it.complete) continue;
+      const bytes = await client.readAll(it.seq);
+      try {
+        const type = unlockMessageType(bytes);
+        if (type === 'unlock-challenge') {
+          const c = verifyChallenge(bytes, {
+            deviceId: vault.deviceId,
+            signPublicKey: vault.signPublicKey,
+            now: this.#now(),
+          });
+          if (this.#latest === undefined || c.issuedAt >= this.#latest.issuedAt) this.#latest = c;
+        } else if (type === 'unlock-status') {
+          this.statuses.push(
+            verifyStatus(bytes, { deviceId: vault.deviceId, signPublicKey: vault.signPublicKey }),
+          );
+        } else throw new UnlockError('EUNLOCK_FORMAT', 'not an unlock message');
+      } catch (e) {
+        logger.warn('unlock message ignored', { seq: it.seq, err: reasonOf(e) });
+      }
+      await client.ack(it.seq);
+    }
+    if (this.#latest !== undefined && this.#latest.expiresAt <= this.#now())
+      this.#latest = undefined;
+  }
+
+  /** The newest valid, unexpired challenge seen so far. */
+  get challenge(): UnlockChallenge | undefined {
+    return this.#latest;
+  }
+
+  /** Wait up to `timeoutMs` for a challenge. */
+  async waitForChallenge(
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<UnlockChallenge | undefined> {
+    const deadline = this.#now() + timeoutMs;
+    await this.poll(0, signal);
+    for (;;) {
+      const c = this.challenge;
+      if (c !== undefined) return c;
+      const left = deadline - this.#now();
+      if (left <= 0 || isAborted(signal)) return undefined;
+      await this.poll(Math.min(left, 10_000), signal);
+    }
+  }
+
+  /** Seal the phone-unlock key for `challenge` and post it to the hub. */
+  async answer(challenge: UnlockChallenge): Promise<void> {
+    const { vault, client } = this.#d;
+    if (challenge.luksUuid !== vault.luksUuid)
+      throw new UnlockError(
+        'EUNLOCK_DEVICE',
+        `the hub asks for volume ${challenge.luksUuid}, but this phone holds the key of ${vault.luksUuid} (was the hub reinstalled?)`,
+      );
+    const bytes = sealAnswer(challenge, vault.phoneKey, vault.unlockPublicKey);
+    this.#sent = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { enc: string }).enc;
+    await client.postUp(UNLOCK_GROUP, bytes);
+    // Spent: a later poll must see a newer challenge to count as "asked again".
+    this.#latest = undefined;
+  }
+
+  /** After answering `nonce`: wait for the hub's status or a fresh challenge. */
+  async outcome(nonce: string, timeoutMs: number, signal?: AbortSignal): Promise<UnlockOutcome> {
+    const deadline = this.#now() + timeoutMs;
+    for (;;) {
+      const s = this.statuses.find((x) => x.nonce === nonce && x.answer === this.#sent);
+      if (s !== undefined) return { kind: 'status', status: s };
+      if (this.#latest !== undefined && this.#latest.nonce !== nonce)
+        return { kind: 'asked-again', challenge: this.#latest };
+      const left = deadline - this.#now();
+      if (left <= 0 || isAborted(signal)) return { kind: 'no-answer' };
+      await this.poll(Math.min(left, 10_000), signal);
+    }
+  }
+}
