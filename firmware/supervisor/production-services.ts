@@ -12,6 +12,8 @@
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
+import type { SystemClock } from '../../hw/clock/clock.js';
+import type { Station } from '../../hw/wifi/station.js';
 import { VigilError } from '../../protocol/errors.js';
 import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import type { VigilConfig } from '../config/config.js';
@@ -29,10 +31,16 @@ export interface ProductionDeps {
   readonly paths: HostPaths;
   readonly logger: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** A clip started (true) or ended (false): the status LED (firmware/supervisor/panel.ts). */
+  readonly onRecording?: (recording: boolean) => void;
+  /** The system clock the phone's time is applied to (default: `date -s` + fake-hwclock). */
+  readonly clock?: SystemClock;
 }
 
 /** Where, inside the data volume, the hub keeps what pairing established. */
 export const RELAY_ACCOUNT_FILE = 'relay-account.json';
+/** The home network the phone gave at pairing (inside the data volume: the passphrase is secret). */
+export const WIFI_FILE = 'home-wifi.json';
 
 interface RelayAccountFile {
   readonly url: string;
@@ -58,6 +66,42 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   let pairing: PairingController | undefined;
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
+  // pairing/network wiring (docs/pairing.md): one station shared by the pairing handoff and
+  // the boot-time rejoin; a stop of the pairing window is awaited before the station is used
+  let station: Station | undefined;
+  let pairingStopped: Promise<void> = Promise.resolve();
+  let rejoin: AbortController | undefined;
+  const iface = env.VIGIL_WIFI_INTERFACE ?? 'wlan0';
+  const country = env.VIGIL_WIFI_COUNTRY ?? 'US';
+
+  async function getStation(): Promise<Station> {
+    if (station) return station;
+    const { WpaSupplicantStation } = await import('../../hw/wifi/station.js');
+    station = new WpaSupplicantStation({
+      paths,
+      interface: iface,
+      countryCode: country,
+      logger: log,
+      addressing: { dhcp: ['busybox', 'udhcpc', '-i', iface, '-n', '-q'] },
+    });
+    return station;
+  }
+
+  async function resetDeps(dataDir: string) {
+    const { RelayClient } = await import('../../relay/client.js');
+    return {
+      fs,
+      logger: log,
+      revokeRelayPhones: async (): Promise<number> => {
+        const acct = await readRelayAccount(dataDir);
+        if (!acct) return 0;
+        const c = new RelayClient({ url: acct.url }).withToken(acct.token);
+        const phones = await c.phones();
+        for (const ph of phones) await c.removePhone(ph.phoneId);
+        return phones.length;
+      },
+    };
+  }
   let configChannel: RelayConfigChannel | undefined;
 
   async function loadIdentity(dataDir: string): Promise<NonNullable<typeof identity>> {
@@ -105,6 +149,43 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     return raw ? (JSON.parse(raw.toString('utf8')) as RelayAccountFile) : undefined;
   }
 
+  /**
+   * Join the saved home network unless already associated (boot of a paired hub, or the
+   * pairing window closed); retried in the background every minute until it works.
+   */
+  function rejoinHomeWifi(dataDir: string): void {
+    if (rejoin || station?.connected === true) return;
+    const ctrl = new AbortController();
+    rejoin = ctrl;
+    void (async () => {
+      const raw = await fs.readIfExists(join(dataDir, WIFI_FILE));
+      if (!raw) {
+        log.warn('paired, but no home Wi-Fi saved: staying offline (pair again to set it)');
+        return;
+      }
+      const creds = JSON.parse(raw.toString('utf8')) as { ssid: string; passphrase: string };
+      const { sleep } = await import('./executor.js');
+      for (let attempt = 1; !ctrl.signal.aborted; attempt++) {
+        const st = await getStation();
+        if (st.connected) return;
+        try {
+          await st.join(creds);
+          log.info('joined the home network', { ssid: creds.ssid, attempt });
+          return;
+        } catch (e) {
+          log.warn('cannot join the home network; retrying in a minute', {
+            ssid: creds.ssid,
+            error: e,
+          });
+          await st.leave().catch(() => undefined);
+        }
+        await sleep(60_000, ctrl.signal).catch(() => undefined);
+      }
+    })().finally(() => {
+      if (rejoin === ctrl) rejoin = undefined;
+    });
+  }
+
   const services: ProductionServices = {
     get configChannel(): ConfigChannel | undefined {
       return configChannel;
@@ -134,47 +215,68 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     },
 
     async isPaired(dataDir: string): Promise<boolean> {
+      const { resumeFactoryReset } = await import('../pairing/factory-reset.js');
+      await resumeFactoryReset(await resetDeps(dataDir), dataDir);
       return (await openMls(dataDir)).phones.length > 0;
     },
 
     async startPairing(
       dataDir: string,
-      _signal: AbortSignal,
+      signal: AbortSignal,
       emit: (e: Event) => void,
+      reason: 'first-boot' | 'button' | 'factory-reset' = 'first-boot',
     ): Promise<void> {
+      await pairingStopped;
+      if (pairing) {
+        // already set up (a button press while the window is open or closed): reopen
+        await pairing.open(reason);
+        return;
+      }
+      rejoin?.abort();
+      rejoin = undefined;
       const hub = await openMls(dataDir);
       const id = await loadIdentity(dataDir);
       const [
         { PairingController, DEFAULT_HOTSPOT },
         { PairingResponder },
         { HostapdHotspot },
-        { WpaSupplicantStation },
         { RelayClient },
+        { TimeSync, buildTimeOf },
+        { DateCommandClock },
+        { revokePendingRelayPhones },
       ] = await Promise.all([
         import('../pairing/controller.js'),
         import('../mls/pairing-responder.js'),
         import('../../hw/wifi/hotspot.js'),
-        import('../../hw/wifi/station.js'),
         import('../../relay/client.js'),
+        import('../pairing/time-sync.js'),
+        import('../../hw/clock/clock.js'),
+        import('../pairing/factory-reset.js'),
       ]);
-      const iface = env.VIGIL_WIFI_INTERFACE ?? 'wlan0';
-      const country = env.VIGIL_WIFI_COUNTRY ?? 'US';
       const relayUrl = config.relay.url;
-      pairing = new PairingController({
+      const timeSync = new TimeSync({
+        clock: deps.clock ?? new DateCommandClock(),
+        buildTimeMs: buildTimeOf(),
+        logger: log.child('clock'),
+      });
+      const ctl = new PairingController({
         identity: { deviceId: id.deviceId, secret: id.secret },
         hotspot: new HostapdHotspot({ paths, logger: log }),
-        station: new WpaSupplicantStation({
-          paths,
-          interface: iface,
-          countryCode: country,
-          logger: log,
-          addressing: { dhcp: ['busybox', 'udhcpc', '-i', iface, '-n', '-q'] },
-        }),
+        station: await getStation(),
         settings: { ...DEFAULT_HOTSPOT, interface: iface, countryCode: country },
-        newResponder: () => new PairingResponder({ hub, devicePsk: id.psk }),
+        newResponder: () =>
+          new PairingResponder({ hub, devicePsk: id.psk, onTimeSync: timeSync.onPhoneTime }),
         handleConfig: (bytes) => hub.handleConfig(bytes),
+        saveCredentials: async (c) => {
+          await fs.writeFileAtomic(
+            join(dataDir, WIFI_FILE),
+            JSON.stringify({ ssid: c.ssid, passphrase: c.passphrase }) + '\n',
+            'home-wifi',
+          );
+        },
         meetAtRelay: async (token: string) => {
           if (relayUrl === undefined) throw new VigilError('ENORELAY', 'no relay.url configured');
+          await revokePendingRelayPhones(await resetDeps(dataDir), dataDir, signal);
           const anon = new RelayClient({ url: relayUrl });
           const acct = (await readRelayAccount(dataDir)) ?? {
             url: relayUrl,
@@ -190,16 +292,38 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         },
         logger: log,
       });
-      pairing.on('handoff', (h) => {
+      ctl.on('handoff', (h) => {
         if (h.ok) emit({ type: 'paired' });
         else emit({ type: 'pairing-failed', reason: `${h.code}: ${h.message}` });
       });
-      await pairing.open('first-boot');
+      ctl.on('closed', (why) => {
+        // paired: the handoff reports; cancelled: the supervisor closed it itself
+        if (why === 'timeout' || why === 'failures')
+          emit({ type: 'pairing-closed', reason: why, paired: hub.phones.length > 0 });
+      });
+      pairing = ctl;
+      await ctl.open(reason);
     },
 
-    async stopPairing(): Promise<void> {
-      await pairing?.close();
+    stopPairing(): Promise<void> {
+      const ctl = pairing;
       pairing = undefined;
+      const before = pairingStopped;
+      pairingStopped = before
+        .then(() => ctl?.close())
+        .catch((e: unknown) => {
+          log.warn('the pairing window did not close cleanly', { error: e });
+        });
+      return pairingStopped;
+    },
+
+    async factoryReset(dataDir: string, signal: AbortSignal): Promise<void> {
+      const { factoryReset } = await import('../pairing/factory-reset.js');
+      rejoin?.abort();
+      rejoin = undefined;
+      await station?.leave();
+      mls = undefined;
+      await factoryReset(await resetDeps(dataDir), dataDir, signal);
     },
 
     async startServices(
@@ -207,8 +331,11 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       _signal: AbortSignal,
       emit: (e: Event) => void,
     ): Promise<void> {
+      await pairingStopped;
+      if (uplink) return; // already running (a phone was added through the pairing window)
       const hub = await openMls(dataDir);
       const id = await loadIdentity(dataDir);
+      rejoinHomeWifi(dataDir);
       const acct = await readRelayAccount(dataDir);
       const [
         { createUplink },
@@ -274,11 +401,15 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       media.on((e) => {
         if (e.type === 'state' && e.state === 'failed')
           emit({ type: 'child-crash-loop', child: 'media' });
+        if (e.type === 'motion-start') deps.onRecording?.(true);
+        if (e.type === 'motion-end') deps.onRecording?.(false);
       });
       await media.start();
     },
 
     async stopServices(): Promise<void> {
+      rejoin?.abort();
+      rejoin = undefined;
       await media?.stop();
       await configChannel?.stop();
       await uplink?.stop();
