@@ -76,13 +76,18 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
   async function getStation(): Promise<Station> {
     if (station) return station;
-    const { WpaSupplicantStation } = await import('../../hw/wifi/station.js');
+    const [{ WpaSupplicantStation }, { udhcpcCommand }] = await Promise.all([
+      import('../../hw/wifi/station.js'),
+      import('../../hw/wifi/dhcp.js'),
+    ]);
+    // busybox udhcpc with our own event script (Debian's busybox ships none)
+    const dhcp = await udhcpcCommand(fs, paths, iface);
     station = new WpaSupplicantStation({
       paths,
       interface: iface,
       countryCode: country,
       logger: log,
-      addressing: { dhcp: ['busybox', 'udhcpc', '-i', iface, '-n', '-q'] },
+      addressing: { dhcp },
     });
     return station;
   }
