@@ -42,6 +42,9 @@ Subcommands:
   phones remove <phoneId>           ask the hub to remove a phone (admin phone)
   view [--port N] [--no-sync]       serve the local web viewer and print its URL
   pair ...                          pair with a hub (see vigil app pair --help)
+  unlock [--yes] [--wait S]         unlock a locked hub with this phone's escrowed key
+  recovery show [--json]            the hub's recovery key and header backup kept on this phone
+  recovery export-header FILE       write the escrowed LUKS header backup to FILE (0600)
 
 Options:
   --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
@@ -61,8 +64,9 @@ const VALUE_OPTS = new Set([
   '--port',
   '--host',
   '--log-level',
+  '--wait',
 ]);
-const FLAG_OPTS = new Set(['--json', '--no-sync']);
+const FLAG_OPTS = new Set(['--json', '--no-sync', '--yes']);
 
 function parse(argv: readonly string[]): Args {
   const positional: string[] = [];
@@ -377,6 +381,17 @@ export const command: Command = {
         return phones(c, a);
       case 'view':
         return view(c, a, ctx);
+      case 'unlock':
+      case 'recovery': {
+        // storage area (docs/storage.md): phone unlock and recovery escrow
+        const { storageAppCommand } = await import('./unlock-cli.js');
+        return storageAppCommand(c, a.positional, a.opts, {
+          needAccount,
+          sync: async () => {
+            await syncAndStore(c);
+          },
+        });
+      }
       case undefined:
         throw new UsageError('missing subcommand (see vigil app --help)');
       default:

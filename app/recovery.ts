@@ -201,3 +201,33 @@ export const RECOVERY_TOPICS = [
       new RecoveryVault(ctx.dir, ctx.fs).receiveRecovery(body),
   },
 ] as const;
+
+/** `vigil app recovery show` lines (the recovery key is printed: the owner asked for it). */
+export async function recoveryShow(vault: RecoveryVault, json: boolean): Promise<string> {
+  const rec = await vault.recovery();
+  const un = await vault.unlock();
+  if (rec === undefined && un === undefined)
+    throw new VigilError(
+      'ENOESCROW',
+      `nothing escrowed in ${vault.dir} yet (the hub sends it after pairing; run vigil app list to receive it)`,
+    );
+  if (json)
+    return (
+      JSON.stringify({
+        deviceId: rec?.deviceId ?? un?.deviceId,
+        luksUuid: rec?.luksUuid ?? un?.luksUuid,
+        recoveryKey: rec?.recoveryKey ?? null,
+        headerBackup: rec ? { sha256: rec.headerSha256, bytes: rec.headerSize } : null,
+        phoneUnlock: un !== undefined,
+        receivedAt: rec?.receivedAt ?? null,
+      }) + '\n'
+    );
+  const lines = [
+    `hub:           ${rec?.deviceId ?? un?.deviceId ?? '?'}`,
+    `LUKS volume:   ${rec?.luksUuid ?? un?.luksUuid ?? '?'}`,
+    `recovery key:  ${rec?.recoveryKey ?? '(not received yet)'}`,
+    `header backup: ${rec ? `${rec.headerSize} bytes, sha256 ${rec.headerSha256}` : '(not received yet)'}`,
+    `phone unlock:  ${un ? 'ready (vigil app unlock)' : '(not received yet)'}`,
+  ];
+  return lines.join('\n') + '\n';
+}

@@ -6,6 +6,7 @@
  */
 import type { DurableFs } from '../hw/os/fs.js';
 import type { E2eeCrypto } from './e2ee-crypto.js';
+import { RECOVERY_TOPICS } from './recovery.js';
 
 export interface AppTopicContext {
   /** The app's state directory (`--dir`). */
@@ -19,7 +20,10 @@ export interface AppTopic {
 }
 
 /** Areas append `{ topic: '<topic>', handle: ... }` here. */
-export const APP_TOPICS: readonly AppTopic[] = [];
+export const APP_TOPICS: readonly AppTopic[] = [
+  // storage: phone-unlock key and recovery escrow (app/recovery.ts)
+  ...RECOVERY_TOPICS,
+];
 
 export function registerAppTopics(
   crypto: E2eeCrypto,

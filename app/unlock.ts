@@ -143,3 +143,56 @@ export class PhoneUnlocker {
     }
   }
 }
+
+export interface UnlockCliOptions {
+  readonly client: PhoneUnlockRelay;
+  readonly vault: VaultUnlock;
+  readonly logger: Logger;
+  readonly out: (t: string) => void;
+  readonly err: (t: string) => void;
+  /** Ask the owner (true = approved); `--yes` passes `async () => true`. */
+  readonly confirm: (question: string) => Promise<boolean>;
+  /** How long to wait for a challenge, then for the hub's answer. */
+  readonly waitMs: number;
+}
+
+/**
+ * `vigil app unlock`: 0 unlocked; 1 refused / wrong key / declined;
+ * 3 nothing to do (no challenge: the hub is not waiting) or no answer yet.
+ */
+export async function unlockCli(o: UnlockCliOptions): Promise<number> {
+  const u = new PhoneUnlocker({ client: o.client, vault: o.vault, logger: o.logger });
+  const c = await u.waitForChallenge(o.waitMs);
+  if (c === undefined) {
+    o.out(
+      `hub ${o.vault.deviceId} is not asking to be unlocked (no challenge within ${Math.round(o.waitMs / 1000)} s)\n`,
+    );
+    return 3;
+  }
+  o.out(`hub ${c.deviceId} is locked since ${new Date(c.issuedAt).toISOString()}: ${c.reason}\n`);
+  if (!(await o.confirm('send this phone’s unlock key to the hub? [y/N] '))) {
+    o.out('not sent\n');
+    return 1;
+  }
+  await u.answer(c);
+  o.out('unlock key sent (sealed to the hub); waiting for the hub…\n');
+  const r = await u.outcome(c.nonce, o.waitMs);
+  if (r.kind === 'status') {
+    if (r.status.state === 'unlocked') {
+      o.out('hub unlocked\n');
+      return 0;
+    }
+    o.err(
+      r.status.state === 'wrong-key'
+        ? `the hub tried the key: it does not open the volume (${r.status.detail})\n`
+        : `the hub refused the answer: ${r.status.detail}\n`,
+    );
+    return 1;
+  }
+  if (r.kind === 'asked-again') {
+    o.err(`the hub is still locked and asks again: ${r.challenge.reason}\n`);
+    return 1;
+  }
+  o.out('no word from the hub yet (it may be offline; the answer waits on the relay)\n');
+  return 3;
+}
