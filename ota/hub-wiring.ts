@@ -262,6 +262,8 @@ export class OtaWiring {
         await this.#failTrial(`the new version cannot run its update agent: ${this.#note ?? '?'}`);
         return;
       }
+      // From here the health check's own deadline applies (its report says what failed).
+      clearTimeout(this.#trialTimer);
       const r = await agent.confirmTrial(this.#trialVersion, {
         timeoutMs: this.#trialDeadlineMs,
         signal,

@@ -132,7 +132,7 @@ async function rig(
     command: process.execPath,
     args: [
       '--import',
-      'tsx',
+      import.meta.resolve('tsx'),
       LAUNCH,
       '--slots',
       device.slotsDir,
@@ -228,5 +228,81 @@ t.test('a healthy new version: restart, trial start, self-check, commit', async 
   tt.equal(st.pointer.committed, 'b');
   tt.equal(st.pointer.trial, undefined);
   tt.equal(second?.why, 'running', 'the new version keeps running');
-  matrix.push(['new version healthy (restart path)', 'PASS', 'committed 2.0.0 in slot b']);
+  matrix.push([
+    'new version healthy (restart path)',
+    tt.passing() ? 'PASS' : 'FAIL',
+    'committed 2.0.0 in slot b',
+  ]);
 });
+
+async function agentState(d: Device): Promise<{ bad: string[]; attempts: Record<string, number> }> {
+  return JSON.parse(await readFile(join(d.stateDir, 'agent.json'), 'utf8')) as {
+    bad: string[];
+    attempts: Record<string, number>;
+  };
+}
+
+t.test(
+  'a new version that fails its health check: restart, self-check fails, back to the committed slot',
+  async (tt) => {
+    const { device, svc, repo } = await rig(tt, relay, 'relay-broken', 8);
+    const o = await waitOutcome(device, svc, 'rolled-back', 240_000);
+    const [first, second, third] = svc.runs;
+    tt.equal(first?.exitCode, 75, 'the old hub exits to be restarted into the trial');
+    tt.match(launchOf(second?.output ?? ''), { slot: 'b', version: '2.0.0', trial: true });
+    tt.equal(second?.why, 'exit');
+    tt.equal(second?.exitCode, 76, 'the trial version exits after its failed self-check');
+    tt.match(launchOf(third?.output ?? ''), { slot: 'a', version: '1.0.0', trial: false });
+    tt.match(o?.outcome, {
+      kind: 'rolled-back',
+      version: '2.0.0',
+      to: '1.0.0',
+      reason:
+        /health check failed: relay \(relay .* unreachable: fetch failed \(this build cannot reach the relay\)\)/,
+    });
+    tt.same((await agentState(device)).bad, ['2.0.0'], 'the version is never tried again');
+    const end = await committedVersion(device, repo);
+    tt.ok(end.verified, `the committed slot is verified (${end.reason})`);
+    tt.equal(end.version, '1.0.0');
+    tt.equal(third?.why, 'running', 'the old version keeps running');
+    matrix.push([
+      'new version fails its health check (restart path)',
+      tt.passing() ? 'PASS' : 'FAIL',
+      'trial exit 76, next start runs 1.0.0, marked bad',
+    ]);
+  },
+);
+
+t.test(
+  'a new version that hangs: the watchdog kills it, the next start runs the committed slot',
+  async (tt) => {
+    const { device, svc, repo } = await rig(tt, relay, 'hang', 120);
+    const o = await waitOutcome(device, svc, 'rolled-back', 240_000);
+    const [first, second, third] = svc.runs;
+    tt.equal(first?.exitCode, 75, 'the old hub exits to be restarted into the trial');
+    tt.match(launchOf(second?.output ?? ''), { slot: 'b', version: '2.0.0', trial: true });
+    tt.equal(second?.ready, true, 'the trial version started (READY=1) before it hung');
+    tt.equal(second?.why, 'watchdog', 'killed by the watchdog');
+    tt.match(launchOf(third?.output ?? ''), { slot: 'a', version: '1.0.0', trial: false });
+    tt.match(o?.outcome, {
+      kind: 'rolled-back',
+      version: '2.0.0',
+      to: '1.0.0',
+      reason: /did not confirm its health before its commit/,
+    });
+    const st = await agentState(device);
+    tt.same(st.attempts, { '2.0.0': 1 }, 'one interrupted attempt counted (bad after 3)');
+    // Not retried at once: the next try waits for the next poll.
+    await new Promise((r) => setTimeout(r, 3000));
+    tt.equal(svc.runs.length, 3, 'no immediate retry');
+    tt.equal(third?.why, 'running', 'the old version keeps running');
+    const end = await committedVersion(device, repo);
+    tt.ok(end.verified, `the committed slot is verified (${end.reason})`);
+    tt.equal(end.version, '1.0.0');
+    matrix.push([
+      'new version hangs (restart path)',
+      tt.passing() ? 'PASS' : 'FAIL',
+      'watchdog kill, next start runs 1.0.0',
+    ]);
+  },
+);

@@ -96,6 +96,7 @@ export class ServiceManager {
         },
         stdout: 'pipe',
         stderr: 'pipe',
+        cwd: this.#o.dir,
       });
       const run: ServiceRun = {
         n,
