@@ -23,6 +23,8 @@ import type { MlsHub } from '../mls/hub.js';
 import type { ConfigChannel, RelayConfigChannel } from '../mls/config-channel.js';
 import type { PairingController } from '../pairing/controller.js';
 import type { Uplink } from '../uplink/uplink.js';
+import type { StorageWiring } from '../storage/hub-wiring.js';
+import type { Storage } from '../storage/storage.js';
 import type { HubServices, UnlockResult } from './hub.js';
 import type { Event } from './state.js';
 
@@ -108,6 +110,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     };
   }
   let configChannel: RelayConfigChannel | undefined;
+  let storageWiring: StorageWiring | undefined;
+  let dataStorage: Storage | undefined;
 
   async function loadIdentity(dataDir: string): Promise<NonNullable<typeof identity>> {
     if (identity) return identity;
@@ -198,6 +202,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
     async unlockStorage(signal: AbortSignal): Promise<UnlockResult> {
       const { createRealStorage } = await import('../storage/real.js');
+      // storage area: phone unlock while locked, recovery escrow once services run
+      const { StorageWiring } = await import('../storage/hub-wiring.js');
+      storageWiring ??= new StorageWiring({ paths, fs, logger: deps.logger });
       const storage = await createRealStorage({
         paths,
         logger: deps.logger,
@@ -205,11 +212,14 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         fs,
         keySources: config.storage.keySources,
         dataDir: mountPoint,
+        phone: storageWiring.phone,
       });
+      dataStorage = storage;
       storage.onStatus((s) => {
         log.info('storage status', { status: s });
       });
       const r = await storage.unlockAndMount(signal);
+      await storageWiring.unlocked(r);
       if (r.state === 'unlocked') return { ok: true, dataDir: r.mountPoint };
       const waitingFor = r.waitingFor.length > 0 ? r.waitingFor.join(' or ') : undefined;
       return {
@@ -380,6 +390,14 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         fs,
       });
       configChannel.start();
+      if (storageWiring && dataStorage)
+        void storageWiring.start({
+          storage: dataStorage,
+          deviceId: id.deviceId,
+          relay: acct,
+          channel: configChannel,
+          phones: () => hub.phones.map((p) => p.phoneId),
+        });
       const binding = new LibV4l2Binding();
       const devicePath = config.camera.device ?? (await discoverCameras(binding))[0]?.path;
       if (devicePath === undefined) throw new VigilError('ENOCAMERA', 'no V4L2 camera found');
@@ -416,6 +434,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       rejoin?.abort();
       rejoin = undefined;
       await media?.stop();
+      await storageWiring?.stop();
       await configChannel?.stop();
       await uplink?.stop();
       configChannel = undefined;
