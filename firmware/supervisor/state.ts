@@ -261,9 +261,12 @@ export function transition(state: State, event: Event): Transition {
       }
       return stay(state);
     case 'running':
+      // Services stop while the window is open (the radio serves the hotspot, and the
+      // window's end starts them again: never two camera pipelines at once).
       if (event.type === 'pairing-requested')
         return to(
           { name: 'pairing', dataDir: state.dataDir, failedAttempts: 0 },
+          { type: 'stop-services' },
           { type: 'start-pairing', dataDir: state.dataDir, reason: 'button' },
         );
       if (event.type === 'update-staged')

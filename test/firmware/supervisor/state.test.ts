@@ -78,11 +78,13 @@ t.test('pairing failures are counted and the window closes at the limit', async 
   }
   t.same(s, { name: 'pairing', dataDir: '/d', failedAttempts: MAX_PAIRING_FAILURES });
   t.ok(closed, 'stop-pairing issued at the limit');
-  t.same(transition({ name: 'running', dataDir: '/d' }, { type: 'pairing-requested' }).state, {
-    name: 'pairing',
-    dataDir: '/d',
-    failedAttempts: 0,
-  });
+  const press = transition({ name: 'running', dataDir: '/d' }, { type: 'pairing-requested' });
+  t.same(press.state, { name: 'pairing', dataDir: '/d', failedAttempts: 0 });
+  t.same(
+    press.effects.map((e) => e.type).filter((e) => e !== 'report-status'),
+    ['stop-services', 'start-pairing'],
+    'a press while running stops the services before the window opens',
+  );
 });
 
 t.test('a crash loop degrades and recovery resumes', async (t) => {
@@ -207,7 +209,11 @@ t.test('button: a press reopens the window, also after it closed; closing return
     { name: 'running', dataDir: '/d' },
   );
   t.same(back.state, { name: 'running', dataDir: '/d' });
-  t.same(back.effects, ['start-pairing', 'stop-pairing', 'start-services']);
+  t.same(
+    back.effects,
+    ['stop-services', 'start-pairing', 'stop-pairing', 'start-services'],
+    'services stop while the window is open and start once when it closes',
+  );
 });
 
 t.test('factory reset: only with the volume unlocked, then the window opens', async (t) => {
