@@ -45,6 +45,7 @@ Subcommands:
   unlock [--yes] [--wait S]         unlock a locked hub with this phone's escrowed key
   recovery show [--json]            the hub's recovery key and header backup kept on this phone
   recovery export-header FILE       write the escrowed LUKS header backup to FILE (0600)
+  updates [--json]                  the hub's software update outcomes (installed, rolled back)
 
 Options:
   --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
@@ -391,6 +392,17 @@ export const command: Command = {
             await syncAndStore(c);
           },
         });
+      }
+      case 'updates': {
+        // ota area (docs/ota.md): outcomes the hub reported over the config group
+        const { showUpdates } = await import('../ota/report.js');
+        return showUpdates(
+          { dir: c.dir, fs: c.fs, out: c.out },
+          { json: a.opts.has('--json') },
+          async () => {
+            await syncAndStore(c);
+          },
+        );
       }
       case undefined:
         throw new UsageError('missing subcommand (see vigil app --help)');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
 import { VigilError } from '../protocol/errors.js';
+import type { AppTopic } from '../app/topics.js';
 import type { OtaOutcome, OutcomeReporter } from './agent.js';
 
 export const OTA_REPORT_TOPIC = 'ota-report';
@@ -92,16 +93,36 @@ export class ConfigChannelReporter implements OutcomeReporter {
   readonly #channel: () => AppSender | undefined;
   readonly #now: () => Date;
 
-  constructor(channel: () => AppSender | undefined, now: () => Date = () => new Date()) {
+  readonly #timeoutMs: number;
+
+  constructor(
+    channel: () => AppSender | undefined,
+    opts: { now?: () => Date; timeoutMs?: number } = {},
+  ) {
     this.#channel = channel;
-    this.#now = now;
+    this.#now = opts.now ?? (() => new Date());
+    this.#timeoutMs = opts.timeoutMs ?? 60_000;
   }
 
   async report(outcome: OtaOutcome): Promise<void> {
     if (outcome.kind === 'up-to-date' || outcome.kind === 'restarting') return;
     const ch = this.#channel();
     if (ch === undefined) throw new OtaReportError('no config channel to the phone yet');
-    await ch.sendApp(OTA_REPORT_TOPIC, encodeOtaReport(outcome, this.#now()));
+    // The channel retries while the relay is down; the agent must not wait for that
+    // (the outcome stays pending and is sent again; the phone ignores duplicates).
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        ch.sendApp(OTA_REPORT_TOPIC, encodeOtaReport(outcome, this.#now())),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new OtaReportError('the relay did not take the report in time'));
+          }, this.#timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -128,13 +149,18 @@ export class PhoneOtaReports {
     }
   }
 
-  async add(r: OtaReport): Promise<void> {
-    const reports = [...(await this.list()), r].slice(-PhoneOtaReports.KEEP);
+  /** Keep a report (a re-sent duplicate is ignored); false when it was a duplicate. */
+  async add(r: OtaReport): Promise<boolean> {
+    const have = await this.list();
+    const same = JSON.stringify(r);
+    if (have.some((x) => JSON.stringify(x) === same)) return false;
+    const reports = [...have, r].slice(-PhoneOtaReports.KEEP);
     await this.#fs.writeFileAtomic(
       this.#path,
       `${JSON.stringify({ v: 1, reports })}\n`,
       'phone-ota-reports',
     );
+    return true;
   }
 
   /** The handler for E2eeCrypto.onApp(OTA_REPORT_TOPIC, ...): store, return the line. */
@@ -145,4 +171,32 @@ export class PhoneOtaReports {
       return formatOtaReport(r);
     };
   }
+}
+
+/** The companion's topic handler (registered in app/topics.ts). */
+export const OTA_APP_TOPICS: readonly AppTopic[] = [
+  {
+    topic: OTA_REPORT_TOPIC,
+    handle: (ctx, body) => new PhoneOtaReports(ctx.dir, ctx.fs).handler()(body),
+  },
+];
+
+/**
+ * `vigil app updates`: fetch what the hub sent (the topic handler stores the
+ * reports), then print the recent ones, newest last.
+ */
+export async function showUpdates(
+  io: { dir: string; fs: DurableFs; out: (t: string) => void },
+  opts: { json: boolean },
+  sync: () => Promise<void>,
+): Promise<number> {
+  await sync();
+  const reports = await new PhoneOtaReports(io.dir, io.fs).list();
+  if (opts.json) {
+    io.out(`${JSON.stringify({ reports })}\n`);
+    return 0;
+  }
+  if (reports.length === 0) io.out('no update reports from the hub yet\n');
+  for (const r of reports.slice(-10)) io.out(`${formatOtaReport(r)}\n`);
+  return 0;
 }
