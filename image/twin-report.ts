@@ -4,12 +4,24 @@
  * for hostapd to bring up an access point on a hwsim radio, then print the
  * facts as `VIGIL-TWIN key=value` console lines for the system test.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
 import type { Runner } from './disk.js';
+import { BUNDLE_FILE } from '../provisioning/bundle.js';
+import { DEFAULT_STORAGE_CONFIG } from '../firmware/storage/storage.js';
 import { grownSize } from './grow.js';
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const Status = z.looseObject({ state: z.string() });
 
@@ -80,6 +92,13 @@ export async function twinReport(o: TwinReportOptions): Promise<number> {
   o.print(`VIGIL-TWIN hostapd=${hostapd ? 'running' : 'absent'} ap=${aps.join(',') || 'none'}`);
   o.print(`VIGIL-TWIN machine-id=${/^[0-9a-f]{32}$/.test(machineId) ? 'generated' : 'missing'}`);
   o.print(`VIGIL-TWIN data-grown=${String((await grownSize(paths)) ?? 'no')}`);
+  // the hub formatted/unlocked LUKS on the data partition (its mount lives in the hub unit's
+  // own mount namespace, the dm mapping is global) and moved the plaintext bundle into it
+  const volume = await exists(paths.host(`/dev/mapper/${DEFAULT_STORAGE_CONFIG.mapperName}`));
+  const plaintext = await exists(join(paths.provisioningDir, BUNDLE_FILE));
+  o.print(
+    `VIGIL-TWIN data-volume=${volume ? 'open' : 'closed'} bundle-plaintext=${plaintext ? 'present' : 'gone'}`,
+  );
   const ok = state === 'pairing' && hostapd && aps.length > 0;
   o.print(`VIGIL-TWIN result=${ok ? 'ok' : 'fail'}`);
   return ok ? 0 : 1;

@@ -25,6 +25,8 @@ async function root(dir: string, state: string | undefined, hostapd: boolean): P
   await writeFile(join(dir, 'etc/machine-id'), '0123456789abcdef0123456789abcdef\n');
   if (state !== undefined)
     await writeFile(join(dir, 'run/vigil/status.json'), JSON.stringify({ state, since: 1 }));
+  await mkdir(join(dir, 'dev/mapper'), { recursive: true });
+  if (state === 'pairing') await writeFile(join(dir, 'dev/mapper/vigil-data'), '');
   await mkdir(join(dir, 'proc/1'), { recursive: true });
   await writeFile(join(dir, 'proc/1/comm'), 'systemd\n');
   if (hostapd) {
@@ -52,6 +54,7 @@ t.test('reports ok once the hub pairs and hostapd runs an AP', async (t) => {
     'VIGIL-TWIN hostapd=running ap=wlan0',
     'VIGIL-TWIN machine-id=generated',
     'VIGIL-TWIN data-grown=no',
+    'VIGIL-TWIN data-volume=open bundle-plaintext=gone',
     'VIGIL-TWIN result=ok',
   ]);
 });
@@ -89,5 +92,6 @@ t.test('reports fail with what it saw when the deadline passes', async (t) => {
   t.equal(rc, 1);
   t.ok(lines.includes('VIGIL-TWIN state=locked'));
   t.ok(lines.includes('VIGIL-TWIN hostapd=absent ap=none'));
+  t.ok(lines.includes('VIGIL-TWIN data-volume=closed bundle-plaintext=gone'));
   t.equal(lines.at(-1), 'VIGIL-TWIN result=fail');
 });

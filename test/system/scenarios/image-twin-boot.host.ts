@@ -5,7 +5,8 @@
 // Uses image/out/qemu-amd64-ci/build-1 (CI's image step) or image/out/qemu-amd64, building the
 // twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it is reported as SKIP).
 // VIGIL_TWIN_IMAGE=path picks another image.
-// VIGIL_TWIN_REQUIRE_PAIRING=1 also requires the pairing state with hostapd up on a hwsim radio.
+// Pass: the supervisor reached the pairing state with hostapd up on a hwsim radio, after opening
+// LUKS on the data partition and moving the provisioned bundle into it.
 // @timeout 1800
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -135,7 +136,11 @@ const scenario: HostScenario = async (h) => {
       throw new Error(
         `data partition not grown on first boot (${twin.get('data-grown') ?? '?'} sectors, image had ${before})`,
       );
-    if (process.env.VIGIL_TWIN_REQUIRE_PAIRING === '1' && twin.get('result') !== 'ok') {
+    if (twin.get('data-volume') !== 'open')
+      throw new Error('the hub did not open LUKS on the data partition (dev-keyfile key source)');
+    if (twin.get('bundle-plaintext') !== 'gone')
+      throw new Error('the plaintext provisioning bundle is still on the provisioning partition');
+    if (twin.get('result') !== 'ok') {
       throw new Error(
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
