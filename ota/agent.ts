@@ -115,6 +115,11 @@ export interface AgentOptions {
   readonly repoUrl: string;
   readonly channel: string;
   readonly kind?: 'app';
+  /**
+   * Version of the tree the image installed (runs while the committed slot is
+   * empty): nothing older or equal is installed over it. Default 0.0.0.
+   */
+  readonly baseVersion?: string;
   readonly probe: TrialProbe;
   readonly health: HealthCheck;
   readonly busy: BusyPort;
@@ -271,10 +276,10 @@ export class OtaAgent {
     return this.#deliver(rec);
   }
 
-  /** The committed version ('0.0.0' when the committed slot holds nothing Vigil installed). */
+  /** The committed version (`baseVersion` when the committed slot holds nothing Vigil installed). */
   async installedVersion(): Promise<string> {
     const { pointer, markers } = await this.#o.slots.status();
-    return markers[pointer.committed]?.version ?? '0.0.0';
+    return markers[pointer.committed]?.version ?? this.#o.baseVersion ?? '0.0.0';
   }
 
   /** Drop a trial that never reached its commit (crash, power cut, hang). */
@@ -310,7 +315,7 @@ export class OtaAgent {
     const outcome: OtaOutcome = {
       kind: 'rolled-back',
       version: v,
-      to: markers[pointer.committed]?.version ?? '0.0.0',
+      to: markers[pointer.committed]?.version ?? this.#o.baseVersion ?? '0.0.0',
       reason,
     };
     await this.#report(outcome);

@@ -39,6 +39,7 @@ import { HostAppSlots } from './slots.js';
 import { FetchTransport } from './transport.js';
 import type { Transport } from './transport.js';
 import { installTrustedRoot } from './verify.js';
+import { isVersion } from './version.js';
 
 /** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
 export const TRIAL_RESTART_EXIT = 75;
@@ -74,6 +75,26 @@ export interface OtaWiringStatus {
   readonly trial?: string;
   readonly last?: OtaOutcome;
   readonly note?: string;
+}
+
+/**
+ * The version of the tree this code runs from (its package.json: dist/ota/ → ../../,
+ * the source tree under tsx → ../). With the base tree running, that is the base version.
+ */
+export async function treeVersion(): Promise<string | undefined> {
+  for (const rel of ['../../package.json', '../package.json']) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (pkg.name === 'vigil' && typeof pkg.version === 'string' && isVersion(pkg.version))
+        return pkg.version;
+    } catch {
+      /* the next location */
+    }
+  }
+  return undefined;
 }
 
 /** The services plus the OTA wiring (for tests and status). */
@@ -171,7 +192,9 @@ export class OtaWiring {
     const restart: TrialRestarter = {
       restartIntoTrial: (trial, signal) => this.#restartIntoTrial(trial.version, signal),
     };
+    const baseVersion = await treeVersion();
     return new OtaAgent({
+      ...(baseVersion !== undefined ? { baseVersion } : {}),
       stateDir,
       fs: this.#fs,
       slots: this.#slots(),
