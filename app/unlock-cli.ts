@@ -75,6 +75,9 @@ export async function storageAppCommand(
   const sub = positional[1];
   if (sub !== 'show' && sub !== 'export-header')
     throw new UsageError('usage: vigil app recovery show [--json] | export-header FILE');
+  const file = positional[2];
+  if (sub === 'export-header' && file === undefined)
+    throw new UsageError('usage: vigil app recovery export-header FILE');
   // Best effort: pick up escrow messages waiting on the relay first.
   await deps.sync().catch((e: unknown) => {
     c.err(`vigil app: could not reach the relay (${reasonOf(e)}); showing what is kept\n`);
@@ -83,7 +86,6 @@ export async function storageAppCommand(
     c.out(await recoveryShow(vault, opts.has('--json')));
     return 0;
   }
-  const file = positional[2];
   if (file === undefined) throw new UsageError('usage: vigil app recovery export-header FILE');
   const rec = await vault.exportHeader(file);
   c.out(
