@@ -176,8 +176,10 @@ export class HubPairingSession implements PairingSession {
     try {
       found = await this.#d.networkInRange(ssid);
     } catch (e) {
-      this.#log.warn('scan failed', { error: e });
-      found = false;
+      // Not being able to scan is not "not in range": the join itself tells (a failed join
+      // brings the hotspot back and the phone can send other credentials).
+      this.#log.warn('scan failed; trying the network anyway', { error: e });
+      found = true;
     }
     if (!found) {
       replies.push(

@@ -70,6 +70,18 @@ function unescapeIw(s: string): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
+/** How often a busy scan is retried, and the pause between tries. */
+export const SCAN_BUSY_RETRIES = 5;
+export const SCAN_BUSY_DELAY_MS = 1000;
+
+function scanErrorText(e: unknown): string {
+  const stderr = (e as { stderr?: unknown }).stderr;
+  const msg = e instanceof Error ? e.message : String(e);
+  return typeof stderr === 'string' && stderr.trim() !== '' && !msg.includes(stderr.trim())
+    ? `${msg} (${stderr.trim().split('\n').slice(-1)[0] ?? ''})`
+    : msg;
+}
+
 /** Parse `iw dev <if> scan` output. */
 export function parseIwScan(text: string): ScanResult[] {
   const out: ScanResult[] = [];
@@ -153,14 +165,31 @@ export class WpaSupplicantStation implements Station {
   async scan(): Promise<ScanResult[]> {
     const iface = this.#d.interface;
     const iw = this.#d.iw ?? 'iw';
-    // ap-force: allowed while the interface is an access point (the hotspot is still up)
+    // ap-force: allowed while the interface is an access point (the hotspot is still up).
+    // "busy" (-16: another scan, or the AP still settling) is retried; anything else falls
+    // back to a plain scan, and if that fails too the error names both.
     const [cmd, args] = this.#wrap(iw, ['dev', iface, 'scan', 'ap-force']);
+    let first: unknown;
+    for (let attempt = 1; attempt <= SCAN_BUSY_RETRIES; attempt++) {
+      try {
+        const r = await this.#run(cmd, args, { timeoutMs: 20_000 });
+        return parseIwScan(r.stdout.toString('utf8'));
+      } catch (e) {
+        first = e;
+        if (!/\(-16\)|busy/i.test(scanErrorText(e))) break;
+        await new Promise((res) => setTimeout(res, SCAN_BUSY_DELAY_MS));
+      }
+    }
+    const [c2, a2] = this.#wrap(iw, ['dev', iface, 'scan']);
     let r: RunResult;
     try {
-      r = await this.#run(cmd, args, { timeoutMs: 20_000 });
-    } catch {
-      const [c2, a2] = this.#wrap(iw, ['dev', iface, 'scan']);
       r = await this.#run(c2, a2, { timeoutMs: 20_000 });
+    } catch (e) {
+      throw new VigilError(
+        'EWIFI_SCAN',
+        `cannot scan on ${iface}: ap-force: ${scanErrorText(first)}; plain: ${scanErrorText(e)}`,
+        { cause: e },
+      );
     }
     return parseIwScan(r.stdout.toString('utf8'));
   }

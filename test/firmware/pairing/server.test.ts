@@ -26,7 +26,9 @@ t.before(async () => {
   p = await loadMlsProfile();
 });
 
-async function setup(opts: { idleTimeoutMs?: number } = {}) {
+async function setup(
+  opts: { idleTimeoutMs?: number; networkInRange?: (ssid: string) => Promise<boolean> } = {},
+) {
   const id = newIdentity();
   const d = deriveIdentity(id.secret, id.deviceId);
   const devicePsk: ExternalPsk = { id: d.mlsPskId, secret: d.mlsPsk };
@@ -46,7 +48,7 @@ async function setup(opts: { idleTimeoutMs?: number } = {}) {
       new HubPairingSession({
         responder: new PairingResponder({ hub, devicePsk }),
         handleConfig: (b) => hub.handleConfig(b),
-        networkInRange: async (ssid) => ssid === 'home-net',
+        networkInRange: opts.networkInRange ?? (async (ssid) => ssid === 'home-net'),
       }),
     ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
   });
@@ -111,6 +113,19 @@ void t.test(
     c.close();
   },
 );
+
+void t.test('a hub that cannot scan still tries the network (the join decides)', async (t) => {
+  const s = await setup({
+    networkInRange: () => Promise.reject(new Error('iw: Operation not supported (-95)')),
+  });
+  const c = await PairingClient.connect('127.0.0.1', s.port);
+  const phone = await c.pair((await s.phone(s.devicePsk)).ini);
+  const token = await c.sendCredentials(phone, 'unseen-net', 'password123');
+  t.match(token, /^[0-9a-f]{32}$/);
+  await s.settled(1);
+  t.same(s.attempts[0]?.succeeded, true);
+  c.close();
+});
 
 void t.test(
   'wrong PSK: the MLS join fails, counts as a failed attempt, leaves no state',

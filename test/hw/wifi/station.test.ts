@@ -57,6 +57,44 @@ void t.test('scan falls back to a plain scan when ap-force is refused', async (t
   ]);
 });
 
+void t.test('a busy scan is retried; when both scans fail the error names both', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'vigil-sta-'));
+  const calls: string[][] = [];
+  let busy = 1;
+  const busyErr = Object.assign(new Error('iw exited with code 240'), {
+    stderr: 'command failed: Device or resource busy (-16)',
+  });
+  const st = new WpaSupplicantStation({
+    paths: new HostPaths(root),
+    interface: 'wlan0',
+    countryCode: 'DE',
+    run: async (cmd, args) => {
+      calls.push([cmd, ...args]);
+      if (busy-- > 0) throw busyErr;
+      return { stdout: Buffer.from(SCAN), stderr: '', exitCode: 0 };
+    },
+  });
+  t.equal((await st.scan()).length, 3);
+  t.same(calls, [
+    ['iw', 'dev', 'wlan0', 'scan', 'ap-force'],
+    ['iw', 'dev', 'wlan0', 'scan', 'ap-force'],
+  ]);
+  const none = new WpaSupplicantStation({
+    paths: new HostPaths(root),
+    interface: 'wlan0',
+    countryCode: 'DE',
+    run: async (_cmd, args) => {
+      throw args.includes('ap-force')
+        ? new Error('iw exited with code 161: Operation not supported (-95)')
+        : new Error('iw exited with code 255: Network is down (-100)');
+    },
+  });
+  await t.rejects(none.scan(), {
+    code: 'EWIFI_SCAN',
+    message: /ap-force: .*\(-95\); plain: .*\(-100\)/,
+  });
+});
+
 void t.test(
   'bad credentials are refused before anything runs; a missing supplicant is a clear error',
   async (t) => {
