@@ -4,7 +4,7 @@
  * npm registry's node-linux-<arch> package, integrity-checked.
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, run, which } from '../hw/os/run.js';
 import { VigilError, reasonOf } from '../protocol/errors.js';
@@ -26,6 +26,70 @@ export interface StagedApp {
   /** The unpacked node-linux-<arch> package (bin/node, include/node headers). */
   readonly nodeDir: string;
   readonly warnings: readonly string[];
+  /** The source tree that was compiled (an export of `commit`, or the working tree). */
+  readonly srcDir: string;
+  /** The git commit built; undefined outside a git checkout. */
+  readonly commit: string | undefined;
+}
+
+export interface ExportedSources {
+  readonly srcDir: string;
+  readonly commit: string | undefined;
+  /** Tracked files differ from the commit: those edits are NOT in the image. */
+  readonly dirty: boolean;
+}
+
+/**
+ * The committed sources of `commit` (default HEAD) unpacked into `dir` (git archive), with
+ * the checkout's node_modules linked in for the compiler. An image is built from a commit,
+ * never from a half-edited working copy: two builds of one commit are the same image while
+ * people keep editing the tree. Outside a git checkout (a release tarball) the tree itself
+ * is the source, unless a commit was asked for.
+ */
+export async function exportSources(o: {
+  readonly repo: string;
+  readonly dir: string;
+  readonly commit?: string;
+  readonly runner?: Runner;
+}): Promise<ExportedSources> {
+  const runner = o.runner ?? run;
+  let commit: string;
+  try {
+    commit = (
+      await runner(
+        'git',
+        ['-C', o.repo, 'rev-parse', '--verify', `${o.commit ?? 'HEAD'}^{commit}`],
+        {
+          timeoutMs: 30_000,
+        },
+      )
+    ).stdout
+      .toString('utf8')
+      .trim();
+  } catch (e) {
+    if (o.commit !== undefined)
+      throw new AppStageError(`commit ${o.commit} not found in ${o.repo}`, { cause: e });
+    return { srcDir: o.repo, commit: undefined, dirty: false };
+  }
+  await rm(o.dir, { recursive: true, force: true });
+  await mkdir(o.dir, { recursive: true });
+  const tar = `${o.dir}.tar`;
+  try {
+    await runner('git', ['-C', o.repo, 'archive', '--format=tar', '-o', tar, commit], {
+      timeoutMs: 5 * 60_000,
+    });
+    await runner('tar', ['-xf', tar, '-C', o.dir], { timeoutMs: 5 * 60_000 });
+  } finally {
+    await rm(tar, { force: true });
+  }
+  await symlink(join(o.repo, 'node_modules'), join(o.dir, 'node_modules'));
+  const status = await runner(
+    'git',
+    ['-C', o.repo, 'status', '--porcelain', '--untracked-files=no'],
+    { timeoutMs: 60_000 },
+  );
+  const dirty = o.commit === undefined && status.stdout.toString('utf8').trim() !== '';
+  return { srcDir: o.dir, commit, dirty };
 }
 
 /** npm's sha512 integrity string of a file. */
@@ -178,6 +242,8 @@ export async function fetchNodeRuntime(
 
 export interface StageAppOptions {
   readonly repo: string;
+  /** Commit to build (default HEAD; the working tree outside git). */
+  readonly commit?: string;
   readonly board: Board;
   readonly workDir: string;
   readonly cacheDir: string;
@@ -195,14 +261,25 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
   await mkdir(appDir, { recursive: true });
   await mkdir(nodePkgDir, { recursive: true });
 
-  // 1. compile (no source maps: the image carries no sources)
+  // 1. the committed sources, compiled (no source maps: the image carries no sources)
+  const src = await exportSources({
+    repo: o.repo,
+    dir: join(o.workDir, 'src'),
+    runner,
+    ...(o.commit !== undefined ? { commit: o.commit } : {}),
+  });
+  if (src.commit === undefined) warnings.push('not a git checkout: building the working tree');
+  else
+    o.log(
+      `    sources: commit ${src.commit.slice(0, 12)}${src.dirty ? ' (uncommitted edits in the working tree are NOT in the image)' : ''}`,
+    );
   const tsc = join(o.repo, 'node_modules', '.bin', 'tsc');
   try {
     await runner(
       tsc,
       ['-p', 'tsconfig.build.json', '--outDir', join(appDir, 'dist'), '--sourceMap', 'false'],
       {
-        cwd: o.repo,
+        cwd: src.srcDir,
         timeoutMs: 15 * 60_000,
         // 2 = type errors, output written anyway: CI's typecheck step is the gate for those
         okExitCodes: [0, 2],
@@ -218,15 +295,9 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
       cause: e,
     });
   }
-  // the committed package.json/lock (a half-edited working copy must not leak in); plain copy outside git
-  for (const f of ['package.json', 'package-lock.json']) {
-    try {
-      const r = await runner('git', ['-C', o.repo, 'show', `HEAD:${f}`], { timeoutMs: 30_000 });
-      await writeFile(join(appDir, f), r.stdout);
-    } catch {
-      await cp(join(o.repo, f), join(appDir, f));
-    }
-  }
+  // package.json/lock of the same sources
+  for (const f of ['package.json', 'package-lock.json'])
+    await cp(join(src.srcDir, f), join(appDir, f));
 
   // 2. production dependencies exactly as locked; install scripts off (rebuilt below for the board)
   // optional platform packages are chosen for the board's CPU, not the build host's
@@ -265,7 +336,14 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
 
   // npm's own bookkeeping is not needed at runtime
   await rm(join(appDir, 'node_modules', '.package-lock.json'), { force: true });
-  return { appDir, nodeBinary, nodeDir: nodePkgDir, warnings };
+  return {
+    appDir,
+    nodeBinary,
+    nodeDir: nodePkgDir,
+    warnings,
+    srcDir: src.srcDir,
+    commit: src.commit,
+  };
 }
 
 /** Keep only build/Release/*.node of an addon: intermediates embed build paths. */

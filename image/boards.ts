@@ -152,7 +152,8 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     piFirmware: false,
     console: 'console=ttyS0,115200',
     sizes: { bootMiB: 128, rootMiB: 1536, provisioningMiB: 16, dataMiB: 64 },
-    initramfsModules: [],
+    // root on a virtio disk: the same short-list initramfs as the Pi (small, quick to unpack)
+    initramfsModules: ['virtio_pci', 'virtio_blk', 'ext4', 'crc32c_generic'],
     // the twin's "hardware": two simulated radios (hotspot + a phone) and a test camera
     modules: ['mac80211_hwsim', 'vivid'],
     moduleOptions: ['options mac80211_hwsim radios=2', 'options vivid n_devs=1 node_types=0x1'],

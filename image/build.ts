@@ -61,6 +61,8 @@ export interface BuildOptions {
   readonly compress?: boolean;
   readonly print: (line: string) => void;
   readonly repo?: string;
+  /** Git commit to build (default HEAD); `reproduce` pins one for both builds. */
+  readonly commit?: string;
 }
 
 export interface BuildResult {
@@ -72,6 +74,8 @@ export interface BuildResult {
   readonly layout: Layout;
   readonly seconds: number;
   readonly sfdiskDump: string;
+  /** The git commit whose sources are in the image (undefined outside git). */
+  readonly commit: string | undefined;
 }
 
 /** The repository root (holds tsconfig.build.json), from this module's location in src or dist. */
@@ -280,6 +284,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         cacheDir: cache,
         log: o.print,
         runner,
+        ...(o.commit !== undefined ? { commit: o.commit } : {}),
       });
       for (const w of staged.warnings) o.print(`    warning: ${w}`);
       return staged;
@@ -344,7 +349,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
       kernelVersion = kernelVersionOf((await readdir(join(rootfs, 'lib', 'modules'))).sort());
       await writeOverlay(rootfs, rootOverlay(board, layout));
       // the supervisor's unit, owned by firmware/supervisor
-      const hubUnit = join(repo, 'firmware', 'supervisor', HUB_UNIT);
+      const hubUnit = join(app.srcDir, 'firmware', 'supervisor', HUB_UNIT);
       try {
         await copyFile(hubUnit, join(rootfs, 'etc/systemd/system', HUB_UNIT));
       } catch (e) {
@@ -359,7 +364,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
       await chmod(join(rootfs, IMAGE_PATHS.node), 0o755);
       await mkdir(join(rootfs, IMAGE_PATHS.app, 'docs'), { recursive: true });
       await copyFile(
-        join(repo, 'docs', 'image.md'),
+        join(app.srcDir, 'docs', 'image.md'),
         join(rootfs, IMAGE_PATHS.app, 'docs', 'image.md'),
       ).catch(() => undefined);
       await rm(join(rootfs, 'usr/local/bin/node'), { force: true });
@@ -560,6 +565,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         board: board.name,
         kernelSource: o.kernelSource,
         kernelVersion,
+        commit: app.commit ?? null,
         sourceDateEpoch: epoch,
         node: board.node,
         layout,
@@ -589,5 +595,6 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     layout,
     seconds,
     sfdiskDump,
+    commit: app.commit,
   };
 }

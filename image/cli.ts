@@ -159,8 +159,13 @@ async function build(
     await buildImage({ ...opts, outDir: out });
     return 0;
   }
+  // one commit for both builds, however the working tree moves meanwhile
   const a = await buildImage({ ...opts, outDir: join(out, 'build-1') });
-  const b = await buildImage({ ...opts, outDir: join(out, 'build-2') });
+  const b = await buildImage({
+    ...opts,
+    outDir: join(out, 'build-2'),
+    ...(a.commit !== undefined ? { commit: a.commit } : {}),
+  });
   const { diffImages } = await import('./diff.js');
   const d = await diffImages(a.image, b.image, join(out, 'diff-work'));
   print(d.summary);

@@ -1,10 +1,13 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { run } from '../../hw/os/run.js';
 import {
   AppStageError,
   addonBuildEnv,
+  exportSources,
   fetchNodeRuntime,
   findNativeAddons,
   integrityOf,
@@ -83,4 +86,45 @@ t.test('the pinned runtimes are the npm registry node-linux packages of Node 20'
     t.equal(b.node.npmPackage, `node-linux-${b.nodeArch}`);
     t.match(b.node.integrity, /^sha512-[A-Za-z0-9+/]{86}==$/);
   }
+});
+
+t.test('exportSources: the committed tree, not the working copy', async (t) => {
+  // outside the project's own checkout (tap's fixtures live inside it)
+  const base = await mkdtemp(join(tmpdir(), 'vigil-export-'));
+  t.teardown(() => rm(base, { recursive: true, force: true }));
+  const repo = join(base, 'repo');
+  await mkdir(join(repo, 'node_modules', 'x'), { recursive: true });
+  await writeFile(join(repo, 'a.ts'), 'export const a = 1;\n');
+  const git = (...args: string[]) =>
+    run('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], {
+      timeoutMs: 30_000,
+    });
+  await git('init', '-q');
+  await writeFile(join(repo, '.gitignore'), 'node_modules\n');
+  await git('add', 'a.ts', '.gitignore');
+  await git('commit', '-q', '-m', 'one');
+  const first = (await git('rev-parse', 'HEAD')).stdout.toString().trim();
+  // an edit in progress and a later commit
+  await writeFile(join(repo, 'a.ts'), 'export const a = 2; // half done\n');
+  const e1 = await exportSources({ repo, dir: join(repo, '..', 'src1') });
+  t.equal(e1.commit, first);
+  t.ok(e1.dirty, 'the uncommitted edit is noticed');
+  t.equal(await readFile(join(e1.srcDir, 'a.ts'), 'utf8'), 'export const a = 1;\n');
+  t.ok((await lstat(join(e1.srcDir, 'node_modules'))).isSymbolicLink(), 'node_modules linked');
+  await git('commit', '-q', '-am', 'two');
+  const e2 = await exportSources({ repo, dir: join(repo, '..', 'src2'), commit: first });
+  t.equal(e2.commit, first, 'a pinned commit, not the new HEAD');
+  t.notOk(e2.dirty);
+  t.equal(await readFile(join(e2.srcDir, 'a.ts'), 'utf8'), 'export const a = 1;\n');
+  await t.rejects(
+    exportSources({ repo, dir: join(repo, '..', 'src3'), commit: 'deadbeef' }),
+    AppStageError,
+  );
+  const plain = join(base, 'plain');
+  await mkdir(plain);
+  t.same(await exportSources({ repo: plain, dir: join(plain, 'x') }), {
+    srcDir: plain,
+    commit: undefined,
+    dirty: false,
+  });
 });
