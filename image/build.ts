@@ -196,6 +196,11 @@ async function runLogged(
   }
 }
 
+/** The Raspberry Pi device trees among a kernel's broadcom/ DTBs (bcm2711-rpi-4-b, bcm2837-rpi-3-b, ...). */
+export function piDeviceTrees(files: readonly string[]): string[] {
+  return files.filter((f) => /^bcm2\d{3}-rpi-[a-z0-9-]+\.dtb$/.test(f)).sort();
+}
+
 function kernelVersionOf(modulesDirs: readonly string[]): string {
   if (modulesDirs.length !== 1) {
     throw new BuildError(
@@ -455,7 +460,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
       for (const f of (await readdir(fw)).sort())
         await cp(join(fw, f), join(bootDir, f), { recursive: true });
       const dtbRoot = join(rootfs, 'usr', 'lib', `linux-image-${kv}`, 'broadcom');
-      const dtbs = (await readdir(dtbRoot)).filter((f) => /^bcm27\d\d-.*\.dtb$/.test(f)).sort();
+      const dtbs = piDeviceTrees(await readdir(dtbRoot));
       for (const f of dtbs) await copyFile(join(dtbRoot, f), join(bootDir, f));
       const missing = board.requiredDtbs.filter((d) => !dtbs.includes(basename(d)));
       if (missing.length > 0)

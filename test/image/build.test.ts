@@ -1,11 +1,13 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { BOARDS } from '../../image/boards.js';
 import {
   REQUIRED_TOOLS,
   findRepo,
   lockPasswords,
   missingTools,
+  piDeviceTrees,
   sha256File,
 } from '../../image/build.js';
 
@@ -32,4 +34,24 @@ t.test('sha256File and findRepo', async (t) => {
   const repo = await findRepo();
   t.ok(repo.endsWith('/main') || repo.length > 1);
   await t.rejects(findRepo('/'), /cannot find the Vigil source tree/);
+});
+
+t.test('piDeviceTrees: every Pi generation the image supports, nothing else', async (t) => {
+  // the broadcom/ directory of Debian's 6.1 arm64 kernel
+  const ls = [
+    'bcm2711-rpi-4-b.dtb',
+    'bcm2711-rpi-400.dtb',
+    'bcm2711-rpi-cm4-io.dtb',
+    'bcm2837-rpi-3-a-plus.dtb',
+    'bcm2837-rpi-3-b-plus.dtb',
+    'bcm2837-rpi-3-b.dtb',
+    'bcm2837-rpi-cm3-io3.dtb',
+    'bcm2837-rpi-zero-2-w.dtb',
+    'bcm4908-asus-gt-ac5300.dtb',
+    'bcm94908.dtb',
+    'stingray',
+  ];
+  const got = piDeviceTrees(ls);
+  for (const d of BOARDS['rpi-arm64'].requiredDtbs) t.ok(got.includes(basename(d)), d);
+  t.equal(got.length, 8);
 });
