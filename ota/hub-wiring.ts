@@ -114,6 +114,7 @@ export class OtaWiring {
   #applyRequested: (() => void) | undefined;
   #last: OtaOutcome | undefined;
   #note: string | undefined;
+  #polling = false;
 
   constructor(inner: HubServices, d: OtaWiringDeps) {
     this.#inner = inner;
@@ -308,7 +309,12 @@ export class OtaWiring {
       this.#log.info(this.#note);
       return;
     }
-    await agent.run(signal);
+    this.#polling = true;
+    try {
+      await agent.run(signal);
+    } finally {
+      this.#polling = false;
+    }
   }
 
   async stopServices(): Promise<void> {
@@ -340,7 +346,7 @@ export class OtaWiring {
 
   status(): OtaWiringStatus {
     return {
-      enabled: this.#loop !== undefined && this.#d.config.ota.repositoryUrl !== undefined,
+      enabled: this.#polling,
       channel: this.#d.config.ota.channel,
       ...(this.#trialVersion !== undefined ? { trial: this.#trialVersion } : {}),
       ...(this.#last !== undefined ? { last: this.#last } : {}),

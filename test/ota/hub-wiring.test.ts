@@ -1,0 +1,318 @@
+// The OTA wiring around the hub's services, in process, with a real repository over
+// HTTP, real slots and a stand-in for the rest of the hub (the real restart path with a
+// real hub process is test/integration/ota-restart.test.ts).
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import t from 'tap';
+import type { Test } from 'tap';
+import { parseConfig } from '../../firmware/config/config.js';
+import { MemoryLogger } from '../../firmware/log/logger.js';
+import type { HubServices } from '../../firmware/supervisor/hub.js';
+import type { Event } from '../../firmware/supervisor/state.js';
+import { DurableFs } from '../../hw/os/fs.js';
+import { HostPaths } from '../../hw/os/host-paths.js';
+import {
+  ENV_TRIAL_SECONDS,
+  OTA_PATHS,
+  TRIAL_FAILED_EXIT,
+  TRIAL_RESTART_EXIT,
+  treeVersion,
+  withOta,
+} from '../../ota/hub-wiring.js';
+import { ENV_TRIAL } from '../../ota/launcher.js';
+import { HostAppSlots } from '../../ota/slots.js';
+import { makeRepo, publish, tempDir } from './helpers.js';
+import type { Repo } from './helpers.js';
+
+/** The rest of the hub: a class with private state, like DevServices. */
+class Inner implements HubServices {
+  readonly #calls: string[] = [];
+  paired: () => Promise<boolean> = () => Promise.resolve(true);
+  get calls(): string[] {
+    return this.#calls;
+  }
+  get configChannel(): undefined {
+    return undefined;
+  }
+  unlockStorage() {
+    return Promise.resolve({ ok: true as const, dataDir: '/data' });
+  }
+  isPaired() {
+    return this.paired();
+  }
+  startPairing() {
+    return Promise.resolve();
+  }
+  stopPairing() {
+    return Promise.resolve();
+  }
+  startServices() {
+    this.#calls.push('start');
+    return Promise.resolve();
+  }
+  stopServices() {
+    this.#calls.push('stop');
+    return Promise.resolve();
+  }
+  applyUpdate() {
+    this.#calls.push('apply');
+    return Promise.resolve('rolled-back' as const);
+  }
+  status() {
+    return { mode: 'development' };
+  }
+  extra(): string {
+    return `extra ${String(this.#calls.length)}`;
+  }
+}
+
+interface Rig {
+  root: string;
+  paths: HostPaths;
+  repo: Repo;
+  slots: HostAppSlots;
+  data: string;
+}
+
+async function rig(tt: Test, opts: { root?: boolean } = {}): Promise<Rig> {
+  const root = await tempDir();
+  const repo = await makeRepo(root);
+  repo.now = new Date();
+  tt.teardown(async () => {
+    await repo.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  const paths = new HostPaths(root);
+  if (opts.root !== false) {
+    await mkdir(paths.host('/etc/vigil'), { recursive: true });
+    await writeFile(paths.host(OTA_PATHS.trustedRoot), repo.rootBytes);
+  }
+  const data = paths.host('/var/lib/vigil/data');
+  await mkdir(data, { recursive: true });
+  return {
+    root,
+    paths,
+    repo,
+    slots: new HostAppSlots(paths.host(OTA_PATHS.slots), new DurableFs()),
+    data,
+  };
+}
+
+function config(repo: Repo | undefined) {
+  return parseConfig({
+    mode: 'development',
+    ota: {
+      channel: 'stable',
+      pollMinutes: 60,
+      ...(repo ? { repositoryUrl: repo.server.url } : {}),
+    },
+  });
+}
+
+async function until(pred: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 30_000;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+t.test('passes everything else through to the inner services', async (tt) => {
+  const r = await rig(tt);
+  const inner = new Inner();
+  const svc = withOta(inner, {
+    config: config(undefined),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: {},
+    stop: () => undefined,
+  });
+  tt.equal((svc as unknown as Inner).extra(), 'extra 0', 'methods keep their private state');
+  tt.equal((svc as unknown as { configChannel: unknown }).configChannel, undefined);
+  tt.equal(await svc.isPaired('/x'), true);
+  tt.equal(await svc.applyUpdate('9.9.9', new AbortController().signal), 'rolled-back');
+  tt.same(inner.calls, ['apply'], 'no staged update: the inner services answer');
+  tt.match(svc.status?.(), { mode: 'development', ota: { enabled: false, channel: 'stable' } });
+  tt.equal(await treeVersion(), JSON.parse(await readFile('package.json', 'utf8')).version);
+});
+
+t.test('a staged update goes through update-staged / apply-update to a restart', async (tt) => {
+  const r = await rig(tt);
+  await publish(r.repo, r.root, '2.0.0');
+  const inner = new Inner();
+  const stops: number[] = [];
+  const events: Event[] = [];
+  const log = new MemoryLogger('t');
+  const svc = withOta(inner, {
+    config: config(r.repo),
+    paths: r.paths,
+    logger: log,
+    env: {},
+    stop: (c) => stops.push(c),
+  });
+  const ac = new AbortController();
+  await svc.startServices(r.data, ac.signal, (e) => events.push(e), undefined as never);
+  await until(() => events.some((e) => e.type === 'update-staged'), 'update-staged');
+  tt.same(events, [{ type: 'update-staged', version: '2.0.0' }]);
+  const st = await r.slots.status();
+  tt.match(st.pointer, {
+    committed: 'a',
+    trial: { slot: 'b', version: '2.0.0', stage: 'pending', from: '0.1.0' },
+  });
+  tt.equal(st.markers.b?.version, '2.0.0', 'installed into the inactive slot first');
+  const applyAc = new AbortController();
+  const applied = svc.applyUpdate('2.0.0', applyAc.signal);
+  tt.same(stops, [TRIAL_RESTART_EXIT], 'the hub stops to be restarted');
+  applyAc.abort(); // what the stop does to the effect
+  await tt.rejects(applied, /restarting into the update/);
+  await svc.stopServices();
+  tt.same(inner.calls, ['start', 'stop']);
+  tt.ok(log.lines.some((l) => l.includes('restarting the hub into the new version')));
+});
+
+t.test('a state machine that never applies: the hub restarts anyway', async (tt) => {
+  const r = await rig(tt);
+  await publish(r.repo, r.root, '2.0.0');
+  const stops: number[] = [];
+  const svc = withOta(new Inner(), {
+    config: config(r.repo),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: {},
+    stop: (c) => stops.push(c),
+    applyWaitMs: 50,
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    () => undefined,
+    undefined as never,
+  );
+  await until(() => stops.length > 0, 'the stop');
+  tt.same(stops, [TRIAL_RESTART_EXIT]);
+  await svc.stopServices();
+});
+
+async function launchedTrial(r: Rig): Promise<void> {
+  // What the previous version and the launcher left: 2.0.0 in slot b, launched.
+  for (const s of ['a', 'b'] as const) {
+    await mkdir(r.slots.dirOf(s), { recursive: true });
+    await r.slots.writeMarker(s, {
+      format: 'vigil-slot/1',
+      version: s === 'a' ? '1.0.0' : '2.0.0',
+      target: 'stable/x.tar.gz',
+      sha256: 'a'.repeat(64),
+      treeDigest: 'b'.repeat(64),
+      installedAt: '2026-11-20T00:00:00Z',
+    });
+  }
+  await r.slots.beginTrial('b', '2.0.0', new Date(), { from: '1.0.0' });
+  await r.slots.markLaunched();
+}
+
+t.test('trial start: healthy → commit and a kept outcome', async (tt) => {
+  const r = await rig(tt);
+  await launchedTrial(r);
+  const stops: number[] = [];
+  const svc = withOta(new Inner(), {
+    config: config(undefined),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: { [ENV_TRIAL]: '2.0.0' },
+    stop: (c) => stops.push(c),
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    () => undefined,
+    undefined as never,
+  );
+  await until(async () => (await r.slots.status()).pointer.committed === 'b', 'the commit');
+  tt.equal((await r.slots.status()).pointer.trial, undefined);
+  const out = JSON.parse(await readFile(r.paths.host(`${OTA_PATHS.state}/outcome.json`), 'utf8'));
+  tt.match(
+    out,
+    {
+      delivered: false,
+      outcome: { kind: 'committed', version: '2.0.0', from: '1.0.0' },
+    },
+    'kept until a phone gets it',
+  );
+  await svc.stopServices();
+  tt.same(stops, [], 'a healthy trial keeps running');
+  tt.match(svc.status?.(), { ota: { trial: '2.0.0', last: { kind: 'committed' } } });
+});
+
+t.test('trial start: unhealthy → trial failed, exit for the committed slot', async (tt) => {
+  const r = await rig(tt);
+  await launchedTrial(r);
+  const inner = new Inner();
+  inner.paired = () => Promise.reject(new Error('MLS state corrupt'));
+  const stops: number[] = [];
+  const svc = withOta(inner, {
+    config: config(undefined),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '1' },
+    stop: (c) => stops.push(c),
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    () => undefined,
+    undefined as never,
+  );
+  await until(() => stops.length > 0, 'the exit');
+  tt.same(stops, [TRIAL_FAILED_EXIT]);
+  tt.match((await r.slots.status()).pointer, {
+    committed: 'a',
+    trial: {
+      stage: 'failed',
+      reason: /health check failed: mls \(MLS state does not load: MLS state corrupt\)/,
+    },
+  });
+  await svc.stopServices();
+});
+
+t.test('trial start that never reaches its services: the deadline fails it', async (tt) => {
+  const r = await rig(tt);
+  await launchedTrial(r);
+  const stops: number[] = [];
+  withOta(new Inner(), {
+    config: config(undefined),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '0.2' },
+    stop: (c) => stops.push(c),
+  });
+  await until(() => stops.length > 0, 'the exit');
+  tt.same(stops, [TRIAL_FAILED_EXIT]);
+  tt.match((await r.slots.status()).pointer.trial, {
+    stage: 'failed',
+    reason: 'the new version did not become healthy within 0.2 s of its start',
+  });
+});
+
+t.test('no trusted root: updates disabled, said in the status', async (tt) => {
+  const r = await rig(tt, { root: false });
+  const svc = withOta(new Inner(), {
+    config: config(r.repo),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: {},
+    stop: () => undefined,
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    () => undefined,
+    undefined as never,
+  );
+  await until(
+    () => JSON.stringify(svc.status?.()).includes('no trusted root'),
+    'the note in the status',
+  );
+  tt.match(svc.status?.(), {
+    ota: { enabled: false, note: 'no trusted root (/etc/vigil/ota-root.json): updates disabled' },
+  });
+  await svc.stopServices();
+});
