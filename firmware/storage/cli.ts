@@ -13,6 +13,7 @@ import { reasonOf } from '../../protocol/errors.js';
 import { JsonLogger } from '../log/logger.js';
 import { RecoveryPassphraseSource } from './key-sources.js';
 import type { KeySourceId } from './key-sources.js';
+import { RelayPhoneUnlock, UnlockChannelStore } from './phone-unlock.js';
 import { createRealStorage } from './real.js';
 import { DEFAULT_RETENTION_POLICY, RetentionPolicySchema, RetentionStore } from './retention.js';
 import type { Storage, UnlockResult } from './storage.js';
@@ -166,7 +167,17 @@ export function makeCommand(deps: StorageCliDeps = {}): Command {
       const make = async (): Promise<Storage> =>
         deps.makeStorage
           ? deps.makeStorage(ctx)
-          : createRealStorage({ paths, logger, env: ctx.env, keySources: keySourcesFrom(ctx.env) });
+          : createRealStorage({
+              paths,
+              logger,
+              env: ctx.env,
+              keySources: keySourcesFrom(ctx.env),
+              // phone unlock over the relay, when this hub has set it up (phone-unlock.ts)
+              phone: new RelayPhoneUnlock({
+                channel: () => new UnlockChannelStore({ paths, fs: new DurableFs() }).load(),
+                logger,
+              }),
+            });
       const ac = new AbortController();
       const onSig = (): void => {
         ac.abort();

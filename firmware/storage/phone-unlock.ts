@@ -224,11 +224,15 @@ export class RelayPhoneUnlock implements PhoneUnlockPort {
 
   async requestKey(reason: string, signal: AbortSignal): Promise<Uint8Array> {
     const ch = await this.#o.channel();
-    if (ch === undefined)
+    if (ch === undefined) {
+      this.#log.warn('phone unlock is not set up on this hub (no unlock channel yet)', {
+        file: UNLOCK_CHANNEL_FILE,
+      });
       throw new UnlockError(
         'EUNLOCK_NOT_SET_UP',
         'phone unlock is not set up on this hub yet (it is set up once a paired hub has unlocked)',
       );
+    }
     const relay =
       this.#o.relay?.(ch) ?? new RelayClient({ url: ch.relay.url, token: ch.relay.token });
     const backoff = this.#o.backoff ?? { initialMs: 1000, maxMs: 30_000 };
