@@ -39,7 +39,13 @@ import { compareWithPlan, partitionOf, planLayout, sfdiskScript } from './layout
 import type { Layout } from './layout.js';
 import { HUB_UNIT, IMAGE_PATHS, bootOverlay, rootOverlay, unitsToEnable } from './overlay.js';
 import type { OverlayFile } from './overlay.js';
-import { ensureBinfmt, mmdebstrapArgs, packagesFor, parseDpkgStatus } from './rootfs.js';
+import {
+  ensureBinfmt,
+  mmdebstrapArgs,
+  packagesFor,
+  parseDpkgStatus,
+  unmountUnder,
+} from './rootfs.js';
 import { StageRunner } from './stages.js';
 
 export class BuildError extends VigilError {
@@ -313,6 +319,9 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         return;
       }
       await rm(stamp, { force: true });
+      const stale = await unmountUnder(rootfs, runner);
+      if (stale.length > 0)
+        o.print(`    unmounted leftovers of an interrupted build: ${stale.join(', ')}`);
       await rm(rootfs, { recursive: true, force: true });
       const aptCache = join(cache, 'apt', `${board.arch}-${key}`);
       await mkdir(aptCache, { recursive: true });
@@ -324,10 +333,15 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         ...(o.mirror !== undefined ? { mirror: o.mirror } : {}),
         ...(o.rpiKeyring !== undefined ? { rpiKeyring: o.rpiKeyring } : {}),
       });
-      await runLogged('mmdebstrap', args, join(out, `${name}.mmdebstrap.log`), {
-        ...env,
-        TMPDIR: work,
-      });
+      try {
+        await runLogged('mmdebstrap', args, join(out, `${name}.mmdebstrap.log`), {
+          ...env,
+          TMPDIR: work,
+        });
+      } finally {
+        // mmdebstrap unmounts on success and on its own errors; not when it is killed
+        await unmountUnder(rootfs, runner);
+      }
       await writeFile(stamp, key);
     },
   );

@@ -208,3 +208,36 @@ export function parseDpkgStatus(text: string): ManifestEntry[] {
     a.name < b.name ? -1 : a.name > b.name ? 1 : a.arch < b.arch ? -1 : 1,
   );
 }
+
+/** Mount points at or below `dir` in a /proc/self/mountinfo text, deepest first. */
+export function mountsUnder(mountinfo: string, dir: string): string[] {
+  const base = dir.replace(/\/+$/, '');
+  const out: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    const mp = field.replace(/\\([0-7]{3})/g, (_m, o: string) =>
+      String.fromCharCode(parseInt(o, 8)),
+    );
+    if (mp === base || mp.startsWith(base + '/')) out.push(mp);
+  }
+  return [...new Set(out)].sort(
+    (a, b) => b.split('/').length - a.split('/').length || (a < b ? 1 : -1),
+  );
+}
+
+/**
+ * Unmount whatever an interrupted mmdebstrap left mounted in the root filesystem
+ * (proc, sys, dev in root mode): a killed build must not leave the host's /proc
+ * inside the project tree for the next build's `rm -rf`, or for tools that walk it.
+ */
+export async function unmountUnder(
+  dir: string,
+  runner: Runner = run,
+  mountinfo = '/proc/self/mountinfo',
+): Promise<string[]> {
+  const mps = mountsUnder(await readFile(mountinfo, 'utf8').catch(() => ''), dir);
+  for (const mp of mps)
+    await runner('umount', ['--lazy', mp], { timeoutMs: 30_000, okExitCodes: [0, 32] });
+  return mps;
+}

@@ -8,8 +8,10 @@ import {
   hostArch,
   initramfsHooks,
   mmdebstrapArgs,
+  mountsUnder,
   packagesFor,
   parseDpkgStatus,
+  unmountUnder,
 } from '../../image/rootfs.js';
 
 const pi = BOARDS['rpi-arm64'];
@@ -158,4 +160,36 @@ t.test('initramfs module list: none means Debian default; names are checked', as
     twin.initramfsModules.length > 0,
     'the twin writes a module list exactly when its board data has one',
   );
+});
+
+t.test('mountsUnder: leftovers of an interrupted mmdebstrap, deepest first', async (t) => {
+  const info = [
+    '22 1 0:21 / / rw - ext4 /dev/vda rw',
+    '30 22 0:5 / /proc rw - proc proc rw',
+    '91 22 0:5 / /w/image/.cache/work/rpi-arm64/rootfs/proc rw - proc proc rw',
+    '92 22 0:6 / /w/image/.cache/work/rpi-arm64/rootfs/sys rw - sysfs sys rw',
+    '93 22 0:7 / /w/image/.cache/work/rpi-arm64/rootfs/dev/pts rw - devpts devpts rw',
+    '94 22 0:8 / /w/image/.cache/work/rpi-arm64/rootfs-other rw - tmpfs t rw',
+    '95 22 0:9 / /w/image/.cache/work/rpi-arm64/rootfs/my\\040dir rw - tmpfs t rw',
+    '',
+  ].join('\n');
+  t.same(mountsUnder(info, '/w/image/.cache/work/rpi-arm64/rootfs/'), [
+    '/w/image/.cache/work/rpi-arm64/rootfs/dev/pts',
+    '/w/image/.cache/work/rpi-arm64/rootfs/sys',
+    '/w/image/.cache/work/rpi-arm64/rootfs/proc',
+    '/w/image/.cache/work/rpi-arm64/rootfs/my dir',
+  ]);
+  t.same(mountsUnder(info, '/nothing'), []);
+  const dir = t.testdir({ mountinfo: info });
+  const calls: string[][] = [];
+  const got = await unmountUnder(
+    '/w/image/.cache/work/rpi-arm64/rootfs',
+    async (cmd, args) => {
+      calls.push([cmd, ...args]);
+      return { stdout: Buffer.alloc(0), stderr: '', exitCode: 0 };
+    },
+    join(dir, 'mountinfo'),
+  );
+  t.equal(got.length, 4);
+  t.same(calls[0], ['umount', '--lazy', '/w/image/.cache/work/rpi-arm64/rootfs/dev/pts']);
 });
