@@ -154,7 +154,9 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   if (iface !== undefined) {
     const address = str('address');
     station = new WpaSupplicantStation({
-      paths: new HostPaths('/'),
+      // the supplicant's config, control socket and pid live in our own state directory:
+      // never in a system (or a hub's) /run/vigil on the same machine
+      paths: new HostPaths(join(dir, 'wifi')),
       interface: iface,
       countryCode: str('country') ?? 'DE',
       addressing:
