@@ -47,13 +47,20 @@ export class StorageWiring {
     });
   }
 
-  /** After unlockAndMount: a phone whose key opened the volume hears so. */
-  async unlocked(r: UnlockResult): Promise<void> {
-    if (r.state !== 'unlocked' || r.source !== 'phone') return;
-    await this.phone.confirmUnlocked().catch((e: unknown) => {
+  /**
+   * After unlockAndMount: a phone whose key opened the volume hears so. Never
+   * delays the boot: the status is posted in the background (`confirmed`).
+   */
+  unlocked(r: UnlockResult): Promise<void> {
+    if (r.state !== 'unlocked' || r.source !== 'phone') return Promise.resolve();
+    this.confirmed = this.phone.confirmUnlocked().catch((e: unknown) => {
       this.#log.warn('could not confirm the unlock to the phone', { err: reasonOf(e) });
     });
+    return Promise.resolve();
   }
+
+  /** The background confirmation started by `unlocked` (tests await it). */
+  confirmed: Promise<void> = Promise.resolve();
 
   /** Set up the unlock channel and start escrow in the background (idempotent). */
   start(s: StorageWiringStart): Promise<void> {

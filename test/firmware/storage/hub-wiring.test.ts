@@ -62,5 +62,8 @@ void t.test('start sets up the unlock channel and escrows to the paired phones o
   // unlocked() only speaks when a phone's key opened the volume
   await w.unlocked({ state: 'unlocked', mountPoint: '/x', source: 'otp', firstBoot: false });
   await w.unlocked({ state: 'locked', reason: 'no-key', detail: '', waitingFor: [] });
+  // a phone unlock: confirmed in the background, never failing the boot
+  await w.unlocked({ state: 'unlocked', mountPoint: '/x', source: 'phone', firstBoot: false });
+  await w.confirmed;
   t.notOk(log.lines.some((l) => l.includes('could not confirm')));
 });

@@ -142,6 +142,7 @@ scenario(async () => {
     `after phone unlock: ${JSON.stringify(r2)}`,
   );
   await wiring.unlocked(r2);
+  await wiring.confirmed;
   const out = await cli;
   const text = out.stdout.toString('utf8');
   log(`vigil app unlock (exit ${out.exitCode}): ${text.trim()}`);
