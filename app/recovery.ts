@@ -113,9 +113,9 @@ export class RecoveryVault {
       parts.push(p);
     }
     const compressed = Buffer.concat(parts);
-    const drop = async (): Promise<void> => {
+    const drop = async (all = false): Promise<void> => {
       for (const n of await readdir(inc))
-        if (n.startsWith(`${id}.`)) await rm(join(inc, n), { force: true });
+        if (all || n.startsWith(`${id}.`)) await rm(join(inc, n), { force: true });
     };
     if (
       compressed.length !== man.compressedSize ||
@@ -147,7 +147,7 @@ export class RecoveryVault {
       receivedAt: this.#now().toISOString(),
     };
     await this.#write(join(this.dir, 'recovery.json'), JSON.stringify(rec) + '\n', 'app-recovery');
-    await drop();
+    await drop(true); // this run and any older, unfinished one
     return `recovery key and LUKS header backup of hub ${man.deviceId} stored (vigil app recovery show)`;
   }
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -35,7 +35,11 @@ void t.test('chunks in any order assemble into the header; files are 0600', asyn
   t.match(await v.receiveUnlockKey(msgs[0]?.body ?? new Uint8Array()), /phone-unlock key/);
   const rest = msgs.slice(1).reverse(); // chunks first, manifest last
   const lines: string[] = [];
-  for (const x of rest) lines.push(await v.receiveRecovery(x.body));
+  for (const [i, x] of rest.entries()) {
+    if (i === 1) await writeFile(join(v.dir, 'incoming', `${'ee'.repeat(16)}.0`), 'stale run');
+    lines.push(await v.receiveRecovery(x.body));
+  }
+  t.same(await readdir(join(v.dir, 'incoming')), [], 'parts and stale runs cleaned up');
   t.match(lines.at(-1), /recovery key and LUKS header backup of hub hub-0001 stored/);
   const out = join(dir, 'header.img');
   const rec = await v.exportHeader(out);
