@@ -47,6 +47,7 @@ Device side:
              [--trial-timeout SECONDS] [--busy-file PATH]  one update check, prints the outcome
   agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
   probe      health answer of this install (JSON line)
+  status     [--state DIR] [--slots DIR]   slots, a pending trial, the last outcome (JSON)
   trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
 `;
 
@@ -351,6 +352,44 @@ async function runOta(ctx: CommandContext): Promise<number> {
         `trial boot of slot ${st.running ?? '?'} did not commit in time: rebooting into slot ${st.committed}\n`,
       );
       await new SystemdReboot().reboot();
+      return 0;
+    }
+    case 'status': {
+      const { values: v } = parse(ctx, { state: { type: 'string' }, slots: { type: 'string' } });
+      const paths = HostPaths.fromEnv(ctx.env);
+      const stateDir = resolve(opt(v, 'state') ?? paths.host('/var/lib/vigil/ota'));
+      const slots = new HostAppSlots(resolve(opt(v, 'slots') ?? paths.host('/opt/vigil')), fs);
+      const { pointer, markers } = await slots.status();
+      const agentFile = await fs.readIfExists(join(stateDir, 'agent.json'));
+      const agent = new OtaAgent({
+        stateDir,
+        fs,
+        slots,
+        transport: new FetchTransport(),
+        repoUrl: 'http://unused.invalid/',
+        channel: 'stable',
+        probe: new ProcessTrialProbe(),
+        health: { check: () => Promise.resolve({ ok: false, checks: {} }) },
+        busy: { isBusy: () => false },
+        reporter: { report: () => undefined },
+      });
+      const state = agentFile
+        ? (JSON.parse(agentFile.toString('utf8')) as { bad?: unknown; attempts?: unknown })
+        : {};
+      ctx.stdout(
+        `${JSON.stringify(
+          {
+            committed: pointer.committed,
+            versions: { a: markers.a?.version ?? null, b: markers.b?.version ?? null },
+            trial: pointer.trial ?? null,
+            bad: state.bad ?? [],
+            attempts: state.attempts ?? {},
+            last: (await agent.lastOutcome()) ?? null,
+          },
+          null,
+          2,
+        )}\n`,
+      );
       return 0;
     }
     case 'probe': {

@@ -504,3 +504,111 @@ t.test('an agent without a reachable repository fails cleanly', async (tt) => {
   lines.push('(power loss with the guest killed: test/system/scenarios/ota-power-loss.ts)');
   console.log(lines.join('\n'));
 }
+
+t.test(
+  'restart trials: staged, launched, self-checked; rollbacks reported by the old version',
+  async (tt) => {
+    tt.teardown(async () => {
+      for (const c of cleanups.splice(0)) await c();
+    });
+    const { work, repo, device } = await world();
+    await publish(repo, work, '2.0.0');
+    const restarts: unknown[] = [];
+    const reported: string[] = [];
+    let reporterUp = true;
+    let healthOk = true;
+    const mk = () =>
+      makeAgent(device, repo, {
+        health: () =>
+          healthOk
+            ? healthy()
+            : { ok: false, checks: { relay: { ok: false, detail: 'unreachable' } } },
+        extra: {
+          restart: {
+            restartIntoTrial: (tr) => {
+              restarts.push(tr);
+              return Promise.resolve();
+            },
+          },
+          reporter: {
+            report: (o) => {
+              if (!reporterUp) throw new Error('no config channel');
+              reported.push(`${o.kind} ${o.version}`);
+            },
+          },
+        },
+      });
+    const slots = new HostAppSlots(device.slotsDir, new DurableFs());
+    // 1. Staged and handed to the restart; the old version keeps running meanwhile.
+    tt.match(await mk().agent.check(), { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+    tt.same(restarts, [{ slot: 'a', version: '2.0.0', from: '1.0.0' }]);
+    tt.match((await slots.status()).pointer, { committed: 'b', trial: { stage: 'pending' } });
+    // 2. The launcher starts it; the new version's health check fails.
+    await slots.markLaunched();
+    tt.match(await mk().agent.confirmTrial('9.9.9'), { kind: 'not-a-trial' });
+    healthOk = false;
+    tt.match(await mk().agent.confirmTrial('2.0.0', { timeoutMs: 5000 }), {
+      kind: 'rolled-back',
+      reason: 'health check failed: relay (unreachable)',
+    });
+    tt.match((await slots.status()).pointer.trial, { stage: 'failed' });
+    tt.same(reported, [], 'the failing version does not report');
+    // 3. The old version's agent reports the rollback; 2.0.0 is bad at once.
+    healthOk = true;
+    tt.match(await mk().agent.check(), {
+      kind: 'rolled-back',
+      version: '2.0.0',
+      to: '1.0.0',
+      reason: 'health check failed: relay (unreachable)',
+    });
+    tt.same(reported, ['rolled-back 2.0.0']);
+    tt.match(await mk().agent.check(), { kind: 'up-to-date', version: '1.0.0' }, 'never retried');
+    await endsOn(device, repo, '1.0.0');
+    // 4. A version that hangs: launched, never confirmed. Counted, retried at the next poll.
+    await publish(repo, work, '3.0.0');
+    tt.match(await mk().agent.check(), { kind: 'restarting', version: '3.0.0' });
+    await slots.markLaunched();
+    reporterUp = false;
+    tt.match(await mk().agent.check(), {
+      kind: 'rolled-back',
+      version: '3.0.0',
+      reason: /did not confirm its health/,
+    });
+    tt.equal(restarts.length, 2, 'no second restart in the same check');
+    tt.equal((await slots.status()).pointer.trial, undefined);
+    const state = JSON.parse(await readFile(join(device.stateDir, 'agent.json'), 'utf8')) as {
+      attempts: Record<string, number>;
+      bad: string[];
+    };
+    tt.same(state.attempts, { '3.0.0': 1 });
+    tt.same(state.bad, ['2.0.0']);
+    tt.match(await mk().agent.lastOutcome(), {
+      delivered: false,
+      outcome: { kind: 'rolled-back' },
+    });
+    reporterUp = true;
+    tt.equal(await mk().agent.deliverPending(), true, 'sent once the channel is back');
+    tt.equal(await mk().agent.deliverPending(), false, 'and only once');
+    // 5. The next poll tries again; this time it confirms itself.
+    tt.match(await mk().agent.check(), { kind: 'restarting', version: '3.0.0' });
+    await slots.markLaunched();
+    tt.match(await mk().agent.confirmTrial('3.0.0'), {
+      kind: 'committed',
+      version: '3.0.0',
+      from: '1.0.0',
+    });
+    await endsOn(device, repo, '3.0.0');
+    const after = JSON.parse(await readFile(join(device.stateDir, 'agent.json'), 'utf8')) as {
+      attempts: Record<string, number>;
+    };
+    tt.same(after.attempts, {}, 'attempts cleared by the commit');
+    tt.same(reported.at(-1), 'committed 3.0.0');
+    // 6. Staged but never restarted into (no launcher ran): dropped without counting.
+    await publish(repo, work, '4.0.0');
+    tt.match(await mk().agent.check(), { kind: 'restarting', version: '4.0.0' });
+    tt.match(await mk().agent.check(), {
+      kind: 'rolled-back',
+      reason: 'the restart into the trial did not happen',
+    });
+  },
+);

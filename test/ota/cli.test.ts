@@ -105,6 +105,15 @@ t.test('release side and device side through the CLI', async (tt) => {
   const after = await vigil(['check', '--state', state, '--slots', slots, '--url', server.url]);
   tt.match(after.out, /up-to-date/, 'the device follows the rotation');
   tt.ok((await readdir(join(keys, 'retired'))).length === 2);
+  const st = await vigil(['status', '--state', state, '--slots', slots]);
+  tt.equal(st.code, 0, st.err);
+  tt.match(JSON.parse(st.out), {
+    committed: 'b',
+    versions: { a: null, b: '1.0.0' },
+    trial: null,
+    bad: [],
+    last: { outcome: { kind: 'committed', version: '1.0.0' }, delivered: true },
+  });
 });
 
 t.test('probe and usage errors', async (tt) => {

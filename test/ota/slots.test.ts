@@ -96,3 +96,23 @@ t.test('tree digest covers content, modes and links', async (tt) => {
   tt.not(d2, d3, 'links');
   tt.equal(await treeDigest(join(work, 'd')), d3, 'fsync does not change the digest');
 });
+
+t.test('restart trials: pending, launched once, failed with its reason', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const slots = new HostAppSlots(join(work, 'opt'), new DurableFs());
+  await tt.rejects(slots.markLaunched(), /no pending trial/);
+  await tt.rejects(slots.failTrial('x'), /no trial to fail/);
+  await mkdir(slots.dirOf('b'), { recursive: true });
+  await slots.writeMarker('b', marker('3.0.0', 'c'.repeat(64)));
+  await slots.beginTrial('b', '3.0.0', new Date(0), { from: '2.0.0' });
+  tt.match((await slots.status()).pointer.trial, { stage: 'pending', from: '2.0.0' });
+  await slots.markLaunched();
+  tt.equal((await slots.status()).pointer.trial?.stage, 'launched');
+  await tt.rejects(slots.markLaunched(), /no pending trial/, 'one start only');
+  await slots.failTrial(`health check failed: ${'x'.repeat(3000)}`);
+  const trial = (await slots.status()).pointer.trial;
+  tt.equal(trial?.stage, 'failed');
+  tt.equal(trial?.reason?.length, 2000, 'the reason is bounded');
+  tt.equal((await slots.status()).pointer.committed, 'a', 'committed slot untouched');
+});

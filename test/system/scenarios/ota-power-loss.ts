@@ -3,7 +3,7 @@
 // yet synced, slot marker written, trial pointer written, commit pointer written). Each next
 // boot checks the device is on a good, verified version, lets the agent recover and finish
 // (ending on 2.0.0, verified), then restores the 1.0.0 baseline and cuts at the next step.
-// All 38 numbered points are crashed on the host (test/ota/agent.test.ts); here each cut costs
+// All 48 numbered points are crashed on the host (test/ota/agent.test.ts); here each cut costs
 // a boot, so one point per step label.
 // @timeout 600
 // @boots 6
