@@ -43,7 +43,7 @@ export class PhoneUnlocker {
   readonly #d: PhoneUnlockDeps;
   /** Statuses seen (newest last), by nonce. */
   readonly statuses: UnlockStatus[] = [];
-  #latest: UnlockChallenge | undefined;
+  #latest: { c: UnlockChallenge; seq: number } | undefined;
   /** `enc` of our last answer: statuses about other answers to the same nonce are not ours. */
   #sent: string | undefined;
 
@@ -57,8 +57,10 @@ export class PhoneUnlocker {
 
   /**
    * Drain the `unlock` mailbox once (waiting up to `waitMs` for something to
-   * arrive): keeps the newest valid challenge, records statuses, acknowledges
-   * everything (stale, forged and malformed messages are logged and dropped).
+   * arrive): keeps the newest valid challenge, records statuses. Everything
+   * else (older, expired, forged, malformed) is logged and acknowledged; the
+   * newest challenge stays on the relay until it is answered or superseded, so
+   * a later `vigil app unlock` still finds it.
    */
   async poll(waitMs = 0, signal?: AbortSignal): Promise<void> {
     const { client, vault, logger } = this.#d;
@@ -67,8 +69,9 @@ export class PhoneUnlocker {
       waitMs,
       ...(signal ? { signal } : {}),
     });
+    const done: number[] = [];
     for (const it of items) {
-      if (it.group !== UNLOCK_GROUP || !it.complete) continue;
+      if (it.group !== UNLOCK_GROUP || !it.complete || it.seq === this.#latest?.seq) continue;
       const bytes = await client.readAll(it.seq);
       try {
         const type = unlockMessageType(bytes);
@@ -78,7 +81,12 @@ export class PhoneUnlocker {
             signPublicKey: vault.signPublicKey,
             now: this.#now(),
           });
-          if (this.#latest === undefined || c.issuedAt >= this.#latest.issuedAt) this.#latest = c;
+          const cur = this.#latest;
+          if (cur === undefined || c.issuedAt >= cur.c.issuedAt) {
+            if (cur !== undefined) done.push(cur.seq);
+            this.#latest = { c, seq: it.seq };
+          } else done.push(it.seq);
+          continue;
         } else if (type === 'unlock-status') {
           this.statuses.push(
             verifyStatus(bytes, { deviceId: vault.deviceId, signPublicKey: vault.signPublicKey }),
@@ -87,15 +95,26 @@ export class PhoneUnlocker {
       } catch (e) {
         logger.warn('unlock message ignored', { seq: it.seq, err: reasonOf(e) });
       }
-      await client.ack(it.seq);
+      done.push(it.seq);
     }
-    if (this.#latest !== undefined && this.#latest.expiresAt <= this.#now())
+    if (this.#latest !== undefined && this.#latest.c.expiresAt <= this.#now()) {
+      done.push(this.#latest.seq);
       this.#latest = undefined;
+    }
+    for (const seq of done) await this.#ack(seq);
+  }
+
+  async #ack(seq: number): Promise<void> {
+    try {
+      await this.#d.client.ack(seq);
+    } catch (e) {
+      this.#d.logger.warn('could not acknowledge an unlock message', { seq, err: reasonOf(e) });
+    }
   }
 
   /** The newest valid, unexpired challenge seen so far. */
   get challenge(): UnlockChallenge | undefined {
-    return this.#latest;
+    return this.#latest?.c;
   }
 
   /** Wait up to `timeoutMs` for a challenge. */
@@ -126,7 +145,11 @@ export class PhoneUnlocker {
     this.#sent = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { enc: string }).enc;
     await client.postUp(UNLOCK_GROUP, bytes);
     // Spent: a later poll must see a newer challenge to count as "asked again".
-    this.#latest = undefined;
+    const held = this.#latest;
+    if (held?.c.nonce === challenge.nonce) {
+      this.#latest = undefined;
+      await this.#ack(held.seq);
+    }
   }
 
   /** After answering `nonce`: wait for the hub's status or a fresh challenge. */
@@ -135,8 +158,8 @@ export class PhoneUnlocker {
     for (;;) {
       const s = this.statuses.find((x) => x.nonce === nonce && x.answer === this.#sent);
       if (s !== undefined) return { kind: 'status', status: s };
-      if (this.#latest !== undefined && this.#latest.nonce !== nonce)
-        return { kind: 'asked-again', challenge: this.#latest };
+      const c = this.challenge;
+      if (c !== undefined && c.nonce !== nonce) return { kind: 'asked-again', challenge: c };
       const left = deadline - this.#now();
       if (left <= 0 || isAborted(signal)) return { kind: 'no-answer' };
       await this.poll(Math.min(left, 10_000), signal);

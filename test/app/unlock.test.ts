@@ -76,7 +76,13 @@ void t.test(
     await post(box, { t: 'something-else' });
     await u.poll();
     t.equal(u.challenge?.nonce, newer.nonce);
-    t.equal(box.msgs.length, 0, 'everything acknowledged');
+    t.same(
+      box.msgs.map((m) => m.seq),
+      [1],
+      'everything acknowledged but the newest challenge (a later run still finds it)',
+    );
+    await u.poll();
+    t.equal(u.challenge?.nonce, newer.nonce, 'still held on the next poll');
     t.ok(log.lines.some((l) => l.includes('EUNLOCK_EXPIRED') || l.includes('expired')));
     t.ok(
       log.lines.some((l) => l.includes('signature')),
@@ -85,6 +91,11 @@ void t.test(
 
     // The answer opens with the hub's key and carries the phone key.
     await u.answer(newer);
+    t.notOk(
+      box.msgs.some((m) => m.to === 'phone'),
+      'the answered challenge is acknowledged',
+    );
+    t.equal(u.challenge, undefined, 'spent');
     const up = box.msgs.find((m) => m.to === 'hub');
     t.same(
       Buffer.from(openAnswer(up?.bytes ?? Buffer.alloc(0), newer, h.unlock)),

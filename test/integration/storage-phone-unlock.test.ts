@@ -30,7 +30,8 @@ import { RelayPhoneUnlock, UnlockChannelStore } from '../../firmware/storage/pho
 import { escrowMessages } from '../../firmware/storage/escrow.js';
 import { RecoveryVault } from '../../app/recovery.js';
 import { PhoneUnlocker } from '../../app/unlock.js';
-import { devPairRelay } from '../../app/account.js';
+import { devPairRelay, saveAccount } from '../../app/account.js';
+import { command as appCommand } from '../../app/cli.js';
 import { startRelay } from '../../relay/server.js';
 import { RelayClient } from '../../relay/client.js';
 import { generateX25519 } from '../../protocol/unlock.js';
@@ -167,8 +168,11 @@ void t.test('a locked hub is unlocked by its phone over the relay', async (t) =>
     log.lines.some((l) => l.includes('unlock answer refused') && l.includes('EUNLOCK_STALE')),
     'logged with its reason',
   );
-  for (let i = 0; i < 20 && !phone.statuses.some((s) => s.state === 'refused'); i++)
+  const deadline = Date.now() + 20_000;
+  while (!phone.statuses.some((s) => s.state === 'refused') && Date.now() < deadline) {
     await phone.poll(1000);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   t.ok(
     phone.statuses.some((s) => s.state === 'refused' && s.nonce === c1.nonce),
     'the phone is told its replay was refused',
@@ -187,16 +191,27 @@ void t.test('a locked hub is unlocked by its phone over the relay', async (t) =>
   await until(() => port.refused.length === 2, 'the misdirected answer refused');
   t.match(port.refused[1], { code: 'EUNLOCK_OPEN' });
 
-  // 4. The real phone approves: unlocked and mounted, the phone hears so.
-  await phone.answer(c2);
+  // 4. The owner approves with the companion CLI: unlocked and mounted, the phone hears so.
+  await saveAccount(fs, appDir, accounts.phone);
+  let cliOut = '';
+  const cli = appCommand.run({
+    argv: ['unlock', '--yes', '--wait', '30', '--dir', appDir],
+    env: {},
+    stdout: (s) => {
+      cliOut += s;
+    },
+    stderr: (s) => {
+      cliOut += s;
+    },
+  });
   t.match(await unlocking, { state: 'unlocked', source: 'phone' });
   t.equal(await readFile(join(paths.dataMount, 'clip.bin'), 'utf8'), 'video', 'data intact');
   await port.confirmUnlocked();
-  t.match(await phone.outcome(c2.nonce, 10_000), {
-    kind: 'status',
-    status: { state: 'unlocked' },
-  });
+  t.equal(await cli, 0, cliOut);
+  t.match(cliOut, /is locked since .*wrong-key/);
+  t.match(cliOut, /hub unlocked/);
   t.equal(port.challenges.length, 2, 'no challenge after the unlock');
+  t.equal(c2.nonce, port.challenges[1]?.nonce, 'the CLI answered the outstanding challenge');
 
   // Secrets never in the logs.
   const all = [...log.lines, ...phoneLog.lines].join('\n');
