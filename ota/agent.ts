@@ -536,7 +536,9 @@ export class OtaAgent {
   async confirmTrial(
     version: string,
     opts: { timeoutMs?: number; signal?: AbortSignal } = {},
-  ): Promise<OtaOutcome | { readonly kind: 'not-a-trial'; readonly reason: string }> {
+  ): Promise<
+    OtaOutcome | { readonly kind: 'not-a-trial' | 'interrupted'; readonly reason: string }
+  > {
     const { pointer } = await this.#o.slots.status();
     const trial = pointer.trial;
     if (trial?.stage !== 'launched' || trial.version !== version)
@@ -548,6 +550,10 @@ export class OtaAgent {
     const deadline = AbortSignal.timeout(timeoutMs);
     const both = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
     const reason = await this.#health(this.#o.slots.dirOf(trial.slot), version, both, timeoutMs);
+    // Stopped (shutdown) rather than timed out: no verdict. The trial stays `launched`, so
+    // the next start runs the committed slot and counts an attempt.
+    if (opts.signal?.aborted === true && !deadline.aborted)
+      return { kind: 'interrupted', reason: 'the hub stopped during the trial health check' };
     const from = trial.from ?? '0.0.0';
     if (reason === undefined) {
       await this.#o.slots.commit();

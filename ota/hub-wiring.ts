@@ -297,6 +297,7 @@ export class OtaWiring {
         this.#d.stop(TRIAL_FAILED_EXIT);
         return;
       }
+      if (r.kind === 'interrupted') return;
       if (r.kind === 'not-a-trial') this.#log.warn('trial start without a launched trial', r);
       else this.#log.info('trial committed', { ...r });
     }
@@ -318,6 +319,8 @@ export class OtaWiring {
   }
 
   async stopServices(): Promise<void> {
+    // A stopping hub gives no verdict on its trial (the next start runs the committed slot).
+    clearTimeout(this.#trialTimer);
     const loop = this.#loop;
     this.#loop = undefined;
     loop?.ctrl.abort();

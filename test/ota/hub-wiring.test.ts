@@ -316,3 +316,32 @@ t.test('no trusted root: updates disabled, said in the status', async (tt) => {
   });
   await svc.stopServices();
 });
+
+t.test(
+  'a hub stopped during its trial gives no verdict (next start: committed slot)',
+  async (tt) => {
+    const r = await rig(tt);
+    await launchedTrial(r);
+    const inner = new Inner();
+    inner.paired = () => Promise.resolve(false); // keeps the check retrying
+    const stops: number[] = [];
+    const svc = withOta(inner, {
+      config: config(undefined),
+      paths: r.paths,
+      logger: new MemoryLogger('t'),
+      env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '30' },
+      stop: (c) => stops.push(c),
+    });
+    await svc.startServices(
+      r.data,
+      new AbortController().signal,
+      () => undefined,
+      undefined as never,
+    );
+    await new Promise((res) => setTimeout(res, 300));
+    await svc.stopServices();
+    await new Promise((res) => setTimeout(res, 1500)); // past the health check's grace
+    tt.same(stops, [], 'no exit code of its own: the hub was stopping anyway');
+    tt.match((await r.slots.status()).pointer, { committed: 'a', trial: { stage: 'launched' } });
+  },
+);
