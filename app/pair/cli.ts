@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../../bin/cli.js';
 import type { Command, CommandContext } from '../../bin/cli.js';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError, reasonOf } from '../../protocol/errors.js';
 import { parseQrPayload } from '../../provisioning/qr-payload.js';
 import { deriveIdentity, formatDeviceId } from '../../provisioning/identity.js';
 import { DurableFs } from '../../hw/os/fs.js';
@@ -229,6 +229,16 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
 }
 
 /**
+ * When to ask the relay for the hub's rendezvous (ms before each try; the last repeats).
+ * The hub needs tens of seconds to leave its hotspot, join the home network and offer it,
+ * and the relay locks an address out after 10 failed claims in 10 minutes: so few, spaced
+ * tries (about 5 in the first two minutes).
+ */
+export const MEET_SCHEDULE_MS: readonly number[] = [
+  8000, 8000, 12_000, 16_000, 24_000, 32_000, 45_000, 60_000,
+];
+
+/**
  * Claim the hub's rendezvous: the hub offers it once it joined its home network,
  * so "not there yet" (404) and an unreachable relay are retried until the deadline.
  */
@@ -236,26 +246,27 @@ export async function meetAtRelay(
   url: string,
   token: string,
   timeoutMs: number,
-  pollMs = 1000,
+  schedule: readonly number[] = MEET_SCHEDULE_MS,
 ): Promise<RelayAccount> {
   const anon = new RelayClient({ url });
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  for (;;) {
+  for (let i = 0; ; i++) {
+    const wait = schedule[Math.min(i, schedule.length - 1)] ?? 1000;
+    if (Date.now() + wait > deadline) break;
+    await new Promise((r) => setTimeout(r, wait));
     try {
       const c = await anon.claimRendezvous(token);
       return { url, deviceId: c.deviceId, phoneId: c.id, token: c.token };
     } catch (e) {
       last = e;
-      // a refusal other than "not offered yet" will not change by waiting
+      // a refusal other than "not offered yet" (used token, locked out) will not change by waiting
       if (e instanceof RelayHttpError && e.status !== 404) break;
     }
-    if (Date.now() + pollMs > deadline) break;
-    await new Promise((r) => setTimeout(r, pollMs));
   }
   throw new VigilError(
     'EPAIR_RELAY',
-    `the hub did not meet us at the relay ${url} (${last instanceof Error ? last.message : String(last)})`,
+    `the hub did not meet us at the relay ${url} (${last === undefined ? 'timed out' : reasonOf(last)})`,
     { cause: last },
   );
 }

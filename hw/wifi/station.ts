@@ -73,6 +73,7 @@ function unescapeIw(s: string): string {
 /** How often a busy scan is retried, and the pause between tries. */
 export const SCAN_BUSY_RETRIES = 5;
 export const SCAN_BUSY_DELAY_MS = 1000;
+export const SCAN_TIMEOUT_MS = 45_000;
 
 function scanErrorText(e: unknown): string {
   const stderr = (e as { stderr?: unknown }).stderr;
@@ -172,7 +173,8 @@ export class WpaSupplicantStation implements Station {
     let first: unknown;
     for (let attempt = 1; attempt <= SCAN_BUSY_RETRIES; attempt++) {
       try {
-        const r = await this.#run(cmd, args, { timeoutMs: 20_000 });
+        // a full 2.4 GHz sweep while beaconing is slow on a loaded system (20 s was not enough)
+        const r = await this.#run(cmd, args, { timeoutMs: SCAN_TIMEOUT_MS });
         return parseIwScan(r.stdout.toString('utf8'));
       } catch (e) {
         first = e;

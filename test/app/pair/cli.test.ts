@@ -173,7 +173,7 @@ void t.test(
     const hub = anon.withToken(dev.token);
     const token = 'pairing-token-0123456789abcdef';
     // the phone asks first (the hub is still joining its home network)
-    const met = meetAtRelay(relay.url, token, 20_000, 50);
+    const met = meetAtRelay(relay.url, token, 20_000, [50]);
     await new Promise((r) => setTimeout(r, 200));
     await hub.offerRendezvous(token);
     const acct = await met;
@@ -185,15 +185,17 @@ void t.test(
       'the hub sees the phone',
     );
     // a token already used is refused at once (no waiting out the deadline)
-    await t.rejects(meetAtRelay(relay.url, token, 60_000, 50), {
+    await t.rejects(meetAtRelay(relay.url, token, 60_000, [50]), {
       code: 'EPAIR_RELAY',
       message: /did not meet us/,
     });
     // a token never offered: retried until the deadline
-    await t.rejects(meetAtRelay(relay.url, 'never-offered-token-000000', 300, 50), {
+    await t.rejects(meetAtRelay(relay.url, 'never-offered-token-000000', 300, [50]), {
       code: 'EPAIR_RELAY',
     });
+    // nothing within the deadline at all
+    await t.rejects(meetAtRelay(relay.url, token, 10), { message: /timed out/ });
     // no relay at all
-    await t.rejects(meetAtRelay('http://127.0.0.1:9', token, 200, 50), { code: 'EPAIR_RELAY' });
+    await t.rejects(meetAtRelay('http://127.0.0.1:9', token, 200, [50]), { code: 'EPAIR_RELAY' });
   },
 );
