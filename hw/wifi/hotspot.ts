@@ -337,8 +337,18 @@ export class HostapdHotspot extends EventEmitter<HotspotEvents> implements Hotsp
     this.#hostapd = undefined;
     this.#dnsmasq = undefined;
     await Promise.all([h?.stop(2000), d?.stop(2000)]);
-    if (this.#config)
-      await this.#ipCmd(['addr', 'flush', 'dev', this.#config.interface]).catch(() => undefined);
+    // Remove only our own address, and only once: a second stop (the pairing controller closes
+    // after a handoff) must not take the home network's DHCP address off the same interface.
+    const cfg = this.#config;
+    this.#config = undefined;
+    if (cfg)
+      await this.#ipCmd([
+        'addr',
+        'del',
+        `${cfg.address}/${String(cfg.prefixLength)}`,
+        'dev',
+        cfg.interface,
+      ]).catch(() => undefined);
     // the passphrase must not outlive the hotspot
     await rm(this.#dir, { recursive: true, force: true });
     this.#stations.clear();

@@ -58,11 +58,17 @@ void t.test(
     t.match(sockets.stdout.toString(), /:67\b/, 'dnsmasq listens for DHCP');
     await t.rejects(hs.start(cfg), { code: 'EHOTSPOT_STATE' });
     t.same(hs.stations(), []);
+    // the interface's other address (the home network's, after a handoff) is not ours
+    await run('ip', ['-n', ns, 'addr', 'add', '192.168.77.54/24', 'dev', 'vt0']);
     await hs.stop();
     t.notOk(hs.active);
     t.ok(await gone(hs.runtimeDir), 'runtime dir (passphrase) removed');
     const after = await run('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'vt0']);
-    t.notMatch(after.stdout.toString(), /10\.42\.0\.1/, 'address flushed');
+    t.notMatch(after.stdout.toString(), /10\.42\.0\.1/, 'hotspot address removed');
+    t.match(after.stdout.toString(), /192\.168\.77\.54/, 'other address kept');
+    await hs.stop();
+    const again = await run('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'vt0']);
+    t.match(again.stdout.toString(), /192\.168\.77\.54/, 'a second stop touches nothing');
     t.notMatch(log.lines.join('\n'), new RegExp(cfg.passphrase), 'passphrase never logged');
   },
 );
