@@ -13,6 +13,7 @@
  * (one-shot: a trial that did not reach its commit never becomes current).
  */
 import { join } from 'node:path';
+import { sleep } from '../hw/os/async.js';
 import { z } from 'zod';
 import { reasonOf, VigilError } from '../protocol/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
@@ -142,23 +143,6 @@ export interface AgentOptions {
   readonly intervalMs?: number;
   readonly jitter?: number;
 }
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(new VigilError('EABORTED', 'aborted'));
-      return;
-    }
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new VigilError('EABORTED', 'aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 /** Interval with jitter in [1 - j, 1 + j]: devices of one fleet spread out. */
 export function nextDelay(intervalMs: number, jitter: number, random: () => number): number {

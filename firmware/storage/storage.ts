@@ -23,6 +23,7 @@
  * is never formatted: the hub stays `locked` and says why.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { isAborted, pause } from '../../hw/os/async.js';
 import { chmod, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -203,27 +204,6 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Read through a call so TypeScript does not narrow `aborted` across awaits. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
-}
-
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 export class Storage {
   readonly config: StorageConfig;
   readonly #d: StorageDeps;
@@ -239,7 +219,7 @@ export class Storage {
     this.config = { ...DEFAULT_STORAGE_CONFIG, ...deps.config };
     this.#log = deps.logger.child('storage');
     this.#random = deps.random ?? ((n) => new Uint8Array(randomBytes(n)));
-    this.#sleep = deps.sleep ?? defaultSleep;
+    this.#sleep = deps.sleep ?? pause;
     this.#now = deps.now ?? (() => new Date());
   }
 

@@ -5,6 +5,7 @@
  * back as events. Stopping aborts every effect still in flight.
  */
 import { reasonOf } from '../../protocol/errors.js';
+import { sleep } from '../../hw/os/async.js';
 import type { Logger } from '../log/logger.js';
 import { INITIAL_STATE, transition } from './state.js';
 import type { Effect, Event, State } from './state.js';
@@ -34,24 +35,6 @@ export function backoffDelay(
 ): number {
   const step = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(step / 2 + (random() * step) / 2);
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal?.reason as Error);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export interface ExecutorOptions {
@@ -172,3 +155,6 @@ export class Executor {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 }
+
+/** Kept for the callers that import it from here. */
+export { sleep };

@@ -31,6 +31,29 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Wait `ms`; rejects as soon as `signal` aborts, with the signal's reason (an
+ * `AbortError` DOMException unless the aborter gave one). For steps that must
+ * not carry on after a cancellation.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason as Error);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal?.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 /** A FIFO mutex: `run` calls execute one at a time, in call order. */
 export class Mutex {
   #tail: Promise<void> = Promise.resolve();

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Mutex, isAborted, pause } from '../../../hw/os/async.js';
+import { Mutex, isAborted, pause, sleep } from '../../../hw/os/async.js';
 
 t.test('pause waits, and ends early (resolving) on abort', async (t) => {
   const ac = new AbortController();
@@ -42,4 +42,13 @@ t.test('Mutex runs one task at a time, in order, and survives a failure', async 
     results.map((r) => r.status),
     ['fulfilled', 'rejected', 'fulfilled'],
   );
+});
+
+t.test('sleep resolves after the wait and rejects with the abort reason', async (t) => {
+  await sleep(5);
+  const ac = new AbortController();
+  const p = sleep(60_000, ac.signal);
+  ac.abort(new Error('stop now'));
+  await t.rejects(p, { message: 'stop now' });
+  await t.rejects(sleep(1, ac.signal), { message: 'stop now' }, 'already aborted: rejects at once');
 });
