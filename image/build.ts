@@ -154,6 +154,11 @@ async function writeOverlay(root: string, files: readonly OverlayFile[]): Promis
   }
 }
 
+/** /etc/fake-hwclock.data for a time (UTC, "YYYY-MM-DD HH:MM:SS"). */
+export function fakeHwclockData(epoch: number): string {
+  return new Date(epoch * 1000).toISOString().replace('T', ' ').slice(0, 19) + '\n';
+}
+
 /** Lock every account that has an empty password (mmdebstrap leaves root as "*" already). */
 export function lockPasswords(shadow: string): { text: string; unlocked: string[] } {
   const unlocked: string[] = [];
@@ -420,6 +425,8 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         'var/lib/dpkg/status-old',
         'var/lib/dpkg/diversions-old',
         'var/lib/systemd/catalog/database',
+        // its time comes from the apt cache's state (fresh vs synced in), not from the inputs
+        'var/cache/apt/archives/partial',
         'var/lib/dbus/machine-id',
         'etc/ssh',
         'etc/shadow-',
@@ -432,6 +439,9 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
         await rm(join(rootfs, p), { recursive: true, force: true });
       }
       await mkdir(join(rootfs, 'var/cache/fontconfig'), { recursive: true });
+      // fake-hwclock's postinst saved the build's wall clock; the device's clock starts at the
+      // image's SOURCE_DATE_EPOCH instead (no earlier than the sources it runs)
+      await writeFile(join(rootfs, 'etc/fake-hwclock.data'), fakeHwclockData(epoch));
       for (const d of ['var/log', 'tmp', 'var/tmp']) {
         for (const e of await readdir(join(rootfs, d)).catch(() => [] as string[])) {
           await rm(join(rootfs, d, e), { recursive: true, force: true });

@@ -5,6 +5,7 @@ import { BOARDS } from '../../image/boards.js';
 import {
   REQUIRED_TOOLS,
   findRepo,
+  fakeHwclockData,
   lockPasswords,
   missingTools,
   piDeviceTrees,
@@ -54,4 +55,8 @@ t.test('piDeviceTrees: every Pi generation the image supports, nothing else', as
   const got = piDeviceTrees(ls);
   for (const d of BOARDS['rpi-arm64'].requiredDtbs) t.ok(got.includes(basename(d)), d);
   t.equal(got.length, 8);
+});
+
+t.test('fake-hwclock starts at SOURCE_DATE_EPOCH, not at the build time', async (t) => {
+  t.equal(fakeHwclockData(1795403234), '2026-11-23 03:07:14\n');
 });
