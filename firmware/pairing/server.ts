@@ -58,6 +58,7 @@ export class PairingConnection {
   #result: ConnectionResult | undefined;
   readonly done: Promise<ConnectionResult>;
   #resolve!: (r: ConnectionResult) => void;
+  #busy = 0;
 
   constructor(session: PairingSession, io: ConnectionIo) {
     this.#session = session;
@@ -83,13 +84,23 @@ export class PairingConnection {
     return this.#result !== undefined;
   }
 
+  /** True while the hub is working on received frames (the phone is waiting for us). */
+  get busy(): boolean {
+    return this.#busy > 0;
+  }
+
   /** Feed received bytes; resolves when they have been handled (the caller pauses reading meanwhile). */
   async receive(data: Uint8Array): Promise<void> {
     if (this.#result) return;
     const { frames, error } = this.#decoder.push(data);
-    for (const f of frames) {
-      if (this.#isDone()) return;
-      await this.#frame(f);
+    this.#busy += 1;
+    try {
+      for (const f of frames) {
+        if (this.#isDone()) return;
+        await this.#frame(f);
+      }
+    } finally {
+      this.#busy -= 1;
     }
     if (error && !this.#isDone())
       this.#finish({ ok: false, code: error.code, message: error.message }, true);
@@ -239,6 +250,9 @@ export class PairingServer extends EventEmitter<PairingServerEvents> {
     this.#active = { socket: s, conn };
     const idleMs = this.#o.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     s.setTimeout(idleMs, () => {
+      // idle means the phone is silent while we wait for it, not while we work (a scan for
+      // the home network can take longer than the idle timeout); our reply re-arms the timer
+      if (conn.busy) return;
       conn.timeout('idle');
     });
     const total = setTimeout(() => {

@@ -128,6 +128,28 @@ void t.test('a hub that cannot scan still tries the network (the join decides)',
 });
 
 void t.test(
+  'the idle timeout does not fire while the hub itself is busy (a long scan)',
+  async (t) => {
+    const s = await setup({
+      idleTimeoutMs: 1500,
+      networkInRange: () =>
+        new Promise((r) =>
+          setTimeout(() => {
+            r(true);
+          }, 4000),
+        ),
+    });
+    const c = await PairingClient.connect('127.0.0.1', s.port);
+    const phone = await c.pair((await s.phone(s.devicePsk)).ini);
+    const token = await c.sendCredentials(phone, 'home-net', 'password123');
+    t.match(token, /^[0-9a-f]{32}$/);
+    await s.settled(1);
+    t.same(s.attempts[0]?.succeeded, true);
+    c.close();
+  },
+);
+
+void t.test(
   'wrong PSK: the MLS join fails, counts as a failed attempt, leaves no state',
   async (t) => {
     const s = await setup();
