@@ -279,6 +279,14 @@ export function transition(state: State, event: Event): Transition {
       if (event.type === 'update-finished') return to({ name: 'running', dataDir: state.dataDir });
       return stay(state);
     case 'degraded':
+      // The button still opens the pairing window on a degraded hub (e.g. the camera fails):
+      // a new home network or a new phone may be exactly what it needs.
+      if (event.type === 'pairing-requested' && state.dataDir !== undefined)
+        return to(
+          { name: 'pairing', dataDir: state.dataDir, failedAttempts: 0 },
+          { type: 'stop-services' },
+          { type: 'start-pairing', dataDir: state.dataDir, reason: 'button' },
+        );
       if (event.type === 'paired' && state.dataDir !== undefined)
         return to(
           { ...state, resume: 'running' },

@@ -237,3 +237,17 @@ t.test('factory reset: only with the volume unlocked, then the window opens', as
     'pairing',
   );
 });
+
+t.test('the button opens the window on a degraded hub with its volume', async (t) => {
+  const r = transition(
+    { name: 'degraded', dataDir: '/d', reason: 'media crash loop', resume: 'running' },
+    { type: 'pairing-requested' },
+  );
+  t.same(r.state, { name: 'pairing', dataDir: '/d', failedAttempts: 0 });
+  t.same(
+    r.effects.map((e) => e.type),
+    ['stop-services', 'start-pairing', 'report-status'],
+  );
+  const locked = { name: 'degraded', dataDir: undefined, reason: 'x', resume: 'locked' } as const;
+  t.same(transition(locked, { type: 'pairing-requested' }), { state: locked, effects: [] });
+});
