@@ -44,9 +44,10 @@ export function hostArch(): string {
 export function packagesFor(board: Board, kernelSource: KernelSource): string[] {
   let pkgs = [...RUNTIME_PACKAGES, ...board.packages];
   if (kernelSource === 'raspberrypi') {
-    // Raspberry Pi's kernel (bcm2835-codec M2M H.264 encoder, unicam) and its firmware build
+    // Raspberry Pi's kernel (bcm2835-codec M2M H.264 encoder, unicam, /dev/vcio), its
+    // firmware build, and raspi-utils for vcmailbox (the customer-OTP key source)
     pkgs = pkgs.filter((p) => p !== 'linux-image-arm64' && p !== 'raspi-firmware');
-    pkgs.push('linux-image-rpi-v8', 'raspi-firmware');
+    pkgs.push('linux-image-rpi-v8', 'raspi-firmware', 'raspi-utils');
   }
   return [...new Set(pkgs)].sort();
 }

@@ -11,9 +11,20 @@
  * (`rpi-fw-crypto hmac`) so userspace never sees the raw key. Tests and the VM
  * use a simulated OTP (a file holding the 32 secret bytes) behind the same
  * `OtpDeriver` port.
+ *
+ * Debian's kernel (Pi 3, 4, Zero 2 W) has no /dev/vcio (that mailbox driver
+ * is Raspberry Pi's downstream one) and bookworm ships no `vcmailbox`, so the
+ * customer OTP rows cannot be read there. Those boards use the serial number
+ * the firmware copies from OTP into the device tree, stretched with scrypt and
+ * a per-card random salt (`BoardSerialOtpDeriver`): the card alone still opens
+ * nothing without the board, but the serial is not secret from someone holding
+ * the board and has ~32 bits of entropy, so it is weaker than a programmed
+ * customer OTP (docs/storage.md, docs/decisions.md).
  */
-import { hkdfSync } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { hkdfSync, randomBytes, scrypt } from 'node:crypto';
+import { constants as FS } from 'node:fs';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { VigilError } from '../../protocol/errors.js';
 import { run } from '../../hw/os/run.js';
 import type { Runner } from '../../hw/luks/cryptsetup.js';
@@ -35,7 +46,8 @@ export const OTP_LUKS_LABEL = 'vigil/luks/data/v1';
 const OTP_HKDF_SALT = 'vigil-otp-hkdf-v1';
 
 export interface OtpDeriver {
-  readonly kind: 'vcmailbox-customer' | 'vcmailbox-private' | 'rpi-fw-crypto' | 'simulated';
+  readonly kind:
+    'vcmailbox-customer' | 'vcmailbox-private' | 'rpi-fw-crypto' | 'board-serial' | 'simulated';
   /** 32 key bytes bound to `label`, or undefined when the OTP holds no secret / is unreachable. */
   derive(label: string, signal?: AbortSignal): Promise<Uint8Array | undefined>;
 }
@@ -133,6 +145,85 @@ export class RpiFwCryptoOtpDeriver implements OtpDeriver {
     } catch {
       return undefined;
     }
+  }
+}
+
+/** scrypt cost for the board-serial key: 64 MiB, ~1 s on a Pi 3 (fits a 512 MB Zero 2 W). */
+export const BOARD_SERIAL_SCRYPT = { N: 1 << 16, r: 8, p: 1, maxmem: 96 * 1024 * 1024 } as const;
+
+/** Parse the device tree's `serial-number` (hex, NUL-terminated); all-zero or malformed = none. */
+export function parseBoardSerial(raw: string): Buffer | undefined {
+  const hex = raw.replace(/\0+$/, '').trim().toLowerCase();
+  if (!/^[0-9a-f]{8,32}$/.test(hex)) return undefined;
+  const b = Buffer.from(hex.padStart(hex.length + (hex.length % 2), '0'), 'hex');
+  return allZero(b) ? undefined : b;
+}
+
+/**
+ * Pi 3 / 4 / Zero 2 W on Debian's kernel: the OTP serial number (from the
+ * device tree the firmware fills in) stretched with scrypt and a random
+ * per-card salt kept on the root filesystem (made once, 0600, synced).
+ */
+export class BoardSerialOtpDeriver implements OtpDeriver {
+  readonly kind = 'board-serial' as const;
+  readonly #serialFile: string;
+  readonly #saltFile: string;
+  readonly #cost: { N: number; r: number; p: number; maxmem: number };
+  constructor(opts: {
+    serialFile: string;
+    saltFile: string;
+    cost?: { N: number; r: number; p: number; maxmem: number };
+  }) {
+    this.#serialFile = opts.serialFile;
+    this.#saltFile = opts.saltFile;
+    this.#cost = opts.cost ?? BOARD_SERIAL_SCRYPT;
+  }
+
+  async derive(label: string): Promise<Uint8Array | undefined> {
+    const serial = parseBoardSerial(await readFile(this.#serialFile, 'latin1').catch(() => ''));
+    if (serial === undefined) return undefined;
+    const salt = await this.#salt();
+    const ikm = await new Promise<Buffer>((resolve, reject) => {
+      scrypt(serial, salt, 32, this.#cost, (err, key) => {
+        if (err) reject(new VigilError('EOTP', `board key stretch failed: ${err.message}`));
+        else resolve(key);
+      });
+    });
+    try {
+      return hkdf(ikm, label);
+    } finally {
+      ikm.fill(0);
+    }
+  }
+
+  /** The salt: created once (O_EXCL, fsync file and directory), then only read. */
+  async #salt(): Promise<Buffer> {
+    const existing = await readFile(this.#saltFile).catch(() => undefined);
+    if (existing !== undefined) {
+      if (existing.length !== 32)
+        throw new VigilError('EOTP', `board key salt ${this.#saltFile} is damaged (not 32 bytes)`);
+      return existing;
+    }
+    const dir = dirname(this.#saltFile);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    try {
+      const fh = await open(this.#saltFile, FS.O_WRONLY | FS.O_CREAT | FS.O_EXCL, 0o600);
+      try {
+        await fh.writeFile(randomBytes(32));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const d = await open(dir, FS.O_RDONLY);
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    return this.#salt();
   }
 }
 

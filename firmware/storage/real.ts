@@ -6,13 +6,13 @@
  * Environment (all optional):
  *   VIGIL_STORAGE_DEVICE  data partition path (default: found by partition label "vigil-data")
  *   VIGIL_STORAGE_CIPHER  auto | adiantum | aes-xts   (default auto: from /proc/cpuinfo)
- *   VIGIL_OTP             auto | none | vcmailbox | vcmailbox-private | rpi-fw-crypto | simulated:<file>
+ *   VIGIL_OTP             auto | none | vcmailbox | vcmailbox-private | rpi-fw-crypto | board-serial | simulated:<file>
  *   VIGIL_DEV_KEYFILE     key file of the development-only source (default /var/lib/vigil/dev-luks.key)
  *   VIGIL_KEY_DIR         tmpfs directory for transient key files (default /run/vigil/keys)
  */
 import { randomBytes } from 'node:crypto';
 import { constants as FS } from 'node:fs';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { UtilLinuxBlockDevices } from '../../hw/luks/block.js';
@@ -23,6 +23,7 @@ import type { HostPaths } from '../../hw/os/host-paths.js';
 import { ValidationError } from '../../protocol/errors.js';
 import type { Logger } from '../log/logger.js';
 import {
+  BoardSerialOtpDeriver,
   DevKeyfileSource,
   OtpKeySource,
   PhoneKeySource,
@@ -40,8 +41,8 @@ const EnvSchema = z.object({
   VIGIL_OTP: z
     .string()
     .regex(
-      /^(auto|none|vcmailbox|vcmailbox-private|rpi-fw-crypto|simulated:\/.+)$/,
-      'auto|none|vcmailbox|vcmailbox-private|rpi-fw-crypto|simulated:/path',
+      /^(auto|none|vcmailbox|vcmailbox-private|rpi-fw-crypto|board-serial|simulated:\/.+)$/,
+      'auto|none|vcmailbox|vcmailbox-private|rpi-fw-crypto|board-serial|simulated:/path',
     )
     .optional(),
   VIGIL_DEV_KEYFILE: z.string().startsWith('/').optional(),
@@ -58,6 +59,9 @@ export function parseStorageEnv(env: NodeJS.ProcessEnv): StorageEnv {
   return r.data;
 }
 
+/** The board-serial key's per-card salt (root filesystem, outside the volume). */
+export const BOARD_SALT_FILE = '/var/lib/vigil/storage/board-key.salt';
+
 /** Pick the OTP backend for this board. */
 export async function detectOtpDeriver(
   setting: string,
@@ -69,10 +73,24 @@ export async function detectOtpDeriver(
   if (setting === 'vcmailbox') return new VcmailboxOtpDeriver({ region: 'customer' });
   if (setting === 'vcmailbox-private') return new VcmailboxOtpDeriver({ region: 'private' });
   if (setting === 'rpi-fw-crypto') return new RpiFwCryptoOtpDeriver();
+  const boardSerial = (): BoardSerialOtpDeriver =>
+    new BoardSerialOtpDeriver({
+      serialFile: paths.host('/proc/device-tree/serial-number'),
+      saltFile: paths.host(BOARD_SALT_FILE),
+    });
+  if (setting === 'board-serial') return boardSerial();
   const model = await readFile(paths.host('/proc/device-tree/model'), 'utf8').catch(() => '');
   if (/Raspberry Pi 5|Raspberry Pi Compute Module 5|Raspberry Pi 500/.test(model))
     return new RpiFwCryptoOtpDeriver();
-  if (/Raspberry Pi/.test(model)) return new VcmailboxOtpDeriver({ region: 'customer' });
+  if (/Raspberry Pi/.test(model)) {
+    // Raspberry Pi's kernel has the mailbox device (and raspi-utils' vcmailbox); Debian's
+    // kernel has neither, so the OTP serial row stands in (key-sources.ts explains the cost).
+    const vcio = await stat(paths.host('/dev/vcio')).then(
+      () => true,
+      () => false,
+    );
+    return vcio ? new VcmailboxOtpDeriver({ region: 'customer' }) : boardSerial();
+  }
   return undefined;
 }
 

@@ -40,6 +40,7 @@ t.test(
     t.notOk(tw.includes('raspi-firmware'));
     const rpi = packagesFor(pi, 'raspberrypi');
     t.ok(rpi.includes('linux-image-rpi-v8'));
+    t.ok(rpi.includes('raspi-utils'), 'vcmailbox for the customer-OTP key source');
     t.notOk(rpi.includes('linux-image-arm64'));
     t.same(p, [...p].sort(), 'sorted (stable command line)');
   },

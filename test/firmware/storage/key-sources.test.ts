@@ -1,11 +1,12 @@
 import t from 'tap';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunOptions } from '../../../hw/os/run.js';
 import { CommandError } from '../../../hw/os/run.js';
 import { MemoryLogger } from '../../../firmware/log/logger.js';
 import {
+  BoardSerialOtpDeriver,
   DevKeyfileSource,
   OTP_LUKS_LABEL,
   OtpKeySource,
@@ -14,6 +15,7 @@ import {
   RpiFwCryptoOtpDeriver,
   SimulatedOtpDeriver,
   VcmailboxOtpDeriver,
+  parseBoardSerial,
   parseVcmailboxOtp,
   recoveryCandidates,
 } from '../../../firmware/storage/key-sources.js';
@@ -169,3 +171,48 @@ void t.test('simulated OTP, OTP source, dev keyfile, phone, recovery', async (t)
     'canonical typed once',
   );
 });
+
+void t.test(
+  'board-serial key (Debian kernel: OTP serial row + scrypt + per-card salt)',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'vigil-board-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    t.same(parseBoardSerial('10000000a1b2c3d4\0'), Buffer.from('10000000a1b2c3d4', 'hex'));
+    t.equal(parseBoardSerial('0000000000000000\0'), undefined, 'zero serial = none');
+    t.equal(parseBoardSerial('not a serial'), undefined);
+    t.equal(parseBoardSerial(''), undefined);
+    const cost = { N: 1 << 10, r: 8, p: 1, maxmem: 32 * 1024 * 1024 }; // cheap for the test
+    const serialFile = join(dir, 'serial-number');
+    const saltFile = join(dir, 'lib', 'board-key.salt');
+    const d = new BoardSerialOtpDeriver({ serialFile, saltFile, cost });
+    t.equal(await d.derive('x'), undefined, 'no serial in the device tree: no key');
+    await writeFile(serialFile, '10000000a1b2c3d4\0');
+    const k1 = await d.derive('vigil/luks/data/v1');
+    t.equal(k1?.length, 32);
+    t.equal((await stat(saltFile)).mode & 0o777, 0o600, 'salt made once, private');
+    const salt = await readFile(saltFile);
+    t.same(
+      await new BoardSerialOtpDeriver({ serialFile, saltFile, cost }).derive('vigil/luks/data/v1'),
+      k1,
+      'same board + same card = same key (the salt is reused)',
+    );
+    t.same(await readFile(saltFile), salt, 'salt unchanged');
+    t.not(
+      Buffer.from((await d.derive('other-label')) ?? []).toString('hex'),
+      Buffer.from(k1 ?? []).toString('hex'),
+      'label-bound',
+    );
+    await writeFile(serialFile, '10000000a1b2c3d5\0');
+    t.not(
+      Buffer.from((await d.derive('vigil/luks/data/v1')) ?? []).toString('hex'),
+      Buffer.from(k1 ?? []).toString('hex'),
+      'another board, same card: another key',
+    );
+    await writeFile(saltFile, 'short');
+    await t.rejects(
+      d.derive('x'),
+      { code: 'EOTP', message: /damaged/ },
+      'damaged salt is an error',
+    );
+  },
+);

@@ -27,7 +27,19 @@ void t.test('OTP backend per board', async (t) => {
   t.equal(await detectOtpDeriver('auto', paths), undefined, 'not a Pi: no OTP');
   await mkdir(paths.host('/proc/device-tree'), { recursive: true });
   await writeFile(paths.host('/proc/device-tree/model'), 'Raspberry Pi 4 Model B Rev 1.5\0');
-  t.equal((await detectOtpDeriver('auto', paths))?.kind, 'vcmailbox-customer');
+  t.equal(
+    (await detectOtpDeriver('auto', paths))?.kind,
+    'board-serial',
+    "Debian's kernel (no /dev/vcio): the OTP serial row stands in",
+  );
+  await mkdir(paths.host('/dev'), { recursive: true });
+  await writeFile(paths.host('/dev/vcio'), '');
+  t.equal(
+    (await detectOtpDeriver('auto', paths))?.kind,
+    'vcmailbox-customer',
+    "Raspberry Pi's kernel: customer OTP through the mailbox",
+  );
+  t.equal((await detectOtpDeriver('board-serial', paths))?.kind, 'board-serial');
   await writeFile(paths.host('/proc/device-tree/model'), 'Raspberry Pi 5 Model B Rev 1.0\0');
   t.equal((await detectOtpDeriver('auto', paths))?.kind, 'rpi-fw-crypto');
   t.equal(await detectOtpDeriver('none', paths), undefined);
