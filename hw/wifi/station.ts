@@ -142,6 +142,8 @@ export class WpaSupplicantStation implements Station {
   #child: Spawned | undefined;
   #ctrl: WpaCtrl | undefined;
   #connected = false;
+  /** The address we configured on the interface (removed again on leave). */
+  #assigned: string | undefined;
 
   constructor(deps: WpaSupplicantStationDeps) {
     this.#d = { ...deps, logger: deps.logger ?? SILENT };
@@ -312,6 +314,7 @@ export class WpaSupplicantStation implements Station {
       // the supplicant has the key in memory; the file is not needed any more
       await rm(confPath, { force: true });
       const address = await this.#address();
+      this.#assigned = address;
       this.#connected = true;
       this.#d.logger.info('joined home network', {
         ssid: creds.ssid,
@@ -372,6 +375,24 @@ export class WpaSupplicantStation implements Station {
     this.#child = undefined;
     await c?.stop(2000);
     this.#connected = false;
+    const assigned = this.#assigned;
+    this.#assigned = undefined;
+    if (assigned?.includes('/') === true) {
+      // leaving the network: its address must not stay (a next join adds it again)
+      const ns = this.#d.netns;
+      await this.#run(
+        this.#d.ip ?? 'ip',
+        [
+          ...(ns !== undefined ? ['-n', ns] : []),
+          'addr',
+          'del',
+          assigned,
+          'dev',
+          this.#d.interface,
+        ],
+        { timeoutMs: 10_000 },
+      ).catch(() => undefined);
+    }
     await rm(this.#dir, { recursive: true, force: true });
   }
 }
