@@ -169,6 +169,12 @@ vt_wait 15 ping -c1 -W2 192.168.77.1 || vt_fail "hub cannot reach the home route
 vt_log "paired: hub on HomeNet ($lease), hotspot gone, hub and phone met at the relay"
 vt_wait 30 sh -c "[ \"\$(cat $VT_GPIO_DEBUGFS/$LED)\" = 1 ]" || vt_fail "LED not on while running"
 
+# let the camera pipeline settle first (under a loaded emulated CPU ffmpeg may time out and the
+# hub go degraded: the media area's matter; the button must work either way)
+vt_wait 300 grep -qE 'encoder started|media pipeline failed to start' /tmp/hub.log ||
+  vt_fail "media pipeline neither started nor failed: $(hub_tail)"
+vt_log "services started: state $(hub_state)"
+
 # --- short press: the pairing window opens again on a paired hub ---
 press 0.4
 vt_wait 60 hub_in pairing || vt_fail "button press did not open the window (state $(hub_state)): $(hub_tail)"
