@@ -13,7 +13,6 @@
 # @timeout 1500
 # @memory 2048
 # @disk data 192M
-# @quarantine not yet seen passing end to end (first runs: scan -95 on the AP, phone and hub sharing /run/vigil/station; both fixed)
 set -u
 VIGIL="node /vigil/dist/bin/vigil.js"
 DATA=/var/lib/vigil/data
