@@ -44,6 +44,8 @@ export interface HubServices {
     children: ChildSupervisor,
   ): Promise<void>;
   stopServices(): Promise<void>;
+  /** Release what outlives the services (the home Wi-Fi supplicant...) when the hub exits. */
+  shutdown?(): Promise<void>;
   applyUpdate(version: string, signal: AbortSignal): Promise<'committed' | 'rolled-back'>;
   /** Extra status fields (encoder path, queue depth...). */
   status?(): Record<string, unknown>;
@@ -159,6 +161,10 @@ export class Hub {
           svc.stopServices(),
           this.children.stopAll(3000),
         ]);
+        // after the services: nothing may still hold the process open once we return
+        await svc.shutdown?.().catch((err: unknown) => {
+          log.warn('releasing services at shutdown failed', { err });
+        });
         this.#writeStatus();
         await this.#statusWrite;
         return undefined;

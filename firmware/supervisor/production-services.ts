@@ -430,6 +430,13 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       await media.start();
     },
 
+    async shutdown(): Promise<void> {
+      // the home network's wpa_supplicant outlives pairing and services; at exit it goes
+      rejoin?.abort();
+      rejoin = undefined;
+      await station?.leave();
+    },
+
     async stopServices(): Promise<void> {
       rejoin?.abort();
       rejoin = undefined;
