@@ -210,6 +210,7 @@ wait "$hubpid"
 rc=$?
 hubpid=
 grep -q '"msg":"hub stopped","exitCode":0' /tmp/hub.log || vt_fail "no clean stop on SIGTERM: $(hub_tail)"
-# Known (reported to the lead): after a clean stop something keeps the process alive until the
-# 9 s shutdown deadline exits it with 1; systemd's KillMode ends it on a device anyway.
+# Earlier runs lingered after the clean stop (the home Wi-Fi supplicant); services.shutdown()
+# now releases it and the run after that fix exited 0. Still only noted, not failed, until
+# more runs confirm it (systemd's KillMode would end a lingering hub on a device anyway).
 [ $rc -eq 0 ] || vt_log "NOTE: hub process exited $rc after its clean stop (lingering handle)"
