@@ -1,10 +1,10 @@
 import t from 'tap';
+import { manualClock } from '../../fixtures/manual-clock.js';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../../firmware/config/config.js';
 import { MemoryLogger } from '../../../firmware/log/logger.js';
-import type { Clock } from '../../../firmware/pairing/window.js';
 import {
   FACTORY_RESET_CONFIRM_MS,
   Panel,
@@ -18,31 +18,6 @@ import type { GpioBackend } from '../../../hw/gpio/gpio.js';
 import { LONG_PRESS_MS } from '../../../hw/gpio/button.js';
 import type { LedPattern } from '../../../hw/gpio/led.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
-
-function fakeClock() {
-  let now = 0;
-  const timers: { at: number; fn: () => void; off: boolean }[] = [];
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (fn, ms) => {
-      const r = { at: now + ms, fn, off: false };
-      timers.push(r);
-      return { cancel: () => (r.off = true) };
-    },
-  };
-  const advance = (ms: number) => {
-    const end = now + ms;
-    for (;;) {
-      const next = timers.filter((r) => !r.off && r.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!next) break;
-      now = next.at;
-      next.off = true;
-      next.fn();
-    }
-    now = end;
-  };
-  return { clock, advance };
-}
 
 const S = {
   locked: { name: 'locked', reason: 'x', waitingFor: undefined },
@@ -83,7 +58,7 @@ async function rig(config: Record<string, unknown> = {}) {
   await writeFile(join(d, 'base'), '512\n');
   await writeFile(join(d, 'ngpio'), '58\n');
   const gpio = new FakeGpio();
-  const { clock, advance } = fakeClock();
+  const { clock, advance } = manualClock();
   const logger = new MemoryLogger();
   const panel = await openPanel({
     config: parseConfig({ gpio: config }).gpio,

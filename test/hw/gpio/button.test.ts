@@ -1,34 +1,12 @@
 import t from 'tap';
+import { manualClock } from '../../fixtures/manual-clock.js';
 import { ButtonWatcher, LONG_PRESS_MS } from '../../../hw/gpio/button.js';
 import { FakeGpio } from '../../../hw/gpio/gpio.js';
-import type { Clock } from '../../../firmware/pairing/window.js';
-
-function fakeClock() {
-  let now = 0;
-  const timers: { at: number; fn: () => void; off: boolean }[] = [];
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (fn, ms) => {
-      const r = { at: now + ms, fn, off: false };
-      timers.push(r);
-      return { cancel: () => (r.off = true) };
-    },
-  };
-  const advance = (ms: number) => {
-    now += ms;
-    for (const r of timers)
-      if (!r.off && r.at <= now) {
-        r.off = true;
-        r.fn();
-      }
-  };
-  return { clock, advance };
-}
 
 void t.test('short press, 5 s hold (fires while held), bounce ignored', async (t) => {
   const gpio = new FakeGpio();
   const line = { chipLabel: 'gpio-mockup-A', offset: 4 };
-  const { clock, advance } = fakeClock();
+  const { clock, advance } = manualClock();
   const b = new ButtonWatcher(await gpio.input(line), clock);
   const ev: string[] = [];
   b.on('short-press', () => ev.push('short'));
@@ -57,7 +35,7 @@ void t.test('short press, 5 s hold (fires while held), bounce ignored', async (t
 void t.test('active-low buttons', async (t) => {
   const gpio = new FakeGpio();
   const line = { chipLabel: 'x', offset: 0 };
-  const { clock, advance } = fakeClock();
+  const { clock, advance } = manualClock();
   const b = new ButtonWatcher(await gpio.input(line), clock, 0);
   let n = 0;
   b.on('short-press', () => n++);

@@ -1,30 +1,10 @@
 import t from 'tap';
+import { manualClock } from '../../fixtures/manual-clock.js';
 import { FakeGpio } from '../../../hw/gpio/gpio.js';
 import { PATTERNS, StatusLed } from '../../../hw/gpio/led.js';
-import type { Clock } from '../../../firmware/pairing/window.js';
 
 void t.test('patterns play as on/off timelines and switch cleanly', async (t) => {
-  let now = 0;
-  const timers: { at: number; fn: () => void; off: boolean }[] = [];
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (fn, ms) => {
-      const r = { at: now + ms, fn, off: false };
-      timers.push(r);
-      return { cancel: () => (r.off = true) };
-    },
-  };
-  const advance = (ms: number) => {
-    const end = now + ms;
-    for (;;) {
-      const next = timers.filter((r) => !r.off && r.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!next) break;
-      now = next.at;
-      next.off = true;
-      next.fn();
-    }
-    now = end;
-  };
+  const { clock, advance } = manualClock();
   const gpio = new FakeGpio();
   const led = new StatusLed(await gpio.output({ chipLabel: 'c', offset: 9 }), clock);
   const trace = () => gpio.writes.map(([, v]) => v).join('');
