@@ -17,6 +17,8 @@ import { PairingInitiator } from '../../app/e2ee/pairing-initiator.js';
 import type { E2eePhone } from '../../app/e2ee/phone.js';
 import { decodeFrame, encodeFrame, type PairingFrame } from '../../protocol/e2ee-frames.js';
 import type { ExternalPsk, MlsProfile } from '../../protocol/mls-profile.js';
+import { loadMlsProfile } from '../../protocol/mls-profile.js';
+import { devPairRelay, e2eeDir, saveAccount } from '../../app/account.js';
 
 export const DEVICE_ID = 'dev-00112233445566';
 
@@ -146,4 +148,35 @@ export async function heartbeatRound(
   const inbound = [];
   for (const r of out.replies) inbound.push(await phone.receive(r));
   return { out, inbound };
+}
+
+/**
+ * A hub paired with one phone whose state lives in a companion directory
+ * (`<root>/app`), plus relay accounts for both on `relayUrl` (the phone's saved
+ * in that directory, as `vigil app` expects).
+ */
+export async function pairedOverRelay(args: {
+  root: string;
+  relayUrl: string;
+  fs: DurableFs;
+  hubDir?: string;
+}): Promise<{
+  profile: MlsProfile;
+  hub: MlsHub;
+  phone: E2eePhone | undefined;
+  appDir: string;
+  accounts: Awaited<ReturnType<typeof devPairRelay>>;
+}> {
+  const profile = await loadMlsProfile();
+  const hub = await openHub(profile, args.hubDir ?? join(args.root, 'hub'));
+  const appDir = join(args.root, 'app');
+  const paired = await pair({
+    p: profile,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: e2eeDir(appDir),
+  });
+  const accounts = await devPairRelay(args.relayUrl, DEVICE_ID);
+  await saveAccount(args.fs, appDir, accounts.phone);
+  return { profile, hub, phone: paired.phone, appDir, accounts };
 }

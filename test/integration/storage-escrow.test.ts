@@ -22,13 +22,11 @@ import { OtpKeySource, SimulatedOtpDeriver } from '../../firmware/storage/key-so
 import { RECOVERY_DIR, createStorage } from '../../firmware/storage/storage.js';
 import { StorageWiring } from '../../firmware/storage/hub-wiring.js';
 import { RelayConfigChannel } from '../../firmware/mls/config-channel.js';
-import { loadMlsProfile } from '../../protocol/mls-profile.js';
 import { RECOVERY_CHUNK_BYTES } from '../../protocol/unlock.js';
-import { devPairRelay, e2eeDir, saveAccount } from '../../app/account.js';
 import { command as appCommand } from '../../app/cli.js';
 import { startRelay } from '../../relay/server.js';
 import { RelayClient } from '../../relay/client.js';
-import { DEVICE_ID, newDevicePsk, openHub, pair } from './e2ee-helpers.js';
+import { DEVICE_ID, pairedOverRelay } from './e2ee-helpers.js';
 import { tempDir } from '../relay/fixtures.js';
 
 const BIN = (await which('cryptsetup')) ?? (await which('/usr/sbin/cryptsetup'));
@@ -107,20 +105,15 @@ void t.test(
     const material = await storage.recoveryMaterial();
 
     // MLS hub + paired phone (its state in the companion's directory), relay accounts
-    const profile = await loadMlsProfile();
-    const hub = await openHub(profile, join(root, 'mls'));
-    const appDir = join(root, 'app');
-    const paired = await pair({
-      p: profile,
-      hub,
-      devicePsk: newDevicePsk(),
-      phoneDir: e2eeDir(appDir),
-    });
-    t.ok(paired.phone, 'paired');
     const relay = await startRelay({ dataDir: join(root, 'relay'), logger: SILENT });
     closers.unshift(() => relay.close());
-    const accounts = await devPairRelay(relay.url, DEVICE_ID);
-    await saveAccount(fs, appDir, accounts.phone);
+    const { hub, phone, appDir, accounts } = await pairedOverRelay({
+      root,
+      relayUrl: relay.url,
+      fs,
+      hubDir: join(root, 'mls'),
+    });
+    t.ok(phone, 'paired');
     const channel = new RelayConfigChannel({
       hub,
       client: new RelayClient({ url: relay.url, token: accounts.device.token }),

@@ -5,7 +5,6 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { devPairRelay, e2eeDir, saveAccount } from '../../app/account.js';
 import { command as appCommand } from '../../app/cli.js';
 import { SILENT } from '../../firmware/log/logger.js';
 import { RelayConfigChannel } from '../../firmware/mls/config-channel.js';
@@ -21,10 +20,9 @@ import {
   showUpdates,
 } from '../../ota/report.js';
 import type { AppSender } from '../../ota/report.js';
-import { loadMlsProfile } from '../../protocol/mls-profile.js';
 import { RelayClient } from '../../relay/client.js';
 import { startRelay } from '../../relay/server.js';
-import { DEVICE_ID, newDevicePsk, openHub, pair } from '../integration/e2ee-helpers.js';
+import { pairedOverRelay } from '../integration/e2ee-helpers.js';
 import { makeAgent, makeDevice, makeRepo, publish, tempDir } from './helpers.js';
 
 const AT = new Date('2026-11-20T10:00:00Z');
@@ -143,18 +141,12 @@ t.test(
       for (const c of closers) await c().catch(() => undefined);
     });
     // Hub and phone paired over MLS; relay accounts for both; the phone's app directory.
-    const profile = await loadMlsProfile();
-    const hub = await openHub(profile, join(work, 'hub'));
-    const appDir = join(work, 'app');
-    const paired = await pair({
-      p: profile,
-      hub,
-      devicePsk: newDevicePsk(),
-      phoneDir: e2eeDir(appDir),
+    const { hub, phone, appDir, accounts } = await pairedOverRelay({
+      root: work,
+      relayUrl: relay.url,
+      fs,
     });
-    tt.ok(paired.phone, 'paired');
-    const accounts = await devPairRelay(relay.url, DEVICE_ID);
-    await saveAccount(fs, appDir, accounts.phone);
+    tt.ok(phone, 'paired');
     const channel = new RelayConfigChannel({
       hub,
       client: new RelayClient({ url: relay.url, token: accounts.device.token }),
