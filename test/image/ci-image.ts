@@ -31,13 +31,13 @@ t.test('the amd64 twin builds twice byte-identical', async (t) => {
     repo,
   };
   const a = await buildImage({ ...common, outDir: join(out, 'build-1') });
-  t.pass(`build 1: ${Math.round(a.seconds)} s`);
+  t.match(a.sha256, /^[0-9a-f]{64}$/, `build 1: ${Math.round(a.seconds)} s, image hashed`);
   const b = await buildImage({
     ...common,
     outDir: join(out, 'build-2'),
     ...(a.commit !== undefined ? { commit: a.commit } : {}),
   });
-  t.pass(`build 2: ${Math.round(b.seconds)} s`);
+  t.match(b.sha256, /^[0-9a-f]{64}$/, `build 2: ${Math.round(b.seconds)} s, image hashed`);
   t.same(compareWithPlan(a.layout, (await readTable(a.image)).partitions), [], 'table as planned');
   const d = await diffImages(a.image, b.image, join(out, 'diff-work'));
   t.ok(d.identical, d.summary);
@@ -58,7 +58,7 @@ t.test(
       repo,
       outDir: join(repo, 'image/out/rpi-arm64-ci'),
     });
-    t.pass(`built in ${Math.round(r.seconds)} s`);
+    t.match(r.sha256, /^[0-9a-f]{64}$/, `built in ${Math.round(r.seconds)} s, image hashed`);
     const table = await readTable(r.image);
     t.same(compareWithPlan(r.layout, table.partitions), [], 'table as planned');
     const files = await fatList(mtoolsTarget(r.image, partitionNumbered(table, 1, r.image)));

@@ -55,10 +55,10 @@ async function twinImage(log: (t: string) => void): Promise<string | undefined> 
 const scenario: HostScenario = async (h) => {
   const image = await twinImage(h.log);
   if (image === undefined) {
-    // building the twin takes ~10 min: only CI's image step (VIGIL_IMAGE_CI=1) or an explicit
+    // building the twin takes ~10 min: only CI's image step (default on) or an explicit
     // VIGIL_TWIN_BUILD=1 pays for it; otherwise this scenario has nothing to boot
     return {
-      skip: 'no twin image (set VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1, or build one with vigil image build --board qemu-amd64)',
+      skip: 'no twin image (the CI image step builds one unless VIGIL_IMAGE_CI=0; or VIGIL_TWIN_BUILD=1, or vigil image build --board qemu-amd64)',
     };
   }
   h.log(`twin image: ${image}`);
