@@ -12,12 +12,11 @@
  * Global: --dir DIR (default $VIGIL_APP_DIR or ~/.config/vigil-app).
  */
 import { createWriteStream } from 'node:fs';
-import { access } from 'node:fs/promises';
 import type { Command, CommandContext } from '../bin/cli.js';
 import { UsageError } from '../bin/cli.js';
 import { JsonLogger } from '../firmware/log/logger.js';
 import type { Logger } from '../firmware/log/logger.js';
-import { DurableFs } from '../hw/os/fs.js';
+import { DurableFs, pathExists } from '../hw/os/fs.js';
 import { VigilError } from '../protocol/errors.js';
 import { RelayClient } from '../relay/client.js';
 import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
@@ -100,18 +99,9 @@ interface Ctx {
   readonly err: (t: string) => void;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The E2EE phone when paired; the static development key when that is all there is. */
 export async function openCrypto(c: Ctx): Promise<CompanionCrypto> {
-  if (await exists(`${e2eeDir(c.dir)}/phone.json`)) {
+  if (await pathExists(`${e2eeDir(c.dir)}/phone.json`)) {
     const [{ E2eePhone }, { LazyMlsProfile }, { E2eeCrypto }, { registerAppTopics }] =
       await Promise.all([
         import('./e2ee/phone.js'),

@@ -3,7 +3,8 @@
  * setup for foreign architectures, and the package manifest read from dpkg's
  * status file.
  */
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { pathExists } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
 import { VigilError } from '../protocol/errors.js';
 import type { Board, KernelSource } from './boards.js';
@@ -119,15 +120,6 @@ export function mmdebstrapArgs(o: RootfsOptions): string[] {
 const BINFMT_DIR = '/proc/sys/fs/binfmt_misc';
 const QEMU_NAMES: Readonly<Record<string, string>> = { arm64: 'aarch64', amd64: 'x86_64' };
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Make foreign binaries of `arch` runnable (qemu-user-static through
  * binfmt_misc), or explain exactly why that is impossible here.
@@ -143,12 +135,12 @@ export async function ensureBinfmt(
   if (qemu === undefined)
     throw new BinfmtError(`no qemu-user emulation known for architecture ${arch}`);
   const conf = `${confDir}/qemu-${qemu}.conf`;
-  if (!(await exists(conf))) {
+  if (!(await pathExists(conf))) {
     throw new BinfmtError(
       `building for ${arch} on ${hostArch()} needs qemu-user emulation: ${conf} is missing (apt-get install qemu-user-static)`,
     );
   }
-  if (!(await exists(`${dir}/register`))) {
+  if (!(await pathExists(`${dir}/register`))) {
     try {
       await runner('mount', ['-t', 'binfmt_misc', 'binfmt_misc', dir], { timeoutMs: 10_000 });
     } catch (e) {
@@ -159,7 +151,7 @@ export async function ensureBinfmt(
     }
   }
   const entry = `${dir}/qemu-${qemu}`;
-  if (await exists(entry)) {
+  if (await pathExists(entry)) {
     const state = await readFile(entry, 'utf8');
     if (!state.startsWith('enabled')) {
       throw new BinfmtError(

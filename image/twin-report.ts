@@ -4,7 +4,8 @@
  * for hostapd to bring up an access point on a hwsim radio, then print the
  * facts as `VIGIL-TWIN key=value` console lines for the system test.
  */
-import { access, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { pathExists } from '../hw/os/fs.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { HostPaths } from '../hw/os/host-paths.js';
@@ -13,15 +14,6 @@ import type { Runner } from './disk.js';
 import { BUNDLE_FILE } from '../provisioning/bundle.js';
 import { DEFAULT_STORAGE_CONFIG } from '../firmware/storage/storage.js';
 import { grownSize } from './grow.js';
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const Status = z.looseObject({ state: z.string() });
 
@@ -94,8 +86,8 @@ export async function twinReport(o: TwinReportOptions): Promise<number> {
   o.print(`VIGIL-TWIN data-grown=${String((await grownSize(paths)) ?? 'no')}`);
   // the hub formatted/unlocked LUKS on the data partition (its mount lives in the hub unit's
   // own mount namespace, the dm mapping is global) and moved the plaintext bundle into it
-  const volume = await exists(paths.host(`/dev/mapper/${DEFAULT_STORAGE_CONFIG.mapperName}`));
-  const plaintext = await exists(join(paths.provisioningDir, BUNDLE_FILE));
+  const volume = await pathExists(paths.host(`/dev/mapper/${DEFAULT_STORAGE_CONFIG.mapperName}`));
+  const plaintext = await pathExists(join(paths.provisioningDir, BUNDLE_FILE));
   o.print(
     `VIGIL-TWIN data-volume=${volume ? 'open' : 'closed'} bundle-plaintext=${plaintext ? 'present' : 'gone'}`,
   );

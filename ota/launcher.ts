@@ -17,7 +17,7 @@
  * way out of it (exit, crash, watchdog kill, power cut) lands on the committed slot.
  * The launcher is deliberately small and only changes with the base image.
  */
-import { access } from 'node:fs/promises';
+import { pathExists } from '../hw/os/fs.js';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DurableFs } from '../hw/os/fs.js';
@@ -40,15 +40,6 @@ export interface LaunchPlan {
 export const ENV_TRIAL = 'VIGIL_OTA_TRIAL';
 export const ENV_SLOT = 'VIGIL_OTA_SLOT';
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Decide what this start runs (and mark a pending trial launched). */
 export async function planLaunch(slots: HostAppSlots, baseDir: string): Promise<LaunchPlan> {
   const { pointer, markers } = await slots.status();
@@ -56,7 +47,7 @@ export async function planLaunch(slots: HostAppSlots, baseDir: string): Promise<
   if (trial?.stage === 'pending') {
     const m = markers[trial.slot];
     const dir = slots.dirOf(trial.slot);
-    if (m?.version === trial.version && (await exists(join(dir, APP_ENTRY)))) {
+    if (m?.version === trial.version && (await pathExists(join(dir, APP_ENTRY)))) {
       await slots.markLaunched();
       return {
         dir,
@@ -74,7 +65,7 @@ export async function planLaunch(slots: HostAppSlots, baseDir: string): Promise<
     trial === undefined
       ? ''
       : ` (trial of ${trial.version} ${trial.stage === 'failed' ? 'failed' : 'did not commit'})`;
-  if (m !== undefined && (await exists(join(dir, APP_ENTRY))))
+  if (m !== undefined && (await pathExists(join(dir, APP_ENTRY))))
     return { dir, slot: committed, version: m.version, trial: false, why: `committed${note}` };
   return { dir: baseDir, slot: 'base', version: undefined, trial: false, why: `base tree${note}` };
 }

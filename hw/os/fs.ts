@@ -17,7 +17,17 @@
  *  - a durable entry whose data was never synced comes back empty.
  */
 import { constants as FS, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import {
+  access,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VigilError } from '../../protocol/errors.js';
@@ -354,5 +364,15 @@ export class DurableFs {
   /** Read a file, or undefined when it does not exist. */
   async readIfExists(path: string): Promise<Buffer | undefined> {
     return (await this.#currentContent(path)) ?? undefined;
+  }
+}
+
+/** Whether `p` exists (any type; a dangling symlink counts as missing). */
+export async function pathExists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -7,7 +7,8 @@
  * (hw/wifi/fake.ts) for the pairing controller's tests.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, rm, writeFile, access } from 'node:fs/promises';
+import { pathExists } from '../os/fs.js';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError } from '../../protocol/errors.js';
 import type { Logger } from '../../firmware/log/logger.js';
@@ -226,7 +227,7 @@ export class HostapdHotspot extends EventEmitter<HotspotEvents> implements Hotsp
           'EHOTSPOT_START',
           `hostapd did not enable the access point within ${this.#d.startTimeoutMs} ms`,
         );
-      if (this.#ctrl === undefined && (await exists(ctrlPath))) {
+      if (this.#ctrl === undefined && (await pathExists(ctrlPath))) {
         try {
           this.#ctrl = await WpaCtrl.open(ctrlPath, join(this.#dir, 'client'), 2000);
           this.#ctrl.on('event', (ev) => {
@@ -359,15 +360,6 @@ export class HostapdHotspot extends EventEmitter<HotspotEvents> implements Hotsp
     this.#active = false;
     await this.#teardown();
     if (was) this.#d.logger.info('hotspot down');
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

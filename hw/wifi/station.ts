@@ -7,7 +7,8 @@
  *
  * Port: `Station`. Real adapter: `WpaSupplicantStation`. Fake: hw/wifi/fake.ts.
  */
-import { mkdir, rm, writeFile, access } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { pathExists } from '../os/fs.js';
 import { join } from 'node:path';
 import { VigilError } from '../../protocol/errors.js';
 import type { Logger } from '../../firmware/log/logger.js';
@@ -246,7 +247,7 @@ export class WpaSupplicantStation implements Station {
           );
         if (Date.now() > deadline)
           throw new WifiJoinError('EWIFI_START', 'wpa_supplicant control socket did not appear');
-        if (await exists(ctrlPath)) {
+        if (await pathExists(ctrlPath)) {
           try {
             this.#ctrl = await WpaCtrl.open(ctrlPath, join(this.#dir, 'client'), 2000);
           } catch {
@@ -394,15 +395,6 @@ export class WpaSupplicantStation implements Station {
       ).catch(() => undefined);
     }
     await rm(this.#dir, { recursive: true, force: true });
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { CrashController, DurableFs, SimulatedCrash } from '../../../hw/os/fs.js';
+import { CrashController, DurableFs, SimulatedCrash, pathExists } from '../../../hw/os/fs.js';
 import type { CrashMode } from '../../../hw/os/fs.js';
 import { run } from '../../../hw/os/run.js';
 
@@ -127,4 +127,14 @@ t.test('real process kill / power loss at every point', async (t) => {
     timeoutMs: 60_000,
   });
   t.match(ok.stdout.toString(), /points=5/);
+});
+
+t.test('pathExists: files and directories yes; missing paths and dangling links no', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-exists-'));
+  await writeFile(join(dir, 'f'), 'x');
+  await symlink(join(dir, 'nowhere'), join(dir, 'dangling'));
+  t.equal(await pathExists(join(dir, 'f')), true);
+  t.equal(await pathExists(dir), true);
+  t.equal(await pathExists(join(dir, 'missing')), false);
+  t.equal(await pathExists(join(dir, 'dangling')), false);
 });
