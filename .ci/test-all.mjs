@@ -93,6 +93,7 @@ function runStep(name, cmd, args, { tap = false, env = {} } = {}) {
 await runStep('build', 'npm', ['run', '--silent', 'build']);
 await runStep('typecheck', 'npm', ['run', '--silent', 'typecheck']);
 await runStep('lint', 'npm', ['run', '--silent', 'lint']);
+await runStep('deps', 'npm', ['run', '--silent', 'deps']);
 await runStep('format', 'npm', ['run', '--silent', 'format:check']);
 await runStep('unit', 'npx', ['tap', '--reporter=tap'], { tap: true });
 // image: the amd64 twin built twice + compared, before the system suite boots build 1

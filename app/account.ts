@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
-import { VigilError } from '../protocol/errors.js';
-import { RelayClient } from '../relay/client.js';
+import { VigilError } from '../base/errors.js';
+import { RelayClient } from '../protocol/relay-client.js';
 
 export const RelayAccount = z.strictObject({
   url: z.url(),

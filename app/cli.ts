@@ -12,13 +12,13 @@
  * Global: --dir DIR (default $VIGIL_APP_DIR or ~/.config/vigil-app).
  */
 import { createWriteStream } from 'node:fs';
-import type { Command, CommandContext } from '../bin/cli.js';
-import { UsageError } from '../bin/cli.js';
-import { JsonLogger } from '../firmware/log/logger.js';
-import type { Logger } from '../firmware/log/logger.js';
+import type { Command, CommandContext } from '../base/command.js';
+import { UsageError } from '../base/command.js';
+import { JsonLogger } from '../base/logger.js';
+import type { Logger } from '../base/logger.js';
 import { DurableFs, pathExists } from '../hw/os/fs.js';
-import { VigilError } from '../protocol/errors.js';
-import { RelayClient } from '../relay/client.js';
+import { VigilError } from '../base/errors.js';
+import { RelayClient } from '../protocol/relay-client.js';
 import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
 import type { RelayAccount } from './account.js';
 import type { CompanionCrypto } from './crypto.js';
@@ -385,7 +385,7 @@ export const command: Command = {
       }
       case 'updates': {
         // ota area (docs/ota.md): outcomes the hub reported over the config group
-        const { showUpdates } = await import('../ota/report.js');
+        const { showUpdates } = await import('./ota-reports.js');
         return showUpdates(
           { dir: c.dir, fs: c.fs, out: c.out },
           { json: a.opts.has('--json') },

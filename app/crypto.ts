@@ -18,12 +18,13 @@ import {
   type ParsedHeader,
   type Trailer,
 } from '../protocol/container.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
+import type { ItemKind } from '../protocol/items.js';
 
 export interface ItemSummary {
   /** Hex item id from the container header. */
   readonly itemId: string;
-  readonly kind: 'clip' | 'thumbnail' | 'live';
+  readonly kind: ItemKind;
   readonly deviceId: string;
   readonly startedAt: number;
   readonly codec: string;

@@ -6,7 +6,7 @@
  */
 import { openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
 import type { ParsedHeader, RecordType } from '../protocol/container.js';
-import type { RelayClient } from '../relay/client.js';
+import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto, ItemSummary } from './crypto.js';
 import { CryptoError, summaryOf } from './crypto.js';
 

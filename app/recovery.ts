@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import {
   RecoveryManifest,
   TOPIC_RECOVERY,

@@ -10,6 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
+import { ITEM_KINDS } from '../protocol/items.js';
 
 export const StoredItem = z.object({
   seq: z.number().int().positive(),
@@ -17,7 +18,7 @@ export const StoredItem = z.object({
   group: z.string(),
   summary: z.object({
     itemId: z.string(),
-    kind: z.enum(['clip', 'thumbnail', 'live']),
+    kind: z.enum(ITEM_KINDS),
     deviceId: z.string(),
     startedAt: z.number(),
     codec: z.string(),

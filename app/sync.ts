@@ -10,10 +10,10 @@
  *  3. hub messages (kind "message": config, notifications) go to the E2EE layer.
  */
 import { parseHeader } from '../protocol/container.js';
-import { reasonOf } from '../protocol/errors.js';
-import type { Logger } from '../firmware/log/logger.js';
-import type { ItemInfo } from '../relay/api.js';
-import type { RelayClient } from '../relay/client.js';
+import { reasonOf } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
+import type { ItemInfo } from '../protocol/relay-api.js';
+import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto } from './crypto.js';
 import { openItem, summaryOf } from './crypto.js';
 import type { ItemStore, StoredItem } from './store.js';

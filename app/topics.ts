@@ -6,7 +6,7 @@
  */
 import type { DurableFs } from '../hw/os/fs.js';
 import type { E2eeCrypto } from './e2ee-crypto.js';
-import { OTA_APP_TOPICS } from '../ota/report.js';
+import { OTA_APP_TOPICS } from './ota-reports.js';
 import { RECOVERY_TOPICS } from './recovery.js';
 
 export interface AppTopicContext {
@@ -24,7 +24,7 @@ export interface AppTopic {
 export const APP_TOPICS: readonly AppTopic[] = [
   // storage: phone-unlock key and recovery escrow (app/recovery.ts)
   ...RECOVERY_TOPICS,
-  // ota: update outcomes (ota/report.ts; `vigil app updates` prints them)
+  // ota: update outcomes (app/ota-reports.ts; `vigil app updates` prints them)
   ...OTA_APP_TOPICS,
 ];
 

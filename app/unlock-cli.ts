@@ -3,11 +3,11 @@
  * in app/cli.ts). See docs/storage.md.
  */
 import { createInterface } from 'node:readline/promises';
-import { UsageError } from '../bin/cli.js';
+import { UsageError } from '../base/command.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import type { Logger } from '../firmware/log/logger.js';
-import { VigilError, reasonOf } from '../protocol/errors.js';
-import { RelayClient } from '../relay/client.js';
+import type { Logger } from '../base/logger.js';
+import { VigilError, reasonOf } from '../base/errors.js';
+import { RelayClient } from '../protocol/relay-client.js';
 import type { RelayAccount } from './account.js';
 import { RecoveryVault, recoveryShow } from './recovery.js';
 import { unlockCli } from './unlock.js';

@@ -7,7 +7,7 @@
  * Challenges are trusted only when signed with the hub's unlock signing key
  * received in escrow over MLS, so the relay cannot make the phone prompt.
  */
-import { reasonOf } from '../protocol/errors.js';
+import { reasonOf } from '../base/errors.js';
 import {
   UNLOCK_GROUP,
   UnlockError,
@@ -17,8 +17,8 @@ import {
   verifyStatus,
 } from '../protocol/unlock.js';
 import type { UnlockChallenge, UnlockStatus } from '../protocol/unlock.js';
-import type { RelayClient } from '../relay/client.js';
-import type { Logger } from '../firmware/log/logger.js';
+import type { RelayClient } from '../protocol/relay-client.js';
+import type { Logger } from '../base/logger.js';
 import type { VaultUnlock } from './recovery.js';
 
 export type PhoneUnlockRelay = Pick<RelayClient, 'list' | 'readAll' | 'ack' | 'postUp'>;

@@ -6,16 +6,11 @@
 import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CiphertextSink, ItemKind } from '../firmware/items.js';
+import type { CiphertextSink } from '../firmware/items.js';
+import type { ItemKind } from '../protocol/items.js';
 import type { MlsItemSealer } from '../firmware/mls/sealer.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
-import {
-  newDevicePsk,
-  openHub,
-  pair,
-  sealerFor,
-  tempDir,
-} from '../test/integration/e2ee-helpers.js';
+import { newDevicePsk, openHub, pair, sealerFor, tempDir } from '../dev/fixtures/paired-hub.js';
 
 export class CountingSink implements CiphertextSink {
   bytes = 0;

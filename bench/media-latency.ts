@@ -9,7 +9,7 @@
  *
  *   npx tsx bench/media-latency.ts [--events 8] [--width 1280 --height 720 --fps 15]
  */
-import { JsonLogger } from '../firmware/log/logger.js';
+import { JsonLogger } from '../base/logger.js';
 import { createMediaPipeline } from '../firmware/media/pipeline.js';
 import type { MediaEvent } from '../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';

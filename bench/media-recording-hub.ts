@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { JsonLogger } from '../firmware/log/logger.js';
+import { JsonLogger } from '../base/logger.js';
 import { createMediaPipeline } from '../firmware/media/pipeline.js';
 import { MlsHub } from '../firmware/mls/hub.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';

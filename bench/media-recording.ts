@@ -23,13 +23,7 @@ import { join } from 'node:path';
 import { spawnProcess, run } from '../hw/os/run.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
-import {
-  DEVICE_ID,
-  newDevicePsk,
-  openHub,
-  pair,
-  tempDir,
-} from '../test/integration/e2ee-helpers.js';
+import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
 import { MiB, arg, procUsage, strArg } from './media-common.js';
 
 const minutes = arg('minutes', 10);

@@ -2,7 +2,7 @@
  * A relay in its own process for the throughput benchmark (so its memory is
  * measured alone). Prints its URL on stdout, then a JSON line of stats on SIGTERM.
  */
-import { SILENT } from '../firmware/log/logger.js';
+import { SILENT } from '../base/logger.js';
 import { startRelay } from '../relay/server.js';
 
 const dataDir = process.argv[2];

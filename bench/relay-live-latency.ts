@@ -18,22 +18,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
-import { SILENT } from '../firmware/log/logger.js';
+import { SILENT } from '../base/logger.js';
 import { createUplink } from '../firmware/uplink/uplink.js';
 import { startRelay } from '../relay/server.js';
-import { RelayClient } from '../relay/client.js';
+import { RelayClient } from '../protocol/relay-client.js';
 import { devPairRelay, e2eeDir } from '../app/account.js';
 import { E2eeCrypto } from '../app/e2ee-crypto.js';
 import { followLive } from '../app/live.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
-import {
-  DEVICE_ID,
-  newDevicePsk,
-  openHub,
-  pair,
-  sealerFor,
-} from '../test/integration/e2ee-helpers.js';
-import { splitFmp4 } from '../test/app/browser.js';
+import { DEVICE_ID, newDevicePsk, openHub, pair, sealerFor } from '../dev/fixtures/paired-hub.js';
+import { splitFmp4 } from '../dev/fixtures/browser.js';
 
 const SECONDS = Number(process.argv[2] ?? 10);
 const FRAG_MS = Number(process.argv[3] ?? 250);

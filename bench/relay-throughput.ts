@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../hw/os/fs.js';
 import { spawnProcess } from '../hw/os/run.js';
-import { SILENT } from '../firmware/log/logger.js';
+import { SILENT } from '../base/logger.js';
 import { createUplink } from '../firmware/uplink/uplink.js';
 import { devPairRelay } from '../app/account.js';
-import { RelayClient } from '../relay/client.js';
+import { RelayClient } from '../protocol/relay-client.js';
 
 const HUBS = Number(process.argv[2] ?? 50);
 const CLIPS = Number(process.argv[3] ?? 4);

@@ -6,38 +6,17 @@
  *
  * A command module exports `command: Command`.
  */
-import { VigilError, reasonOf } from '../protocol/errors.js';
-
-export interface CommandContext {
-  readonly argv: readonly string[];
-  readonly env: NodeJS.ProcessEnv;
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
-
-export interface Command {
-  readonly name: string;
-  readonly summary: string;
-  readonly usage: string;
-  /** Returns the process exit code. */
-  run(ctx: CommandContext): Promise<number>;
-}
-
-/** Thrown for bad command-line input: printed as one line, exit code 2. */
-export class UsageError extends VigilError {
-  constructor(message: string) {
-    super('EUSAGE', message);
-    this.name = 'UsageError';
-  }
-}
+import { reasonOf } from '../base/errors.js';
+import type { Command, CommandContext } from '../base/command.js';
+import { UsageError } from '../base/command.js';
 
 type Loader = () => Promise<{ command: Command }>;
 
 export const COMMANDS: Readonly<Record<string, { summary: string; load: Loader }>> = {
-  hub: { summary: 'run the hub supervisor', load: () => import('../firmware/supervisor/cli.js') },
+  hub: { summary: 'run the hub supervisor', load: () => import('./hub.js') },
   dev: {
     summary: 'run a full local hub, relay and viewer with simulated hardware',
-    load: () => import('../firmware/dev/cli.js'),
+    load: () => import('../dev/cli.js'),
   },
   factory: {
     summary: 'factory provisioning: device identities and QR labels',

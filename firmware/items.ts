@@ -6,7 +6,7 @@
  *   media --(plaintext chunks)--> ItemSealer --(ciphertext records)--> CiphertextSink
  */
 
-export type ItemKind = 'clip' | 'thumbnail' | 'live';
+import type { ItemKind } from '../protocol/items.js';
 
 export interface ItemMeta {
   readonly kind: ItemKind;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CommandError, run, which } from '../hw/os/run.js';
-import { VigilError, reasonOf } from '../protocol/errors.js';
+import { VigilError, reasonOf } from '../base/errors.js';
 import type { Board } from './boards.js';
 import type { Runner } from './disk.js';
 

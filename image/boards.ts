@@ -3,7 +3,7 @@
  * kernel flavour, partition sizes and board-only files. One recipe, two
  * boards: the Raspberry Pi image and its amd64 twin that the system tests boot.
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export const BOARD_NAMES = ['rpi-arm64', 'qemu-amd64'] as const;
 export type BoardName = (typeof BOARD_NAMES)[number];

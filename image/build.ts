@@ -29,7 +29,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DurableFs } from '../hw/os/fs.js';
 import { run, spawnProcess, which } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import { buildAddons, stageApp } from './app.js';
 import type { Board, KernelSource } from './boards.js';
 import { readTable } from './disk.js';

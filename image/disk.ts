@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { run } from '../hw/os/run.js';
 import type { RunOptions, RunResult } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import { SECTOR } from './layout.js';
 import type { ReadPartition } from './layout.js';
 

@@ -8,7 +8,7 @@
 import { lstat, lutimes, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { Runner } from './disk.js';
 import { mtoolsEnv } from './disk.js';
 import { MIB_SECTORS, SECTOR } from './layout.js';

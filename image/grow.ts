@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import { DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { PartitionTable, Runner } from './disk.js';
 import { readTable } from './disk.js';
 import { DISK_ID, MIB_SECTORS, SECTOR, planLayout, partUuid } from './layout.js';

@@ -16,7 +16,7 @@
  * The disk identifier is fixed, so PARTUUIDs are stable across builds (reproducible)
  * and across OTA (root=PARTUUID=5649474c-05 / -06).
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export const DISK_ID = 0x5649474c; // "VIGL"
 export const SECTOR = 512;

@@ -9,8 +9,8 @@ import { copyFile, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm } from 'n
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { run } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
-import { BUNDLE_FILE, parseBundle } from '../provisioning/bundle.js';
+import { VigilError } from '../base/errors.js';
+import { BUNDLE_FILE, parseBundle } from '../protocol/provisioning-bundle.js';
 import {
   DiskError,
   fatLabel,

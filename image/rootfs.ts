@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { pathExists } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { Board, KernelSource } from './boards.js';
 import {
   DEFAULT_MIRROR,

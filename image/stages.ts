@@ -3,7 +3,7 @@
  * and how long it took; a stage still running prints a heartbeat with its
  * elapsed time; a failure is rethrown as a StageError that names the stage.
  */
-import { VigilError, reasonOf } from '../protocol/errors.js';
+import { VigilError, reasonOf } from '../base/errors.js';
 
 export class StageError extends VigilError {
   readonly stage: string;

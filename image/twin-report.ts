@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
 import type { Runner } from './disk.js';
-import { BUNDLE_FILE } from '../provisioning/bundle.js';
-import { DEFAULT_STORAGE_CONFIG } from '../firmware/storage/storage.js';
+import { BUNDLE_FILE } from '../protocol/provisioning-bundle.js';
+import { DATA_VOLUME_NAME } from '../protocol/data-volume.js';
 import { grownSize } from './grow.js';
 
 const Status = z.looseObject({ state: z.string() });
@@ -86,7 +86,7 @@ export async function twinReport(o: TwinReportOptions): Promise<number> {
   o.print(`VIGIL-TWIN data-grown=${String((await grownSize(paths)) ?? 'no')}`);
   // the hub formatted/unlocked LUKS on the data partition (its mount lives in the hub unit's
   // own mount namespace, the dm mapping is global) and moved the plaintext bundle into it
-  const volume = await pathExists(paths.host(`/dev/mapper/${DEFAULT_STORAGE_CONFIG.mapperName}`));
+  const volume = await pathExists(paths.host(`/dev/mapper/${DATA_VOLUME_NAME}`));
   const plaintext = await pathExists(join(paths.provisioningDir, BUNDLE_FILE));
   o.print(
     `VIGIL-TWIN data-volume=${volume ? 'open' : 'closed'} bundle-plaintext=${plaintext ? 'present' : 'gone'}`,

@@ -13,12 +13,12 @@
  * (one-shot: a trial that did not reach its commit never becomes current).
  */
 import { join } from 'node:path';
-import { sleep } from '../hw/os/async.js';
+import { sleep } from '../base/async.js';
 import { z } from 'zod';
-import { reasonOf, VigilError } from '../protocol/errors.js';
+import { reasonOf, VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import type { Logger } from '../firmware/log/logger.js';
-import { SILENT } from '../firmware/log/logger.js';
+import type { Logger } from '../base/logger.js';
+import { SILENT } from '../base/logger.js';
 import { DownloadError, downloadTarget, fileMatches } from './download.js';
 import type { Progress } from './download.js';
 import type { TargetFile, Targets } from './metadata.js';

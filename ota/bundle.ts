@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { z } from 'zod';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
 import { isVersion } from './version.js';

@@ -5,7 +5,7 @@
  * is (UTF-8). A stock TUF client re-encodes the `signed` object the same way
  * before it checks a signature, so the bytes must match exactly.
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export type CanonicalValue =
   | string

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import type { TargetFile } from './metadata.js';
 import type { Transport } from './transport.js';

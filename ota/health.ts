@@ -13,7 +13,7 @@
  */
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { reasonOf } from '../protocol/errors.js';
+import { reasonOf } from '../base/errors.js';
 import type { BusyPort, HealthCheck, HealthReport } from './agent.js';
 
 /** What the health check reads of the hub (a view of HubServices + its state). */

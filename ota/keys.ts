@@ -21,7 +21,7 @@ import {
 } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import { canonicalBytes } from './canonical-json.js';
 import { KeySchema } from './metadata.js';
 import type { RoleName, TufKey } from './metadata.js';

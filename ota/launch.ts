@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
-import { reasonOf } from '../protocol/errors.js';
+import { reasonOf } from '../base/errors.js';
 import { launch } from './launcher.js';
 import { HostAppSlots } from './slots.js';
 

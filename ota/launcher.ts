@@ -21,7 +21,7 @@ import { pathExists } from '../hw/os/fs.js';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DurableFs } from '../hw/os/fs.js';
-import { reasonOf } from '../protocol/errors.js';
+import { reasonOf } from '../base/errors.js';
 import { APP_ENTRY } from './probe.js';
 import type { HostAppSlots, SlotName } from './slots.js';
 

@@ -16,10 +16,10 @@
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import type { Logger } from '../firmware/log/logger.js';
-import { SILENT } from '../firmware/log/logger.js';
+import type { Logger } from '../base/logger.js';
+import { SILENT } from '../base/logger.js';
 import {
   encodeKeyFile,
   generateSigningKey,

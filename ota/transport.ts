@@ -4,7 +4,7 @@
  * cut off past a maximum length, and every request has a deadline and an idle
  * timeout. Ranged GETs make target downloads resumable.
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export class TransportError extends VigilError {
   readonly status: number | undefined;

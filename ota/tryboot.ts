@@ -25,7 +25,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
 import type { SlotName } from './slots.js';

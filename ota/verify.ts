@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { EnvelopeSchema, metadataFileName, SCHEMAS } from './metadata.js';
 import type { MetaFile, RoleName, Root, Snapshot, Targets, Timestamp } from './metadata.js';

@@ -28,7 +28,8 @@
  * chunk.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { VigilError } from './errors.js';
+import { VigilError } from '../base/errors.js';
+import type { ItemKind } from './items.js';
 
 export const CONTAINER_MAGIC = Uint8Array.from([0x56, 0x47, 0x4c, 0x43]); // "VGLC"
 export const CONTAINER_VERSION = 1;
@@ -48,8 +49,10 @@ export const MAX_RECIPIENTS = 16;
 export const RECORD_TYPE = { header: 1, data: 2, end: 3 } as const;
 export type RecordType = (typeof RECORD_TYPE)[keyof typeof RECORD_TYPE];
 
-export const ITEM_KIND_CODE = { clip: 1, thumbnail: 2, live: 3 } as const;
-export type ContainerItemKind = keyof typeof ITEM_KIND_CODE;
+export const ITEM_KIND_CODE = { clip: 1, thumbnail: 2, live: 3 } as const satisfies Record<
+  ItemKind,
+  number
+>;
 
 const WRAP_LABEL = Buffer.from('vigil-wrap-v1', 'ascii');
 const CHUNK_LABEL = Buffer.from('vigil-chunk-v1', 'ascii');
@@ -88,7 +91,7 @@ export interface ContainerRecipient {
 /** The authenticated header core. */
 export interface HeaderCore {
   readonly itemId: Uint8Array;
-  readonly kind: ContainerItemKind;
+  readonly kind: ItemKind;
   /** Reserved, must be 0 in version 1. */
   readonly flags: number;
   readonly deviceId: string;
@@ -213,8 +216,8 @@ function u32be(v: number): Buffer {
 
 // ---- header -------------------------------------------------------------------
 
-const KIND_BY_CODE = new Map<number, ContainerItemKind>(
-  Object.entries(ITEM_KIND_CODE).map(([k, v]) => [v, k as ContainerItemKind]),
+const KIND_BY_CODE = new Map<number, ItemKind>(
+  Object.entries(ITEM_KIND_CODE).map(([k, v]) => [v, k as ItemKind]),
 );
 
 export function encodeHeaderCore(core: HeaderCore): Buffer {

@@ -16,7 +16,7 @@
  * `decodeFrame` / `decodeConfigMessage` never throw: they return a result.
  */
 import { z } from 'zod';
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../base/errors.js';
 import { E2EE_PROTOCOL_VERSION, GROUP_KINDS } from './mls-profile.js';
 
 /** Largest frame either side accepts (a Welcome with the ratchet tree is ~10 KiB). */

@@ -29,7 +29,8 @@ import type {
 } from 'ts-mls';
 import type * as TsMls from 'ts-mls';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { VigilError } from './errors.js';
+import { VigilError } from '../base/errors.js';
+import type { ItemKind } from './items.js';
 
 export const CIPHERSUITE_NAME = 'MLS_256_XWING_CHACHA20POLY1305_SHA512_Ed25519' as const;
 /** Wire protocol version of Vigil's E2EE frames and container. */
@@ -43,7 +44,7 @@ export const GROUP_FOR_ITEM = {
   clip: 'motion',
   thumbnail: 'thumbnail',
   live: 'livestream',
-} as const satisfies Record<string, GroupKind>;
+} as const satisfies Record<ItemKind, GroupKind>;
 
 /** Exporter labels (RFC 9420 §8.5 MLS-Exporter). */
 export const EXPORTER_LABEL = {

@@ -13,7 +13,7 @@
  * than one maximal frame, and reports the first problem with a specific code.
  */
 import { z } from 'zod';
-import { VigilError } from './errors.js';
+import { VigilError } from '../base/errors.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
 
 export const TRANSPORT_VERSION = 1;

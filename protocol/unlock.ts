@@ -35,7 +35,7 @@ import {
 } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { VigilError } from './errors.js';
+import { VigilError } from '../base/errors.js';
 
 /** Relay group of the locked-hub channel (not an MLS group). */
 export const UNLOCK_GROUP = 'unlock';

@@ -16,11 +16,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { constants as FS } from 'node:fs';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import { BatchIdSchema, writeBundle } from './bundle.js';
-import { cryptoRandom, deriveIdentity, formatDeviceId, newIdentity } from './identity.js';
-import type { RandomSource } from './identity.js';
+import { writeBundle } from './bundle.js';
+import { BatchIdSchema } from '../protocol/provisioning-bundle.js';
+import { cryptoRandom, deriveIdentity, formatDeviceId, newIdentity } from '../protocol/identity.js';
+import type { RandomSource } from '../protocol/identity.js';
 import {
   LABEL_SPEC,
   qrMatrix,
@@ -29,7 +30,7 @@ import {
   renderLabelSvg,
 } from './label.js';
 import type { LabelInput } from './label.js';
-import { encodeQrPayload } from './qr-payload.js';
+import { encodeQrPayload } from '../protocol/qr-payload.js';
 
 export const MAX_BATCH = 10_000;
 export const MANIFEST_FORMAT = 'vigil-batch-manifest';

@@ -5,8 +5,8 @@
  * never on stdout, stderr or in logs.
  */
 import { parseArgs } from 'node:util';
-import { UsageError } from '../bin/cli.js';
-import type { Command, CommandContext } from '../bin/cli.js';
+import { UsageError } from '../base/command.js';
+import type { Command, CommandContext } from '../base/command.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { BatchError, MAX_BATCH, provisionBatch } from './batch.js';
 import { ProgressBar } from './progress.js';

@@ -4,7 +4,7 @@
  * (PDF) labels draw the human-readable id with it, so neither needs a font
  * file: the PDF is self-contained and the PNG needs no text renderer.
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export const GLYPH_W = 5;
 export const GLYPH_H = 7;

@@ -13,7 +13,7 @@
  * Q or H would push it to version 5/6 and smaller modules at the same size.
  */
 import QRCode from 'qrcode';
-import { formatDeviceId } from './identity.js';
+import { formatDeviceId } from '../protocol/identity.js';
 import { GLYPH_H, GLYPH_W, glyphCells, textCells } from './font.js';
 import { encodePng, fillRect, newBitmap } from './png.js';
 import { MM, PdfPage, buildPdf, n } from './pdf.js';

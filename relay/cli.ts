@@ -2,9 +2,9 @@
  * `vigil relay`: run the untrusted ciphertext relay.
  */
 import { readFile } from 'node:fs/promises';
-import type { Command, CommandContext } from '../bin/cli.js';
-import { UsageError } from '../bin/cli.js';
-import { JsonLogger } from '../firmware/log/logger.js';
+import type { Command, CommandContext } from '../base/command.js';
+import { UsageError } from '../base/command.js';
+import { JsonLogger } from '../base/logger.js';
 import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { RelayLimits } from './limits.js';

@@ -12,9 +12,10 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Logger } from '../firmware/log/logger.js';
-import { VigilError } from '../protocol/errors.js';
-import type { ItemInfo, ItemKindWire, LiveInfo, UploadStatus } from './api.js';
+import type { Logger } from '../base/logger.js';
+import { VigilError } from '../base/errors.js';
+import { ItemKindWire } from '../protocol/relay-api.js';
+import type { ItemInfo, LiveInfo, UploadStatus } from '../protocol/relay-api.js';
 import type { RelayLimits } from './limits.js';
 import type { BlobStore, RecordStore } from './store.js';
 
@@ -55,7 +56,7 @@ const ItemRec = z.object({
   seq: z.number().int(),
   itemId: z.string(),
   group: z.string(),
-  kind: z.enum(['clip', 'thumbnail', 'live', 'message']),
+  kind: ItemKindWire,
   /** 'down': hub -> phones; 'up': phone -> hub. */
   dir: z.enum(['down', 'up']),
   from: z.string(),

@@ -12,7 +12,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import { checkKey } from './store.js';
 import type { BlobStore } from './store.js';
 

@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { DurableFs } from '../hw/os/fs.js';
-import type { Logger } from '../firmware/log/logger.js';
+import type { Logger } from '../base/logger.js';
 
 import {
   AfterQuery,
@@ -42,7 +42,7 @@ import {
   RendezvousClaimBody,
   RendezvousOfferBody,
   parseToken,
-} from './api.js';
+} from '../protocol/relay-api.js';
 import { RelayCore, RelayError } from './core.js';
 import type { Principal } from './core.js';
 import { DEFAULT_LIMITS, Lockout, RateLimiter } from './limits.js';

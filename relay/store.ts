@@ -14,7 +14,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DurableFs } from '../hw/os/fs.js';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 
 export interface BlobStore {
   /** Durably store `data` under `key` (replacing any previous content). */

@@ -2,7 +2,7 @@
 // test/hw/os/run.test.ts -> hw/os/run.ts. Integration tests claim nothing.
 export default function coverageMap(testFile) {
   const f = testFile.replace(/\\/g, '/');
-  if (f.startsWith('test/integration/')) return null;
+  if (f.startsWith('test/integration/') || f.startsWith('test/architecture/')) return null;
   const m = /^test\/(.+)\.test\.ts$/.exec(f);
   return m ? [`${m[1]}.ts`] : null;
 }

@@ -14,7 +14,7 @@
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
 import { randomBytes } from 'node:crypto';
 import { b64, errorFrame, unb64, type PairingFrame } from '../../protocol/e2ee-frames.js';
-import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
 import {
   E2EE_PROTOCOL_VERSION,
   GROUP_KINDS,

@@ -37,7 +37,7 @@ import {
   type InviteMessage,
   type NoticeMessage,
 } from '../../protocol/e2ee-frames.js';
-import { ValidationError, VigilError, reasonOf } from '../../protocol/errors.js';
+import { ValidationError, VigilError, reasonOf } from '../../base/errors.js';
 import {
   GROUP_FOR_ITEM,
   GROUP_KINDS,
@@ -59,7 +59,7 @@ import {
   type MlsProfile,
   type SigningIdentity,
 } from '../../protocol/mls-profile.js';
-import { Mutex } from '../../hw/os/async.js';
+import { Mutex } from '../../base/async.js';
 
 /** The slice of the Foundation's DurableFs the phone needs (app/ must not import hw/). */
 export interface PhoneFs {

@@ -2,7 +2,7 @@
  * `vigil app pair --qr <payload | image file> [...]`: the companion's pairing.
  *
  *  1. read the QR label (the payload text, or a photo/scan decoded with zbarimg);
- *  2. derive the hotspot SSID, WPA2 passphrase and MLS PSK (provisioning/identity.ts);
+ *  2. derive the hotspot SSID, WPA2 passphrase and MLS PSK (protocol/identity.ts);
  *  3. with --interface: join the hub's hotspot through our own wpa_supplicant;
  *  4. run the MLS handshake with the hub's frame server;
  *  5. with --home-ssid: send the home Wi-Fi credentials over the config group
@@ -17,11 +17,11 @@
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../../bin/cli.js';
-import type { Command, CommandContext } from '../../bin/cli.js';
-import { VigilError, reasonOf } from '../../protocol/errors.js';
-import { parseQrPayload } from '../../provisioning/qr-payload.js';
-import { deriveIdentity, formatDeviceId } from '../../provisioning/identity.js';
+import { UsageError } from '../../base/command.js';
+import type { Command, CommandContext } from '../../base/command.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
+import { parseQrPayload } from '../../protocol/qr-payload.js';
+import { deriveIdentity, formatDeviceId } from '../../protocol/identity.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { HostPaths } from '../../hw/os/host-paths.js';
 import { run } from '../../hw/os/run.js';
@@ -31,7 +31,7 @@ import { PairingInitiator } from '../e2ee/pairing-initiator.js';
 import { E2eePhone } from '../e2ee/phone.js';
 import { defaultAppDir, e2eeDir } from '../account.js';
 import { PairingClient } from './client.js';
-import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { saveAccount } from '../account.js';
 import type { RelayAccount } from '../account.js';
 

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { b64, decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import {
   FrameDecoder,

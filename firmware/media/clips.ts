@@ -8,9 +8,9 @@
  * what was sealed is a valid, playable fMP4.
  */
 import { z } from 'zod';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import type { ItemSealer, SealedItemWriter } from '../items.js';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
 import { rebaseFragment } from './fmp4.js';
 

@@ -6,7 +6,7 @@
  * and that it starts on a keyframe. A clip is the init segment followed by any
  * run of consecutive fragments from the same encoder process.
  */
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export interface InitSegment {
   readonly bytes: Uint8Array;

@@ -5,8 +5,8 @@
  * encoder means a new init segment: the viewer starts a new session).
  */
 import type { ItemSealer, SealedItemWriter } from '../items.js';
-import type { Logger } from '../log/logger.js';
-import { reasonOf } from '../../protocol/errors.js';
+import type { Logger } from '../../base/logger.js';
+import { reasonOf } from '../../base/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
 import { rebaseFragment } from './fmp4.js';
 

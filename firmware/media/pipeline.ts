@@ -29,9 +29,9 @@ import {
 } from '../../hw/encoder/encoder.js';
 import type { RunningEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
 import { buildEncoderArgs, startEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
-import { ValidationError, VigilError, reasonOf } from '../../protocol/errors.js';
+import { ValidationError, VigilError, reasonOf } from '../../base/errors.js';
 import type { ItemSealer } from '../items.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import type { ClipEvent, Thumbnailer } from './clips.js';
 import { ClipRecorder, clipConfigSchema } from './clips.js';
 import type { Fragment, InitSegment } from './fmp4.js';

@@ -26,14 +26,14 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { isAborted, pause } from '../../hw/os/async.js';
+import { isAborted, pause } from '../../base/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
-import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
 import type { ConfigMessage } from '../../protocol/e2ee-frames.js';
-import type { ItemInfo } from '../../relay/api.js';
-import type { RelayClient } from '../../relay/client.js';
-import { RelayHttpError } from '../../relay/client.js';
-import type { Logger } from '../log/logger.js';
+import type { ItemInfo } from '../../protocol/relay-api.js';
+import type { RelayClient } from '../../protocol/relay-client.js';
+import { RelayHttpError } from '../../protocol/relay-client.js';
+import type { Logger } from '../../base/logger.js';
 import type { ConfigOutcome } from './hub.js';
 
 export const CONFIG_GROUP = 'config';

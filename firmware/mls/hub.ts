@@ -12,7 +12,7 @@
 import type { ClientConfig, ClientState, KeyPackage } from 'ts-mls';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DurableFs } from '../../hw/os/fs.js';
-import { ValidationError, VigilError, reasonOf } from '../../protocol/errors.js';
+import { ValidationError, VigilError, reasonOf } from '../../base/errors.js';
 import {
   b64,
   decodeConfigMessage,
@@ -46,7 +46,7 @@ import {
   type PinnedCredential,
   type SigningIdentity,
 } from '../../protocol/mls-profile.js';
-import { SILENT, type Logger } from '../log/logger.js';
+import { SILENT, type Logger } from '../../base/logger.js';
 import {
   Journal,
   MAX_JOURNAL_RECORDS,
@@ -55,7 +55,7 @@ import {
   type JournalRecord,
 } from './journal.js';
 import { HubStore, type HubFile, type InviteRecord, type PhoneRecord } from './store.js';
-import { Mutex } from '../../hw/os/async.js';
+import { Mutex } from '../../base/async.js';
 
 export class MlsHubError extends VigilError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {

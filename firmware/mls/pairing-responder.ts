@@ -16,7 +16,7 @@
  */
 import type { ClientState } from 'ts-mls';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
 import {
   SUPPORTED_VERSIONS,
   b64,
@@ -83,7 +83,7 @@ export interface PairedPhone {
 
 export interface PairingResponderOptions {
   readonly hub: MlsHub;
-  /** The device's external PSK (provisioning/identity.ts: mlsPsk + mlsPskId). */
+  /** The device's external PSK (protocol/identity.ts: mlsPsk + mlsPskId). */
   readonly devicePsk: ExternalPsk;
   /** The phone's wall clock (the Pi has no RTC): the caller may set the system clock. */
   readonly onTimeSync?: (phoneTimeMs: number) => void;

@@ -15,9 +15,9 @@ import {
   sealHeader,
   type HeaderCore,
 } from '../../protocol/container.js';
-import { VigilError, reasonOf } from '../../protocol/errors.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
 import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
-import { SILENT, type Logger } from '../log/logger.js';
+import { SILENT, type Logger } from '../../base/logger.js';
 import type { MlsHub } from './hub.js';
 
 export interface MlsItemSealerDeps {

@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
-import { ValidationError, VigilError } from '../../protocol/errors.js';
+import { ValidationError, VigilError } from '../../base/errors.js';
 import { GROUP_KINDS, type GroupKind } from '../../protocol/mls-profile.js';
 
 export class MlsStateError extends VigilError {

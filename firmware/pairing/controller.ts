@@ -14,14 +14,14 @@
  *   window closes (15 min / 20 failures) -> server and hotspot down
  */
 import { EventEmitter } from 'node:events';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import type { WifiCredentialsBody } from '../../protocol/pairing-transport.js';
-import { deriveIdentity } from '../../provisioning/identity.js';
-import type { DeviceIdentity } from '../../provisioning/identity.js';
+import { deriveIdentity } from '../../protocol/identity.js';
+import type { DeviceIdentity } from '../../protocol/identity.js';
 import type { Hotspot } from '../../hw/wifi/hotspot.js';
 import type { Station } from '../../hw/wifi/station.js';
-import type { Logger } from '../log/logger.js';
-import { SILENT } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
+import { SILENT } from '../../base/logger.js';
 import type { ConfigOutcome } from '../mls/hub.js';
 import { DEFAULT_PORT, PairingServer } from './server.js';
 import { HubPairingSession } from './session.js';

@@ -21,7 +21,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DurableFs } from '../../hw/os/fs.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 
 export const FACTORY_RESET_MARKER = 'factory-reset.pending';
 /** Present while the relay's phone accounts still have to be revoked. */

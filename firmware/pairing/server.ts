@@ -12,11 +12,11 @@
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import { FrameDecoder, StatusFrame, encodeWireFrame } from '../../protocol/pairing-transport.js';
 import type { WireFrame } from '../../protocol/pairing-transport.js';
-import type { Logger } from '../log/logger.js';
-import { SILENT } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
+import { SILENT } from '../../base/logger.js';
 import type { PairingSession, SessionEnd, SessionEvent } from './session.js';
 import type { PairingWindow } from './window.js';
 

@@ -11,7 +11,7 @@
  * A phone that paired earlier may reconnect and send config frames only (to
  * retry the Wi-Fi step after a wrong password).
  */
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import { decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import type { PairingFrame } from '../../protocol/e2ee-frames.js';
 import {
@@ -20,8 +20,8 @@ import {
   decodeWifiCredentials,
 } from '../../protocol/pairing-transport.js';
 import type { WifiCredentialsBody, WireFrame } from '../../protocol/pairing-transport.js';
-import type { Logger } from '../log/logger.js';
-import { SILENT } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
+import { SILENT } from '../../base/logger.js';
 import type { ConfigOutcome } from '../mls/hub.js';
 
 export interface SessionEnd {

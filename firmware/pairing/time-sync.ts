@@ -12,9 +12,9 @@
  * `TimeSync` applies the decision through the `SystemClock` port and logs it.
  */
 import { statSync } from 'node:fs';
-import type { SystemClock } from '../../hw/clock/clock.js';
-import type { Logger } from '../log/logger.js';
-import { reasonOf } from '../../protocol/errors.js';
+import type { SystemClock } from '../../hw/clock/system-clock.js';
+import type { Logger } from '../../base/logger.js';
+import { reasonOf } from '../../base/errors.js';
 
 /** Skew below which the hub keeps its clock. */
 export const TIME_SYNC_THRESHOLD_MS = 5 * 60 * 1000;

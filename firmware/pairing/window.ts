@@ -7,6 +7,8 @@
  * `transition` is pure; `PairingWindow` adds the clock and the timer.
  */
 import { EventEmitter } from 'node:events';
+import type { Clock } from '../../base/clock.js';
+import { SYSTEM_CLOCK } from '../../base/clock.js';
 
 export const WINDOW_MS = 15 * 60 * 1000;
 export const MAX_FAILED_ATTEMPTS = 20;
@@ -86,24 +88,6 @@ export interface PairingWindowEvents {
   opened: [OpenReason];
   closed: [CloseReason];
 }
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { cancel(): void };
-}
-
-export const SYSTEM_CLOCK: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return {
-      cancel: () => {
-        clearTimeout(t);
-      },
-    };
-  },
-};
 
 export class PairingWindow extends EventEmitter<PairingWindowEvents> {
   #state: WindowState = INITIAL_WINDOW;

@@ -5,12 +5,12 @@
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../../bin/cli.js';
-import type { Command, CommandContext } from '../../bin/cli.js';
+import { UsageError } from '../../base/command.js';
+import type { Command, CommandContext } from '../../base/command.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { HostPaths } from '../../hw/os/host-paths.js';
-import { reasonOf } from '../../protocol/errors.js';
-import { JsonLogger } from '../log/logger.js';
+import { reasonOf } from '../../base/errors.js';
+import { JsonLogger } from '../../base/logger.js';
 import { RecoveryPassphraseSource } from './key-sources.js';
 import type { KeySourceId } from './key-sources.js';
 import { RelayPhoneUnlock, UnlockChannelStore } from './phone-unlock.js';

@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import {
   RECOVERY_CHUNK_BYTES,
   TOPIC_RECOVERY,
@@ -24,7 +24,7 @@ import {
   encodeUnlockKeyEscrow,
   sha256Hex,
 } from '../../protocol/unlock.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import type { EscrowPort, RecoveryMaterial, Storage } from './storage.js';
 
 /** The part of the hub's config channel (firmware/mls/config-channel.ts) escrow uses. */

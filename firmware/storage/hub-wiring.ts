@@ -11,10 +11,10 @@
  * `start` (re)writes the locked-hub unlock channel file outside the volume and
  * escrows the recovery material to every paired phone, retrying until done.
  */
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { ConfigEscrowPort, runEscrow } from './escrow.js';
 import type { AppSender } from './escrow.js';
 import { RelayPhoneUnlock, UnlockChannelStore } from './phone-unlock.js';

@@ -25,10 +25,10 @@ import { hkdfSync, randomBytes, scrypt } from 'node:crypto';
 import { constants as FS } from 'node:fs';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { run } from '../../hw/os/run.js';
 import type { Runner } from '../../hw/luks/cryptsetup.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { normalizeRecoveryKey, recoveryKeyBytes } from './recovery-key.js';
 
 export type KeySourceId = 'otp' | 'phone' | 'recovery' | 'dev-keyfile';

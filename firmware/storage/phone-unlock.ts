@@ -28,7 +28,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import {
   CHALLENGE_TTL_MS,
   UNLOCK_GROUP,
@@ -42,8 +42,8 @@ import {
   unb64u,
 } from '../../protocol/unlock.js';
 import type { RawKeyPair, UnlockChallenge, UnlockStatus } from '../../protocol/unlock.js';
-import { RelayClient, RelayHttpError } from '../../relay/client.js';
-import type { Logger } from '../log/logger.js';
+import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
+import type { Logger } from '../../base/logger.js';
 import type { PhoneUnlockPort } from './key-sources.js';
 
 /** Host path of the channel file (root filesystem, never inside the volume). */

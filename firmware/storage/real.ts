@@ -20,8 +20,8 @@ import { CryptsetupLuks } from '../../hw/luks/cryptsetup.js';
 import { SecretFiles } from '../../hw/luks/secret-files.js';
 import { CrashController, DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
-import { ValidationError } from '../../protocol/errors.js';
-import type { Logger } from '../log/logger.js';
+import { ValidationError } from '../../base/errors.js';
+import type { Logger } from '../../base/logger.js';
 import {
   BoardSerialOtpDeriver,
   DevKeyfileSource,

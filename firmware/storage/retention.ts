@@ -24,8 +24,8 @@ import { join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { FsStats } from '../../hw/luks/block.js';
-import type { Logger } from '../log/logger.js';
-import { ValidationError } from '../../protocol/errors.js';
+import type { Logger } from '../../base/logger.js';
+import { ValidationError } from '../../base/errors.js';
 
 export const RETENTION_CLASSES = ['clips', 'thumbnails', 'pending'] as const;
 export type RetentionClass = (typeof RETENTION_CLASSES)[number];

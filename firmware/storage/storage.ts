@@ -22,20 +22,21 @@
  * header of a volume the record says was completed, any unknown bytes —
  * is never formatted: the hub stays `locked` and says why.
  */
+import { DATA_VOLUME_NAME } from '../../protocol/data-volume.js';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { isAborted, pause } from '../../hw/os/async.js';
+import { isAborted, pause } from '../../base/async.js';
 import { chmod, mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { reasonOf } from '../../protocol/errors.js';
+import { reasonOf } from '../../base/errors.js';
 import { SimulatedCrash } from '../../hw/os/fs.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
 import type { BlockDevices, BlockDeviceInfo } from '../../hw/luks/block.js';
 import { CIPHER_PROFILES, LuksError } from '../../hw/luks/luks.js';
 import type { Luks, LuksDump } from '../../hw/luks/luks.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { PhoneKeySource } from './key-sources.js';
 import type { KeySource, KeySourceId } from './key-sources.js';
 import { MACHINE_KEY_PBKDF, chooseCipher, memTotalKiB, passphrasePbkdf } from './params.js';
@@ -44,8 +45,8 @@ import { generateRecoveryKey, recoveryKeyBytes } from './recovery-key.js';
 
 export const SUBSYSTEM_NEW = 'vigil-new';
 export const SUBSYSTEM_READY = 'vigil-ready';
-export const LUKS_LABEL = 'vigil-data';
-export const FS_LABEL = 'vigil-data';
+export const LUKS_LABEL = DATA_VOLUME_NAME;
+export const FS_LABEL = DATA_VOLUME_NAME;
 /** LUKS2 keyslots area: 2 MiB holds 8 slots of 512-bit keys and keeps header backups small. */
 export const KEYSLOTS_SIZE = 2 * 1024 * 1024;
 
@@ -109,8 +110,8 @@ export interface StorageConfig {
 }
 
 export const DEFAULT_STORAGE_CONFIG: StorageConfig = {
-  partLabel: 'vigil-data',
-  mapperName: 'vigil-data',
+  partLabel: DATA_VOLUME_NAME,
+  mapperName: DATA_VOLUME_NAME,
   cipher: 'auto',
   allowDiscards: false,
   pollMs: 2000,

@@ -7,7 +7,7 @@
  */
 import { spawnProcess } from '../../hw/os/run.js';
 import type { Spawned } from '../../hw/os/run.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { backoffDelay } from './executor.js';
 
 export interface ChildDefinition {

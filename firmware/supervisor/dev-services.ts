@@ -7,7 +7,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import type { HubServices, UnlockResult } from './hub.js';
 import { sleep } from './executor.js';
 

@@ -4,9 +4,9 @@
  * with retry + exponential backoff and cancellation. A handler's outcome comes
  * back as events. Stopping aborts every effect still in flight.
  */
-import { reasonOf } from '../../protocol/errors.js';
-import { sleep } from '../../hw/os/async.js';
-import type { Logger } from '../log/logger.js';
+import { reasonOf } from '../../base/errors.js';
+import { sleep } from '../../base/async.js';
+import type { Logger } from '../../base/logger.js';
 import { INITIAL_STATE, transition } from './state.js';
 import type { Effect, Event, State } from './state.js';
 

@@ -8,7 +8,7 @@ import { writeFile, mkdir, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Notifier } from '../../hw/os/sd-notify.js';
 import type { VigilConfig } from '../config/config.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { ChildSupervisor } from './children.js';
 import type { ChildDefinition, ChildStatus } from './children.js';
 import { Executor } from './executor.js';

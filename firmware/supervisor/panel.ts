@@ -15,15 +15,15 @@
  * panel and logs why.
  */
 import type { VigilConfig } from '../config/config.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { ButtonWatcher } from '../../hw/gpio/button.js';
 import { GpioError, listChips } from '../../hw/gpio/gpio.js';
 import type { GpioBackend, InputLine, OutputLine } from '../../hw/gpio/gpio.js';
 import { PATTERNS, StatusLed } from '../../hw/gpio/led.js';
 import type { LedPattern } from '../../hw/gpio/led.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
-import type { Clock } from '../pairing/window.js';
-import { SYSTEM_CLOCK } from '../pairing/window.js';
+import type { Clock } from '../../base/clock.js';
+import { SYSTEM_CLOCK } from '../../base/clock.js';
 import { INITIAL_STATE } from './state.js';
 import type { Event, State } from './state.js';
 

@@ -12,12 +12,12 @@
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
-import type { SystemClock } from '../../hw/clock/clock.js';
+import type { SystemClock } from '../../hw/clock/system-clock.js';
 import type { Station } from '../../hw/wifi/station.js';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import type { VigilConfig } from '../config/config.js';
-import type { Logger } from '../log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import type { MediaPipeline } from '../media/pipeline.js';
 import type { MlsHub } from '../mls/hub.js';
 import type { ConfigChannel, RelayConfigChannel } from '../mls/config-channel.js';
@@ -95,7 +95,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   }
 
   async function resetDeps(dataDir: string) {
-    const { RelayClient } = await import('../../relay/client.js');
+    const { RelayClient } = await import('../../protocol/relay-client.js');
     return {
       fs,
       logger: log,
@@ -116,8 +116,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   async function loadIdentity(dataDir: string): Promise<NonNullable<typeof identity>> {
     if (identity) return identity;
     const [{ readBundle }, { deriveIdentity }, { SECRETS_DIR }] = await Promise.all([
-      import('../../provisioning/bundle.js'),
-      import('../../provisioning/identity.js'),
+      import('../../protocol/provisioning-bundle.js'),
+      import('../../protocol/identity.js'),
       import('../storage/storage.js'),
     ]);
     const bundle = await readBundle(join(dataDir, SECRETS_DIR));
@@ -263,9 +263,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         import('../pairing/controller.js'),
         import('../mls/pairing-responder.js'),
         import('../../hw/wifi/hotspot.js'),
-        import('../../relay/client.js'),
+        import('../../protocol/relay-client.js'),
         import('../pairing/time-sync.js'),
-        import('../../hw/clock/clock.js'),
+        import('../../hw/clock/system-clock.js'),
         import('../pairing/factory-reset.js'),
       ]);
       const relayUrl = config.relay.url;
@@ -380,7 +380,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       uplink.start();
       const [{ RelayConfigChannel }, { RelayClient }] = await Promise.all([
         import('../mls/config-channel.js'),
-        import('../../relay/client.js'),
+        import('../../protocol/relay-client.js'),
       ]);
       configChannel = new RelayConfigChannel({
         hub,

@@ -11,7 +11,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export const SegmentHeader = z.strictObject({
   itemId: z.string().min(1).max(64),

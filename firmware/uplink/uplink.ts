@@ -10,13 +10,14 @@
  *    When the relay is slow or away the queue fills and the oldest live frames
  *    are dropped (never a live item's header or its end record, never a clip).
  */
-import { VigilError, reasonOf } from '../../protocol/errors.js';
-import { isAborted, pause } from '../../hw/os/async.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
+import { isAborted, pause } from '../../base/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
-import type { CiphertextSink, ItemKind } from '../items.js';
-import type { Logger } from '../log/logger.js';
-import { GROUP_OF_KIND } from '../../relay/api.js';
-import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import type { CiphertextSink } from '../items.js';
+import type { ItemKind } from '../../protocol/items.js';
+import type { Logger } from '../../base/logger.js';
+import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
+import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { UplinkQueue } from './queue.js';
 
 export interface UplinkCredentials {
@@ -141,7 +142,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
       await queue.remove(seg.seq);
       return;
     }
-    const group = GROUP_OF_KIND[seg.kind];
+    const group = GROUP_FOR_ITEM[seg.kind];
     let offset = seg.offset;
     let body: Uint8Array = data;
     for (;;) {

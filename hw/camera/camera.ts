@@ -8,7 +8,7 @@
  * its lower layer libv4l2-ts) and `SimulatedCamera` (ffmpeg lavfi test sources
  * with a scripted moving object, for the local run and host CI).
  */
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export interface CameraCapabilities {
   readonly driver: string;

@@ -9,7 +9,7 @@
  * script it starts. `periodS` repeats the script (for the local dev run).
  */
 import { z } from 'zod';
-import { ValidationError } from '../../protocol/errors.js';
+import { ValidationError } from '../../base/errors.js';
 import { run } from '../os/run.js';
 import type {
   Camera,

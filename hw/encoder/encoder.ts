@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import type { PixelFormatInfo } from '../camera/camera.js';
 import { isH264 } from '../camera/camera.js';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { run } from '../os/run.js';
 
 export type EncoderPath = 'camera-h264' | 'v4l2-m2m' | 'software';

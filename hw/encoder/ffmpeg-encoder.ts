@@ -6,7 +6,7 @@
  * frames: it gets the compressed stream and a few tiny grey frames a second.
  */
 import type { Readable } from 'node:stream';
-import type { Logger } from '../../firmware/log/logger.js';
+import type { Logger } from '../../base/logger.js';
 import { spawnProcess } from '../os/run.js';
 import type { EncoderChoice, EncoderConfig } from './encoder.js';
 import { gopFrames } from './encoder.js';

@@ -4,8 +4,8 @@
  * while still held, so the LED can confirm before release).
  */
 import { EventEmitter } from 'node:events';
-import type { Clock } from '../../firmware/pairing/window.js';
-import { SYSTEM_CLOCK } from '../../firmware/pairing/window.js';
+import type { Clock } from '../../base/clock.js';
+import { SYSTEM_CLOCK } from '../../base/clock.js';
 import type { InputLine } from './gpio.js';
 
 export const LONG_PRESS_MS = 5000;

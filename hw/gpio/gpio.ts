@@ -11,7 +11,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import type { HostPaths } from '../os/host-paths.js';
 
 export class GpioError extends VigilError {

@@ -10,8 +10,8 @@
  *   error         triple blink then a long pause
  *   factory-reset very fast flicker for 2 s, then off (confirms the 5 s hold)
  */
-import type { Clock } from '../../firmware/pairing/window.js';
-import { SYSTEM_CLOCK } from '../../firmware/pairing/window.js';
+import type { Clock } from '../../base/clock.js';
+import { SYSTEM_CLOCK } from '../../base/clock.js';
 import type { OutputLine } from './gpio.js';
 
 export type LedPattern =

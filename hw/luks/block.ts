@@ -6,7 +6,7 @@
  */
 import { open, statfs } from 'node:fs/promises';
 import { z } from 'zod';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { CommandError, run } from '../os/run.js';
 import type { Runner } from './cryptsetup.js';
 

@@ -7,7 +7,7 @@
  * error messages: adapters pass them through stdin or through key files on a
  * private tmpfs (see secret-files.ts).
  */
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export type LuksErrorCode =
   | 'ELUKS_WRONG_KEY'

@@ -8,7 +8,7 @@
 import { constants as FS } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;

@@ -4,7 +4,7 @@
  * escapes it. Production uses root "/".
  */
 import { isAbsolute, join, resolve } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export class HostPaths {
   readonly root: string;

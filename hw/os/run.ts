@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 const STDERR_TAIL_BYTES = 4096;
 const DEFAULT_TIMEOUT_MS = 60_000;

@@ -7,7 +7,7 @@
  * Watchdog: when WATCHDOG_USEC is set (and WATCHDOG_PID, if set, is us),
  * `startWatchdog()` sends WATCHDOG=1 every WATCHDOG_USEC / 2.
  */
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { createUnixDgramSocket } from './unix-dgram.js';
 import type { UnixDgramSocket } from './unix-dgram.js';
 

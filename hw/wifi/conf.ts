@@ -12,7 +12,7 @@
  */
 import { pbkdf2Sync } from 'node:crypto';
 import { z } from 'zod';
-import { ValidationError } from '../../protocol/errors.js';
+import { ValidationError } from '../../base/errors.js';
 
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;

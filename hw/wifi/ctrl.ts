@@ -15,7 +15,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createUnixDgramSocket } from '../os/unix-dgram.js';
 import type { UnixDgramSocket } from '../os/unix-dgram.js';
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 
 export class WifiCtrlError extends VigilError {
   constructor(

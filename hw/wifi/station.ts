@@ -10,9 +10,9 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { pathExists } from '../os/fs.js';
 import { join } from 'node:path';
-import { VigilError } from '../../protocol/errors.js';
-import type { Logger } from '../../firmware/log/logger.js';
-import { SILENT } from '../../firmware/log/logger.js';
+import { VigilError } from '../../base/errors.js';
+import type { Logger } from '../../base/logger.js';
+import { SILENT } from '../../base/logger.js';
 import type { HostPaths } from '../os/host-paths.js';
 import { run as defaultRun, spawnProcess as defaultSpawn } from '../os/run.js';
 import type { RunOptions, RunResult, Spawned, SpawnOptions } from '../os/run.js';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import { DurableFs } from '../../hw/os/fs.js';
-import { SILENT } from '../../firmware/log/logger.js';
+import { SILENT } from '../../base/logger.js';
 import {
   accountPath,
   defaultAppDir,
@@ -9,7 +9,7 @@ import {
   loadAccount,
   saveAccount,
 } from '../../app/account.js';
-import { RelayClient } from '../../relay/client.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { startRelay } from '../../relay/server.js';
 import { tempDir } from '../relay/fixtures.js';
 

@@ -1,13 +1,14 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../hw/os/fs.js';
-import { MemoryLogger } from '../../firmware/log/logger.js';
+import { MemoryLogger } from '../../base/logger.js';
 import { StaticKeyCrypto } from '../../app/crypto.js';
 import { ItemStore } from '../../app/store.js';
 import { Syncer } from '../../app/sync.js';
 import { relayWith, tempDir } from '../relay/fixtures.js';
 import { StaticKeySealer, sealWhole } from './fixtures.js';
-import type { CiphertextSink, ItemKind } from '../../firmware/items.js';
+import type { CiphertextSink } from '../../firmware/items.js';
+import type { ItemKind } from '../../protocol/items.js';
 
 /** Collects sealed items in memory so the test decides what reaches the relay. */
 class Collect implements CiphertextSink {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../hw/os/fs.js';
-import { SILENT } from '../../firmware/log/logger.js';
+import { SILENT } from '../../base/logger.js';
 import { storageAppCommand } from '../../app/unlock-cli.js';
 import { RecoveryVault } from '../../app/recovery.js';
 import { encodeUnlockKeyEscrow, b64u } from '../../protocol/unlock.js';

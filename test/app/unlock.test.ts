@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { MemoryLogger } from '../../firmware/log/logger.js';
+import { MemoryLogger } from '../../base/logger.js';
 import { PhoneUnlocker, unlockCli } from '../../app/unlock.js';
 import type { VaultUnlock } from '../../app/recovery.js';
 import {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { readTable } from '../../image/disk.js';
 import { command, resolveEpoch } from '../../image/cli.js';
-import { UsageError } from '../../bin/cli.js';
+import { UsageError } from '../../base/command.js';
 import { bundleDir, smallImage } from './helpers.js';
 
 function ctx(argv: string[], env: NodeJS.ProcessEnv = {}) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { assembleImage, makeExt4, makeFat } from '../../image/filesystems.js';
 import { LABELS, partitionOf, planLayout, sfdiskScript } from '../../image/layout.js';
 import type { Layout } from '../../image/layout.js';
-import { encodeBundle } from '../../provisioning/bundle.js';
+import { encodeBundle } from '../../protocol/provisioning-bundle.js';
 
 export const SMALL = { bootMiB: 32, rootMiB: 16, provisioningMiB: 16, dataMiB: 8 } as const;
 export const EPOCH = 1_700_000_000;

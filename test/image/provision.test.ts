@@ -11,7 +11,7 @@ import {
 } from '../../image/disk.js';
 import { PROVISIONING_PARTITION, ProvisionError, provisionImage } from '../../image/provision.js';
 import { run } from '../../hw/os/run.js';
-import { BundleError } from '../../provisioning/bundle.js';
+import { BundleError } from '../../protocol/provisioning-bundle.js';
 import { bundleDir, smallImage } from './helpers.js';
 
 t.test(

@@ -12,14 +12,14 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
-import { MemoryLogger, SILENT } from '../../firmware/log/logger.js';
+import { MemoryLogger, SILENT } from '../../base/logger.js';
 import { createMediaPipeline } from '../../firmware/media/pipeline.js';
 import type { MediaEvent, MediaPipeline } from '../../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../../hw/camera/simulated-camera.js';
 import { createUplink } from '../../firmware/uplink/uplink.js';
 import { startRelay } from '../../relay/server.js';
 import type { RunningRelay } from '../../relay/server.js';
-import { RelayClient } from '../../relay/client.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { loadMlsProfile } from '../../protocol/mls-profile.js';
 import { devPairRelay, e2eeDir, saveAccount } from '../../app/account.js';
 import { E2eeCrypto } from '../../app/e2ee-crypto.js';
@@ -27,9 +27,15 @@ import { ItemStore } from '../../app/store.js';
 import { Syncer } from '../../app/sync.js';
 import { startViewer } from '../../app/viewer/server.js';
 import { command as appCommand } from '../../app/cli.js';
-import { DEVICE_ID, newDevicePsk, openHub, pair, sealerFor } from './e2ee-helpers.js';
+import {
+  DEVICE_ID,
+  newDevicePsk,
+  openHub,
+  pair,
+  sealerFor,
+} from '../../dev/fixtures/paired-hub.js';
 import { tempDir } from '../relay/fixtures.js';
-import { launchChromium } from '../app/browser.js';
+import { launchChromium } from '../../dev/fixtures/browser.js';
 
 const OUTAGE_MS = Number(process.env.VIGIL_TEST_OUTAGE_MS ?? 2000);
 

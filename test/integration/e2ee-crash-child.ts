@@ -8,7 +8,8 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrashController, DurableFs } from '../../hw/os/fs.js';
-import type { CiphertextSink, ItemKind } from '../../firmware/items.js';
+import type { CiphertextSink } from '../../firmware/items.js';
+import type { ItemKind } from '../../protocol/items.js';
 import { MlsHub } from '../../firmware/mls/hub.js';
 import { MlsItemSealer } from '../../firmware/mls/sealer.js';
 import { E2eePhone } from '../../app/e2ee/phone.js';

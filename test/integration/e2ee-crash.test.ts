@@ -28,7 +28,7 @@ import {
   pair,
   sealerFor,
   tempDir,
-} from './e2ee-helpers.js';
+} from '../../dev/fixtures/paired-hub.js';
 
 type Side = 'hub' | 'phone';
 
@@ -162,7 +162,7 @@ class World {
 
 async function openHubWith(p: MlsProfile, dir: string, fs: DurableFs): Promise<MlsHub> {
   const { MlsHub } = await import('../../firmware/mls/hub.js');
-  const { DEVICE_ID } = await import('./e2ee-helpers.js');
+  const { DEVICE_ID } = await import('../../dev/fixtures/paired-hub.js');
   return MlsHub.open({ dir, fs, deviceId: DEVICE_ID, profile: p });
 }
 

@@ -22,7 +22,7 @@ import {
   sealItem,
   sealerFor,
   tempDir,
-} from './e2ee-helpers.js';
+} from '../../dev/fixtures/paired-hub.js';
 
 const ITEMS = Number(process.env.VIGIL_E2EE_ITEMS ?? 200);
 

@@ -13,8 +13,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import type { CiphertextSink, ItemKind } from '../../firmware/items.js';
-import { MemoryLogger } from '../../firmware/log/logger.js';
+import type { CiphertextSink } from '../../firmware/items.js';
+import type { ItemKind } from '../../protocol/items.js';
+import { MemoryLogger } from '../../base/logger.js';
 import { createMediaPipeline } from '../../firmware/media/pipeline.js';
 import type { MediaConfigInput, MediaEvent, MediaPipeline } from '../../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../../hw/camera/simulated-camera.js';
@@ -22,7 +23,14 @@ import type { MotionSchedule } from '../../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../../protocol/mls-profile.js';
 import type { E2eePhone } from '../../app/e2ee/phone.js';
 import { probe } from '../firmware/media/fixtures.js';
-import { MemorySink, newDevicePsk, openHub, pair, sealerFor, tempDir } from './e2ee-helpers.js';
+import {
+  MemorySink,
+  newDevicePsk,
+  openHub,
+  pair,
+  sealerFor,
+  tempDir,
+} from '../../dev/fixtures/paired-hub.js';
 
 const PRE_ROLL_S = 2;
 const POST_ROLL_S = 1;

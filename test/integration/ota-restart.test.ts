@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import type { Test } from 'tap';
-import { SILENT } from '../../firmware/log/logger.js';
+import { SILENT } from '../../base/logger.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { buildAppBundle } from '../../ota/bundle.js';
 import { release } from '../../ota/repo.js';

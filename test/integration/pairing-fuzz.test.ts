@@ -20,7 +20,7 @@ import {
   FRAME_KIND,
   TRANSPORT_VERSION,
 } from '../../protocol/pairing-transport.js';
-import { deriveIdentity, newIdentity } from '../../provisioning/identity.js';
+import { deriveIdentity, newIdentity } from '../../protocol/identity.js';
 import { PairingConnection } from '../../firmware/pairing/server.js';
 import { HubPairingSession } from '../../firmware/pairing/session.js';
 

@@ -18,7 +18,7 @@ import { FakeLuks } from '../../hw/luks/fake.js';
 import { FakeBlockDevices } from '../../hw/luks/fake-block.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { HostPaths } from '../../hw/os/host-paths.js';
-import { MemoryLogger, SILENT } from '../../firmware/log/logger.js';
+import { MemoryLogger, SILENT } from '../../base/logger.js';
 import {
   OtpKeySource,
   PhoneKeySource,
@@ -33,7 +33,7 @@ import { PhoneUnlocker } from '../../app/unlock.js';
 import { devPairRelay, saveAccount } from '../../app/account.js';
 import { command as appCommand } from '../../app/cli.js';
 import { startRelay } from '../../relay/server.js';
-import { RelayClient } from '../../relay/client.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { generateX25519 } from '../../protocol/unlock.js';
 import { tempDir } from '../relay/fixtures.js';
 

@@ -6,7 +6,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { UsageError } from '../../bin/cli.js';
+import { UsageError } from '../../base/command.js';
 import { command } from '../../ota/cli.js';
 import { startStaticServer } from '../../ota/static-server.js';
 import { makeAppTree, tempDir } from './helpers.js';

@@ -3,7 +3,7 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { SILENT } from '../../firmware/log/logger.js';
+import { SILENT } from '../../base/logger.js';
 import { HubHealthCheck, MediaBusy } from '../../ota/health.js';
 import type { HubView } from '../../ota/health.js';
 import { startRelay } from '../../relay/server.js';

@@ -6,23 +6,22 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { command as appCommand } from '../../app/cli.js';
-import { SILENT } from '../../firmware/log/logger.js';
+import { SILENT } from '../../base/logger.js';
 import { RelayConfigChannel } from '../../firmware/mls/config-channel.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { OtaOutcome } from '../../ota/agent.js';
+import { ConfigChannelReporter } from '../../ota/report.js';
+import type { AppSender } from '../../ota/report.js';
 import {
-  ConfigChannelReporter,
   decodeOtaReport,
   encodeOtaReport,
   formatOtaReport,
   OTA_REPORT_TOPIC,
-  PhoneOtaReports,
-  showUpdates,
-} from '../../ota/report.js';
-import type { AppSender } from '../../ota/report.js';
-import { RelayClient } from '../../relay/client.js';
+} from '../../protocol/ota-report.js';
+import { PhoneOtaReports, showUpdates } from '../../app/ota-reports.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { startRelay } from '../../relay/server.js';
-import { pairedOverRelay } from '../integration/e2ee-helpers.js';
+import { pairedOverRelay } from '../../dev/fixtures/paired-hub.js';
 import { makeAgent, makeDevice, makeRepo, publish, tempDir } from './helpers.js';
 
 const AT = new Date('2026-11-20T10:00:00Z');

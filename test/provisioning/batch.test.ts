@@ -10,10 +10,10 @@ import {
   manifestCsv,
   provisionBatch,
 } from '../../provisioning/batch.js';
-import { readBundle } from '../../provisioning/bundle.js';
-import { deriveIdentity } from '../../provisioning/identity.js';
-import { encodeQrPayload } from '../../provisioning/qr-payload.js';
-import { base32Encode } from '../../provisioning/base32.js';
+import { readBundle } from '../../protocol/provisioning-bundle.js';
+import { deriveIdentity } from '../../protocol/identity.js';
+import { encodeQrPayload } from '../../protocol/qr-payload.js';
+import { base32Encode } from '../../protocol/base32.js';
 import { zbarDecode } from './zbar.js';
 
 void t.test(

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../bin/cli.js';
 import { command } from '../../provisioning/cli.js';
-import { readBundle } from '../../provisioning/bundle.js';
-import { base32Encode } from '../../provisioning/base32.js';
-import { deriveIdentity } from '../../provisioning/identity.js';
-import { encodeQrPayload } from '../../provisioning/qr-payload.js';
+import { readBundle } from '../../protocol/provisioning-bundle.js';
+import { base32Encode } from '../../protocol/base32.js';
+import { deriveIdentity } from '../../protocol/identity.js';
+import { encodeQrPayload } from '../../protocol/qr-payload.js';
 
 async function vigil(argv: string[]) {
   let stdout = '';

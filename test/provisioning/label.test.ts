@@ -3,8 +3,8 @@ import { mkdtemp, readFile, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../hw/os/run.js';
-import { newIdentity } from '../../provisioning/identity.js';
-import { encodeQrPayload } from '../../provisioning/qr-payload.js';
+import { newIdentity } from '../../protocol/identity.js';
+import { encodeQrPayload } from '../../protocol/qr-payload.js';
 import {
   LABEL_SPEC,
   idLines,

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { UsageError } from '../../bin/cli.js';
+import { UsageError } from '../../base/command.js';
 import { command } from '../../relay/cli.js';
-import { RelayClient } from '../../relay/client.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { tempDir } from './fixtures.js';
 
 async function freePort(): Promise<number> {

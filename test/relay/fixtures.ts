@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { MemoryLogger } from '../../firmware/log/logger.js';
-import { RelayClient } from '../../relay/client.js';
+import { MemoryLogger } from '../../base/logger.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { startRelay } from '../../relay/server.js';
 import type { RelayOptions, RunningRelay } from '../../relay/server.js';
 

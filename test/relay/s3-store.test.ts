@@ -5,8 +5,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { SILENT } from '../../firmware/log/logger.js';
-import { RelayClient } from '../../relay/client.js';
+import { SILENT } from '../../base/logger.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 import { S3BlobStore } from '../../relay/s3-store.js';
 import { startRelay } from '../../relay/server.js';
 import { tempDir } from './fixtures.js';

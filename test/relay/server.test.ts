@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { RelayClient, RelayHttpError } from '../../relay/client.js';
+import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { pairPhone, raw, relayWith, tempDir } from './fixtures.js';
 
 async function rejects(p: Promise<unknown>, status: number): Promise<RelayHttpError> {
@@ -594,7 +594,7 @@ t.test('serves HTTPS directly with a certificate', async (t) => {
   );
   const cert = await readFile(`${dir}/cert.pem`);
   const { startRelay } = await import('../../relay/server.js');
-  const { SILENT } = await import('../../firmware/log/logger.js');
+  const { SILENT } = await import('../../base/logger.js');
   const relay = await startRelay({
     dataDir: `${dir}/data`,
     logger: SILENT,

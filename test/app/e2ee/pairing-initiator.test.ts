@@ -5,7 +5,7 @@ import { DurableFs } from '../../../hw/os/fs.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
 import { b64 } from '../../../protocol/e2ee-frames.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { newDevicePsk, openHub, pair, tempDir } from '../../integration/e2ee-helpers.js';
+import { newDevicePsk, openHub, pair, tempDir } from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 

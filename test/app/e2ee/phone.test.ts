@@ -21,7 +21,7 @@ import {
   sealItem,
   sealerFor,
   tempDir,
-} from '../../integration/e2ee-helpers.js';
+} from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 

@@ -6,8 +6,8 @@ import { DurableFs } from '../../../hw/os/fs.js';
 import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../provisioning/identity.js';
-import { encodeQrPayload } from '../../../provisioning/qr-payload.js';
+import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
+import { encodeQrPayload } from '../../../protocol/qr-payload.js';
 import { renderLabelPng } from '../../../provisioning/label.js';
 import { PairingServer } from '../../../firmware/pairing/server.js';
 import { HubPairingSession } from '../../../firmware/pairing/session.js';
@@ -16,8 +16,8 @@ import { PairingWindow } from '../../../firmware/pairing/window.js';
 import { main } from '../../../bin/cli.js';
 import { meetAtRelay, pairCommand } from '../../../app/pair/cli.js';
 import { startRelay } from '../../../relay/server.js';
-import { RelayClient } from '../../../relay/client.js';
-import { SILENT } from '../../../firmware/log/logger.js';
+import { RelayClient } from '../../../protocol/relay-client.js';
+import { SILENT } from '../../../base/logger.js';
 
 async function vigil(argv: string[]) {
   let stdout = '';

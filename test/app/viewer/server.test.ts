@@ -1,14 +1,14 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MemoryLogger, SILENT } from '../../../firmware/log/logger.js';
+import { MemoryLogger, SILENT } from '../../../base/logger.js';
 import { createUplink } from '../../../firmware/uplink/uplink.js';
 import { StaticKeyCrypto } from '../../../app/crypto.js';
 import { ItemStore } from '../../../app/store.js';
 import { Syncer } from '../../../app/sync.js';
 import { eventsOf, startViewer } from '../../../app/viewer/server.js';
 import { relayWith, tempDir } from '../../relay/fixtures.js';
-import { launchChromium, splitFmp4 } from '../browser.js';
+import { launchChromium, splitFmp4 } from '../../../dev/fixtures/browser.js';
 import { H264_CODEC, StaticKeySealer, makeClip, makeJpeg, sealWhole } from '../fixtures.js';
 
 t.test(

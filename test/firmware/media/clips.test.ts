@@ -3,7 +3,7 @@ import { ClipRecorder, GopRing, clipConfigSchema } from '../../../firmware/media
 import type { ClipConfigInput, ClipEvent } from '../../../firmware/media/clips.js';
 import { Fmp4Splitter } from '../../../firmware/media/fmp4.js';
 import type { Fragment, InitSegment } from '../../../firmware/media/fmp4.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { makeFmp4, probe } from './fixtures.js';
 import { MemorySealer } from './memory-sealer.js';
 

@@ -2,7 +2,7 @@ import t from 'tap';
 import { Fmp4Splitter } from '../../../firmware/media/fmp4.js';
 import type { Fragment, InitSegment } from '../../../firmware/media/fmp4.js';
 import { LiveSessions } from '../../../firmware/media/live.js';
-import { SILENT } from '../../../firmware/log/logger.js';
+import { SILENT } from '../../../base/logger.js';
 import { makeFmp4, probe } from './fixtures.js';
 import { MemorySealer } from './memory-sealer.js';
 

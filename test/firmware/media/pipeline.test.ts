@@ -1,11 +1,11 @@
 import t from 'tap';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { createMediaPipeline, mediaConfigSchema } from '../../../firmware/media/pipeline.js';
 import type { MediaEvent, MediaPipeline } from '../../../firmware/media/pipeline.js';
 import type { EdgeInput } from '../../../firmware/media/motion.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../../../hw/camera/simulated-camera.js';
-import { ValidationError } from '../../../protocol/errors.js';
+import { ValidationError } from '../../../base/errors.js';
 import { MemorySealer } from './memory-sealer.js';
 import { probe } from './fixtures.js';
 

@@ -8,18 +8,18 @@ import t from 'tap';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MemoryLogger, SILENT } from '../../../firmware/log/logger.js';
+import { MemoryLogger, SILENT } from '../../../base/logger.js';
 import { RelayConfigChannel } from '../../../firmware/mls/config-channel.js';
 import type { AppInbound } from '../../../firmware/mls/config-channel.js';
 import { startRelay } from '../../../relay/server.js';
 import type { RunningRelay } from '../../../relay/server.js';
-import { RelayClient } from '../../../relay/client.js';
+import { RelayClient } from '../../../protocol/relay-client.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
 import { devPairRelay } from '../../../app/account.js';
 import { E2eeCrypto } from '../../../app/e2ee-crypto.js';
 import { registerAppTopics } from '../../../app/topics.js';
 import type { E2eePhone } from '../../../app/e2ee/phone.js';
-import { DEVICE_ID, newDevicePsk, openHub, pair } from '../../integration/e2ee-helpers.js';
+import { DEVICE_ID, newDevicePsk, openHub, pair } from '../../../dev/fixtures/paired-hub.js';
 import { tempDir } from '../../relay/fixtures.js';
 
 /** Drain the phone's mailbox once: every hub message through E2eeCrypto. */

@@ -13,7 +13,7 @@ import {
   newSigningIdentity,
   phoneIdentity,
 } from '../../../protocol/mls-profile.js';
-import { newDevicePsk, openHub, pair, tempDir } from '../../integration/e2ee-helpers.js';
+import { newDevicePsk, openHub, pair, tempDir } from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 

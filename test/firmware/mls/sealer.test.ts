@@ -10,7 +10,7 @@ import {
   pair,
   sealerFor,
   tempDir,
-} from '../../integration/e2ee-helpers.js';
+} from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 

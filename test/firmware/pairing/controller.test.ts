@@ -14,7 +14,7 @@ import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
 import { E2eePhone } from '../../../app/e2ee/phone.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../provisioning/identity.js';
+import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
 import { PairingController } from '../../../firmware/pairing/controller.js';
 import type { HandoffOutcome } from '../../../firmware/pairing/controller.js';
 import { PairingClient } from '../../../app/pair/client.js';

@@ -13,7 +13,7 @@ import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
 import type { ExternalPsk, MlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../provisioning/identity.js';
+import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
 import { PairingServer } from '../../../firmware/pairing/server.js';
 import { HubPairingSession } from '../../../firmware/pairing/session.js';
 import type { SessionEvent } from '../../../firmware/pairing/session.js';

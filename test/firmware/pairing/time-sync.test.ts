@@ -2,7 +2,7 @@ import t from 'tap';
 import { mkdtemp, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import {
   BUILD_FLOOR_MS,
   MAX_AFTER_BUILD_MS,
@@ -11,8 +11,8 @@ import {
   buildTimeOf,
   decideTimeSync,
 } from '../../../firmware/pairing/time-sync.js';
-import { FakeSystemClock } from '../../../hw/clock/clock.js';
-import type { SystemClock } from '../../../hw/clock/clock.js';
+import { FakeSystemClock } from '../../../hw/clock/system-clock.js';
+import type { SystemClock } from '../../../hw/clock/system-clock.js';
 
 const BUILD = Date.UTC(2026, 10, 1);
 const NOW = Date.UTC(2026, 10, 23, 12);

@@ -7,7 +7,7 @@ import {
   admit,
   transition,
 } from '../../../firmware/pairing/window.js';
-import type { Clock } from '../../../firmware/pairing/window.js';
+import type { Clock } from '../../../base/clock.js';
 
 void t.test(
   'pure policy: 15 minutes, 20 failures, the 21st refused, reopening resets',

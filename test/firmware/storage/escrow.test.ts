@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { ConfigEscrowPort, escrowMessages, runEscrow } from '../../../firmware/storage/escrow.js';
 import type { RecoveryMaterial } from '../../../firmware/storage/storage.js';
 import { decodeRecoveryMessage, decodeUnlockKeyEscrow } from '../../../protocol/unlock.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { StorageWiring } from '../../../firmware/storage/hub-wiring.js';
 import type { EscrowPort, RecoveryMaterial } from '../../../firmware/storage/storage.js';
 

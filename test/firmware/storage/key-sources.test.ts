@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunOptions } from '../../../hw/os/run.js';
 import { CommandError } from '../../../hw/os/run.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import {
   BoardSerialOtpDeriver,
   DevKeyfileSource,

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import {
   RelayPhoneUnlock,
   UNLOCK_CHANNEL_FILE,

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { DEFAULT_RETENTION_POLICY, RetentionStore } from '../../../firmware/storage/retention.js';
 import type { RetentionClass, RetentionPolicy } from '../../../firmware/storage/retention.js';
 

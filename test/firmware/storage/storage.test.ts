@@ -8,7 +8,7 @@ import { FakeLuks } from '../../../hw/luks/fake.js';
 import { FakeBlockDevices } from '../../../hw/luks/fake-block.js';
 import { CrashController, DurableFs, SimulatedCrash } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import {
   DevKeyfileSource,
   OtpKeySource,

@@ -4,9 +4,9 @@
  * posts go "up" to the hub. The real relay is used by
  * test/integration/storage-phone-unlock.test.ts.
  */
-import type { ItemInfo } from '../../../relay/api.js';
-import type { AppendParams } from '../../../relay/client.js';
-import { RelayUnreachable } from '../../../relay/client.js';
+import type { ItemInfo } from '../../../protocol/relay-api.js';
+import type { AppendParams } from '../../../protocol/relay-client.js';
+import { RelayUnreachable } from '../../../protocol/relay-client.js';
 
 interface Msg {
   seq: number;

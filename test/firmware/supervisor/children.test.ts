@@ -2,7 +2,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { ChildSupervisor } from '../../../firmware/supervisor/children.js';
 import { sleep } from '../../../firmware/supervisor/executor.js';
 

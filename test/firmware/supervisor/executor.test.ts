@@ -1,5 +1,5 @@
 import t from 'tap';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { Executor, backoffDelay, sleep } from '../../../firmware/supervisor/executor.js';
 import type { EffectHandlers } from '../../../firmware/supervisor/executor.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { parseConfig } from '../../../firmware/config/config.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { Hub } from '../../../firmware/supervisor/hub.js';
 import type { HubServices } from '../../../firmware/supervisor/hub.js';
 import { NOOP_NOTIFIER } from '../../../hw/os/sd-notify.js';

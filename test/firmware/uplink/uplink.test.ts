@@ -1,9 +1,9 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MemoryLogger, SILENT } from '../../../firmware/log/logger.js';
+import { MemoryLogger, SILENT } from '../../../base/logger.js';
 import { createUplink } from '../../../firmware/uplink/uplink.js';
-import { RelayClient } from '../../../relay/client.js';
+import { RelayClient } from '../../../protocol/relay-client.js';
 import { startRelay } from '../../../relay/server.js';
 import { relayWith, tempDir } from '../../relay/fixtures.js';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { CameraError, FormatMismatchError } from '../../../hw/camera/camera.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
-import { ValidationError } from '../../../protocol/errors.js';
+import { ValidationError } from '../../../base/errors.js';
 
 t.test('schedule validation', async (t) => {
   t.throws(() => new SimulatedCamera({ schedule: { intervals: [[5, 2]] } }), ValidationError);

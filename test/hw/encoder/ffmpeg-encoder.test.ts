@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SILENT } from '../../../firmware/log/logger.js';
+import { SILENT } from '../../../base/logger.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
 import type { EncoderChoice } from '../../../hw/encoder/encoder.js';
 import { encoderConfigSchema } from '../../../hw/encoder/encoder.js';

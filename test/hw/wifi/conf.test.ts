@@ -3,7 +3,7 @@ import { pbkdf2Sync } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ValidationError } from '../../../protocol/errors.js';
+import { ValidationError } from '../../../base/errors.js';
 import { run } from '../../../hw/os/run.js';
 import {
   ipToInt,

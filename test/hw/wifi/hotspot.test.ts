@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { HostPaths } from '../../../hw/os/host-paths.js';
 import { run } from '../../../hw/os/run.js';
 import { HostapdHotspot } from '../../../hw/wifi/hotspot.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 
 // Real hostapd (driver none: the host has no radio), real dnsmasq and real `ip`,
 // inside a private network namespace with a veth pair standing in for wlan0.

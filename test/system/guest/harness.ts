@@ -4,7 +4,7 @@
  * the error's message as the reason the host prints. See test/system/README.md.
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
-import { VigilError } from '../../../protocol/errors.js';
+import { VigilError } from '../../../base/errors.js';
 
 export class ScenarioFailure extends VigilError {
   constructor(reason: string, options?: { cause?: unknown }) {

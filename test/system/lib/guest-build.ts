@@ -9,7 +9,7 @@ import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { z } from 'zod';
 import { run, spawnProcess } from '../../../hw/os/run.js';
-import { VigilError } from '../../../protocol/errors.js';
+import { VigilError } from '../../../base/errors.js';
 import type { GuestImage } from './types.js';
 
 /** Debian packages in the guest's root filesystem (node comes from the host). */

@@ -9,7 +9,7 @@ import { copyFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CommandError, run } from '../../../hw/os/run.js';
-import { VigilError } from '../../../protocol/errors.js';
+import { VigilError } from '../../../base/errors.js';
 
 const Lockfile = z.object({
   packages: z.record(

@@ -5,7 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ValidationError } from '../../../protocol/errors.js';
+import { ValidationError } from '../../../base/errors.js';
 import type { DiskSpec, Scenario, ScenarioHeader, ScenarioKind } from './types.js';
 
 export const DEFAULT_TIMEOUT_SEC = 120;

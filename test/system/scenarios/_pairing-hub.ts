@@ -8,14 +8,14 @@ import { DurableFs } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
 import { HostapdHotspot } from '../../../hw/wifi/hotspot.js';
 import { WpaSupplicantStation } from '../../../hw/wifi/station.js';
-import { JsonLogger } from '../../../firmware/log/logger.js';
+import { JsonLogger } from '../../../base/logger.js';
 import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingController, DEFAULT_HOTSPOT } from '../../../firmware/pairing/controller.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { readBundle } from '../../../provisioning/bundle.js';
-import { deriveIdentity } from '../../../provisioning/identity.js';
-import { encodeQrPayload } from '../../../provisioning/qr-payload.js';
+import { readBundle } from '../../../protocol/provisioning-bundle.js';
+import { deriveIdentity } from '../../../protocol/identity.js';
+import { encodeQrPayload } from '../../../protocol/qr-payload.js';
 
 const dir = process.env.HUB_DIR ?? '/tmp/hub';
 const bundleDir = process.env.HUB_BUNDLE ?? '';

@@ -16,7 +16,7 @@ import { boardOf } from '../../../image/boards.js';
 import { buildImage, findRepo } from '../../../image/build.js';
 import { fatRead, mtoolsTarget, partitionNumbered, readTable } from '../../../image/disk.js';
 import { provisionImage } from '../../../image/provision.js';
-import { encodeBundle } from '../../../provisioning/bundle.js';
+import { encodeBundle } from '../../../protocol/provisioning-bundle.js';
 import type { HostScenario } from '../lib/types.js';
 
 async function exists(p: string): Promise<boolean> {

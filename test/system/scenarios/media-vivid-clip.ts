@@ -14,7 +14,7 @@ import { LibV4l2Binding } from '../../../hw/camera/v4l2-binding.js';
 import { V4l2Camera, discoverCameras } from '../../../hw/camera/v4l2-camera.js';
 import { FormatMismatchError } from '../../../hw/camera/camera.js';
 import { run } from '../../../hw/os/run.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
+import { MemoryLogger } from '../../../base/logger.js';
 import { createMediaPipeline } from '../../../firmware/media/pipeline.js';
 import type { MediaEvent, MediaPipeline } from '../../../firmware/media/pipeline.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
@@ -24,7 +24,7 @@ import {
   openHub,
   pair,
   sealerFor,
-} from '../../integration/e2ee-helpers.js';
+} from '../../../dev/fixtures/paired-hub.js';
 
 function waitFor(
   p: MediaPipeline,

@@ -11,7 +11,7 @@
 // @kill-at 1 ota-trial-launched
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SILENT } from '../../../firmware/log/logger.js';
+import { SILENT } from '../../../base/logger.js';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { run, spawnProcess } from '../../../hw/os/run.js';
 import { buildAppBundle } from '../../../ota/bundle.js';

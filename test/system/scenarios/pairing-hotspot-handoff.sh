@@ -58,7 +58,7 @@ vt_log "hub hotspot $ssid up"
 # --- wrong label (same device id, another secret): WPA2 refuses the phone ---
 payload=$(cat $HUB/qr-payload)
 wrong=$(node --input-type=module -e '
-const { encodeQrPayload, decodeQrPayload } = await import("/vigil/dist/provisioning/qr-payload.js");
+const { encodeQrPayload, decodeQrPayload } = await import("/vigil/dist/protocol/qr-payload.js");
 const id = decodeQrPayload(process.argv[1]);
 const s = new Uint8Array(id.secret); s[0] ^= 1;
 console.log(encodeQrPayload({ deviceId: id.deviceId, secret: s }));' "$payload")

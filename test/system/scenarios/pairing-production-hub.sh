@@ -51,7 +51,7 @@ press() { # press SECONDS
 
 # --- the clock adapter (hw/clock) on a real kernel clock: +1 day, then back ---
 shift=$(node --input-type=module -e '
-const { DateCommandClock } = await import("/vigil/dist/hw/clock/clock.js");
+const { DateCommandClock } = await import("/vigil/dist/hw/clock/system-clock.js");
 const c = new DateCommandClock();
 const t0 = Date.now();
 await c.set(t0 + 86400e3);
@@ -107,7 +107,7 @@ mkdir -p /boot/vigil-provisioning
 cp "$bundle/device.json" /boot/vigil-provisioning/device.json
 payload=$(node --input-type=module -e '
 const { readBundle } = await import("/vigil/dist/provisioning/bundle.js");
-const { encodeQrPayload } = await import("/vigil/dist/provisioning/qr-payload.js");
+const { encodeQrPayload } = await import("/vigil/dist/protocol/qr-payload.js");
 console.log(encodeQrPayload(await readBundle(process.argv[1])));' "$bundle") || vt_fail "no QR payload"
 mkdir -p /etc/vigil
 cat >/etc/vigil/config.json <<C
@@ -137,7 +137,7 @@ vt_log "first boot: volume formatted, hotspot $ssid up, LED blinking"
 
 # --- a label with another secret: WPA2 refuses the phone ---
 wrong=$(node --input-type=module -e '
-const { encodeQrPayload, decodeQrPayload } = await import("/vigil/dist/provisioning/qr-payload.js");
+const { encodeQrPayload, decodeQrPayload } = await import("/vigil/dist/protocol/qr-payload.js");
 const id = decodeQrPayload(process.argv[1]);
 const s = new Uint8Array(id.secret); s[0] ^= 1;
 console.log(encodeQrPayload({ deviceId: id.deviceId, secret: s }));' "$payload")
@@ -199,7 +199,7 @@ echo "$out" | grep -q 'met the hub at the relay' || vt_fail "new phone did not m
 # running (or degraded: the media pipeline may fail under a loaded emulated CPU; not pairing's)
 vt_wait 300 hub_running_or_degraded || vt_fail "hub not running after the second pairing: $(hub_tail)"
 old=$(vt_in phone node --input-type=module -e '
-const { RelayClient } = await import("/vigil/dist/relay/client.js");
+const { RelayClient } = await import("/vigil/dist/protocol/relay-client.js");
 const a = JSON.parse((await import("node:fs")).readFileSync(process.argv[1], "utf8"));
 try { await new RelayClient({ url: a.url, token: a.token }).list(); console.log("still valid"); }
 catch (e) { console.log(`refused ${e.status ?? e.message}`); }' /tmp/phone/relay.json)

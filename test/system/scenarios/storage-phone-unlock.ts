@@ -13,14 +13,14 @@ import { check, log, scenarioDisk, scenario } from '../guest/harness.js';
 import { run } from '../../../hw/os/run.js';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
-import { JsonLogger } from '../../../firmware/log/logger.js';
+import { JsonLogger } from '../../../base/logger.js';
 import { createRealStorage } from '../../../firmware/storage/real.js';
 import { StorageWiring } from '../../../firmware/storage/hub-wiring.js';
 import { escrowMessages } from '../../../firmware/storage/escrow.js';
 import { RecoveryVault } from '../../../app/recovery.js';
 import { devPairRelay, saveAccount } from '../../../app/account.js';
 import { startRelay } from '../../../relay/server.js';
-import { RelayClient } from '../../../relay/client.js';
+import { RelayClient } from '../../../protocol/relay-client.js';
 
 const OTP_A = 'a5'.repeat(32);
 const OTP_B = '0b'.repeat(32);

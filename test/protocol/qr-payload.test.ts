@@ -1,6 +1,6 @@
 import t from 'tap';
 import QRCode from 'qrcode';
-import { newIdentity } from '../../provisioning/identity.js';
+import { newIdentity } from '../../protocol/identity.js';
 import {
   QR_PAYLOAD_LENGTH,
   QrPayloadError,
@@ -8,7 +8,7 @@ import {
   decodeQrPayload,
   encodeQrPayload,
   parseQrPayload,
-} from '../../provisioning/qr-payload.js';
+} from '../../protocol/qr-payload.js';
 
 void t.test('round trip; alphanumeric mode; version 4 at EC level M', async (t) => {
   for (let i = 0; i < 20; i++) {

@@ -3,16 +3,16 @@ import { mkdtemp, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
-import { newIdentity } from '../../provisioning/identity.js';
+import { newIdentity } from '../../protocol/identity.js';
 import {
   BUNDLE_FILE,
   BundleError,
   encodeBundle,
   parseBundle,
   readBundle,
-  writeBundle,
-} from '../../provisioning/bundle.js';
-import { base32Encode } from '../../provisioning/base32.js';
+} from '../../protocol/provisioning-bundle.js';
+import { writeBundle } from '../../provisioning/bundle.js';
+import { base32Encode } from '../../protocol/base32.js';
 
 const sample = () => ({
   ...newIdentity(),

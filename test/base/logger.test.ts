@@ -1,5 +1,5 @@
 import t from 'tap';
-import { JsonLogger, MemoryLogger, SecretRegistry, SILENT } from '../../../firmware/log/logger.js';
+import { JsonLogger, MemoryLogger, SecretRegistry, SILENT } from '../../base/logger.js';
 
 const KEY = Buffer.from('00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff', 'hex');
 const PSK = 'psk-7f3a9c2e1b4d6f8a0c2e4a6b8d0f1e3c';

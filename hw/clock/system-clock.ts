@@ -8,7 +8,7 @@
  * installed, so the next boot starts from it. Fake: `FakeSystemClock`.
  * The decision whether to set it at all is firmware/pairing/time-sync.ts.
  */
-import { VigilError } from '../../protocol/errors.js';
+import { VigilError } from '../../base/errors.js';
 import { run as defaultRun, which as defaultWhich } from '../os/run.js';
 import type { RunOptions, RunResult } from '../os/run.js';
 

@@ -4,10 +4,10 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Command, CommandContext } from '../../bin/cli.js';
-import { UsageError } from '../../bin/cli.js';
-import { JsonLogger } from '../log/logger.js';
-import type { LogLevel } from '../log/logger.js';
+import type { Command, CommandContext } from '../base/command.js';
+import { UsageError } from '../base/command.js';
+import { JsonLogger } from '../base/logger.js';
+import type { LogLevel } from '../base/logger.js';
 import { startLocalRun } from './local-run.js';
 
 const USAGE = `

@@ -2,7 +2,7 @@ import t from 'tap';
 import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClockError, DateCommandClock, FakeSystemClock } from '../../../hw/clock/clock.js';
+import { ClockError, DateCommandClock, FakeSystemClock } from '../../../hw/clock/system-clock.js';
 
 /** A stand-in program that records its argv (the real `date -s` would change this machine's clock). */
 async function recorder(dir: string, name: string, exitCode = 0): Promise<string> {

@@ -4,7 +4,7 @@
  * come back as `RelayHttpError` carrying the status and the relay's error code;
  * network failures as `RelayUnreachable`.
  */
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import {
   CredentialResponse,
   ErrorBody,
@@ -13,8 +13,8 @@ import {
   LiveInfo,
   PhoneList,
   UploadStatus,
-} from './api.js';
-import type { ItemInfo, ItemKindWire } from './api.js';
+} from './relay-api.js';
+import type { ItemInfo, ItemKindWire } from './relay-api.js';
 
 export class RelayHttpError extends VigilError {
   readonly status: number;

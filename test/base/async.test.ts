@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Mutex, isAborted, pause, sleep } from '../../../hw/os/async.js';
+import { Mutex, isAborted, pause, sleep } from '../../base/async.js';
 
 t.test('pause waits, and ends early (resolving) on abort', async (t) => {
   const ac = new AbortController();

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { base32Decode, base32Encode, base32Length, isBase32 } from '../../provisioning/base32.js';
+import { base32Decode, base32Encode, base32Length, isBase32 } from '../../protocol/base32.js';
 
 void t.test('RFC 4648 vectors (without padding)', async (t) => {
   const vectors: [string, string][] = [

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { VigilError } from '../protocol/errors.js';
+import { VigilError } from '../base/errors.js';
 import { base32Decode, base32Encode, base32Length } from './base32.js';
 import { DEVICE_ID_CHARS, SECRET_BYTES, isDeviceId } from './identity.js';
 import type { DeviceIdentity } from './identity.js';

@@ -7,12 +7,12 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { openItem } from '../../../app/crypto.js';
-import { startLocalRun } from '../../../firmware/dev/local-run.js';
-import { MemoryLogger } from '../../../firmware/log/logger.js';
-import { sleep } from '../../../firmware/supervisor/executor.js';
-import { run } from '../../../hw/os/run.js';
-import { RelayClient } from '../../../relay/client.js';
+import { openItem } from '../../app/crypto.js';
+import { startLocalRun } from '../../dev/local-run.js';
+import { MemoryLogger } from '../../base/logger.js';
+import { sleep } from '../../firmware/supervisor/executor.js';
+import { run } from '../../hw/os/run.js';
+import { RelayClient } from '../../protocol/relay-client.js';
 
 // Under a loaded CI machine the simulated camera and x264 run slowly: be patient.
 t.setTimeout(600_000);

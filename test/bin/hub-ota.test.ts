@@ -5,7 +5,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import t from 'tap';
 import type { Test } from 'tap';
 import { parseConfig } from '../../firmware/config/config.js';
-import { MemoryLogger } from '../../firmware/log/logger.js';
+import { MemoryLogger } from '../../base/logger.js';
 import type { HubServices } from '../../firmware/supervisor/hub.js';
 import type { Event } from '../../firmware/supervisor/state.js';
 import { DurableFs } from '../../hw/os/fs.js';
@@ -17,11 +17,11 @@ import {
   TRIAL_RESTART_EXIT,
   treeVersion,
   withOta,
-} from '../../ota/hub-wiring.js';
+} from '../../bin/hub-ota.js';
 import { ENV_TRIAL } from '../../ota/launcher.js';
 import { HostAppSlots } from '../../ota/slots.js';
-import { makeRepo, publish, tempDir } from './helpers.js';
-import type { Repo } from './helpers.js';
+import { makeRepo, publish, tempDir } from '../ota/helpers.js';
+import type { Repo } from '../ota/helpers.js';
 
 /** The rest of the hub: a class with private state, like DevServices. */
 class Inner implements HubServices {

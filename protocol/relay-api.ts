@@ -10,6 +10,7 @@
  * device whose mailbox is read is always derived from the credential.
  */
 import { z } from 'zod';
+import { ITEM_KINDS } from './items.js';
 
 export const ID_RE = /^[A-Za-z0-9_-]{4,64}$/;
 export const GROUP_RE = /^[a-z0-9-]{1,32}$/;
@@ -18,7 +19,7 @@ export const DeviceId = z.string().regex(ID_RE, 'ids are 4-64 characters of A-Z 
 export const PhoneId = z.string().regex(ID_RE, 'ids are 4-64 characters of A-Z a-z 0-9 _ -');
 export const ItemId = z.string().regex(ID_RE, 'item ids are 4-64 characters of A-Z a-z 0-9 _ -');
 export const Group = z.string().regex(GROUP_RE, 'groups are 1-32 characters of a-z 0-9 -');
-export const ItemKindWire = z.enum(['clip', 'thumbnail', 'live', 'message']);
+export const ItemKindWire = z.enum([...ITEM_KINDS, 'message']);
 export type ItemKindWire = z.infer<typeof ItemKindWire>;
 
 /** Decimal non-negative integer in a query string. */
@@ -140,13 +141,6 @@ export const H = {
   group: 'x-vigil-group',
   index: 'x-vigil-index',
   final: 'x-vigil-final',
-} as const;
-
-/** Groups the hub's items go to, by item kind (the MLS group names of the design). */
-export const GROUP_OF_KIND = {
-  clip: 'motion',
-  thumbnail: 'thumbnail',
-  live: 'livestream',
 } as const;
 
 export function parseToken(

@@ -6,18 +6,18 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { Command, CommandContext } from '../../bin/cli.js';
-import { UsageError } from '../../bin/cli.js';
-import { HostPaths } from '../../hw/os/host-paths.js';
-import { SdNotify } from '../../hw/os/sd-notify.js';
-import { loadConfig } from '../config/config.js';
-import { JsonLogger } from '../log/logger.js';
-import { DevServices } from './dev-services.js';
-import { Hub } from './hub.js';
-import type { HubServices } from './hub.js';
-import { createProductionServices } from './production-services.js';
-import { openPanel } from './panel.js';
-import { OnoffGpio } from '../../hw/gpio/gpio.js';
+import type { Command, CommandContext } from '../base/command.js';
+import { UsageError } from '../base/command.js';
+import { HostPaths } from '../hw/os/host-paths.js';
+import { SdNotify } from '../hw/os/sd-notify.js';
+import { loadConfig } from '../firmware/config/config.js';
+import { JsonLogger } from '../base/logger.js';
+import { DevServices } from '../firmware/supervisor/dev-services.js';
+import { Hub } from '../firmware/supervisor/hub.js';
+import type { HubServices } from '../firmware/supervisor/hub.js';
+import { createProductionServices } from '../firmware/supervisor/production-services.js';
+import { openPanel } from '../firmware/supervisor/panel.js';
+import { OnoffGpio } from '../hw/gpio/gpio.js';
 
 const USAGE = `
 Usage: vigil hub [--config PATH] [--root DIR]
@@ -91,8 +91,8 @@ async function run(ctx: CommandContext): Promise<number> {
             panel?.setRecording(r);
           },
         });
-  // The OTA agent (ota/hub-wiring.ts): poll loop while running, trial starts, restarts.
-  const { withOta } = await import('../../ota/hub-wiring.js');
+  // The OTA agent (bin/hub-ota.ts): poll loop while running, trial starts, restarts.
+  const { withOta } = await import('./hub-ota.js');
   const services = withOta(base, {
     config,
     paths,

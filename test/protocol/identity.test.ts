@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHmac } from 'node:crypto';
-import { base32Encode } from '../../provisioning/base32.js';
+import { base32Encode } from '../../protocol/base32.js';
 import {
   DEVICE_ID_CHARS,
   deriveIdentity,
@@ -9,8 +9,8 @@ import {
   newIdentity,
   parseDeviceId,
   shortId,
-} from '../../provisioning/identity.js';
-import { ValidationError } from '../../protocol/errors.js';
+} from '../../protocol/identity.js';
+import { ValidationError } from '../../base/errors.js';
 
 const fixed = (fill: number) => (n: number) => new Uint8Array(n).fill(fill);
 

@@ -22,24 +22,24 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VigilConfig } from '../firmware/config/config.js';
-import type { Logger } from '../firmware/log/logger.js';
+import type { Logger } from '../base/logger.js';
 import type { HubServices } from '../firmware/supervisor/hub.js';
 import type { Event } from '../firmware/supervisor/state.js';
 import { DurableFs } from '../hw/os/fs.js';
 import type { HostPaths } from '../hw/os/host-paths.js';
-import { reasonOf } from '../protocol/errors.js';
-import { OtaAgent } from './agent.js';
-import type { OtaOutcome, TrialRestarter } from './agent.js';
-import { HubHealthCheck, MediaBusy } from './health.js';
-import { ENV_TRIAL } from './launcher.js';
-import { ProcessTrialProbe } from './probe.js';
-import { ConfigChannelReporter } from './report.js';
-import type { AppSender } from './report.js';
-import { HostAppSlots } from './slots.js';
-import { FetchTransport } from './transport.js';
-import type { Transport } from './transport.js';
-import { installTrustedRoot } from './verify.js';
-import { isVersion } from './version.js';
+import { reasonOf } from '../base/errors.js';
+import { OtaAgent } from '../ota/agent.js';
+import type { OtaOutcome, TrialRestarter } from '../ota/agent.js';
+import { HubHealthCheck, MediaBusy } from '../ota/health.js';
+import { ENV_TRIAL } from '../ota/launcher.js';
+import { ProcessTrialProbe } from '../ota/probe.js';
+import { ConfigChannelReporter } from '../ota/report.js';
+import type { AppSender } from '../ota/report.js';
+import { HostAppSlots } from '../ota/slots.js';
+import { FetchTransport } from '../ota/transport.js';
+import type { Transport } from '../ota/transport.js';
+import { installTrustedRoot } from '../ota/verify.js';
+import { isVersion } from '../ota/version.js';
 
 /** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
 export const TRIAL_RESTART_EXIT = 75;

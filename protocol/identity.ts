@@ -16,7 +16,7 @@
  * id, so two purposes never share key material.
  */
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { ValidationError } from '../protocol/errors.js';
+import { ValidationError } from '../base/errors.js';
 import { base32Encode, base32Length } from './base32.js';
 
 export const DEVICE_ID_BYTES = 10;
