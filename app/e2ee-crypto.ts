@@ -9,8 +9,11 @@ import { summaryOf } from './crypto.js';
 
 function describe(m: Inbound): string {
   switch (m.kind) {
-    case 'heartbeat-ack':
-      return `heartbeat acknowledged (caught up ${m.caughtUp} epoch(s), ${m.confirmedAcks.length} item(s) confirmed)`;
+    case 'heartbeat-ack': {
+      const line = `heartbeat acknowledged (caught up ${m.caughtUp} epoch(s), ${m.confirmedAcks.length} item(s) confirmed)`;
+      const d = m.ack.dropped;
+      return d === undefined ? line : `${line}; ${droppedLine(d.items)}`;
+    }
     case 'invite':
       return 'invite for a new phone received';
     case 'removed':
@@ -20,6 +23,11 @@ function describe(m: Inbound): string {
     case 'app':
       return `message on topic ${m.topic}`;
   }
+}
+
+/** What the owner reads when the hub had to drop unsent items (heartbeat-ack `dropped`). */
+export function droppedLine(items: number): string {
+  return `the hub dropped ${items} item${items === 1 ? '' : 's'} during a relay outage`;
 }
 
 /**

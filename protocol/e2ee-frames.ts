@@ -190,6 +190,17 @@ export const HeartbeatAckMessage = z.strictObject({
   catchUp: z.array(CatchUp).max(2000),
   acknowledged: z.array(hexId).max(1000),
   desync: z.array(DesyncReport).max(2 * GROUP_KINDS.length),
+  /**
+   * Items the hub dropped unsent since this phone's last ack, because its upload backlog
+   * passed its bounds while the relay was away (added in protocol 1.1; a hub sends it
+   * only when `items > 0`, so acks to phones that predate it are unchanged otherwise).
+   */
+  dropped: z
+    .strictObject({
+      items: z.number().int().positive(),
+      reason: z.literal('relay-outage'),
+    })
+    .optional(),
 });
 export type HeartbeatAckMessage = z.infer<typeof HeartbeatAckMessage>;
 

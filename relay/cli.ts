@@ -9,6 +9,7 @@ import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { RelayLimits } from './limits.js';
 import { startRelay } from './server.js';
+import { DEFAULT_MAX_AGE_DAYS, startExpiry } from './expiry.js';
 import type { RelayOptions } from './server.js';
 
 const USAGE = `
@@ -32,6 +33,7 @@ Options:
   --max-item-mb N         largest item [${DEFAULT_LIMITS.maxItemBytes / 1048576}]
   --max-device-mb N       storage quota per device [${DEFAULT_LIMITS.maxDeviceBytes / 1048576}]
   --log-level LEVEL       debug|info|warn|error [info]
+  --max-age-days N        delete every account's items stored longer than N days [${DEFAULT_MAX_AGE_DAYS}]
 `;
 
 function parseArgs(argv: readonly string[]): Map<string, string> {
@@ -51,6 +53,7 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     '--max-item-mb',
     '--max-device-mb',
     '--log-level',
+    '--max-age-days',
   ]);
   const out = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -89,6 +92,8 @@ export const command: Command = {
         ctx.stdout(l + '\n');
       },
     });
+    const maxAgeDays = posInt(a.get('--max-age-days'), '--max-age-days') ?? DEFAULT_MAX_AGE_DAYS;
+    if (maxAgeDays > 3650) throw new UsageError('--max-age-days must be at most 3650');
     const port = posInt(a.get('--port'), '--port') ?? 8443;
     if (port > 65535) throw new UsageError('--port must be at most 65535');
     const limits: Partial<{ -readonly [K in keyof RelayLimits]: RelayLimits[K] }> = {};
@@ -129,6 +134,7 @@ export const command: Command = {
       });
     }
     const relay = await startRelay(opts);
+    const expiry = startExpiry(relay.core, { maxAgeMs: maxAgeDays * 86_400_000, logger });
     ctx.stderr(`vigil relay: listening on ${relay.url}\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
@@ -139,6 +145,7 @@ export const command: Command = {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });
+    await expiry.stop();
     await relay.close();
     return 0;
   },

@@ -732,6 +732,34 @@ export class RelayCore {
     });
   }
 
+  // ---- age limit (relay/expiry.ts) -----------------------------------------------
+
+  /**
+   * Delete, in every account, the items stored longer than `maxAgeMs` (acknowledged by
+   * everyone or not: the relay's age limit, docs/storage.md "Retention"). Tombstones stay,
+   * so a late retry cannot bring one back. Returns what was deleted per device.
+   */
+  async expire(maxAgeMs: number): Promise<{ deviceId: string; items: number; bytes: number }[]> {
+    const cutoff = this.#now() - maxAgeMs;
+    const out: { deviceId: string; items: number; bytes: number }[] = [];
+    for (const deviceId of [...this.#items.keys()]) {
+      const r = await this.#mutex.run(`dev/${deviceId}`, async () => {
+        let items = 0;
+        let bytes = 0;
+        for (const it of [...(this.#items.get(deviceId)?.values() ?? [])]) {
+          if (it.deletedAt !== undefined || it.createdAt >= cutoff) continue;
+          await this.#drop(it);
+          items += 1;
+          bytes += it.received;
+        }
+        if (items > 0) this.#notify(deviceId);
+        return { deviceId, items, bytes };
+      });
+      if (r.items > 0) out.push(r);
+    }
+    return out;
+  }
+
   // ---- introspection for tests and benchmarks ------------------------------------
 
   stats(): { devices: number; phones: number; items: number; storedBytes: number } {

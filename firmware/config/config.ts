@@ -102,6 +102,40 @@ export const configSchema = z
         led: 27,
         ledActiveLow: false,
       }),
+    /**
+     * Retention on the data volume (docs/storage.md, "Retention"): local copies of clips and
+     * thumbnails and the upload backlog. Days apply to items every phone acknowledged (clips,
+     * thumbnails) and to the backlog (pending); the floors and the backlog cap are in MiB.
+     */
+    retention: z
+      .object({
+        clipsDays: z.number().int().min(1).max(3650).default(30),
+        thumbnailsDays: z.number().int().min(1).max(3650).default(30),
+        /** Oldest undelivered upload kept while the relay is away (then dropped, reported). */
+        pendingDays: z.number().int().min(1).max(365).default(7),
+        /** Disk-pressure floor: below it, acknowledged items go first (any class, oldest first). */
+        minFreeMiB: z.number().int().min(16).max(1_048_576).default(512),
+        /** Critical floor: below it even undelivered local copies go (each one logged). */
+        criticalFreeMiB: z.number().int().min(8).max(1_048_576).default(64),
+        /** Upload backlog cap: past it the oldest undelivered clips are dropped and reported. */
+        backlogMaxMiB: z.number().int().min(1).max(1_048_576).default(1024),
+        /** How often retention runs besides before each new item. */
+        intervalMinutes: z.number().int().min(1).max(1440).default(60),
+      })
+      .strict()
+      .refine((r) => r.criticalFreeMiB <= r.minFreeMiB, {
+        message: 'must not exceed retention.minFreeMiB',
+        path: ['criticalFreeMiB'],
+      })
+      .default({
+        clipsDays: 30,
+        thumbnailsDays: 30,
+        pendingDays: 7,
+        minFreeMiB: 512,
+        criticalFreeMiB: 64,
+        backlogMaxMiB: 1024,
+        intervalMinutes: 60,
+      }),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

@@ -619,7 +619,10 @@ export class MlsHub {
     switch (msg.t) {
       case 'heartbeat': {
         const r = await this.#heartbeats.answer(ph, msg);
-        replies.push(r.ack);
+        const dropped = (await this.dropReporter?.(phoneId)) ?? 0;
+        replies.push(
+          dropped > 0 ? { ...r.ack, dropped: { items: dropped, reason: 'relay-outage' } } : r.ack,
+        );
         acknowledged = r.deletable;
         desync = r.ack.desync;
         break;
@@ -684,6 +687,12 @@ export class MlsHub {
       for (const r of replies) sealed.push(await this.sealFor(phoneId, r));
     return { phoneId, message: msg, replies: sealed, acknowledged, desync };
   }
+
+  /**
+   * Items dropped unsent that `phoneId` has not been told about (firmware/uplink/drop-ledger.ts);
+   * handed out with its next heartbeat-ack. Set by the composition root once the uplink runs.
+   */
+  dropReporter: ((phoneId: string) => Promise<number>) | undefined;
 
   /** Pending refreshes (phone-id/group), for tests and diagnostics. */
   get pendingRefreshes(): string[] {

@@ -203,6 +203,19 @@ export class RetentionStore {
     return true;
   }
 
+  /**
+   * Remove an item that can no longer be delivered (the upload backlog dropped it:
+   * firmware/uplink/backlog.ts). File first, index after, as in `enforce`.
+   */
+  async discard(id: string): Promise<boolean> {
+    const it = this.#items.get(id);
+    if (it === undefined) return false;
+    await this.#d.fs.remove(join(this.#d.root, it.path), `retention-${it.cls}`);
+    this.#items.delete(id);
+    await this.#save();
+    return true;
+  }
+
   /** Apply the policy once. */
   async enforce(policyIn: RetentionPolicy): Promise<RetentionReport> {
     const policy = RetentionPolicySchema.parse(policyIn);

@@ -24,6 +24,7 @@ import type { ConfigChannel, RelayConfigChannel } from '../mls/config-channel.js
 import type { PairingController } from '../pairing/controller.js';
 import type { Uplink } from '../uplink/uplink.js';
 import type { StorageWiring } from '../storage/hub-wiring.js';
+import type { HubRetention } from '../storage/hub-retention.js';
 import type { Storage } from '../storage/storage.js';
 import type { HubServices, UnlockResult } from './hub.js';
 import type { Event } from './state.js';
@@ -68,6 +69,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   let pairing: PairingController | undefined;
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
+  let retention: HubRetention | undefined;
   // pairing/network wiring (docs/pairing.md): one station shared by the pairing handoff and
   // the boot-time rejoin; a stop of the pairing window is awaited before the station is used
   let station: Station | undefined;
@@ -358,25 +360,57 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         { createMediaPipeline },
         { V4l2Camera, discoverCameras },
         { LibV4l2Binding },
+        { DropLedger },
+        { HubRetention, policyFromConfig, backlogFromConfig },
+        { UtilLinuxBlockDevices },
       ] = await Promise.all([
         import('../uplink/uplink.js'),
         import('../mls/sealer.js'),
         import('../media/pipeline.js'),
         import('../../hw/camera/v4l2-camera.js'),
         import('../../hw/camera/v4l2-binding.js'),
+        import('../uplink/drop-ledger.js'),
+        import('../storage/hub-retention.js'),
+        import('../../hw/luks/block.js'),
       ]);
       if (!acct)
         throw new VigilError(
           'ENORELAY',
           'paired, but no relay account: pairing did not reach the relay',
         );
+      const dropLedger = await DropLedger.open(dataDir, fs, log);
+      hub.dropReporter = (phoneId) => dropLedger.take(phoneId);
       uplink = await createUplink({
         relayUrl: acct.url,
         credentials: { deviceId: acct.deviceId, token: acct.token },
         stateDir: join(dataDir, 'uplink'),
         fs,
         logger: log,
+        // retention (docs/storage.md): a bounded backlog; what it drops is told to every phone
+        backlog: {
+          ...backlogFromConfig(config.retention),
+          onDropped: async (drops) => {
+            await dropLedger.record(
+              drops.length,
+              hub.phones.map((p) => p.phoneId),
+            );
+            await retention?.discard(drops.map((d) => d.itemId));
+          },
+        },
       });
+      const up = uplink;
+      const blocks = new UtilLinuxBlockDevices();
+      retention = await HubRetention.open({
+        root: dataDir,
+        fs,
+        stats: () => blocks.fsStats(dataDir),
+        logger: log,
+        policy: policyFromConfig(config.retention),
+        intervalMs: config.retention.intervalMinutes * 60_000,
+        enforceBacklog: () => up.enforceBacklog(),
+      });
+      const kept = retention;
+      retention.start();
       uplink.start();
       const [{ RelayConfigChannel }, { RelayClient }] = await Promise.all([
         import('../mls/config-channel.js'),
@@ -388,6 +422,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         logger: log,
         stateDir: join(dataDir, 'config'),
         fs,
+        onAcknowledged: (ids) => kept.markDelivered(ids),
       });
       configChannel.start();
       if (storageWiring && dataStorage)
@@ -401,7 +436,12 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       const binding = new LibV4l2Binding();
       const devicePath = config.camera.device ?? (await discoverCameras(binding))[0]?.path;
       if (devicePath === undefined) throw new VigilError('ENOCAMERA', 'no V4L2 camera found');
-      const sealer = new MlsItemSealer({ hub, sink: uplink, deviceId: id.deviceId, logger: log });
+      const sealer = new MlsItemSealer({
+        hub,
+        sink: kept.sink(uplink),
+        deviceId: id.deviceId,
+        logger: log,
+      });
       media = createMediaPipeline({
         camera: new V4l2Camera({ binding, path: devicePath }),
         sealer,
@@ -443,7 +483,10 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       await media?.stop();
       await storageWiring?.stop();
       await configChannel?.stop();
+      await retention?.stop();
       await uplink?.stop();
+      if (mls) mls.dropReporter = undefined;
+      retention = undefined;
       configChannel = undefined;
       media = undefined;
       uplink = undefined;
@@ -460,6 +503,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       ...(identity ? { deviceId: identity.deviceId } : {}),
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),
+      ...(retention ? { retention: retention.status() } : {}),
       ...(configChannel ? { configChannel: configChannel.status() } : {}),
       ...(pairing ? { pairing: { serving: pairing.serving, port: pairing.port ?? null } } : {}),
     }),

@@ -18,12 +18,29 @@ export const SegmentHeader = z.strictObject({
   kind: z.enum(['clip', 'thumbnail']),
   offset: z.number().int().min(0),
   final: z.boolean(),
+  /** When the segment was queued (ms since the epoch); absent in segments of older hubs. */
+  at: z.number().int().min(0).optional(),
 });
 export type SegmentHeader = z.infer<typeof SegmentHeader>;
 
 export interface Segment extends SegmentHeader {
   readonly seq: number;
   readonly size: number;
+}
+
+/** One item waiting in the queue (what the backlog cap decides on). */
+export interface QueuedItem {
+  readonly itemId: string;
+  readonly kind: 'clip' | 'thumbnail';
+  /** Offset of its oldest queued segment: 0 means the relay has none of it yet. */
+  readonly firstOffset: number;
+  /** Sequence number of its oldest queued segment (queue order). */
+  readonly firstSeq: number;
+  /** When its oldest queued segment was queued (undefined: an older hub's segment). */
+  readonly queuedAt: number | undefined;
+  readonly bytes: number;
+  /** The item's last segment is queued: no writer will add to it. */
+  readonly complete: boolean;
 }
 
 const NAME_RE = /^([0-9]{12})\.seg$/;
@@ -91,9 +108,10 @@ export class UplinkQueue {
     kind: 'clip' | 'thumbnail',
     bytes: Uint8Array,
     final: boolean,
+    at?: number,
   ): Promise<Segment> {
     const offset = this.#offsets.get(itemId) ?? 0;
-    const h: SegmentHeader = { itemId, kind, offset, final };
+    const h: SegmentHeader = { itemId, kind, offset, final, ...(at === undefined ? {} : { at }) };
     const json = Buffer.from(JSON.stringify(h));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(json.length);
@@ -141,6 +159,26 @@ export class UplinkQueue {
     }
     this.#offsets.delete(itemId);
     return n;
+  }
+
+  /** The queued items, oldest first (by their oldest queued segment). */
+  items(): QueuedItem[] {
+    const out = new Map<string, QueuedItem>();
+    for (const seg of this.#index.values()) {
+      const it = out.get(seg.itemId);
+      if (it === undefined)
+        out.set(seg.itemId, {
+          itemId: seg.itemId,
+          kind: seg.kind,
+          firstOffset: seg.offset,
+          firstSeq: seg.seq,
+          queuedAt: seg.at,
+          bytes: seg.size,
+          complete: seg.final,
+        });
+      else out.set(seg.itemId, { ...it, bytes: it.bytes + seg.size, complete: seg.final });
+    }
+    return [...out.values()];
   }
 
   get length(): number {

@@ -19,6 +19,7 @@ import type { Logger } from '../../base/logger.js';
 import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { UplinkQueue } from './queue.js';
+import { planBacklogDrops, type BacklogDrop, type BacklogLimits } from './backlog.js';
 
 export interface UplinkCredentials {
   readonly deviceId: string;
@@ -40,6 +41,15 @@ export interface UplinkOptions {
   readonly fetch?: typeof fetch;
   /** Per-request timeout (ms). */
   readonly requestTimeoutMs?: number;
+  /**
+   * Bounds of the durable backlog (firmware/uplink/backlog.ts), applied before each
+   * queued write and by `enforceBacklog()`; `onDropped` hears every dropped item
+   * (the hub tells the phones at their next heartbeat). Undefined: unbounded.
+   */
+  readonly backlog?: BacklogLimits & {
+    readonly onDropped?: (drops: readonly BacklogDrop[]) => void | Promise<void>;
+  };
+  readonly now?: () => number;
 }
 
 export interface UplinkStatus {
@@ -53,6 +63,8 @@ export interface UplinkStatus {
   readonly liveSent: number;
   readonly liveDropped: number;
   readonly itemsRejected: number;
+  /** Items dropped unsent because the backlog passed its bounds. */
+  readonly itemsDropped: number;
 }
 
 export interface Uplink extends CiphertextSink {
@@ -61,6 +73,8 @@ export interface Uplink extends CiphertextSink {
   status(): UplinkStatus;
   /** Resolve when the durable queue is empty (or reject on abort). */
   drained(signal?: AbortSignal): Promise<void>;
+  /** Apply the backlog bounds now (the hub's retention schedule calls this). */
+  enforceBacklog(): Promise<readonly BacklogDrop[]>;
 }
 
 interface LiveRecord {
@@ -109,6 +123,8 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
   let backoffMs = 0;
   let itemsRejected = 0;
   const live: LiveRecord[] = [];
+  /** Items whose writer has not sent the final segment yet. */
+  const writingItems = new Set<string>();
   let liveBytes = 0;
   let liveSent = 0;
   let liveDropped = 0;
@@ -116,6 +132,40 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
   const drainWaiters = new Set<() => void>();
   /** Items the relay refused for good: later appends of them are discarded. */
   const rejected = new Set<string>();
+  const now = opts.now ?? Date.now;
+  /** The item whose segment the sender is sending (never dropped under it). */
+  let inFlight: string | undefined;
+  let itemsDropped = 0;
+
+  async function enforceBacklog(
+    incomingBytes: number,
+    writing: string | undefined,
+  ): Promise<readonly BacklogDrop[]> {
+    const b = opts.backlog;
+    if (b === undefined) return [];
+    const busy = new Set<string>();
+    if (inFlight !== undefined) busy.add(inFlight);
+    if (writing !== undefined) busy.add(writing);
+    const drops = planBacklogDrops(queue.items(), b, { now: now(), incomingBytes, busy });
+    if (drops.length === 0) return drops;
+    for (const d of drops) {
+      await queue.dropItem(d.itemId);
+      itemsDropped += 1;
+    }
+    log.warn('upload backlog over its bounds: dropped the oldest unsent items', {
+      count: drops.length,
+      bytes: drops.reduce((n, d) => n + d.bytes, 0),
+      ids: drops.map((d) => d.itemId),
+      queuedBytes: queue.bytes,
+    });
+    try {
+      await b.onDropped?.(drops);
+    } catch (e) {
+      log.error('could not record dropped items for the phones', { err: e });
+    }
+    notifyDrained();
+    return drops;
+  }
 
   const notifyDrained = (): void => {
     if (queue.length > 0) return;
@@ -135,6 +185,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
     });
 
   async function sendOne(signal: AbortSignal): Promise<void> {
+    inFlight = queue.oldest()?.itemId;
     const next = await queue.peek();
     if (!next) return;
     const { seg, data } = next;
@@ -187,7 +238,9 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
       }
       state = 'sending';
       try {
-        await sendOne(signal);
+        await sendOne(signal).finally(() => {
+          inFlight = undefined;
+        });
         delay = initialMs;
         backoffMs = 0;
         lastError = undefined;
@@ -303,7 +356,15 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         pushLive(itemId, Uint8Array.from(bytes), final);
         return;
       }
-      await queue.push(itemId, kind, bytes, final);
+      if (opts.backlog !== undefined) {
+        // before a new item (age and size) and whenever this write would pass the cap
+        const starting = !writingItems.has(itemId);
+        if (starting || queue.bytes + bytes.length > opts.backlog.maxBytes)
+          await enforceBacklog(bytes.length, itemId);
+        if (final) writingItems.delete(itemId);
+        else writingItems.add(itemId);
+      }
+      await queue.push(itemId, kind, bytes, final, now());
       wake?.();
     },
     start(): void {
@@ -333,7 +394,11 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         liveSent,
         liveDropped,
         itemsRejected,
+        itemsDropped,
       };
+    },
+    enforceBacklog(): Promise<readonly BacklogDrop[]> {
+      return enforceBacklog(0, undefined);
     },
     drained(signal?: AbortSignal): Promise<void> {
       if (queue.length === 0) return Promise.resolve();
