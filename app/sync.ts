@@ -40,6 +40,8 @@ export class Syncer {
   readonly #d: SyncDeps;
   readonly #accepted = new Set<number>();
   #running: Promise<SyncResult> | undefined;
+  /** A heartbeat went out for an epoch gap and the hub has not answered anything since. */
+  #heartbeatOutstanding = false;
 
   constructor(deps: SyncDeps) {
     this.#d = deps;
@@ -60,6 +62,8 @@ export class Syncer {
     const stored: StoredItem[] = [];
     const messages: string[] = [];
     let pending = 0;
+    /** An item reported EEPOCH_GAP: later items wait for catch-up; hub messages go on. */
+    let gap = false;
     for (const it of items) {
       // Phone unlock (relay group "unlock", outside MLS) belongs to `vigil app unlock`.
       if (it.group === 'unlock') continue;
@@ -69,6 +73,7 @@ export class Syncer {
           continue;
         }
         const bytes = await client.readAll(it.seq);
+        this.#heartbeatOutstanding = false;
         try {
           messages.push(await crypto.receive(bytes));
         } catch (e) {
@@ -81,8 +86,23 @@ export class Syncer {
         await client.ack(it.seq); // stored before a crash, not yet acknowledged
         continue;
       }
+      if (gap) {
+        pending += 1;
+        continue;
+      }
       if (!this.#accepted.has(it.seq)) {
-        const ok = await this.#acceptHeader(it);
+        let ok: boolean;
+        try {
+          ok = await this.#acceptHeader(it);
+        } catch (e) {
+          if ((e as { code?: unknown }).code !== 'EEPOCH_GAP') throw e;
+          // commits are missing (the hub dropped items, or the relay lost them): the
+          // heartbeat-ack's catch-up brings them; this item and the later ones wait
+          logger.warn('epoch gap: asking the hub to catch up', { seq: it.seq, err: e });
+          gap = true;
+          pending += 1;
+          continue;
+        }
         if (!ok) {
           // Its header has not fully arrived: later items must wait (epoch order).
           pending += 1;
@@ -120,6 +140,10 @@ export class Syncer {
       await client.ack(it.seq);
       stored.push(meta);
       logger.info('item stored', { seq: it.seq, kind: meta.summary.kind, bytes: bytes.length });
+    }
+    if (gap && !this.#heartbeatOutstanding) {
+      await client.postUp('config', await crypto.heartbeat());
+      this.#heartbeatOutstanding = true;
     }
     return { stored, messages, pending };
   }

@@ -67,6 +67,13 @@ export interface ConversationHost {
     epoch: bigint,
   ): Promise<void>;
   acknowledgedItems(): Promise<string[]>;
+  /**
+   * The highest epoch catch-up may bring `kind` to: one below an item that reported
+   * `EEPOCH_GAP` (that item's own header carries the next commit; catching up past it
+   * would make it, and every item after the gap, unreadable). Undefined: no limit.
+   */
+  catchUpLimit(kind: GroupKind): bigint | undefined;
+  clearCatchUpLimit(kind: GroupKind): void;
 }
 
 export class ConfigConversation {
@@ -242,6 +249,8 @@ export class ConfigConversation {
         const g = this.#h.groups.get(c.group) as GroupRuntime;
         const epoch = BigInt(c.epoch);
         if (epoch <= g.state.groupContext.epoch) continue; // already there (e.g. the item arrived meanwhile)
+        const limit = this.#h.catchUpLimit(c.group);
+        if (limit !== undefined && epoch > limit) continue; // the waiting item brings this one
         await this.#h.applyHandshake(c.group, g, unb64(c.handshake), epoch);
         caughtUp += 1;
       }
@@ -249,6 +258,7 @@ export class ConfigConversation {
     // After catch-up, detect any remaining disagreement ourselves too.
     const reports: DesyncReport[] = [...ack.desync];
     for (const kind of GROUP_KINDS) {
+      this.#h.clearCatchUpLimit(kind);
       const hubEpoch = ack.epochs[kind];
       if (hubEpoch === undefined) continue;
       const mine = this.#h.epoch(kind);

@@ -92,6 +92,8 @@ export class E2eePhone {
   readonly #groups = new Map<GroupKind, GroupRuntime>();
   readonly #mutex = new Mutex();
   readonly #conversation: ConfigConversation;
+  /** Per group: how far catch-up may go (see ConversationHost.catchUpLimit). */
+  readonly #gapLimit = new Map<GroupKind, bigint>();
 
   private constructor(o: PhoneOptions, p: MlsProfile, info: PhoneFile) {
     this.dir = o.dir;
@@ -131,6 +133,8 @@ export class E2eePhone {
         );
       },
       acknowledgedItems: () => this.acknowledgedItems(),
+      catchUpLimit: (kind) => this.#gapLimit.get(kind),
+      clearCatchUpLimit: (kind) => this.#gapLimit.delete(kind),
     });
   }
 
@@ -235,6 +239,9 @@ export class E2eePhone {
       );
     }
     if (expectEpoch > cur + 1n) {
+      // catch-up (the next heartbeat-ack) must stop just below this item: it carries the next commit
+      const lim = this.#gapLimit.get(kind);
+      if (lim === undefined || expectEpoch - 1n < lim) this.#gapLimit.set(kind, expectEpoch - 1n);
       throw new PhoneError(
         'EEPOCH_GAP',
         `${kind}: item from epoch ${expectEpoch}, phone is at ${cur}: ${expectEpoch - cur - 1n} commit(s) missing; send a heartbeat to catch up`,
