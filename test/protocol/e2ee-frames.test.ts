@@ -123,3 +123,36 @@ void t.test('config messages round-trip and validate', async (t) => {
     decodeConfigMessage(Buffer.from(JSON.stringify({ ...msgs[0], epochs: { motion: '-3' } }))).ok,
   );
 });
+
+void t.test('heartbeat-ack: the optional dropped report (protocol 1.1)', async (t) => {
+  const base = {
+    t: 'heartbeat-ack',
+    seq: 4,
+    hubTime: 5,
+    epochs: {},
+    catchUp: [],
+    acknowledged: [],
+    desync: [],
+  };
+  const old = decodeConfigMessage(Buffer.from(JSON.stringify(base)));
+  t.ok(old.ok, 'an ack without it (an older hub) still decodes');
+  if (old.ok && old.value.t === 'heartbeat-ack') t.equal(old.value.dropped, undefined);
+  const withDrops: ConfigMessage = {
+    ...base,
+    t: 'heartbeat-ack',
+    dropped: { items: 3, reason: 'relay-outage' },
+  };
+  const d = decodeConfigMessage(encodeConfigMessage(withDrops));
+  t.ok(d.ok);
+  if (d.ok) t.same(d.value, withDrops);
+  for (const bad of [
+    { items: 0, reason: 'relay-outage' },
+    { items: 1.5, reason: 'relay-outage' },
+    { items: 2, reason: 'bored' },
+    { items: 2, reason: 'relay-outage', extra: 1 },
+  ])
+    t.notOk(
+      decodeConfigMessage(Buffer.from(JSON.stringify({ ...base, dropped: bad }))).ok,
+      `refused: ${JSON.stringify(bad)}`,
+    );
+});

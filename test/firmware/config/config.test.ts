@@ -78,3 +78,47 @@ t.test('gpio: Pi defaults, a mockup chip, and the same line twice refused', asyn
     message: /unknown field/,
   });
 });
+
+t.test('retention: defaults, and each bad value names its field', async (t) => {
+  const c = parseConfig({});
+  t.same(c.retention, {
+    clipsDays: 30,
+    thumbnailsDays: 30,
+    pendingDays: 7,
+    minFreeMiB: 512,
+    criticalFreeMiB: 64,
+    backlogMaxMiB: 1024,
+    intervalMinutes: 60,
+  });
+  const ok = parseConfig({ retention: { clipsDays: 3, backlogMaxMiB: 50, criticalFreeMiB: 512 } });
+  t.equal(ok.retention.clipsDays, 3);
+  t.equal(ok.retention.thumbnailsDays, 30, 'fields left out keep their defaults');
+  const bad: [unknown, string][] = [
+    [{ clipsDays: 0 }, 'retention.clipsDays'],
+    [{ clipsDays: 1.5 }, 'retention.clipsDays'],
+    [{ thumbnailsDays: '30' }, 'retention.thumbnailsDays'],
+    [{ pendingDays: 366 }, 'retention.pendingDays'],
+    [{ minFreeMiB: -1 }, 'retention.minFreeMiB'],
+    [{ criticalFreeMiB: 4 }, 'retention.criticalFreeMiB'],
+    [{ backlogMaxMiB: 0 }, 'retention.backlogMaxMiB'],
+    [{ intervalMinutes: 0 }, 'retention.intervalMinutes'],
+    [{ minFreeMiB: 100, criticalFreeMiB: 200 }, 'retention.criticalFreeMiB'],
+  ];
+  for (const [retention, field] of bad) {
+    const e = (() => {
+      try {
+        parseConfig({ retention });
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    t.ok(e instanceof ConfigError, JSON.stringify(retention));
+    t.match(e, { field, message: new RegExp(`field "${field.replace('.', '\\.')}"`) });
+    t.notOk(String((e as Error).message).includes('\n'), 'one line');
+  }
+  t.throws(() => parseConfig({ retention: { clipDays: 3 } }), {
+    field: 'retention.clipDays',
+    message: /unknown field "retention\.clipDays"/,
+  });
+});

@@ -244,3 +244,53 @@ t.test('an item the relay refuses is dropped and the queue moves on', async (t) 
   );
   t.ok(logger.lines.some((l) => l.includes('relay refused an item')));
 });
+
+t.test('a bounded backlog drops the oldest finished clips and reports them', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const first = await relayWith(`${dir}/relay`, 1);
+  const port = first.relay.port;
+  await first.relay.close(); // the relay is away for the whole filling phase
+  const reported: string[] = [];
+  const up = await createUplink({
+    relayUrl: first.relay.url,
+    credentials: { deviceId: first.device.id, token: first.device.token },
+    stateDir: `${dir}/q`,
+    fs: new DurableFs(),
+    logger: SILENT,
+    backoff: { initialMs: 20, maxMs: 100 },
+    requestTimeoutMs: 2000,
+    backlog: {
+      maxBytes: 3500,
+      onDropped: (drops) => {
+        reported.push(...drops.map((d) => d.itemId));
+      },
+    },
+  });
+  let relay = first.relay;
+  t.teardown(async () => {
+    await up.stop();
+    await relay.close();
+    await cleanup();
+  });
+  // not started: nothing is in flight, the order is deterministic
+  await up.append('thumb-1', 'thumbnail', randomBytes(200), true);
+  await up.append('clip-1', 'clip', randomBytes(1000), true);
+  await up.append('clip-2', 'clip', randomBytes(500), false);
+  await up.append('clip-2', 'clip', randomBytes(500), true);
+  await up.append('clip-3', 'clip', randomBytes(1000), false); // still recording
+  t.same(reported, [], 'under the cap nothing goes');
+  await up.append('clip-3', 'clip', randomBytes(1000), true);
+  t.same(reported, ['clip-1'], 'past the cap: the oldest finished clip, whole');
+  await up.append('clip-4', 'clip', randomBytes(1000), true);
+  t.same(reported, ['clip-1', 'clip-2']);
+  t.ok(up.status().queuedBytes <= 3500, `within the cap (${up.status().queuedBytes})`);
+  t.equal(up.status().itemsDropped, 2);
+  t.same(await up.enforceBacklog(), [], 'a scheduled pass within bounds drops nothing');
+
+  relay = await startRelay({ dataDir: `${dir}/relay`, logger: SILENT, port });
+  up.start();
+  await up.drained();
+  const phone = new RelayClient({ url: relay.url, token: first.phones[0]!.token });
+  const listed = (await phone.list({})).items.map((i) => i.itemId).sort();
+  t.same(listed, ['clip-3', 'clip-4', 'thumb-1'], 'everything not dropped arrived');
+});
