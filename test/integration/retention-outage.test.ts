@@ -37,7 +37,11 @@ async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
   const addr = srv.address();
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  await new Promise<void>((resolve) =>
+    srv.close(() => {
+      resolve();
+    }),
+  );
   if (addr === null || typeof addr === 'string') throw new Error('no port');
   return addr.port;
 }
@@ -113,7 +117,7 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
   const ledger = await DropLedger.open(hubData, fs, hubLog);
   hub.dropReporter = (phoneId) => ledger.take(phoneId);
   const dropped: string[] = [];
-  let retention: HubRetention | undefined;
+  const late: { retention?: HubRetention } = {};
   const uplink = await createUplink({
     relayUrl,
     credentials: accounts.device,
@@ -130,12 +134,12 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
           drops.length,
           hub.phones.map((p) => p.phoneId),
         );
-        await retention?.discard(drops.map((d) => d.itemId));
+        await late.retention?.discard(drops.map((d) => d.itemId));
       },
     },
   });
   closers.unshift(() => uplink.stop());
-  retention = await HubRetention.open({
+  const retention = await HubRetention.open({
     root: hubData,
     fs,
     stats,
@@ -152,6 +156,7 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
     intervalMs: 3_600_000,
     enforceBacklog: () => uplink.enforceBacklog(),
   });
+  late.retention = retention;
   const kept = retention;
   uplink.start();
   const channel = new RelayConfigChannel({

@@ -115,7 +115,7 @@ t.test('retention: defaults, and each bad value names its field', async (t) => {
     })();
     t.ok(e instanceof ConfigError, JSON.stringify(retention));
     t.match(e, { field, message: new RegExp(`field "${field.replace('.', '\\.')}"`) });
-    t.notOk(String((e as Error).message).includes('\n'), 'one line');
+    t.notOk((e as Error).message.includes('\n'), 'one line');
   }
   t.throws(() => parseConfig({ retention: { clipDays: 3 } }), {
     field: 'retention.clipDays',
