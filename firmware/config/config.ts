@@ -136,6 +136,55 @@ export const configSchema = z
         backlogMaxMiB: 1024,
         intervalMinutes: 60,
       }),
+    /**
+     * Motion detection (firmware/media/motion.ts, docs/media.md): what starts a clip, the
+     * video detector's sensitivity and masks, and an optional PIR sensor on a GPIO line
+     * (firmware/supervisor/pir.ts). `source: "pir"` or `"both"` needs `pir`.
+     */
+    motion: z
+      .object({
+        source: z.enum(['video', 'pir', 'both']).default('video'),
+        /** Per-pixel luma change (1-255) that counts as changed. */
+        threshold: z.number().int().min(1).max(255).default(24),
+        /** Smallest changed region, as % of the unmasked picture, that is motion. */
+        minAreaPct: z.number().min(0).max(100).default(0.5),
+        /** Areas to ignore: rectangles in picture fractions (0..1) that lie inside the picture. */
+        masks: z
+          .array(
+            z
+              .object({
+                x: z.number().min(0).max(1),
+                y: z.number().min(0).max(1),
+                w: z.number().gt(0).max(1),
+                h: z.number().gt(0).max(1),
+              })
+              .strict()
+              .refine((r) => r.x + r.w <= 1 && r.y + r.h <= 1, {
+                message: 'the mask must lie inside the picture (x + w <= 1, y + h <= 1)',
+              }),
+          )
+          .max(32)
+          .default([]),
+        pir: z
+          .object({
+            /** gpiochip label, or "auto" (the Pi's main chip, as for `gpio.chip`). */
+            chip: z.string().min(1).max(64).default('auto'),
+            /** Line offset on that chip (BCM number on a Pi). */
+            line: z.number().int().min(0).max(511),
+            /** true: the sensor pulls the line low on motion. */
+            activeLow: z.boolean().default(false),
+            /** Edges closer than this are one edge (contact bounce, sensor jitter). */
+            debounceMs: z.number().int().min(0).max(1000).default(50),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .refine((m) => m.source === 'video' || m.pir !== undefined, {
+        message: 'source "pir" or "both" needs motion.pir (chip, line)',
+        path: ['pir'],
+      })
+      .default({ source: 'video', threshold: 24, minAreaPct: 0.5, masks: [] }),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

@@ -442,9 +442,21 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         deviceId: id.deviceId,
         logger: log,
       });
+      // motion settings and the PIR line from the config (firmware/supervisor/pir.ts)
+      const [{ OnoffGpio }, { openPir, motionFromConfig }] = await Promise.all([
+        import('../../hw/gpio/gpio.js'),
+        import('./pir.js'),
+      ]);
+      const pir = await openPir({
+        config: config.motion,
+        gpio: new OnoffGpio(paths),
+        paths,
+        logger: log,
+      });
       media = createMediaPipeline({
         camera: new V4l2Camera({ binding, path: devicePath }),
         sealer,
+        ...(pir ? { pir } : {}),
         logger: log,
         encoderPreference: config.camera.encoder,
         config: {
@@ -458,6 +470,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
             preRollS: config.camera.preRollSeconds,
             postRollS: config.camera.postRollSeconds,
           },
+          motion: motionFromConfig(config.motion),
         },
         runDir: paths.host('/run/vigil'),
       });
