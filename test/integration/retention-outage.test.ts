@@ -158,6 +158,13 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
   });
   late.retention = retention;
   const kept = retention;
+  // resolved when the hub has recorded a phone acknowledgement (after it answered the heartbeat)
+  const ackedIds: string[] = [];
+  let allAcked = (): boolean => false;
+  let markedDelivered: () => void = () => undefined;
+  const deliveredMarked = new Promise<void>((resolve) => {
+    markedDelivered = resolve;
+  });
   uplink.start();
   const channel = new RelayConfigChannel({
     hub,
@@ -165,7 +172,11 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
     logger: SILENT,
     stateDir: join(hubData, 'config'),
     fs,
-    onAcknowledged: (ids) => kept.markDelivered(ids),
+    onAcknowledged: async (ids) => {
+      await kept.markDelivered(ids);
+      ackedIds.push(...ids);
+      if (allAcked()) markedDelivered();
+    },
     pollWaitMs: 2000,
     backoff: { initialMs: 100, maxMs: 500 },
   });
@@ -229,6 +240,7 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
   const syncer = new Syncer({ client, crypto, store, logger: SILENT });
   await client.postUp('config', await crypto.heartbeat());
   const want = sealed.filter((id) => !dropped.includes(id));
+  allAcked = () => want.every((id) => ackedIds.includes(id));
   const got = new Map<string, number>();
   const messages: string[] = [];
   for (;;) {
@@ -262,6 +274,11 @@ t.test('a relay outage longer than the backlog cap', async (t) => {
     }
     await client.list({ waitMs: 2000 });
   }
-  const acked = retention.store.items().filter((i) => i.delivered);
-  t.ok(acked.length > 0, `local copies marked delivered after the phone's acks (${acked.length})`);
+  await deliveredMarked; // every surviving item acknowledged by the (only) phone
+  const items = retention.store.items();
+  t.ok(items.length > 0, `local copies kept (${items.length})`);
+  t.ok(
+    items.every((i) => i.delivered),
+    'every local copy is marked delivered once the phone acknowledged it',
+  );
 });
