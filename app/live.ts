@@ -27,6 +27,8 @@ export async function followLive(
   crypto: CompanionCrypto,
   ev: LiveEvents,
   signal: AbortSignal,
+  /** Follow only this live item (from `live-started`); older items on the relay are skipped. */
+  expect?: string,
 ): Promise<void> {
   let itemId: string | undefined;
   let after: number | undefined;
@@ -47,6 +49,11 @@ export async function followLive(
       throw e;
     }
     if (!rec) continue;
+    if (expect !== undefined && rec.itemId !== expect) {
+      // The relay still holds the previous session: wait for the hub's new one to arrive.
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
     if (rec.itemId !== itemId || rec.index === 0) {
       if (rec.index !== 0) {
         // joined a new item but its header is gone: start again from its header

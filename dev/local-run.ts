@@ -17,6 +17,8 @@ import { E2eeCrypto } from '../app/e2ee-crypto.js';
 import { devPairRelay, e2eeDir, saveAccount } from '../app/account.js';
 import { ItemStore } from '../app/store.js';
 import { Syncer } from '../app/sync.js';
+import { FollowScheduler } from '../app/follow.js';
+import { HubLink } from '../app/hub-link.js';
 import { startViewer } from '../app/viewer/server.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
@@ -38,6 +40,8 @@ import { createMediaPipeline } from '../firmware/media/pipeline.js';
 import type { MediaPipeline } from '../firmware/media/pipeline.js';
 import { MlsHub } from '../firmware/mls/hub.js';
 import { RelayConfigChannel } from '../firmware/mls/config-channel.js';
+import { HubLiveness } from '../firmware/mls/liveness.js';
+import { LiveControl } from '../firmware/media/live-control.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -61,6 +65,12 @@ export interface LocalRunOptions {
   readonly motion?: MotionSchedule;
   readonly preRollS?: number;
   readonly postRollS?: number;
+  /** The hub's sealed hub-alive interval (default 15 min). */
+  readonly aliveIntervalMs?: number;
+  /** The companion's offline-alert threshold (default 3 x the hub's interval). */
+  readonly offlineAfterMs?: number;
+  /** The companion's heartbeat schedule (default 1 h). */
+  readonly heartbeatMs?: number;
 }
 
 export interface LocalRun {
@@ -70,7 +80,12 @@ export interface LocalRun {
   readonly phone: E2eePhone;
   readonly store: ItemStore;
   readonly crypto: E2eeCrypto;
+  readonly link: HubLink;
   media(): MediaPipeline | undefined;
+  /** Stop only the hub (relay and companion keep running), as if it lost power. */
+  stopHub(): Promise<void>;
+  /** Start the hub again after stopHub (its state is kept). */
+  startHub(): Promise<void>;
   uplink(): Uplink | undefined;
   stop(): Promise<void>;
 }
@@ -158,6 +173,8 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
   let configChannel: RelayConfigChannel | undefined;
+  let liveness: HubLiveness | undefined;
+  let liveControl: LiveControl | undefined;
   let phone: E2eePhone | undefined;
   const relayAccountFile = join(dataDir, 'relay-account.json');
 
@@ -245,8 +262,18 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
           emit({ type: 'child-crash-loop', child: 'media' });
       });
       await media.start();
+      const channel = configChannel;
+      liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
+      liveness = new HubLiveness({
+        channel,
+        logger: log.child('hub'),
+        ...(o.aliveIntervalMs !== undefined ? { intervalMs: o.aliveIntervalMs } : {}),
+      });
+      liveness.start();
     },
     async stopServices(): Promise<void> {
+      liveness?.stop();
+      await liveControl?.close();
       await media?.stop();
       await configChannel?.stop();
       await uplink?.stop();
@@ -261,29 +288,32 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     }),
   };
 
-  const hub = new Hub({
-    config: parseConfig({
-      mode: 'development',
-      storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
-    }),
-    logger: log.child('hub'),
-    notifier: NOOP_NOTIFIER,
-    services,
-    statusFile: join(hubDir, 'run', 'status.json'),
-  });
-  const hubDone = hub.run();
-
+  const newHub = (): Hub =>
+    new Hub({
+      config: parseConfig({
+        mode: 'development',
+        storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
+      }),
+      logger: log.child('hub'),
+      notifier: NOOP_NOTIFIER,
+      services,
+      statusFile: join(hubDir, 'run', 'status.json'),
+    });
   // Wait until the hub is running (paired, services up) or has failed.
-  await new Promise<void>((resolve, reject) => {
-    const check = (): void => {
-      const s = hub.executor.state;
-      if (s.name === 'running') resolve();
-      else if (s.name === 'failed' || s.name === 'stopping')
-        reject(new VigilError('EDEV', `hub did not start: ${hub.status().summary}`));
-      else setTimeout(check, 100);
-    };
-    check();
-  });
+  const untilRunning = (h: Hub): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        const s = h.executor.state;
+        if (s.name === 'running') resolve();
+        else if (s.name === 'failed' || s.name === 'stopping')
+          reject(new VigilError('EDEV', `hub did not start: ${h.status().summary}`));
+        else setTimeout(check, 100);
+      };
+      check();
+    });
+  let hub = newHub();
+  let hubDone: Promise<unknown> | undefined = hub.run();
+  await untilRunning(hub);
 
   // The companion: E2EE phone state, relay account, local store and viewer.
   const phoneState = phone ?? (await E2eePhone.open({ dir: e2eeDir(appDir), fs, profile }));
@@ -295,10 +325,29 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     token: string;
   };
   const client = new RelayClient({ url: accountRaw.url, token: accountRaw.token });
+  const link = new HubLink({
+    onApp: (topic, h) => {
+      crypto.onApp(topic, h);
+    },
+    seal: (m) => phoneState.send(m),
+    postUp: (b) => client.postUp('config', b),
+    ...(o.offlineAfterMs !== undefined ? { offlineAfterMs: o.offlineAfterMs } : {}),
+  });
+  const follow = new FollowScheduler({
+    sendHeartbeat: async (refresh) => {
+      await client.postUp('config', await phoneState.heartbeat({ refresh }));
+    },
+    logger: log.child('follow'),
+    dir: appDir,
+    fs,
+    ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+  });
+  await follow.start();
   const viewer: RunningViewer = await startViewer({
     store,
     crypto,
     client,
+    link,
     host,
     ...(o.viewerPort !== undefined ? { port: o.viewerPort } : {}),
     logger: log.child('viewer'),
@@ -312,18 +361,37 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   return {
     relayUrl: relay.url,
     viewerUrl: viewer.url,
-    hub,
     phone: phoneState,
     store,
     crypto,
+    link,
     media: () => media,
     uplink: () => uplink,
+    async stopHub(): Promise<void> {
+      if (!hubDone) return;
+      hub.stop(0);
+      await hubDone;
+      hubDone = undefined;
+    },
+    async startHub(): Promise<void> {
+      if (hubDone) return;
+      hub = newHub();
+      hubDone = hub.run();
+      await untilRunning(hub);
+    },
+    get hub(): Hub {
+      return hub;
+    },
     async stop(): Promise<void> {
+      await follow.stop();
+      link.close();
       syncAbort.abort();
       await sync.catch(() => undefined);
       await viewer.close();
-      hub.stop(0);
-      await hubDone;
+      if (hubDone) {
+        hub.stop(0);
+        await hubDone;
+      }
       await relay.close();
     },
   };

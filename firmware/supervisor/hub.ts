@@ -250,6 +250,11 @@ export class Hub {
       process.exit(exitCode || 1);
     }, deadline);
     t.unref();
+    // A clean stop disarms the deadline (a process that goes on, like the local run's
+    // restartable hub, must not be exited by it later).
+    void this.executor.done.then(() => {
+      clearTimeout(t);
+    });
     this.executor.dispatch({ type: 'stop-requested', exitCode });
   }
 }
