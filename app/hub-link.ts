@@ -42,6 +42,13 @@ export const DEFAULT_LIVE_SECONDS = 300;
 /** Used until the first beat announces the hub's interval (the hub's default is 15 min). */
 export const DEFAULT_OFFLINE_AFTER_MS = 3 * 15 * 60_000;
 
+/** Run `fn` now; a throw becomes a rejection (handlers answer with promises). */
+function settled<T>(fn: () => T): Promise<T> {
+  return new Promise((resolve) => {
+    resolve(fn());
+  });
+}
+
 export interface HubLinkDeps {
   /** Register a handler for an `app` topic (E2eeCrypto.onApp). */
   readonly onApp: (topic: string, handler: (body: Uint8Array) => Promise<string>) => void;
@@ -95,10 +102,10 @@ export class HubLink {
     this.#d = d;
     this.#clock = d.clock ?? SYSTEM_CLOCK;
     this.#since = this.#clock.now();
-    d.onApp(LIVE_STARTED_TOPIC, (b) => Promise.resolve(this.#started(b)));
-    d.onApp(LIVE_REFUSED_TOPIC, (b) => Promise.resolve(this.#refused(b)));
-    d.onApp(HUB_ALIVE_TOPIC, (b) => Promise.resolve(this.#alive(b)));
-    d.onApp(HUB_HEALTH_TOPIC, (b) => Promise.resolve(this.#healthNotice(b)));
+    d.onApp(LIVE_STARTED_TOPIC, (b) => settled(() => this.#started(b)));
+    d.onApp(LIVE_REFUSED_TOPIC, (b) => settled(() => this.#refused(b)));
+    d.onApp(HUB_ALIVE_TOPIC, (b) => settled(() => this.#alive(b)));
+    d.onApp(HUB_HEALTH_TOPIC, (b) => settled(() => this.#healthNotice(b)));
     this.#arm();
   }
 
