@@ -42,6 +42,7 @@ import { MlsHub } from '../firmware/mls/hub.js';
 import { RelayConfigChannel } from '../firmware/mls/config-channel.js';
 import { HubLiveness } from '../firmware/mls/liveness.js';
 import { LiveControl } from '../firmware/media/live-control.js';
+import { sendHealthNotices } from '../firmware/media/health-notices.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -175,6 +176,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   let configChannel: RelayConfigChannel | undefined;
   let liveness: HubLiveness | undefined;
   let liveControl: LiveControl | undefined;
+  let stopHealth: (() => void) | undefined;
   let phone: E2eePhone | undefined;
   const relayAccountFile = join(dataDir, 'relay-account.json');
 
@@ -264,6 +266,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
       await media.start();
       const channel = configChannel;
       liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
+      stopHealth = sendHealthNotices({ media, channel, logger: log.child('health') });
       liveness = new HubLiveness({
         channel,
         logger: log.child('hub'),
@@ -273,6 +276,7 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     },
     async stopServices(): Promise<void> {
       liveness?.stop();
+      stopHealth?.();
       await liveControl?.close();
       await media?.stop();
       await configChannel?.stop();

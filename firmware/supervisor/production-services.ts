@@ -110,6 +110,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     };
   }
   let configChannel: RelayConfigChannel | undefined;
+  let liveControl: { close(): Promise<void> } | undefined;
+  let liveness: { stop(): void } | undefined;
+  let stopHealth: (() => void) | undefined;
   let storageWiring: StorageWiring | undefined;
   let dataStorage: Storage | undefined;
 
@@ -428,6 +431,19 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         if (e.type === 'motion-end') deps.onRecording?.(false);
       });
       await media.start();
+      // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
+      // health notices over the config group. Services run only with storage unlocked.
+      const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }] = await Promise.all([
+        import('../media/live-control.js'),
+        import('../mls/liveness.js'),
+        import('../media/health-notices.js'),
+      ]);
+      const channel = configChannel;
+      liveControl = new LiveControl({ channel, media: () => media, logger: log });
+      stopHealth = sendHealthNotices({ media, channel, logger: log });
+      const beats = new HubLiveness({ channel, logger: log });
+      beats.start();
+      liveness = beats;
     },
 
     async shutdown(): Promise<void> {
@@ -440,6 +456,12 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     async stopServices(): Promise<void> {
       rejoin?.abort();
       rejoin = undefined;
+      liveness?.stop();
+      stopHealth?.();
+      await liveControl?.close();
+      liveness = undefined;
+      stopHealth = undefined;
+      liveControl = undefined;
       await media?.stop();
       await storageWiring?.stop();
       await configChannel?.stop();
