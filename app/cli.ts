@@ -288,12 +288,6 @@ async function sync(c: Ctx, a: Args): Promise<number> {
     c.out(`${note}\n`);
     return 0;
   }
-  const acct = await needAccount(c);
-  const crypto = await openCrypto(c);
-  const { E2eeCrypto } = await import('./e2ee-crypto.js');
-  if (!(crypto instanceof E2eeCrypto))
-    throw new VigilError('ENOTPAIRED', 'sync --follow needs a paired phone (MLS)');
-  const client = new RelayClient({ url: acct.url, token: acct.token });
   const secs = (o: string): number | undefined => {
     const v = posInt(a.opts.get(o), o);
     return v === undefined ? undefined : v * 1000;
@@ -301,6 +295,12 @@ async function sync(c: Ctx, a: Args): Promise<number> {
   const heartbeatMs = secs('--heartbeat-every');
   const refreshMs = secs('--refresh-every');
   const offlineAfterMs = secs('--offline-after');
+  const acct = await needAccount(c);
+  const crypto = await openCrypto(c);
+  const { E2eeCrypto } = await import('./e2ee-crypto.js');
+  if (!(crypto instanceof E2eeCrypto))
+    throw new VigilError('ENOTPAIRED', 'sync --follow needs a paired phone (MLS)');
+  const client = new RelayClient({ url: acct.url, token: acct.token });
   const link = linkOver(crypto, client, offlineAfterMs !== undefined ? { offlineAfterMs } : {});
   let wasOffline = false;
   link.onStatus((s) => {
