@@ -34,7 +34,15 @@ export function conditionOf(
       return e.path === 'software'
         ? { condition: 'encoder-software', detail: 'no hardware H.264 encoder' }
         : undefined;
-    default:
+    case 'clip-started':
+    case 'clip-first-chunk':
+    case 'clip-closed':
+    case 'clip-failed':
+    case 'thumbnail':
+    case 'encoder-exited':
+    case 'motion-start':
+    case 'motion-end':
+    case 'warning':
       return undefined;
   }
 }

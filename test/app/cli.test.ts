@@ -123,6 +123,17 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   await responder;
   t.match(h.out.join(''), /heartbeat sent[\s\S]*hub: message of 3 bytes/);
 
+  // live with nothing arriving: exit 1 with the reason, not 0 bytes and 0
+  const nothing = io();
+  t.equal(
+    await command.run(
+      nothing.ctx(['live', '-o', join(dir, 'none.mp4'), '--wait', '1', '--dir', appDir]),
+    ),
+    1,
+    'live exits non-zero when no video arrives',
+  );
+  t.match(nothing.err.join(''), /vigil app live: no live video arrived within 1 s/);
+
   // live: a short live item, followed until its end record
   const l = io();
   const liveRun = command.run(
@@ -143,17 +154,6 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
     liveBytes,
     'live follow writes the decrypted stream',
   );
-
-  // live with nothing arriving: exit 1 with the reason, not 0 bytes and 0
-  const nothing = io();
-  t.equal(
-    await command.run(
-      nothing.ctx(['live', '-o', join(dir, 'none.mp4'), '--wait', '1', '--dir', appDir]),
-    ),
-    1,
-    'live exits non-zero when no video arrives',
-  );
-  t.match(nothing.err.join(''), /vigil app live: no live video arrived within 1 s/);
 
   // view prints its URL and serves until SIGTERM
   const v = io();
