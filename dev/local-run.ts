@@ -235,94 +235,103 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   // From here on, a failure stops what has started before it is reported.
   const started: (() => Promise<unknown>)[] = [() => relay.close()];
   try {
-    return await startAfterRelay();
+    return await startAfterRelay({
+      o,
+      fs,
+      host,
+      hubDir,
+      dataDir,
+      appDir,
+      stateFile,
+      saved,
+      relay,
+      viewerPort,
+      viewerHint,
+      started,
+    });
   } catch (e) {
     for (const stop of started.reverse()) await stop().catch(() => undefined);
     throw e;
   }
+}
 
-  async function startAfterRelay(): Promise<LocalRun> {
-    const viewerToken = saved.viewerToken ?? randomBytes(18).toString('base64url');
-    if (saved.relayPort !== relay.port || saved.viewerToken !== viewerToken)
+interface AfterRelay {
+  readonly o: LocalRunOptions;
+  readonly fs: DurableFs;
+  readonly host: string;
+  readonly hubDir: string;
+  readonly dataDir: string;
+  readonly appDir: string;
+  readonly stateFile: string;
+  readonly saved: RunState;
+  readonly relay: RunningRelay;
+  readonly viewerPort: number;
+  readonly viewerHint: string;
+  /** Stops for what has started, pushed in start order. */
+  readonly started: (() => Promise<unknown>)[];
+}
+
+/** Everything after the relay: hub, pairing, services, companion, viewer. */
+async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
+  const { o, fs, host, hubDir, dataDir, appDir, stateFile, saved, relay, viewerPort } = c;
+  const { viewerHint, started } = c;
+  const log = o.logger;
+  const viewerToken = saved.viewerToken ?? randomBytes(18).toString('base64url');
+  if (saved.relayPort !== relay.port || saved.viewerToken !== viewerToken)
+    await fs.writeFileAtomic(
+      stateFile,
+      JSON.stringify({ relayPort: relay.port, viewerToken }, null, 2) + '\n',
+      'dev-run-state',
+    );
+
+  const { deviceId, psk } = await loadOrCreateIdentity(fs, hubDir);
+  const profile = new LazyMlsProfile();
+  const mls = await MlsHub.open({
+    dir: join(dataDir, 'mls'),
+    fs,
+    deviceId,
+    profile,
+    logger: log.child('hub'),
+  });
+
+  let media: MediaPipeline | undefined;
+  let uplink: Uplink | undefined;
+  let configChannel: RelayConfigChannel | undefined;
+  let phone: E2eePhone | undefined;
+  let servicesUp = false;
+  const relayAccountFile = join(dataDir, 'relay-account.json');
+
+  const services: HubServices = {
+    unlockStorage(): Promise<UnlockResult> {
+      log.warn('DEVELOPMENT MODE: hub storage is a plain directory, not a LUKS volume', {
+        dataDir,
+      });
+      return Promise.resolve({ ok: true, dataDir });
+    },
+    isPaired: () => Promise.resolve(mls.phones.length > 0),
+    async startPairing(
+      _dir: string,
+      _signal: AbortSignal,
+      emit: (e: Event) => void,
+    ): Promise<void> {
+      log.info('pairing the development phone (in-memory frames, then relay rendezvous)');
+      phone = await pairInMemory(mls, psk, e2eeDir(appDir), fs);
+      const accounts = await devPairRelay(relay.url, deviceId);
+      await saveAccount(fs, appDir, accounts.phone);
       await fs.writeFileAtomic(
-        stateFile,
-        JSON.stringify({ relayPort: relay.port, viewerToken }, null, 2) + '\n',
-        'dev-run-state',
+        relayAccountFile,
+        JSON.stringify(accounts.device) + '\n',
+        'dev-relay-account',
       );
-
-    const { deviceId, psk } = await loadOrCreateIdentity(fs, hubDir);
-    const profile = new LazyMlsProfile();
-    const mls = await MlsHub.open({
-      dir: join(dataDir, 'mls'),
-      fs,
-      deviceId,
-      profile,
-      logger: log.child('hub'),
-    });
-
-    let media: MediaPipeline | undefined;
-    let uplink: Uplink | undefined;
-    let configChannel: RelayConfigChannel | undefined;
-    let phone: E2eePhone | undefined;
-    let servicesUp = false;
-    let servicesError: unknown;
-    const relayAccountFile = join(dataDir, 'relay-account.json');
-
-    const services: HubServices = {
-      unlockStorage(): Promise<UnlockResult> {
-        log.warn('DEVELOPMENT MODE: hub storage is a plain directory, not a LUKS volume', {
-          dataDir,
-        });
-        return Promise.resolve({ ok: true, dataDir });
-      },
-      isPaired: () => Promise.resolve(mls.phones.length > 0),
-      async startPairing(
-        _dir: string,
-        _signal: AbortSignal,
-        emit: (e: Event) => void,
-      ): Promise<void> {
-        log.info('pairing the development phone (in-memory frames, then relay rendezvous)');
-        phone = await pairInMemory(mls, psk, e2eeDir(appDir), fs);
-        const accounts = await devPairRelay(relay.url, deviceId);
-        await saveAccount(fs, appDir, accounts.phone);
-        await fs.writeFileAtomic(
-          relayAccountFile,
-          JSON.stringify(accounts.device) + '\n',
-          'dev-relay-account',
-        );
-        emit({ type: 'paired' });
-      },
-      stopPairing: () => Promise.resolve(),
-      async startServices(
-        _dir: string,
-        _signal: AbortSignal,
-        emit: (e: Event) => void,
-        _children: ChildSupervisor,
-      ): Promise<void> {
-        try {
-          await startServices(emit);
-          servicesUp = true;
-        } catch (e) {
-          servicesError = e;
-          throw e;
-        }
-      },
-      async stopServices(): Promise<void> {
-        await media?.stop();
-        await configChannel?.stop();
-        await uplink?.stop();
-      },
-      applyUpdate: () => Promise.resolve('rolled-back'),
-      status: () => ({
-        mode: 'development',
-        relay: relay.url,
-        ...(media ? { media: media.status() } : {}),
-        ...(uplink ? { uplink: uplink.status() } : {}),
-        ...(configChannel ? { configChannel: configChannel.status() } : {}),
-      }),
-    };
-
-    async function startServices(emit: (e: Event) => void): Promise<void> {
+      emit({ type: 'paired' });
+    },
+    stopPairing: () => Promise.resolve(),
+    async startServices(
+      _dir: string,
+      _signal: AbortSignal,
+      emit: (e: Event) => void,
+      _children: ChildSupervisor,
+    ): Promise<void> {
       const device = JSON.parse(await readFile(relayAccountFile, 'utf8')) as {
         deviceId: string;
         token: string;
@@ -376,86 +385,98 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
           emit({ type: 'child-crash-loop', child: 'media' });
       });
       await media.start();
-    }
+      servicesUp = true;
+    },
+    async stopServices(): Promise<void> {
+      await media?.stop();
+      await configChannel?.stop();
+      await uplink?.stop();
+    },
+    applyUpdate: () => Promise.resolve('rolled-back'),
+    status: () => ({
+      mode: 'development',
+      relay: relay.url,
+      ...(media ? { media: media.status() } : {}),
+      ...(uplink ? { uplink: uplink.status() } : {}),
+      ...(configChannel ? { configChannel: configChannel.status() } : {}),
+    }),
+  };
 
-    const hub = new Hub({
-      config: parseConfig({
-        mode: 'development',
-        storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
-      }),
-      logger: log.child('hub'),
-      notifier: NOOP_NOTIFIER,
-      services,
-      statusFile: join(hubDir, 'run', 'status.json'),
-    });
-    const hubDone = hub.run();
-    started.push(async () => {
-      hub.stop(1);
-      await hubDone;
-    });
+  const hub = new Hub({
+    config: parseConfig({
+      mode: 'development',
+      storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
+    }),
+    logger: log.child('hub'),
+    notifier: NOOP_NOTIFIER,
+    services,
+    statusFile: join(hubDir, 'run', 'status.json'),
+  });
+  const hubDone = hub.run();
+  started.push(async () => {
+    hub.stop(1);
+    await hubDone;
+  });
 
-    // Wait until the hub is running with its services (camera, encoder, uplink) up, or has failed.
-    await new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        const s = hub.executor.state;
-        if (servicesError !== undefined)
-          reject(new VigilError('EDEV', `hub services did not start`, { cause: servicesError }));
-        else if ((s.name === 'running' && servicesUp) || s.name === 'degraded') resolve();
-        else if (s.name === 'failed' || s.name === 'stopping')
-          reject(new VigilError('EDEV', `hub did not start: ${hub.status().summary}`));
-        else setTimeout(check, 100);
-      };
-      check();
-    });
-
-    // The companion: E2EE phone state, relay account, local store and viewer.
-    const phoneState = phone ?? (await E2eePhone.open({ dir: e2eeDir(appDir), fs, profile }));
-    if (!phoneState) throw new VigilError('EDEV', 'the development phone has no E2EE state');
-    const crypto = new E2eeCrypto(phoneState);
-    const store = new ItemStore(appDir, fs);
-    let account = await loadAccount(fs, appDir);
-    if (!account) throw new VigilError('EDEV', `the development phone has no relay account`);
-    if (account.url !== relay.url) {
-      // a run with another --relay-port (or state from before ports were kept): follow the relay
-      log.info('phone relay address updated', { from: account.url, to: relay.url });
-      account = { ...account, url: relay.url };
-      await saveAccount(fs, appDir, account);
-    }
-    const client = new RelayClient({ url: account.url, token: account.token });
-    const viewer: RunningViewer = await startViewer({
-      store,
-      crypto,
-      client,
-      host,
-      port: viewerPort,
-      logger: log.child('viewer'),
-      token: viewerToken,
-    }).catch((e: unknown) => {
-      throw portError(e, host, viewerPort, 'viewer', viewerHint);
-    });
-    started.push(() => viewer.close());
-    const syncer = new Syncer({ client, crypto, store, logger: log.child('sync') });
-    // One pass before we report ready: what arrived while the run was stopped is listed first.
-    await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
-    const syncAbort = new AbortController();
-    const sync = syncer.run(syncAbort.signal);
-
-    return {
-      relayUrl: relay.url,
-      viewerUrl: viewer.url,
-      appDir,
-      hub,
-      phone: phoneState,
-      store,
-      crypto,
-      media: () => media,
-      uplink: () => uplink,
-      async stop(): Promise<void> {
-        syncAbort.abort();
-        hub.stop(0);
-        await Promise.all([sync.catch(() => undefined), viewer.close(), hubDone]);
-        await relay.close();
-      },
+  // Wait until the hub is running with its services (camera, encoder, uplink) up, or has failed.
+  await new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      const s = hub.executor.state;
+      if ((s.name === 'running' && servicesUp) || s.name === 'degraded') resolve();
+      else if (s.name === 'failed' || s.name === 'stopping')
+        reject(new VigilError('EDEV', `hub did not start: ${hub.status().summary}`));
+      else setTimeout(check, 100);
     };
+    check();
+  });
+
+  // The companion: E2EE phone state, relay account, local store and viewer.
+  const phoneState = phone ?? (await E2eePhone.open({ dir: e2eeDir(appDir), fs, profile }));
+  if (!phoneState) throw new VigilError('EDEV', 'the development phone has no E2EE state');
+  const crypto = new E2eeCrypto(phoneState);
+  const store = new ItemStore(appDir, fs);
+  let account = await loadAccount(fs, appDir);
+  if (!account) throw new VigilError('EDEV', `the development phone has no relay account`);
+  if (account.url !== relay.url) {
+    // a run with another --relay-port (or state from before ports were kept): follow the relay
+    log.info('phone relay address updated', { from: account.url, to: relay.url });
+    account = { ...account, url: relay.url };
+    await saveAccount(fs, appDir, account);
   }
+  const client = new RelayClient({ url: account.url, token: account.token });
+  const viewer: RunningViewer = await startViewer({
+    store,
+    crypto,
+    client,
+    host,
+    port: viewerPort,
+    logger: log.child('viewer'),
+    token: viewerToken,
+  }).catch((e: unknown) => {
+    throw portError(e, host, viewerPort, 'viewer', viewerHint);
+  });
+  started.push(() => viewer.close());
+  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync') });
+  // One pass before we report ready: what arrived while the run was stopped is listed first.
+  await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
+  const syncAbort = new AbortController();
+  const sync = syncer.run(syncAbort.signal);
+
+  return {
+    relayUrl: relay.url,
+    viewerUrl: viewer.url,
+    appDir,
+    hub,
+    phone: phoneState,
+    store,
+    crypto,
+    media: () => media,
+    uplink: () => uplink,
+    async stop(): Promise<void> {
+      syncAbort.abort();
+      hub.stop(0);
+      await Promise.all([sync.catch(() => undefined), viewer.close(), hubDone]);
+      await relay.close();
+    },
+  };
 }
