@@ -55,7 +55,8 @@ function banner(lr: LocalRun): string {
     '',
     'Vigil is running (development mode).',
     `  viewer:  ${lr.viewerUrl}`,
-    `  phone:   ${lr.appDir}   (vigil app list --dir ${lr.appDir})`,
+    // one writer at a time for the phone's MLS state: the CLI only once this run has stopped
+    `  phone:   ${lr.appDir}   (vigil app ... --dir this, once the run is stopped)`,
     `  relay:   ${lr.relayUrl}`,
     'Press Enter to show this again, Ctrl-C to stop.',
     '',
