@@ -3,7 +3,7 @@
 // on a pipe and human lines when asked, the banner printed last and again on
 // SIGUSR1, Ctrl-C with a message and a quick stop that takes the encoder down,
 // and busy ports that fail the whole run with one line.
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -101,6 +101,7 @@ function isAlive(pid: number): boolean {
 
 t.test('two runs on one state directory: the viewer shows new clips after a restart', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-dev-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const args = ['--dir', dir, '--viewer-port', '0'];
 
   // Run 1: stdout is a pipe, so JSON lines by default.
@@ -235,6 +236,7 @@ t.test('a busy port fails the whole run with one line and a non-zero exit', asyn
   for (const c of cases)
     await t.test(c.name, async (t) => {
       const dir = await mkdtemp(join(tmpdir(), 'vigil-dev-busy-'));
+      t.teardown(() => rm(dir, { recursive: true, force: true }));
       const port = await occupy(t);
       const dev = startDev(await c.args(dir, port));
       t.teardown(() => dev.proc.stop(500));

@@ -3,7 +3,7 @@
 // simulated camera's motion produces an MLS-sealed clip and thumbnail, the
 // uplink carries them to the relay, the companion syncs and decrypts them, and
 // the viewer serves the event list.
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -113,7 +113,10 @@ t.test('a phone saved with another relay address follows the relay on the next r
   await writeFile(accountFile, JSON.stringify({ ...account, url: 'http://127.0.0.1:9' }));
   const logger = new MemoryLogger('dev');
   const second = await startLocalRun({ ...opts, logger });
-  t.teardown(() => second.stop());
+  t.teardown(async () => {
+    await second.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
   t.equal(second.relayUrl, relayUrl, 'the relay came back on its saved port');
   const saved = JSON.parse(await readFile(accountFile, 'utf8')) as { url: string };
   t.equal(saved.url, relayUrl, "the phone's relay address was rewritten");
@@ -136,6 +139,7 @@ t.test('a phone saved with another relay address follows the relay on the next r
 
 t.test('unreadable local-run state: one clear error naming the file', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-local-bad-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'local-run.json'), '{"relayPort": "soon"}');
   await t.rejects(startLocalRun({ dir, logger: new MemoryLogger('dev'), viewerPort: 0 }), {
     message: `${join(dir, 'local-run.json')} is not valid local-run state (delete it to pick new ports)`,
