@@ -311,7 +311,13 @@ export function chachaOpen(
     out.set(d.final(), body.length);
   } catch (e) {
     out.fill(0);
-    throw new NativeCryptoError('EAEAD', 'ChaCha20-Poly1305 authentication failed', { cause: e });
+    // "decrypt" and "tag" as in the default provider's message: callers
+    // classify a wrong key by them (app/e2ee/pairing-initiator.ts, EPSK_MISMATCH).
+    throw new NativeCryptoError(
+      'EAEAD',
+      'ChaCha20-Poly1305 decrypt failed: invalid tag (wrong key or altered data)',
+      { cause: e },
+    );
   }
   return out;
 }
