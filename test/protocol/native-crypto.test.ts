@@ -161,6 +161,13 @@ void t.test('X25519: RFC 7748 section 6.1', async (t) => {
 void t.test('X-Wing with node X25519 is the same KEM as the stock one', async (t) => {
   const mine = new NodeX25519XWing();
   const stock = new XWing();
+  // if @hpke/hybridkem-x-wing renamed its field, our X25519 would be unused though all else passed
+  const x25519Class = (k: XWing): string[] =>
+    Object.values(k as unknown as Record<string, unknown>).map((v) =>
+      typeof v === 'object' && v !== null ? v.constructor.name : typeof v,
+    );
+  t.ok(x25519Class(stock).includes('X25519'), 'the stock KEM holds a JS X25519');
+  t.notOk(x25519Class(mine).includes('X25519'), 'ours holds none');
   const ikm = randomBytes(32);
   const m = await mine.deriveKeyPair(ikm);
   const s = await stock.deriveKeyPair(ikm);
