@@ -181,21 +181,21 @@ interface Rig {
 
 const root = tempDir('vigil-bench-crypto-');
 const rigs: Rig[] = [];
-for (const crypto of PROVIDERS) {
-  const p = await loadMlsProfile({ crypto });
-  const hubDir = join(root, `hub-${crypto}`);
-  const hub = await openHub(p, hubDir);
-  const paired = await pair({
-    p,
-    hub,
-    devicePsk: newDevicePsk(),
-    phoneDir: join(root, `phone-${crypto}`),
-  });
-  if (paired.phone === undefined) throw new Error(`pairing failed (${crypto})`);
-  rigs.push({ crypto, hubDir, hub, phone: paired.phone });
-}
-
 try {
+  for (const crypto of PROVIDERS) {
+    const p = await loadMlsProfile({ crypto });
+    const hubDir = join(root, `hub-${crypto}`);
+    const hub = await openHub(p, hubDir);
+    const paired = await pair({
+      p,
+      hub,
+      devicePsk: newDevicePsk(),
+      phoneDir: join(root, `phone-${crypto}`),
+    });
+    if (paired.phone === undefined) throw new Error(`pairing failed (${crypto})`);
+    rigs.push({ crypto, hubDir, hub, phone: paired.phone });
+  }
+
   // ---- whole path, interleaved rounds --------------------------------------------------------
   const total = GOP_BYTES * GOPS_PER_MINUTE;
   const cpu = new Map<string, number[]>();
