@@ -53,7 +53,10 @@ export class RelayCore {
     this.#log = deps.logger;
     this.#feed = new ChangeFeed(now, deps.limits.maxWaitMs);
     this.#accounts = new Accounts(deps.records, deps.logger, now, deps.enrollToken);
-    this.#rendezvous = new RendezvousBook(deps.records, now, deps.limits.rendezvousTtlMs);
+    this.#rendezvous = new RendezvousBook(deps.records, now, {
+      defaultTtlMs: deps.limits.rendezvousTtlMs,
+      maxPerDevice: deps.limits.maxOffersPerDevice,
+    });
     this.#mail = new Mailboxes({
       blobs: deps.blobs,
       records: deps.records,
@@ -63,7 +66,14 @@ export class RelayCore {
       feed: this.#feed,
       mutex: this.#mutex,
     });
-    this.#live = new LiveWindow(deps.limits.liveWindowBytes);
+    this.#live = new LiveWindow(
+      {
+        windowBytes: deps.limits.liveWindowBytes,
+        totalBytes: deps.limits.liveTotalBytes,
+        idleMs: deps.limits.liveIdleMs,
+      },
+      now,
+    );
   }
 
   static async open(deps: RelayCoreDeps): Promise<RelayCore> {
@@ -95,15 +105,23 @@ export class RelayCore {
   }
 
   async createDevice(deviceId: string): Promise<{ token: string }> {
-    return this.#mutex.run('acct', () => this.#accounts.createDevice(deviceId));
+    return this.#mutex.run('acct', () => {
+      if (this.#accounts.deviceCount >= this.limits.maxDevices)
+        throw new RelayError(507, 'EQUOTA', 'the relay holds the most device accounts allowed');
+      return this.#accounts.createDevice(deviceId);
+    });
   }
 
+  /**
+   * Offer a pairing token. `inUse` (another device offered it) is for the
+   * caller's failure count only: the answer to the client must not show it.
+   */
   async offerRendezvous(
     deviceId: string,
     token: string,
     ttlMs: number | undefined,
-  ): Promise<{ expiresAt: number }> {
-    return this.#rendezvous.offer(deviceId, token, ttlMs);
+  ): Promise<{ expiresAt: number; inUse: boolean }> {
+    return this.#mutex.run('acct', () => this.#rendezvous.offer(deviceId, token, ttlMs));
   }
 
   /** A phone claims the rendezvous: a phone account is created under the offering device. Single use. */
@@ -212,7 +230,14 @@ export class RelayCore {
 
   // ---- introspection for tests and benchmarks ------------------------------------
 
-  stats(): { devices: number; phones: number; items: number; storedBytes: number } {
+  stats(): {
+    devices: number;
+    phones: number;
+    items: number;
+    storedBytes: number;
+    liveBytes: number;
+    offers: number;
+  } {
     let items = 0;
     let storedBytes = 0;
     for (const id of this.#accounts.deviceIds()) {
@@ -225,6 +250,8 @@ export class RelayCore {
       phones: this.#accounts.phoneCount,
       items,
       storedBytes,
+      liveBytes: this.#live.totalBytes,
+      offers: this.#rendezvous.size,
     };
   }
 }

@@ -13,8 +13,9 @@ export class RelayError extends VigilError {
     code: string,
     message: string,
     extra?: Readonly<Record<string, unknown>>,
+    options?: { cause?: unknown },
   ) {
-    super(code, message);
+    super(code, message, options);
     this.name = 'RelayError';
     this.status = status;
     this.extra = extra;
