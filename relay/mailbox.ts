@@ -378,14 +378,15 @@ export class Mailboxes {
       await this.#drop(next);
       return;
     }
-    await this.#records.put('items', `${it.deviceId}.${it.seq}`, next);
+    // on a full disk this write may use the space reserve: acks must work to free space
+    await this.#records.put('items', `${it.deviceId}.${it.seq}`, next, { freesSpace: true });
     this.#index(next);
   }
 
   /** Delete an item's blobs and keep a tombstone so a late retry cannot recreate it. */
   async #drop(it: ItemRec): Promise<void> {
     const tomb: ItemRec = { ...it, pending: [], chunks: [], deletedAt: this.#now() };
-    await this.#records.put('items', `${it.deviceId}.${it.seq}`, tomb);
+    await this.#records.put('items', `${it.deviceId}.${it.seq}`, tomb, { freesSpace: true });
     this.#index(tomb);
     for (const [off] of it.chunks) await this.#blobs.delete(this.#blobKey(it, off));
   }

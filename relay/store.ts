@@ -11,13 +11,13 @@
  * The local implementations write through `DurableFs` (temp, fsync, rename,
  * fsync dir), so whatever the relay acknowledged survives a crash or power cut.
  *
- * A full disk must not wedge the relay: blob writes are refused (507) first,
- * and metadata writes (an acknowledgement, a tombstone) can fall back on a
- * reserve file (`SpaceReserve`) that they release when the disk is full, so
- * acknowledging, and with it freeing space, always works.
+ * A full disk must not wedge the relay: uploads are refused (507), and the
+ * metadata writes that free space (an acknowledgement, a tombstone) can fall
+ * back on a reserve file (`SpaceReserve`) that they release when the disk is
+ * full, so acknowledging, and with it freeing space, always works.
  */
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { DurableFs } from '../hw/os/fs.js';
 import { VigilError } from '../base/errors.js';
 import { RelayError } from './errors.js';
@@ -31,8 +31,17 @@ export interface BlobStore {
   readonly name: string;
 }
 
+export interface RecordWriteOptions {
+  /**
+   * This write frees space (an acknowledgement, a tombstone before blobs are
+   * deleted): on a full disk it may use the space reserve. Other writes fail
+   * with 507 instead, so the reserve is there when an acknowledgement needs it.
+   */
+  readonly freesSpace?: boolean;
+}
+
 export interface RecordStore {
-  put(ns: string, id: string, doc: unknown): Promise<void>;
+  put(ns: string, id: string, doc: unknown, opts?: RecordWriteOptions): Promise<void>;
   delete(ns: string, id: string): Promise<void>;
   /** Every document of a namespace, as parsed JSON (unvalidated: callers parse with zod). */
   loadAll(ns: string): Promise<{ id: string; doc: unknown }[]>;
@@ -65,9 +74,10 @@ export function storageFull(cause?: unknown): RelayError {
 
 /**
  * Space held back for metadata on the filesystem of the local stores: a file
- * of `bytes` bytes. A metadata write that finds the disk full releases it and
- * retries; blob writes are refused while it is released, and each blob write
- * first tries to take it back (it succeeds once acknowledgements freed space).
+ * of `bytes` bytes. A metadata write that frees space and finds the disk full
+ * releases it and retries; blob writes are refused while it is released, and
+ * each blob write first tries to take it back (it succeeds once
+ * acknowledgements freed space).
  */
 export class SpaceReserve {
   readonly #path: string;
@@ -92,13 +102,20 @@ export class SpaceReserve {
     return r;
   }
 
-  /** Hold the reserve (write it when missing); false when the disk has no room for it. */
+  /**
+   * Hold the reserve; false when the disk has no room for it. Once released it
+   * is written again only when the disk has room for it twice over (space was
+   * freed), so blob writes cannot take back what metadata writes still need.
+   */
   ensure(): Promise<boolean> {
     return this.#serial(async () => {
       if (this.#held) return true;
       try {
-        if ((await stat(this.#path).catch(() => undefined))?.size !== this.#bytes)
+        if ((await stat(this.#path).catch(() => undefined))?.size !== this.#bytes) {
+          const fsInfo = await statfs(dirname(this.#path)).catch(() => undefined);
+          if (fsInfo && fsInfo.bavail * fsInfo.bsize < 2 * this.#bytes) return false;
           await this.#fs.writeFileAtomic(this.#path, Buffer.alloc(this.#bytes), 'space-reserve');
+        }
         this.#held = true;
       } catch (e) {
         if (!isNoSpace(e)) throw e;
@@ -166,15 +183,15 @@ export class FsRecordStore implements RecordStore {
     return join(this.#dir, checkKey(ns), `${checkKey(id)}.json`);
   }
 
-  /** On a full disk: release the space reserve and retry once; then 507 ENOSPACE. */
-  async put(ns: string, id: string, doc: unknown): Promise<void> {
+  /** On a full disk: 507 ENOSPACE, or for a write that frees space, release the reserve and retry. */
+  async put(ns: string, id: string, doc: unknown, opts?: RecordWriteOptions): Promise<void> {
     const write = (): Promise<void> =>
       this.#fs.writeFileAtomic(this.#path(ns, id), JSON.stringify(doc), `record-${ns}`);
     try {
       await write();
     } catch (e) {
       if (!isNoSpace(e)) throw e;
-      if (!this.#reserve) throw storageFull(e);
+      if (!this.#reserve || opts?.freesSpace !== true) throw storageFull(e);
       await this.#reserve.release();
       try {
         await write();
