@@ -86,7 +86,7 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxRegistrationsPerAddress: 20,
   registrationWindowMs: 3600_000,
   maxOffersPerDevice: 8,
-  maxConnectionsPerAddress: 64,
+  maxConnectionsPerAddress: 128,
   minBodyBytesPerSec: 32 * 1024,
   headersTimeoutMs: 20_000,
   storageReserveBytes: 4 * 1024 * 1024,
