@@ -16,7 +16,7 @@
  * back on a reserve file (`SpaceReserve`) that they release when the disk is
  * full, so acknowledging, and with it freeing space, always works.
  */
-import { readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
+import { readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DurableFs } from '../hw/os/fs.js';
 import { VigilError } from '../base/errors.js';
@@ -128,7 +128,7 @@ export class SpaceReserve {
   release(): Promise<void> {
     return this.#serial(async () => {
       this.#held = false;
-      await rm(this.#path, { force: true });
+      await this.#fs.remove(this.#path, 'space-reserve');
     });
   }
 }

@@ -851,6 +851,32 @@ t.test('connections per address are capped', async (t) => {
   for (const c of open) c.socket.destroy();
 });
 
+t.test('behind a trusted proxy: in-flight requests per forwarded address are capped', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device } = await relayWith(dir, 0, {
+    trustProxy: true,
+    limits: { maxConnectionsPerAddress: 2 },
+  });
+  t.teardown(cleanup);
+  const poll = (addr: string): Promise<{ status: number; body: unknown }> =>
+    raw(relay.url, 'GET', '/v1/mailbox?wait=30000', {
+      token: device.token,
+      headers: { 'x-forwarded-for': addr },
+    }).catch(() => ({ status: 0, body: 'closed' }));
+  // three long-polls from one forwarded address: whichever arrives third is refused at once
+  const polls = [poll('10.5.5.5'), poll('10.5.5.5'), poll('10.5.5.5')];
+  const first = await Promise.race(polls);
+  t.equal(first.status, 429);
+  t.match(first.body, { error: 'ECONNLIMIT' });
+  const other = await raw(relay.url, 'GET', '/v1/phones', {
+    token: device.token,
+    headers: { 'x-forwarded-for': '10.5.5.6' },
+  });
+  t.equal(other.status, 200, 'another forwarded address is not affected');
+  await relay.close();
+  await Promise.all(polls);
+});
+
 t.test('slow bodies time out; client aborts are not server errors', async (t) => {
   const { dir, cleanup } = await tempDir();
   const { startRelay } = await import('../../relay/server.js');
