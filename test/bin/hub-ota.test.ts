@@ -198,6 +198,7 @@ t.test('a staged update goes through update-staged / apply-update to a restart',
     logger: log,
     env: {},
     stop: (c) => stops.push(c),
+    applyWaitMs: 600_000, // the state machine applies (below): no fallback restart here
   });
   const ac = new AbortController();
   await svc.startServices(
