@@ -32,6 +32,7 @@ import { E2eePhone } from '../e2ee/phone.js';
 import { defaultAppDir, e2eeDir } from '../account.js';
 import { PairingClient } from './client.js';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
+import { EnrollTokenSchema, serviceUrlProblem } from '../../protocol/services.js';
 import { saveAccount } from '../account.js';
 import type { RelayAccount } from '../account.js';
 
@@ -49,6 +50,11 @@ Pair this companion with a Vigil hub using the QR label on the hub.
   --home-ssid SSID           then send the home Wi-Fi network to the hub...
   --home-password-file FILE  ...with the password read from FILE ('-' = stdin)
   --relay URL                then meet the hub at this relay (needs --home-ssid)
+  --set-relay URL            make the hub use this relay from now on (your own; https,
+                             http only to loopback/link-local); also where we meet it
+                             unless --relay says otherwise (needs --home-ssid)
+  --set-relay-enroll-token-file FILE
+                             the enrollment token that relay asks hubs for
   --dir DIR                  companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
   --timeout SECONDS          per-step timeout [60]
 `;
@@ -87,6 +93,35 @@ async function qrText(value: string): Promise<string> {
   return lines[0] ?? '';
 }
 
+/** `--set-relay` and its token file, checked like the hub checks them (protocol/services.ts). */
+async function setRelayFlags(
+  url: string | undefined,
+  tokenFile: string | undefined,
+): Promise<{ url: string; enrollToken?: string } | undefined> {
+  if (url === undefined) {
+    if (tokenFile !== undefined)
+      throw new UsageError('--set-relay-enroll-token-file needs --set-relay');
+    return undefined;
+  }
+  const problem = serviceUrlProblem(url);
+  if (problem !== undefined) throw new UsageError(`--set-relay ${problem}`);
+  if (tokenFile === undefined) return { url };
+  let raw: string;
+  try {
+    raw = (await readFile(tokenFile, 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new UsageError(
+      `--set-relay-enroll-token-file: cannot read ${tokenFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  const r = EnrollTokenSchema.safeParse(raw);
+  if (!r.success)
+    throw new UsageError(
+      `--set-relay-enroll-token-file: the token ${r.error.issues[0]?.message ?? 'is invalid'}`,
+    );
+  return { url, enrollToken: r.data };
+}
+
 export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number> {
   let v: Record<string, string | boolean | undefined>;
   try {
@@ -103,6 +138,8 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
         'home-password-file': { type: 'string' },
         dir: { type: 'string' },
         relay: { type: 'string' },
+        'set-relay': { type: 'string' },
+        'set-relay-enroll-token-file': { type: 'string' },
         timeout: { type: 'string' },
       },
       strict: true,
@@ -125,7 +162,10 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   const pwFile = str('home-password-file');
   if ((homeSsid === undefined) !== (pwFile === undefined))
     throw new UsageError('--home-ssid and --home-password-file go together');
-  const relayUrl = str('relay');
+  const hubRelay = await setRelayFlags(str('set-relay'), str('set-relay-enroll-token-file'));
+  if (hubRelay !== undefined && homeSsid === undefined)
+    throw new UsageError('--set-relay needs --home-ssid: it travels with the Wi-Fi settings');
+  const relayUrl = str('relay') ?? hubRelay?.url;
   if (relayUrl !== undefined) {
     if (homeSsid === undefined)
       throw new UsageError('--relay needs --home-ssid: the hub meets us once it is online');
@@ -205,7 +245,14 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
         say(`paired (MLS) with hub ${formatDeviceId(deviceId)}`);
       }
       if (homeSsid !== undefined && homePassword !== undefined) {
-        const token = await client.sendCredentials(phone, homeSsid, homePassword);
+        const token = await client.sendCredentials(
+          phone,
+          homeSsid,
+          homePassword,
+          undefined,
+          hubRelay,
+        );
+        if (hubRelay !== undefined) say(`the hub uses the relay ${hubRelay.url} from now on`);
         await writeFile(join(dir, 'pairing-token'), `${token}\n`, { mode: 0o600 });
         say(
           `hub accepted the Wi-Fi settings and is joining "${homeSsid}"; pairing token saved in ${join(dir, 'pairing-token')}`,

@@ -113,10 +113,9 @@ export async function saveRelayOverride(
   await chmod(path, 0o600);
 }
 
-/** When the hub last heard from each service (any HTTP answer counts). */
+/** When the hub last heard from the relay (any HTTP answer counts; OTA: bin/hub-ota.ts). */
 export class ServiceContacts {
   #relay: number | undefined;
-  #ota: number | undefined;
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -126,16 +125,10 @@ export class ServiceContacts {
   relayContacted(): void {
     this.#relay = this.#now();
   }
-  otaContacted(): void {
-    this.#ota = this.#now();
-  }
 
-  /** ISO times, or null when never. */
+  /** ISO time, or null when never. */
   get lastRelayContact(): string | null {
     return this.#relay === undefined ? null : new Date(this.#relay).toISOString();
-  }
-  get lastOtaContact(): string | null {
-    return this.#ota === undefined ? null : new Date(this.#ota).toISOString();
   }
 
   /** A fetch that records each answer from the relay. */
