@@ -257,11 +257,16 @@ t.test('remove-request also deletes the removed phone’s relay account', async 
     await new Promise((r) => setTimeout(r, 25));
   }
   t.same(left, [accounts.phone.phoneId], 'the removed phone’s relay account is gone');
-  t.same(
-    JSON.parse(((await fs.readIfExists(join(stateDir, 'relay-removals.json'))) ?? '').toString()),
-    { v: 1, pending: [] },
-    'nothing left to delete',
-  );
+  const pending = async () =>
+    JSON.parse(
+      ((await fs.readIfExists(join(stateDir, 'relay-removals.json'))) ?? '{}').toString(),
+    ) as { pending?: string[] };
+  let queue = await pending();
+  while (queue.pending?.length !== 0 && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 25));
+    queue = await pending();
+  }
+  t.same(queue, { v: 1, pending: [] }, 'nothing left to delete');
   const refused = await bClient.list({ waitMs: 0 }).then(
     () => undefined,
     (e: unknown) => (e as { status?: number }).status,
@@ -269,20 +274,21 @@ t.test('remove-request also deletes the removed phone’s relay account', async 
   t.equal(refused, 401, 'its token no longer works');
 
   // an item after the removal: listed for the remaining phone only, and gone once it acks
+  // (large, so the small config messages still in flight do not blur the figure)
+  const CLIP = 256 * 1024;
   const before = relay.core.stats().storedBytes;
   await deviceClient.append(
     'clip-after-removal',
     { group: 'motion', kind: 'clip', offset: 0, final: true },
-    randomBytes(2048),
+    randomBytes(CLIP),
   );
-  t.equal(relay.core.stats().storedBytes, before + 2048, 'stored');
+  t.ok(relay.core.stats().storedBytes >= before + CLIP, 'stored');
   const { items } = await aClient.list({ waitMs: 0 });
   const clip = items.find((i) => i.itemId === 'clip-after-removal');
   t.ok(clip, 'listed for the remaining phone');
   await aClient.ack(clip!.seq);
-  t.equal(
-    relay.core.stats().storedBytes,
-    before,
+  t.ok(
+    relay.core.stats().storedBytes < before + CLIP / 2,
     'fully acknowledged by the remaining phone alone: the relay dropped it',
   );
 });
