@@ -82,6 +82,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   // the relay in use and when it last answered (`vigil hub status`)
   const contacts = new ServiceContacts();
   let relayInUse: ResolvedRelay | undefined;
+  // the relay the device account (so the uplink) is at, when it differs from the chosen one
+  let relayAccountElsewhere: string | undefined;
   let mls: MlsHub | undefined;
   let pairing: PairingController | undefined;
   let media: MediaPipeline | undefined;
@@ -395,10 +397,11 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       rejoinHomeWifi(dataDir);
       const acct = await readRelayAccount(dataDir);
       const relay = await effectiveRelay(dataDir);
-      if (acct && relay && relay.url !== acct.url)
+      relayAccountElsewhere = acct && relay && relay.url !== acct.url ? acct.url : undefined;
+      if (relayAccountElsewhere !== undefined)
         log.warn('the relay account is at another relay than the one chosen; pair again to move', {
-          account: acct.url,
-          chosen: relay.url,
+          account: relayAccountElsewhere,
+          chosen: relay?.url,
         });
       const [
         { createUplink },
@@ -510,6 +513,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       relay: {
         url: relayInUse?.url ?? null,
         ...(relayInUse ? { source: relayInUse.source } : {}),
+        ...(relayAccountElsewhere !== undefined ? { accountAt: relayAccountElsewhere } : {}),
         lastContact: contacts.lastRelayContact,
       },
       ...(media ? { media: media.status() } : {}),
