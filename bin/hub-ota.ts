@@ -40,6 +40,11 @@ import { FetchTransport } from '../ota/transport.js';
 import type { Transport } from '../ota/transport.js';
 import { installTrustedRoot } from '../ota/verify.js';
 import { isVersion } from '../ota/version.js';
+import { resolveOta } from '../firmware/config/services.js';
+import type { ResolvedOta, ServiceSource } from '../firmware/config/services.js';
+import { readBundle } from '../protocol/provisioning-bundle.js';
+import type { ProvisioningBundle } from '../protocol/provisioning-bundle.js';
+import { OTA_ROOT_FILE } from '../protocol/services.js';
 
 /** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
 export const TRIAL_RESTART_EXIT = 75;
@@ -72,6 +77,11 @@ export interface OtaWiringDeps {
 export interface OtaWiringStatus {
   readonly enabled: boolean;
   readonly channel: string;
+  readonly channelSource: ServiceSource;
+  readonly repositoryUrl: string | null;
+  readonly repositorySource?: ServiceSource;
+  /** When the repository last answered (ISO), null when never. */
+  readonly lastContact: string | null;
   readonly trial?: string;
   readonly last?: OtaOutcome;
   readonly note?: string;
@@ -119,6 +129,8 @@ export class OtaWiring {
   #last: OtaOutcome | undefined;
   #note: string | undefined;
   #polling = false;
+  #resolved: ResolvedOta | undefined;
+  #lastContact: string | undefined;
 
   constructor(inner: HubServices, d: OtaWiringDeps) {
     this.#inner = inner;
@@ -179,17 +191,50 @@ export class OtaWiring {
   }
 
   /** Build the agent; undefined (logged) when OTA cannot run here. */
+  /** The provisioning bundle's directory inside the data volume (services, OTA root). */
+  async #bundleDir(): Promise<string | undefined> {
+    if (this.#dataDir === undefined) return undefined;
+    const { SECRETS_DIR } = await import('../firmware/storage/storage.js');
+    return join(this.#dataDir, SECRETS_DIR);
+  }
+
+  /** Config file first, then the provisioning bundle (firmware/config/services.ts). */
+  async #resolve(): Promise<ResolvedOta> {
+    const dir = await this.#bundleDir();
+    let bundle: ProvisioningBundle | undefined;
+    if (dir !== undefined) {
+      try {
+        bundle = await readBundle(dir);
+      } catch (e) {
+        this.#log.warn('cannot read the provisioning bundle; OTA uses the config file only', {
+          error: reasonOf(e),
+        });
+      }
+    }
+    this.#resolved = resolveOta(this.#d.config, bundle);
+    return this.#resolved;
+  }
+
+  async #trustedRoot(): Promise<Buffer | undefined> {
+    const { paths } = this.#d;
+    const fromImage = await readFile(paths.host(OTA_PATHS.trustedRoot)).catch(() => undefined);
+    if (fromImage !== undefined) return fromImage;
+    const dir = await this.#bundleDir();
+    return dir === undefined
+      ? undefined
+      : readFile(join(dir, OTA_ROOT_FILE)).catch(() => undefined);
+  }
+
   async #agent(): Promise<OtaAgent | undefined> {
     const { config, paths } = this.#d;
-    const repoUrl = config.ota.repositoryUrl;
+    const resolved = await this.#resolve();
+    const repoUrl = resolved.repositoryUrl;
     const stateDir = paths.host(OTA_PATHS.state);
     const metaDir = join(stateDir, 'metadata');
     if ((await this.#fs.readIfExists(join(metaDir, 'root.json'))) === undefined) {
-      let root: Buffer;
-      try {
-        root = await readFile(paths.host(OTA_PATHS.trustedRoot));
-      } catch {
-        this.#note = `no trusted root (${OTA_PATHS.trustedRoot}): updates disabled`;
+      const root = await this.#trustedRoot();
+      if (root === undefined) {
+        this.#note = `no trusted root (${OTA_PATHS.trustedRoot}, nor ${OTA_ROOT_FILE} in the provisioning bundle): updates disabled`;
         return undefined;
       }
       await this.#fs.ensureDir(metaDir);
@@ -204,9 +249,9 @@ export class OtaWiring {
       stateDir,
       fs: this.#fs,
       slots: this.#slots,
-      transport: this.#d.transport ?? new FetchTransport(),
+      transport: this.#contactTransport(this.#d.transport ?? new FetchTransport()),
       repoUrl: repoUrl ?? 'http://invalid.invalid/',
-      channel: config.ota.channel,
+      channel: resolved.channel,
       probe: new ProcessTrialProbe(),
       health: new HubHealthCheck({
         hub: {
@@ -324,8 +369,9 @@ export class OtaWiring {
       this.#log.warn('updates disabled', { reason: this.#note ?? '?' });
       return;
     }
-    if (this.#d.config.ota.repositoryUrl === undefined) {
-      this.#note = 'no ota.repositoryUrl configured: updates disabled';
+    if (this.#resolved?.repositoryUrl === undefined) {
+      this.#note =
+        'no OTA repository (ota.repositoryUrl, nor one in the provisioning bundle): updates disabled';
       this.#log.info(this.#note);
       return;
     }
@@ -368,10 +414,28 @@ export class OtaWiring {
     });
   }
 
+  /** Record every answer from the OTA repository (for `vigil hub status`). */
+  #contactTransport(inner: Transport): Transport {
+    const seen = <T>(p: Promise<T>): Promise<T> =>
+      p.then((v) => {
+        this.#lastContact = new Date().toISOString();
+        return v;
+      });
+    return {
+      getBytes: (url, max, signal) => seen(inner.getBytes(url, max, signal)),
+      getFrom: (url, offset, signal) => seen(inner.getFrom(url, offset, signal)),
+    };
+  }
+
   status(): OtaWiringStatus {
+    const r = this.#resolved ?? resolveOta(this.#d.config, undefined);
     return {
       enabled: this.#polling,
-      channel: this.#d.config.ota.channel,
+      channel: r.channel,
+      channelSource: r.channelSource,
+      repositoryUrl: r.repositoryUrl ?? null,
+      ...(r.repositorySource !== undefined ? { repositorySource: r.repositorySource } : {}),
+      lastContact: this.#lastContact ?? null,
       ...(this.#trialVersion !== undefined ? { trial: this.#trialVersion } : {}),
       ...(this.#last !== undefined ? { last: this.#last } : {}),
       ...(this.#note !== undefined ? { note: this.#note } : {}),

@@ -215,6 +215,48 @@ export function keyPackageLifetime(
   return { notBefore: BigInt(Math.floor(lo / 1000)), notAfter: BigInt(Math.floor(hi / 1000)) };
 }
 
+/**
+ * Allowance on both lifetime bounds for the handshake's own duration: each
+ * side checks against its clock at receipt and the peer's clock as last
+ * reported, and a pairing session lasts at most 3 minutes.
+ */
+export const LIFETIME_ALLOWANCE_MS = 5 * 60 * 1000;
+
+/** The widest key-package lifetime (seconds) accepted while pairing, given both clocks. */
+export function acceptedLifetimeBounds(
+  nowMs: number,
+  peerMs: number,
+): { minNotBefore: bigint; maxNotAfter: bigint } {
+  const lo = Math.max(0, Math.min(nowMs, peerMs) - CLOCK_SLACK_MS - LIFETIME_ALLOWANCE_MS);
+  const hi = Math.max(nowMs, peerMs) + KEY_PACKAGE_LIFETIME_MS + LIFETIME_ALLOWANCE_MS;
+  return {
+    minNotBefore: BigInt(Math.floor(lo / 1000)),
+    maxNotAfter: BigInt(Math.floor(hi / 1000)),
+  };
+}
+
+/**
+ * Validate a received key package's lifetime (seconds) against both clocks:
+ * `min(clocks) - 1 h - allowance <= notBefore <= now <= notAfter <=
+ * max(clocks) + 90 days + allowance`. Returns why it fails, or undefined.
+ */
+export function checkKeyPackageLifetime(
+  lifetime: { readonly notBefore: bigint; readonly notAfter: bigint },
+  nowMs: number,
+  peerMs: number,
+): string | undefined {
+  const { minNotBefore, maxNotAfter } = acceptedLifetimeBounds(nowMs, peerMs);
+  const now = BigInt(Math.floor(nowMs / 1000));
+  const { notBefore, notAfter } = lifetime;
+  if (notBefore < minNotBefore)
+    return `notBefore ${notBefore} is earlier than ${minNotBefore} (min(clocks) - 1 h)`;
+  if (notAfter > maxNotAfter)
+    return `notAfter ${notAfter} is later than ${maxNotAfter} (max(clocks) + 90 days)`;
+  if (notBefore > now || notAfter < now)
+    return `lifetime ${notBefore}..${notAfter} does not contain now (${now})`;
+  return undefined;
+}
+
 export interface SigningIdentity {
   readonly identity: Uint8Array;
   readonly signaturePublicKey: Uint8Array;

@@ -15,6 +15,7 @@
 import { z } from 'zod';
 import { VigilError } from '../base/errors.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
+import { EnrollTokenSchema, ServiceUrlSchema } from './services.js';
 
 export const TRANSPORT_VERSION = 1;
 export const FRAME_KIND = { pairing: 1, config: 2, status: 3 } as const;
@@ -204,21 +205,33 @@ const CONTROL = /[\x00-\x1f\x7f]/;
  * What the phone sends, sealed in its config group: the home network and a
  * fresh random token both sides use to meet at the relay afterwards.
  */
-export const WifiCredentialsBody = z.strictObject({
-  ssid: z
-    .string()
-    .refine(
-      (s) => Buffer.byteLength(s, 'utf8') >= 1 && Buffer.byteLength(s, 'utf8') <= 32,
-      'home network name must be 1-32 bytes',
-    )
-    .refine((s) => !CONTROL.test(s), 'home network name must not contain control characters'),
-  passphrase: z
-    .string()
-    .min(8, 'Wi-Fi password must be at least 8 characters')
-    .max(63, 'Wi-Fi password must be at most 63 characters')
-    .regex(/^[\x20-\x7e]*$/, 'Wi-Fi password must be printable ASCII'),
-  pairingToken: z.string().regex(/^[0-9a-f]{32}$/, 'pairing token: 32 lower-case hex characters'),
-});
+export const WifiCredentialsBody = z
+  .strictObject({
+    ssid: z
+      .string()
+      .refine(
+        (s) => Buffer.byteLength(s, 'utf8') >= 1 && Buffer.byteLength(s, 'utf8') <= 32,
+        'home network name must be 1-32 bytes',
+      )
+      .refine((s) => !CONTROL.test(s), 'home network name must not contain control characters'),
+    passphrase: z
+      .string()
+      .min(8, 'Wi-Fi password must be at least 8 characters')
+      .max(63, 'Wi-Fi password must be at most 63 characters')
+      .regex(/^[\x20-\x7e]*$/, 'Wi-Fi password must be printable ASCII'),
+    pairingToken: z.string().regex(/^[0-9a-f]{32}$/, 'pairing token: 32 lower-case hex characters'),
+    /**
+     * The relay the user runs (protocol version note: optional, added in v1 after
+     * the first release; an older phone omits it and the hub keeps its own).
+     */
+    relayUrl: ServiceUrlSchema.optional(),
+    /** The enrollment token that relay asks for (only with relayUrl). */
+    relayEnrollToken: EnrollTokenSchema.optional(),
+  })
+  .refine((c) => c.relayEnrollToken === undefined || c.relayUrl !== undefined, {
+    message: 'an enrollment token needs a relay URL',
+    path: ['relayEnrollToken'],
+  });
 export type WifiCredentialsBody = z.infer<typeof WifiCredentialsBody>;
 
 export function encodeWifiCredentials(c: WifiCredentialsBody): Uint8Array {
@@ -238,13 +251,19 @@ export function decodeWifiCredentials(
     };
   }
   const r = WifiCredentialsBody.safeParse(json);
-  if (!r.success)
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue?.path.join('.') ?? '';
+    // the relay members' messages name their field; the Wi-Fi ones already read as a sentence
     return {
       ok: false,
       error: new FrameError(
         'EFRAME_PAYLOAD',
-        r.error.issues[0]?.message ?? 'invalid Wi-Fi credentials',
+        field.startsWith('relay')
+          ? `${field} ${issue?.message ?? 'is invalid'}`
+          : (issue?.message ?? 'invalid Wi-Fi credentials'),
       ),
     };
+  }
   return { ok: true, value: r.data };
 }

@@ -20,11 +20,13 @@ import {
   GROUP_KINDS,
   LazyMlsProfile,
   PinnedAuthService,
+  checkKeyPackageLifetime,
   clientConfig,
   decodeMessage,
   encodeKeyPackageMessage,
   forgetPastEpochs,
   hubIdentity,
+  leafIndexOf,
   newKeyPackage,
   newSigningIdentity,
   pairingConfirmMac,
@@ -40,6 +42,7 @@ import { E2eePhone, type PhoneFile, type PhoneFs } from './phone.js';
 export type InitiatorErrorCode =
   | 'EVERSION'
   | 'EPSK_MISMATCH'
+  | 'EKEY_PACKAGE_LIFETIME'
   | 'EUNEXPECTED_FRAME'
   | 'EPEER_ABORTED'
   | 'EABORTED'
@@ -150,6 +153,20 @@ export class PairingInitiator {
     };
   }
 
+  /** The hub's leaf came from its key package: its lifetime must fit both clocks. */
+  #checkHubLifetime(kind: GroupKind, st: ClientState): void {
+    const i = leafIndexOf(st, hubIdentity(this.#deviceId));
+    const node = i === undefined ? undefined : st.ratchetTree[2 * i];
+    const leaf = node?.nodeType === 'leaf' ? node.leaf : undefined;
+    if (leaf?.leafNodeSource !== 'key_package') return;
+    const problem = checkKeyPackageLifetime(leaf.lifetime, this.#now(), this.#hubTime);
+    if (problem !== undefined)
+      throw new InitiatorError(
+        'EKEY_PACKAGE_LIFETIME',
+        `${kind}: the hub's key package lifetime is rejected: ${problem}`,
+      );
+  }
+
   async #handle(f: PairingFrame): Promise<PairingFrame[]> {
     const p = this.#p;
     if (p === undefined) throw new InitiatorError('EUNEXPECTED_FRAME', 'start() first');
@@ -216,6 +233,7 @@ export class PairingInitiator {
         }
         if (!Buffer.from(st.groupContext.groupId).equals(Buffer.from(unb64(f.groupId))))
           throw new InitiatorError('EUNEXPECTED_FRAME', `${f.group}: group id mismatch`);
+        this.#checkHubLifetime(f.group, st);
         this.#groups.set(f.group, forgetPastEpochs(p, st));
         const nextKind = GROUP_KINDS[this.#groups.size];
         if (nextKind !== undefined) return [await this.#keyPackageFor(nextKind)];

@@ -175,15 +175,24 @@ export class PairingClient {
 
   /**
    * Seal the home Wi-Fi credentials in the config group and send them. Resolves
-   * with the pairing token once the hub says it is leaving the hotspot.
+   * with the pairing token once the hub says it is leaving the hotspot. With
+   * `relay`, the hub uses that relay from then on (a user who runs their own);
+   * a URL the hub refuses comes back as a PairClientError with hubCode ERELAY_URL.
    */
   async sendCredentials(
     phone: E2eePhone,
     ssid: string,
     passphrase: string,
     pairingToken = randomBytes(16).toString('hex'),
+    relay?: { readonly url: string; readonly enrollToken?: string },
   ): Promise<string> {
-    const body = encodeWifiCredentials({ ssid, passphrase, pairingToken });
+    const body = encodeWifiCredentials({
+      ssid,
+      passphrase,
+      pairingToken,
+      ...(relay !== undefined ? { relayUrl: relay.url } : {}),
+      ...(relay?.enrollToken !== undefined ? { relayEnrollToken: relay.enrollToken } : {}),
+    });
     const sealed = await phone.send({ t: 'app', topic: WIFI_CREDENTIALS_TOPIC, body: b64(body) });
     this.send({ kind: 'config', payload: sealed });
     for (;;) {

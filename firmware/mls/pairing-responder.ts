@@ -28,6 +28,7 @@ import {
 import {
   GROUP_KINDS,
   PinnedAuthService,
+  checkKeyPackageLifetime,
   clientConfig,
   decodeKeyPackageMessage,
   encodeMessage,
@@ -50,6 +51,7 @@ export type PairingErrorCode =
   | 'EPSK_MISMATCH'
   | 'EFOREIGN_KEY_PACKAGE'
   | 'EKEY_PACKAGE_INVALID'
+  | 'EKEY_PACKAGE_LIFETIME'
   | 'EPHONE_EXISTS'
   | 'EUNEXPECTED_FRAME'
   | 'EPEER_ABORTED'
@@ -230,6 +232,16 @@ export class PairingResponder {
             `${f.group}: key package is not from the phone that said hello`,
           );
         }
+        const lifetimeProblem = checkKeyPackageLifetime(
+          kp.leafNode.lifetime,
+          hub.now(),
+          this.#phoneTime,
+        );
+        if (lifetimeProblem !== undefined)
+          throw new PairingError(
+            'EKEY_PACKAGE_LIFETIME',
+            `${f.group}: key package lifetime rejected: ${lifetimeProblem}`,
+          );
         const auth = new PinnedAuthService([hub.signing, cred]);
         const cfg = clientConfig(p.mls, auth);
         const hkp = await newKeyPackage(p, hub.signing, hub.now(), this.#phoneTime);

@@ -168,7 +168,8 @@ export class HubPairingSession implements PairingSession {
     const creds = decodeWifiCredentials(Buffer.from(m.body, 'base64url'));
     if (!creds.ok) {
       // the phone may correct and resend: keep the connection
-      replies.push(status({ t: 'error', code: 'EWIFI_CREDENTIALS', message: creds.error.message }));
+      const code = creds.error.message.startsWith('relay') ? 'ERELAY_URL' : 'EWIFI_CREDENTIALS';
+      replies.push(status({ t: 'error', code, message: creds.error.message }));
       return { replies };
     }
     const { ssid } = creds.value;

@@ -25,6 +25,9 @@ import { OTA_REPORT_TOPIC, decodeOtaReport } from '../../protocol/ota-report.js'
 import type { OtaReport } from '../../protocol/ota-report.js';
 import { HostAppSlots } from '../../ota/slots.js';
 import { makeRepo, publish, tempDir } from '../ota/helpers.js';
+import { encodeBundle, BUNDLE_FILE } from '../../protocol/provisioning-bundle.js';
+import { newIdentity } from '../../protocol/identity.js';
+import { OTA_ROOT_FILE } from '../../protocol/services.js';
 import type { Repo } from '../ota/helpers.js';
 
 /** The rest of the hub: a class with private state, like DevServices. */
@@ -393,7 +396,10 @@ t.test('no trusted root: updates disabled, said in the status', async (tt) => {
   );
   await svc.stopServices(); // waits for the loop, which ends at once without a root
   tt.match(svc.status?.(), {
-    ota: { enabled: false, note: 'no trusted root (/etc/vigil/ota-root.json): updates disabled' },
+    ota: {
+      enabled: false,
+      note: 'no trusted root (/etc/vigil/ota-root.json, nor ota-root.json in the provisioning bundle): updates disabled',
+    },
   });
 });
 
@@ -510,4 +516,52 @@ t.test('a trial past its deadline is never health-checked or committed', async (
     lines.some((l) => l.includes('the update loop failed')),
     'no error escapes the loop',
   );
+});
+
+t.test('repository, channel and trust root from the provisioning bundle', async (tt) => {
+  const r = await rig(tt, { root: false });
+  await publish(r.repo, r.root, '2.0.0');
+  // what first boot moved into the volume: the bundle and its trust root
+  const bundleDir = `${r.data}/provisioning`;
+  await mkdir(bundleDir, { recursive: true });
+  await writeFile(
+    `${bundleDir}/${BUNDLE_FILE}`,
+    encodeBundle({
+      ...newIdentity(),
+      batchId: 'b1',
+      createdAt: new Date().toISOString(),
+      ota: { repositoryUrl: r.repo.server.url, channel: 'stable' },
+    }),
+  );
+  await writeFile(`${bundleDir}/${OTA_ROOT_FILE}`, r.repo.rootBytes);
+  const staged = signal();
+  const svc = withOta(new Inner(), {
+    config: parseConfig({ mode: 'development', ota: { pollMinutes: 60 } }),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: {},
+    stop: () => undefined,
+  });
+  tt.match(svc.status?.(), {
+    ota: { channel: 'stable', channelSource: 'default', repositoryUrl: null, lastContact: null },
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    (e: Event) => {
+      if (e.type === 'update-staged') staged.fire();
+    },
+    undefined as never,
+  );
+  await staged.promise;
+  tt.match(svc.status?.(), {
+    ota: {
+      channel: 'stable',
+      channelSource: 'bundle',
+      repositoryUrl: r.repo.server.url.replace(/\/+$/, ''),
+      repositorySource: 'bundle',
+      lastContact: /^\d{4}-\d\d-\d\dT/,
+    },
+  });
+  await svc.stopServices();
 });

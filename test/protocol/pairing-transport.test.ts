@@ -84,3 +84,33 @@ void t.test('status frames and Wi-Fi credentials are zod-validated', async (t) =
     error: { code: 'EFRAME_PAYLOAD' },
   });
 });
+
+void t.test('Wi-Fi credentials: the optional relay a phone chooses', async (t) => {
+  const c = { ssid: 'home', passphrase: 'password1', pairingToken: 'a'.repeat(32) };
+  const bad = (o: unknown) => decodeWifiCredentials(Buffer.from(JSON.stringify(o)));
+  t.same(bad(c), { ok: true, value: c }, 'an older phone omits it');
+  t.same(bad({ ...c, relayUrl: 'https://my-relay.example/', relayEnrollToken: 'tok-1' }), {
+    ok: true,
+    value: { ...c, relayUrl: 'https://my-relay.example', relayEnrollToken: 'tok-1' },
+  });
+  t.same(bad({ ...c, relayUrl: 'http://127.0.0.1:8080' }), {
+    ok: true,
+    value: { ...c, relayUrl: 'http://127.0.0.1:8080' },
+  });
+  for (const [url, why] of [
+    ['http://relay.example', /^relayUrl must be https \(http only to a loopback or link-local/],
+    ['ftp://relay.example', /^relayUrl must be https, not ftp$/],
+    ['file:///etc/passwd', /^relayUrl must be https, not file$/],
+    ['not a url', /^relayUrl is not a URL$/],
+  ] as const)
+    t.match(
+      bad({ ...c, relayUrl: url }),
+      { ok: false, error: { code: 'EFRAME_PAYLOAD', message: why } },
+      url,
+    );
+  t.match(bad({ ...c, relayEnrollToken: 'tok' }), {
+    ok: false,
+    error: { message: /^relayEnrollToken an enrollment token needs a relay URL$/ },
+  });
+  t.throws(() => encodeWifiCredentials({ ...c, relayUrl: 'http://relay.example' }));
+});
