@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import {
   FrameDecoder,
   MAX_PAYLOAD,
@@ -83,4 +84,22 @@ void t.test('status frames and Wi-Fi credentials are zod-validated', async (t) =
     ok: false,
     error: { code: 'EFRAME_PAYLOAD' },
   });
+});
+
+void t.test('vector: the hello frame inside a transport frame, both directions', async (t) => {
+  // test/vectors/pairing-frame.json, frozen; docs/pairing.md gives the layout.
+  const v = JSON.parse(
+    readFileSync(new URL('../vectors/pairing-frame.json', import.meta.url), 'utf8'),
+  ) as { bytes: { json: string; wire: string } };
+  const payload = Buffer.from(v.bytes.json, 'hex');
+  const wire = Buffer.from(v.bytes.wire, 'hex');
+  t.equal(encodeWireFrame({ kind: 'pairing', payload }).toString('hex'), v.bytes.wire);
+  t.equal(wire.readUInt32BE(0), 2 + payload.length, 'u32 BE length of what follows');
+  t.same([wire[4], wire[5]], [1, 1], 'transport version 1, kind 1 (pairing)');
+  const r = new FrameDecoder().push(wire);
+  t.equal(r.error, undefined);
+  t.same(
+    r.frames.map((f) => [f.kind, Buffer.from(f.payload).toString('hex')]),
+    [['pairing', v.bytes.json]],
+  );
 });
