@@ -28,7 +28,7 @@
  * chunk.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
 import type { ItemKind } from './items.js';
 
 export const CONTAINER_MAGIC = Uint8Array.from([0x56, 0x47, 0x4c, 0x43]); // "VGLC"
@@ -69,14 +69,7 @@ export type ContainerErrorCode =
   | 'ETRAILING_DATA'
   | 'ENOT_RECIPIENT';
 
-export class ContainerError extends VigilError {
-  override readonly code: ContainerErrorCode;
-  constructor(code: ContainerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'ContainerError';
-    this.code = code;
-  }
-}
+export class ContainerError extends CodedError<ContainerErrorCode> {}
 
 /** One recipient group: the MLS handshake that moves it to `epoch`. */
 export interface ContainerRecipient {

@@ -84,6 +84,19 @@ export const ErrorFrame = z.strictObject({
   message: z.string().max(500),
 });
 
+/** The `error` frame codes of docs/protocol.md section 2, shared by both pairing ends. */
+export type PairingErrorCode =
+  | 'EVERSION'
+  | 'EPSK_UNKNOWN'
+  | 'EPSK_MISMATCH'
+  | 'EFOREIGN_KEY_PACKAGE'
+  | 'EKEY_PACKAGE_INVALID'
+  | 'EPHONE_EXISTS'
+  | 'EUNEXPECTED_FRAME'
+  | 'EPEER_ABORTED'
+  | 'EABORTED'
+  | 'EPAIRING_FAILED';
+
 export const PairingFrame = z.discriminatedUnion('t', [
   HelloFrame,
   HelloAckFrame,

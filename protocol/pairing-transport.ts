@@ -13,7 +13,7 @@
  * than one maximal frame, and reports the first problem with a specific code.
  */
 import { z } from 'zod';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
 
 export const TRANSPORT_VERSION = 1;
@@ -37,13 +37,7 @@ export type FrameErrorCode =
   | 'EFRAME_PAYLOAD'
   | 'EFRAME_UNEXPECTED';
 
-export class FrameError extends VigilError {
-  declare readonly code: FrameErrorCode;
-  constructor(code: FrameErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'FrameError';
-  }
-}
+export class FrameError extends CodedError<FrameErrorCode> {}
 
 export interface WireFrame {
   readonly kind: FrameKind;

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
 import { base32Decode, base32Encode, base32Length } from './base32.js';
 import { DEVICE_ID_CHARS, SECRET_BYTES, isDeviceId } from './identity.js';
 import type { DeviceIdentity } from './identity.js';
@@ -27,13 +27,7 @@ export const QR_PAYLOAD_LENGTH =
 export type QrPayloadErrorCode =
   'EQR_FORMAT' | 'EQR_VERSION' | 'EQR_DEVICE_ID' | 'EQR_SECRET' | 'EQR_CHECKSUM';
 
-export class QrPayloadError extends VigilError {
-  declare readonly code: QrPayloadErrorCode;
-  constructor(code: QrPayloadErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'QrPayloadError';
-  }
-}
+export class QrPayloadError extends CodedError<QrPayloadErrorCode> {}
 
 function checkOf(body: string): string {
   return base32Encode(createHash('sha256').update(body, 'utf8').digest()).slice(0, CHECK_CHARS);

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
-import { VigilError } from '../../base/errors.js';
+import { CodedError } from '../../base/errors.js';
 import { b64, decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import {
   FrameDecoder,
@@ -30,8 +30,7 @@ export type PairClientErrorCode =
   | 'EPAIR_NETWORK_NOT_FOUND'
   | 'EPAIR_CREDENTIALS';
 
-export class PairClientError extends VigilError {
-  declare readonly code: PairClientErrorCode;
+export class PairClientError extends CodedError<PairClientErrorCode> {
   /** The hub's own error code, when it sent one. */
   readonly hubCode: string | undefined;
   constructor(
@@ -41,7 +40,6 @@ export class PairClientError extends VigilError {
     options?: { cause?: unknown },
   ) {
     super(code, message, options);
-    this.name = 'PairClientError';
     this.hubCode = hubCode;
   }
 }
