@@ -4,6 +4,7 @@
  * sealed chunk, decrypted by itself (`openChunkAt`), so frames the hub dropped
  * under back-pressure are simply skipped.
  */
+import { isAborted } from '../base/async.js';
 import { openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
 import type { ParsedHeader, RecordType } from '../protocol/container.js';
 import type { RelayClient } from '../protocol/relay-client.js';
@@ -18,9 +19,6 @@ export interface LiveEvents {
   /** The live item ended. */
   onEnd?(): void;
 }
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
 
 export async function followLive(
   client: RelayClient,

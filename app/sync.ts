@@ -10,6 +10,7 @@
  *  3. hub messages (kind "message": config, notifications) go to the E2EE layer.
  */
 import { parseHeader } from '../protocol/container.js';
+import { isAborted } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import type { ItemInfo } from '../protocol/relay-api.js';
@@ -32,9 +33,6 @@ export interface SyncResult {
   /** Items seen but not complete yet. */
   readonly pending: number;
 }
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
 
 export class Syncer {
   readonly #d: SyncDeps;
