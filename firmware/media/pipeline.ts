@@ -14,6 +14,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import { listen } from '../../hw/os/net.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -314,13 +315,7 @@ class Pipeline implements MediaPipeline {
     const server = createServer((sock) => {
       this.#onMotionConnection(sock);
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.#socketPath, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, { path: this.#socketPath });
     this.#server = server;
   }
 
