@@ -3,6 +3,7 @@ import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   CONTAINER_MAGIC,
+  containerError,
   ContainerReader,
   ContainerWriter,
   decodeHeaderCore,
@@ -75,21 +76,21 @@ function readAll(
   const step = Math.ceil(bytes.length / pieces);
   for (let off = 0; off < bytes.length; off += step) {
     const res = r.push(bytes.subarray(off, off + step));
-    if (!res.ok) return { events, error: res.error.message, code: res.error.code };
+    if (!res.ok) return { events, error: res.reason, code: res.code };
     for (const e of res.value) {
       events.push(e);
       if (e.type === 'header') {
         const k = unwrapContentKey(wrapKey, e.header, 0);
-        if (!k.ok) return { events, error: k.error.message, code: k.error.code };
+        if (!k.ok) return { events, error: k.reason, code: k.code };
         r.setKey(k.value);
         const more = r.push(new Uint8Array(0));
-        if (!more.ok) return { events, error: more.error.message, code: more.error.code };
+        if (!more.ok) return { events, error: more.reason, code: more.code };
         events.push(...more.value);
       }
     }
   }
   const fin = r.finish();
-  if (!fin.ok) return { events, error: fin.error.message, code: fin.error.code };
+  if (!fin.ok) return { events, error: fin.reason, code: fin.code };
   return { events };
 }
 
@@ -121,9 +122,9 @@ void t.test('round trip, streamed in pieces, both recipients', async (t) => {
     const k1 = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 1);
     t.ok(k1.ok && k1.value.equals(item.cek), 'second recipient unwraps the same content key');
     const wrongIdx = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 0);
-    t.equal(wrongIdx.ok ? '' : wrongIdx.error.code, 'EHEADER_TAMPERED');
+    t.equal(wrongIdx.ok ? '' : wrongIdx.code, 'EHEADER_TAMPERED');
     const none = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 5);
-    t.equal(none.ok ? '' : none.error.code, 'ENOT_RECIPIENT');
+    t.equal(none.ok ? '' : none.code, 'ENOT_RECIPIENT');
   }
 });
 
@@ -191,9 +192,9 @@ void t.test('bit flips anywhere are caught', async (t) => {
   const codes = new Set<string>();
   const readAs1 = (copy: Buffer): { code?: string } => {
     const h = parseHeader(copy);
-    if (!h.ok) return { code: h.error.code };
+    if (!h.ok) return { code: h.code };
     const k = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 1);
-    return k.ok ? {} : { code: k.error.code };
+    return k.ok ? {} : { code: k.code };
   };
   for (let pos = 0; pos < bytes.length; pos += 7) {
     const copy = Buffer.from(bytes);
@@ -225,7 +226,7 @@ void t.test('trailing bytes after the end -> ETRAILING_DATA', async (t) => {
 void t.test('bad preamble and header core decoding return results', async (t) => {
   const r = new ContainerReader();
   const res = r.push(Buffer.from('NOPE!xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'));
-  t.equal(res.ok ? '' : res.error.code, 'ECONTAINER_FORMAT');
+  t.equal(res.ok ? '' : res.code, 'ECONTAINER_FORMAT');
   t.equal(r.push(Buffer.alloc(0)).ok, false, 'poisoned reader stays failed');
   const item = makeItem({ size: 10 });
   const core = encodeHeaderCore(item.core);
@@ -257,14 +258,14 @@ void t.test('seek by chunk', async (t) => {
     t.ok(third.value.equals(item.plain.subarray(70_000 + 65536, 70_000 + 2 * 65536)));
   }
   const wrong = openChunkAt(bytes, idx.value.header, item.cek, data[3]!, 2);
-  t.equal(wrong.ok ? '' : wrong.error.code, 'ECHUNK_REORDERED');
+  t.equal(wrong.ok ? '' : wrong.code, 'ECHUNK_REORDERED');
   // a prefix indexes only complete records
   const prefix = indexRecords(bytes.subarray(0, 100_000));
   t.ok(prefix.ok && prefix.value.records.length === 2);
   t.equal(
     (() => {
       const r = indexRecords(bytes.subarray(0, 10));
-      return r.ok ? '' : r.error.code;
+      return r.ok ? '' : r.code;
     })(),
     'EITEM_TRUNCATED',
   );
@@ -331,11 +332,21 @@ const vectorBytes = Buffer.concat([
 
 void t.test('vector: known inputs encode to exactly the frozen bytes', async (t) => {
   t.equal(encodeHeaderCore(vectorCore).toString('hex'), vector.bytes.headerCore, 'header core');
+  // The randomness of an item (its id and content key) comes from an injected source.
+  const fixed = [hex(vin.itemId), hex(vin.contentKey)];
+  const random = (n: number): Uint8Array => {
+    const next = fixed.shift() ?? Buffer.alloc(0);
+    t.equal(next.length, n, 'asked for as many bytes as the vector holds');
+    return next;
+  };
+  const itemId = newItemId(random);
+  const cek = newContentKey(random);
+  t.equal(itemId.toString('hex'), vin.itemId);
   const wrapKeys = vin.wrapKeys.map(hex);
-  const h = sealHeader(vectorCore, hex(vin.contentKey), wrapKeys);
+  const h = sealHeader({ ...vectorCore, itemId }, cek, wrapKeys);
   t.equal(h.digest.toString('hex'), vector.bytes.digest, 'digest');
   t.equal(h.record.toString('hex'), vector.bytes.headerRecord, 'preamble + header record');
-  const w = new ContainerWriter(hex(vin.contentKey), hex(vin.itemId), h.digest, vin.core.chunkSize);
+  const w = new ContainerWriter(cek, itemId, h.digest, vin.core.chunkSize);
   t.same(
     w.seal(hex(vin.payload)).map((r) => r.toString('hex')),
     vector.bytes.dataRecords,
@@ -368,7 +379,7 @@ void t.test('vector: the frozen bytes decode to the known fields', async (t) => 
   });
   r.setKey(hex(vin.contentKey));
   const rest = r.push(new Uint8Array(0));
-  if (!rest.ok) throw rest.error;
+  if (!rest.ok) throw containerError(rest);
   t.same(
     rest.value.map((e) => e.type),
     ['chunk', 'chunk', 'end'],
@@ -467,3 +478,8 @@ void t.test(
     t.equal(trailer.subarray(23).toString('utf8'), vin.end.reason, 'reason');
   },
 );
+
+void t.test('a random source that gives the wrong number of bytes is refused', async (t) => {
+  t.throws(() => newItemId(() => new Uint8Array(15)), { code: 'ECONTAINER_FORMAT' });
+  t.equal(newContentKey().length, 32, 'node:crypto by default');
+});
