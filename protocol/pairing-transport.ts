@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { CodedError } from '../base/errors.js';
+import { fail, ok, type Failure, type Result } from '../base/result.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
 
 export const TRANSPORT_VERSION = 1;
@@ -171,20 +172,22 @@ export function encodeStatus(s: StatusFrame): Buffer {
   });
 }
 
-export function decodeStatus(payload: Uint8Array): StatusFrame {
+export function decodeStatus(payload: Uint8Array): Result<StatusFrame, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch (e) {
-    throw new FrameError('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON', { cause: e });
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON');
   }
   const r = StatusFrame.safeParse(json);
   if (!r.success)
-    throw new FrameError(
-      'EFRAME_PAYLOAD',
-      `invalid status frame: ${r.error.issues[0]?.message ?? ''}`,
-    );
-  return r.data;
+    return fail('EFRAME_PAYLOAD', `invalid status frame: ${r.error.issues[0]?.message ?? ''}`);
+  return ok(r.data);
+}
+
+/** A failed decode as a FrameError, for callers that cannot go on and throw. */
+export function frameError(f: Failure<FrameErrorCode>): FrameError {
+  return new FrameError(f.code, f.reason);
 }
 
 // ---- home Wi-Fi credentials (config group, app topic "wifi-credentials") -------------
@@ -221,24 +224,15 @@ export function encodeWifiCredentials(c: WifiCredentialsBody): Uint8Array {
 
 export function decodeWifiCredentials(
   bytes: Uint8Array,
-): { ok: true; value: WifiCredentialsBody } | { ok: false; error: FrameError } {
+): Result<WifiCredentialsBody, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    return {
-      ok: false,
-      error: new FrameError('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON', { cause: e }),
-    };
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON');
   }
   const r = WifiCredentialsBody.safeParse(json);
   if (!r.success)
-    return {
-      ok: false,
-      error: new FrameError(
-        'EFRAME_PAYLOAD',
-        r.error.issues[0]?.message ?? 'invalid Wi-Fi credentials',
-      ),
-    };
-  return { ok: true, value: r.data };
+    return fail('EFRAME_PAYLOAD', r.error.issues[0]?.message ?? 'invalid Wi-Fi credentials');
+  return ok(r.data);
 }

@@ -134,8 +134,8 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   }
 
   const parsed = parseQrPayload(await qrText(qrValue));
-  if (!parsed.ok) throw new UsageError(`${parsed.error.message} [${parsed.error.code}]`);
-  const { deviceId, secret } = parsed.identity;
+  if (!parsed.ok) throw new UsageError(`${parsed.reason} [${parsed.code}]`);
+  const { deviceId, secret } = parsed.value;
   const d = deriveIdentity(secret, deviceId);
   const say = (s: string): void => {
     ctx.stdout(`${s}\n`);

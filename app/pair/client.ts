@@ -15,6 +15,7 @@ import {
   decodeStatus,
   encodeWifiCredentials,
   encodeWireFrame,
+  frameError,
 } from '../../protocol/pairing-transport.js';
 import type { WireFrame } from '../../protocol/pairing-transport.js';
 import type { PairingInitiator } from '../e2ee/pairing-initiator.js';
@@ -109,7 +110,9 @@ export class PairingClient {
       const f = this.#queue.shift();
       if (f) {
         if (f.kind === 'status') {
-          const st = decodeStatus(f.payload);
+          const decoded = decodeStatus(f.payload);
+          if (!decoded.ok) throw frameError(decoded);
+          const st = decoded.value;
           if (st.t === 'error') {
             const refused = st.code.startsWith('EWINDOW') || st.code === 'EBUSY';
             throw new PairClientError(
@@ -154,7 +157,7 @@ export class PairingClient {
       const d = decodeFrame(f.payload);
       if (!d.ok) {
         ini.abort('malformed frame from hub');
-        throw new PairClientError('EPAIR_PROTOCOL', d.error.message);
+        throw new PairClientError('EPAIR_PROTOCOL', d.reason);
       }
       for (const out of await ini.handle(d.value))
         this.send({ kind: 'pairing', payload: encodeFrame(out) });
@@ -187,7 +190,9 @@ export class PairingClient {
     for (;;) {
       const f = await this.next();
       if (f.kind !== 'status') continue;
-      const st = decodeStatus(f.payload);
+      const decoded = decodeStatus(f.payload);
+      if (!decoded.ok) throw frameError(decoded);
+      const st = decoded.value;
       if (st.t !== 'handoff') continue;
       if (st.state === 'leaving-hotspot') return pairingToken;
       if (st.state === 'network-not-found')

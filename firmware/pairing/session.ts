@@ -128,7 +128,7 @@ export class HubPairingSession implements PairingSession {
         const d = decodeFrame(frame.payload);
         if (!d.ok) {
           this.#d.responder.abort('malformed frame');
-          return fail('EFRAME_PAYLOAD', d.error.message);
+          return fail('EFRAME_PAYLOAD', d.reason);
         }
         const out = await this.#d.responder.handle(d.value);
         const replies: WireFrame[] = out.map((f) => ({
@@ -168,7 +168,7 @@ export class HubPairingSession implements PairingSession {
     const creds = decodeWifiCredentials(Buffer.from(m.body, 'base64url'));
     if (!creds.ok) {
       // the phone may correct and resend: keep the connection
-      replies.push(status({ t: 'error', code: 'EWIFI_CREDENTIALS', message: creds.error.message }));
+      replies.push(status({ t: 'error', code: 'EWIFI_CREDENTIALS', message: creds.reason }));
       return { replies };
     }
     const { ssid } = creds.value;

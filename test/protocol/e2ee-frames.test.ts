@@ -65,8 +65,8 @@ void t.test('bad bytes give results, never exceptions', async (t) => {
     const d = decodeFrame(bytes);
     t.notOk(d.ok);
     if (!d.ok) {
-      t.match(d.error.message, re);
-      t.equal(d.error.code, 'EVALIDATION');
+      t.match(d.reason, re);
+      t.equal(d.code, 'EVALIDATION');
     }
   }
   t.throws(() => encodeFrame({ t: 'paired', phoneId: 'XYZ', admin: true }));
