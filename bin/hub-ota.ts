@@ -108,7 +108,11 @@ export class OtaWiring {
   readonly #fs: DurableFs;
   readonly #trialVersion: string | undefined;
   readonly #trialDeadlineMs: number;
+  /** One instance for every pointer writer here: its updates run one at a time. */
+  readonly #slots: HostAppSlots;
   #trialTimer: NodeJS.Timeout | undefined;
+  /** The trial is being (or was) marked failed: no verdict after this one. */
+  #trialFailure: Promise<void> | undefined;
   #dataDir: string | undefined;
   #emit: ((e: Event) => void) | undefined;
   #loop: { ctrl: AbortController; done: Promise<void> } | undefined;
@@ -122,6 +126,7 @@ export class OtaWiring {
     this.#d = d;
     this.#log = d.logger.child('ota');
     this.#fs = d.fs ?? new DurableFs();
+    this.#slots = new HostAppSlots(d.paths.host(OTA_PATHS.slots), this.#fs);
     const t = d.env[ENV_TRIAL];
     this.#trialVersion = t !== undefined && t !== '' ? t : undefined;
     const secs = Number(d.env[ENV_TRIAL_SECONDS] ?? '300');
@@ -147,19 +152,19 @@ export class OtaWiring {
     }, this.#trialDeadlineMs);
   }
 
-  async #failTrial(reason: string): Promise<void> {
-    this.#log.error('trial failed; restarting into the committed version', { reason });
-    try {
-      await this.#slots().failTrial(reason);
-    } catch (e) {
-      // Even without the mark the launcher runs the committed slot (the trial was launched).
-      this.#log.error('could not record the failed trial', { error: reasonOf(e) });
-    }
-    this.#d.stop(TRIAL_FAILED_EXIT);
-  }
-
-  #slots(): HostAppSlots {
-    return new HostAppSlots(this.#d.paths.host(OTA_PATHS.slots), this.#fs);
+  /** Mark the trial failed and exit, once (stopServices waits for the mark). */
+  #failTrial(reason: string): Promise<void> {
+    this.#trialFailure ??= (async () => {
+      this.#log.error('trial failed; restarting into the committed version', { reason });
+      try {
+        await this.#slots.failTrial(reason);
+      } catch (e) {
+        // Even without the mark the launcher runs the committed slot (the trial was launched).
+        this.#log.error('could not record the failed trial', { error: reasonOf(e) });
+      }
+      this.#d.stop(TRIAL_FAILED_EXIT);
+    })();
+    return this.#trialFailure;
   }
 
   #status(): Record<string, unknown> {
@@ -199,7 +204,7 @@ export class OtaWiring {
       ...(baseVersion !== undefined ? { baseVersion } : {}),
       stateDir,
       fs: this.#fs,
-      slots: this.#slots(),
+      slots: this.#slots,
       transport: this.#d.transport ?? new FetchTransport(),
       repoUrl: repoUrl ?? 'http://invalid.invalid/',
       channel: config.ota.channel,
@@ -262,7 +267,10 @@ export class OtaWiring {
     this.#emit = emit;
     if (this.#loop !== undefined) return;
     const ctrl = new AbortController();
-    this.#loop = { ctrl, done: this.#runLoop(ctrl.signal) };
+    const done = this.#runLoop(ctrl.signal).catch((e: unknown) => {
+      this.#log.error('the update loop failed', { error: reasonOf(e) });
+    });
+    this.#loop = { ctrl, done };
   }
 
   async #runLoop(signal: AbortSignal): Promise<void> {
@@ -273,17 +281,28 @@ export class OtaWiring {
       this.#note = `OTA setup failed: ${reasonOf(e)}`;
     }
     if (this.#trialVersion !== undefined) {
+      // From here the health check's own deadline applies (its report says what failed).
+      clearTimeout(this.#trialTimer);
+      if (this.#trialFailure !== undefined) {
+        // The start deadline passed while the agent was being set up: that verdict stands
+        // (a health check now would race its mark, and could commit a failed trial).
+        this.#log.warn('the trial deadline passed before its health check; not confirming');
+        return;
+      }
       if (agent === undefined) {
         await this.#failTrial(`the new version cannot run its update agent: ${this.#note ?? '?'}`);
         return;
       }
-      // From here the health check's own deadline applies (its report says what failed).
-      clearTimeout(this.#trialTimer);
-      const r = await agent.confirmTrial(this.#trialVersion, {
-        timeoutMs: this.#trialDeadlineMs,
-        signal,
-      });
-      clearTimeout(this.#trialTimer);
+      let r: Awaited<ReturnType<OtaAgent['confirmTrial']>>;
+      try {
+        r = await agent.confirmTrial(this.#trialVersion, {
+          timeoutMs: this.#trialDeadlineMs,
+          signal,
+        });
+      } catch (e) {
+        await this.#failTrial(`the trial could not be confirmed: ${reasonOf(e)}`);
+        return;
+      }
       if (r.kind === 'rolled-back') {
         this.#d.stop(TRIAL_FAILED_EXIT);
         return;
@@ -315,7 +334,9 @@ export class OtaWiring {
     const loop = this.#loop;
     this.#loop = undefined;
     loop?.ctrl.abort();
-    await loop?.done.catch(() => undefined);
+    await loop?.done;
+    // A failed-trial mark in flight (the deadline fired) lands before the services go.
+    await this.#trialFailure;
     await this.#inner.stopServices();
   }
 

@@ -69,24 +69,47 @@ export class MlsProfileError extends VigilError {
   }
 }
 
+/**
+ * Which crypto runs the suite: `native` (protocol/native-crypto.ts: node:crypto
+ * for everything but ML-KEM) or `js` (ts-mls's default provider: noble and
+ * WebCrypto). Both produce the same bytes; a hub on one talks to a phone on
+ * the other.
+ */
+export type MlsCrypto = 'native' | 'js';
+export const DEFAULT_MLS_CRYPTO: MlsCrypto = 'native';
+
+export interface MlsProfileOptions {
+  readonly crypto?: MlsCrypto;
+}
+
 /** The loaded library plus the ciphersuite implementation. */
 export interface MlsProfile {
   readonly mls: MlsModule;
   readonly cs: CiphersuiteImpl;
+  readonly crypto: MlsCrypto;
 }
 
 /** Load ts-mls and the X-Wing/ChaCha20 suite (a few hundred ms, once per process). */
-export async function loadMlsProfile(): Promise<MlsProfile> {
+export async function loadMlsProfile(opts: MlsProfileOptions = {}): Promise<MlsProfile> {
+  const crypto = opts.crypto ?? DEFAULT_MLS_CRYPTO;
   const mls = await import('ts-mls');
-  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME));
-  return { mls, cs };
+  const provider =
+    crypto === 'native'
+      ? (await import('./native-crypto.js')).nativeCryptoProvider
+      : mls.defaultCryptoProvider;
+  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME), provider);
+  return { mls, cs, crypto };
 }
 
 /** A lazily loaded profile holder: the composition root owns one. */
 export class LazyMlsProfile {
+  readonly #opts: MlsProfileOptions;
   #p: Promise<MlsProfile> | undefined;
+  constructor(opts: MlsProfileOptions = {}) {
+    this.#opts = opts;
+  }
   get(): Promise<MlsProfile> {
-    this.#p ??= loadMlsProfile();
+    this.#p ??= loadMlsProfile(this.#opts);
     return this.#p;
   }
 }

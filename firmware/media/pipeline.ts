@@ -8,26 +8,20 @@
  * last whole fragment and is restarted with backoff; an unplugged camera parks
  * the pipeline in `camera-missing` until the device comes back.
  *
+ * Adapter work lives in hw/encoder/: encoder negotiation (negotiate.ts), the
+ * encoder process (ffmpeg-encoder.ts) and the motion-frame socket
+ * (motion-socket.ts); this file is the feature layer that wires them up.
+ *
  *   const media = createMediaPipeline({ camera, sealer, logger, config });
  *   media.on((e) => ...); await media.start(); media.status(); await media.stop();
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { Server, Socket } from 'node:net';
-import { listen } from '../../hw/os/net.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { z } from 'zod';
 import type { Camera, CameraFormat } from '../../hw/camera/camera.js';
-import { describeFormat, isH264 } from '../../hw/camera/camera.js';
-import { ffmpegInputFormatOf } from '../../hw/camera/v4l2-camera.js';
+import { describeFormat } from '../../hw/camera/camera.js';
 import type { EncoderChoice, EncoderPreference, M2mDevice } from '../../hw/encoder/encoder.js';
-import {
-  encoderConfigSchema,
-  gopFrames,
-  probeFfmpegEncoders,
-  selectEncoder,
-} from '../../hw/encoder/encoder.js';
+import { encoderConfigSchema } from '../../hw/encoder/encoder.js';
+import { MotionFrameSocket } from '../../hw/encoder/motion-socket.js';
+import { UnreadableFormatError, negotiateEncoder } from '../../hw/encoder/negotiate.js';
 import type { RunningEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
 import { buildEncoderArgs, startEncoder } from '../../hw/encoder/ffmpeg-encoder.js';
 import { ValidationError, VigilError, reasonOf } from '../../base/errors.js';
@@ -164,13 +158,6 @@ export function createMediaPipeline(deps: MediaPipelineDeps): MediaPipeline {
   return new Pipeline(deps);
 }
 
-async function defaultProbeM2m(camera: Camera): Promise<readonly M2mDevice[]> {
-  if (camera.kind !== 'v4l2') return [];
-  const { LibV4l2Binding } = await import('../../hw/camera/v4l2-binding.js');
-  const { probeM2mDevices } = await import('../../hw/encoder/v4l2-m2m.js');
-  return probeM2mDevices(new LibV4l2Binding());
-}
-
 class Pipeline implements MediaPipeline {
   readonly #d: MediaPipelineDeps;
   readonly #cfg: MediaConfig;
@@ -193,10 +180,7 @@ class Pipeline implements MediaPipeline {
   #tickTimer: NodeJS.Timeout | undefined;
   #unwatch: (() => void) | undefined;
   #unPir: (() => void) | undefined;
-  #dir: string | undefined;
-  #server: Server | undefined;
-  #socketPath: string | undefined;
-  #motionSocket: Socket | undefined;
+  #motionSocket: MotionFrameSocket | undefined;
   #present = true;
   #warnings: string[] = [];
   #error: string | undefined;
@@ -310,34 +294,13 @@ class Pipeline implements MediaPipeline {
 
   async #openMotionServer(): Promise<void> {
     if (this.#cfg.motion.source === 'pir') return;
-    this.#dir = await mkdtemp(join(this.#d.runDir ?? tmpdir(), 'vigil-media-'));
-    this.#socketPath = join(this.#dir, 'motion.sock');
-    const server = createServer((sock) => {
-      this.#onMotionConnection(sock);
+    this.#motionSocket = await MotionFrameSocket.open({
+      ...(this.#d.runDir !== undefined ? { runDir: this.#d.runDir } : {}),
+      frameBytes: this.#detector.frameBytes,
+      onFrame: (frame) => {
+        this.#onMotionFrame(frame);
+      },
     });
-    await listen(server, { path: this.#socketPath });
-    this.#server = server;
-  }
-
-  #onMotionConnection(sock: Socket): void {
-    // One encoder at a time: a newer connection replaces an older one.
-    this.#motionSocket?.destroy();
-    this.#motionSocket = sock;
-    const frameBytes = this.#detector.frameBytes;
-    let pending: Buffer[] = [];
-    let len = 0;
-    sock.on('data', (chunk: Buffer) => {
-      pending.push(chunk);
-      len += chunk.length;
-      if (len < frameBytes) return;
-      const all = Buffer.concat(pending);
-      let p = 0;
-      for (; p + frameBytes <= all.length; p += frameBytes)
-        this.#onMotionFrame(all.subarray(p, p + frameBytes));
-      pending = p < all.length ? [all.subarray(p)] : [];
-      len = all.length - p;
-    });
-    sock.on('error', () => undefined);
   }
 
   #onMotionFrame(frame: Uint8Array): void {
@@ -392,50 +355,27 @@ class Pipeline implements MediaPipeline {
   }
 
   async #configure(): Promise<void> {
-    const cam = this.#d.camera;
-    const formats = await cam.formats();
-    const encoders = await (
-      this.#d.ffmpegEncoders ?? (() => probeFfmpegEncoders(this.#d.ffmpeg))
-    )();
-    const m2m = await (this.#d.probeM2m ?? (() => defaultProbeM2m(cam)))();
-    const pref = this.#d.encoderPreference ?? 'auto';
-    let choice = selectEncoder(
-      { camera: { id: cam.id, kind: cam.kind, formats }, m2m, ffmpegEncoders: encoders },
-      pref,
-    );
-    const e = this.#cfg.encoder;
-    const want: CameraFormat = {
-      width: e.width,
-      height: e.height,
-      pixelFormat: choice.inputPixelFormat,
-      fps: e.fps,
-    };
-    let got = await cam.setFormat(want);
-    if (got.pixelFormat.toUpperCase() !== want.pixelFormat.toUpperCase()) {
-      // The driver fell back silently (vivid answers YUYV to H264).
-      this.#warn(`camera negotiated ${describeFormat(got)} when asked for ${describeFormat(want)}`);
-      if (choice.path === 'camera-h264' && !isH264(got.pixelFormat)) {
-        const rest = formats.filter((f) => !isH264(f.fourcc));
-        choice = selectEncoder(
-          { camera: { id: cam.id, kind: cam.kind, formats: rest }, m2m, ffmpegEncoders: encoders },
-          pref === 'camera-h264' ? 'camera-h264' : 'auto',
-        );
-        got = await cam.setFormat({ ...want, pixelFormat: choice.inputPixelFormat });
-      }
-      if (ffmpegInputFormatOf(got.pixelFormat) === undefined && cam.kind === 'v4l2')
-        throw new MediaError('EMEDIA', `camera format ${got.pixelFormat} cannot be read by ffmpeg`);
-    } else if (got.width !== want.width || got.height !== want.height) {
-      this.#warn(
-        `camera offers ${describeFormat(got)} instead of ${describeFormat(want)}; scaling in the encoder`,
-      );
+    let negotiated;
+    try {
+      negotiated = await negotiateEncoder({
+        camera: this.#d.camera,
+        config: this.#cfg.encoder,
+        ...(this.#d.encoderPreference !== undefined
+          ? { preference: this.#d.encoderPreference }
+          : {}),
+        ...(this.#d.probeM2m !== undefined ? { probeM2m: this.#d.probeM2m } : {}),
+        ...(this.#d.ffmpegEncoders !== undefined ? { ffmpegEncoders: this.#d.ffmpegEncoders } : {}),
+        ...(this.#d.ffmpeg !== undefined ? { ffmpeg: this.#d.ffmpeg } : {}),
+        warn: (message) => {
+          this.#warn(message);
+        },
+      });
+    } catch (e) {
+      if (e instanceof UnreadableFormatError)
+        throw new MediaError('EMEDIA', e.message, { cause: e });
+      throw e;
     }
-    if (choice.path === 'camera-h264' && cam.configureH264) {
-      const refused = await cam
-        .configureH264({ bitrateKbps: e.bitrateKbps, gopFrames: gopFrames(e) })
-        .catch((err: unknown) => [reasonOf(err)]);
-      if (refused.length > 0)
-        this.#warn(`camera refused H.264 settings: ${refused.join(', ')} (its defaults apply)`);
-    }
+    const { choice, format: got } = negotiated;
     this.#choice = choice;
     this.#format = got;
     if (choice.warning) this.#warn(choice.warning);
@@ -464,10 +404,10 @@ class Pipeline implements MediaPipeline {
       input: this.#d.camera.ffmpegInput(format),
       choice,
       config: this.#cfg.encoder,
-      ...(this.#socketPath
+      ...(this.#motionSocket
         ? {
             motion: {
-              url: `unix:${this.#socketPath}`,
+              url: `unix:${this.#motionSocket.path}`,
               width: m.width,
               height: m.height,
               fps: m.fps,
@@ -654,19 +594,9 @@ class Pipeline implements MediaPipeline {
     if (enc) await enc.stop(2000);
     await this.#recorder.stop();
     await this.#live.stopAll();
-    this.#motionSocket?.destroy();
+    const motion = this.#motionSocket;
     this.#motionSocket = undefined;
-    const server = this.#server;
-    this.#server = undefined;
-    if (server)
-      await new Promise<void>((r) => {
-        server.close(() => {
-          r();
-        });
-      });
-    if (this.#dir) await rm(this.#dir, { recursive: true, force: true });
-    this.#dir = undefined;
-    this.#socketPath = undefined;
+    if (motion) await motion.close();
     this.#videoActive = false;
     this.#pirActive = false;
     this.#motionActive = false;

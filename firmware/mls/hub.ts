@@ -1,8 +1,9 @@
 /**
  * The hub side of Vigil's E2EE: one set of five MLS groups per paired phone
  * (motion, thumbnail, livestream, config, notification), the hub as the only
- * committer, an epoch per item, the crash-safe commit journal, heartbeats with
- * desync detection, and admin add/remove of phones.
+ * committer, an epoch per item, the crash-safe commit journal, and admin
+ * add/remove of phones. Heartbeats (desync detection, catch-up, acks) are
+ * answered in heartbeat.ts.
  *
  * Durable order per item (`advance`): create commits (memory) -> journal record
  * with the next states -> replace the group files -> strip the journal record
@@ -10,7 +11,7 @@
  * through DurableFs, so the crash suite can stop the process at each step.
  */
 import type { ClientConfig, ClientState, KeyPackage } from 'ts-mls';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { DurableFs } from '../../hw/os/fs.js';
 import { ValidationError, VigilError, reasonOf } from '../../base/errors.js';
 import {
@@ -20,8 +21,6 @@ import {
   unb64,
   type ConfigMessage,
   type DesyncReport,
-  type HeartbeatAckMessage,
-  type HeartbeatMessage,
   type InviteMessage,
 } from '../../protocol/e2ee-frames.js';
 import {
@@ -29,12 +28,10 @@ import {
   LazyMlsProfile,
   PinnedAuthService,
   clientConfig,
-  decodeKeyPackageMessage,
   decodeMessage,
   decodeState,
   encodeMessage,
   encodeState,
-  epochCheck,
   forgetPastEpochs,
   hubIdentity,
   itemWrapKey,
@@ -54,7 +51,14 @@ import {
   stripStates,
   type JournalRecord,
 } from './journal.js';
-import { HubStore, type HubFile, type InviteRecord, type PhoneRecord } from './store.js';
+import { HeartbeatHandler } from './heartbeat.js';
+import {
+  HubStore,
+  type HubFile,
+  type InviteRecord,
+  type PhoneRecord,
+  type PhoneRuntime,
+} from './store.js';
 import { Mutex } from '../../base/async.js';
 
 export class MlsHubError extends VigilError {
@@ -82,14 +86,6 @@ export interface PhoneInfo {
   readonly admin: boolean;
   readonly pairedAt: number;
   readonly credential: PinnedCredential;
-}
-
-interface PhoneRuntime {
-  rec: PhoneRecord;
-  cred: PinnedCredential;
-  groups: Map<GroupKind, ClientState>;
-  /** Highest epoch per group the phone's heartbeat confirmed. */
-  confirmed: Map<GroupKind, bigint>;
 }
 
 export interface AdvanceRecipient {
@@ -134,8 +130,8 @@ export class MlsHub {
   #hub: HubFile;
   #phones = new Map<string, PhoneRuntime>();
   #pendingRefresh = new Map<string, KeyPackage>();
-  #ackers = new Map<string, Set<string>>();
   #mutex = new Mutex();
+  readonly #heartbeats: HeartbeatHandler;
 
   private constructor(o: MlsHubOptions, p: MlsProfile, hub: HubFile, signing: SigningIdentity) {
     this.deviceId = o.deviceId;
@@ -148,6 +144,16 @@ export class MlsHub {
     this.signing = signing;
     this.auth = new PinnedAuthService([signing]);
     this.config = clientConfig(p.mls, this.auth);
+    this.#heartbeats = new HeartbeatHandler({
+      p,
+      journal: this.journal,
+      auth: this.auth,
+      log: this.log,
+      now: this.now,
+      mutex: this.#mutex,
+      phones: this.#phones,
+      pendingRefresh: this.#pendingRefresh,
+    });
   }
 
   /** Open (or initialise) the hub state in `dir`, applying any journal record left by a crash. */
@@ -612,7 +618,7 @@ export class MlsHub {
     let desync: DesyncReport[] = [];
     switch (msg.t) {
       case 'heartbeat': {
-        const r = await this.#heartbeat(ph, msg);
+        const r = await this.#heartbeats.answer(ph, msg);
         replies.push(r.ack);
         acknowledged = r.deletable;
         desync = r.ack.desync;
@@ -677,149 +683,6 @@ export class MlsHub {
     if (this.#phones.has(phoneId))
       for (const r of replies) sealed.push(await this.sealFor(phoneId, r));
     return { phoneId, message: msg, replies: sealed, acknowledged, desync };
-  }
-
-  async #heartbeat(
-    ph: PhoneRuntime,
-    hb: HeartbeatMessage,
-  ): Promise<{ ack: HeartbeatAckMessage; deletable: string[] }> {
-    const phoneId = ph.rec.phoneId;
-    const catchUp: HeartbeatAckMessage['catchUp'] = [];
-    const desync: DesyncReport[] = [];
-    const epochs: Partial<Record<GroupKind, string>> = {};
-    for (const kind of GROUP_KINDS) {
-      const st = ph.groups.get(kind) as ClientState;
-      const hubEpoch = st.groupContext.epoch;
-      epochs[kind] = hubEpoch.toString();
-      const reported = hb.epochs[kind];
-      if (reported === undefined) {
-        desync.push({
-          group: kind,
-          phoneEpoch: '0',
-          hubEpoch: hubEpoch.toString(),
-          reason: 'phone did not report this group',
-        });
-        continue;
-      }
-      const phoneEpoch = BigInt(reported);
-      if (phoneEpoch === hubEpoch) {
-        const check = b64(await epochCheck(this.p, st));
-        const theirs = hb.checks[kind];
-        if (
-          theirs === undefined ||
-          theirs.length !== check.length ||
-          !timingSafeEqual(Buffer.from(theirs), Buffer.from(check))
-        ) {
-          desync.push({
-            group: kind,
-            phoneEpoch: reported,
-            hubEpoch: hubEpoch.toString(),
-            reason: 'same epoch number but different group secrets (forked state)',
-          });
-        } else ph.confirmed.set(kind, hubEpoch);
-      } else if (phoneEpoch < hubEpoch) {
-        const missing = this.journal.records
-          .filter((r) => r.group === kind)
-          .flatMap((r) =>
-            r.entries
-              .filter((e) => e.phoneId === phoneId)
-              .map((e) => ({ epoch: BigInt(e.epoch), handshake: e.handshake })),
-          )
-          .filter((e) => e.epoch > phoneEpoch && e.epoch <= hubEpoch)
-          .sort((a, b) => (a.epoch < b.epoch ? -1 : 1));
-        const contiguous =
-          missing.length === Number(hubEpoch - phoneEpoch) &&
-          missing.every((e, i) => e.epoch === phoneEpoch + BigInt(i) + 1n);
-        if (contiguous) {
-          for (const e of missing)
-            catchUp.push({ group: kind, epoch: e.epoch.toString(), handshake: e.handshake });
-          ph.confirmed.set(kind, phoneEpoch);
-        } else {
-          desync.push({
-            group: kind,
-            phoneEpoch: reported,
-            hubEpoch: hubEpoch.toString(),
-            reason: `phone is ${hubEpoch - phoneEpoch} epoch(s) behind and the hub no longer has every missing commit: re-pair this phone`,
-          });
-        }
-      } else {
-        desync.push({
-          group: kind,
-          phoneEpoch: reported,
-          hubEpoch: hubEpoch.toString(),
-          reason: 'phone is ahead of the hub (hub state lost or rolled back)',
-        });
-      }
-    }
-    for (const d of desync)
-      this.log.warn('MLS desync with phone', {
-        phoneId,
-        group: d.group,
-        phoneEpoch: d.phoneEpoch,
-        hubEpoch: d.hubEpoch,
-        reason: d.reason,
-      });
-    // refresh offers (phone refresh by re-add), validated against the pinned credential
-    for (const offer of hb.refresh) {
-      const kp = decodeKeyPackageMessage(this.p, unb64(offer.keyPackage));
-      const c = kp?.leafNode.credential;
-      if (
-        kp === undefined ||
-        c?.credentialType !== 'basic' ||
-        !this.auth.isPinned(c.identity, kp.leafNode.signaturePublicKey) ||
-        !Buffer.from(c.identity).equals(Buffer.from(ph.cred.identity))
-      ) {
-        desync.push({
-          group: offer.group,
-          phoneEpoch: hb.epochs[offer.group] ?? '0',
-          hubEpoch: epochs[offer.group] ?? '0',
-          reason: "refresh key package rejected: not this phone's pinned credential",
-        });
-        continue;
-      }
-      if (offer.group === 'motion' || offer.group === 'thumbnail' || offer.group === 'livestream')
-        this.#pendingRefresh.set(`${phoneId}/${offer.group}`, kp);
-    }
-    // item acknowledgements: deletable once every current phone acknowledged
-    const deletable: string[] = [];
-    for (const id of hb.acks) {
-      const set = this.#ackers.get(id) ?? new Set<string>();
-      set.add(phoneId);
-      this.#ackers.set(id, set);
-      if ([...this.#phones.keys()].every((p) => set.has(p))) {
-        deletable.push(id);
-        this.#ackers.delete(id);
-      }
-    }
-    await this.#pruneJournal();
-    return {
-      ack: {
-        t: 'heartbeat-ack',
-        seq: hb.seq,
-        hubTime: this.now(),
-        epochs,
-        catchUp,
-        acknowledged: hb.acks,
-        desync,
-      },
-      deletable,
-    };
-  }
-
-  /** Drop journal records every phone has confirmed passing. */
-  async #pruneJournal(): Promise<void> {
-    await this.#mutex.run(async () => {
-      for (const r of this.journal.records) {
-        if (!isApplied(r)) continue;
-        const done = r.entries.every((e) => {
-          const ph = this.#phones.get(e.phoneId);
-          if (ph === undefined) return true;
-          const c = ph.confirmed.get(r.group);
-          return c !== undefined && c >= BigInt(e.epoch);
-        });
-        if (done) await this.journal.remove(r.seq);
-      }
-    });
   }
 
   /** Pending refreshes (phone-id/group), for tests and diagnostics. */

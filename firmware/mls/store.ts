@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
 import { ValidationError, VigilError } from '../../base/errors.js';
-import { GROUP_KINDS, type GroupKind } from '../../protocol/mls-profile.js';
+import type { ClientState } from 'ts-mls';
+import { GROUP_KINDS, type GroupKind, type PinnedCredential } from '../../protocol/mls-profile.js';
 
 export class MlsStateError extends VigilError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -30,6 +31,15 @@ export const PhoneRecord = z.strictObject({
   groups: z.record(z.enum(GROUP_KINDS), b64u),
 });
 export type PhoneRecord = z.infer<typeof PhoneRecord>;
+
+/** A paired phone in the hub's memory: its record, pinned credential and live groups. */
+export interface PhoneRuntime {
+  rec: PhoneRecord;
+  cred: PinnedCredential;
+  groups: Map<GroupKind, ClientState>;
+  /** Highest epoch per group the phone's heartbeat confirmed. */
+  confirmed: Map<GroupKind, bigint>;
+}
 
 export const InviteRecord = z.strictObject({
   pskId: b64u,

@@ -250,6 +250,11 @@ export class Hub {
       process.exit(exitCode || 1);
     }, deadline);
     t.unref();
+    // A stop that finished in time must not fire later: a program that stops a hub and goes
+    // on (the local run's tests, a restart in one process) would be killed by it.
+    void this.executor.done.then(() => {
+      clearTimeout(t);
+    });
     this.executor.dispatch({ type: 'stop-requested', exitCode });
   }
 }

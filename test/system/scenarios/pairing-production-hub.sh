@@ -106,7 +106,7 @@ bundle=$(ls -d /tmp/batch/bundles/*)
 mkdir -p /boot/vigil-provisioning
 cp "$bundle/device.json" /boot/vigil-provisioning/device.json
 payload=$(node --input-type=module -e '
-const { readBundle } = await import("/vigil/dist/provisioning/bundle.js");
+const { readBundle } = await import("/vigil/dist/protocol/provisioning-bundle.js");
 const { encodeQrPayload } = await import("/vigil/dist/protocol/qr-payload.js");
 console.log(encodeQrPayload(await readBundle(process.argv[1])));' "$bundle") || vt_fail "no QR payload"
 mkdir -p /etc/vigil
