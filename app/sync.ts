@@ -9,7 +9,7 @@
  *     acknowledged to the relay, which deletes them once every phone did;
  *  3. hub messages (kind "message": config, notifications) go to the E2EE layer.
  */
-import { parseHeader } from '../protocol/container.js';
+import { containerError, parseHeader } from '../protocol/container.js';
 import { isAborted, pause } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
@@ -129,8 +129,8 @@ export class Syncer {
     const first = await client.read(it.seq, { offset: 0 });
     const ph = parseHeader(first.data);
     if (!ph.ok) {
-      if (ph.error.code === 'EITEM_TRUNCATED' && !first.complete) return false;
-      throw ph.error;
+      if (ph.code === 'EITEM_TRUNCATED' && !first.complete) return false;
+      throw containerError(ph);
     }
     const known = await crypto.itemKey(ph.value.header);
     if (!known) await crypto.acceptHeader(ph.value.header);

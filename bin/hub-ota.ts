@@ -27,6 +27,7 @@ import type { HubServices } from '../firmware/supervisor/hub.js';
 import type { Event } from '../firmware/supervisor/state.js';
 import { DurableFs } from '../hw/os/fs.js';
 import type { HostPaths } from '../hw/os/host-paths.js';
+import { untilAborted } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import { OtaAgent } from '../ota/agent.js';
 import type { OtaOutcome, TrialRestarter } from '../ota/agent.js';
@@ -297,17 +298,7 @@ export class OtaWiring {
       this.#d.stop(TRIAL_RESTART_EXIT);
     }
     // The stop aborts the loop that called us.
-    await new Promise<void>((resolve) => {
-      if (signal === undefined || signal.aborted) resolve();
-      else
-        signal.addEventListener(
-          'abort',
-          () => {
-            resolve();
-          },
-          { once: true },
-        );
-    });
+    if (signal !== undefined) await untilAborted(signal);
   }
 
   async startServices(
@@ -403,14 +394,8 @@ export class OtaWiring {
     this.#log.info('restarting the hub into the new version', { version });
     this.#d.stop(TRIAL_RESTART_EXIT);
     // Never settles normally: the stop aborts this effect.
-    return new Promise((_, reject) => {
-      signal.addEventListener(
-        'abort',
-        () => {
-          reject(new Error('hub restarting into the update'));
-        },
-        { once: true },
-      );
+    return untilAborted(signal).then(() => {
+      throw new Error('hub restarting into the update');
     });
   }
 

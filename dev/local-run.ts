@@ -32,7 +32,7 @@ import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { NOOP_NOTIFIER } from '../hw/os/sd-notify.js';
 import { deriveIdentity, newIdentity } from '../protocol/identity.js';
-import { VigilError } from '../base/errors.js';
+import { ValidationError, VigilError } from '../base/errors.js';
 import { decodeFrame, encodeFrame } from '../protocol/e2ee-frames.js';
 import type { PairingFrame } from '../protocol/e2ee-frames.js';
 import { LazyMlsProfile } from '../protocol/mls-profile.js';
@@ -182,7 +182,7 @@ async function pairInMemory(
   // every frame crosses the byte encoding, exactly as over the hotspot's TCP server
   const wire = (f: PairingFrame): PairingFrame => {
     const d = decodeFrame(encodeFrame(f));
-    if (!d.ok) throw d.error;
+    if (!d.ok) throw new ValidationError(d.reason);
     return d.value;
   };
   let toHub: PairingFrame[] = [await initiator.start()];

@@ -13,7 +13,8 @@
  * than one maximal frame, and reports the first problem with a specific code.
  */
 import { z } from 'zod';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
+import { fail, ok, type Failure, type Result } from '../base/result.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
 import { EnrollTokenSchema, ServiceUrlSchema } from './services.js';
 
@@ -38,13 +39,7 @@ export type FrameErrorCode =
   | 'EFRAME_PAYLOAD'
   | 'EFRAME_UNEXPECTED';
 
-export class FrameError extends VigilError {
-  declare readonly code: FrameErrorCode;
-  constructor(code: FrameErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'FrameError';
-  }
-}
+export class FrameError extends CodedError<FrameErrorCode> {}
 
 export interface WireFrame {
   readonly kind: FrameKind;
@@ -178,20 +173,22 @@ export function encodeStatus(s: StatusFrame): Buffer {
   });
 }
 
-export function decodeStatus(payload: Uint8Array): StatusFrame {
+export function decodeStatus(payload: Uint8Array): Result<StatusFrame, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch (e) {
-    throw new FrameError('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON', { cause: e });
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON');
   }
   const r = StatusFrame.safeParse(json);
   if (!r.success)
-    throw new FrameError(
-      'EFRAME_PAYLOAD',
-      `invalid status frame: ${r.error.issues[0]?.message ?? ''}`,
-    );
-  return r.data;
+    return fail('EFRAME_PAYLOAD', `invalid status frame: ${r.error.issues[0]?.message ?? ''}`);
+  return ok(r.data);
+}
+
+/** A failed decode as a FrameError, for callers that cannot go on and throw. */
+export function frameError(f: Failure<FrameErrorCode>): FrameError {
+  return new FrameError(f.code, f.reason);
 }
 
 // ---- home Wi-Fi credentials (config group, app topic "wifi-credentials") -------------
@@ -240,30 +237,24 @@ export function encodeWifiCredentials(c: WifiCredentialsBody): Uint8Array {
 
 export function decodeWifiCredentials(
   bytes: Uint8Array,
-): { ok: true; value: WifiCredentialsBody } | { ok: false; error: FrameError } {
+): Result<WifiCredentialsBody, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    return {
-      ok: false,
-      error: new FrameError('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON', { cause: e }),
-    };
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON');
   }
   const r = WifiCredentialsBody.safeParse(json);
   if (!r.success) {
     const issue = r.error.issues[0];
     const field = issue?.path.join('.') ?? '';
     // the relay members' messages name their field; the Wi-Fi ones already read as a sentence
-    return {
-      ok: false,
-      error: new FrameError(
-        'EFRAME_PAYLOAD',
-        field.startsWith('relay')
-          ? `${field} ${issue?.message ?? 'is invalid'}`
-          : (issue?.message ?? 'invalid Wi-Fi credentials'),
-      ),
-    };
+    return fail(
+      'EFRAME_PAYLOAD',
+      field.startsWith('relay')
+        ? `${field} ${issue?.message ?? 'is invalid'}`
+        : (issue?.message ?? 'invalid Wi-Fi credentials'),
+    );
   }
-  return { ok: true, value: r.data };
+  return ok(r.data);
 }

@@ -23,6 +23,7 @@ import { createServer as createHttpServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { listen } from '../hw/os/net.js';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { DurableFs } from '../hw/os/fs.js';
@@ -572,13 +573,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     });
   }
   const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: opts.port ?? 0, host });
   const port = (server.address() as AddressInfo).port;
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;

@@ -13,8 +13,14 @@
  */
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
 import { randomBytes } from 'node:crypto';
-import { b64, errorFrame, unb64, type PairingFrame } from '../../protocol/e2ee-frames.js';
-import { VigilError, reasonOf } from '../../base/errors.js';
+import {
+  b64,
+  errorFrame,
+  unb64,
+  type PairingErrorCode,
+  type PairingFrame,
+} from '../../protocol/e2ee-frames.js';
+import { CodedError, reasonOf } from '../../base/errors.js';
 import {
   E2EE_PROTOCOL_VERSION,
   GROUP_KINDS,
@@ -39,23 +45,19 @@ import {
 } from '../../protocol/mls-profile.js';
 import { E2eePhone, type PhoneFile, type PhoneFs } from './phone.js';
 
-export type InitiatorErrorCode =
+/** The codes of the protocol's `error` frame that the phone end raises itself. */
+export type InitiatorErrorCode = Extract<
+  PairingErrorCode,
   | 'EVERSION'
   | 'EPSK_MISMATCH'
   | 'EKEY_PACKAGE_LIFETIME'
   | 'EUNEXPECTED_FRAME'
   | 'EPEER_ABORTED'
   | 'EABORTED'
-  | 'EPAIRING_FAILED';
+  | 'EPAIRING_FAILED'
+>;
 
-export class InitiatorError extends VigilError {
-  override readonly code: InitiatorErrorCode;
-  constructor(code: InitiatorErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'InitiatorError';
-    this.code = code;
-  }
-}
+export class InitiatorError extends CodedError<InitiatorErrorCode> {}
 
 export interface PairingInitiatorOptions {
   readonly dir: string;

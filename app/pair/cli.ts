@@ -189,9 +189,9 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   let fromLabel = false;
   if (qrValue !== undefined) {
     const parsed = parseQrPayload(await qrText(qrValue));
-    if (!parsed.ok) throw new UsageError(`${parsed.error.message} [${parsed.error.code}]`);
-    const d = deriveIdentity(parsed.identity.secret, parsed.identity.deviceId);
-    deviceId = parsed.identity.deviceId;
+    if (!parsed.ok) throw new UsageError(`${parsed.reason} [${parsed.code}]`);
+    const d = deriveIdentity(parsed.value.secret, parsed.value.deviceId);
+    deviceId = parsed.value.deviceId;
     hotspot = { ssid: d.ssid, passphrase: d.wpaPassphrase };
     psk = { id: d.mlsPskId, secret: d.mlsPsk };
     fromLabel = true;

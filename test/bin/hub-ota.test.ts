@@ -284,7 +284,9 @@ t.test('trial start: healthy → commit and a kept outcome', async (tt) => {
   const sent = signal<{ topic: string; report: OtaReport }>();
   inner.channel = {
     sendApp: (topic, body) => {
-      sent.fire({ topic, report: decodeOtaReport(body) });
+      const d = decodeOtaReport(body);
+      if (!d.ok) return Promise.reject(new Error(d.reason));
+      sent.fire({ topic, report: d.value });
       return Promise.reject(new Error('no phone reachable'));
     },
   };

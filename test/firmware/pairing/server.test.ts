@@ -210,7 +210,7 @@ void t.test('a pairing killed midway leaves no state and counts as failed', asyn
   // hello-ack, then one key package, then the phone vanishes
   const ack = await c.next();
   const d = decodeFrame(ack.payload);
-  if (!d.ok) throw d.error;
+  if (!d.ok) throw new Error(d.reason);
   for (const f of await ini.handle(d.value)) c.send({ kind: 'pairing', payload: encodeFrame(f) });
   await c.next(); // welcome for the first group: the hub now holds a half-made group
   c.close();
