@@ -397,9 +397,11 @@ async function phones(c: Ctx, a: Args): Promise<number> {
       (x) => x.kind === 'invite' || x.kind === 'removed' || x.kind === 'notice',
     );
     if (m?.kind === 'invite') {
-      c.out(`${JSON.stringify({ invite: m.invite })}\n`);
+      const { loadHotspot } = await import('./pair/invite.js');
+      const hotspot = await loadHotspot(c.fs, c.dir);
+      c.out(`${JSON.stringify({ invite: { ...m.invite, ...(hotspot ? { hotspot } : {}) } })}\n`);
       c.err(
-        "give this invite to the new phone's pairing (vigil app pair); it is secret and single-use\n",
+        "give this invite to the new phone: vigil app pair --invite '<this line>' (secret, single use, 15 minutes; the hub's pairing window must be open)\n",
       );
       return 0;
     }

@@ -4,7 +4,8 @@
  * sealed chunk, decrypted by itself (`openChunkAt`), so frames the hub dropped
  * under back-pressure are simply skipped.
  */
-import { openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
+import { isAborted } from '../base/async.js';
+import { containerError, openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
 import type { ParsedHeader, RecordType } from '../protocol/container.js';
 import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto, ItemSummary } from './crypto.js';
@@ -18,9 +19,6 @@ export interface LiveEvents {
   /** The live item ended. */
   onEnd?(): void;
 }
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
 
 export async function followLive(
   client: RelayClient,
@@ -62,7 +60,7 @@ export async function followLive(
         continue;
       }
       const ph = parseHeader(rec.data);
-      if (!ph.ok) throw ph.error;
+      if (!ph.ok) throw containerError(ph);
       header = ph.value.header;
       key =
         (await crypto.itemKey(header)) ??
@@ -86,7 +84,7 @@ export async function followLive(
       { type, index: chunk, offset: 0, length: rec.data.length },
       chunk,
     );
-    if (!opened.ok) throw opened.error;
+    if (!opened.ok) throw containerError(opened);
     lastChunk = chunk;
     if (type === RECORD_TYPE.end) {
       ev.onEnd?.();

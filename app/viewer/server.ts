@@ -22,6 +22,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listen } from '../../hw/os/net.js';
 import type { Logger } from '../../base/logger.js';
 import type { RelayClient } from '../../protocol/relay-client.js';
 import type { CompanionCrypto } from '../crypto.js';
@@ -338,13 +339,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       } else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: opts.port ?? 0, host });
   port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/?t=${token}`;
   log.info('viewer listening', { port });
