@@ -5,6 +5,8 @@
  *   vigil app fetch <seq> -o FILE.mp4       decrypt a stored clip (or thumbnail) to a file
  *   vigil app live -o FILE.mp4 [--seconds N]  follow the live view into a file
  *   vigil app heartbeat                     send a heartbeat to the hub, print its answers
+ *   vigil app sync [--follow]               pull the mailbox; --follow keeps syncing, sends
+ *                                           scheduled heartbeats/refreshes, reports offline
  *   vigil app phones add|remove <phoneId>|list
  *   vigil app view [--port N]               local web viewer
  *   vigil app pair ...                      pairing (app/pair/cli.ts)
@@ -24,6 +26,9 @@ import type { RelayAccount } from './account.js';
 import type { CompanionCrypto } from './crypto.js';
 import { StaticKeyCrypto, openItem } from './crypto.js';
 import { followLive } from './live.js';
+import { FollowScheduler } from './follow.js';
+import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S, linkOver } from './hub-link.js';
+import type { HubLink } from './hub-link.js';
 import { ItemStore } from './store.js';
 import { Syncer } from './sync.js';
 import { eventsOf, startViewer } from './viewer/server.js';
@@ -34,8 +39,14 @@ Usage: vigil app <subcommand> [options]
 Subcommands:
   list [--json]                     fetch new items from the relay and list events
   fetch <seq> -o FILE               decrypt a stored clip or thumbnail to FILE (MP4 / JPEG)
-  live -o FILE [--seconds N]        follow the live view into FILE (fragmented MP4)
+  live -o FILE [--seconds N] [--wait S]
+                                    ask the hub for live view and write it to FILE (fragmented
+                                    MP4); exits 1 with the reason when none arrives within S [20]
   heartbeat                         send a heartbeat to the hub and print its answers
+  sync [--follow] [--heartbeat-every S] [--refresh-every S] [--offline-after S]
+                                    fetch new items; --follow keeps going: heartbeats every S
+                                    [3600], refresh by re-add per group every S [604800], and an
+                                    offline alert when the hub's sealed beats stop
   phones list                       phones paired with the hub (relay accounts)
   phones add                        ask the hub for an invite for another phone (admin phone)
   phones remove <phoneId>           ask the hub to remove a phone (admin phone)
@@ -65,8 +76,11 @@ const VALUE_OPTS = new Set([
   '--host',
   '--log-level',
   '--wait',
+  '--heartbeat-every',
+  '--refresh-every',
+  '--offline-after',
 ]);
-const FLAG_OPTS = new Set(['--json', '--no-sync', '--yes']);
+const FLAG_OPTS = new Set(['--json', '--no-sync', '--yes', '--follow']);
 
 function parse(argv: readonly string[]): Args {
   const positional: string[] = [];
@@ -182,19 +196,50 @@ async function fetchItem(c: Ctx, a: Args): Promise<number> {
 
 async function live(c: Ctx, a: Args): Promise<number> {
   const outFile = a.opts.get('-o');
-  if (outFile === undefined) throw new UsageError('usage: vigil app live -o FILE [--seconds N]');
+  if (outFile === undefined)
+    throw new UsageError('usage: vigil app live -o FILE [--seconds N] [--wait S]');
   const seconds = posInt(a.opts.get('--seconds'), '--seconds');
+  const waitS = posInt(a.opts.get('--wait'), '--wait') ?? 20;
   const acct = await needAccount(c);
   const crypto = await openCrypto(c);
   const client = new RelayClient({ url: acct.url, token: acct.token });
-  const out = createWriteStream(outFile);
+  const { E2eeCrypto } = await import('./e2ee-crypto.js');
   const ac = new AbortController();
   const stop = (): void => {
     ac.abort();
   };
   process.once('SIGINT', stop);
+  // The hub's answer arrives through the mailbox: keep syncing while we wait and watch.
+  const store = new ItemStore(c.dir, c.fs);
+  let link: HubLink | undefined;
+  let syncing: Promise<void> = Promise.resolve();
+  let expect: string | undefined;
+  let renew: NodeJS.Timeout | undefined;
+  const maxS = Math.min(3600, seconds ?? DEFAULT_LIVE_SECONDS);
+  if (crypto instanceof E2eeCrypto) {
+    link = linkOver(crypto, client);
+    syncing = new Syncer({ client, crypto, store, logger: c.log }).run(ac.signal);
+    const answer = await link.requestLive(maxS, waitS * 1000, ac.signal);
+    if (!answer.ok) {
+      ac.abort();
+      link.close();
+      process.off('SIGINT', stop);
+      await syncing;
+      c.err(`vigil app live: ${answer.message}\n`);
+      return 1;
+    }
+    expect = answer.started.itemId;
+    c.err('live: starting\u2026\n');
+    const l = link;
+    renew = setInterval(() => {
+      l.renewLive(maxS).catch(() => undefined);
+    }, RENEW_EVERY_S * 1000);
+  }
+  const out = createWriteStream(outFile);
   const timer = seconds === undefined ? undefined : setTimeout(stop, seconds * 1000);
   let bytes = 0;
+  // Nothing within --wait after the hub said yes: give up with a reason, not 0 bytes and 0.
+  const firstData = setTimeout(stop, waitS * 1000);
   try {
     await followLive(
       client,
@@ -204,6 +249,7 @@ async function live(c: Ctx, a: Args): Promise<number> {
           c.err(`live: ${s.codec}\n`);
         },
         onData: (plain) => {
+          clearTimeout(firstData);
           bytes += plain.length;
           out.write(plain);
         },
@@ -212,13 +258,87 @@ async function live(c: Ctx, a: Args): Promise<number> {
         },
       },
       ac.signal,
+      expect,
     );
   } finally {
+    clearTimeout(firstData);
     if (timer) clearTimeout(timer);
+    if (renew) clearInterval(renew);
     process.off('SIGINT', stop);
     await new Promise<void>((r) => out.end(r));
+    ac.abort();
+    await syncing;
+    if (link) {
+      await link.stopLive().catch(() => undefined);
+      link.close();
+    }
+  }
+  if (bytes === 0) {
+    c.err(`vigil app live: no live video arrived within ${waitS} s\n`);
+    return 1;
   }
   c.out(`${outFile}: ${bytes} bytes of live video\n`);
+  return 0;
+}
+
+/** `vigil app sync [--follow]`: one pass, or keep syncing with the companion's schedule. */
+async function sync(c: Ctx, a: Args): Promise<number> {
+  if (!a.opts.has('--follow')) {
+    const { note } = await syncAndStore(c);
+    c.out(`${note}\n`);
+    return 0;
+  }
+  const secs = (o: string): number | undefined => {
+    const v = posInt(a.opts.get(o), o);
+    return v === undefined ? undefined : v * 1000;
+  };
+  const heartbeatMs = secs('--heartbeat-every');
+  const refreshMs = secs('--refresh-every');
+  const offlineAfterMs = secs('--offline-after');
+  const acct = await needAccount(c);
+  const crypto = await openCrypto(c);
+  const { E2eeCrypto } = await import('./e2ee-crypto.js');
+  if (!(crypto instanceof E2eeCrypto))
+    throw new VigilError('ENOTPAIRED', 'sync --follow needs a paired phone (MLS)');
+  const client = new RelayClient({ url: acct.url, token: acct.token });
+  const link = linkOver(crypto, client, offlineAfterMs !== undefined ? { offlineAfterMs } : {});
+  let wasOffline = false;
+  link.onStatus((s) => {
+    if (s.offline && !wasOffline) c.err(`ALERT: ${s.message ?? 'hub offline'}\n`);
+    if (!s.offline && wasOffline) c.err('hub is back online\n');
+    wasOffline = s.offline;
+    if (s.health !== null) c.err(`${s.health}\n`);
+  });
+  const follow = new FollowScheduler({
+    sendHeartbeat: async (refresh) => {
+      await client.postUp('config', await crypto.phone.heartbeat({ refresh }));
+    },
+    logger: c.log,
+    dir: c.dir,
+    fs: c.fs,
+    ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+    ...(refreshMs !== undefined ? { refreshMs } : {}),
+  });
+  const ac = new AbortController();
+  const store = new ItemStore(c.dir, c.fs);
+  const running = new Syncer({ client, crypto, store, logger: c.log }).run(ac.signal, (items) => {
+    for (const it of items) c.out(`stored ${it.seq} (${it.summary.kind})\n`);
+  });
+  await follow.start();
+  c.err('following (Ctrl-C to stop)\n');
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await follow.stop();
+  link.close();
+  ac.abort();
+  await running;
   return 0;
 }
 
@@ -277,9 +397,11 @@ async function phones(c: Ctx, a: Args): Promise<number> {
       (x) => x.kind === 'invite' || x.kind === 'removed' || x.kind === 'notice',
     );
     if (m?.kind === 'invite') {
-      c.out(`${JSON.stringify({ invite: m.invite })}\n`);
+      const { loadHotspot } = await import('./pair/invite.js');
+      const hotspot = await loadHotspot(c.fs, c.dir);
+      c.out(`${JSON.stringify({ invite: { ...m.invite, ...(hotspot ? { hotspot } : {}) } })}\n`);
       c.err(
-        "give this invite to the new phone's pairing (vigil app pair); it is secret and single-use\n",
+        "give this invite to the new phone: vigil app pair --invite '<this line>' (secret, single use, 15 minutes; the hub's pairing window must be open)\n",
       );
       return 0;
     }
@@ -303,13 +425,29 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
   const store = new ItemStore(c.dir, c.fs);
   const client = acct ? new RelayClient({ url: acct.url, token: acct.token }) : undefined;
   const port = posInt(a.opts.get('--port'), '--port');
+  const { E2eeCrypto } = await import('./e2ee-crypto.js');
+  // With a paired phone: live on request, the offline alert, and the heartbeat schedule.
+  const paired = client && crypto instanceof E2eeCrypto ? { client, crypto } : undefined;
+  const link = paired ? linkOver(paired.crypto, paired.client) : undefined;
+  const follow = paired
+    ? new FollowScheduler({
+        sendHeartbeat: async (refresh) => {
+          await paired.client.postUp('config', await paired.crypto.phone.heartbeat({ refresh }));
+        },
+        logger: c.log,
+        dir: c.dir,
+        fs: c.fs,
+      })
+    : undefined;
   const viewer = await startViewer({
     store,
     crypto,
     logger: c.log,
     ...(client ? { client } : {}),
     ...(port !== undefined ? { port } : {}),
+    ...(link ? { link } : {}),
   });
+  if (!a.opts.has('--no-sync')) await follow?.start();
   const ac = new AbortController();
   let sync: Promise<void> = Promise.resolve();
   if (client && !a.opts.has('--no-sync'))
@@ -324,6 +462,8 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  await follow?.stop();
+  link?.close();
   ac.abort();
   await viewer.close();
   await sync;
@@ -368,6 +508,8 @@ export const command: Command = {
         return live(c, a);
       case 'heartbeat':
         return heartbeat(c);
+      case 'sync':
+        return sync(c, a);
       case 'phones':
         return phones(c, a);
       case 'view':

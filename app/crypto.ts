@@ -12,6 +12,7 @@
  * the body later from its local copy.
  */
 import {
+  containerError,
   ContainerReader,
   parseHeader,
   unwrapContentKey,
@@ -69,7 +70,7 @@ export function summaryOf(h: ParsedHeader): ItemSummary {
 /** Decrypt a whole stored item with its kept key. */
 export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Promise<OpenedItem> {
   const ph = parseHeader(bytes);
-  if (!ph.ok) throw ph.error;
+  if (!ph.ok) throw containerError(ph);
   const summary = summaryOf(ph.value.header);
   const key = await crypto.itemKey(ph.value.header);
   if (!key)
@@ -80,9 +81,9 @@ export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Prom
   const r = new ContainerReader();
   r.setKey(key);
   const ev = r.push(bytes);
-  if (!ev.ok) throw ev.error;
+  if (!ev.ok) throw containerError(ev);
   const fin = r.finish();
-  if (!fin.ok) throw fin.error;
+  if (!fin.ok) throw containerError(fin);
   const parts: Buffer[] = [];
   for (const e of ev.value) if (e.type === 'chunk') parts.push(e.plaintext);
   return { summary, plaintext: Buffer.concat(parts), trailer: fin.value };
@@ -106,7 +107,7 @@ export class StaticKeyCrypto implements CompanionCrypto {
 
   acceptHeader(header: ParsedHeader): Promise<ItemSummary> {
     const cek = unwrapContentKey(this.#wrapKey, header, 0);
-    if (!cek.ok) return Promise.reject(cek.error);
+    if (!cek.ok) return Promise.reject(containerError(cek));
     return Promise.resolve(summaryOf(header));
   }
 

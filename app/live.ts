@@ -4,7 +4,8 @@
  * sealed chunk, decrypted by itself (`openChunkAt`), so frames the hub dropped
  * under back-pressure are simply skipped.
  */
-import { openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
+import { isAborted } from '../base/async.js';
+import { containerError, openChunkAt, parseHeader, RECORD_TYPE } from '../protocol/container.js';
 import type { ParsedHeader, RecordType } from '../protocol/container.js';
 import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto, ItemSummary } from './crypto.js';
@@ -19,14 +20,13 @@ export interface LiveEvents {
   onEnd?(): void;
 }
 
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
-
 export async function followLive(
   client: RelayClient,
   crypto: CompanionCrypto,
   ev: LiveEvents,
   signal: AbortSignal,
+  /** Follow only this live item (from `live-started`); older items on the relay are skipped. */
+  expect?: string,
 ): Promise<void> {
   let itemId: string | undefined;
   let after: number | undefined;
@@ -47,6 +47,11 @@ export async function followLive(
       throw e;
     }
     if (!rec) continue;
+    if (expect !== undefined && rec.itemId !== expect) {
+      // The relay still holds the previous session: wait for the hub's new one to arrive.
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
     if (rec.itemId !== itemId || rec.index === 0) {
       if (rec.index !== 0) {
         // joined a new item but its header is gone: start again from its header
@@ -55,7 +60,7 @@ export async function followLive(
         continue;
       }
       const ph = parseHeader(rec.data);
-      if (!ph.ok) throw ph.error;
+      if (!ph.ok) throw containerError(ph);
       header = ph.value.header;
       key =
         (await crypto.itemKey(header)) ??
@@ -79,7 +84,7 @@ export async function followLive(
       { type, index: chunk, offset: 0, length: rec.data.length },
       chunk,
     );
-    if (!opened.ok) throw opened.error;
+    if (!opened.ok) throw containerError(opened);
     lastChunk = chunk;
     if (type === RECORD_TYPE.end) {
       ev.onEnd?.();

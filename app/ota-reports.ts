@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
+import { unwrap } from '../base/result.js';
 import {
   OTA_REPORT_TOPIC,
   OtaReportError,
@@ -54,7 +55,7 @@ export class PhoneOtaReports {
   /** The handler for E2eeCrypto.onApp(OTA_REPORT_TOPIC, ...): store, return the line. */
   handler(): (body: Uint8Array) => Promise<string> {
     return async (body) => {
-      const r = decodeOtaReport(body);
+      const r = unwrap(decodeOtaReport(body), (_, reason) => new OtaReportError(reason));
       await this.add(r);
       return formatOtaReport(r);
     };

@@ -9,7 +9,8 @@
  *     acknowledged to the relay, which deletes them once every phone did;
  *  3. hub messages (kind "message": config, notifications) go to the E2EE layer.
  */
-import { parseHeader } from '../protocol/container.js';
+import { containerError, parseHeader } from '../protocol/container.js';
+import { isAborted, pause } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import type { ItemInfo } from '../protocol/relay-api.js';
@@ -24,6 +25,8 @@ export interface SyncDeps {
   readonly store: ItemStore;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** Retry delays after a failed pass (default 500 ms doubling to 30 s). */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 export interface SyncResult {
@@ -32,9 +35,6 @@ export interface SyncResult {
   /** Items seen but not complete yet. */
   readonly pending: number;
 }
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
 
 export class Syncer {
   readonly #d: SyncDeps;
@@ -153,8 +153,8 @@ export class Syncer {
     const first = await client.read(it.seq, { offset: 0 });
     const ph = parseHeader(first.data);
     if (!ph.ok) {
-      if (ph.error.code === 'EITEM_TRUNCATED' && !first.complete) return false;
-      throw ph.error;
+      if (ph.code === 'EITEM_TRUNCATED' && !first.complete) return false;
+      throw containerError(ph);
     }
     const known = await crypto.itemKey(ph.value.header);
     if (!known) await crypto.acceptHeader(ph.value.header);
@@ -162,18 +162,24 @@ export class Syncer {
     return true;
   }
 
-  /** Keep syncing until aborted: long-polls the relay, backs off on errors. */
+  /**
+   * Keep syncing until aborted: long-polls the relay, backs off on errors.
+   * Every wait ends when `signal` aborts, so a stopping program is never held
+   * by a retry delay (up to 30 s) or a poll.
+   */
   async run(signal: AbortSignal, onStored?: (items: StoredItem[]) => void): Promise<void> {
+    const initialMs = this.#d.backoff?.initialMs ?? 500;
+    const maxMs = this.#d.backoff?.maxMs ?? 30_000;
     let after = 0;
-    let delay = 500;
-    while (!signal.aborted) {
+    let delay = initialMs;
+    while (!isAborted(signal)) {
       try {
         const r = await this.syncOnce();
         if (r.stored.length > 0) onStored?.(r.stored);
-        delay = 500;
+        delay = initialMs;
         if (r.pending > 0) {
           // Something is still uploading: poll briefly rather than wait for a new item.
-          await new Promise((res) => setTimeout(res, 250));
+          await pause(250, signal);
           continue;
         }
         const l = await this.#d.client.list({ after, waitMs: 20_000, signal });
@@ -181,8 +187,8 @@ export class Syncer {
       } catch (e) {
         if (isAborted(signal)) return;
         this.#d.logger.warn('sync failed; retrying', { err: reasonOf(e), delayMs: delay });
-        await new Promise((res) => setTimeout(res, delay));
-        delay = Math.min(30_000, delay * 2);
+        await pause(delay, signal);
+        delay = Math.min(maxMs, delay * 2);
       }
     }
   }

@@ -7,6 +7,7 @@
  * Challenges are trusted only when signed with the hub's unlock signing key
  * received in escrow over MLS, so the relay cannot make the phone prompt.
  */
+import { isAborted } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import {
   UNLOCK_GROUP,
@@ -35,9 +36,6 @@ export type UnlockOutcome =
   /** The hub posted a new challenge after our answer: it is still locked. */
   | { readonly kind: 'asked-again'; readonly challenge: UnlockChallenge }
   | { readonly kind: 'no-answer' };
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal | undefined): boolean => s?.aborted ?? false;
 
 export class PhoneUnlocker {
   readonly #d: PhoneUnlockDeps;

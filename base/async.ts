@@ -7,8 +7,25 @@
  * Read `signal.aborted` through a call: the flag changes while a loop awaits,
  * and TypeScript's control-flow narrowing cannot see that.
  */
-export function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
+export function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted ?? false;
+}
+
+/**
+ * Resolve once `signal` aborts (at once if it already has). Never rejects: for
+ * effects that have nothing left to do but wait for their own cancellation.
+ */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    signal.addEventListener(
+      'abort',
+      () => {
+        resolve();
+      },
+      { once: true },
+    );
+  });
 }
 
 /**

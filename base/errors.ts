@@ -12,6 +12,20 @@ export class VigilError extends Error {
   }
 }
 
+/**
+ * A VigilError whose `code` is one of a closed set of literals: the base of
+ * every coded error family (`class ContainerError extends
+ * CodedError<ContainerErrorCode> {}`). `name` is the subclass's own name.
+ */
+export class CodedError<C extends string> extends VigilError {
+  declare readonly code: C;
+
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = new.target.name;
+  }
+}
+
 /** Input from outside (a file, a frame, an argument) failed validation. */
 export class ValidationError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -1,8 +1,14 @@
 /**
- * Structured JSON-lines logging with a redaction layer. journald picks the
- * lines up from stdout. Secrets never reach the output: fields whose names look
+ * Structured logging with a redaction layer, in one of two line formats:
+ *
+ *  - `json` (default): JSON lines on stdout, which journald picks up;
+ *  - `human`: one readable line per record for a terminal
+ *    (`12:04:05.120 WARN  media: camera unplugged device=/dev/video0`).
+ *
+ * Secrets never reach the output in either format: fields whose names look
  * secret are replaced, and any string value that contains a registered secret
- * (a key, a PSK, a Wi-Fi password) has it masked wherever it appears.
+ * (a key, a PSK, a Wi-Fi password) has it masked wherever it appears. Both
+ * formats render the same redacted record.
  */
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -72,8 +78,76 @@ function redactValue(v: unknown, reg: SecretRegistry, depth: number): unknown {
   return `[${typeof v}]`;
 }
 
+export type LogFormat = 'json' | 'human';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'human'];
+
+/**
+ * The format a command-line program logs in: an explicit choice (a flag, then
+ * `VIGIL_LOG_FORMAT`) wins; otherwise human lines on a terminal and JSON lines
+ * anywhere else (journald, a pipe, a file). Returns undefined for an unknown name.
+ */
+export function chooseLogFormat(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  isTty: boolean,
+): LogFormat | undefined {
+  const named = flag ?? env.VIGIL_LOG_FORMAT;
+  if (named === undefined || named === '') return isTty ? 'human' : 'json';
+  return LOG_FORMATS.find((f) => f === named);
+}
+
+/** Control characters would break the one-line promise (or drive the terminal): escape them. */
+function oneLine(text: string): string {
+  let out = '';
+  for (const ch of text) {
+    const c = ch.charCodeAt(0);
+    if (c >= 0x20 && c !== 0x7f) out += ch;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else out += `\\u${c.toString(16).padStart(4, '0')}`;
+  }
+  return out;
+}
+
+/** A field value as `key=value`: bare when unambiguous, JSON otherwise. */
+function humanValue(v: unknown): string {
+  if (typeof v === 'string') return /^[\w./:@%+,-]+$/.test(v) ? v : JSON.stringify(v);
+  if (v === undefined) return 'undefined';
+  return JSON.stringify(v);
+}
+
+/** `vigil.media.media.clips` -> `media.clips`: the root name and repeated segments add nothing. */
+function humanArea(ns: string): string {
+  const parts = ns.split('.');
+  const kept: string[] = [];
+  for (const p of parts.slice(1)) if (kept[kept.length - 1] !== p) kept.push(p);
+  return kept.join('.');
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+function humanLine(
+  at: Date,
+  level: LogLevel,
+  ns: string,
+  msg: string,
+  fields: Record<string, unknown>,
+): string {
+  const time =
+    `${pad2(at.getHours())}:${pad2(at.getMinutes())}:${pad2(at.getSeconds())}.` +
+    String(at.getMilliseconds()).padStart(3, '0');
+  const area = humanArea(ns);
+  const kv = Object.entries(fields).map(([k, v]) => ` ${k}=${humanValue(v)}`);
+  return oneLine(
+    `${time} ${level.toUpperCase().padEnd(5)} ${area === '' ? '' : `${area}: `}${msg}${kv.join('')}`,
+  );
+}
+
 export interface JsonLoggerOptions {
   readonly level?: LogLevel;
+  /** Line format (default `json`). */
+  readonly format?: LogFormat;
   readonly write?: (line: string) => void;
   readonly secrets?: SecretRegistry;
   readonly now?: () => Date;
@@ -84,6 +158,7 @@ export class JsonLogger implements Logger {
   readonly #min: number;
   readonly #write: (line: string) => void;
   readonly #now: () => Date;
+  readonly #format: LogFormat;
   readonly secrets: SecretRegistry;
 
   constructor(namespace = 'vigil', opts: JsonLoggerOptions = {}) {
@@ -95,12 +170,17 @@ export class JsonLogger implements Logger {
         process.stdout.write(line + '\n');
       });
     this.#now = opts.now ?? (() => new Date());
+    this.#format = opts.format ?? 'json';
     this.secrets = opts.secrets ?? new SecretRegistry();
   }
 
   #log(level: LogLevel, msg: string, fields?: LogFields): void {
     if (LEVELS[level] < this.#min) return;
     const extra = fields ? (redactValue(fields, this.secrets, 0) as Record<string, unknown>) : {};
+    if (this.#format === 'human') {
+      this.#write(humanLine(this.#now(), level, this.#ns, this.secrets.scrub(msg), extra));
+      return;
+    }
     const rec = {
       ts: this.#now().toISOString(),
       level,
@@ -129,6 +209,7 @@ export class JsonLogger implements Logger {
       (Object.keys(LEVELS) as LogLevel[]).find((l) => LEVELS[l] === this.#min) ?? 'info';
     return new JsonLogger(`${this.#ns}.${namespace}`, {
       level,
+      format: this.#format,
       write: this.#write,
       secrets: this.secrets,
       now: this.#now,

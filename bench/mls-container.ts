@@ -5,6 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import {
+  containerError,
   ContainerReader,
   ContainerWriter,
   newContentKey,
@@ -71,17 +72,17 @@ function containerDecrypt(records: Buffer[], wrapKey: Buffer): number {
   let n = 0;
   for (const rec of records) {
     const res = r.push(rec);
-    if (!res.ok) throw res.error;
+    if (!res.ok) throw containerError(res);
     for (const e of res.value) {
       if (e.type === 'header') {
         const k = unwrapContentKey(wrapKey, e.header, 0);
-        if (!k.ok) throw k.error;
+        if (!k.ok) throw containerError(k);
         r.setKey(k.value);
       } else if (e.type === 'chunk') n += e.plaintext.length;
     }
   }
   const fin = r.finish();
-  if (!fin.ok) throw fin.error;
+  if (!fin.ok) throw containerError(fin);
   return n;
 }
 

@@ -10,17 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../hw/os/fs.js';
 import { MlsHub } from '../firmware/mls/hub.js';
-import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { CiphertextSink } from '../firmware/items.js';
-import { PairingInitiator } from '../app/e2ee/pairing-initiator.js';
 import {
   decodeMessage,
   encodeMessage,
   loadMlsProfile,
   type MlsProfile,
 } from '../protocol/mls-profile.js';
-import type { PairingFrame } from '../protocol/e2ee-frames.js';
+import { pair } from '../dev/fixtures/paired-hub.js';
 
 const N = Number(process.argv[2] ?? 40);
 
@@ -51,22 +49,15 @@ async function setup(p: MlsProfile, root: string, phones: number) {
         secret: Buffer.from(inv.psk, 'base64url'),
       };
     }
-    const resp = new PairingResponder({ hub, devicePsk: psk });
-    const ini = new PairingInitiator({
-      dir: join(root, `phone${i}`),
-      fs: new DurableFs(),
-      profile: p,
-      psk: usePsk,
+    const { phone } = await pair({
+      p,
+      hub,
+      devicePsk: psk,
+      phonePsk: usePsk,
+      phoneDir: join(root, `phone${i}`),
     });
-    let toHub: PairingFrame[] = [await ini.start()];
-    while (!ini.finished) {
-      const back: PairingFrame[] = [];
-      for (const f of toHub) back.push(...(await resp.handle(f)));
-      toHub = [];
-      for (const f of back) toHub.push(...(await ini.handle(f)));
-    }
-    if (ini.phone === undefined) throw new Error('pairing failed');
-    out.push(ini.phone);
+    if (phone === undefined) throw new Error('pairing failed');
+    out.push(phone);
   }
   return { hub, phones: out };
 }

@@ -10,7 +10,14 @@ if (dataDir === undefined) throw new Error('usage: relay-child.ts DATA_DIR');
 const relay = await startRelay({
   dataDir,
   logger: SILENT,
-  limits: { ratePerSec: 100_000, rateBurst: 100_000, maxDeviceItems: 100_000 },
+  // every simulated hub and phone connects from loopback: lift the per-address caps
+  limits: {
+    ratePerSec: 100_000,
+    rateBurst: 100_000,
+    maxDeviceItems: 100_000,
+    maxRegistrationsPerAddress: 100_000,
+    maxConnectionsPerAddress: 100_000,
+  },
 });
 process.stdout.write(`${relay.url}\n`);
 process.on('SIGTERM', () => {

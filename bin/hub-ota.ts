@@ -27,6 +27,7 @@ import type { HubServices } from '../firmware/supervisor/hub.js';
 import type { Event } from '../firmware/supervisor/state.js';
 import { DurableFs } from '../hw/os/fs.js';
 import type { HostPaths } from '../hw/os/host-paths.js';
+import { untilAborted } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import { OtaAgent } from '../ota/agent.js';
 import type { OtaOutcome, TrialRestarter } from '../ota/agent.js';
@@ -40,6 +41,11 @@ import { FetchTransport } from '../ota/transport.js';
 import type { Transport } from '../ota/transport.js';
 import { installTrustedRoot } from '../ota/verify.js';
 import { isVersion } from '../ota/version.js';
+import { resolveOta } from '../firmware/config/services.js';
+import type { ResolvedOta, ServiceSource } from '../firmware/config/services.js';
+import { readBundle } from '../protocol/provisioning-bundle.js';
+import type { ProvisioningBundle } from '../protocol/provisioning-bundle.js';
+import { OTA_ROOT_FILE } from '../protocol/services.js';
 
 /** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
 export const TRIAL_RESTART_EXIT = 75;
@@ -72,6 +78,11 @@ export interface OtaWiringDeps {
 export interface OtaWiringStatus {
   readonly enabled: boolean;
   readonly channel: string;
+  readonly channelSource: ServiceSource;
+  readonly repositoryUrl: string | null;
+  readonly repositorySource?: ServiceSource;
+  /** When the repository last answered (ISO), null when never. */
+  readonly lastContact: string | null;
   readonly trial?: string;
   readonly last?: OtaOutcome;
   readonly note?: string;
@@ -107,7 +118,11 @@ export class OtaWiring {
   readonly #fs: DurableFs;
   readonly #trialVersion: string | undefined;
   readonly #trialDeadlineMs: number;
+  /** One instance for every pointer writer here: its updates run one at a time. */
+  readonly #slots: HostAppSlots;
   #trialTimer: NodeJS.Timeout | undefined;
+  /** The trial is being (or was) marked failed: no verdict after this one. */
+  #trialFailure: Promise<void> | undefined;
   #dataDir: string | undefined;
   #emit: ((e: Event) => void) | undefined;
   #loop: { ctrl: AbortController; done: Promise<void> } | undefined;
@@ -115,12 +130,15 @@ export class OtaWiring {
   #last: OtaOutcome | undefined;
   #note: string | undefined;
   #polling = false;
+  #resolved: ResolvedOta | undefined;
+  #lastContact: string | undefined;
 
   constructor(inner: HubServices, d: OtaWiringDeps) {
     this.#inner = inner;
     this.#d = d;
     this.#log = d.logger.child('ota');
     this.#fs = d.fs ?? new DurableFs();
+    this.#slots = new HostAppSlots(d.paths.host(OTA_PATHS.slots), this.#fs);
     const t = d.env[ENV_TRIAL];
     this.#trialVersion = t !== undefined && t !== '' ? t : undefined;
     const secs = Number(d.env[ENV_TRIAL_SECONDS] ?? '300');
@@ -146,19 +164,19 @@ export class OtaWiring {
     }, this.#trialDeadlineMs);
   }
 
-  async #failTrial(reason: string): Promise<void> {
-    this.#log.error('trial failed; restarting into the committed version', { reason });
-    try {
-      await this.#slots().failTrial(reason);
-    } catch (e) {
-      // Even without the mark the launcher runs the committed slot (the trial was launched).
-      this.#log.error('could not record the failed trial', { error: reasonOf(e) });
-    }
-    this.#d.stop(TRIAL_FAILED_EXIT);
-  }
-
-  #slots(): HostAppSlots {
-    return new HostAppSlots(this.#d.paths.host(OTA_PATHS.slots), this.#fs);
+  /** Mark the trial failed and exit, once (stopServices waits for the mark). */
+  #failTrial(reason: string): Promise<void> {
+    this.#trialFailure ??= (async () => {
+      this.#log.error('trial failed; restarting into the committed version', { reason });
+      try {
+        await this.#slots.failTrial(reason);
+      } catch (e) {
+        // Even without the mark the launcher runs the committed slot (the trial was launched).
+        this.#log.error('could not record the failed trial', { error: reasonOf(e) });
+      }
+      this.#d.stop(TRIAL_FAILED_EXIT);
+    })();
+    return this.#trialFailure;
   }
 
   #status(): Record<string, unknown> {
@@ -174,17 +192,50 @@ export class OtaWiring {
   }
 
   /** Build the agent; undefined (logged) when OTA cannot run here. */
+  /** The provisioning bundle's directory inside the data volume (services, OTA root). */
+  async #bundleDir(): Promise<string | undefined> {
+    if (this.#dataDir === undefined) return undefined;
+    const { SECRETS_DIR } = await import('../firmware/storage/storage.js');
+    return join(this.#dataDir, SECRETS_DIR);
+  }
+
+  /** Config file first, then the provisioning bundle (firmware/config/services.ts). */
+  async #resolve(): Promise<ResolvedOta> {
+    const dir = await this.#bundleDir();
+    let bundle: ProvisioningBundle | undefined;
+    if (dir !== undefined) {
+      try {
+        bundle = await readBundle(dir);
+      } catch (e) {
+        this.#log.warn('cannot read the provisioning bundle; OTA uses the config file only', {
+          error: reasonOf(e),
+        });
+      }
+    }
+    this.#resolved = resolveOta(this.#d.config, bundle);
+    return this.#resolved;
+  }
+
+  async #trustedRoot(): Promise<Buffer | undefined> {
+    const { paths } = this.#d;
+    const fromImage = await readFile(paths.host(OTA_PATHS.trustedRoot)).catch(() => undefined);
+    if (fromImage !== undefined) return fromImage;
+    const dir = await this.#bundleDir();
+    return dir === undefined
+      ? undefined
+      : readFile(join(dir, OTA_ROOT_FILE)).catch(() => undefined);
+  }
+
   async #agent(): Promise<OtaAgent | undefined> {
     const { config, paths } = this.#d;
-    const repoUrl = config.ota.repositoryUrl;
+    const resolved = await this.#resolve();
+    const repoUrl = resolved.repositoryUrl;
     const stateDir = paths.host(OTA_PATHS.state);
     const metaDir = join(stateDir, 'metadata');
     if ((await this.#fs.readIfExists(join(metaDir, 'root.json'))) === undefined) {
-      let root: Buffer;
-      try {
-        root = await readFile(paths.host(OTA_PATHS.trustedRoot));
-      } catch {
-        this.#note = `no trusted root (${OTA_PATHS.trustedRoot}): updates disabled`;
+      const root = await this.#trustedRoot();
+      if (root === undefined) {
+        this.#note = `no trusted root (${OTA_PATHS.trustedRoot}, nor ${OTA_ROOT_FILE} in the provisioning bundle): updates disabled`;
         return undefined;
       }
       await this.#fs.ensureDir(metaDir);
@@ -198,10 +249,10 @@ export class OtaWiring {
       ...(baseVersion !== undefined ? { baseVersion } : {}),
       stateDir,
       fs: this.#fs,
-      slots: this.#slots(),
-      transport: this.#d.transport ?? new FetchTransport(),
+      slots: this.#slots,
+      transport: this.#contactTransport(this.#d.transport ?? new FetchTransport()),
       repoUrl: repoUrl ?? 'http://invalid.invalid/',
-      channel: config.ota.channel,
+      channel: resolved.channel,
       probe: new ProcessTrialProbe(),
       health: new HubHealthCheck({
         hub: {
@@ -247,17 +298,7 @@ export class OtaWiring {
       this.#d.stop(TRIAL_RESTART_EXIT);
     }
     // The stop aborts the loop that called us.
-    await new Promise<void>((resolve) => {
-      if (signal === undefined || signal.aborted) resolve();
-      else
-        signal.addEventListener(
-          'abort',
-          () => {
-            resolve();
-          },
-          { once: true },
-        );
-    });
+    if (signal !== undefined) await untilAborted(signal);
   }
 
   async startServices(
@@ -271,7 +312,10 @@ export class OtaWiring {
     this.#emit = emit;
     if (this.#loop !== undefined) return;
     const ctrl = new AbortController();
-    this.#loop = { ctrl, done: this.#runLoop(ctrl.signal) };
+    const done = this.#runLoop(ctrl.signal).catch((e: unknown) => {
+      this.#log.error('the update loop failed', { error: reasonOf(e) });
+    });
+    this.#loop = { ctrl, done };
   }
 
   async #runLoop(signal: AbortSignal): Promise<void> {
@@ -282,17 +326,28 @@ export class OtaWiring {
       this.#note = `OTA setup failed: ${reasonOf(e)}`;
     }
     if (this.#trialVersion !== undefined) {
+      // From here the health check's own deadline applies (its report says what failed).
+      clearTimeout(this.#trialTimer);
+      if (this.#trialFailure !== undefined) {
+        // The start deadline passed while the agent was being set up: that verdict stands
+        // (a health check now would race its mark, and could commit a failed trial).
+        this.#log.warn('the trial deadline passed before its health check; not confirming');
+        return;
+      }
       if (agent === undefined) {
         await this.#failTrial(`the new version cannot run its update agent: ${this.#note ?? '?'}`);
         return;
       }
-      // From here the health check's own deadline applies (its report says what failed).
-      clearTimeout(this.#trialTimer);
-      const r = await agent.confirmTrial(this.#trialVersion, {
-        timeoutMs: this.#trialDeadlineMs,
-        signal,
-      });
-      clearTimeout(this.#trialTimer);
+      let r: Awaited<ReturnType<OtaAgent['confirmTrial']>>;
+      try {
+        r = await agent.confirmTrial(this.#trialVersion, {
+          timeoutMs: this.#trialDeadlineMs,
+          signal,
+        });
+      } catch (e) {
+        await this.#failTrial(`the trial could not be confirmed: ${reasonOf(e)}`);
+        return;
+      }
       if (r.kind === 'rolled-back') {
         this.#d.stop(TRIAL_FAILED_EXIT);
         return;
@@ -305,8 +360,9 @@ export class OtaWiring {
       this.#log.warn('updates disabled', { reason: this.#note ?? '?' });
       return;
     }
-    if (this.#d.config.ota.repositoryUrl === undefined) {
-      this.#note = 'no ota.repositoryUrl configured: updates disabled';
+    if (this.#resolved?.repositoryUrl === undefined) {
+      this.#note =
+        'no OTA repository (ota.repositoryUrl, nor one in the provisioning bundle): updates disabled';
       this.#log.info(this.#note);
       return;
     }
@@ -324,7 +380,9 @@ export class OtaWiring {
     const loop = this.#loop;
     this.#loop = undefined;
     loop?.ctrl.abort();
-    await loop?.done.catch(() => undefined);
+    await loop?.done;
+    // A failed-trial mark in flight (the deadline fired) lands before the services go.
+    await this.#trialFailure;
     await this.#inner.stopServices();
   }
 
@@ -336,21 +394,33 @@ export class OtaWiring {
     this.#log.info('restarting the hub into the new version', { version });
     this.#d.stop(TRIAL_RESTART_EXIT);
     // Never settles normally: the stop aborts this effect.
-    return new Promise((_, reject) => {
-      signal.addEventListener(
-        'abort',
-        () => {
-          reject(new Error('hub restarting into the update'));
-        },
-        { once: true },
-      );
+    return untilAborted(signal).then(() => {
+      throw new Error('hub restarting into the update');
     });
   }
 
+  /** Record every answer from the OTA repository (for `vigil hub status`). */
+  #contactTransport(inner: Transport): Transport {
+    const seen = <T>(p: Promise<T>): Promise<T> =>
+      p.then((v) => {
+        this.#lastContact = new Date().toISOString();
+        return v;
+      });
+    return {
+      getBytes: (url, max, signal) => seen(inner.getBytes(url, max, signal)),
+      getFrom: (url, offset, signal) => seen(inner.getFrom(url, offset, signal)),
+    };
+  }
+
   status(): OtaWiringStatus {
+    const r = this.#resolved ?? resolveOta(this.#d.config, undefined);
     return {
       enabled: this.#polling,
-      channel: this.#d.config.ota.channel,
+      channel: r.channel,
+      channelSource: r.channelSource,
+      repositoryUrl: r.repositoryUrl ?? null,
+      ...(r.repositorySource !== undefined ? { repositorySource: r.repositorySource } : {}),
+      lastContact: this.#lastContact ?? null,
       ...(this.#trialVersion !== undefined ? { trial: this.#trialVersion } : {}),
       ...(this.#last !== undefined ? { last: this.#last } : {}),
       ...(this.#note !== undefined ? { note: this.#note } : {}),

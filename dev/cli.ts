@@ -1,38 +1,67 @@
 /**
  * `vigil dev`: the full local run (hub with a simulated camera, relay, viewer)
- * on loopback, paired automatically. Prints the viewer URL; Ctrl-C stops it.
+ * on loopback, paired automatically. Prints where everything is once the run is
+ * up (and again on Enter or SIGUSR1); Ctrl-C stops it.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CommandContext } from '../base/command.js';
 import { UsageError } from '../base/command.js';
-import { JsonLogger } from '../base/logger.js';
+import { chooseLogFormat, JsonLogger } from '../base/logger.js';
 import type { LogLevel } from '../base/logger.js';
-import { startLocalRun } from './local-run.js';
+import { DEFAULT_FPS, DEFAULT_SIZE, startLocalRun } from './local-run.js';
+import type { LocalRun } from './local-run.js';
+
+const SIZE = `${DEFAULT_SIZE.width}x${DEFAULT_SIZE.height}`;
 
 const USAGE = `
 Usage: vigil dev [options]
 
 Runs Vigil locally in development mode: the relay, a hub with a simulated camera
 (a moving object triggers motion every 40 s) and the companion's browser viewer,
-all on 127.0.0.1, paired automatically. Prints the viewer URL.
+all on 127.0.0.1, paired automatically. When everything is up it prints the
+viewer URL and the phone's state directory; press Enter (or send SIGUSR1) to
+print them again. Ctrl-C stops the run.
+
+The state directory keeps the hub, relay and phone between runs, with the relay
+port and the viewer's access token, so the same URL works after a restart.
 
 Options:
   --dir DIR            state for the run (default ./.vigil-dev; kept between runs)
-  --relay-port N       relay port (default: any free port)
-  --viewer-port N      viewer port (default 8480)
-  --size WxH           simulated camera size (default 640x360)
-  --fps N              simulated camera frame rate (default 15)
+  --relay-port N       relay port (default: the one saved in DIR, else a free port)
+  --viewer-port N      viewer port (default 8480; 0 picks a free port)
+  --size WxH           simulated camera size (default ${SIZE}; offered: 1920x1080,
+                       1280x720, 640x480, 320x240, 160x120)
+  --fps N              simulated camera frame rate (default ${DEFAULT_FPS})
   --log-level LEVEL    debug|info|warn|error (default info)
+  --log-format FORMAT  human|json (default: human on a terminal, json otherwise;
+                       also VIGIL_LOG_FORMAT)
   --help               show this help
+
+Exit codes: 0 stopped cleanly, 1 the run failed (a busy port, ...), 2 bad usage.
 `;
 
 function port(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535)
     throw new UsageError(`${name} must be a port number, got "${v}"`);
   return n;
+}
+
+/** What the user needs to reach the run: printed last at start-up, and on demand. */
+function banner(lr: LocalRun): string {
+  return [
+    '',
+    'Vigil is running (development mode).',
+    `  viewer:  ${lr.viewerUrl}`,
+    // one writer at a time for the phone's MLS state: the CLI only once this run has stopped
+    `  phone:   ${lr.appDir}   (vigil app ... --dir this, once the run is stopped)`,
+    `  relay:   ${lr.relayUrl}`,
+    'Press Enter to show this again, Ctrl-C to stop.',
+    '',
+    '',
+  ].join('\n');
 }
 
 async function run(ctx: CommandContext): Promise<number> {
@@ -47,6 +76,7 @@ async function run(ctx: CommandContext): Promise<number> {
         size: { type: 'string' },
         fps: { type: 'string' },
         'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -57,41 +87,73 @@ async function run(ctx: CommandContext): Promise<number> {
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(level))
     throw new UsageError(`--log-level must be debug, info, warn or error`);
+  const format = chooseLogFormat(values['log-format'], ctx.env, process.stdout.isTTY);
+  if (format === undefined)
+    throw new UsageError(
+      `--log-format (or VIGIL_LOG_FORMAT) must be human or json, got "${values['log-format'] ?? ctx.env.VIGIL_LOG_FORMAT ?? ''}"`,
+    );
   let width: number | undefined;
   let height: number | undefined;
   if (values.size !== undefined) {
     const m = /^(\d{2,4})x(\d{2,4})$/.exec(values.size);
-    if (!m) throw new UsageError(`--size must look like 640x360, got "${values.size}"`);
+    if (!m) throw new UsageError(`--size must look like ${SIZE}, got "${values.size}"`);
     width = Number(m[1]);
     height = Number(m[2]);
   }
   const fps = values.fps === undefined ? undefined : Number(values.fps);
   if (fps !== undefined && (!Number.isInteger(fps) || fps < 1 || fps > 60))
     throw new UsageError('--fps must be 1..60');
-  const logger = new JsonLogger('vigil', { level: level as LogLevel });
   const relayPort = port(values['relay-port'], '--relay-port');
-  const lr = await startLocalRun({
-    dir: resolve(values.dir ?? '.vigil-dev'),
-    logger,
-    viewerPort: port(values['viewer-port'], '--viewer-port') ?? 8480,
-    ...(relayPort !== undefined ? { relayPort } : {}),
-    ...(width !== undefined && height !== undefined ? { width, height } : {}),
-    ...(fps !== undefined ? { fps } : {}),
-  });
-  ctx.stdout(
-    `\nVigil is running (development mode).\n  viewer: ${lr.viewerUrl}\n  relay:  ${lr.relayUrl}\nPress Ctrl-C to stop.\n\n`,
-  );
-  await new Promise<void>((done) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      done();
+  const viewerPort = port(values['viewer-port'], '--viewer-port') ?? 8480;
+  const logger = new JsonLogger('vigil', { level: level as LogLevel, format });
+
+  // A stop asked for while starting up is honoured as soon as the run is up.
+  let stopRequested = false;
+  const stopping = (): boolean => stopRequested; // read through a call: set by a signal
+  let wake = (): void => undefined;
+  const onStop = (): void => {
+    if (stopRequested) {
+      ctx.stderr('vigil dev: stopping now (second interrupt)\n');
+      process.exit(130);
+    }
+    stopRequested = true;
+    ctx.stdout('\nStopping Vigil (press Ctrl-C again to force)...\n');
+    wake();
+  };
+  process.on('SIGINT', onStop);
+  process.on('SIGTERM', onStop);
+  try {
+    const lr = await startLocalRun({
+      dir: resolve(values.dir ?? '.vigil-dev'),
+      logger,
+      viewerPort,
+      ...(relayPort !== undefined ? { relayPort } : {}),
+      ...(width !== undefined && height !== undefined ? { width, height } : {}),
+      ...(fps !== undefined ? { fps } : {}),
+    });
+    const show = (): void => {
+      ctx.stdout(banner(lr));
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-  await lr.stop();
-  return 0;
+    const stdin = process.stdin.isTTY ? process.stdin : undefined;
+    if (!stopping()) {
+      show();
+      process.on('SIGUSR1', show);
+      stdin?.on('data', show); // a line typed on the terminal (Enter)
+      await new Promise<void>((done) => {
+        wake = done;
+      });
+      process.off('SIGUSR1', show);
+      stdin?.off('data', show);
+      stdin?.pause(); // let the process exit
+    }
+    const started = Date.now();
+    await lr.stop();
+    ctx.stdout(`Vigil stopped (${((Date.now() - started) / 1000).toFixed(1)} s).\n`);
+    return 0;
+  } finally {
+    process.off('SIGINT', onStop);
+    process.off('SIGTERM', onStop);
+  }
 }
 
 export const command: Command = {

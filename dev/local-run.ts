@@ -7,16 +7,26 @@
  * through a rendezvous token, as a real pairing ends.
  *
  * Storage is a plain directory here (no dm-crypt on a laptop): logged loudly.
+ *
+ * Everything a second run needs stays in the state directory: the hub's
+ * identity and MLS state, the relay's data, the phone, and `local-run.json`
+ * with the relay port (picked once, then reused, so the phone's saved relay
+ * address stays right) and the viewer's access token (so an open viewer tab
+ * and a bookmarked URL keep working across restarts).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { PairingInitiator } from '../app/e2ee/pairing-initiator.js';
 import { E2eePhone } from '../app/e2ee/phone.js';
 import { E2eeCrypto } from '../app/e2ee-crypto.js';
-import { devPairRelay, e2eeDir, saveAccount } from '../app/account.js';
+import { devPairRelay, e2eeDir, loadAccount, saveAccount } from '../app/account.js';
 import { ItemStore } from '../app/store.js';
 import { Syncer } from '../app/sync.js';
+import { FollowScheduler } from '../app/follow.js';
+import { HubLink } from '../app/hub-link.js';
 import { startViewer } from '../app/viewer/server.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
@@ -24,7 +34,7 @@ import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { NOOP_NOTIFIER } from '../hw/os/sd-notify.js';
 import { deriveIdentity, newIdentity } from '../protocol/identity.js';
-import { VigilError } from '../base/errors.js';
+import { ValidationError, VigilError } from '../base/errors.js';
 import { decodeFrame, encodeFrame } from '../protocol/e2ee-frames.js';
 import type { PairingFrame } from '../protocol/e2ee-frames.js';
 import { LazyMlsProfile } from '../protocol/mls-profile.js';
@@ -38,6 +48,9 @@ import { createMediaPipeline } from '../firmware/media/pipeline.js';
 import type { MediaPipeline } from '../firmware/media/pipeline.js';
 import { MlsHub } from '../firmware/mls/hub.js';
 import { RelayConfigChannel } from '../firmware/mls/config-channel.js';
+import { HubLiveness } from '../firmware/mls/liveness.js';
+import { LiveControl } from '../firmware/media/live-control.js';
+import { sendHealthNotices } from '../firmware/media/health-notices.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -54,6 +67,7 @@ export interface LocalRunOptions {
   readonly host?: string;
   readonly relayPort?: number;
   readonly viewerPort?: number;
+  /** Simulated camera size (default 640x480, a size the simulated camera offers). */
   readonly width?: number;
   readonly height?: number;
   readonly fps?: number;
@@ -61,18 +75,93 @@ export interface LocalRunOptions {
   readonly motion?: MotionSchedule;
   readonly preRollS?: number;
   readonly postRollS?: number;
+  /** The hub's sealed hub-alive interval (default 15 min). */
+  readonly aliveIntervalMs?: number;
+  /** The companion's offline-alert threshold (default 3 x the hub's interval). */
+  readonly offlineAfterMs?: number;
+  /** The companion's heartbeat schedule (default 1 h). */
+  readonly heartbeatMs?: number;
 }
 
 export interface LocalRun {
   readonly relayUrl: string;
   readonly viewerUrl: string;
+  /** The companion's state directory (`vigil app ... --dir` this). */
+  readonly appDir: string;
   readonly hub: Hub;
   readonly phone: E2eePhone;
   readonly store: ItemStore;
   readonly crypto: E2eeCrypto;
+  readonly link: HubLink;
   media(): MediaPipeline | undefined;
+  /** Stop only the hub (relay and companion keep running), as if it lost power. */
+  stopHub(): Promise<void>;
+  /** Start the hub again after stopHub (its state is kept). */
+  startHub(): Promise<void>;
   uplink(): Uplink | undefined;
   stop(): Promise<void>;
+}
+
+/** Defaults that match what the simulated camera offers (no scaling, square pixels). */
+export const DEFAULT_SIZE = { width: 640, height: 480 } as const;
+export const DEFAULT_FPS = 15;
+
+/** A listening port is taken (by another local run, or anything else). */
+export class PortBusyError extends VigilError {
+  constructor(message: string) {
+    super('EPORTBUSY', message);
+    this.name = 'PortBusyError';
+  }
+}
+
+/**
+ * Fail before anything starts when a port we must listen on is taken, so a busy
+ * port costs one clear line instead of a half-started run.
+ */
+async function assertPortFree(host: string, port: number, what: string, hint: string) {
+  if (port === 0) return;
+  const srv = createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE')
+        reject(new PortBusyError(`${what} port ${port} on ${host} is already in use; ${hint}`));
+      else if (e.code === 'EACCES')
+        reject(new PortBusyError(`${what} port ${port} on ${host} needs privileges; ${hint}`));
+      else reject(e);
+    });
+    srv.listen(port, host, () => {
+      srv.close(() => {
+        resolve();
+      });
+    });
+  });
+}
+
+/** A listen() that lost a race for its port after assertPortFree(): the same one line. */
+function portError(e: unknown, host: string, port: number, what: string, hint: string): unknown {
+  return (e as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE'
+    ? new PortBusyError(`${what} port ${port} on ${host} is already in use; ${hint}`)
+    : e;
+}
+
+const RunState = z.object({
+  relayPort: z.number().int().min(1).max(65535).optional(),
+  viewerToken: z.string().min(16).optional(),
+});
+type RunState = z.infer<typeof RunState>;
+
+async function loadRunState(fs: DurableFs, file: string): Promise<RunState> {
+  const raw = await fs.readIfExists(file);
+  if (raw === undefined) return {};
+  try {
+    return RunState.parse(JSON.parse(raw.toString('utf8')));
+  } catch (e) {
+    throw new VigilError(
+      'ECONFIG',
+      `${file} is not valid local-run state (delete it to pick new ports)`,
+      { cause: e },
+    );
+  }
 }
 
 interface DevIdentity {
@@ -109,7 +198,7 @@ async function pairInMemory(
   // every frame crosses the byte encoding, exactly as over the hotspot's TCP server
   const wire = (f: PairingFrame): PairingFrame => {
     const d = decodeFrame(encodeFrame(f));
-    if (!d.ok) throw d.error;
+    if (!d.ok) throw new ValidationError(d.reason);
     return d.value;
   };
   let toHub: PairingFrame[] = [await initiator.start()];
@@ -137,13 +226,79 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   const appDir = join(o.dir, 'app');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await mkdir(appDir, { recursive: true, mode: 0o700 });
+  const stateFile = join(o.dir, 'local-run.json');
+  const saved = await loadRunState(fs, stateFile);
+
+  // Ports first: a busy one stops the run before anything has started.
+  const relayPort = o.relayPort ?? saved.relayPort ?? 0;
+  const relayHint =
+    o.relayPort === undefined && saved.relayPort !== undefined
+      ? `it was saved in ${stateFile} by an earlier run: stop what uses it, or pass --relay-port N`
+      : 'stop what uses it, or pass --relay-port N';
+  const viewerPort = o.viewerPort ?? 0;
+  const viewerHint = 'is another local run still running? Or pass --viewer-port N';
+  await assertPortFree(host, viewerPort, 'viewer', viewerHint);
+  await assertPortFree(host, relayPort, 'relay', relayHint);
 
   const relay: RunningRelay = await startRelay({
     dataDir: join(o.dir, 'relay'),
     host,
-    ...(o.relayPort !== undefined ? { port: o.relayPort } : {}),
+    port: relayPort,
     logger: log.child('relay'),
+  }).catch((e: unknown) => {
+    throw portError(e, host, relayPort, 'relay', relayHint);
   });
+  // From here on, a failure stops what has started before it is reported.
+  const started: (() => Promise<unknown>)[] = [() => relay.close()];
+  try {
+    return await startAfterRelay({
+      o,
+      fs,
+      host,
+      hubDir,
+      dataDir,
+      appDir,
+      stateFile,
+      saved,
+      relay,
+      viewerPort,
+      viewerHint,
+      started,
+    });
+  } catch (e) {
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+interface AfterRelay {
+  readonly o: LocalRunOptions;
+  readonly fs: DurableFs;
+  readonly host: string;
+  readonly hubDir: string;
+  readonly dataDir: string;
+  readonly appDir: string;
+  readonly stateFile: string;
+  readonly saved: RunState;
+  readonly relay: RunningRelay;
+  readonly viewerPort: number;
+  readonly viewerHint: string;
+  /** Stops for what has started, pushed in start order. */
+  readonly started: (() => Promise<unknown>)[];
+}
+
+/** Everything after the relay: hub, pairing, services, companion, viewer. */
+async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
+  const { o, fs, host, hubDir, dataDir, appDir, stateFile, saved, relay, viewerPort } = c;
+  const { viewerHint, started } = c;
+  const log = o.logger;
+  const viewerToken = saved.viewerToken ?? randomBytes(18).toString('base64url');
+  if (saved.relayPort !== relay.port || saved.viewerToken !== viewerToken)
+    await fs.writeFileAtomic(
+      stateFile,
+      JSON.stringify({ relayPort: relay.port, viewerToken }, null, 2) + '\n',
+      'dev-run-state',
+    );
 
   const { deviceId, psk } = await loadOrCreateIdentity(fs, hubDir);
   const profile = new LazyMlsProfile();
@@ -158,7 +313,11 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
   let configChannel: RelayConfigChannel | undefined;
+  let liveness: HubLiveness | undefined;
+  let liveControl: LiveControl | undefined;
+  let stopHealth: (() => void) | undefined;
   let phone: E2eePhone | undefined;
+  let servicesUp = false;
   const relayAccountFile = join(dataDir, 'relay-account.json');
 
   const services: HubServices = {
@@ -219,9 +378,9 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
         deviceId,
         logger: log.child('sealer'),
       });
-      const width = o.width ?? 640;
-      const height = o.height ?? 360;
-      const fps = o.fps ?? 15;
+      const width = o.width ?? DEFAULT_SIZE.width;
+      const height = o.height ?? DEFAULT_SIZE.height;
+      const fps = o.fps ?? DEFAULT_FPS;
       const camera = new SimulatedCamera({
         name: 'simulated',
         width,
@@ -245,8 +404,22 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
           emit({ type: 'child-crash-loop', child: 'media' });
       });
       await media.start();
+      const channel = configChannel;
+      liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
+      stopHealth = sendHealthNotices({ media, channel, logger: log.child('health') });
+      liveness = new HubLiveness({
+        channel,
+        logger: log.child('hub'),
+        ...(o.aliveIntervalMs !== undefined ? { intervalMs: o.aliveIntervalMs } : {}),
+      });
+      liveness.start();
+      servicesUp = true;
     },
     async stopServices(): Promise<void> {
+      servicesUp = false;
+      liveness?.stop();
+      stopHealth?.();
+      await liveControl?.close();
       await media?.stop();
       await configChannel?.stop();
       await uplink?.stop();
@@ -261,69 +434,124 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     }),
   };
 
-  const hub = new Hub({
-    config: parseConfig({
-      mode: 'development',
-      storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
-    }),
-    logger: log.child('hub'),
-    notifier: NOOP_NOTIFIER,
-    services,
-    statusFile: join(hubDir, 'run', 'status.json'),
+  const newHub = (): Hub =>
+    new Hub({
+      config: parseConfig({
+        mode: 'development',
+        storage: { dataDir: '/data', keySources: ['dev-keyfile'] },
+      }),
+      logger: log.child('hub'),
+      notifier: NOOP_NOTIFIER,
+      services,
+      statusFile: join(hubDir, 'run', 'status.json'),
+    });
+  // Wait until the hub is running with its services (camera, encoder, uplink) up, or has failed.
+  const untilRunning = (h: Hub): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        const s = h.executor.state;
+        if ((s.name === 'running' && servicesUp) || s.name === 'degraded') resolve();
+        else if (s.name === 'failed' || s.name === 'stopping')
+          reject(new VigilError('EDEV', `hub did not start: ${h.status().summary}`));
+        else setTimeout(check, 100);
+      };
+      check();
+    });
+  let hub = newHub();
+  let hubDone: Promise<unknown> | undefined = hub.run();
+  started.push(async () => {
+    hub.stop(1);
+    await hubDone;
   });
-  const hubDone = hub.run();
-
-  // Wait until the hub is running (paired, services up) or has failed.
-  await new Promise<void>((resolve, reject) => {
-    const check = (): void => {
-      const s = hub.executor.state;
-      if (s.name === 'running') resolve();
-      else if (s.name === 'failed' || s.name === 'stopping')
-        reject(new VigilError('EDEV', `hub did not start: ${hub.status().summary}`));
-      else setTimeout(check, 100);
-    };
-    check();
-  });
+  await untilRunning(hub);
 
   // The companion: E2EE phone state, relay account, local store and viewer.
   const phoneState = phone ?? (await E2eePhone.open({ dir: e2eeDir(appDir), fs, profile }));
   if (!phoneState) throw new VigilError('EDEV', 'the development phone has no E2EE state');
   const crypto = new E2eeCrypto(phoneState);
   const store = new ItemStore(appDir, fs);
-  const accountRaw = JSON.parse(await readFile(join(appDir, 'relay.json'), 'utf8')) as {
-    url: string;
-    token: string;
-  };
-  const client = new RelayClient({ url: accountRaw.url, token: accountRaw.token });
+  let account = await loadAccount(fs, appDir);
+  if (!account) throw new VigilError('EDEV', `the development phone has no relay account`);
+  if (account.url !== relay.url) {
+    // a run with another --relay-port (or state from before ports were kept): follow the relay
+    log.info('phone relay address updated', { from: account.url, to: relay.url });
+    account = { ...account, url: relay.url };
+    await saveAccount(fs, appDir, account);
+  }
+  const client = new RelayClient({ url: account.url, token: account.token });
+  const link = new HubLink({
+    onApp: (topic, h) => {
+      crypto.onApp(topic, h);
+    },
+    seal: (m) => phoneState.send(m),
+    postUp: (b) => client.postUp('config', b),
+    ...(o.offlineAfterMs !== undefined ? { offlineAfterMs: o.offlineAfterMs } : {}),
+  });
+  started.push(() => {
+    link.close();
+    return Promise.resolve();
+  });
   const viewer: RunningViewer = await startViewer({
     store,
     crypto,
     client,
+    link,
     host,
-    ...(o.viewerPort !== undefined ? { port: o.viewerPort } : {}),
+    port: viewerPort,
     logger: log.child('viewer'),
-    token: randomBytes(18).toString('base64url'),
+    token: viewerToken,
+  }).catch((e: unknown) => {
+    throw portError(e, host, viewerPort, 'viewer', viewerHint);
   });
+  started.push(() => viewer.close());
+  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync') });
+  // One pass before we report ready: what arrived while the run was stopped is listed first.
+  await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
   const syncAbort = new AbortController();
-  const sync = new Syncer({ client, crypto, store, logger: log.child('sync') }).run(
-    syncAbort.signal,
-  );
+  const sync = syncer.run(syncAbort.signal);
+  // heartbeats on a schedule, refresh by re-add on a cadence (app/follow.ts)
+  const follow = new FollowScheduler({
+    sendHeartbeat: async (refresh) => {
+      await client.postUp('config', await phoneState.heartbeat({ refresh }));
+    },
+    logger: log.child('follow'),
+    dir: appDir,
+    fs,
+    ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+  });
+  await follow.start();
 
   return {
     relayUrl: relay.url,
     viewerUrl: viewer.url,
-    hub,
+    appDir,
+    get hub(): Hub {
+      return hub;
+    },
     phone: phoneState,
     store,
     crypto,
+    link,
     media: () => media,
     uplink: () => uplink,
-    async stop(): Promise<void> {
-      syncAbort.abort();
-      await sync.catch(() => undefined);
-      await viewer.close();
+    async stopHub(): Promise<void> {
+      if (!hubDone) return;
       hub.stop(0);
       await hubDone;
+      hubDone = undefined;
+    },
+    async startHub(): Promise<void> {
+      if (hubDone) return;
+      hub = newHub();
+      hubDone = hub.run();
+      await untilRunning(hub);
+    },
+    async stop(): Promise<void> {
+      await follow.stop();
+      link.close();
+      syncAbort.abort();
+      if (hubDone) hub.stop(0);
+      await Promise.all([sync.catch(() => undefined), viewer.close(), hubDone]);
       await relay.close();
     },
   };

@@ -11,6 +11,7 @@ import { UsageError } from '../base/command.js';
 import { run } from '../hw/os/run.js';
 import { BOARD_NAMES, KERNEL_SOURCES, boardOf } from './boards.js';
 import type { KernelSource } from './boards.js';
+import { OTA_ROOT_FILE } from '../protocol/services.js';
 
 const USAGE = `
 Usage: vigil image build --board rpi-arm64|qemu-amd64 [--out DIR] [options]
@@ -178,7 +179,10 @@ async function provision(ctx: CommandContext, argv: readonly string[]): Promise<
   const { provisionImage } = await import('./provision.js');
   const r = await provisionImage(argv[0] ?? '', argv[1] ?? '');
   ctx.stdout(
-    `provisioned ${r.image}: ${r.files.join(', ')} into partition ${r.partition} (${r.label})\n`,
+    `provisioned ${r.image}: ${r.files.join(', ')} into partition ${r.partition} (${r.label})\n` +
+      `  relay: ${r.services.relay ?? '(none in the bundle: the hub config decides)'}\n` +
+      `  ota:   ${r.services.otaRepository !== undefined ? `${r.services.otaRepository} channel ${r.services.otaChannel ?? '?'}` : '(none in the bundle)'}` +
+      `${r.services.otaRoot ? `, trust root ${OTA_ROOT_FILE}` : ''}\n`,
   );
   return 0;
 }

@@ -15,17 +15,21 @@
  * partitions are primary (the firmware reads them); everything Linux-only is logical.
  * The disk identifier is fixed, so PARTUUIDs are stable across builds (reproducible)
  * and across OTA (root=PARTUUID=5649474c-05 / -06).
+ *
+ * The partition numbers and the disk identifier come from protocol/card-layout.ts,
+ * which the OTA tryboot backend reads as well; this file adds sizes and file systems.
  */
 import { VigilError } from '../base/errors.js';
+import { CARD_DISK_ID, CARD_PARTITIONS } from '../protocol/card-layout.js';
+import type { CardRole } from '../protocol/card-layout.js';
 
-export const DISK_ID = 0x5649474c; // "VIGL"
+export const DISK_ID = CARD_DISK_ID;
 export const SECTOR = 512;
 export const MIB_SECTORS = (1024 * 1024) / SECTOR;
 /** First partition starts at 4 MiB (erase-block aligned on SD cards). */
 export const FIRST_START_MIB = 4;
 
-export type PartitionRole =
-  'boot-a' | 'boot-b' | 'provisioning' | 'extended' | 'root-a' | 'root-b' | 'data';
+export type PartitionRole = CardRole;
 
 export interface PlannedPartition {
   readonly number: number;
@@ -75,32 +79,40 @@ export function planLayout(sizes: LayoutSizes): Layout {
   const parts: PlannedPartition[] = [];
   let at = FIRST_START_MIB;
   const add = (
-    number: number,
     role: PartitionRole,
     sizeMiB: number,
     type: PlannedPartition['type'],
     label: string | undefined,
     bootable = false,
   ): void => {
-    parts.push({ number, role, startMiB: at, sizeMiB, type, bootable, label });
+    parts.push({
+      number: CARD_PARTITIONS[role],
+      role,
+      startMiB: at,
+      sizeMiB,
+      type,
+      bootable,
+      label,
+    });
     at += sizeMiB;
   };
-  add(1, 'boot-a', sizes.bootMiB, 'c', LABELS.bootA, true);
-  add(2, 'boot-b', sizes.bootMiB, 'c', LABELS.bootB);
-  add(3, 'provisioning', sizes.provisioningMiB, 'c', LABELS.provisioning);
+  // primary partitions in the order of their numbers (the firmware reads 1 and 2)
+  add('boot-a', sizes.bootMiB, 'c', LABELS.bootA, true);
+  add('boot-b', sizes.bootMiB, 'c', LABELS.bootB);
+  add('provisioning', sizes.provisioningMiB, 'c', LABELS.provisioning);
   const extStart = at;
   // every logical partition is preceded by 1 MiB holding its EBR (keeps alignment)
   at += 1;
-  const logical: [number, PartitionRole, number, string | undefined][] = [
-    [5, 'root-a', sizes.rootMiB, LABELS.rootA],
-    [6, 'root-b', sizes.rootMiB, undefined],
-    [7, 'data', sizes.dataMiB, undefined],
+  const logical: [PartitionRole, number, string | undefined][] = [
+    ['root-a', sizes.rootMiB, LABELS.rootA],
+    ['root-b', sizes.rootMiB, undefined],
+    ['data', sizes.dataMiB, undefined],
   ];
   const logicalParts: PlannedPartition[] = [];
-  for (const [i, [number, role, size, label]] of logical.entries()) {
+  for (const [i, [role, size, label]] of logical.entries()) {
     if (i > 0) at += 1;
     logicalParts.push({
-      number,
+      number: CARD_PARTITIONS[role],
       role,
       startMiB: at,
       sizeMiB: size,
@@ -111,7 +123,7 @@ export function planLayout(sizes: LayoutSizes): Layout {
     at += size;
   }
   parts.push({
-    number: 4,
+    number: CARD_PARTITIONS.extended,
     role: 'extended',
     startMiB: extStart,
     sizeMiB: at - extStart,

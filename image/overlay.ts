@@ -2,6 +2,11 @@
  * Files the build puts into the image, generated as data from the board and
  * the layout (so the tests can check them without building an image).
  */
+import {
+  autobootTxt as cardAutobootTxt,
+  cardPartUuid,
+  FIRMWARE_MOUNT,
+} from '../protocol/card-layout.js';
 import type { Board } from './boards.js';
 import { LABELS, partUuid } from './layout.js';
 import type { Layout } from './layout.js';
@@ -20,7 +25,7 @@ export const IMAGE_PATHS = {
   cli: '/usr/bin/vigil',
   units: '/usr/lib/systemd/system',
   provisioning: '/boot/vigil-provisioning',
-  firmware: '/boot/firmware',
+  firmware: FIRMWARE_MOUNT,
   growDone: '/var/lib/vigil/.data-partition-grown',
 } as const;
 
@@ -54,15 +59,14 @@ export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): strin
 }
 
 /**
- * autoboot.txt for the Pi 4 bootloader's A/B switch (`tryboot`): normal boots use
- * partition 1, a `reboot '0 tryboot'` boots partition 2 once. The OTA agent
- * swaps the numbers when it commits slot B. The Pi 3 and Zero 2 W ignore this
- * file and always boot partition 1 (docs/image.md).
+ * autoboot.txt for the Pi 4 bootloader's A/B switch (`tryboot`) as the image ships it:
+ * slot A committed (boot partition 1), a `reboot '0 tryboot'` boots slot B (partition 2)
+ * once. The text and the numbers are protocol/card-layout.ts's, which the OTA backend
+ * (ota/tryboot.ts) rewrites on commit. The Pi 3 and Zero 2 W ignore this file and always
+ * boot partition 1 (docs/image.md).
  */
 export function autobootTxt(): string {
-  return ['[all]', 'tryboot_a_b=1', 'boot_partition=1', '[tryboot]', 'boot_partition=2', ''].join(
-    '\n',
-  );
+  return cardAutobootTxt('a');
 }
 
 function unit(lines: readonly string[]): string {
@@ -70,7 +74,7 @@ function unit(lines: readonly string[]): string {
 }
 
 /** systemd's device unit for /dev/disk/by-partuuid/5649474c-07 ("-" escaped as \x2d). */
-export const DATA_DEVICE_UNIT = 'dev-disk-by\\x2dpartuuid-5649474c\\x2d07.device';
+export const DATA_DEVICE_UNIT = `dev-disk-by\\x2dpartuuid-${cardPartUuid('data').replace(/-/g, '\\x2d')}.device`;
 
 export function growUnit(): string {
   return unit([

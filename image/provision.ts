@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { run } from '../hw/os/run.js';
 import { VigilError } from '../base/errors.js';
 import { BUNDLE_FILE, parseBundle } from '../protocol/provisioning-bundle.js';
+import { OTA_ROOT_FILE, otaRootProblem } from '../protocol/services.js';
 import {
   DiskError,
   fatLabel,
@@ -42,10 +43,21 @@ export interface ProvisionResult {
   readonly partition: number;
   readonly label: string;
   readonly files: readonly string[];
+  /** What the bundle tells the hub (no secrets): relay URL, OTA channel and repository. */
+  readonly services: {
+    readonly relay?: string;
+    readonly otaChannel?: string;
+    readonly otaRepository?: string;
+    readonly otaRoot: boolean;
+  };
 }
 
+type Services = ProvisionResult['services'];
+
 /** The bundle's files: a directory (flat, regular files) or a single device.json. */
-async function bundleFiles(bundle: string): Promise<{ name: string; path: string }[]> {
+async function bundleFiles(
+  bundle: string,
+): Promise<{ files: { name: string; path: string }[]; services: Services }> {
   let st;
   try {
     st = await lstat(bundle);
@@ -70,7 +82,20 @@ async function bundleFiles(bundle: string): Promise<{ name: string; path: string
   const main = files.find((f) => f.name === BUNDLE_FILE);
   if (!main) throw new ProvisionError(`device bundle ${bundle} has no ${BUNDLE_FILE}`);
   // validated with the provisioning area's own schema; its errors never echo the secret
-  parseBundle(await readFile(main.path));
+  const parsed = parseBundle(await readFile(main.path));
+  const root = files.find((f) => f.name === OTA_ROOT_FILE);
+  if (root) {
+    const problem = otaRootProblem(await readFile(root.path));
+    if (problem !== undefined)
+      throw new ProvisionError(`device bundle ${bundle}: ${OTA_ROOT_FILE} ${problem}`);
+  }
+  const services: Services = {
+    ...(parsed.relay ? { relay: parsed.relay.url } : {}),
+    ...(parsed.ota
+      ? { otaChannel: parsed.ota.channel, otaRepository: parsed.ota.repositoryUrl }
+      : {}),
+    otaRoot: root !== undefined,
+  };
   for (const f of files) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(f.name)) {
       throw new ProvisionError(
@@ -78,7 +103,7 @@ async function bundleFiles(bundle: string): Promise<{ name: string; path: string
       );
     }
   }
-  return files;
+  return { files, services };
 }
 
 export async function provisionImage(
@@ -86,7 +111,7 @@ export async function provisionImage(
   bundle: string,
   runner: Runner = run,
 ): Promise<ProvisionResult> {
-  const files = await bundleFiles(bundle);
+  const { files, services } = await bundleFiles(bundle);
   const table = await readTable(image, runner);
   if (table.diskId !== DISK_ID) {
     throw new ProvisionError(
@@ -152,6 +177,7 @@ export async function provisionImage(
       partition: part.number,
       label: LABELS.provisioning,
       files: files.map((f) => f.name),
+      services,
     };
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -179,6 +179,22 @@ export function pickCandidate(
   return best;
 }
 
+/**
+ * Where a target file is fetched (TUF 5.7.3): `<dir>/<sha256>.<file>` when the root says
+ * `consistent_snapshot`, else its plain name.
+ */
+export function targetUrl(
+  repoUrl: string,
+  cand: Pick<Candidate, 'name' | 'sha256'>,
+  consistentSnapshot: boolean,
+): string {
+  const cut = cand.name.lastIndexOf('/') + 1;
+  const file = consistentSnapshot
+    ? `${cand.name.slice(0, cut)}${cand.sha256}.${cand.name.slice(cut)}`
+    : cand.name;
+  return `${repoUrl.replace(/\/+$/, '')}/targets/${file}`;
+}
+
 export class OtaAgent {
   readonly #o: AgentOptions;
   readonly #log: Logger;
@@ -382,9 +398,7 @@ export class OtaAgent {
       const downloads = join(this.#o.stateDir, 'downloads');
       await this.#o.fs.ensureDir(downloads);
       const file = join(downloads, `${cand.sha256}.tar.gz`);
-      const base = cand.name.slice(cand.name.lastIndexOf('/') + 1);
-      const dirPart = cand.name.slice(0, cand.name.lastIndexOf('/') + 1);
-      const url = `${this.#o.repoUrl.replace(/\/+$/, '')}/targets/${dirPart}${cand.sha256}.${base}`;
+      const url = targetUrl(this.#o.repoUrl, cand, trusted.root.consistent_snapshot);
       try {
         await downloadTarget({
           transport: this.#o.transport,

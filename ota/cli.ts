@@ -26,7 +26,7 @@ import { ProcessTrialProbe } from './probe.js';
 import { initRepo, refresh, release, rotateKeys } from './repo.js';
 import type { RepoContext } from './repo.js';
 import { HostAppSlots } from './slots.js';
-import { SystemdReboot, TrybootSelector } from './tryboot.js';
+import { SELECTOR_DIR, SystemdReboot, TrybootSelector } from './tryboot.js';
 import { startStaticServer } from './static-server.js';
 import { FetchTransport } from './transport.js';
 import { installTrustedRoot } from './verify.js';
@@ -338,7 +338,7 @@ async function runOta(ctx: CommandContext): Promise<number> {
       const { values: v } = parse(ctx, { selector: { type: 'string' } });
       const paths = HostPaths.fromEnv(ctx.env);
       const sel = new TrybootSelector({
-        selectorDir: opt(v, 'selector') ?? paths.host('/boot/selector'),
+        selectorDir: opt(v, 'selector') ?? paths.host(SELECTOR_DIR),
         bootloaderDt: paths.host('/proc/device-tree/chosen/bootloader'),
         fs,
         reboot: new SystemdReboot(),

@@ -110,13 +110,15 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
     const fh = await open(part, have === 0 ? 'w' : 'a');
     const syncEvery = o.syncEvery ?? 4 * 1024 * 1024;
     let sinceSync = 0;
+    let tooLong: DownloadError | undefined;
     try {
       for await (const chunk of res.body) {
         if (have + chunk.length > total) {
-          throw new DownloadError(
+          tooLong = new DownloadError(
             'length',
-            `${o.url} sends more than its signed ${String(total)} bytes (endless data)`,
+            `${o.url} sends more than its signed ${String(total)} bytes (endless data); discarded`,
           );
+          break; // stops the transfer
         }
         await fh.write(chunk);
         have += chunk.length;
@@ -127,9 +129,8 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
         }
         o.onProgress?.({ received: have, total, resumedFrom });
       }
-      await fh.sync();
+      if (tooLong === undefined) await fh.sync();
     } catch (e) {
-      if (e instanceof DownloadError) throw e;
       throw new DownloadError(
         'fetch',
         `download of ${o.url} interrupted at ${String(have)}/${String(total)} bytes`,
@@ -137,6 +138,11 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
       );
     } finally {
       await fh.close();
+    }
+    if (tooLong !== undefined) {
+      // A server that overruns the signed length is not a source to resume from.
+      await rm(part, { force: true });
+      throw tooLong;
     }
     if (have < total) {
       throw new DownloadError(

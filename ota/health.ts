@@ -13,6 +13,7 @@
  */
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAborted, pause } from '../base/async.js';
 import { reasonOf } from '../base/errors.js';
 import type { BusyPort, HealthCheck, HealthReport } from './agent.js';
 
@@ -125,18 +126,8 @@ export class HubHealthCheck implements HealthCheck {
       const r = await this.once(ctx.signal);
       if (r.ok || ctx.signal.aborted) return r;
       const wait = this.#o.retryMs ?? 1000;
-      const stopped = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => {
-          ctx.signal.removeEventListener('abort', onAbort);
-          resolve(false);
-        }, wait);
-        const onAbort = (): void => {
-          clearTimeout(t);
-          resolve(true);
-        };
-        ctx.signal.addEventListener('abort', onAbort, { once: true });
-      });
-      if (stopped) return r;
+      await pause(wait, ctx.signal);
+      if (isAborted(ctx.signal)) return r;
     }
   }
 }

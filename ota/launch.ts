@@ -38,12 +38,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const baseDir = resolve(
   opts.base ?? (here.endsWith(join('dist', 'ota')) ? join(here, '..', '..') : join(here, '..')),
 );
-const fs = new DurableFs();
 const slotsRoot = resolve(opts.slots ?? HostPaths.fromEnv(process.env).host('/opt/vigil'));
 try {
   await launch({
-    slots: new HostAppSlots(slotsRoot, fs),
-    fs,
+    slots: new HostAppSlots(slotsRoot, new DurableFs()),
     baseDir,
     args: argv.slice(i),
     env: process.env,

@@ -20,7 +20,6 @@
 import { pathExists } from '../hw/os/fs.js';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { DurableFs } from '../hw/os/fs.js';
 import { reasonOf } from '../base/errors.js';
 import { APP_ENTRY } from './probe.js';
 import type { HostAppSlots, SlotName } from './slots.js';
@@ -72,7 +71,6 @@ export async function planLaunch(slots: HostAppSlots, baseDir: string): Promise<
 
 export interface LaunchOptions {
   readonly slots: HostAppSlots;
-  readonly fs: DurableFs;
   readonly baseDir: string;
   /** Arguments for the chosen tree's `vigil` (e.g. ["hub", "--config", ...]). */
   readonly args: readonly string[];
@@ -84,7 +82,8 @@ export interface LaunchOptions {
 export async function launch(o: LaunchOptions): Promise<LaunchPlan> {
   let plan: LaunchPlan;
   try {
-    await o.fs.cleanTemp(o.slots.root);
+    // Before the hub starts: no writer of the slot pointer is alive yet.
+    await o.slots.cleanLeftovers();
     plan = await planLaunch(o.slots, o.baseDir);
   } catch (e) {
     // An unreadable pointer must not stop the camera: the base tree always runs.

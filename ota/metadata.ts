@@ -1,7 +1,9 @@
 /**
  * TUF 1.0 metadata: the four top-level roles, their zod schemas, and the
  * signing envelope. Only what Vigil uses is modelled (no delegations, ed25519
- * keys only); unknown fields are kept so signatures over them still verify.
+ * keys only, targets need a SHA-256: docs/ota.md "Not supported"); unknown
+ * fields are kept so signatures over them still verify (and a `delegations`
+ * field is ignored: nothing delegated is ever installed).
  *
  * Signatures are always checked over the canonical form of the *raw* parsed
  * `signed` object, never over a re-serialised validated copy.
@@ -23,9 +25,10 @@ const expires = z
 const version = z.number().int().min(1);
 const specVersion = z.string().regex(/^1\.\d+(\.\d+)?$/, 'must be a 1.x TUF spec version');
 
+const ED25519_ONLY = 'only ed25519 keys are supported (docs/ota.md)';
 export const KeySchema = z.looseObject({
-  keytype: z.literal('ed25519'),
-  scheme: z.literal('ed25519'),
+  keytype: z.literal('ed25519', ED25519_ONLY),
+  scheme: z.literal('ed25519', ED25519_ONLY),
   keyval: z.looseObject({ public: hex.length(64) }),
 });
 export type TufKey = z.infer<typeof KeySchema>;
@@ -119,11 +122,37 @@ export const SCHEMAS = {
   timestamp: TimestampSchema,
 } as const;
 
-export const SignatureSchema = z.looseObject({ keyid: hex.length(64), sig: hex });
+/**
+ * `sig` is any string: one that is empty, not hex or simply wrong does not count
+ * towards the threshold, but it does not make the metadata malformed (TUF: only a
+ * threshold of valid signatures matters).
+ */
+export const SignatureSchema = z.looseObject({ keyid: hex.length(64), sig: z.string() });
 export const EnvelopeSchema = z.looseObject({
-  signatures: z.array(SignatureSchema),
+  signatures: z.array(SignatureSchema).superRefine((sigs, ctx) => {
+    // TUF: the keyids of a signatures list MUST be unique.
+    const seen = new Set<string>();
+    for (const s of sigs) {
+      if (seen.has(s.keyid)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `key ${s.keyid.slice(0, 16)}… signs more than once (keyids must be unique)`,
+        });
+        return;
+      }
+      seen.add(s.keyid);
+    }
+  }),
   signed: z.looseObject({ _type: z.string() }),
 });
+
+/** The first problem zod found, with its path: for one-line error messages. */
+export function firstIssue(error: z.ZodError): string {
+  const i = error.issues[0];
+  if (i === undefined) return 'invalid';
+  const path = i.path.map(String).join('.');
+  return path === '' ? i.message : `${path}: ${i.message}`;
+}
 export interface Envelope<T> {
   readonly signatures: readonly { keyid: string; sig: string }[];
   readonly signed: T;

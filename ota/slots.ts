@@ -5,7 +5,15 @@
  *   <root>/slot-a.json, slot-b.json      install markers (what a slot holds, verified)
  *   <root>/current                       the pointer: committed slot + pending trial
  *
- * Markers and the pointer are written atomically through DurableFs. A slot is
+ * Markers and the pointer are written atomically through DurableFs. Reads
+ * (`status()`) change nothing: leftovers of interrupted writes (`.current.*.tmp`)
+ * are swept only by `cleanLeftovers()`, which the launcher runs before the hub
+ * starts (no writer alive then). A read that swept them used to delete the temp
+ * file of a writer still in flight (ENOENT at its rename: a lost commit). Pointer
+ * updates (read, change, write) of one HostAppSlots run one at a time, so the
+ * hub's writers (trial deadline, health check, agent) share one instance.
+ *
+ * A slot is
  * only ever used when its marker exists, and the marker is written last (after
  * the tree is extracted and synced), so a crash mid-install leaves a slot
  * without a marker: garbage to be re-installed, never booted.
@@ -19,6 +27,7 @@ import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { Mutex } from '../base/async.js';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
@@ -147,6 +156,8 @@ export async function treeDigest(dir: string, opts: { fsync?: boolean } = {}): P
 export class HostAppSlots implements Slots {
   readonly root: string;
   readonly #fs: DurableFs;
+  /** Pointer updates, one at a time (each reads the pointer, then replaces it). */
+  readonly #pointerLock = new Mutex();
 
   constructor(root: string, fs: DurableFs) {
     this.root = root;
@@ -176,8 +187,16 @@ export class HostAppSlots implements Slots {
     }
   }
 
+  /**
+   * Remove leftovers of interrupted atomic writes. Only while no writer can be
+   * running (the launcher, before it starts the hub): a writer's temp file is
+   * indistinguishable from a leftover.
+   */
+  async cleanLeftovers(): Promise<number> {
+    return this.#fs.cleanTemp(this.root);
+  }
+
   async status(): Promise<SlotStatus> {
-    await this.#fs.cleanTemp(this.root);
     const b = await this.#fs.readIfExists(this.pointerPath);
     let pointer: Pointer = { format: 'vigil-slots/1', committed: 'a' };
     if (b !== undefined) {
@@ -199,10 +218,12 @@ export class HostAppSlots implements Slots {
   }
 
   async wipe(slot: SlotName): Promise<void> {
-    const { pointer } = await this.status();
-    if (pointer.committed === slot)
-      throw new SlotError(`refusing to wipe the committed slot ${slot}`);
-    await this.#fs.remove(this.#markerPath(slot), `slot-${slot}-marker`);
+    await this.#pointerLock.run(async () => {
+      const { pointer } = await this.status();
+      if (pointer.committed === slot)
+        throw new SlotError(`refusing to wipe the committed slot ${slot}`);
+      await this.#fs.remove(this.#markerPath(slot), `slot-${slot}-marker`);
+    });
     await rm(this.dirOf(slot), { recursive: true, force: true });
     this.#fs.crash.point(`slot-${slot}:wiped`);
   }
@@ -245,18 +266,22 @@ export class HostAppSlots implements Slots {
     now: Date,
     restart?: { readonly from: string },
   ): Promise<void> {
-    const { pointer, markers } = await this.status();
-    if (slot === pointer.committed) throw new SlotError('the trial slot must be the inactive one');
-    if (markers[slot] === undefined) throw new SlotError(`slot ${slot} holds no complete install`);
-    await this.#writePointer({
-      format: 'vigil-slots/1',
-      committed: pointer.committed,
-      trial: {
-        slot,
-        version,
-        startedAt: now.toISOString(),
-        ...(restart ? { stage: 'pending' as const, from: restart.from } : {}),
-      },
+    await this.#pointerLock.run(async () => {
+      const { pointer, markers } = await this.status();
+      if (slot === pointer.committed)
+        throw new SlotError('the trial slot must be the inactive one');
+      if (markers[slot] === undefined)
+        throw new SlotError(`slot ${slot} holds no complete install`);
+      await this.#writePointer({
+        format: 'vigil-slots/1',
+        committed: pointer.committed,
+        trial: {
+          slot,
+          version,
+          startedAt: now.toISOString(),
+          ...(restart ? { stage: 'pending' as const, from: restart.from } : {}),
+        },
+      });
     });
   }
 
@@ -266,31 +291,44 @@ export class HostAppSlots implements Slots {
    * still uncommitted runs the committed slot instead (one-shot, like tryboot).
    */
   async markLaunched(): Promise<void> {
-    const { pointer } = await this.status();
-    if (pointer.trial?.stage !== 'pending') throw new SlotError('no pending trial to launch');
-    await this.#writePointer({ ...pointer, trial: { ...pointer.trial, stage: 'launched' } });
+    await this.#pointerLock.run(async () => {
+      const { pointer } = await this.status();
+      if (pointer.trial?.stage !== 'pending') throw new SlotError('no pending trial to launch');
+      await this.#writePointer({ ...pointer, trial: { ...pointer.trial, stage: 'launched' } });
+    });
   }
 
   /** The trial version's own health check failed: the next start runs the committed slot. */
   async failTrial(reason: string): Promise<void> {
-    const { pointer } = await this.status();
-    if (pointer.trial === undefined) throw new SlotError('no trial to fail');
-    await this.#writePointer({
-      ...pointer,
-      trial: { ...pointer.trial, stage: 'failed', reason: reason.slice(0, 2000) },
+    await this.#pointerLock.run(async () => {
+      const { pointer } = await this.status();
+      if (pointer.trial === undefined) throw new SlotError('no trial to fail');
+      await this.#writePointer({
+        ...pointer,
+        trial: { ...pointer.trial, stage: 'failed', reason: reason.slice(0, 2000) },
+      });
     });
   }
 
+  /** Make the trial slot the committed one. A trial already marked failed never is. */
   async commit(): Promise<void> {
-    const { pointer } = await this.status();
-    if (pointer.trial === undefined) throw new SlotError('no trial to commit');
-    await this.#writePointer({ format: 'vigil-slots/1', committed: pointer.trial.slot });
+    await this.#pointerLock.run(async () => {
+      const { pointer } = await this.status();
+      if (pointer.trial === undefined) throw new SlotError('no trial to commit');
+      if (pointer.trial.stage === 'failed')
+        throw new SlotError(
+          `the trial already failed (${pointer.trial.reason ?? 'no reason recorded'}): not committed`,
+        );
+      await this.#writePointer({ format: 'vigil-slots/1', committed: pointer.trial.slot });
+    });
   }
 
   async dropTrial(): Promise<void> {
-    const { pointer } = await this.status();
-    if (pointer.trial === undefined) return;
-    await this.#writePointer({ format: 'vigil-slots/1', committed: pointer.committed });
+    await this.#pointerLock.run(async () => {
+      const { pointer } = await this.status();
+      if (pointer.trial === undefined) return;
+      await this.#writePointer({ format: 'vigil-slots/1', committed: pointer.committed });
+    });
   }
 
   /** What the launcher runs: the committed slot's directory (if it holds an install). */

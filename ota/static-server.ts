@@ -10,6 +10,7 @@ import { stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listen } from '../hw/os/net.js';
 import { join, normalize, sep } from 'node:path';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -106,13 +107,7 @@ export async function startStaticServer(
   const handler = opts.handler ?? serveStatic(root);
   const server = createServer(handler);
   const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: opts.port ?? 0, host });
   const addr = server.address() as AddressInfo;
   const shown = host.includes(':') ? `[${host}]` : host;
   return {

@@ -2,15 +2,16 @@
  * Raspberry Pi A/B boot selection with the bootloader's `tryboot` flag
  * (Pi 4 / 400 / CM4 / Pi 5 EEPROM bootloaders).
  *
- * Layout: partition 1 is a small FAT "boot selector" holding only
- * autoboot.txt; partitions 2 and 3 are the A and B boot partitions (each with
- * its own config.txt, kernel, initramfs and a cmdline.txt naming its root).
+ * Layout (protocol/card-layout.ts, the same table the image is built from):
+ * partitions 1 and 2 are the A and B boot partitions (each with its own
+ * config.txt, kernel, initramfs and a cmdline.txt naming its root); partition 1
+ * also holds autoboot.txt, the file the bootloader reads first:
  *
  *   [all]
  *   tryboot_a_b=1
- *   boot_partition=2        <- the committed slot
+ *   boot_partition=1        <- the committed slot
  *   [tryboot]
- *   boot_partition=3        <- the slot on trial
+ *   boot_partition=2        <- the slot on trial
  *
  * `reboot "0 tryboot"` sets a one-shot flag: the bootloader clears it before it
  * starts the firmware, so the NEXT reset — a crash, a watchdog bite, a power
@@ -28,34 +29,19 @@ import { join } from 'node:path';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
+import { autobootTxt, BOOT_PARTITIONS, FIRMWARE_MOUNT } from '../protocol/card-layout.js';
 import type { SlotName } from './slots.js';
 
-export interface PartitionMap {
-  readonly a: number;
-  readonly b: number;
-}
+export { autobootTxt };
 
-export const DEFAULT_PARTITIONS: PartitionMap = { a: 2, b: 3 };
+/** Where autoboot.txt is read and written: boot A's mount point. */
+export const SELECTOR_DIR = FIRMWARE_MOUNT;
 
 export class TrybootError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('EOTATRYBOOT', message, options);
     this.name = 'TrybootError';
   }
-}
-
-/** The autoboot.txt that boots `committed` normally and the other slot on tryboot. */
-export function autobootTxt(committed: SlotName, parts: PartitionMap = DEFAULT_PARTITIONS): string {
-  const c = parts[committed];
-  const t = parts[committed === 'a' ? 'b' : 'a'];
-  return [
-    '[all]',
-    'tryboot_a_b=1',
-    `boot_partition=${String(c)}`,
-    '[tryboot]',
-    `boot_partition=${String(t)}`,
-    '',
-  ].join('\n');
 }
 
 /** Parse autoboot.txt: the [all] and [tryboot] boot partitions. */
@@ -110,13 +96,12 @@ function u32be(b: Buffer | undefined): number | undefined {
 }
 
 export interface TrybootSelectorOptions {
-  /** Mount point of the boot selector partition (holding autoboot.txt). */
+  /** Mount point of the partition holding autoboot.txt (SELECTOR_DIR, through HostPaths). */
   readonly selectorDir: string;
   /** /proc/device-tree/chosen/bootloader (through HostPaths). */
   readonly bootloaderDt: string;
   readonly fs: DurableFs;
   readonly reboot: RebootPort;
-  readonly partitions?: PartitionMap;
 }
 
 export class TrybootSelector {
@@ -126,13 +111,9 @@ export class TrybootSelector {
     this.#o = o;
   }
 
-  get #parts(): PartitionMap {
-    return this.#o.partitions ?? DEFAULT_PARTITIONS;
-  }
-
   #slotOf(partition: number): SlotName {
-    if (partition === this.#parts.a) return 'a';
-    if (partition === this.#parts.b) return 'b';
+    if (partition === BOOT_PARTITIONS.a) return 'a';
+    if (partition === BOOT_PARTITIONS.b) return 'b';
     throw new TrybootError(`partition ${String(partition)} is neither slot A nor B`);
   }
 
@@ -140,7 +121,7 @@ export class TrybootSelector {
   async install(committed: SlotName): Promise<void> {
     await this.#o.fs.writeFileAtomic(
       join(this.#o.selectorDir, 'autoboot.txt'),
-      autobootTxt(committed, this.#parts),
+      autobootTxt(committed),
       'autoboot',
     );
   }

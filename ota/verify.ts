@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import { EnvelopeSchema, metadataFileName, SCHEMAS } from './metadata.js';
+import { EnvelopeSchema, firstIssue, metadataFileName, SCHEMAS } from './metadata.js';
 import type { MetaFile, RoleName, Root, Snapshot, Targets, Timestamp } from './metadata.js';
 import { meetsThreshold } from './signatures.js';
 import type { Transport } from './transport.js';
@@ -81,7 +81,11 @@ function parseSigned<R extends RoleName>(
     throw new VerifyError('format', `${what}: not JSON`, { cause: e });
   }
   const env = EnvelopeSchema.safeParse(raw);
-  if (!env.success) throw new VerifyError('format', `${what}: not a signed TUF envelope`);
+  if (!env.success)
+    throw new VerifyError(
+      'format',
+      `${what}: not a signed TUF envelope (${firstIssue(env.error)})`,
+    );
   if (env.data.signed._type !== role)
     throw new VerifyError('format', `${what}: is ${env.data.signed._type}, expected ${role}`);
   // Signatures first, over the raw signed object: nothing else is read from unsigned data.
@@ -96,7 +100,7 @@ function parseSigned<R extends RoleName>(
   if (!parsed.success) {
     throw new VerifyError(
       'format',
-      `${what}: invalid ${role} metadata (${parsed.error.issues[0]?.message ?? ''})`,
+      `${what}: invalid ${role} metadata (${firstIssue(parsed.error)})`,
     );
   }
   return parsed.data as SignedOf<R>;
@@ -158,9 +162,14 @@ export async function installTrustedRoot(
     throw new VerifyError('format', 'root.json: not JSON', { cause: e });
   }
   const env = EnvelopeSchema.safeParse(raw);
-  const root = env.success ? SCHEMAS.root.safeParse(env.data.signed) : undefined;
-  if (!env.success || !root?.success)
-    throw new VerifyError('format', 'root.json: not TUF root metadata');
+  if (!env.success)
+    throw new VerifyError(
+      'format',
+      `root.json: not a signed TUF envelope (${firstIssue(env.error)})`,
+    );
+  const root = SCHEMAS.root.safeParse(env.data.signed);
+  if (!root.success)
+    throw new VerifyError('format', `root.json: not TUF root metadata (${firstIssue(root.error)})`);
   parseSigned(rootBytes, 'root', root.data, 'root.json');
   await fs.writeFileAtomic(join(dir, 'root.json'), rootBytes, 'ota-meta-root');
   return root.data;
@@ -207,8 +216,17 @@ export class TufClient {
       throw new VerifyError('format', 'trusted root.json is not JSON', { cause: e });
     }
     const env = EnvelopeSchema.safeParse(raw);
-    const parsed = env.success ? SCHEMAS.root.safeParse(env.data.signed) : undefined;
-    if (!parsed?.success) throw new VerifyError('format', 'trusted root.json is not root metadata');
+    if (!env.success)
+      throw new VerifyError(
+        'format',
+        `trusted root.json is not a signed TUF envelope (${firstIssue(env.error)})`,
+      );
+    const parsed = SCHEMAS.root.safeParse(env.data.signed);
+    if (!parsed.success)
+      throw new VerifyError(
+        'format',
+        `trusted root.json is not root metadata (${firstIssue(parsed.error)})`,
+      );
     return { signed: parseSigned(bytes, 'root', parsed.data, 'trusted root.json'), bytes };
   }
 

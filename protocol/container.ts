@@ -27,8 +27,10 @@
  * and yields plaintext chunk by chunk. `indexRecords` + `openChunkAt` seek by
  * chunk.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { VigilError } from '../base/errors.js';
+import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { CodedError } from '../base/errors.js';
+import { cryptoRandom, type RandomSource } from '../base/random.js';
+import { fail, ok, type Failure, type Result } from '../base/result.js';
 import type { ItemKind } from './items.js';
 
 export const CONTAINER_MAGIC = Uint8Array.from([0x56, 0x47, 0x4c, 0x43]); // "VGLC"
@@ -69,14 +71,7 @@ export type ContainerErrorCode =
   | 'ETRAILING_DATA'
   | 'ENOT_RECIPIENT';
 
-export class ContainerError extends VigilError {
-  override readonly code: ContainerErrorCode;
-  constructor(code: ContainerErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'ContainerError';
-    this.code = code;
-  }
-}
+export class ContainerError extends CodedError<ContainerErrorCode> {}
 
 /** One recipient group: the MLS handshake that moves it to `epoch`. */
 export interface ContainerRecipient {
@@ -124,13 +119,12 @@ export interface Trailer {
   readonly reason: string;
 }
 
-export type Result<T, E = ContainerError> = { ok: true; value: T } | { ok: false; error: E };
+/** What every container decoder returns (base/result.ts): a value, or a code and a reason. */
+export type ContainerResult<T> = Result<T, ContainerErrorCode>;
 
-function ok<T>(value: T): Result<T> {
-  return { ok: true, value };
-}
-function fail<T>(code: ContainerErrorCode, message: string): Result<T> {
-  return { ok: false, error: new ContainerError(code, message) };
+/** A failed result as a ContainerError, for callers that cannot go on and throw. */
+export function containerError(f: Failure<ContainerErrorCode>): ContainerError {
+  return new ContainerError(f.code, f.reason);
 }
 
 // ---- byte helpers -------------------------------------------------------------
@@ -254,9 +248,9 @@ export function encodeHeaderCore(core: HeaderCore): Buffer {
   return w.done();
 }
 
-export function decodeHeaderCore(bytes: Uint8Array): Result<HeaderCore> {
+export function decodeHeaderCore(bytes: Uint8Array): ContainerResult<HeaderCore> {
   const r = new ByteReader(bytes);
-  const bad = (what: string): Result<HeaderCore> =>
+  const bad = (what: string): ContainerResult<HeaderCore> =>
     fail('ECONTAINER_FORMAT', `header core: ${what}`);
   const itemId = r.bytes(ITEM_ID_LENGTH);
   const kindCode = r.u8();
@@ -364,7 +358,7 @@ export function unwrapContentKey(
   wrapKey: Uint8Array,
   header: ParsedHeader,
   index: number,
-): Result<Buffer> {
+): ContainerResult<Buffer> {
   const wrapped = header.wraps[index];
   if (wrapped === undefined) return fail('ENOT_RECIPIENT', `no recipient #${index} in this item`);
   const cek = aeadOpen(wrapKey, ZERO_NONCE, wrapAad(header.digest, index), wrapped);
@@ -401,7 +395,10 @@ export function encodeHeaderRecord(
   ]);
 }
 
-function decodeHeaderBody(body: Uint8Array, recordItemId: Uint8Array): Result<ParsedHeader> {
+function decodeHeaderBody(
+  body: Uint8Array,
+  recordItemId: Uint8Array,
+): ContainerResult<ParsedHeader> {
   const r = new ByteReader(body);
   const coreLen = r.u32();
   const coreBytes = coreLen === undefined ? undefined : r.bytes(coreLen);
@@ -450,7 +447,7 @@ function encodeTrailer(t: Trailer): Buffer {
     .done();
 }
 
-function decodeTrailer(bytes: Uint8Array): Result<Trailer> {
+function decodeTrailer(bytes: Uint8Array): ContainerResult<Trailer> {
   const r = new ByteReader(bytes);
   const status = r.u8();
   const duration = r.u64();
@@ -579,12 +576,18 @@ export class ContainerWriter {
   }
 }
 
-/** Random 16-byte item id and 32-byte content key. */
-export function newItemId(): Buffer {
-  return randomBytes(ITEM_ID_LENGTH);
+/** Random 16-byte item id and 32-byte content key (`random` fixes them in tests and vectors). */
+export function newItemId(random: RandomSource = cryptoRandom): Buffer {
+  return randomOf(random, ITEM_ID_LENGTH);
 }
-export function newContentKey(): Buffer {
-  return randomBytes(KEY_LENGTH);
+export function newContentKey(random: RandomSource = cryptoRandom): Buffer {
+  return randomOf(random, KEY_LENGTH);
+}
+function randomOf(random: RandomSource, n: number): Buffer {
+  const b = random(n);
+  if (b.length !== n)
+    throw new ContainerError('ECONTAINER_FORMAT', `random source gave ${b.length} bytes, not ${n}`);
+  return Buffer.from(b);
 }
 
 // ---- reader -------------------------------------------------------------------
@@ -608,7 +611,7 @@ export class ContainerReader {
   #next = 0;
   #total = 0;
   #trailer: Trailer | undefined;
-  #error: ContainerError | undefined;
+  #error: Failure<ContainerErrorCode> | undefined;
 
   get header(): ParsedHeader | undefined {
     return this.#header;
@@ -624,18 +627,18 @@ export class ContainerReader {
     this.#cek = Buffer.from(cek);
   }
 
-  push(bytes: Uint8Array): Result<ReaderEvent[]> {
-    if (this.#error) return { ok: false, error: this.#error };
+  push(bytes: Uint8Array): ContainerResult<ReaderEvent[]> {
+    if (this.#error) return this.#error;
     if (bytes.length > 0)
       this.#buf = this.#buf.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.#buf, bytes]);
     const r = this.#drain();
-    if (!r.ok) this.#error = r.error;
+    if (!r.ok) this.#error = r;
     return r;
   }
 
   /** Call when the byte stream ended: reports truncation if the end record is missing. */
-  finish(): Result<Trailer> {
-    if (this.#error) return { ok: false, error: this.#error };
+  finish(): ContainerResult<Trailer> {
+    if (this.#error) return this.#error;
     if (this.#trailer === undefined) {
       const where =
         this.#header === undefined
@@ -646,7 +649,7 @@ export class ContainerReader {
     return ok(this.#trailer);
   }
 
-  #drain(): Result<ReaderEvent[]> {
+  #drain(): ContainerResult<ReaderEvent[]> {
     const events: ReaderEvent[] = [];
     if (!this.#preambleSeen) {
       if (this.#buf.length < PREAMBLE_LENGTH) return ok(events);
@@ -732,7 +735,7 @@ function openRecord(
   index: number,
   body: Uint8Array,
   expected: number,
-): Result<Buffer> {
+): ContainerResult<Buffer> {
   const itemId = header.core.itemId;
   if (!Buffer.from(recordItemId).equals(Buffer.from(itemId))) {
     return fail(
@@ -779,7 +782,7 @@ export interface RecordRef {
  */
 export function indexRecords(
   bytes: Uint8Array,
-): Result<{ header: ParsedHeader; records: RecordRef[] }> {
+): ContainerResult<{ header: ParsedHeader; records: RecordRef[] }> {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (b.length < PREAMBLE_LENGTH + RECORD_HEADER_LENGTH)
     return fail('EITEM_TRUNCATED', 'item shorter than its header');
@@ -827,7 +830,7 @@ export function openChunkAt(
   cek: Uint8Array,
   ref: RecordRef,
   chunk: number,
-): Result<Buffer> {
+): ContainerResult<Buffer> {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (ref.offset + ref.length > b.length)
     return fail('EITEM_TRUNCATED', 'record beyond the available bytes');
@@ -838,7 +841,9 @@ export function openChunkAt(
 }
 
 /** Parse just the header at the start of an item (streaming clients use ContainerReader). */
-export function parseHeader(bytes: Uint8Array): Result<{ header: ParsedHeader; length: number }> {
+export function parseHeader(
+  bytes: Uint8Array,
+): ContainerResult<{ header: ParsedHeader; length: number }> {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (b.length < PREAMBLE_LENGTH + RECORD_HEADER_LENGTH)
     return fail('EITEM_TRUNCATED', 'item shorter than its header');

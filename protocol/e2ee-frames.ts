@@ -17,6 +17,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from '../base/errors.js';
+import { fail, ok, type Result } from '../base/result.js';
 import { E2EE_PROTOCOL_VERSION, GROUP_KINDS } from './mls-profile.js';
 
 /** Largest frame either side accepts (a Welcome with the ratchet tree is ~10 KiB). */
@@ -84,6 +85,20 @@ export const ErrorFrame = z.strictObject({
   message: z.string().max(500),
 });
 
+/** The `error` frame codes of docs/protocol.md section 2, shared by both pairing ends. */
+export type PairingErrorCode =
+  | 'EVERSION'
+  | 'EPSK_UNKNOWN'
+  | 'EPSK_MISMATCH'
+  | 'EFOREIGN_KEY_PACKAGE'
+  | 'EKEY_PACKAGE_INVALID'
+  | 'EKEY_PACKAGE_LIFETIME'
+  | 'EPHONE_EXISTS'
+  | 'EUNEXPECTED_FRAME'
+  | 'EPEER_ABORTED'
+  | 'EABORTED'
+  | 'EPAIRING_FAILED';
+
 export const PairingFrame = z.discriminatedUnion('t', [
   HelloFrame,
   HelloAckFrame,
@@ -102,33 +117,31 @@ export type ConfirmFrame = z.infer<typeof ConfirmFrame>;
 export type PairedFrame = z.infer<typeof PairedFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
 
-export type DecodeResult<T> = { ok: true; value: T } | { ok: false; error: ValidationError };
+/**
+ * What `decodeFrame` / `decodeConfigMessage` return (base/result.ts); the code
+ * is ValidationError's, which callers that throw raise with the reason.
+ */
+export type DecodeResult<T> = Result<T, 'EVALIDATION'>;
 
 function decodeJson<T>(bytes: Uint8Array, schema: z.ZodType<T>, what: string): DecodeResult<T> {
   if (bytes.length > MAX_FRAME_BYTES)
-    return {
-      ok: false,
-      error: new ValidationError(`${what} of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`),
-    };
+    return fail('EVALIDATION', `${what} of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`);
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    return { ok: false, error: new ValidationError(`${what} is not UTF-8 JSON`, { cause: e }) };
+  } catch {
+    return fail('EVALIDATION', `${what} is not UTF-8 JSON`);
   }
   const r = schema.safeParse(json);
   if (!r.success) {
     const issue = r.error.issues[0];
     const path = issue?.path.join('.') ?? '';
-    return {
-      ok: false,
-      error: new ValidationError(
-        `invalid ${what}: ${path ? path + ': ' : ''}${issue?.message ?? 'schema mismatch'}`,
-        { cause: r.error },
-      ),
-    };
+    return fail(
+      'EVALIDATION',
+      `invalid ${what}: ${path ? path + ': ' : ''}${issue?.message ?? 'schema mismatch'}`,
+    );
   }
-  return { ok: true, value: r.data };
+  return ok(r.data);
 }
 
 export function encodeFrame(f: PairingFrame): Uint8Array {

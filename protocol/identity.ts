@@ -15,7 +15,8 @@
  * HKDF salt is a fixed version label; the info string binds purpose and device
  * id, so two purposes never share key material.
  */
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { hkdfSync } from 'node:crypto';
+import { cryptoRandom, type RandomSource } from '../base/random.js';
 import { ValidationError } from '../base/errors.js';
 import { base32Encode, base32Length } from './base32.js';
 
@@ -29,9 +30,7 @@ export const MLS_PSK_BYTES = 32;
 export const MLS_PSK_ID_BYTES = 16;
 const HKDF_SALT = Buffer.from('vigil/pairing/v1', 'utf8');
 
-/** A source of random bytes (injected so tests are deterministic). */
-export type RandomSource = (n: number) => Uint8Array;
-export const cryptoRandom: RandomSource = (n) => new Uint8Array(randomBytes(n));
+export { cryptoRandom, type RandomSource } from '../base/random.js';
 
 export interface DeviceIdentity {
   /** 16 upper-case base32 characters, no dashes. */

@@ -69,24 +69,47 @@ export class MlsProfileError extends VigilError {
   }
 }
 
+/**
+ * Which crypto runs the suite: `native` (protocol/native-crypto.ts: node:crypto
+ * for everything but ML-KEM) or `js` (ts-mls's default provider: noble and
+ * WebCrypto). Both produce the same bytes; a hub on one talks to a phone on
+ * the other.
+ */
+export type MlsCrypto = 'native' | 'js';
+export const DEFAULT_MLS_CRYPTO: MlsCrypto = 'native';
+
+export interface MlsProfileOptions {
+  readonly crypto?: MlsCrypto;
+}
+
 /** The loaded library plus the ciphersuite implementation. */
 export interface MlsProfile {
   readonly mls: MlsModule;
   readonly cs: CiphersuiteImpl;
+  readonly crypto: MlsCrypto;
 }
 
 /** Load ts-mls and the X-Wing/ChaCha20 suite (a few hundred ms, once per process). */
-export async function loadMlsProfile(): Promise<MlsProfile> {
+export async function loadMlsProfile(opts: MlsProfileOptions = {}): Promise<MlsProfile> {
+  const crypto = opts.crypto ?? DEFAULT_MLS_CRYPTO;
   const mls = await import('ts-mls');
-  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME));
-  return { mls, cs };
+  const provider =
+    crypto === 'native'
+      ? (await import('./native-crypto.js')).nativeCryptoProvider
+      : mls.defaultCryptoProvider;
+  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME), provider);
+  return { mls, cs, crypto };
 }
 
 /** A lazily loaded profile holder: the composition root owns one. */
 export class LazyMlsProfile {
+  readonly #opts: MlsProfileOptions;
   #p: Promise<MlsProfile> | undefined;
+  constructor(opts: MlsProfileOptions = {}) {
+    this.#opts = opts;
+  }
   get(): Promise<MlsProfile> {
-    this.#p ??= loadMlsProfile();
+    this.#p ??= loadMlsProfile(this.#opts);
     return this.#p;
   }
 }
@@ -190,6 +213,48 @@ export function keyPackageLifetime(
   const lo = Math.max(0, Math.min(nowMs, otherMs) - CLOCK_SLACK_MS);
   const hi = Math.max(nowMs, otherMs) + KEY_PACKAGE_LIFETIME_MS;
   return { notBefore: BigInt(Math.floor(lo / 1000)), notAfter: BigInt(Math.floor(hi / 1000)) };
+}
+
+/**
+ * Allowance on both lifetime bounds for the handshake's own duration: each
+ * side checks against its clock at receipt and the peer's clock as last
+ * reported, and a pairing session lasts at most 3 minutes.
+ */
+export const LIFETIME_ALLOWANCE_MS = 5 * 60 * 1000;
+
+/** The widest key-package lifetime (seconds) accepted while pairing, given both clocks. */
+export function acceptedLifetimeBounds(
+  nowMs: number,
+  peerMs: number,
+): { minNotBefore: bigint; maxNotAfter: bigint } {
+  const lo = Math.max(0, Math.min(nowMs, peerMs) - CLOCK_SLACK_MS - LIFETIME_ALLOWANCE_MS);
+  const hi = Math.max(nowMs, peerMs) + KEY_PACKAGE_LIFETIME_MS + LIFETIME_ALLOWANCE_MS;
+  return {
+    minNotBefore: BigInt(Math.floor(lo / 1000)),
+    maxNotAfter: BigInt(Math.floor(hi / 1000)),
+  };
+}
+
+/**
+ * Validate a received key package's lifetime (seconds) against both clocks:
+ * `min(clocks) - 1 h - allowance <= notBefore <= now <= notAfter <=
+ * max(clocks) + 90 days + allowance`. Returns why it fails, or undefined.
+ */
+export function checkKeyPackageLifetime(
+  lifetime: { readonly notBefore: bigint; readonly notAfter: bigint },
+  nowMs: number,
+  peerMs: number,
+): string | undefined {
+  const { minNotBefore, maxNotAfter } = acceptedLifetimeBounds(nowMs, peerMs);
+  const now = BigInt(Math.floor(nowMs / 1000));
+  const { notBefore, notAfter } = lifetime;
+  if (notBefore < minNotBefore)
+    return `notBefore ${notBefore} is earlier than ${minNotBefore} (min(clocks) - 1 h)`;
+  if (notAfter > maxNotAfter)
+    return `notAfter ${notAfter} is later than ${maxNotAfter} (max(clocks) + 90 days)`;
+  if (notBefore > now || notAfter < now)
+    return `lifetime ${notBefore}..${notAfter} does not contain now (${now})`;
+  return undefined;
 }
 
 export interface SigningIdentity {

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { VigilError } from '../base/errors.js';
+import { fail, ok, type Result } from '../base/result.js';
 
 export const OTA_REPORT_TOPIC = 'ota-report';
 
@@ -52,17 +53,17 @@ export function encodeOtaReport(
   return Buffer.from(JSON.stringify(r.data), 'utf8');
 }
 
-export function decodeOtaReport(body: Uint8Array): OtaReport {
+export function decodeOtaReport(body: Uint8Array): Result<OtaReport, 'EOTAREPORT'> {
   let raw: unknown;
   try {
     raw = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch (e) {
-    throw new OtaReportError('update report is not JSON', { cause: e });
+  } catch {
+    return fail('EOTAREPORT', 'update report is not JSON');
   }
   const r = OtaReportSchema.safeParse(raw);
   if (!r.success)
-    throw new OtaReportError(`update report is malformed: ${r.error.issues[0]?.message ?? '?'}`);
-  return r.data;
+    return fail('EOTAREPORT', `update report is malformed: ${r.error.issues[0]?.message ?? '?'}`);
+  return ok(r.data);
 }
 
 /** One line for a person. */

@@ -13,8 +13,10 @@
  * than one maximal frame, and reports the first problem with a specific code.
  */
 import { z } from 'zod';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
+import { fail, ok, type Failure, type Result } from '../base/result.js';
 import { MAX_FRAME_BYTES } from './e2ee-frames.js';
+import { EnrollTokenSchema, ServiceUrlSchema } from './services.js';
 
 export const TRANSPORT_VERSION = 1;
 export const FRAME_KIND = { pairing: 1, config: 2, status: 3 } as const;
@@ -37,13 +39,7 @@ export type FrameErrorCode =
   | 'EFRAME_PAYLOAD'
   | 'EFRAME_UNEXPECTED';
 
-export class FrameError extends VigilError {
-  declare readonly code: FrameErrorCode;
-  constructor(code: FrameErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'FrameError';
-  }
-}
+export class FrameError extends CodedError<FrameErrorCode> {}
 
 export interface WireFrame {
   readonly kind: FrameKind;
@@ -177,20 +173,22 @@ export function encodeStatus(s: StatusFrame): Buffer {
   });
 }
 
-export function decodeStatus(payload: Uint8Array): StatusFrame {
+export function decodeStatus(payload: Uint8Array): Result<StatusFrame, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
-  } catch (e) {
-    throw new FrameError('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON', { cause: e });
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'status frame is not UTF-8 JSON');
   }
   const r = StatusFrame.safeParse(json);
   if (!r.success)
-    throw new FrameError(
-      'EFRAME_PAYLOAD',
-      `invalid status frame: ${r.error.issues[0]?.message ?? ''}`,
-    );
-  return r.data;
+    return fail('EFRAME_PAYLOAD', `invalid status frame: ${r.error.issues[0]?.message ?? ''}`);
+  return ok(r.data);
+}
+
+/** A failed decode as a FrameError, for callers that cannot go on and throw. */
+export function frameError(f: Failure<FrameErrorCode>): FrameError {
+  return new FrameError(f.code, f.reason);
 }
 
 // ---- home Wi-Fi credentials (config group, app topic "wifi-credentials") -------------
@@ -204,21 +202,33 @@ const CONTROL = /[\x00-\x1f\x7f]/;
  * What the phone sends, sealed in its config group: the home network and a
  * fresh random token both sides use to meet at the relay afterwards.
  */
-export const WifiCredentialsBody = z.strictObject({
-  ssid: z
-    .string()
-    .refine(
-      (s) => Buffer.byteLength(s, 'utf8') >= 1 && Buffer.byteLength(s, 'utf8') <= 32,
-      'home network name must be 1-32 bytes',
-    )
-    .refine((s) => !CONTROL.test(s), 'home network name must not contain control characters'),
-  passphrase: z
-    .string()
-    .min(8, 'Wi-Fi password must be at least 8 characters')
-    .max(63, 'Wi-Fi password must be at most 63 characters')
-    .regex(/^[\x20-\x7e]*$/, 'Wi-Fi password must be printable ASCII'),
-  pairingToken: z.string().regex(/^[0-9a-f]{32}$/, 'pairing token: 32 lower-case hex characters'),
-});
+export const WifiCredentialsBody = z
+  .strictObject({
+    ssid: z
+      .string()
+      .refine(
+        (s) => Buffer.byteLength(s, 'utf8') >= 1 && Buffer.byteLength(s, 'utf8') <= 32,
+        'home network name must be 1-32 bytes',
+      )
+      .refine((s) => !CONTROL.test(s), 'home network name must not contain control characters'),
+    passphrase: z
+      .string()
+      .min(8, 'Wi-Fi password must be at least 8 characters')
+      .max(63, 'Wi-Fi password must be at most 63 characters')
+      .regex(/^[\x20-\x7e]*$/, 'Wi-Fi password must be printable ASCII'),
+    pairingToken: z.string().regex(/^[0-9a-f]{32}$/, 'pairing token: 32 lower-case hex characters'),
+    /**
+     * The relay the user runs (protocol version note: optional, added in v1 after
+     * the first release; an older phone omits it and the hub keeps its own).
+     */
+    relayUrl: ServiceUrlSchema.optional(),
+    /** The enrollment token that relay asks for (only with relayUrl). */
+    relayEnrollToken: EnrollTokenSchema.optional(),
+  })
+  .refine((c) => c.relayEnrollToken === undefined || c.relayUrl !== undefined, {
+    message: 'an enrollment token needs a relay URL',
+    path: ['relayEnrollToken'],
+  });
 export type WifiCredentialsBody = z.infer<typeof WifiCredentialsBody>;
 
 export function encodeWifiCredentials(c: WifiCredentialsBody): Uint8Array {
@@ -227,24 +237,24 @@ export function encodeWifiCredentials(c: WifiCredentialsBody): Uint8Array {
 
 export function decodeWifiCredentials(
   bytes: Uint8Array,
-): { ok: true; value: WifiCredentialsBody } | { ok: false; error: FrameError } {
+): Result<WifiCredentialsBody, 'EFRAME_PAYLOAD'> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    return {
-      ok: false,
-      error: new FrameError('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON', { cause: e }),
-    };
+  } catch {
+    return fail('EFRAME_PAYLOAD', 'Wi-Fi credentials are not UTF-8 JSON');
   }
   const r = WifiCredentialsBody.safeParse(json);
-  if (!r.success)
-    return {
-      ok: false,
-      error: new FrameError(
-        'EFRAME_PAYLOAD',
-        r.error.issues[0]?.message ?? 'invalid Wi-Fi credentials',
-      ),
-    };
-  return { ok: true, value: r.data };
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue?.path.join('.') ?? '';
+    // the relay members' messages name their field; the Wi-Fi ones already read as a sentence
+    return fail(
+      'EFRAME_PAYLOAD',
+      field.startsWith('relay')
+        ? `${field} ${issue?.message ?? 'is invalid'}`
+        : (issue?.message ?? 'invalid Wi-Fi credentials'),
+    );
+  }
+  return ok(r.data);
 }

@@ -9,9 +9,14 @@
  *
  *   device.json   {"format":"vigil-provisioning-bundle","version":1,
  *                  "deviceId":"<16 base32>","secret":"<52 base32>",
- *                  "batchId":"<batch id>","createdAt":"<ISO 8601>"}
+ *                  "batchId":"<batch id>","createdAt":"<ISO 8601>",
+ *                  "relay":{"url":"https://…","enrollToken":"…"},      (optional)
+ *                  "ota":{"repositoryUrl":"https://…","channel":"stable"}} (optional)
+ *   ota-root.json  the OTA trust root (optional; not secret, moved with the rest)
  *
- * written with mode 0600. Nothing derived is stored: the hotspot passphrase and
+ * written with mode 0600. `relay` and `ota` came later in version 1: they are
+ * optional, so a bundle without them still parses (the hub then takes its
+ * services from the config file only). Nothing derived is stored: the hotspot passphrase and
  * the MLS PSK come from `deriveIdentity(secret, deviceId)`.
  */
 import { readFile } from 'node:fs/promises';
@@ -21,6 +26,8 @@ import { VigilError } from '../base/errors.js';
 import { base32Decode, base32Encode } from './base32.js';
 import { DEVICE_ID_CHARS, SECRET_BYTES } from './identity.js';
 import type { DeviceIdentity } from './identity.js';
+import { OtaServiceSchema, RelayServiceSchema } from './services.js';
+import type { OtaService, RelayService } from './services.js';
 
 export const BUNDLE_FILE = 'device.json';
 export const BUNDLE_FORMAT = 'vigil-provisioning-bundle';
@@ -38,6 +45,10 @@ export class BundleError extends VigilError {
 export interface ProvisioningBundle extends DeviceIdentity {
   readonly batchId: string;
   readonly createdAt: string;
+  /** The relay this device meets its phones at (factory `--relay`). */
+  readonly relay?: RelayService;
+  /** The OTA repository and channel (factory `--ota-repo`, `--ota-channel`). */
+  readonly ota?: OtaService;
 }
 
 export const BatchIdSchema = z
@@ -59,6 +70,8 @@ export const BundleFileSchema = z.strictObject({
     ),
   batchId: BatchIdSchema,
   createdAt: z.iso.datetime(),
+  relay: RelayServiceSchema.optional(),
+  ota: OtaServiceSchema.optional(),
 });
 
 /** The file schema, decoding the secret to bytes. */
@@ -67,6 +80,8 @@ export const ProvisioningBundleSchema = BundleFileSchema.transform((f): Provisio
   secret: base32Decode(f.secret) ?? new Uint8Array(),
   batchId: f.batchId,
   createdAt: f.createdAt,
+  ...(f.relay !== undefined ? { relay: f.relay } : {}),
+  ...(f.ota !== undefined ? { ota: f.ota } : {}),
 }));
 
 export function encodeBundle(b: ProvisioningBundle): string {
@@ -77,6 +92,8 @@ export function encodeBundle(b: ProvisioningBundle): string {
     secret: base32Encode(b.secret),
     batchId: b.batchId,
     createdAt: b.createdAt,
+    ...(b.relay !== undefined ? { relay: b.relay } : {}),
+    ...(b.ota !== undefined ? { ota: b.ota } : {}),
   };
   // validate what we write with the same schema we read with
   BundleFileSchema.parse(file);

@@ -11,7 +11,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { VigilError } from '../base/errors.js';
+import { CodedError } from '../base/errors.js';
+import { fail, ok, unwrap, type Result } from '../base/result.js';
 import { base32Decode, base32Encode, base32Length } from './base32.js';
 import { DEVICE_ID_CHARS, SECRET_BYTES, isDeviceId } from './identity.js';
 import type { DeviceIdentity } from './identity.js';
@@ -27,13 +28,7 @@ export const QR_PAYLOAD_LENGTH =
 export type QrPayloadErrorCode =
   'EQR_FORMAT' | 'EQR_VERSION' | 'EQR_DEVICE_ID' | 'EQR_SECRET' | 'EQR_CHECKSUM';
 
-export class QrPayloadError extends VigilError {
-  declare readonly code: QrPayloadErrorCode;
-  constructor(code: QrPayloadErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'QrPayloadError';
-  }
-}
+export class QrPayloadError extends CodedError<QrPayloadErrorCode> {}
 
 function checkOf(body: string): string {
   return base32Encode(createHash('sha256').update(body, 'utf8').digest()).slice(0, CHECK_CHARS);
@@ -103,14 +98,12 @@ export const QrPayloadSchema = z.string().transform((raw, ctx): DeviceIdentity =
   return { deviceId, secret };
 });
 
-export type QrParseResult =
-  | { readonly ok: true; readonly identity: DeviceIdentity }
-  | { readonly ok: false; readonly error: QrPayloadError };
+export type QrParseResult = Result<DeviceIdentity, QrPayloadErrorCode>;
 
 /** Parse a payload; never throws. */
 export function parseQrPayload(text: unknown): QrParseResult {
   const r = QrPayloadSchema.safeParse(text);
-  if (r.success) return { ok: true, identity: r.data };
+  if (r.success) return ok(r.data);
   const issue = r.error.issues[0];
   const params =
     issue && 'params' in issue
@@ -121,12 +114,10 @@ export function parseQrPayload(text: unknown): QrParseResult {
     issue?.code === 'invalid_type'
       ? 'pairing code must be a string'
       : (issue?.message ?? 'invalid pairing code');
-  return { ok: false, error: new QrPayloadError(code, message) };
+  return fail(code, message);
 }
 
 /** Parse a payload or throw QrPayloadError. */
 export function decodeQrPayload(text: string): DeviceIdentity {
-  const r = parseQrPayload(text);
-  if (!r.ok) throw r.error;
-  return r.identity;
+  return unwrap(parseQrPayload(text), (code, reason) => new QrPayloadError(code, reason));
 }

@@ -31,6 +31,8 @@ import {
 } from './label.js';
 import type { LabelInput } from './label.js';
 import { encodeQrPayload } from '../protocol/qr-payload.js';
+import { OTA_ROOT_FILE } from '../protocol/services.js';
+import type { OtaService, RelayService } from '../protocol/services.js';
 
 export const MAX_BATCH = 10_000;
 export const MANIFEST_FORMAT = 'vigil-batch-manifest';
@@ -55,6 +57,19 @@ export interface ManifestDevice {
   readonly labelSvg: string;
   /** SHA-256 of the bundle file, so the image step can check it copied the right one. */
   readonly bundleSha256: string;
+  /** The relay written into the bundle (null: none, the hub's config file decides). */
+  readonly relay: string | null;
+  /** The OTA channel and repository written into the bundle (null: none). */
+  readonly otaChannel: string | null;
+  readonly otaRepository: string | null;
+}
+
+/** Services written into every bundle of the batch (docs/pairing.md, "Services"). */
+export interface BatchServices {
+  readonly relay?: RelayService;
+  readonly ota?: OtaService;
+  /** The OTA trust root (TUF root.json), copied into each bundle as ota-root.json. */
+  readonly otaRoot?: Uint8Array;
 }
 
 export interface BatchManifest {
@@ -74,6 +89,7 @@ export interface ProvisionOptions {
   readonly batchId?: string;
   readonly random?: RandomSource;
   readonly now?: () => Date;
+  readonly services?: BatchServices;
   /** Called after each device with (done, total). */
   readonly onProgress?: (done: number, total: number) => void;
 }
@@ -119,6 +135,9 @@ export function manifestCsv(m: BatchManifest): string {
     'label_png',
     'label_svg',
     'batch_id',
+    'relay_url',
+    'ota_channel',
+    'ota_repository',
   ];
   const rows = m.devices.map((d) => [
     d.deviceId,
@@ -129,6 +148,9 @@ export function manifestCsv(m: BatchManifest): string {
     d.labelPng,
     d.labelSvg,
     m.batchId,
+    d.relay ?? '',
+    d.otaChannel ?? '',
+    d.otaRepository ?? '',
   ]);
   return [head, ...rows].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
 }
@@ -170,11 +192,20 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
       const payload = encodeQrPayload(id);
       const { ssid } = deriveIdentity(id.secret, id.deviceId);
       const bundleRel = `bundles/${id.deviceId}`;
+      const services = opts.services ?? {};
       const bundlePath = await writeBundle(fs, join(staging, bundleRel), {
         ...id,
         batchId,
         createdAt,
+        ...(services.relay ? { relay: services.relay } : {}),
+        ...(services.ota ? { ota: services.ota } : {}),
       });
+      if (services.otaRoot !== undefined)
+        await fs.writeFileAtomic(
+          join(staging, bundleRel, OTA_ROOT_FILE),
+          services.otaRoot,
+          'bundle-ota-root',
+        );
       const bundleBytes = await fs.readIfExists(bundlePath);
       const png = `labels/${id.deviceId}.png`;
       const svg = `labels/${id.deviceId}.svg`;
@@ -199,6 +230,9 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
         bundleSha256: createHash('sha256')
           .update(bundleBytes ?? '')
           .digest('hex'),
+        relay: services.relay?.url ?? null,
+        otaChannel: services.ota?.channel ?? null,
+        otaRepository: services.ota?.repositoryUrl ?? null,
       });
       opts.onProgress?.(i + 1, count);
     }

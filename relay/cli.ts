@@ -32,6 +32,12 @@ Options:
   --s3-prefix PREFIX      key prefix inside the bucket
   --max-item-mb N         largest item [${DEFAULT_LIMITS.maxItemBytes / 1048576}]
   --max-device-mb N       storage quota per device [${DEFAULT_LIMITS.maxDeviceBytes / 1048576}]
+  --max-devices N         device accounts in total [${DEFAULT_LIMITS.maxDevices}]
+  --registrations-per-address N
+                          device registrations per address per hour [${DEFAULT_LIMITS.maxRegistrationsPerAddress}]
+  --max-connections-per-address N
+                          open connections per client address [${DEFAULT_LIMITS.maxConnectionsPerAddress}]
+  --live-memory-mb N      live video held in memory over all devices [${DEFAULT_LIMITS.liveTotalBytes / 1048576}]
   --log-level LEVEL       debug|info|warn|error [info]
   --max-age-days N        delete every account's items stored longer than N days [${DEFAULT_MAX_AGE_DAYS}]
 `;
@@ -52,6 +58,10 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     '--s3-prefix',
     '--max-item-mb',
     '--max-device-mb',
+    '--max-devices',
+    '--registrations-per-address',
+    '--max-connections-per-address',
+    '--live-memory-mb',
     '--log-level',
     '--max-age-days',
   ]);
@@ -101,6 +111,14 @@ export const command: Command = {
     if (itemMb !== undefined) limits.maxItemBytes = itemMb * 1048576;
     const devMb = posInt(a.get('--max-device-mb'), '--max-device-mb');
     if (devMb !== undefined) limits.maxDeviceBytes = devMb * 1048576;
+    const maxDevices = posInt(a.get('--max-devices'), '--max-devices');
+    if (maxDevices !== undefined) limits.maxDevices = maxDevices;
+    const regs = posInt(a.get('--registrations-per-address'), '--registrations-per-address');
+    if (regs !== undefined) limits.maxRegistrationsPerAddress = regs;
+    const conns = posInt(a.get('--max-connections-per-address'), '--max-connections-per-address');
+    if (conns !== undefined) limits.maxConnectionsPerAddress = conns;
+    const liveMb = posInt(a.get('--live-memory-mb'), '--live-memory-mb');
+    if (liveMb !== undefined) limits.liveTotalBytes = liveMb * 1048576;
     const certFile = a.get('--tls-cert');
     const keyFile = a.get('--tls-key');
     if ((certFile === undefined) !== (keyFile === undefined))

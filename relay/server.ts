@@ -22,7 +22,8 @@
 import { createServer as createHttpServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { listen } from '../hw/os/net.js';
 import { join } from 'node:path';
 import type { z } from 'zod';
 import { DurableFs } from '../hw/os/fs.js';
@@ -45,9 +46,9 @@ import {
 } from '../protocol/relay-api.js';
 import { RelayCore, RelayError } from './core.js';
 import type { Principal } from './core.js';
-import { DEFAULT_LIMITS, Lockout, RateLimiter } from './limits.js';
+import { DEFAULT_LIMITS, Lockout, RateLimiter, WindowCounter, requestTimeoutMs } from './limits.js';
 import type { RelayLimits } from './limits.js';
-import { FsBlobStore, FsRecordStore } from './store.js';
+import { FsBlobStore, FsRecordStore, SpaceReserve, isNoSpace, storageFull } from './store.js';
 import type { BlobStore, RecordStore } from './store.js';
 
 export interface RelayOptions {
@@ -155,12 +156,32 @@ function queryOf(url: URL): Record<string, string> {
   return o;
 }
 
+/** Errors a request stream raises when the client closes the connection mid-request. */
+function isClientAbort(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return (
+    code === 'ECONNRESET' ||
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ABORT_ERR' ||
+    (err instanceof Error && err.message === 'aborted')
+  );
+}
+
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const limits: RelayLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const log = opts.logger;
   const fs = opts.fs ?? new DurableFs();
-  const blobs = opts.blobs ?? new FsBlobStore(join(opts.dataDir, 'blobs'), fs);
-  const records = opts.records ?? new FsRecordStore(join(opts.dataDir, 'records'), fs);
+  // Local stores share one filesystem and one space reserve for metadata (full-disk safety).
+  const reserve =
+    opts.blobs === undefined || opts.records === undefined
+      ? new SpaceReserve(join(opts.dataDir, 'space-reserve'), fs, limits.storageReserveBytes)
+      : undefined;
+  if (reserve && !(await reserve.ensure()))
+    log.warn('the data directory has no room for the metadata reserve; uploads are refused', {
+      bytes: limits.storageReserveBytes,
+    });
+  const blobs = opts.blobs ?? new FsBlobStore(join(opts.dataDir, 'blobs'), fs, reserve);
+  const records = opts.records ?? new FsRecordStore(join(opts.dataDir, 'records'), fs, reserve);
   const now = opts.now ?? Date.now;
   const core = await RelayCore.open({
     blobs,
@@ -176,7 +197,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     limits.lockoutWindowMs,
     limits.lockoutMs,
     now,
+    limits.lockoutTargetFailures,
   );
+  const registrations = new WindowCounter(
+    limits.maxRegistrationsPerAddress,
+    limits.registrationWindowMs,
+    now,
+  );
+  if (opts.enrollToken === undefined)
+    log.warn('device registration is open (no enrollment token): capped per address and in total', {
+      perAddress: limits.maxRegistrationsPerAddress,
+      maxDevices: limits.maxDevices,
+    });
 
   function clientAddr(req: IncomingMessage): string {
     if (opts.trustProxy) {
@@ -203,12 +235,20 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     const tok = m?.[1] === undefined ? undefined : parseToken(m[1]);
     const p = tok && core.authenticate(tok.kind, tok.id, tok.secret);
     if (!p) {
-      if (lockout.fail(addr)) log.warn('address locked after failed authentications', { addr });
+      // counted against the address and the account named; a later success erases nothing
+      failed(addr, tok ? `${tok.kind}:${tok.id}` : undefined);
       throw new HttpError(401, 'EAUTH', 'missing or invalid credentials');
     }
-    lockout.succeed(addr);
     throttle(`${p.kind}:${p.id}`);
     return p;
+  }
+
+  function failed(addr: string, target?: string): void {
+    if (lockout.fail(addr, target))
+      log.warn('address locked after failed attempts', {
+        addr,
+        ...(target !== undefined ? { target } : {}),
+      });
   }
 
   function need(p: Principal, kind: Principal['kind']): void {
@@ -260,10 +300,15 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
           });
         const enroll = req.headers['x-vigil-enroll'];
         if (!core.checkEnrollment(typeof enroll === 'string' ? enroll : undefined)) {
-          lockout.fail(addr);
+          failed(addr, 'enroll');
           throw new HttpError(401, 'EAUTH', 'device registration needs a valid enrollment token');
         }
         const body = await readJson(req, CreateDeviceBody, limits.maxJsonBytes);
+        const later = registrations.take(addr);
+        if (later > 0)
+          throw new HttpError(429, 'ERATE', 'too many device registrations from this address', {
+            retryAfterMs: later,
+          });
         const { token } = await core.createDevice(body.deviceId);
         send(res, 201, { principal: 'device', id: body.deviceId, deviceId: body.deviceId, token });
         return;
@@ -279,7 +324,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         const body = await readJson(req, RendezvousClaimBody, limits.maxJsonBytes);
         const r = await core.claimRendezvous(body.token);
         if (!r) {
-          lockout.fail(addr);
+          failed(addr);
           throw new HttpError(
             404,
             'ENOTFOUND',
@@ -293,7 +338,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         const p = authenticate(req, addr);
         need(p, 'device');
         const body = await readJson(req, RendezvousOfferBody, limits.maxJsonBytes);
-        send(res, 200, await core.offerRendezvous(p.deviceId, body.token, body.ttlMs));
+        const offer = await core.offerRendezvous(p.deviceId, body.token, body.ttlMs);
+        // A token another hub offered answers like a fresh one (no oracle), but counts as a failure.
+        if (offer.inUse) failed(addr);
+        send(res, 200, { expiresAt: offer.expiresAt });
         return;
       }
       case 'GET /v1/phones': {
@@ -421,15 +469,46 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     throw new HttpError(404, 'ENOROUTE', 'no such route');
   }
 
+  /** In-flight requests per forwarded address (the connection cap behind a trusted proxy). */
+  const inFlight = new Map<string, number>();
+
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ac = new AbortController();
+    let aborted = false;
     res.on('close', () => {
+      if (!res.writableFinished) aborted = true;
       ac.abort();
     });
     const t0 = now();
-    handle(req, res, ac.signal)
+    let work: Promise<void>;
+    if (opts.trustProxy) {
+      const a = clientAddr(req);
+      const n = (inFlight.get(a) ?? 0) + 1;
+      inFlight.set(a, n);
+      res.once('close', () => {
+        const left = (inFlight.get(a) ?? 1) - 1;
+        if (left > 0) inFlight.set(a, left);
+        else inFlight.delete(a);
+      });
+      work =
+        n > limits.maxConnectionsPerAddress
+          ? Promise.reject(
+              new HttpError(429, 'ECONNLIMIT', 'too many open requests from this address', {
+                retryAfterMs: 1000,
+              }),
+            )
+          : handle(req, res, ac.signal);
+    } else work = handle(req, res, ac.signal);
+    work
       .catch((err: unknown) => {
-        const e = err instanceof RelayError ? err : undefined;
+        const e = err instanceof RelayError ? err : isNoSpace(err) ? storageFull(err) : undefined;
+        // The client went away (closed the connection mid-body or mid-wait): not a server error.
+        if (!e && (aborted || ac.signal.aborted || (req.destroyed && isClientAbort(err)))) {
+          aborted = true;
+          log.debug('request aborted by the client', { method: req.method });
+          res.destroy();
+          return;
+        }
         const status = e?.status ?? 500;
         if (!e) log.error('request failed', { method: req.method, err });
         const headers: Record<string, string> = {};
@@ -456,26 +535,45 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         log.debug('request', {
           method: req.method,
           path: (req.url ?? '').split('?')[0],
-          status: res.statusCode,
+          status: aborted ? 'aborted' : res.statusCode,
           ms: now() - t0,
         });
       });
   };
 
+  // A request (headers and body) must arrive within the time the largest append
+  // takes at the slowest accepted rate; Node answers 408 and closes otherwise.
+  const timeouts = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: requestTimeoutMs(limits),
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, limits.headersTimeoutMs / 4)),
+  };
   const server: Server = opts.tls
-    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest)
-    : createHttpServer(onRequest);
-  server.headersTimeout = 20_000;
-  server.requestTimeout = 10 * 60_000;
+    ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key, ...timeouts }, onRequest)
+    : createHttpServer(timeouts, onRequest);
   server.keepAliveTimeout = 65_000;
-  const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
+  if (!opts.trustProxy) {
+    // Open connections per client address (behind a trusted proxy every connection
+    // comes from the proxy: in-flight requests per forwarded address are capped instead).
+    const conns = new Map<string, number>();
+    server.on('connection', (socket: Socket) => {
+      const a = socket.remoteAddress ?? 'unknown';
+      const n = (conns.get(a) ?? 0) + 1;
+      if (n > limits.maxConnectionsPerAddress) {
+        log.debug('connection refused: too many from this address', { addr: a });
+        socket.destroy();
+        return;
+      }
+      conns.set(a, n);
+      socket.once('close', () => {
+        const left = (conns.get(a) ?? 1) - 1;
+        if (left > 0) conns.set(a, left);
+        else conns.delete(a);
+      });
     });
-  });
+  }
+  const host = opts.host ?? '127.0.0.1';
+  await listen(server, { port: opts.port ?? 0, host });
   const port = (server.address() as AddressInfo).port;
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;

@@ -10,11 +10,17 @@
  *
  * The local implementations write through `DurableFs` (temp, fsync, rename,
  * fsync dir), so whatever the relay acknowledged survives a crash or power cut.
+ *
+ * A full disk must not wedge the relay: uploads are refused (507), and the
+ * metadata writes that free space (an acknowledgement, a tombstone) can fall
+ * back on a reserve file (`SpaceReserve`) that they release when the disk is
+ * full, so acknowledging, and with it freeing space, always works.
  */
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, stat, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { DurableFs } from '../hw/os/fs.js';
 import { VigilError } from '../base/errors.js';
+import { RelayError } from './errors.js';
 
 export interface BlobStore {
   /** Durably store `data` under `key` (replacing any previous content). */
@@ -25,8 +31,17 @@ export interface BlobStore {
   readonly name: string;
 }
 
+export interface RecordWriteOptions {
+  /**
+   * This write frees space (an acknowledgement, a tombstone before blobs are
+   * deleted): on a full disk it may use the space reserve. Other writes fail
+   * with 507 instead, so the reserve is there when an acknowledgement needs it.
+   */
+  readonly freesSpace?: boolean;
+}
+
 export interface RecordStore {
-  put(ns: string, id: string, doc: unknown): Promise<void>;
+  put(ns: string, id: string, doc: unknown, opts?: RecordWriteOptions): Promise<void>;
   delete(ns: string, id: string): Promise<void>;
   /** Every document of a namespace, as parsed JSON (unvalidated: callers parse with zod). */
   loadAll(ns: string): Promise<{ id: string; doc: unknown }[]>;
@@ -41,19 +56,106 @@ export function checkKey(key: string): string {
   return key;
 }
 
+/** A full filesystem (or a quota): the operation may succeed once space is freed. */
+export function isNoSpace(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+export function storageFull(cause?: unknown): RelayError {
+  return new RelayError(
+    507,
+    'ENOSPACE',
+    'the relay is out of storage space; try again later',
+    { retryAfterMs: 60_000 },
+    { cause },
+  );
+}
+
+/**
+ * Space held back for metadata on the filesystem of the local stores: a file
+ * of `bytes` bytes. A metadata write that frees space and finds the disk full
+ * releases it and retries; blob writes are refused while it is released, and
+ * each blob write first tries to take it back (it succeeds once
+ * acknowledgements freed space).
+ */
+export class SpaceReserve {
+  readonly #path: string;
+  readonly #fs: DurableFs;
+  readonly #bytes: number;
+  #held = false;
+  #busy: Promise<unknown> = Promise.resolve();
+
+  constructor(path: string, fs: DurableFs, bytes: number) {
+    this.#path = path;
+    this.#fs = fs;
+    this.#bytes = bytes;
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.#busy.then(fn, fn);
+    this.#busy = r.catch(() => undefined);
+    return r;
+  }
+
+  /**
+   * Hold the reserve; false when the disk has no room for it. Once released it
+   * is written again only when the disk has room for it twice over (space was
+   * freed), so blob writes cannot take back what metadata writes still need.
+   */
+  ensure(): Promise<boolean> {
+    return this.#serial(async () => {
+      if (this.#held) return true;
+      try {
+        if ((await stat(this.#path).catch(() => undefined))?.size !== this.#bytes) {
+          const fsInfo = await statfs(dirname(this.#path)).catch(() => undefined);
+          if (fsInfo && fsInfo.bavail * fsInfo.bsize < 2 * this.#bytes) return false;
+          await this.#fs.writeFileAtomic(this.#path, Buffer.alloc(this.#bytes), 'space-reserve');
+        }
+        this.#held = true;
+      } catch (e) {
+        if (!isNoSpace(e)) throw e;
+      }
+      return this.#held;
+    });
+  }
+
+  /** Give the reserved space to the filesystem (a metadata write needs it). */
+  release(): Promise<void> {
+    return this.#serial(async () => {
+      this.#held = false;
+      await this.#fs.remove(this.#path, 'space-reserve');
+    });
+  }
+}
+
 /** Blobs as files under `<dir>/<key>`, written atomically and durably. */
 export class FsBlobStore implements BlobStore {
   readonly name = 'fs';
   readonly #dir: string;
   readonly #fs: DurableFs;
+  readonly #reserve: SpaceReserve | undefined;
 
-  constructor(dir: string, fs: DurableFs) {
+  constructor(dir: string, fs: DurableFs, reserve?: SpaceReserve) {
     this.#dir = dir;
     this.#fs = fs;
+    this.#reserve = reserve;
   }
 
+  /** Full disk: 507 ENOSPACE, nothing left behind. */
   async put(key: string, data: Uint8Array): Promise<void> {
-    await this.#fs.writeFileAtomic(join(this.#dir, checkKey(key)), data, 'blob');
+    const path = join(this.#dir, checkKey(key));
+    if (this.#reserve && !(await this.#reserve.ensure())) throw storageFull();
+    try {
+      await this.#fs.writeFileAtomic(path, data, 'blob');
+    } catch (e) {
+      if (isNoSpace(e)) throw storageFull(e);
+      throw e;
+    }
   }
 
   async get(key: string): Promise<Buffer | undefined> {
@@ -69,18 +171,35 @@ export class FsBlobStore implements BlobStore {
 export class FsRecordStore implements RecordStore {
   readonly #dir: string;
   readonly #fs: DurableFs;
+  readonly #reserve: SpaceReserve | undefined;
 
-  constructor(dir: string, fs: DurableFs) {
+  constructor(dir: string, fs: DurableFs, reserve?: SpaceReserve) {
     this.#dir = dir;
     this.#fs = fs;
+    this.#reserve = reserve;
   }
 
   #path(ns: string, id: string): string {
     return join(this.#dir, checkKey(ns), `${checkKey(id)}.json`);
   }
 
-  async put(ns: string, id: string, doc: unknown): Promise<void> {
-    await this.#fs.writeFileAtomic(this.#path(ns, id), JSON.stringify(doc), `record-${ns}`);
+  /** On a full disk: 507 ENOSPACE, or for a write that frees space, release the reserve and retry. */
+  async put(ns: string, id: string, doc: unknown, opts?: RecordWriteOptions): Promise<void> {
+    const write = (): Promise<void> =>
+      this.#fs.writeFileAtomic(this.#path(ns, id), JSON.stringify(doc), `record-${ns}`);
+    try {
+      await write();
+    } catch (e) {
+      if (!isNoSpace(e)) throw e;
+      if (!this.#reserve || opts?.freesSpace !== true) throw storageFull(e);
+      await this.#reserve.release();
+      try {
+        await write();
+      } catch (e2) {
+        if (isNoSpace(e2)) throw storageFull(e2);
+        throw e2;
+      }
+    }
   }
 
   async delete(ns: string, id: string): Promise<void> {

@@ -213,7 +213,7 @@ export class ConfigConversation {
       return r.message;
     });
     const d = decodeConfigMessage(plain);
-    if (!d.ok) throw d.error;
+    if (!d.ok) throw new ValidationError(d.reason);
     const msg = d.value;
     switch (msg.t) {
       case 'heartbeat-ack':

@@ -13,18 +13,26 @@
  */
 import type { ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
 import { randomBytes } from 'node:crypto';
-import { b64, errorFrame, unb64, type PairingFrame } from '../../protocol/e2ee-frames.js';
-import { VigilError, reasonOf } from '../../base/errors.js';
+import {
+  b64,
+  errorFrame,
+  unb64,
+  type PairingErrorCode,
+  type PairingFrame,
+} from '../../protocol/e2ee-frames.js';
+import { CodedError, reasonOf } from '../../base/errors.js';
 import {
   E2EE_PROTOCOL_VERSION,
   GROUP_KINDS,
   LazyMlsProfile,
   PinnedAuthService,
+  checkKeyPackageLifetime,
   clientConfig,
   decodeMessage,
   encodeKeyPackageMessage,
   forgetPastEpochs,
   hubIdentity,
+  leafIndexOf,
   newKeyPackage,
   newSigningIdentity,
   pairingConfirmMac,
@@ -37,22 +45,19 @@ import {
 } from '../../protocol/mls-profile.js';
 import { E2eePhone, type PhoneFile, type PhoneFs } from './phone.js';
 
-export type InitiatorErrorCode =
+/** The codes of the protocol's `error` frame that the phone end raises itself. */
+export type InitiatorErrorCode = Extract<
+  PairingErrorCode,
   | 'EVERSION'
   | 'EPSK_MISMATCH'
+  | 'EKEY_PACKAGE_LIFETIME'
   | 'EUNEXPECTED_FRAME'
   | 'EPEER_ABORTED'
   | 'EABORTED'
-  | 'EPAIRING_FAILED';
+  | 'EPAIRING_FAILED'
+>;
 
-export class InitiatorError extends VigilError {
-  override readonly code: InitiatorErrorCode;
-  constructor(code: InitiatorErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'InitiatorError';
-    this.code = code;
-  }
-}
+export class InitiatorError extends CodedError<InitiatorErrorCode> {}
 
 export interface PairingInitiatorOptions {
   readonly dir: string;
@@ -150,6 +155,20 @@ export class PairingInitiator {
     };
   }
 
+  /** The hub's leaf came from its key package: its lifetime must fit both clocks. */
+  #checkHubLifetime(kind: GroupKind, st: ClientState): void {
+    const i = leafIndexOf(st, hubIdentity(this.#deviceId));
+    const node = i === undefined ? undefined : st.ratchetTree[2 * i];
+    const leaf = node?.nodeType === 'leaf' ? node.leaf : undefined;
+    if (leaf?.leafNodeSource !== 'key_package') return;
+    const problem = checkKeyPackageLifetime(leaf.lifetime, this.#now(), this.#hubTime);
+    if (problem !== undefined)
+      throw new InitiatorError(
+        'EKEY_PACKAGE_LIFETIME',
+        `${kind}: the hub's key package lifetime is rejected: ${problem}`,
+      );
+  }
+
   async #handle(f: PairingFrame): Promise<PairingFrame[]> {
     const p = this.#p;
     if (p === undefined) throw new InitiatorError('EUNEXPECTED_FRAME', 'start() first');
@@ -216,6 +235,7 @@ export class PairingInitiator {
         }
         if (!Buffer.from(st.groupContext.groupId).equals(Buffer.from(unb64(f.groupId))))
           throw new InitiatorError('EUNEXPECTED_FRAME', `${f.group}: group id mismatch`);
+        this.#checkHubLifetime(f.group, st);
         this.#groups.set(f.group, forgetPastEpochs(p, st));
         const nextKind = GROUP_KINDS[this.#groups.size];
         if (nextKind !== undefined) return [await this.#keyPackageFor(nextKind)];

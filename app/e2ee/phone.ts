@@ -12,6 +12,7 @@
 import type { ClientConfig, ClientState, KeyPackage, PrivateKeyPackage } from 'ts-mls';
 import { createHash } from 'node:crypto';
 import {
+  containerError,
   ContainerError,
   ContainerReader,
   unwrapContentKey,
@@ -361,7 +362,7 @@ export class E2eePhone {
       const wrapKey = await itemWrapKey(this.p, next.state, header.core.itemId);
       const cek = unwrapContentKey(wrapKey, header, idx);
       wrapKey.fill(0);
-      if (!cek.ok) throw cek.error;
+      if (!cek.ok) throw containerError(cek);
       const rec: KeyRecord = {
         itemId,
         group: kind,
@@ -425,7 +426,7 @@ export class E2eePhone {
   async decryptStored(bytes: Uint8Array): Promise<OpenedItem> {
     const reader = new ContainerReader();
     const first = reader.push(bytes);
-    if (!first.ok) throw first.error;
+    if (!first.ok) throw containerError(first);
     const header = reader.header;
     if (header === undefined)
       throw new ContainerError('EITEM_TRUNCATED', 'item shorter than its header');
@@ -435,9 +436,9 @@ export class E2eePhone {
       throw new PhoneError('ENOT_RECIPIENT', `no stored key for item ${itemId}`);
     reader.setKey(key);
     const rest = reader.push(new Uint8Array(0));
-    if (!rest.ok) throw rest.error;
+    if (!rest.ok) throw containerError(rest);
     const fin = reader.finish();
-    if (!fin.ok) throw fin.error;
+    if (!fin.ok) throw containerError(fin);
     const chunks = [...first.value, ...rest.value].flatMap((e) =>
       e.type === 'chunk' ? [e.plaintext] : [],
     );
@@ -498,14 +499,14 @@ export class PhoneItemReader {
   /** Feed bytes; returns the events decrypted so far (chunks in order). */
   async push(bytes: Uint8Array): Promise<ReaderEvent[]> {
     const first = this.#reader.push(bytes);
-    if (!first.ok) throw first.error;
+    if (!first.ok) throw containerError(first);
     const events = [...first.value];
     if (!this.#keyed && this.#reader.header !== undefined) {
       const cek = await this.#phone.acceptHeader(this.#reader.header);
       this.#reader.setKey(cek);
       this.#keyed = true;
       const more = this.#reader.push(new Uint8Array(0));
-      if (!more.ok) throw more.error;
+      if (!more.ok) throw containerError(more);
       events.push(...more.value);
     }
     for (const e of events) if (e.type === 'chunk') this.#chunks.push(e.plaintext);
@@ -515,7 +516,7 @@ export class PhoneItemReader {
   /** The byte stream ended: returns the item or throws (truncated, tampered...). */
   finish(): OpenedItem {
     const fin = this.#reader.finish();
-    if (!fin.ok) throw fin.error;
+    if (!fin.ok) throw containerError(fin);
     const header = this.#reader.header as ParsedHeader;
     return {
       header,

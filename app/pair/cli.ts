@@ -27,20 +27,27 @@ import { HostPaths } from '../../hw/os/host-paths.js';
 import { run } from '../../hw/os/run.js';
 import { WpaSupplicantStation, WifiJoinError } from '../../hw/wifi/station.js';
 import { LazyMlsProfile } from '../../protocol/mls-profile.js';
+import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import { PairingInitiator } from '../e2ee/pairing-initiator.js';
 import { E2eePhone } from '../e2ee/phone.js';
 import { defaultAppDir, e2eeDir } from '../account.js';
 import { PairingClient } from './client.js';
+import { InviteError, parseInvite, readInviteArg, saveHotspot } from './invite.js';
+import type { Hotspot } from './invite.js';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
+import { EnrollTokenSchema, serviceUrlProblem } from '../../protocol/services.js';
 import { saveAccount } from '../account.js';
 import type { RelayAccount } from '../account.js';
 
 const USAGE = `
 Usage: vigil app pair --qr <payload | image file> [options]
+       vigil app pair --invite <invite | file> [options]
 
-Pair this companion with a Vigil hub using the QR label on the hub.
+Pair this companion with a Vigil hub using the QR label on the hub, or, as a
+further phone, with the invite an admin phone printed (vigil app phones add).
 
   --qr VALUE                 the label's payload (VIGIL1:...) or an image of the label
+  --invite VALUE             the invite JSON (or a file holding it): single use, 15 minutes
   --interface IF             join the hub's pairing hotspot on this Wi-Fi interface first
   --address CIDR             static address on the hotspot (default: DHCP via busybox udhcpc)
   --no-dhcp                  associate only (the address is configured elsewhere)
@@ -49,6 +56,11 @@ Pair this companion with a Vigil hub using the QR label on the hub.
   --home-ssid SSID           then send the home Wi-Fi network to the hub...
   --home-password-file FILE  ...with the password read from FILE ('-' = stdin)
   --relay URL                then meet the hub at this relay (needs --home-ssid)
+  --set-relay URL            make the hub use this relay from now on (your own; https,
+                             http only to loopback/link-local); also where we meet it
+                             unless --relay says otherwise (needs --home-ssid)
+  --set-relay-enroll-token-file FILE
+                             the enrollment token that relay asks hubs for
   --dir DIR                  companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
   --timeout SECONDS          per-step timeout [60]
 `;
@@ -87,6 +99,35 @@ async function qrText(value: string): Promise<string> {
   return lines[0] ?? '';
 }
 
+/** `--set-relay` and its token file, checked like the hub checks them (protocol/services.ts). */
+async function setRelayFlags(
+  url: string | undefined,
+  tokenFile: string | undefined,
+): Promise<{ url: string; enrollToken?: string } | undefined> {
+  if (url === undefined) {
+    if (tokenFile !== undefined)
+      throw new UsageError('--set-relay-enroll-token-file needs --set-relay');
+    return undefined;
+  }
+  const problem = serviceUrlProblem(url);
+  if (problem !== undefined) throw new UsageError(`--set-relay ${problem}`);
+  if (tokenFile === undefined) return { url };
+  let raw: string;
+  try {
+    raw = (await readFile(tokenFile, 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new UsageError(
+      `--set-relay-enroll-token-file: cannot read ${tokenFile} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
+  const r = EnrollTokenSchema.safeParse(raw);
+  if (!r.success)
+    throw new UsageError(
+      `--set-relay-enroll-token-file: the token ${r.error.issues[0]?.message ?? 'is invalid'}`,
+    );
+  return { url, enrollToken: r.data };
+}
+
 export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number> {
   let v: Record<string, string | boolean | undefined>;
   try {
@@ -94,6 +135,7 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
       args: [...ctx.argv],
       options: {
         qr: { type: 'string' },
+        invite: { type: 'string' },
         interface: { type: 'string' },
         address: { type: 'string' },
         'no-dhcp': { type: 'boolean' },
@@ -103,6 +145,8 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
         'home-password-file': { type: 'string' },
         dir: { type: 'string' },
         relay: { type: 'string' },
+        'set-relay': { type: 'string' },
+        'set-relay-enroll-token-file': { type: 'string' },
         timeout: { type: 'string' },
       },
       strict: true,
@@ -113,7 +157,9 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   }
   const str = (k: string): string | undefined => (typeof v[k] === 'string' ? v[k] : undefined);
   const qrValue = str('qr');
-  if (qrValue === undefined) throw new UsageError('--qr <payload | image file> is required');
+  const inviteValue = str('invite');
+  if ((qrValue === undefined) === (inviteValue === undefined))
+    throw new UsageError('give either --qr <payload | image file> or --invite <invite | file>');
   const timeoutS = Number(str('timeout') ?? '60');
   if (!Number.isFinite(timeoutS) || timeoutS <= 0)
     throw new UsageError('--timeout must be a positive number of seconds');
@@ -125,7 +171,10 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   const pwFile = str('home-password-file');
   if ((homeSsid === undefined) !== (pwFile === undefined))
     throw new UsageError('--home-ssid and --home-password-file go together');
-  const relayUrl = str('relay');
+  const hubRelay = await setRelayFlags(str('set-relay'), str('set-relay-enroll-token-file'));
+  if (hubRelay !== undefined && homeSsid === undefined)
+    throw new UsageError('--set-relay needs --home-ssid: it travels with the Wi-Fi settings');
+  const relayUrl = str('relay') ?? hubRelay?.url;
   if (relayUrl !== undefined) {
     if (homeSsid === undefined)
       throw new UsageError('--relay needs --home-ssid: the hub meets us once it is online');
@@ -133,14 +182,37 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
       throw new UsageError('--relay: not an http(s) URL');
   }
 
-  const parsed = parseQrPayload(await qrText(qrValue));
-  if (!parsed.ok) throw new UsageError(`${parsed.error.message} [${parsed.error.code}]`);
-  const { deviceId, secret } = parsed.identity;
-  const d = deriveIdentity(secret, deviceId);
+  // what pairing needs: the hub's id, its hotspot (when we join it) and the MLS PSK
+  let deviceId: string;
+  let hotspot: Hotspot | undefined;
+  let psk: ExternalPsk;
+  let fromLabel = false;
+  if (qrValue !== undefined) {
+    const parsed = parseQrPayload(await qrText(qrValue));
+    if (!parsed.ok) throw new UsageError(`${parsed.reason} [${parsed.code}]`);
+    const d = deriveIdentity(parsed.value.secret, parsed.value.deviceId);
+    deviceId = parsed.value.deviceId;
+    hotspot = { ssid: d.ssid, passphrase: d.wpaPassphrase };
+    psk = { id: d.mlsPskId, secret: d.mlsPsk };
+    fromLabel = true;
+  } else {
+    let inv;
+    try {
+      inv = parseInvite(await readInviteArg(inviteValue ?? ''));
+    } catch (e) {
+      if (e instanceof InviteError) throw new UsageError(e.message);
+      throw e;
+    }
+    deviceId = inv.deviceId;
+    hotspot = inv.hotspot;
+    psk = inv.psk;
+  }
   const say = (s: string): void => {
     ctx.stdout(`${s}\n`);
   };
-  say(`hub ${formatDeviceId(deviceId)} (hotspot ${d.ssid})`);
+  say(
+    `hub ${/^[A-Z2-7]{16}$/.test(deviceId) ? formatDeviceId(deviceId) : deviceId}${hotspot ? ` (hotspot ${hotspot.ssid})` : ''}`,
+  );
 
   let homePassword: string | undefined;
   if (pwFile !== undefined) {
@@ -151,7 +223,12 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
   const dir = str('dir') ?? defaultAppDir(ctx.env);
   const iface = str('interface');
   let station: WpaSupplicantStation | undefined;
-  if (iface !== undefined) {
+  if (iface !== undefined && hotspot === undefined)
+    throw new UsageError(
+      '--interface: this invite carries no hotspot (the admin phone did not pair from the label); join the hub some other way and give --hub',
+    );
+  if (iface !== undefined && hotspot !== undefined) {
+    const d = hotspot;
     const address = str('address');
     station = new WpaSupplicantStation({
       // the supplicant's config, control socket and pid live in our own state directory:
@@ -168,12 +245,12 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
       joinTimeoutMs: timeoutS * 1000,
     });
     try {
-      await station.join({ ssid: d.ssid, passphrase: d.wpaPassphrase });
+      await station.join({ ssid: d.ssid, passphrase: d.passphrase });
     } catch (e) {
       if (e instanceof WifiJoinError && e.code === 'EWIFI_WRONG_PASSWORD') {
         throw new VigilError(
           'EPAIR_WIFI',
-          `the hub's hotspot ${d.ssid} rejected the passphrase from this label (is it the right label?)`,
+          `the hub's hotspot ${d.ssid} rejected the passphrase from this ${fromLabel ? 'label (is it the right label?)' : 'invite'}`,
         );
       }
       if (e instanceof WifiJoinError && e.code === 'EWIFI_NOT_FOUND') {
@@ -199,13 +276,24 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
           dir: e2eeDir(dir),
           fs,
           profile,
-          psk: { id: d.mlsPskId, secret: d.mlsPsk },
+          psk,
         });
         phone = await client.pair(ini);
-        say(`paired (MLS) with hub ${formatDeviceId(deviceId)}`);
+        say(
+          `paired (MLS) with hub ${/^[A-Z2-7]{16}$/.test(deviceId) ? formatDeviceId(deviceId) : deviceId}${fromLabel ? '' : ' (by invite)'}`,
+        );
+        // an admin can hand the hotspot on with its invites (never the label secret)
+        if (hotspot !== undefined) await saveHotspot(fs, dir, hotspot);
       }
       if (homeSsid !== undefined && homePassword !== undefined) {
-        const token = await client.sendCredentials(phone, homeSsid, homePassword);
+        const token = await client.sendCredentials(
+          phone,
+          homeSsid,
+          homePassword,
+          undefined,
+          hubRelay,
+        );
+        if (hubRelay !== undefined) say(`the hub uses the relay ${hubRelay.url} from now on`);
         await writeFile(join(dir, 'pairing-token'), `${token}\n`, { mode: 0o600 });
         say(
           `hub accepted the Wi-Fi settings and is joining "${homeSsid}"; pairing token saved in ${join(dir, 'pairing-token')}`,

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
-import { VigilError } from '../../base/errors.js';
+import { CodedError } from '../../base/errors.js';
 import { b64, decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import {
   FrameDecoder,
@@ -15,6 +15,7 @@ import {
   decodeStatus,
   encodeWifiCredentials,
   encodeWireFrame,
+  frameError,
 } from '../../protocol/pairing-transport.js';
 import type { WireFrame } from '../../protocol/pairing-transport.js';
 import type { PairingInitiator } from '../e2ee/pairing-initiator.js';
@@ -30,8 +31,7 @@ export type PairClientErrorCode =
   | 'EPAIR_NETWORK_NOT_FOUND'
   | 'EPAIR_CREDENTIALS';
 
-export class PairClientError extends VigilError {
-  declare readonly code: PairClientErrorCode;
+export class PairClientError extends CodedError<PairClientErrorCode> {
   /** The hub's own error code, when it sent one. */
   readonly hubCode: string | undefined;
   constructor(
@@ -41,7 +41,6 @@ export class PairClientError extends VigilError {
     options?: { cause?: unknown },
   ) {
     super(code, message, options);
-    this.name = 'PairClientError';
     this.hubCode = hubCode;
   }
 }
@@ -111,7 +110,9 @@ export class PairingClient {
       const f = this.#queue.shift();
       if (f) {
         if (f.kind === 'status') {
-          const st = decodeStatus(f.payload);
+          const decoded = decodeStatus(f.payload);
+          if (!decoded.ok) throw frameError(decoded);
+          const st = decoded.value;
           if (st.t === 'error') {
             const refused = st.code.startsWith('EWINDOW') || st.code === 'EBUSY';
             throw new PairClientError(
@@ -156,7 +157,7 @@ export class PairingClient {
       const d = decodeFrame(f.payload);
       if (!d.ok) {
         ini.abort('malformed frame from hub');
-        throw new PairClientError('EPAIR_PROTOCOL', d.error.message);
+        throw new PairClientError('EPAIR_PROTOCOL', d.reason);
       }
       for (const out of await ini.handle(d.value))
         this.send({ kind: 'pairing', payload: encodeFrame(out) });
@@ -175,21 +176,32 @@ export class PairingClient {
 
   /**
    * Seal the home Wi-Fi credentials in the config group and send them. Resolves
-   * with the pairing token once the hub says it is leaving the hotspot.
+   * with the pairing token once the hub says it is leaving the hotspot. With
+   * `relay`, the hub uses that relay from then on (a user who runs their own);
+   * a URL the hub refuses comes back as a PairClientError with hubCode ERELAY_URL.
    */
   async sendCredentials(
     phone: E2eePhone,
     ssid: string,
     passphrase: string,
     pairingToken = randomBytes(16).toString('hex'),
+    relay?: { readonly url: string; readonly enrollToken?: string },
   ): Promise<string> {
-    const body = encodeWifiCredentials({ ssid, passphrase, pairingToken });
+    const body = encodeWifiCredentials({
+      ssid,
+      passphrase,
+      pairingToken,
+      ...(relay !== undefined ? { relayUrl: relay.url } : {}),
+      ...(relay?.enrollToken !== undefined ? { relayEnrollToken: relay.enrollToken } : {}),
+    });
     const sealed = await phone.send({ t: 'app', topic: WIFI_CREDENTIALS_TOPIC, body: b64(body) });
     this.send({ kind: 'config', payload: sealed });
     for (;;) {
       const f = await this.next();
       if (f.kind !== 'status') continue;
-      const st = decodeStatus(f.payload);
+      const decoded = decodeStatus(f.payload);
+      if (!decoded.ok) throw frameError(decoded);
+      const st = decoded.value;
       if (st.t !== 'handoff') continue;
       if (st.state === 'leaving-hotspot') return pairingToken;
       if (st.state === 'network-not-found')

@@ -23,10 +23,14 @@ export const INDEX_HTML = `<!doctype html>
   video { width: 100%; max-height: 70vh; background: #000; }
   button { background: #444; color: #eee; border: 0; padding: .4rem .8rem; border-radius: 4px; cursor: pointer; }
   #status { color: #aaa; font-size: .9rem; }
+  #alert { background: #7a1f1f; color: #fff; padding: .5rem 1rem; }
+  #health { background: #6b5200; color: #fff; padding: .5rem 1rem; }
 </style>
 </head>
 <body>
 <header><h1>Vigil</h1><button id="live-btn" type="button">Live</button><span id="status"></span></header>
+<div id="alert" role="alert" hidden></div>
+<div id="health" role="status" hidden></div>
 <main>
   <section id="events"><h2>Events</h2><ul id="event-list"></ul><p id="empty">No events yet.</p></section>
   <section id="player"><video id="video" controls muted playsinline></video></section>
@@ -41,13 +45,30 @@ const list = document.getElementById('event-list');
 const empty = document.getElementById('empty');
 const video = document.getElementById('video');
 const statusEl = document.getElementById('status');
+const alertEl = document.getElementById('alert');
+const healthEl = document.getElementById('health');
 let shown = '';
 let liveAbort = null;
 
 function fmtTime(ms) { return new Date(ms).toLocaleString(); }
 function setStatus(t) { statusEl.textContent = t; }
 
+async function hubStatus() {
+  try {
+    const r = await fetch('api/status', { cache: 'no-store' });
+    if (!r.ok) return;
+    const { hub } = await r.json();
+    const offline = !!(hub && hub.offline);
+    alertEl.hidden = !offline;
+    alertEl.textContent = offline ? hub.message : '';
+    document.body.dataset.hubOffline = offline ? 'yes' : 'no';
+    healthEl.hidden = !(hub && hub.health);
+    healthEl.textContent = hub && hub.health ? hub.health : '';
+  } catch (err) { /* the viewer itself is unreachable: refresh() says so */ }
+}
+
 async function refresh() {
+  hubStatus();
   try {
     const r = await fetch('api/events', { cache: 'no-store' });
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
@@ -90,10 +111,18 @@ async function live() {
   if (!('MediaSource' in window)) { setStatus('this browser has no Media Source Extensions'); return; }
   const ac = new AbortController();
   liveAbort = ac;
-  setStatus('waiting for live video...');
+  setStatus('starting\u2026');
+  document.body.dataset.live = 'starting';
   let res;
-  try { res = await fetch('api/live', { signal: ac.signal }); } catch (err) { setStatus('live: ' + err); return; }
-  if (!res.ok || !res.body) { setStatus('live unavailable (' + res.status + ')'); return; }
+  try { res = await fetch('api/live', { signal: ac.signal }); } catch (err) { setStatus('live: ' + err); document.body.dataset.live = 'failed'; return; }
+  if (res.status === 409 || res.status === 504) {
+    let msg = 'live view unavailable';
+    try { msg = (await res.json()).message; } catch (err) { /* keep the generic text */ }
+    setStatus(msg);
+    document.body.dataset.live = 'refused';
+    return;
+  }
+  if (!res.ok || !res.body) { setStatus('live unavailable (' + res.status + ')'); document.body.dataset.live = 'failed'; return; }
   const codec = res.headers.get('x-vigil-codec') || 'video/mp4; codecs="avc1.42E01E"';
   if (!MediaSource.isTypeSupported(codec)) { setStatus('unsupported live codec ' + codec); return; }
   const ms = new MediaSource();

@@ -13,17 +13,23 @@
  *   GET /                    the page          GET /app.js
  *   GET /api/events          clips (newest first) with their thumbnail's seq
  *   GET /api/items/:seq/media  decrypted clip (video/mp4, Range supported) or thumbnail
- *   GET /api/live            decrypted live fMP4 as one streaming response (for MSE)
+ *   GET /api/live            asks the hub for live view (config group, app/hub-link.ts),
+ *                            then streams the decrypted live fMP4 (for MSE); a refusal is
+ *                            409 and a hub that does not answer 504, each {reason, message}
+ *   GET /api/status          the hub's liveness: {offline, lastSeenAt, message, health}
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listen } from '../../hw/os/net.js';
 import type { Logger } from '../../base/logger.js';
 import type { RelayClient } from '../../protocol/relay-client.js';
 import type { CompanionCrypto } from '../crypto.js';
 import { openItem } from '../crypto.js';
 import { followLive } from '../live.js';
+import type { HubLink } from '../hub-link.js';
+import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S } from '../hub-link.js';
 import { Fmp4Resync } from './fmp4.js';
 import type { ItemStore, StoredItem } from '../store.js';
 import { APP_JS, INDEX_HTML } from './page.js';
@@ -38,6 +44,12 @@ export interface ViewerOptions {
   readonly logger: Logger;
   /** Access token; random when omitted. */
   readonly token?: string;
+  /** The config-group link to the hub: live requests and the offline alert. */
+  readonly link?: HubLink;
+  /** How long the hub may take to answer a live request (default 15 s). */
+  readonly liveAnswerMs?: number;
+  /** Seconds of live view per request (renewed while watched). */
+  readonly liveSeconds?: number;
 }
 
 export interface RunningViewer {
@@ -167,10 +179,42 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     }
     const ac = new AbortController();
     lives.add(ac);
+    let renew: NodeJS.Timeout | undefined;
     res.on('close', () => {
       ac.abort();
       lives.delete(ac);
+      if (renew) clearInterval(renew);
+      // The last watcher left: tell the hub (it would stop anyway when no renewal comes).
+      if (renew && lives.size === 0)
+        opts.link?.stopLive().catch((e: unknown) => {
+          log.warn('live stop not sent', { err: e });
+        });
     });
+    let expect: string | undefined;
+    const link = opts.link;
+    if (link) {
+      const maxS = opts.liveSeconds ?? DEFAULT_LIVE_SECONDS;
+      const answer = await link.requestLive(maxS, opts.liveAnswerMs ?? 15_000, ac.signal);
+      if (ac.signal.aborted) {
+        res.end();
+        return;
+      }
+      if (!answer.ok) {
+        res.writeHead(answer.reason === 'timeout' ? 504 : 409, {
+          ...SECURITY_HEADERS,
+          'content-type': 'application/json',
+        });
+        res.end(JSON.stringify({ reason: answer.reason, message: answer.message }));
+        return;
+      }
+      expect = answer.started.itemId;
+      renew = setInterval(() => {
+        link.renewLive(maxS).catch((e: unknown) => {
+          log.warn('live renewal not sent', { err: e });
+        });
+      }, RENEW_EVERY_S * 1000);
+      renew.unref();
+    }
     const resync = new Fmp4Resync();
     let started = false as boolean;
     let lastIndex = -1;
@@ -205,6 +249,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
           },
         },
         ac.signal,
+        expect,
       );
     } catch (e) {
       if (!ac.signal.aborted) log.warn('live view failed', { err: e });
@@ -271,6 +316,12 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       sendMedia(req, res, got);
       return;
     }
+    if (p === '/api/status') {
+      const status = opts.link?.status() ?? null;
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ hub: status }));
+      return;
+    }
     if (p === '/api/live') {
       await live(req, res);
       return;
@@ -288,13 +339,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       } else res.destroy();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: opts.port ?? 0, host });
   port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/?t=${token}`;
   log.info('viewer listening', { port });

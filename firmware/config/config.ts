@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VigilError } from '../../base/errors.js';
+import { OtaChannelSchema } from '../../protocol/services.js';
 
 const childSpec = z
   .object({
@@ -62,7 +63,8 @@ export const configSchema = z
       }),
     ota: z
       .object({
-        channel: z.enum(['stable', 'beta']).default('stable'),
+        /** Unset: the provisioning bundle's channel, else "stable" (firmware/config/services.ts). */
+        channel: OtaChannelSchema.optional(),
         repositoryUrl: z.url().optional(),
         pollMinutes: z
           .number()
@@ -71,7 +73,7 @@ export const configSchema = z
           .default(360),
       })
       .strict()
-      .default({ channel: 'stable', pollMinutes: 360 }),
+      .default({ pollMinutes: 360 }),
     /**
      * The pairing/reset button and the status LED (firmware/supervisor/panel.ts).
      * `chip: "auto"` picks the Pi's main GPIO chip by label; with no such chip (or

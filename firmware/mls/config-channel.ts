@@ -74,7 +74,7 @@ export interface ConfigHub {
   readonly phones: readonly { readonly phoneId: string }[];
 }
 
-export type ConfigRelay = Pick<RelayClient, 'list' | 'readAll' | 'ack' | 'append'>;
+export type ConfigRelay = Pick<RelayClient, 'list' | 'readAll' | 'ack' | 'append' | 'removePhone'>;
 
 export interface RelayConfigChannelOptions {
   readonly hub: ConfigHub;
@@ -90,6 +90,12 @@ export interface RelayConfigChannelOptions {
   readonly pollWaitMs?: number;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
+
+/** Relay accounts of removed phones still to delete at the relay (survives a crash). */
+const RemovalsFile = z.strictObject({
+  v: z.literal(1),
+  pending: z.array(z.string().min(1).max(128)),
+});
 
 const PeersFile = z.strictObject({
   v: z.literal(1),
@@ -109,6 +115,8 @@ export class RelayConfigChannel implements ConfigChannel {
   /** MLS phone id -> relay phone id. */
   readonly #peers = new Map<string, string>();
   #peersLoaded = false;
+  /** Relay phone ids whose accounts must go (their MLS phone was removed). */
+  #removals: string[] = [];
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   #handled = 0;
@@ -186,6 +194,7 @@ export class RelayConfigChannel implements ConfigChannel {
     });
     while (!signal.aborted) {
       try {
+        await this.#flushRemovals();
         const { items } = await this.#o.client.list({
           group: CONFIG_GROUP,
           waitMs: this.#o.pollWaitMs ?? 25_000,
@@ -242,6 +251,15 @@ export class RelayConfigChannel implements ConfigChannel {
       }
     }
     const m = outcome.message;
+    if (m.t === 'remove-request' && !this.#o.hub.phones.some((p) => p.phoneId === m.phoneId)) {
+      // the phone is gone from MLS: its relay account goes too, so nothing is addressed to it
+      await this.#forgetPeer(m.phoneId);
+      await this.#flushRemovals().catch((e: unknown) => {
+        this.#log.warn('relay account of a removed phone not deleted yet; retrying', {
+          err: reasonOf(e),
+        });
+      });
+    }
     if (m.t === 'app') {
       const handlers = [...(this.#handlers.get(m.topic) ?? [])];
       if (handlers.length === 0)
@@ -303,6 +321,14 @@ export class RelayConfigChannel implements ConfigChannel {
     this.#peersLoaded = true;
     const path = this.#peersPath();
     if (path === undefined || this.#o.fs === undefined) return;
+    const pendingPath = this.#removalsPath();
+    const pendingRaw =
+      pendingPath !== undefined ? await this.#o.fs.readIfExists(pendingPath) : undefined;
+    if (pendingRaw) {
+      const r = RemovalsFile.safeParse(JSON.parse(pendingRaw.toString('utf8')));
+      if (r.success) this.#removals = [...r.data.pending];
+      else this.#log.warn('pending relay removals file invalid; ignored', { path: pendingPath });
+    }
     const raw = await this.#o.fs.readIfExists(path);
     if (!raw) return;
     const parsed = PeersFile.safeParse(JSON.parse(raw.toString('utf8')));
@@ -311,6 +337,59 @@ export class RelayConfigChannel implements ConfigChannel {
       return;
     }
     for (const [k, v] of Object.entries(parsed.data.peers)) this.#peers.set(k, v);
+  }
+
+  #removalsPath(): string | undefined {
+    return this.#o.stateDir !== undefined
+      ? join(this.#o.stateDir, 'relay-removals.json')
+      : undefined;
+  }
+
+  async #saveRemovals(): Promise<void> {
+    const path = this.#removalsPath();
+    if (path === undefined || this.#o.fs === undefined) return;
+    await this.#o.fs.ensureDir(this.#o.stateDir as string);
+    await this.#o.fs.writeFileAtomic(
+      path,
+      JSON.stringify({ v: 1, pending: this.#removals }) + '\n',
+      'relay-removals',
+    );
+  }
+
+  /** Durably queue the removed phone's relay account for deletion, then forget the mapping. */
+  async #forgetPeer(phoneId: string): Promise<void> {
+    const relayId = this.#peers.get(phoneId);
+    if (relayId === undefined) {
+      this.#log.warn('removed phone never wrote over the relay: its relay account is unknown', {
+        phoneId,
+      });
+      return;
+    }
+    if (!this.#removals.includes(relayId)) this.#removals.push(relayId);
+    await this.#saveRemovals();
+    this.#peers.delete(phoneId);
+    const path = this.#peersPath();
+    if (path !== undefined && this.#o.fs !== undefined)
+      await this.#o.fs.writeFileAtomic(
+        path,
+        JSON.stringify({ v: 1, peers: Object.fromEntries(this.#peers) }) + '\n',
+        'config-peers',
+      );
+  }
+
+  /** Delete queued relay accounts (404: already gone). Relay errors propagate. */
+  async #flushRemovals(): Promise<void> {
+    while (this.#removals.length > 0) {
+      const relayId = this.#removals[0] as string;
+      try {
+        await this.#o.client.removePhone(relayId);
+        this.#log.info('relay account of a removed phone deleted', { relayPhoneId: relayId });
+      } catch (e) {
+        if (!(e instanceof RelayHttpError && e.status === 404)) throw e;
+      }
+      this.#removals.shift();
+      await this.#saveRemovals();
+    }
   }
 
   async #learnPeer(phoneId: string, relayId: string): Promise<void> {

@@ -610,7 +610,7 @@ export class MlsHub {
       return { ph, plain: r.message };
     });
     const d = decodeConfigMessage(plain);
-    if (!d.ok) throw d.error;
+    if (!d.ok) throw new ValidationError(d.reason);
     const msg = d.value;
     const phoneId = ph.rec.phoneId;
     const replies: ConfigMessage[] = [];

@@ -16,18 +16,20 @@
  */
 import type { ClientState } from 'ts-mls';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { VigilError, reasonOf } from '../../base/errors.js';
+import { CodedError, reasonOf } from '../../base/errors.js';
 import {
   SUPPORTED_VERSIONS,
   b64,
   errorFrame,
   unb64,
   type ConfigMessage,
+  type PairingErrorCode,
   type PairingFrame,
 } from '../../protocol/e2ee-frames.js';
 import {
   GROUP_KINDS,
   PinnedAuthService,
+  checkKeyPackageLifetime,
   clientConfig,
   decodeKeyPackageMessage,
   encodeMessage,
@@ -44,26 +46,10 @@ import {
 } from '../../protocol/mls-profile.js';
 import type { ConfigOutcome, MlsHub } from './hub.js';
 
-export type PairingErrorCode =
-  | 'EVERSION'
-  | 'EPSK_UNKNOWN'
-  | 'EPSK_MISMATCH'
-  | 'EFOREIGN_KEY_PACKAGE'
-  | 'EKEY_PACKAGE_INVALID'
-  | 'EPHONE_EXISTS'
-  | 'EUNEXPECTED_FRAME'
-  | 'EPEER_ABORTED'
-  | 'EABORTED'
-  | 'EPAIRING_FAILED';
+export type { PairingErrorCode };
 
-export class PairingError extends VigilError {
-  override readonly code: PairingErrorCode;
-  constructor(code: PairingErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-    this.name = 'PairingError';
-    this.code = code;
-  }
-}
+/** The hub end's pairing failure: any code of the protocol's `error` frame. */
+export class PairingError extends CodedError<PairingErrorCode> {}
 
 /** The config group of a freshly paired phone (e.g. to receive Wi-Fi credentials). */
 export interface ConfigChannel {
@@ -230,6 +216,16 @@ export class PairingResponder {
             `${f.group}: key package is not from the phone that said hello`,
           );
         }
+        const lifetimeProblem = checkKeyPackageLifetime(
+          kp.leafNode.lifetime,
+          hub.now(),
+          this.#phoneTime,
+        );
+        if (lifetimeProblem !== undefined)
+          throw new PairingError(
+            'EKEY_PACKAGE_LIFETIME',
+            `${f.group}: key package lifetime rejected: ${lifetimeProblem}`,
+          );
         const auth = new PinnedAuthService([hub.signing, cred]);
         const cfg = clientConfig(p.mls, auth);
         const hkp = await newKeyPackage(p, hub.signing, hub.now(), this.#phoneTime);

@@ -16,6 +16,7 @@ import {
   type HeaderCore,
 } from '../../protocol/container.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
+import type { RandomSource } from '../../base/random.js';
 import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
 import { SILENT, type Logger } from '../../base/logger.js';
 import type { MlsHub } from './hub.js';
@@ -27,6 +28,8 @@ export interface MlsItemSealerDeps {
   /** Max plaintext per chunk (default 64 KiB). A write() larger than this is split. */
   readonly chunkSize?: number;
   readonly logger?: Logger;
+  /** Item ids and content keys (default node:crypto; tests fix them). */
+  readonly random?: RandomSource;
 }
 
 export class SealerError extends VigilError {
@@ -51,10 +54,10 @@ export class MlsItemSealer implements ItemSealer {
   }
 
   async begin(meta: ItemMeta): Promise<SealedItemWriter> {
-    const itemId = newItemId();
+    const itemId = newItemId(this.#d.random);
     const group = GROUP_FOR_ITEM[meta.kind];
     const adv = await this.#d.hub.advance(group, itemId);
-    const cek = newContentKey();
+    const cek = newContentKey(this.#d.random);
     const chunkSize = this.#d.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const core: HeaderCore = {
       itemId,

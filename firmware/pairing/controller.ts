@@ -74,8 +74,15 @@ export interface PairingControllerDeps {
   readonly handleConfig: (bytes: Uint8Array) => Promise<ConfigOutcome>;
   /** Relay rendezvous (relay helper's port). */
   readonly meetAtRelay: (token: string) => Promise<void>;
-  /** Persist the home network (inside the LUKS volume) for the next boot. */
-  readonly saveCredentials?: (c: { ssid: string; passphrase: string }) => Promise<void>;
+  /**
+   * Persist the home network (inside the LUKS volume) for the next boot, and the
+   * relay the phone chose, when it chose one (used from then on, meetAtRelay included).
+   */
+  readonly saveCredentials?: (c: {
+    ssid: string;
+    passphrase: string;
+    relay?: { url: string; enrollToken?: string };
+  }) => Promise<void>;
   readonly window?: PairingWindow;
   readonly logger?: Logger;
 }
@@ -186,7 +193,20 @@ export class PairingController extends EventEmitter<PairingControllerEvents> {
     let outcome: HandoffOutcome;
     try {
       const joined = await this.#d.station.join({ ssid, passphrase });
-      await this.#d.saveCredentials?.({ ssid, passphrase });
+      const chosenRelay =
+        creds.relayUrl === undefined
+          ? undefined
+          : {
+              url: creds.relayUrl,
+              ...(creds.relayEnrollToken !== undefined
+                ? { enrollToken: creds.relayEnrollToken }
+                : {}),
+            };
+      await this.#d.saveCredentials?.({
+        ssid,
+        passphrase,
+        ...(chosenRelay ? { relay: chosenRelay } : {}),
+      });
       let relay: 'met' | 'failed' = 'met';
       try {
         await this.#d.meetAtRelay(creds.pairingToken);

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { listen } from '../../hw/os/net.js';
 import { reasonOf } from '../../base/errors.js';
 import { FrameDecoder, StatusFrame, encodeWireFrame } from '../../protocol/pairing-transport.js';
 import type { WireFrame } from '../../protocol/pairing-transport.js';
@@ -201,13 +202,7 @@ export class PairingServer extends EventEmitter<PairingServerEvents> {
     });
     server.maxConnections = 8;
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port, exclusive: true }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, { host, port, exclusive: true });
     const addr = server.address() as AddressInfo;
     this.#log.info('pairing server listening', { host: addr.address, port: addr.port });
     return addr;

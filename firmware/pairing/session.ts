@@ -128,7 +128,7 @@ export class HubPairingSession implements PairingSession {
         const d = decodeFrame(frame.payload);
         if (!d.ok) {
           this.#d.responder.abort('malformed frame');
-          return fail('EFRAME_PAYLOAD', d.error.message);
+          return fail('EFRAME_PAYLOAD', d.reason);
         }
         const out = await this.#d.responder.handle(d.value);
         const replies: WireFrame[] = out.map((f) => ({
@@ -168,7 +168,8 @@ export class HubPairingSession implements PairingSession {
     const creds = decodeWifiCredentials(Buffer.from(m.body, 'base64url'));
     if (!creds.ok) {
       // the phone may correct and resend: keep the connection
-      replies.push(status({ t: 'error', code: 'EWIFI_CREDENTIALS', message: creds.error.message }));
+      const code = creds.reason.startsWith('relay') ? 'ERELAY_URL' : 'EWIFI_CREDENTIALS';
+      replies.push(status({ t: 'error', code, message: creds.reason }));
       return { replies };
     }
     const { ssid } = creds.value;

@@ -14,6 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
+import { isAborted, pause } from '../../base/async.js';
 import { reasonOf } from '../../base/errors.js';
 import {
   RECOVERY_CHUNK_BYTES,
@@ -115,9 +116,6 @@ export class ConfigEscrowPort implements EscrowPort {
   }
 }
 
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
-
 /**
  * Escrow to every paired phone that has not got it yet; on failure wait and
  * try again until `signal` aborts. Resolves when nothing is left to send.
@@ -141,15 +139,7 @@ export async function runEscrow(opts: {
     } catch (e) {
       if (isAborted(signal)) return;
       opts.logger.warn('recovery escrow failed; will retry', { err: reasonOf(e) });
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, opts.retryMs ?? 30_000);
-        function done(): void {
-          clearTimeout(t);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await pause(opts.retryMs ?? 30_000, signal);
     }
   }
 }

@@ -28,6 +28,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { HostPaths } from '../../hw/os/host-paths.js';
+import { isAborted, pause } from '../../base/async.js';
 import { reasonOf } from '../../base/errors.js';
 import {
   CHALLENGE_TTL_MS,
@@ -182,25 +183,6 @@ export interface RelayPhoneUnlockOptions {
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** Read through a call: the flag changes while awaiting. */
-const isAborted = (s: AbortSignal): boolean => s.aborted;
-
 /** The hub's PhoneUnlockPort over relay group `unlock` (works while the volume is locked). */
 export class RelayPhoneUnlock implements PhoneUnlockPort {
   readonly #o: RelayPhoneUnlockOptions;
@@ -259,7 +241,7 @@ export class RelayPhoneUnlock implements PhoneUnlockPort {
         if (e instanceof RelayHttpError && e.status < 500 && e.status !== 429 && e.status !== 408)
           this.#log.error('the relay refuses the unlock channel', { err: reasonOf(e) });
         else this.#log.warn('unlock channel: relay unreachable; retrying', { err: reasonOf(e) });
-        await sleep(delay, signal);
+        await pause(delay, signal);
         delay = Math.min(backoff.maxMs, delay * 2);
       }
     }

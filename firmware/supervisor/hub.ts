@@ -64,6 +64,8 @@ export interface HubOptions {
   readonly unlockRetryMs?: number;
   /** Every state entered (the status LED: firmware/supervisor/panel.ts). */
   readonly onState?: (state: State) => void;
+  /** Rewrite the status file this often, so service fields (last contacts) stay current (default 30 s). */
+  readonly statusRefreshMs?: number;
 }
 
 export interface HubStatus {
@@ -226,6 +228,9 @@ export class Hub {
       if (this.executor.state.name === 'locked' && !this.#unlocking)
         this.executor.dispatch({ type: 'unlock-retry' });
     }, this.#opts.unlockRetryMs ?? 30_000);
+    const refresh = setInterval(() => {
+      this.#writeStatus();
+    }, this.#opts.statusRefreshMs ?? 30_000);
     await notifier.ready(describe(this.executor.state)).catch((err: unknown) => {
       logger.warn('sd_notify READY failed', { error: err });
     });
@@ -235,6 +240,7 @@ export class Hub {
     });
     await this.executor.done;
     clearInterval(retry);
+    clearInterval(refresh);
     this.#stopWatchdog();
     logger.info('hub stopped', { exitCode: this.#exitCode });
     return this.#exitCode;
@@ -250,6 +256,11 @@ export class Hub {
       process.exit(exitCode || 1);
     }, deadline);
     t.unref();
+    // A stop that finished in time must not fire later: a program that stops a hub and goes
+    // on (the local run's tests, a restart in one process) would be killed by it.
+    void this.executor.done.then(() => {
+      clearTimeout(t);
+    });
     this.executor.dispatch({ type: 'stop-requested', exitCode });
   }
 }

@@ -27,6 +27,14 @@ import type { StorageWiring } from '../storage/hub-wiring.js';
 import type { HubRetention } from '../storage/hub-retention.js';
 import type { Storage } from '../storage/storage.js';
 import type { HubServices, UnlockResult } from './hub.js';
+import type { ProvisioningBundle } from '../../protocol/provisioning-bundle.js';
+import {
+  ServiceContacts,
+  readRelayOverride,
+  resolveRelay,
+  saveRelayOverride,
+} from '../config/services.js';
+import type { ResolvedRelay } from '../config/services.js';
 import type { Event } from './state.js';
 
 export interface ProductionDeps {
@@ -64,7 +72,19 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   const env = deps.env ?? process.env;
   const mountPoint = paths.host(config.storage.dataDir);
 
-  let identity: { deviceId: string; secret: Uint8Array; psk: ExternalPsk } | undefined;
+  let identity:
+    | {
+        deviceId: string;
+        secret: Uint8Array;
+        psk: ExternalPsk;
+        services: Pick<ProvisioningBundle, 'relay' | 'ota'>;
+      }
+    | undefined;
+  // the relay in use and when it last answered (`vigil hub status`)
+  const contacts = new ServiceContacts();
+  let relayInUse: ResolvedRelay | undefined;
+  // the relay the device account (so the uplink) is at, when it differs from the chosen one
+  let relayAccountElsewhere: string | undefined;
   let mls: MlsHub | undefined;
   let pairing: PairingController | undefined;
   let media: MediaPipeline | undefined;
@@ -112,6 +132,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     };
   }
   let configChannel: RelayConfigChannel | undefined;
+  let liveControl: { close(): Promise<void> } | undefined;
+  let liveness: { stop(): void } | undefined;
+  let stopHealth: (() => void) | undefined;
   let storageWiring: StorageWiring | undefined;
   let dataStorage: Storage | undefined;
 
@@ -134,8 +157,19 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       deviceId: bundle.deviceId,
       secret: bundle.secret,
       psk: { id: d.mlsPskId, secret: d.mlsPsk },
+      services: {
+        ...(bundle.relay ? { relay: bundle.relay } : {}),
+        ...(bundle.ota ? { ota: bundle.ota } : {}),
+      },
     };
     return identity;
+  }
+
+  /** The phone's choice > relay.url of the config > the bundle (firmware/config/services.ts). */
+  async function effectiveRelay(dataDir: string): Promise<ResolvedRelay | undefined> {
+    const id = await loadIdentity(dataDir);
+    relayInUse = resolveRelay(config, id.services, await readRelayOverride(fs, dataDir));
+    return relayInUse;
   }
 
   async function openMls(dataDir: string): Promise<MlsHub> {
@@ -270,7 +304,6 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         import('../../hw/clock/system-clock.js'),
         import('../pairing/factory-reset.js'),
       ]);
-      const relayUrl = config.relay.url;
       const timeSync = new TimeSync({
         clock: deps.clock ?? new DateCommandClock(),
         buildTimeMs: buildTimeOf(),
@@ -290,16 +323,30 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
             JSON.stringify({ ssid: c.ssid, passphrase: c.passphrase }) + '\n',
             'home-wifi',
           );
+          if (c.relay) {
+            await saveRelayOverride(fs, dataDir, c.relay);
+            log.info('the phone chose the relay', { url: c.relay.url });
+          }
         },
         meetAtRelay: async (token: string) => {
-          if (relayUrl === undefined) throw new VigilError('ENORELAY', 'no relay.url configured');
+          const relay = await effectiveRelay(dataDir);
+          if (relay === undefined)
+            throw new VigilError(
+              'ENORELAY',
+              'no relay: none in the config file (relay.url), the provisioning bundle, or from the phone',
+            );
           await revokePendingRelayPhones(await resetDeps(dataDir), dataDir, signal);
-          const anon = new RelayClient({ url: relayUrl });
-          const acct = (await readRelayAccount(dataDir)) ?? {
-            url: relayUrl,
-            deviceId: id.deviceId,
-            token: (await anon.registerDevice(id.deviceId)).token,
-          };
+          const anon = new RelayClient({ url: relay.url, fetch: contacts.relayFetch() });
+          const saved = await readRelayAccount(dataDir);
+          // an account at another relay (the phone chose a new one) does not count here
+          const acct =
+            saved?.url === relay.url
+              ? saved
+              : {
+                  url: relay.url,
+                  deviceId: id.deviceId,
+                  token: (await anon.registerDevice(id.deviceId, relay.enrollToken)).token,
+                };
           await fs.writeFileAtomic(
             join(dataDir, RELAY_ACCOUNT_FILE),
             JSON.stringify(acct) + '\n',
@@ -354,6 +401,13 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       const id = await loadIdentity(dataDir);
       rejoinHomeWifi(dataDir);
       const acct = await readRelayAccount(dataDir);
+      const relay = await effectiveRelay(dataDir);
+      relayAccountElsewhere = acct && relay && relay.url !== acct.url ? acct.url : undefined;
+      if (relayAccountElsewhere !== undefined)
+        log.warn('the relay account is at another relay than the one chosen; pair again to move', {
+          account: relayAccountElsewhere,
+          chosen: relay?.url,
+        });
       const [
         { createUplink },
         { MlsItemSealer },
@@ -381,6 +435,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       const dropLedger = await DropLedger.open(dataDir, fs, log);
       hub.dropReporter = (phoneId) => dropLedger.take(phoneId);
       uplink = await createUplink({
+        fetch: contacts.relayFetch(),
         relayUrl: acct.url,
         credentials: { deviceId: acct.deviceId, token: acct.token },
         stateDir: join(dataDir, 'uplink'),
@@ -418,7 +473,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       ]);
       configChannel = new RelayConfigChannel({
         hub,
-        client: new RelayClient({ url: acct.url, token: acct.token }),
+        client: new RelayClient({ url: acct.url, token: acct.token, fetch: contacts.relayFetch() }),
         logger: log,
         stateDir: join(dataDir, 'config'),
         fs,
@@ -481,6 +536,19 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         if (e.type === 'motion-end') deps.onRecording?.(false);
       });
       await media.start();
+      // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
+      // health notices over the config group. Services run only with storage unlocked.
+      const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }] = await Promise.all([
+        import('../media/live-control.js'),
+        import('../mls/liveness.js'),
+        import('../media/health-notices.js'),
+      ]);
+      const channel = configChannel;
+      liveControl = new LiveControl({ channel, media: () => media, logger: log });
+      stopHealth = sendHealthNotices({ media, channel, logger: log });
+      const beats = new HubLiveness({ channel, logger: log });
+      beats.start();
+      liveness = beats;
     },
 
     async shutdown(): Promise<void> {
@@ -493,6 +561,12 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     async stopServices(): Promise<void> {
       rejoin?.abort();
       rejoin = undefined;
+      liveness?.stop();
+      stopHealth?.();
+      await liveControl?.close();
+      liveness = undefined;
+      stopHealth = undefined;
+      liveControl = undefined;
       await media?.stop();
       await storageWiring?.stop();
       await configChannel?.stop();
@@ -514,6 +588,12 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
     status: () => ({
       ...(identity ? { deviceId: identity.deviceId } : {}),
+      relay: {
+        url: relayInUse?.url ?? null,
+        ...(relayInUse ? { source: relayInUse.source } : {}),
+        ...(relayAccountElsewhere !== undefined ? { accountAt: relayAccountElsewhere } : {}),
+        lastContact: contacts.lastRelayContact,
+      },
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),
       ...(retention ? { retention: retention.status() } : {}),

@@ -59,6 +59,39 @@ export const CAP = {
 
 export const FMT_FLAG = { compressed: 0x1, emulated: 0x2 } as const;
 
+/** A queue's formats, each with its frame sizes and (for discrete sizes) rates. */
+export type FormatTree = readonly (RawFormatDesc & {
+  readonly sizes: readonly (RawFrameSize & { readonly fps?: readonly number[] })[];
+})[];
+
+/**
+ * The format tree of a queue: in one open of the device when the binding can
+ * (`enumerateAll`), else call by call. Either way a size whose rates cannot be
+ * listed gets none.
+ */
+export async function enumerateFormats(
+  b: V4l2Binding,
+  path: string,
+  type: BufType,
+): Promise<FormatTree> {
+  if (b.enumerateAll) return b.enumerateAll(path, type);
+  const out = [];
+  for (const d of await b.enumFormats(path, type)) {
+    const sizes = [];
+    for (const s of await b.enumFrameSizes(path, d.fourcc)) {
+      if (s.type !== 'discrete') sizes.push(s);
+      else {
+        const fps = await b
+          .enumFrameRates(path, d.fourcc, s.width, s.height)
+          .catch(() => [] as readonly number[]);
+        sizes.push({ ...s, fps });
+      }
+    }
+    out.push({ ...d, sizes });
+  }
+  return out;
+}
+
 export interface V4l2Binding {
   /** Device nodes named videoN under `devDir`. */
   listDevices(): Promise<readonly string[]>;
@@ -82,12 +115,7 @@ export interface V4l2Binding {
    * Formats of a queue with their frame sizes and discrete rates, in one open of
    * the device (optional: each open is costly under emulation and libv4l).
    */
-  enumerateAll?(
-    path: string,
-    type: BufType,
-  ): Promise<
-    readonly (RawFormatDesc & { sizes: readonly (RawFrameSize & { fps?: readonly number[] })[] })[]
-  >;
+  enumerateAll?(path: string, type: BufType): Promise<FormatTree>;
   /** VIDIOC_S_CTRL for each control id; returns the ids the driver refused. */
   setControls(path: string, controls: ReadonlyMap<number, number>): Promise<readonly number[]>;
 }
@@ -328,18 +356,13 @@ export class LibV4l2Binding implements V4l2Binding {
     });
   }
 
-  enumerateAll(
-    path: string,
-    type: BufType,
-  ): Promise<
-    readonly (RawFormatDesc & { sizes: readonly (RawFrameSize & { fps?: readonly number[] })[] })[]
-  > {
+  enumerateAll(path: string, type: BufType): Promise<FormatTree> {
     return this.#withFd(path, 'enumerate formats', (n, fd) =>
       LibV4l2Binding.#formatsOn(n, fd, type).map((f) => ({
         ...f,
         sizes: LibV4l2Binding.#sizesOn(n, fd, f.fourcc).map((sz) =>
           sz.type === 'discrete'
-            ? { ...sz, fps: LibV4l2Binding.#ratesOn(n, fd, f.fourcc, sz.width, sz.height) }
+            ? { ...sz, fps: LibV4l2Binding.#ratesOrNone(n, fd, f.fourcc, sz.width, sz.height) }
             : sz,
         ),
       })),
@@ -394,10 +417,25 @@ export class LibV4l2Binding implements V4l2Binding {
           minHeight: w.min_height,
           maxHeight: w.max_height,
         });
-        break;
+        break; // stepwise/continuous is a single entry
       }
     }
     return out;
+  }
+
+  /** Rates at one size; a driver that fails to list them (e.g. ENOTTY) offers none. */
+  static #ratesOrNone(
+    n: Native,
+    fd: number,
+    fourcc: string,
+    width: number,
+    height: number,
+  ): number[] {
+    try {
+      return LibV4l2Binding.#ratesOn(n, fd, fourcc, width, height);
+    } catch {
+      return [];
+    }
   }
 
   static #ratesOn(n: Native, fd: number, fourcc: string, width: number, height: number): number[] {
@@ -410,8 +448,9 @@ export class LibV4l2Binding implements V4l2Binding {
       iv.height = height;
       try {
         n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FRAMEINTERVALS, iv.ref());
-      } catch {
-        break;
+      } catch (e) {
+        if (errnoOf(e) === EINVAL) break;
+        throw e;
       }
       if (iv.type !== 1) break;
       const { numerator, denominator } = iv.union.discrete;
@@ -421,61 +460,13 @@ export class LibV4l2Binding implements V4l2Binding {
   }
 
   enumFormats(path: string, type: BufType): Promise<readonly RawFormatDesc[]> {
-    return this.#withFd(path, 'VIDIOC_ENUM_FMT', (n, fd) => {
-      const out: RawFormatDesc[] = [];
-      for (let index = 0; index < 64; index++) {
-        const d = new n.dev2.v4l2_fmtdesc();
-        d.index = index;
-        d.type = type;
-        try {
-          n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FMT, d.ref());
-        } catch (e) {
-          if (errnoOf(e) === EINVAL) break;
-          throw e;
-        }
-        out.push({
-          fourcc: fourccToString(d.pixelformat),
-          description: cString(d.description),
-          flags: d.flags,
-        });
-      }
-      return out;
-    });
+    return this.#withFd(path, 'VIDIOC_ENUM_FMT', (n, fd) => LibV4l2Binding.#formatsOn(n, fd, type));
   }
 
   enumFrameSizes(path: string, fourcc: string): Promise<readonly RawFrameSize[]> {
-    return this.#withFd(path, 'VIDIOC_ENUM_FRAMESIZES', (n, fd) => {
-      const out: RawFrameSize[] = [];
-      for (let index = 0; index < 64; index++) {
-        const s = new n.dev2.v4l2_frmsizeenum();
-        s.index = index;
-        s.pixel_format = fourccFromString(fourcc);
-        try {
-          n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FRAMESIZES, s.ref());
-        } catch (e) {
-          if (errnoOf(e) === EINVAL) break;
-          throw e;
-        }
-        if (s.type === 1) {
-          out.push({
-            type: 'discrete',
-            width: s.union.discrete.width,
-            height: s.union.discrete.height,
-          });
-        } else {
-          const w = s.union.stepwise;
-          out.push({
-            type: 'stepwise',
-            minWidth: w.min_width,
-            maxWidth: w.max_width,
-            minHeight: w.min_height,
-            maxHeight: w.max_height,
-          });
-          break; // stepwise/continuous is a single entry
-        }
-      }
-      return out;
-    });
+    return this.#withFd(path, 'VIDIOC_ENUM_FRAMESIZES', (n, fd) =>
+      LibV4l2Binding.#sizesOn(n, fd, fourcc),
+    );
   }
 
   enumFrameRates(
@@ -484,26 +475,9 @@ export class LibV4l2Binding implements V4l2Binding {
     width: number,
     height: number,
   ): Promise<readonly number[]> {
-    return this.#withFd(path, 'VIDIOC_ENUM_FRAMEINTERVALS', (n, fd) => {
-      const out: number[] = [];
-      for (let index = 0; index < 64; index++) {
-        const iv = new n.dev2.v4l2_frmivalenum();
-        iv.index = index;
-        iv.pixel_format = fourccFromString(fourcc);
-        iv.width = width;
-        iv.height = height;
-        try {
-          n.lib.v4l2_ioctl(fd, n.dev2.ioctl.VIDIOC_ENUM_FRAMEINTERVALS, iv.ref());
-        } catch (e) {
-          if (errnoOf(e) === EINVAL) break;
-          throw e;
-        }
-        if (iv.type !== 1) break;
-        const { numerator, denominator } = iv.union.discrete;
-        if (numerator > 0) out.push(denominator / numerator);
-      }
-      return out.sort((a, b) => b - a);
-    });
+    return this.#withFd(path, 'VIDIOC_ENUM_FRAMEINTERVALS', (n, fd) =>
+      LibV4l2Binding.#ratesOn(n, fd, fourcc, width, height),
+    );
   }
 
   async getFormat(path: string): Promise<CameraFormat> {

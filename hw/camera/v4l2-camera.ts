@@ -10,12 +10,11 @@ import type {
   CameraFormat,
   CameraPresenceEvent,
   Frame,
-  FrameSize,
   PixelFormatInfo,
 } from './camera.js';
 import { CameraError, FormatMismatchError, formatDiffers, watchPresence } from './camera.js';
 import type { RawCapability, V4l2Binding } from './v4l2-binding.js';
-import { BUF_TYPE, CAP, CID, FMT_FLAG } from './v4l2-binding.js';
+import { BUF_TYPE, CAP, CID, FMT_FLAG, enumerateFormats } from './v4l2-binding.js';
 
 /** ffmpeg's -input_format names for the V4L2 FourCCs a camera may offer. */
 const FFMPEG_INPUT_FORMAT: Readonly<Record<string, string>> = {
@@ -100,48 +99,22 @@ export class V4l2Camera implements Camera {
   }
 
   async formats(): Promise<readonly PixelFormatInfo[]> {
-    if (this.#b.enumerateAll) {
-      const all = await this.#b.enumerateAll(this.id, BUF_TYPE.capture);
-      return all.map((d) => ({
-        fourcc: d.fourcc,
-        description: d.description,
-        compressed: (d.flags & FMT_FLAG.compressed) !== 0,
-        emulated: (d.flags & FMT_FLAG.emulated) !== 0,
-        sizes: d.sizes.flatMap((s) =>
-          s.type === 'discrete'
-            ? [{ width: s.width, height: s.height, fps: s.fps ?? [] }]
-            : [
-                { width: s.maxWidth, height: s.maxHeight, fps: [] },
-                { width: s.minWidth, height: s.minHeight, fps: [] },
-              ],
-        ),
-      }));
-    }
-    const descs = await this.#b.enumFormats(this.id, BUF_TYPE.capture);
-    const out: PixelFormatInfo[] = [];
-    for (const d of descs) {
-      const sizes: FrameSize[] = [];
-      for (const s of await this.#b.enumFrameSizes(this.id, d.fourcc)) {
-        if (s.type === 'discrete') {
-          const fps = await this.#b
-            .enumFrameRates(this.id, d.fourcc, s.width, s.height)
-            .catch(() => [] as readonly number[]);
-          sizes.push({ width: s.width, height: s.height, fps });
-        } else {
-          // A range: report its corners; setFormat negotiates anything in between.
-          sizes.push({ width: s.maxWidth, height: s.maxHeight, fps: [] });
-          sizes.push({ width: s.minWidth, height: s.minHeight, fps: [] });
-        }
-      }
-      out.push({
-        fourcc: d.fourcc,
-        description: d.description,
-        compressed: (d.flags & FMT_FLAG.compressed) !== 0,
-        emulated: (d.flags & FMT_FLAG.emulated) !== 0,
-        sizes,
-      });
-    }
-    return out;
+    const all = await enumerateFormats(this.#b, this.id, BUF_TYPE.capture);
+    return all.map((d) => ({
+      fourcc: d.fourcc,
+      description: d.description,
+      compressed: (d.flags & FMT_FLAG.compressed) !== 0,
+      emulated: (d.flags & FMT_FLAG.emulated) !== 0,
+      sizes: d.sizes.flatMap((s) =>
+        s.type === 'discrete'
+          ? [{ width: s.width, height: s.height, fps: s.fps ?? [] }]
+          : // A range: report its corners; setFormat negotiates anything in between.
+            [
+              { width: s.maxWidth, height: s.maxHeight, fps: [] },
+              { width: s.minWidth, height: s.minHeight, fps: [] },
+            ],
+      ),
+    }));
   }
 
   currentFormat(): Promise<CameraFormat> {

@@ -10,6 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
+import { listen } from '../os/net.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,13 +43,7 @@ export class MotionFrameSocket {
     const self = new MotionFrameSocket(dir, o);
     const server = self.#server;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(self.path, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, { path: self.path });
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
       throw e;

@@ -311,14 +311,29 @@ export class DurableFs {
     this.#tmpSeq += 1;
     const tmp = join(dir, `.${basename(path)}.${process.pid}.${this.#tmpSeq}.tmp`);
     this.crash.point(`${label}:before-write`);
-    await this.#writeNoSync(tmp, data);
+    await this.#orDiscard(tmp, () => this.#writeNoSync(tmp, data));
     this.crash.point(`${label}:written`);
-    await this.#fsyncFile(tmp);
+    await this.#orDiscard(tmp, () => this.#fsyncFile(tmp));
     this.crash.point(`${label}:fsynced`);
-    await this.#rename(tmp, path);
+    await this.#orDiscard(tmp, () => this.#rename(tmp, path));
     this.crash.point(`${label}:renamed`);
     await this.#fsyncDir(dir);
     this.crash.point(`${label}:dir-fsynced`);
+  }
+
+  /**
+   * Run one step of an atomic write; when it fails (a full disk, an I/O error),
+   * remove the temp file before rethrowing, so a failed write holds no space.
+   * Crash points are outside these steps: a simulated crash leaves the temp as
+   * a real one would.
+   */
+  async #orDiscard(tmp: string, step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
+    }
   }
 
   /** Durably remove a file (no error when absent). */

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { pathExists } from '../os/fs.js';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sleep } from '../../base/async.js';
 import { VigilError } from '../../base/errors.js';
 import type { Logger } from '../../base/logger.js';
 import { SILENT } from '../../base/logger.js';
@@ -361,8 +362,4 @@ export class HostapdHotspot extends EventEmitter<HotspotEvents> implements Hotsp
     await this.#teardown();
     if (was) this.#d.logger.info('hotspot down');
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -10,6 +10,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { pathExists } from '../os/fs.js';
 import { join } from 'node:path';
+import { sleep } from '../../base/async.js';
 import { VigilError } from '../../base/errors.js';
 import type { Logger } from '../../base/logger.js';
 import { SILENT } from '../../base/logger.js';
@@ -396,8 +397,4 @@ export class WpaSupplicantStation implements Station {
     }
     await rm(this.#dir, { recursive: true, force: true });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -41,6 +41,8 @@ t.test('usage errors and an unpaired directory', async (t) => {
     ['list', '--dir'],
     ['list', '--log-level', 'loud'],
     ['live', '-o', 'x', '--seconds', '0'],
+    ['live', '-o', 'x', '--wait', 'soon'],
+    ['sync', '--follow', '--heartbeat-every', '0'],
   ])
     await t.rejects(command.run(ctx([...argv])), UsageError, argv.join(' ') || '(none)');
   await t.rejects(command.run(ctx(['list', '--dir', dir])), { code: 'ENOTPAIRED' });
@@ -120,6 +122,17 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   t.equal(await command.run(h.ctx(['heartbeat', '--dir', appDir])), 0);
   await responder;
   t.match(h.out.join(''), /heartbeat sent[\s\S]*hub: message of 3 bytes/);
+
+  // live with nothing arriving: exit 1 with the reason, not 0 bytes and 0
+  const nothing = io();
+  t.equal(
+    await command.run(
+      nothing.ctx(['live', '-o', join(dir, 'none.mp4'), '--wait', '1', '--dir', appDir]),
+    ),
+    1,
+    'live exits non-zero when no video arrives',
+  );
+  t.match(nothing.err.join(''), /vigil app live: no live video arrived within 1 s/);
 
   // live: a short live item, followed until its end record
   const l = io();

@@ -158,3 +158,41 @@ t.test(
     t.equal(await store.get(st.seq), undefined);
   },
 );
+
+t.test('run() stops at once when aborted during a retry delay', async (t) => {
+  // a relay address nobody listens on: every pass fails and the loop backs off
+  const { createServer } = await import('node:net');
+  const probe = createServer();
+  await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((res) =>
+    probe.close(() => {
+      res();
+    }),
+  );
+  const { dir, cleanup } = await tempDir('vigil-sync-abort-');
+  t.teardown(cleanup);
+  const { RelayClient } = await import('../../protocol/relay-client.js');
+  const { JsonLogger } = await import('../../base/logger.js');
+  let failed!: () => void;
+  const firstFailure = new Promise<void>((res) => (failed = res));
+  const logger = new JsonLogger('sync', {
+    write: (l) => {
+      if (l.includes('sync failed; retrying')) failed();
+    },
+  });
+  const syncer = new Syncer({
+    client: new RelayClient({ url: `http://127.0.0.1:${port}`, token: 'x' }),
+    crypto: new StaticKeyCrypto(randomBytes(32)),
+    store: new ItemStore(`${dir}/app`, new DurableFs()),
+    logger,
+    // a delay far longer than the test may run: only the abort can end it
+    backoff: { initialMs: 3_600_000, maxMs: 3_600_000 },
+  });
+  const ac = new AbortController();
+  const running = syncer.run(ac.signal);
+  await firstFailure;
+  ac.abort();
+  await running;
+  t.pass('run() returned after the abort, without waiting out the retry delay');
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Mutex, isAborted, pause, sleep } from '../../base/async.js';
+import { Mutex, isAborted, pause, sleep, untilAborted } from '../../base/async.js';
 
 t.test('pause waits, and ends early (resolving) on abort', async (t) => {
   const ac = new AbortController();
@@ -54,4 +54,18 @@ t.test('sleep resolves after the wait and rejects with the abort reason', async 
   ac.abort(new Error('stop now'));
   await t.rejects(p, { message: 'stop now' });
   await t.rejects(sleep(1, ac.signal), { message: 'stop now' }, 'already aborted: rejects at once');
+});
+
+t.test('untilAborted resolves on the abort, or at once when already aborted', async (t) => {
+  const ac = new AbortController();
+  let done = false;
+  const p = untilAborted(ac.signal).then(() => (done = true));
+  await Promise.resolve();
+  await Promise.resolve();
+  t.equal(done, false, 'waits while the signal is live');
+  ac.abort();
+  await p;
+  t.equal(done, true, 'resolved by the abort');
+  await untilAborted(ac.signal); // already aborted: no listener would ever fire
+  t.equal(isAborted(undefined), false, 'no signal is never aborted');
 });

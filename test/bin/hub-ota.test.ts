@@ -2,10 +2,11 @@
 // HTTP, real slots and a stand-in for the rest of the hub (the real restart path with a
 // real hub process is test/integration/ota-restart.test.ts).
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { parseConfig } from '../../firmware/config/config.js';
-import { MemoryLogger } from '../../base/logger.js';
+import { JsonLogger, MemoryLogger } from '../../base/logger.js';
 import type { HubServices } from '../../firmware/supervisor/hub.js';
 import type { Event } from '../../firmware/supervisor/state.js';
 import { DurableFs } from '../../hw/os/fs.js';
@@ -19,19 +20,26 @@ import {
   withOta,
 } from '../../bin/hub-ota.js';
 import { ENV_TRIAL } from '../../ota/launcher.js';
+import type { AppSender } from '../../ota/report.js';
+import { OTA_REPORT_TOPIC, decodeOtaReport } from '../../protocol/ota-report.js';
+import type { OtaReport } from '../../protocol/ota-report.js';
 import { HostAppSlots } from '../../ota/slots.js';
 import { makeRepo, publish, tempDir } from '../ota/helpers.js';
+import { encodeBundle, BUNDLE_FILE } from '../../protocol/provisioning-bundle.js';
+import { newIdentity } from '../../protocol/identity.js';
+import { OTA_ROOT_FILE } from '../../protocol/services.js';
 import type { Repo } from '../ota/helpers.js';
 
 /** The rest of the hub: a class with private state, like DevServices. */
 class Inner implements HubServices {
   readonly #calls: string[] = [];
   paired: () => Promise<boolean> = () => Promise.resolve(true);
+  channel: AppSender | undefined;
   get calls(): string[] {
     return this.#calls;
   }
-  get configChannel(): undefined {
-    return undefined;
+  get configChannel(): AppSender | undefined {
+    return this.channel;
   }
   unlockStorage() {
     return Promise.resolve({ ok: true as const, dataDir: '/data' });
@@ -108,11 +116,55 @@ function config(repo: Repo | undefined) {
   });
 }
 
-async function until(pred: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+/** A promise and the callback that settles it: tests wait for events, not for time. */
+function signal<T = void>(): { promise: Promise<T>; fire: (v: T) => void } {
+  let fire!: (v: T) => void;
+  const promise = new Promise<T>((r) => (fire = r));
+  return { promise, fire };
+}
+
+/** A DurableFs that holds chosen operations until the test lets them go on. */
+class GatedFs extends DurableFs {
+  readonly #gates = new Map<string, { entered: () => void; released: Promise<void> }>();
+
+  /** Hold the next `op` on a file named `name`; resolves `entered` when it arrives. */
+  hold(op: 'read' | 'write', name: string): { entered: Promise<void>; release: () => void } {
+    const entered = signal();
+    const released = signal();
+    this.#gates.set(`${op} ${name}`, {
+      entered: () => {
+        entered.fire();
+      },
+      released: released.promise,
+    });
+    return {
+      entered: entered.promise,
+      release: () => {
+        released.fire();
+      },
+    };
+  }
+
+  async #pass(op: 'read' | 'write', path: string): Promise<void> {
+    const g = this.#gates.get(`${op} ${basename(path)}`);
+    if (g === undefined) return;
+    this.#gates.delete(`${op} ${basename(path)}`);
+    g.entered();
+    await g.released;
+  }
+
+  override async readIfExists(path: string): Promise<Buffer | undefined> {
+    await this.#pass('read', path);
+    return super.readIfExists(path);
+  }
+
+  override async writeFileAtomic(
+    path: string,
+    data: Uint8Array | string,
+    label?: string,
+  ): Promise<void> {
+    await this.#pass('write', path);
+    return super.writeFileAtomic(path, data, label);
   }
 }
 
@@ -141,6 +193,7 @@ t.test('a staged update goes through update-staged / apply-update to a restart',
   const inner = new Inner();
   const stops: number[] = [];
   const events: Event[] = [];
+  const staged = signal();
   const log = new MemoryLogger('t');
   const svc = withOta(inner, {
     config: config(r.repo),
@@ -148,10 +201,19 @@ t.test('a staged update goes through update-staged / apply-update to a restart',
     logger: log,
     env: {},
     stop: (c) => stops.push(c),
+    applyWaitMs: 600_000, // the state machine applies (below): no fallback restart here
   });
   const ac = new AbortController();
-  await svc.startServices(r.data, ac.signal, (e) => events.push(e), undefined as never);
-  await until(() => events.some((e) => e.type === 'update-staged'), 'update-staged');
+  await svc.startServices(
+    r.data,
+    ac.signal,
+    (e) => {
+      events.push(e);
+      staged.fire();
+    },
+    undefined as never,
+  );
+  await staged.promise;
   tt.same(events, [{ type: 'update-staged', version: '2.0.0' }]);
   const st = await r.slots.status();
   tt.match(st.pointer, {
@@ -173,13 +235,17 @@ t.test('a state machine that never applies: the hub restarts anyway', async (tt)
   const r = await rig(tt);
   await publish(r.repo, r.root, '2.0.0');
   const stops: number[] = [];
+  const stopped = signal();
   const svc = withOta(new Inner(), {
     config: config(r.repo),
     paths: r.paths,
     logger: new MemoryLogger('t'),
     env: {},
-    stop: (c) => stops.push(c),
-    applyWaitMs: 50,
+    stop: (c) => {
+      stops.push(c);
+      stopped.fire();
+    },
+    applyWaitMs: 50, // the wait under test: nobody applies, however long it takes
   });
   await svc.startServices(
     r.data,
@@ -187,7 +253,7 @@ t.test('a state machine that never applies: the hub restarts anyway', async (tt)
     () => undefined,
     undefined as never,
   );
-  await until(() => stops.length > 0, 'the stop');
+  await stopped.promise;
   tt.same(stops, [TRIAL_RESTART_EXIT]);
   await svc.stopServices();
 });
@@ -213,7 +279,18 @@ t.test('trial start: healthy → commit and a kept outcome', async (tt) => {
   const r = await rig(tt);
   await launchedTrial(r);
   const stops: number[] = [];
-  const svc = withOta(new Inner(), {
+  const inner = new Inner();
+  // The phone is not reachable: the report is tried, fails, and the outcome is kept.
+  const sent = signal<{ topic: string; report: OtaReport }>();
+  inner.channel = {
+    sendApp: (topic, body) => {
+      const d = decodeOtaReport(body);
+      if (!d.ok) return Promise.reject(new Error(d.reason));
+      sent.fire({ topic, report: d.value });
+      return Promise.reject(new Error('no phone reachable'));
+    },
+  };
+  const svc = withOta(inner, {
     config: config(undefined),
     paths: r.paths,
     logger: new MemoryLogger('t'),
@@ -226,8 +303,11 @@ t.test('trial start: healthy → commit and a kept outcome', async (tt) => {
     () => undefined,
     undefined as never,
   );
-  await until(async () => (await r.slots.status()).pointer.committed === 'b', 'the commit');
-  tt.equal((await r.slots.status()).pointer.trial, undefined);
+  const { topic, report } = await sent.promise;
+  tt.equal(topic, OTA_REPORT_TOPIC);
+  tt.match(report.outcome, { kind: 'committed', version: '2.0.0', from: '1.0.0' });
+  await svc.stopServices(); // waits for the trial's last write
+  tt.match((await r.slots.status()).pointer, { committed: 'b', trial: undefined });
   const out = JSON.parse(await readFile(r.paths.host(`${OTA_PATHS.state}/outcome.json`), 'utf8'));
   tt.match(
     out,
@@ -237,7 +317,6 @@ t.test('trial start: healthy → commit and a kept outcome', async (tt) => {
     },
     'kept until a phone gets it',
   );
-  await svc.stopServices();
   tt.same(stops, [], 'a healthy trial keeps running');
   tt.match(svc.status?.(), { ota: { trial: '2.0.0', last: { kind: 'committed' } } });
 });
@@ -248,12 +327,18 @@ t.test('trial start: unhealthy → trial failed, exit for the committed slot', a
   const inner = new Inner();
   inner.paired = () => Promise.reject(new Error('MLS state corrupt'));
   const stops: number[] = [];
+  const stopped = signal();
   const svc = withOta(inner, {
     config: config(undefined),
     paths: r.paths,
     logger: new MemoryLogger('t'),
-    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '1' },
-    stop: (c) => stops.push(c),
+    // The check fails until this deadline ends it: long enough that a loaded machine
+    // gets through the agent's setup and a first round of checks before it.
+    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '3' },
+    stop: (c) => {
+      stops.push(c);
+      stopped.fire();
+    },
   });
   await svc.startServices(
     r.data,
@@ -261,7 +346,7 @@ t.test('trial start: unhealthy → trial failed, exit for the committed slot', a
     () => undefined,
     undefined as never,
   );
-  await until(() => stops.length > 0, 'the exit');
+  await stopped.promise;
   tt.same(stops, [TRIAL_FAILED_EXIT]);
   tt.match((await r.slots.status()).pointer, {
     committed: 'a',
@@ -277,14 +362,18 @@ t.test('trial start that never reaches its services: the deadline fails it', asy
   const r = await rig(tt);
   await launchedTrial(r);
   const stops: number[] = [];
+  const stopped = signal();
   withOta(new Inner(), {
     config: config(undefined),
     paths: r.paths,
     logger: new MemoryLogger('t'),
     env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '0.2' },
-    stop: (c) => stops.push(c),
+    stop: (c) => {
+      stops.push(c);
+      stopped.fire();
+    },
   });
-  await until(() => stops.length > 0, 'the exit');
+  await stopped.promise; // after the failed mark is written
   tt.same(stops, [TRIAL_FAILED_EXIT]);
   tt.match((await r.slots.status()).pointer.trial, {
     stage: 'failed',
@@ -307,14 +396,13 @@ t.test('no trusted root: updates disabled, said in the status', async (tt) => {
     () => undefined,
     undefined as never,
   );
-  await until(
-    () => JSON.stringify(svc.status?.()).includes('no trusted root'),
-    'the note in the status',
-  );
+  await svc.stopServices(); // waits for the loop, which ends at once without a root
   tt.match(svc.status?.(), {
-    ota: { enabled: false, note: 'no trusted root (/etc/vigil/ota-root.json): updates disabled' },
+    ota: {
+      enabled: false,
+      note: 'no trusted root (/etc/vigil/ota-root.json, nor ota-root.json in the provisioning bundle): updates disabled',
+    },
   });
-  await svc.stopServices();
 });
 
 t.test(
@@ -323,7 +411,11 @@ t.test(
     const r = await rig(tt);
     await launchedTrial(r);
     const inner = new Inner();
-    inner.paired = () => Promise.resolve(false); // keeps the check retrying
+    const checking = signal();
+    inner.paired = () => {
+      checking.fire(); // the health check runs
+      return Promise.resolve(false); // and keeps retrying
+    };
     const stops: number[] = [];
     const svc = withOta(inner, {
       config: config(undefined),
@@ -338,10 +430,140 @@ t.test(
       () => undefined,
       undefined as never,
     );
-    await new Promise((res) => setTimeout(res, 300));
-    await svc.stopServices();
-    await new Promise((res) => setTimeout(res, 1500)); // past the health check's grace
+    await checking.promise;
+    await svc.stopServices(); // returns once the trial's loop has ended
     tt.same(stops, [], 'no exit code of its own: the hub was stopping anyway');
     tt.match((await r.slots.status()).pointer, { committed: 'a', trial: { stage: 'launched' } });
   },
 );
+
+t.test('a stop while the failed trial is being marked waits for the mark', async (tt) => {
+  const r = await rig(tt);
+  await launchedTrial(r);
+  const fs = new GatedFs();
+  const marking = fs.hold('write', 'current');
+  const inner = new Inner();
+  const stops: number[] = [];
+  const svc = withOta(inner, {
+    config: config(undefined),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '0.2' },
+    stop: (c) => stops.push(c),
+    fs,
+  });
+  await marking.entered; // the deadline fired: the failed mark is on its way to disk
+  const stopping = svc.stopServices();
+  await new Promise((res) => setImmediate(res)); // every continuation that is ready has run
+  tt.same(inner.calls, [], 'the services wait for the mark');
+  marking.release();
+  await stopping;
+  tt.same(inner.calls, ['stop']);
+  tt.same(stops, [TRIAL_FAILED_EXIT]);
+  tt.match((await r.slots.status()).pointer.trial, { stage: 'failed' });
+});
+
+t.test('a trial past its deadline is never health-checked or committed', async (tt) => {
+  // The deadline fires while the agent is still being set up and its failed mark is
+  // being written; the health check must not run against it (it used to, and could
+  // commit a trial the next start rolls back).
+  const r = await rig(tt);
+  await launchedTrial(r);
+  const fs = new GatedFs();
+  const setup = fs.hold('read', 'root.json'); // the agent's setup reads the trusted root
+  const marking = fs.hold('write', 'current');
+  const inner = new Inner();
+  const checked = signal<string>();
+  inner.paired = () => {
+    checked.fire('the health check ran');
+    return Promise.resolve(true);
+  };
+  const lines: string[] = [];
+  const logger = new JsonLogger('t', {
+    level: 'debug',
+    write: (l) => {
+      lines.push(l);
+      if (l.includes('not confirming')) checked.fire('not confirming');
+    },
+  });
+  const stops: number[] = [];
+  const stopped = signal();
+  const svc = withOta(inner, {
+    config: config(undefined),
+    paths: r.paths,
+    logger,
+    env: { [ENV_TRIAL]: '2.0.0', [ENV_TRIAL_SECONDS]: '0.2' },
+    stop: (c) => {
+      stops.push(c);
+      stopped.fire();
+    },
+    fs,
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    () => undefined,
+    undefined as never,
+  );
+  await setup.entered;
+  await marking.entered; // the deadline fired during the setup
+  setup.release();
+  tt.equal(await checked.promise, 'not confirming', 'the deadline verdict stands');
+  marking.release();
+  await stopped.promise;
+  await svc.stopServices();
+  tt.same(stops, [TRIAL_FAILED_EXIT]);
+  tt.match((await r.slots.status()).pointer, { committed: 'a', trial: { stage: 'failed' } });
+  tt.notOk(
+    lines.some((l) => l.includes('the update loop failed')),
+    'no error escapes the loop',
+  );
+});
+
+t.test('repository, channel and trust root from the provisioning bundle', async (tt) => {
+  const r = await rig(tt, { root: false });
+  await publish(r.repo, r.root, '2.0.0');
+  // what first boot moved into the volume: the bundle and its trust root
+  const bundleDir = `${r.data}/provisioning`;
+  await mkdir(bundleDir, { recursive: true });
+  await writeFile(
+    `${bundleDir}/${BUNDLE_FILE}`,
+    encodeBundle({
+      ...newIdentity(),
+      batchId: 'b1',
+      createdAt: new Date().toISOString(),
+      ota: { repositoryUrl: r.repo.server.url, channel: 'stable' },
+    }),
+  );
+  await writeFile(`${bundleDir}/${OTA_ROOT_FILE}`, r.repo.rootBytes);
+  const staged = signal();
+  const svc = withOta(new Inner(), {
+    config: parseConfig({ mode: 'development', ota: { pollMinutes: 60 } }),
+    paths: r.paths,
+    logger: new MemoryLogger('t'),
+    env: {},
+    stop: () => undefined,
+  });
+  tt.match(svc.status?.(), {
+    ota: { channel: 'stable', channelSource: 'default', repositoryUrl: null, lastContact: null },
+  });
+  await svc.startServices(
+    r.data,
+    new AbortController().signal,
+    (e: Event) => {
+      if (e.type === 'update-staged') staged.fire();
+    },
+    undefined as never,
+  );
+  await staged.promise;
+  tt.match(svc.status?.(), {
+    ota: {
+      channel: 'stable',
+      channelSource: 'bundle',
+      repositoryUrl: r.repo.server.url.replace(/\/+$/, ''),
+      repositorySource: 'bundle',
+      lastContact: /^\d{4}-\d\d-\d\dT/,
+    },
+  });
+  await svc.stopServices();
+});

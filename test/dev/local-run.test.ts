@@ -3,7 +3,7 @@
 // simulated camera's motion produces an MLS-sealed clip and thumbnail, the
 // uplink carries them to the relay, the companion syncs and decrypts them, and
 // the viewer serves the event list.
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -99,4 +99,49 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
   t.equal(denied.status, 401, 'the viewer refuses requests without its token');
   const secret = logger.lines.filter((l) => /"(psk|secret|token)":"(?!\[redacted\])/.test(l));
   t.same(secret, [], 'no secret fields in the logs');
+});
+
+t.test('a phone saved with another relay address follows the relay on the next run', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-local-moved-'));
+  const opts = { dir, viewerPort: 0, width: 160, height: 120, fps: 5 };
+  const first = await startLocalRun({ ...opts, logger: new MemoryLogger('dev') });
+  const relayUrl = first.relayUrl;
+  await first.stop();
+  // as left by a run before ports were kept: the phone points at a relay that is gone
+  const accountFile = join(dir, 'app', 'relay.json');
+  const account = JSON.parse(await readFile(accountFile, 'utf8')) as { url: string; token: string };
+  await writeFile(accountFile, JSON.stringify({ ...account, url: 'http://127.0.0.1:9' }));
+  const logger = new MemoryLogger('dev');
+  const second = await startLocalRun({ ...opts, logger });
+  t.teardown(async () => {
+    await second.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  t.equal(second.relayUrl, relayUrl, 'the relay came back on its saved port');
+  const saved = JSON.parse(await readFile(accountFile, 'utf8')) as { url: string };
+  t.equal(saved.url, relayUrl, "the phone's relay address was rewritten");
+  t.ok(
+    logger.lines.some((l) => l.includes('"msg":"phone relay address updated"')),
+    'and the update was logged',
+  );
+  // the phone reaches the relay again: a heartbeat goes up and the hub answers it
+  await new RelayClient({ url: saved.url, token: account.token }).postUp(
+    'config',
+    await second.crypto.heartbeat(),
+  );
+  let acked = false;
+  for (let i = 0; i < 240 && !acked; i++) {
+    acked = second.crypto.inbound.some((m) => m.kind === 'heartbeat-ack');
+    if (!acked) await sleep(250);
+  }
+  t.ok(acked, 'the hub answered the phone through the relay');
+});
+
+t.test('unreadable local-run state: one clear error naming the file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-local-bad-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'local-run.json'), '{"relayPort": "soon"}');
+  await t.rejects(startLocalRun({ dir, logger: new MemoryLogger('dev'), viewerPort: 0 }), {
+    message: `${join(dir, 'local-run.json')} is not valid local-run state (delete it to pick new ports)`,
+  });
 });

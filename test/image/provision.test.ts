@@ -11,7 +11,7 @@ import {
 } from '../../image/disk.js';
 import { PROVISIONING_PARTITION, ProvisionError, provisionImage } from '../../image/provision.js';
 import { run } from '../../hw/os/run.js';
-import { BundleError } from '../../protocol/provisioning-bundle.js';
+import { BundleError, encodeBundle } from '../../protocol/provisioning-bundle.js';
 import { bundleDir, smallImage } from './helpers.js';
 
 t.test(
@@ -97,4 +97,41 @@ t.test('bad input: clear errors, image untouched', async (t) => {
   const good = await bundleDir(join(dir, 'good'));
   await t.rejects(provisionImage(other, good.dir), ProvisionError);
   await t.rejects(provisionImage(other, good.dir), /not a Vigil image/);
+});
+
+t.test('a bundle with services: the relay, OTA channel and trust root go in', async (t) => {
+  const dir = t.testdir();
+  const { image } = await smallImage(dir);
+  const b = join(dir, 'bundle');
+  await mkdir(b, { recursive: true });
+  const json = encodeBundle({
+    deviceId: 'ABCDEFGHIJKLMNOP',
+    secret: new Uint8Array(32).fill(3),
+    batchId: 'batch-1',
+    createdAt: '2026-11-22T00:00:00.000Z',
+    relay: { url: 'https://relay.example.net', enrollToken: 'enroll-secret' },
+    ota: { repositoryUrl: 'https://updates.example.net', channel: 'beta' },
+  });
+  await writeFile(join(b, 'device.json'), json, { mode: 0o600 });
+  const root = '{"signed":{"_type":"root"},"signatures":[]}';
+  await writeFile(join(b, 'ota-root.json'), root);
+  const r = await provisionImage(image, b);
+  t.same(r.files, ['device.json', 'ota-root.json']);
+  t.same(r.services, {
+    relay: 'https://relay.example.net',
+    otaChannel: 'beta',
+    otaRepository: 'https://updates.example.net',
+    otaRoot: true,
+  });
+  const target = mtoolsTarget(image, partitionNumbered(await readTable(image), 3, image));
+  t.equal((await fatRead(target, 'device.json')).toString(), json);
+  t.equal((await fatRead(target, 'ota-root.json')).toString(), root);
+  // a trust root that is not one is refused before anything is written
+  const before = await readFile(image);
+  await writeFile(join(b, 'ota-root.json'), '{"signed":{"_type":"targets"}}');
+  await t.rejects(provisionImage(image, b), {
+    constructor: ProvisionError,
+    message: /ota-root\.json is not TUF root metadata/,
+  });
+  t.ok((await readFile(image)).equals(before), 'image untouched');
 });

@@ -67,6 +67,7 @@ const SPECIFIC = new Set([
   'EPSK_MISMATCH',
   'EUNEXPECTED_FRAME',
   'EKEY_PACKAGE_INVALID',
+  'EKEY_PACKAGE_LIFETIME',
   'EFOREIGN_KEY_PACKAGE',
   'EPEER_ABORTED',
   // config group (MlsHub.handleConfig)

@@ -9,17 +9,21 @@
  * from CrashController.trace), both as a kill and as a power loss (unsynced
  * writes rolled back), in-process (`throw` delivery), then restart the agent.
  */
+import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { cp, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import { CrashController, DurableFs, SimulatedCrash } from '../../hw/os/fs.js';
 import type { CrashMode } from '../../hw/os/fs.js';
 import { generateSigningKey } from '../../ota/keys.js';
-import { nextDelay, OtaAgent, pickCandidate } from '../../ota/agent.js';
+import { nextDelay, OtaAgent, pickCandidate, targetUrl } from '../../ota/agent.js';
+import { addDays, SPEC_VERSION, tufDate } from '../../ota/metadata.js';
 import { refresh } from '../../ota/repo.js';
 import { encodeEnvelope, signEnvelope } from '../../ota/signatures.js';
 import { HostAppSlots } from '../../ota/slots.js';
+import { serveStatic, startStaticServer } from '../../ota/static-server.js';
 import { FetchTransport } from '../../ota/transport.js';
 import {
   cloneDevice,
@@ -27,6 +31,7 @@ import {
   deviceAt,
   healthy,
   makeAgent,
+  makeBundle,
   makeDevice,
   makeRepo,
   publish,
@@ -612,3 +617,102 @@ t.test(
     });
   },
 );
+
+t.test(
+  'target file names follow the root: hash-prefixed only with consistent snapshots',
+  async (tt) => {
+    const cand = { name: 'stable/vigil-app-2.0.0.tar.gz', sha256: 'ab'.repeat(32) };
+    tt.equal(
+      targetUrl('http://r/ota/', cand, true),
+      `http://r/ota/targets/stable/${'ab'.repeat(32)}.vigil-app-2.0.0.tar.gz`,
+    );
+    tt.equal(
+      targetUrl('http://r/ota', cand, false),
+      'http://r/ota/targets/stable/vigil-app-2.0.0.tar.gz',
+    );
+  },
+);
+
+t.test('conformance: a repository without consistent snapshots updates the device', async (tt) => {
+  // Built by hand (our release tool always publishes consistent snapshots): plain
+  // metadata and target names only, as TUF 5.7.3 allows when consistent_snapshot is false.
+  const work = await tempDir();
+  const dir = join(work, 'plain-repo');
+  const bundle = await makeBundle(work, '2.0.0', 'healthy');
+  const k = {
+    root: generateSigningKey('root'),
+    targets: generateSigningKey('targets'),
+    snapshot: generateSigningKey('snapshot'),
+    timestamp: generateSigningKey('timestamp'),
+  };
+  const expires = tufDate(addDays(T0, 365));
+  const head = { spec_version: SPEC_VERSION, version: 1, expires };
+  const one = (key: { keyid: string }) => ({ keyids: [key.keyid], threshold: 1 });
+  const root = {
+    _type: 'root',
+    ...head,
+    consistent_snapshot: false,
+    keys: Object.fromEntries(Object.values(k).map((x) => [x.keyid, x.public])),
+    roles: {
+      root: one(k.root),
+      targets: one(k.targets),
+      snapshot: one(k.snapshot),
+      timestamp: one(k.timestamp),
+    },
+  };
+  const name = 'stable/vigil-app-2.0.0.tar.gz';
+  const hash = (alg: string) => createHash(alg).update(bundle).digest('hex');
+  const targets = {
+    _type: 'targets',
+    ...head,
+    targets: {
+      [name]: {
+        length: bundle.length,
+        hashes: { sha256: hash('sha256'), sha512: hash('sha512') },
+        custom: { vigil: { version: '2.0.0', channel: 'stable', kind: 'app' } },
+      },
+    },
+  };
+  const snapshot = { _type: 'snapshot', ...head, meta: { 'targets.json': { version: 1 } } };
+  const timestamp = { _type: 'timestamp', ...head, meta: { 'snapshot.json': { version: 1 } } };
+  await mkdir(join(dir, 'metadata'), { recursive: true });
+  await mkdir(join(dir, 'targets', 'stable'), { recursive: true });
+  const rootBytes = Buffer.from(encodeEnvelope(signEnvelope(root, [k.root])));
+  const files: [string, string | Buffer][] = [
+    ['metadata/root.json', rootBytes],
+    ['metadata/targets.json', encodeEnvelope(signEnvelope(targets, [k.targets]))],
+    ['metadata/snapshot.json', encodeEnvelope(signEnvelope(snapshot, [k.snapshot]))],
+    ['metadata/timestamp.json', encodeEnvelope(signEnvelope(timestamp, [k.timestamp]))],
+    [`targets/${name}`, bundle],
+  ];
+  for (const [f, b] of files) await writeFile(join(dir, f), b);
+  const requests: string[] = [];
+  const plain = serveStatic(dir);
+  const server = await startStaticServer(dir, {
+    handler: (req: IncomingMessage, res: ServerResponse) => {
+      requests.push(new URL(req.url ?? '/', 'http://x').pathname);
+      plain(req, res);
+    },
+  });
+  tt.teardown(async () => {
+    await server.close();
+    await rm(work, { recursive: true, force: true });
+  });
+  // makeDevice/makeAgent read only these fields of a Repo.
+  const repo = { rootBytes, now: T0, server } as unknown as Repo;
+  const device = await makeDevice(work, repo);
+  const rig = makeAgent(device, repo, {
+    extra: { repoUrl: server.url, reporter: { report: () => undefined } },
+  });
+  const o = await rig.agent.check();
+  tt.match(o, { kind: 'committed', version: '2.0.0' });
+  tt.ok(requests.includes(`/targets/${name}`), 'fetched under its plain name');
+  tt.notOk(
+    requests.some((p) => p.includes(hash('sha256'))),
+    'no hash-prefixed name asked for',
+  );
+  tt.equal(
+    (await rig.slots.status()).markers[(await rig.slots.status()).pointer.committed]?.version,
+    '2.0.0',
+  );
+});

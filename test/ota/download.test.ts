@@ -157,3 +157,48 @@ t.test('endless data, a wrong size and servers that ignore ranges', async (tt) =
     'no usable hash: refuse',
   );
 });
+
+t.test('an endless target is refused and leaves no part file behind', async (tt) => {
+  const { dir } = await setup(tt);
+  // No Content-Length: the only limit is the signed length.
+  const srv = createServer((_req, res) => {
+    res.writeHead(200);
+    const chunk = Buffer.alloc(16 * 1024, 0x61);
+    const pump = (): void => {
+      while (!res.destroyed && res.write(chunk));
+    };
+    res.on('drain', pump);
+    pump();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  tt.teardown(
+    () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => {
+          r();
+        });
+      }),
+  );
+  const url = `http://127.0.0.1:${String((srv.address() as AddressInfo).port)}/endless`;
+  const dest = join(dir, 'dl3', 'out.bin');
+  for (const [what, before] of [
+    ['a fresh download', undefined],
+    ['a resumed one', body.subarray(0, 500)],
+  ] as const) {
+    if (before !== undefined) await writeFile(`${dest}.part`, before);
+    const e = await downloadTarget({
+      transport: new FetchTransport(),
+      fs: new DurableFs(),
+      url,
+      dest,
+      target: { ...target, length: 1000 },
+    }).catch((x: unknown) => x);
+    tt.ok(
+      e instanceof DownloadError && e.failure === 'length',
+      `${what}: refused as too long (${String(e)})`,
+    );
+    await tt.rejects(stat(`${dest}.part`), { code: 'ENOENT' }, `${what}: no part file left`);
+    await tt.rejects(stat(dest), { code: 'ENOENT' }, `${what}: no download either`);
+  }
+});

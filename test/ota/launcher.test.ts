@@ -1,6 +1,6 @@
 // The launcher: which tree a hub start runs, the one-shot trial start, and the
 // in-process hand-over to the chosen tree's entry point.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -89,15 +89,20 @@ t.test(
     await install(slots, 'a', '1.0.0');
     await install(slots, 'b', '2.0.0');
     await slots.beginTrial('b', '2.0.0', new Date(), { from: '1.0.0' });
+    await writeFile(join(slots.root, '.current.1.7.tmp'), '{"torn'); // a write cut by a crash
     const plan = await launch({
       slots,
-      fs,
       baseDir: base,
       args: ['hub', '--config', 'c.json'],
       env,
       log: (l) => lines.push(l),
     });
     tt.match(plan, { slot: 'b', trial: true });
+    tt.same(
+      (await readdir(slots.root)).filter((n) => n.endsWith('.tmp')),
+      [],
+      'leftovers swept before the hub starts',
+    );
     tt.same(g.launched, {
       tag: 'b-2.0.0',
       argv: ['hub', '--config', 'c.json'],
@@ -115,7 +120,6 @@ t.test(
     await tree(base2, 'base2');
     const p2 = await launch({
       slots: slots2,
-      fs,
       baseDir: base2,
       args: [],
       env,

@@ -1,7 +1,10 @@
-import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import * as fsp from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import { DurableFs } from '../../hw/os/fs.js';
+import type * as FsModule from '../../hw/os/fs.js';
 import { HostAppSlots, other, treeDigest } from '../../ota/slots.js';
 import type { SlotMarker } from '../../ota/slots.js';
 import { makeBundle, tempDir } from './helpers.js';
@@ -115,4 +118,97 @@ t.test('restart trials: pending, launched once, failed with its reason', async (
   tt.equal(trial?.stage, 'failed');
   tt.equal(trial?.reason?.length, 2000, 'the reason is bounded');
   tt.equal((await slots.status()).pointer.committed, 'a', 'committed slot untouched');
+});
+
+/**
+ * A DurableFs whose next rename onto `target` stops half-way through the atomic
+ * write (temp file written and synced, not yet renamed) until released.
+ */
+async function pausingFs(tt: Test, target: string) {
+  let entered!: () => void;
+  const atRename = new Promise<void>((r) => (entered = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let armed = true;
+  const m = await tt.mockImport<typeof FsModule>('../../hw/os/fs.js', {
+    'node:fs/promises': {
+      ...fsp,
+      rename: async (from: string, to: string) => {
+        if (armed && basename(to) === target) {
+          armed = false;
+          entered();
+          await released;
+        }
+        await fsp.rename(from, to);
+      },
+    },
+  });
+  return { fs: new m.DurableFs(), atRename, release };
+}
+
+t.test('a status read during a pointer write leaves the writer alone', async (tt) => {
+  // The hub's agent writes the pointer while someone else (vigil ota status, the
+  // launcher of a test, another HostAppSlots) reads it. The reader used to sweep
+  // the writer's temp file away: ENOENT at the rename, the commit lost.
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const root = join(work, 'opt');
+  const gated = await pausingFs(tt, 'current');
+  const writer = new HostAppSlots(root, gated.fs);
+  const reader = new HostAppSlots(root, new DurableFs());
+  await mkdir(writer.dirOf('b'), { recursive: true });
+  await writer.writeMarker('b', marker('3.0.0', 'c'.repeat(64)));
+  const begun = writer.beginTrial('b', '3.0.0', new Date(0));
+  await gated.atRename;
+  tt.match(
+    (await readdir(root)).filter((n) => n.endsWith('.tmp')),
+    [/^\.current\.\d+\.\d+\.tmp$/],
+    'the writer has its temp file in place',
+  );
+  tt.equal((await reader.status()).pointer.trial, undefined, 'the reader sees the old pointer');
+  gated.release();
+  await begun;
+  tt.equal((await reader.status()).pointer.trial?.version, '3.0.0', 'the write landed');
+  tt.same(
+    (await readdir(root)).filter((n) => n.endsWith('.tmp')),
+    [],
+    'nothing left behind',
+  );
+});
+
+t.test('leftovers of interrupted writes are swept only when asked', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const root = join(work, 'opt');
+  await mkdir(root, { recursive: true });
+  await writeFile(join(root, '.current.1.1.tmp'), '{"torn');
+  const slots = new HostAppSlots(root, new DurableFs());
+  await slots.status();
+  tt.same(await readdir(root), ['.current.1.1.tmp'], 'a read changes nothing');
+  tt.equal(await slots.cleanLeftovers(), 1);
+  tt.same(await readdir(root), []);
+});
+
+t.test('pointer updates of one slot set run one at a time', async (tt) => {
+  // The trial deadline marks the trial failed while the health check commits it: the
+  // second update must see the first, never overwrite it with what it read before.
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const gated = await pausingFs(tt, 'current');
+  const slots = new HostAppSlots(join(work, 'opt'), new DurableFs());
+  await mkdir(slots.dirOf('b'), { recursive: true });
+  await slots.writeMarker('b', marker('3.0.0', 'c'.repeat(64)));
+  await slots.beginTrial('b', '3.0.0', new Date(0), { from: '2.0.0' });
+  await slots.markLaunched();
+  const shared = new HostAppSlots(join(work, 'opt'), gated.fs);
+  const failing = shared.failTrial('the deadline passed');
+  await gated.atRename;
+  const committing = shared.commit();
+  gated.release();
+  await failing;
+  await tt.rejects(committing, /trial already failed/, 'a failed trial is never committed');
+  tt.match((await slots.status()).pointer, {
+    committed: 'a',
+    trial: { stage: 'failed', reason: 'the deadline passed' },
+  });
 });

@@ -13,13 +13,9 @@ const u32 = (n: number): Buffer => {
 
 t.test('autoboot.txt generation and parsing', async (tt) => {
   const a = autobootTxt('a');
-  tt.equal(a, '[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n');
-  tt.same(parseAutoboot(a), { normal: 2, tryboot: 3, abEnabled: true });
-  tt.same(parseAutoboot(autobootTxt('b', { a: 5, b: 6 })), {
-    normal: 6,
-    tryboot: 5,
-    abEnabled: true,
-  });
+  tt.equal(a, '[all]\ntryboot_a_b=1\nboot_partition=1\n[tryboot]\nboot_partition=2\n');
+  tt.same(parseAutoboot(a), { normal: 1, tryboot: 2, abEnabled: true });
+  tt.same(parseAutoboot(autobootTxt('b')), { normal: 2, tryboot: 1, abEnabled: true });
   tt.same(
     parseAutoboot(
       '# comment\r\n[all]\r\nboot_partition=2 # x\r\n[tryboot]\r\nboot_partition=3\r\n',
@@ -47,15 +43,15 @@ t.test('trial, commit and the one-shot flag', async (tt) => {
     reboot: { reboot: async (arg) => void reboots.push(arg) },
   });
   await sel.install('a');
-  // Normal boot of slot A.
-  await writeFile(join(dt, 'partition'), u32(2));
+  // Normal boot of slot A (boot partition 1).
+  await writeFile(join(dt, 'partition'), u32(1));
   await writeFile(join(dt, 'tryboot'), u32(0));
   tt.same(await sel.status(), { committed: 'a', running: 'a', trial: false });
   await tt.rejects(sel.commitRunning(), /not running a tryboot trial/);
   await sel.tryOther();
   tt.same(reboots, ['0 tryboot'], 'reboot "0 tryboot" asks the firmware for one trial boot');
-  // The trial boot: partition 3, tryboot flag set by the bootloader.
-  await writeFile(join(dt, 'partition'), u32(3));
+  // The trial boot: partition 2, tryboot flag set by the bootloader.
+  await writeFile(join(dt, 'partition'), u32(2));
   await writeFile(join(dt, 'tryboot'), u32(1));
   tt.same(await sel.status(), { committed: 'a', running: 'b', trial: true });
   tt.equal(await sel.commitRunning(), 'b');
@@ -66,7 +62,7 @@ t.test('trial, commit and the one-shot flag', async (tt) => {
   );
   await writeFile(
     join(selectorDir, 'autoboot.txt'),
-    '[all]\nboot_partition=2\n[tryboot]\nboot_partition=3\n',
+    '[all]\nboot_partition=1\n[tryboot]\nboot_partition=2\n',
   );
   await tt.rejects(sel.tryOther(), /does not enable tryboot_a_b/);
   await writeFile(join(dt, 'partition'), u32(9));

@@ -176,11 +176,92 @@ t.test('a repeated signature by one key does not meet a threshold of two', async
     signatures: unknown[];
   };
   root.signatures = [root.signatures[0], root.signatures[0]];
-  tt.equal(
-    await failureOf(
-      installTrustedRoot(new DurableFs(), join(work, 'dev'), Buffer.from(JSON.stringify(root))),
-    ),
-    'signature',
+  await tt.rejects(
+    installTrustedRoot(new DurableFs(), join(work, 'dev'), Buffer.from(JSON.stringify(root))),
+    { failure: 'format', message: /signs more than once \(keyids must be unique\)/ },
+  );
+});
+
+t.test('conformance: a signatures list that repeats a keyid is refused', async (tt) => {
+  // Threshold 1 is met by the first copy: the repeat used to be skipped silently.
+  const r = await rig(tt);
+  const env = JSON.parse((await r.meta('timestamp.json')).toString()) as {
+    signatures: unknown[];
+  };
+  env.signatures = [env.signatures[0], env.signatures[0]];
+  r.replace.set('/metadata/timestamp.json', Buffer.from(JSON.stringify(env)));
+  await agree(tt, r, 'format', 'timestamp with one signature listed twice');
+});
+
+t.test(
+  'conformance: an empty sig beside a met threshold does not count, nothing more',
+  async (tt) => {
+    const r = await rig(tt);
+    const root = JSON.parse((await r.meta('1.root.json')).toString()) as {
+      signed: { roles: { root: { keyids: string[] } } };
+    };
+    const env = JSON.parse((await r.meta('timestamp.json')).toString()) as {
+      signatures: { keyid: string; sig: string }[];
+    };
+    // A key the root knows (the root key), signing nothing: an empty sig.
+    env.signatures.push({ keyid: root.signed.roles.root.keyids[0] ?? '', sig: '' });
+    r.replace.set('/metadata/timestamp.json', Buffer.from(JSON.stringify(env)));
+    await agree(tt, r, 'ok', 'timestamp with an extra empty signature');
+
+    // Root with two authorised keys, threshold 1: one valid signature, one empty.
+    const work = await tempDir();
+    tt.teardown(() => rm(work, { recursive: true, force: true }));
+    const ctx: RepoContext = {
+      repoDir: join(work, 'repo'),
+      keysDir: join(work, 'keys'),
+      fs: new DurableFs(),
+      scryptLogN: 12,
+    };
+    await initRepo(ctx, { rootKeys: 2, rootThreshold: 1 });
+    const r2 = JSON.parse(await readFile(join(ctx.repoDir, 'metadata', '1.root.json'), 'utf8')) as {
+      signatures: { keyid: string; sig: string }[];
+      signed: { roles: { root: { keyids: string[] } } };
+    };
+    tt.equal(r2.signed.roles.root.keyids.length, 2);
+    r2.signatures = [r2.signatures[0]!, { keyid: r2.signatures[1]!.keyid, sig: '' }];
+    const installed = await installTrustedRoot(
+      new DurableFs(),
+      join(work, 'dev'),
+      Buffer.from(JSON.stringify(r2)),
+    );
+    tt.equal(installed.version, 1, 'accepted: the threshold is met');
+    r2.signatures = [{ keyid: r2.signatures[0]!.keyid, sig: '' }, r2.signatures[1]!];
+    await tt.rejects(
+      installTrustedRoot(new DurableFs(), join(work, 'dev2'), Buffer.from(JSON.stringify(r2))),
+      { failure: 'signature', message: /not signed by 1 trusted root key/ },
+      'empty signatures alone never meet it',
+    );
+  },
+);
+
+t.test('a root with an ECDSA key is refused with a clear reason', async (tt) => {
+  const work = await tempDir();
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const ctx: RepoContext = {
+    repoDir: join(work, 'repo'),
+    keysDir: join(work, 'keys'),
+    fs: new DurableFs(),
+    scryptLogN: 12,
+  };
+  await initRepo(ctx);
+  const root = JSON.parse(await readFile(join(ctx.repoDir, 'metadata', '1.root.json'), 'utf8')) as {
+    signed: { keys: Record<string, { keytype: string; scheme: string }> };
+  };
+  const first = Object.values(root.signed.keys)[0]!;
+  first.keytype = 'ecdsa';
+  first.scheme = 'ecdsa-sha2-nistp256';
+  await tt.rejects(
+    installTrustedRoot(new DurableFs(), join(work, 'dev'), Buffer.from(JSON.stringify(root))),
+    {
+      failure: 'format',
+      message:
+        /^root\.json: not TUF root metadata \(keys\.[0-9a-f]{64}\.keytype: only ed25519 keys are supported/,
+    },
   );
 });
 

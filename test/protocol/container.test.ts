@@ -1,7 +1,9 @@
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import {
   CONTAINER_MAGIC,
+  containerError,
   ContainerReader,
   ContainerWriter,
   decodeHeaderCore,
@@ -74,21 +76,21 @@ function readAll(
   const step = Math.ceil(bytes.length / pieces);
   for (let off = 0; off < bytes.length; off += step) {
     const res = r.push(bytes.subarray(off, off + step));
-    if (!res.ok) return { events, error: res.error.message, code: res.error.code };
+    if (!res.ok) return { events, error: res.reason, code: res.code };
     for (const e of res.value) {
       events.push(e);
       if (e.type === 'header') {
         const k = unwrapContentKey(wrapKey, e.header, 0);
-        if (!k.ok) return { events, error: k.error.message, code: k.error.code };
+        if (!k.ok) return { events, error: k.reason, code: k.code };
         r.setKey(k.value);
         const more = r.push(new Uint8Array(0));
-        if (!more.ok) return { events, error: more.error.message, code: more.error.code };
+        if (!more.ok) return { events, error: more.reason, code: more.code };
         events.push(...more.value);
       }
     }
   }
   const fin = r.finish();
-  if (!fin.ok) return { events, error: fin.error.message, code: fin.error.code };
+  if (!fin.ok) return { events, error: fin.reason, code: fin.code };
   return { events };
 }
 
@@ -120,9 +122,9 @@ void t.test('round trip, streamed in pieces, both recipients', async (t) => {
     const k1 = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 1);
     t.ok(k1.ok && k1.value.equals(item.cek), 'second recipient unwraps the same content key');
     const wrongIdx = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 0);
-    t.equal(wrongIdx.ok ? '' : wrongIdx.error.code, 'EHEADER_TAMPERED');
+    t.equal(wrongIdx.ok ? '' : wrongIdx.code, 'EHEADER_TAMPERED');
     const none = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 5);
-    t.equal(none.ok ? '' : none.error.code, 'ENOT_RECIPIENT');
+    t.equal(none.ok ? '' : none.code, 'ENOT_RECIPIENT');
   }
 });
 
@@ -190,9 +192,9 @@ void t.test('bit flips anywhere are caught', async (t) => {
   const codes = new Set<string>();
   const readAs1 = (copy: Buffer): { code?: string } => {
     const h = parseHeader(copy);
-    if (!h.ok) return { code: h.error.code };
+    if (!h.ok) return { code: h.code };
     const k = unwrapContentKey(item.wrapKeys[1]!, h.value.header, 1);
-    return k.ok ? {} : { code: k.error.code };
+    return k.ok ? {} : { code: k.code };
   };
   for (let pos = 0; pos < bytes.length; pos += 7) {
     const copy = Buffer.from(bytes);
@@ -224,7 +226,7 @@ void t.test('trailing bytes after the end -> ETRAILING_DATA', async (t) => {
 void t.test('bad preamble and header core decoding return results', async (t) => {
   const r = new ContainerReader();
   const res = r.push(Buffer.from('NOPE!xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'));
-  t.equal(res.ok ? '' : res.error.code, 'ECONTAINER_FORMAT');
+  t.equal(res.ok ? '' : res.code, 'ECONTAINER_FORMAT');
   t.equal(r.push(Buffer.alloc(0)).ok, false, 'poisoned reader stays failed');
   const item = makeItem({ size: 10 });
   const core = encodeHeaderCore(item.core);
@@ -256,14 +258,14 @@ void t.test('seek by chunk', async (t) => {
     t.ok(third.value.equals(item.plain.subarray(70_000 + 65536, 70_000 + 2 * 65536)));
   }
   const wrong = openChunkAt(bytes, idx.value.header, item.cek, data[3]!, 2);
-  t.equal(wrong.ok ? '' : wrong.error.code, 'ECHUNK_REORDERED');
+  t.equal(wrong.ok ? '' : wrong.code, 'ECHUNK_REORDERED');
   // a prefix indexes only complete records
   const prefix = indexRecords(bytes.subarray(0, 100_000));
   t.ok(prefix.ok && prefix.value.records.length === 2);
   t.equal(
     (() => {
       const r = indexRecords(bytes.subarray(0, 10));
-      return r.ok ? '' : r.error.code;
+      return r.ok ? '' : r.code;
     })(),
     'EITEM_TRUNCATED',
   );
@@ -276,4 +278,208 @@ void t.test('writer refuses data after end', async (t) => {
   t.ok(w.ended);
   t.throws(() => w.seal(Buffer.from('x')));
   t.throws(() => w.end('complete', 0));
+});
+
+// ---- frozen byte vectors (test/vectors/container-v1.json) -----------------------------
+// Generated once from this implementation and checked by hand against docs/protocol.md
+// section 4. A format change must fail here; never regenerate the file to make it pass.
+
+interface ContainerVector {
+  inputs: {
+    itemId: string;
+    contentKey: string;
+    wrapKeys: string[];
+    core: {
+      kind: HeaderCore['kind'];
+      flags: number;
+      deviceId: string;
+      startedAt: number;
+      codec: string;
+      chunkSize: number;
+      recipients: { groupId: string; epoch: string; handshake: string }[];
+    };
+    payload: string;
+    end: { status: 'complete' | 'aborted'; durationMs: number; reason: string };
+  };
+  bytes: {
+    headerCore: string;
+    digest: string;
+    headerRecord: string;
+    dataRecords: string[];
+    endRecord: string;
+  };
+}
+
+const vector = JSON.parse(
+  readFileSync(new URL('../vectors/container-v1.json', import.meta.url), 'utf8'),
+) as ContainerVector;
+const hex = (s: string): Buffer => Buffer.from(s, 'hex');
+const vin = vector.inputs;
+const vectorCore: HeaderCore = {
+  ...vin.core,
+  itemId: hex(vin.itemId),
+  recipients: vin.core.recipients.map((r) => ({
+    groupId: hex(r.groupId),
+    epoch: BigInt(r.epoch),
+    handshake: hex(r.handshake),
+  })),
+};
+const vectorBytes = Buffer.concat([
+  hex(vector.bytes.headerRecord),
+  ...vector.bytes.dataRecords.map(hex),
+  hex(vector.bytes.endRecord),
+]);
+
+void t.test('vector: known inputs encode to exactly the frozen bytes', async (t) => {
+  t.equal(encodeHeaderCore(vectorCore).toString('hex'), vector.bytes.headerCore, 'header core');
+  // The randomness of an item (its id and content key) comes from an injected source.
+  const fixed = [hex(vin.itemId), hex(vin.contentKey)];
+  const random = (n: number): Uint8Array => {
+    const next = fixed.shift() ?? Buffer.alloc(0);
+    t.equal(next.length, n, 'asked for as many bytes as the vector holds');
+    return next;
+  };
+  const itemId = newItemId(random);
+  const cek = newContentKey(random);
+  t.equal(itemId.toString('hex'), vin.itemId);
+  const wrapKeys = vin.wrapKeys.map(hex);
+  const h = sealHeader({ ...vectorCore, itemId }, cek, wrapKeys);
+  t.equal(h.digest.toString('hex'), vector.bytes.digest, 'digest');
+  t.equal(h.record.toString('hex'), vector.bytes.headerRecord, 'preamble + header record');
+  const w = new ContainerWriter(cek, itemId, h.digest, vin.core.chunkSize);
+  t.same(
+    w.seal(hex(vin.payload)).map((r) => r.toString('hex')),
+    vector.bytes.dataRecords,
+    'data records',
+  );
+  t.equal(
+    w.end(vin.end.status, vin.end.durationMs, vin.end.reason).toString('hex'),
+    vector.bytes.endRecord,
+    'end record',
+  );
+});
+
+void t.test('vector: the frozen bytes decode to the known fields', async (t) => {
+  const r = new ContainerReader();
+  const first = r.push(vectorBytes);
+  t.ok(first.ok);
+  const headerEvent = first.ok ? first.value[0] : undefined;
+  t.equal(first.ok ? first.value.length : -1, 1, 'only the header before the key is set');
+  if (headerEvent?.type !== 'header') throw new Error('no header event');
+  const header = headerEvent.header;
+  t.same(header.core, vectorCore, 'header core fields');
+  t.equal(Buffer.from(header.digest).toString('hex'), vector.bytes.digest);
+  vin.wrapKeys.forEach((k, i) => {
+    const cek = unwrapContentKey(hex(k), header, i);
+    t.equal(
+      cek.ok ? cek.value.toString('hex') : 'failed',
+      vin.contentKey,
+      `recipient ${i} unwraps`,
+    );
+  });
+  r.setKey(hex(vin.contentKey));
+  const rest = r.push(new Uint8Array(0));
+  if (!rest.ok) throw containerError(rest);
+  t.same(
+    rest.value.map((e) => e.type),
+    ['chunk', 'chunk', 'end'],
+  );
+  t.equal(plainOf(rest.value).toString('hex'), vin.payload, 'payload');
+  const fin = r.finish();
+  t.same(fin.ok ? fin.value : undefined, {
+    ...vin.end,
+    chunkCount: vector.bytes.dataRecords.length,
+    totalBytes: hex(vin.payload).length,
+  });
+});
+
+void t.test(
+  'vector: the frozen bytes follow docs/protocol.md section 4 field by field',
+  async (t) => {
+    // Read with the spec in hand and node:crypto only, not with the module under test.
+    const b = vectorBytes;
+    t.equal(b.subarray(0, 5).toString('hex'), '56474c4301', 'preamble "VGLC" | version 1');
+    const records: { type: number; itemId: string; index: number; body: Buffer }[] = [];
+    for (let off = 5; off < b.length;) {
+      const length = b.readUInt32BE(off + 21);
+      records.push({
+        type: b[off] ?? -1,
+        itemId: b.subarray(off + 1, off + 17).toString('hex'),
+        index: b.readUInt32BE(off + 17),
+        body: b.subarray(off + 25, off + 25 + length),
+      });
+      off += 25 + length;
+    }
+    t.same(
+      records.map((r) => [r.type, r.itemId, r.index]),
+      [
+        [1, vin.itemId, 0],
+        [2, vin.itemId, 0],
+        [2, vin.itemId, 1],
+        [3, vin.itemId, 2],
+      ],
+      'type | itemId | index per record',
+    );
+    const headerBody = records[0]?.body ?? Buffer.alloc(0);
+    const coreLength = headerBody.readUInt32BE(0);
+    const core = headerBody.subarray(4, 4 + coreLength);
+    t.equal(core.toString('hex'), vector.bytes.headerCore);
+    let p = 0;
+    const take = (n: number): Buffer => core.subarray(p, (p += n));
+    t.equal(take(16).toString('hex'), vin.itemId, 'core itemId');
+    t.equal(take(1)[0], 1, 'kind clip = 1');
+    t.equal(take(1)[0], 0, 'flags');
+    t.equal(take(take(1)[0] ?? 0).toString('utf8'), vin.core.deviceId, 'deviceId');
+    t.equal(Number(take(8).readBigUInt64BE()), vin.core.startedAt, 'startedAt u64');
+    t.equal(take(take(2).readUInt16BE()).toString('utf8'), vin.core.codec, 'codec');
+    t.equal(take(4).readUInt32BE(), vin.core.chunkSize, 'chunkSize u32');
+    t.equal(take(1)[0], vin.core.recipients.length, 'recipientCount');
+    for (const rec of vin.core.recipients) {
+      t.equal(take(take(1)[0] ?? 0).toString('hex'), rec.groupId, 'groupId');
+      t.equal(take(8).readBigUInt64BE().toString(), rec.epoch, 'epoch u64');
+      t.equal(take(take(4).readUInt32BE()).toString('hex'), rec.handshake, 'handshake');
+    }
+    t.equal(p, core.length, 'nothing else in the core');
+    const digest = createHash('sha256').update('vigil-container-v1').update(core).digest();
+    t.equal(digest.toString('hex'), vector.bytes.digest, 'digest = SHA-256(label || core)');
+    const wrapCount = headerBody[4 + coreLength];
+    t.equal(wrapCount, vin.wrapKeys.length);
+    t.equal(headerBody.length, 4 + coreLength + 1 + 48 * vin.wrapKeys.length);
+    const open = (key: Buffer, nonce: Buffer, aad: Buffer, sealed: Buffer): Buffer => {
+      const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+      d.setAAD(aad, { plaintextLength: sealed.length - 16 });
+      d.setAuthTag(sealed.subarray(sealed.length - 16));
+      return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
+    };
+    vin.wrapKeys.forEach((k, i) => {
+      const off = 4 + coreLength + 1 + 48 * i;
+      const aad = Buffer.concat([Buffer.from('vigil-wrap-v1'), digest, Buffer.from([i])]);
+      const cek = open(hex(k), Buffer.alloc(12), aad, headerBody.subarray(off, off + 48));
+      t.equal(cek.toString('hex'), vin.contentKey, `wrappedKey ${i}`);
+    });
+    const cek = hex(vin.contentKey);
+    const plain = records.slice(1).map((r) => {
+      const n = Buffer.alloc(4);
+      n.writeUInt32BE(r.index);
+      const nonce = Buffer.concat([Buffer.alloc(8), n]);
+      const final = Buffer.from([r.type === 3 ? 1 : 0]);
+      const aad = Buffer.concat([Buffer.from('vigil-chunk-v1'), hex(vin.itemId), n, final, digest]);
+      return open(cek, nonce, aad, r.body);
+    });
+    t.equal(Buffer.concat(plain.slice(0, -1)).toString('hex'), vin.payload, 'data plaintext');
+    const trailer = plain.at(-1) ?? Buffer.alloc(0);
+    const reason = Buffer.from(vin.end.reason);
+    t.equal(trailer.length, 23 + reason.length, 'trailer is 23 bytes + reason');
+    t.equal(trailer[0], vin.end.status === 'complete' ? 0 : 1, 'status');
+    t.equal(Number(trailer.readBigUInt64BE(1)), vin.end.durationMs, 'durationMs u64');
+    t.equal(trailer.readUInt32BE(9), vector.bytes.dataRecords.length, 'chunkCount u32');
+    t.equal(Number(trailer.readBigUInt64BE(13)), hex(vin.payload).length, 'totalBytes u64');
+    t.equal(trailer.readUInt16BE(21), reason.length, 'reasonLength u16');
+    t.equal(trailer.subarray(23).toString('utf8'), vin.end.reason, 'reason');
+  },
+);
+
+void t.test('a random source that gives the wrong number of bytes is refused', async (t) => {
+  t.throws(() => newItemId(() => new Uint8Array(15)), { code: 'ECONTAINER_FORMAT' });
+  t.equal(newContentKey().length, 32, 'node:crypto by default');
 });

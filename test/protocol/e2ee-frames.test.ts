@@ -1,4 +1,5 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import {
   MAX_FRAME_BYTES,
   b64,
@@ -64,8 +65,8 @@ void t.test('bad bytes give results, never exceptions', async (t) => {
     const d = decodeFrame(bytes);
     t.notOk(d.ok);
     if (!d.ok) {
-      t.match(d.error.message, re);
-      t.equal(d.error.code, 'EVALIDATION');
+      t.match(d.reason, re);
+      t.equal(d.code, 'EVALIDATION');
     }
   }
   t.throws(() => encodeFrame({ t: 'paired', phoneId: 'XYZ', admin: true }));
@@ -121,6 +122,59 @@ void t.test('config messages round-trip and validate', async (t) => {
   t.notOk(decodeConfigMessage(Buffer.from('{"t":"app","topic":"Bad Topic","body":""}')).ok);
   t.notOk(
     decodeConfigMessage(Buffer.from(JSON.stringify({ ...msgs[0], epochs: { motion: '-3' } }))).ok,
+  );
+});
+
+// ---- frozen byte vectors (test/vectors/*.json) -------------------------------------------
+// Generated once from this implementation and checked by hand against docs/protocol.md
+// sections 2 and 3. A format change must fail here; never regenerate the files to pass.
+
+interface FrozenVector {
+  frame?: PairingFrame;
+  message?: ConfigMessage;
+  bytes: { json: string };
+}
+function loadVector(name: string): FrozenVector {
+  return JSON.parse(
+    readFileSync(new URL(`../vectors/${name}`, import.meta.url), 'utf8'),
+  ) as FrozenVector;
+}
+
+void t.test('vector: a hello pairing frame, both directions', async (t) => {
+  const v = loadVector('pairing-frame.json');
+  const json = v.bytes.json;
+  if (v.frame === undefined) throw new Error('pairing-frame.json has no frame');
+  t.equal(Buffer.from(encodeFrame(v.frame)).toString('hex'), json, 'encode -> frozen bytes');
+  const d = decodeFrame(Buffer.from(json, 'hex'));
+  t.same(d.ok ? d.value : d, v.frame, 'frozen bytes -> the known frame');
+  t.equal(
+    Buffer.from(json, 'hex').toString('utf8'),
+    '{"t":"hello","versions":[1],"phoneTime":1790000000456,' +
+      '"phoneId":"0123456789abcdef0123456789abcdef",' +
+      '"signaturePublicKey":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8",' +
+      '"pskId":"wMHCw8TFxsfIycrLzM3Ozw"}',
+    'one UTF-8 JSON object, binary members in unpadded base64url',
+  );
+});
+
+void t.test('vector: a heartbeat config message, both directions', async (t) => {
+  const v = loadVector('config-message.json');
+  const json = v.bytes.json;
+  if (v.message === undefined) throw new Error('config-message.json has no message');
+  t.equal(
+    Buffer.from(encodeConfigMessage(v.message)).toString('hex'),
+    json,
+    'encode -> frozen bytes',
+  );
+  const d = decodeConfigMessage(Buffer.from(json, 'hex'));
+  t.same(d.ok ? d.value : d, v.message, 'frozen bytes -> the known message');
+  t.equal(
+    Buffer.from(json, 'hex').toString('utf8'),
+    '{"t":"heartbeat","seq":42,"sentAt":1790000000789,"epochs":{"motion":"7","config":"3"},' +
+      '"checks":{"motion":"0NHS09TV1tfY2drb3N3e3w"},' +
+      '"acks":["000102030405060708090a0b0c0d0e0f"],' +
+      '"refresh":[{"group":"thumbnail","keyPackage":"4OHi4-Tl5ufo6err"}]}',
+    'epochs as decimal strings, checks as base64url',
   );
 });
 

@@ -2,6 +2,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import {
   CIPHERSUITE_NAME,
+  DEFAULT_MLS_CRYPTO,
   GROUP_FOR_ITEM,
   LazyMlsProfile,
   PinnedAuthService,
@@ -17,6 +18,7 @@ import {
   itemWrapKey,
   keyPackageLifetime,
   leafIndexOf,
+  loadMlsProfile,
   newKeyPackage,
   newSigningIdentity,
   phoneIdentity,
@@ -34,6 +36,18 @@ void t.test('profile basics', async (t) => {
   t.equal(keyPackageLifetime(0).notBefore, 0n);
   t.equal(decodeMessage(p, randomBytes(40)), undefined);
   t.equal(decodeKeyPackageMessage(p, Buffer.alloc(0)), undefined);
+});
+
+void t.test('crypto provider: node:crypto by default, the JS one on request', async (t) => {
+  t.equal(DEFAULT_MLS_CRYPTO, 'native');
+  t.equal(p.crypto, 'native', 'LazyMlsProfile() loads the default');
+  const { nativeEd25519 } = await import('../../protocol/native-crypto.js');
+  t.equal(p.cs.signature, nativeEd25519, 'the native provider is in use');
+  const js = await new LazyMlsProfile({ crypto: 'js' }).get();
+  t.equal(js.crypto, 'js');
+  t.not(js.cs.signature, nativeEd25519, "ts-mls's default provider is in use");
+  t.equal(js.cs.name, CIPHERSUITE_NAME);
+  t.equal((await loadMlsProfile({ crypto: 'js' })).crypto, 'js');
 });
 
 void t.test('pinned authentication service rejects everything not pinned', async (t) => {

@@ -68,3 +68,46 @@ void t.test('bad bundles fail with the field named and the secret never echoed',
   await mkdir(join(root, 'e', BUNDLE_FILE), { recursive: true });
   await t.rejects(readBundle(join(root, 'e')), /cannot read/);
 });
+
+void t.test('services: optional members; an old bundle still parses', async (t) => {
+  const old = sample();
+  const oldText = encodeBundle(old);
+  t.notMatch(oldText, /relay|ota/, 'a bundle without services is written as before');
+  t.same(parseBundle(oldText), old);
+  const withServices = {
+    ...sample(),
+    relay: { url: 'https://relay.example.net', enrollToken: 'enroll-me' },
+    ota: { repositoryUrl: 'https://updates.example.net/vigil', channel: 'beta' },
+  };
+  t.same(parseBundle(encodeBundle(withServices)), withServices);
+  const json = JSON.parse(encodeBundle(withServices));
+  t.equal(json.version, 1, 'same format version');
+  const bad = (patch: Record<string, unknown>) =>
+    JSON.stringify({ ...JSON.parse(oldText), ...patch });
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      { relay: { url: 'http://relay.example.net' } },
+      /^invalid provisioning bundle \(relay\.url\): must be https/,
+    ],
+    [{ relay: { url: 'ftp://x' } }, /\(relay\.url\): must be https, not ftp$/],
+    [
+      { relay: { url: 'https://r', enrollToken: '' } },
+      /\(relay\.enrollToken\): must not be empty$/,
+    ],
+    [{ ota: { repositoryUrl: 'https://u', channel: 'NO' } }, /\(ota\.channel\): must be 1-32/],
+    [{ ota: { repositoryUrl: 'https://u' } }, /\(ota\.channel\)/],
+    [{ relay: { url: 'https://r', port: 1 } }, /\(relay\)/],
+  ];
+  for (const [patch, why] of cases) {
+    try {
+      parseBundle(bad(patch));
+      t.fail(`accepted ${JSON.stringify(patch)}`);
+    } catch (e) {
+      t.ok(e instanceof BundleError);
+      const msg = (e as Error).message;
+      t.match(msg, why);
+      t.notMatch(msg, /\n/, 'one line');
+      t.notOk(msg.includes(JSON.parse(oldText).secret), 'secret not echoed');
+    }
+  }
+});

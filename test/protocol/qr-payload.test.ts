@@ -59,9 +59,9 @@ void t.test('each kind of damage gets its own error code', async (t) => {
     const r = parseQrPayload(input);
     t.notOk(r.ok, `rejects ${String(input).slice(0, 30)}`);
     if (!r.ok) {
-      t.equal(r.error.code, code);
-      t.match(r.error.message, msg);
-      t.notMatch(r.error.message, sec, 'error never echoes the secret');
+      t.equal(r.code, code);
+      t.match(r.reason, msg);
+      t.notMatch(r.reason, sec, 'error never echoes the secret');
     }
   }
   t.throws(() => decodeQrPayload('nope'), QrPayloadError);

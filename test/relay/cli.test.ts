@@ -35,6 +35,8 @@ t.test('bad options are usage errors', async (t) => {
     ['--backend', 's3'],
     ['--tls-cert', 'a.pem'],
     ['--log-level', 'loud'],
+    ['--max-devices', '0'],
+    ['--max-connections-per-address', 'many'],
   ]) {
     await t.rejects(command.run(ctx(argv)), UsageError, argv.join(' '));
   }
@@ -58,6 +60,8 @@ t.test('vigil relay serves until SIGTERM, with an enrollment token', async (t) =
         '--enroll-token-file',
         `${dir}/enroll`,
         '--max-item-mb',
+        '1',
+        '--max-devices',
         '1',
         '--log-level',
         'info',
@@ -84,6 +88,9 @@ t.test('vigil relay serves until SIGTERM, with an enrollment token', async (t) =
       ),
     { message: /answered 413/ },
   );
+  await t.rejects(c.registerDevice('dev-cli-2', 'let-me-in-please'), {
+    message: /answered 507/,
+  });
   process.emit('SIGTERM');
   t.equal(await running, 0);
   t.ok(

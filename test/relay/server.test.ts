@@ -1,5 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { pairPhone, raw, relayWith, tempDir } from './fixtures.js';
 
@@ -615,3 +617,406 @@ t.test('serves HTTPS directly with a certificate', async (t) => {
   });
   t.same(JSON.parse(body), { ok: true }, 'health over TLS, certificate verified');
 });
+
+// ---- hardening after the outside probe (issue 18) -------------------------------------
+
+async function outcome(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (e) {
+    if (e instanceof RelayHttpError) return e.status;
+    throw e;
+  }
+}
+
+t.test(
+  'lockout bypass (probe): a valid request between wrong guesses erases nothing',
+  async (t) => {
+    for (const guess of ['rendezvous claims', 'device secrets'] as const) {
+      const { dir, cleanup } = await tempDir();
+      const { relay, device } = await relayWith(dir, 0, {}, 'dev-attacker');
+      t.teardown(async () => {
+        await relay.close();
+        await cleanup();
+      });
+      const anon = new RelayClient({ url: relay.url });
+      await anon.registerDevice('dev-victim');
+      const wrong = (): Promise<unknown> =>
+        guess === 'rendezvous claims'
+          ? anon.claimRendezvous(randomBytes(18).toString('base64url'))
+          : new RelayClient({
+              url: relay.url,
+              token: `d.dev-victim.${randomBytes(32).toString('base64url')}`,
+            }).phones();
+      // the probe's sequence: 9 wrong, then 1 valid request with the attacker's own device
+      const seen: number[] = [];
+      for (let round = 0; round < 40 && !seen.includes(429); round++) {
+        for (let i = 0; i < 9 && !seen.includes(429); i++) seen.push(await outcome(wrong()));
+        seen.push(await outcome(device.client.phones()));
+      }
+      // 9 wrong, 1 valid, then the 10th wrong guess locks: the request after it is refused
+      t.equal(seen.indexOf(429), 11, `${guess}: the 10th wrong guess locked the address`);
+      t.equal(
+        (await rejects(device.client.phones(), 429)).relayCode,
+        'ELOCKED',
+        `${guess}: even the attacker's valid credential is refused now`,
+      );
+    }
+  },
+);
+
+t.test('lockout per target: guesses spread over addresses lose an address each', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device } = await relayWith(
+    dir,
+    0,
+    { trustProxy: true, limits: { lockoutTargetFailures: 3 } },
+    'dev-victim',
+  );
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const guess = (addr: string, token: string): Promise<{ status: number; body: unknown }> =>
+    raw(relay.url, 'GET', '/v1/phones', { token, headers: { 'x-forwarded-for': addr } });
+  const bad = (): string => `d.dev-victim.${randomBytes(32).toString('base64url')}`;
+  for (const a of ['10.0.0.1', '10.0.0.2', '10.0.0.3'])
+    t.equal((await guess(a, bad())).status, 401, `one guess from ${a}`);
+  t.equal((await guess('10.0.0.4', bad())).status, 401);
+  const after = await guess('10.0.0.4', device.token);
+  t.equal(after.status, 429, 'one failure against the guarded account locked 10.0.0.4');
+  t.match(after.body, { error: 'ELOCKED' });
+  t.equal(
+    (await guess('10.0.0.9', device.token)).status,
+    200,
+    'the account itself is never locked',
+  );
+});
+
+t.test('offer oracle (probe): a token in use answers like a fresh one and counts', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device: victim } = await relayWith(
+    dir,
+    0,
+    { trustProxy: true, limits: { lockoutFailures: 3, maxOffersPerDevice: 4 } },
+    'dev-victim',
+  );
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const anon = new RelayClient({ url: relay.url });
+  const attacker = await anon.registerDevice('dev-attacker');
+  const offer = (token: string): Promise<{ status: number; body: unknown }> =>
+    raw(relay.url, 'PUT', '/v1/rendezvous', {
+      token: attacker.token,
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '10.9.9.9' },
+      body: JSON.stringify({ token, ttlMs: 60_000 }),
+    });
+  const victimToken = randomBytes(18).toString('base64url');
+  await victim.client.offerRendezvous(victimToken);
+  // fresh offers: never a failure; one device holds at most 4
+  for (let i = 0; i < 10; i++) {
+    const r = await offer(randomBytes(18).toString('base64url'));
+    t.equal(r.status, 200);
+  }
+  t.equal(relay.core.stats().offers, 1 + 4, 'the victim offer plus 4 of the attacker, not 10');
+  const fresh = await offer(randomBytes(18).toString('base64url'));
+  const taken = await offer(victimToken);
+  t.equal(taken.status, fresh.status, 'same status');
+  t.same(Object.keys(taken.body as object), Object.keys(fresh.body as object), 'same answer');
+  t.ok(
+    Math.abs(
+      (taken.body as { expiresAt: number }).expiresAt -
+        (fresh.body as { expiresAt: number }).expiresAt,
+    ) < 60_000,
+  );
+  // but those attempts count: the third locks the address
+  t.equal((await offer(victimToken)).status, 200);
+  t.equal((await offer(victimToken)).status, 200);
+  const locked = await offer(randomBytes(18).toString('base64url'));
+  t.equal(locked.status, 429);
+  t.match(locked.body, { error: 'ELOCKED' });
+  // and the shadow took nothing: the phone meets the victim
+  const c = await anon.claimRendezvous(victimToken);
+  t.equal(c.deviceId, 'dev-victim');
+});
+
+t.test('registration caps: per address and in total', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, logger } = await relayWith(dir, 0, {
+    trustProxy: true,
+    limits: { maxRegistrationsPerAddress: 2, maxDevices: 3 },
+  });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  t.ok(
+    logger.lines.some((l) => l.includes('"level":"warn"') && l.includes('registration is open')),
+    'open registration is announced',
+  );
+  const reg = (id: string, addr: string): Promise<{ status: number; body: unknown }> =>
+    raw(relay.url, 'POST', '/v1/devices', {
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': addr },
+      body: JSON.stringify({ deviceId: id }),
+    });
+  t.equal((await reg('dev-a1', '10.1.1.1')).status, 201);
+  t.equal((await reg('dev-a2', '10.1.1.1')).status, 201);
+  const third = await reg('dev-a3', '10.1.1.1');
+  t.equal(third.status, 429, 'two registrations per address per window');
+  t.match(third.body, { error: 'ERATE' });
+  const full = await reg('dev-b1', '10.1.1.2');
+  t.equal(full.status, 507, 'three devices in total (the fixture registered one)');
+  t.match(full.body, { error: 'EQUOTA' });
+  t.equal(relay.core.stats().devices, 3);
+});
+
+/** A raw TCP connection and what happened to it. */
+async function connect(port: number): Promise<{
+  socket: Socket;
+  closed: Promise<string>;
+}> {
+  const socket = netConnect(port, '127.0.0.1');
+  let data = '';
+  socket.on('data', (d: Buffer) => (data += d.toString()));
+  socket.on('error', () => undefined);
+  const closed = new Promise<string>((resolve) => {
+    socket.once('close', () => {
+      resolve(data);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return { socket, closed };
+}
+
+/** Send one request and wait for the first bytes of an answer (or the close). */
+function ask(socket: Socket, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const onData = (d: Buffer): void => {
+      finish(d.toString());
+    };
+    const onClose = (): void => {
+      finish('');
+    };
+    const finish = (text: string): void => {
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      resolve(text);
+    };
+    socket.once('data', onData);
+    socket.once('close', onClose);
+    socket.write(text);
+  });
+}
+
+const HEALTH = 'GET /v1/health HTTP/1.1\r\nHost: relay\r\n\r\n';
+
+t.test('connections per address are capped', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { startRelay } = await import('../../relay/server.js');
+  const { SILENT } = await import('../../base/logger.js');
+  const relay = await startRelay({
+    dataDir: dir,
+    logger: SILENT,
+    limits: { maxConnectionsPerAddress: 3 },
+  });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const open = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await connect(relay.port);
+    t.match(await ask(c.socket, HEALTH), /^HTTP\/1\.1 200/, `connection ${i + 1} served`);
+    open.push(c);
+  }
+  const fourth = await connect(relay.port);
+  t.equal(await ask(fourth.socket, HEALTH), '', 'the 4th connection is closed unanswered');
+  t.equal(await fourth.closed, '');
+  open[0]!.socket.destroy();
+  await open[0]!.closed;
+  // the server learns of the close on its own schedule: try until a slot is free
+  let answer = '';
+  for (let i = 0; i < 100 && answer === ''; i++) {
+    const c = await connect(relay.port);
+    answer = await ask(c.socket, HEALTH);
+    c.socket.destroy();
+  }
+  t.match(answer, /^HTTP\/1\.1 200/, 'a closed connection frees its slot');
+  for (const c of open) c.socket.destroy();
+});
+
+t.test('behind a trusted proxy: in-flight requests per forwarded address are capped', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { relay, device } = await relayWith(dir, 0, {
+    trustProxy: true,
+    limits: { maxConnectionsPerAddress: 2 },
+  });
+  t.teardown(cleanup);
+  const poll = (addr: string): Promise<{ status: number; body: unknown }> =>
+    raw(relay.url, 'GET', '/v1/mailbox?wait=30000', {
+      token: device.token,
+      headers: { 'x-forwarded-for': addr },
+    }).catch(() => ({ status: 0, body: 'closed' }));
+  // three long-polls from one forwarded address: whichever arrives third is refused at once
+  const polls = [poll('10.5.5.5'), poll('10.5.5.5'), poll('10.5.5.5')];
+  const first = await Promise.race(polls);
+  t.equal(first.status, 429);
+  t.match(first.body, { error: 'ECONNLIMIT' });
+  const other = await raw(relay.url, 'GET', '/v1/phones', {
+    token: device.token,
+    headers: { 'x-forwarded-for': '10.5.5.6' },
+  });
+  t.equal(other.status, 200, 'another forwarded address is not affected');
+  await relay.close();
+  await Promise.all(polls);
+});
+
+t.test('slow bodies time out; client aborts are not server errors', async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { startRelay } = await import('../../relay/server.js');
+  const { JsonLogger } = await import('../../base/logger.js');
+  const lines: string[] = [];
+  let onLine = (): void => undefined;
+  const logger = new JsonLogger('relay', {
+    level: 'debug',
+    write: (l) => {
+      lines.push(l);
+      onLine();
+    },
+  });
+  const until = (pred: (l: string) => boolean): Promise<string> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        const hit = lines.find(pred);
+        if (hit !== undefined) resolve(hit);
+      };
+      onLine = check;
+      check();
+    });
+  // the whole request must arrive within 300 ms + 1000 bytes at 1000 bytes/s
+  const relay = await startRelay({
+    dataDir: dir,
+    logger,
+    limits: { headersTimeoutMs: 300, maxAppendBytes: 1000, minBodyBytesPerSec: 1000 },
+  });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const cred = await new RelayClient({ url: relay.url }).registerDevice('dev-slow');
+  const head = (id: string, extra = ''): string =>
+    `PUT /v1/items/${id}?group=motion&kind=clip&offset=0 HTTP/1.1\r\nHost: relay\r\n` +
+    `Authorization: Bearer ${cred.token}\r\nContent-Length: 1000\r\n${extra}\r\n`;
+  // a body that never completes: answered 408 and closed, not held for minutes
+  const slow = await connect(relay.port);
+  slow.socket.write(head('slow-item') + 'x'.repeat(10));
+  t.match(await slow.closed, /^HTTP\/1\.1 408/, 'the slow body timed out');
+  // a client that gives up mid-upload (100-continue: the handler is reading the body)
+  const quitter = await connect(relay.port);
+  t.match(
+    await ask(quitter.socket, head('quit-item', 'Expect: 100-continue\r\n')),
+    /^HTTP\/1\.1 100/,
+  );
+  quitter.socket.write('x'.repeat(10));
+  quitter.socket.destroy();
+  await quitter.closed;
+  const done = await until(
+    (l) => l.includes('"msg":"request"') && l.includes('"status":"aborted"'),
+  );
+  t.match(done, /"level":"debug"/);
+  t.notOk(
+    lines.some((l) => l.includes('"level":"error"')),
+    'neither is logged as an error',
+  );
+  t.equal(relay.core.stats().items, 0, 'nothing was stored');
+});
+
+/** Mount a small tmpfs (root only; no loop devices needed): the error when it cannot be done. */
+async function tmpfsProbe(): Promise<string | false> {
+  const { run } = await import('../../hw/os/run.js');
+  const { dir, cleanup } = await tempDir('vigil-tmpfs-probe-');
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { timeoutMs: 30_000 });
+    await run('umount', [dir], { timeoutMs: 30_000 });
+    return false;
+  } catch (e) {
+    return `cannot mount a tmpfs here (${(e as Error).message.split('\n')[0] ?? ''})`;
+  } finally {
+    await cleanup();
+  }
+}
+
+t.test(
+  'a really full disk: uploads answer 507, acknowledgements still work and free space',
+  { skip: await tmpfsProbe() },
+  async (t) => {
+    const { run } = await import('../../hw/os/run.js');
+    const { open, readdir, statfs } = await import('node:fs/promises');
+    const { dir, cleanup } = await tempDir();
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', dir], { timeoutMs: 30_000 });
+    const { relay, device, phones } = await relayWith(dir, 2, {
+      limits: { storageReserveBytes: 128 * 1024, maxAppendBytes: 512 * 1024 },
+    });
+    t.teardown(async () => {
+      await relay.close();
+      await run('umount', [dir], { timeoutMs: 30_000 });
+      await cleanup();
+    });
+    const clip = randomBytes(256 * 1024);
+    const stored: number[] = [];
+    const fill = async (size: number): Promise<RelayHttpError> => {
+      for (let i = 0; ; i++) {
+        try {
+          const st = await device.client.append(
+            `clip-${size}-${i}`,
+            { group: 'motion', kind: 'clip', offset: 0, final: true },
+            clip.subarray(0, size),
+          );
+          stored.push(st.seq);
+        } catch (e) {
+          if (!(e instanceof RelayHttpError)) throw e;
+          return e;
+        }
+      }
+    };
+    const full = await fill(clip.length);
+    t.equal(full.status, 507, 'a full disk answers 507');
+    t.equal(full.relayCode, 'ENOSPACE');
+    t.ok(stored.length > 5, `${stored.length} clips fit before`);
+    for (const size of [32 * 1024, 4096, 512, 1]) t.equal((await fill(size)).status, 507);
+    // and someone else takes whatever is left, to the last byte
+    const filler = await open(`${dir}/filler`, 'w');
+    for (const size of [65536, 4096, 512, 1])
+      await (async () => {
+        for (;;) await filler.write(Buffer.alloc(size));
+      })().catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+      });
+    await filler.close();
+    const fs = await statfs(dir);
+    t.equal(fs.bavail, 0, 'the filesystem really is full');
+    const walk = async (d: string): Promise<string[]> =>
+      (await readdir(d, { recursive: true })).map(String).filter((n) => n.endsWith('.tmp'));
+    t.same(await walk(dir), [], 'a failed write leaves no temp file behind');
+    // the first phone's acks rewrite records (nothing is freed yet), the second's delete blobs
+    const [a, b] = phones as [NonNullable<(typeof phones)[0]>, NonNullable<(typeof phones)[0]>];
+    for (const seq of stored) await a.client.ack(seq);
+    t.equal((await a.client.list({})).items.length, 0, 'every ack of phone A succeeded');
+    for (const seq of stored) await b.client.ack(seq);
+    t.equal(relay.core.stats().storedBytes, 0, 'every ack of phone B succeeded; blobs deleted');
+    const after = await statfs(dir);
+    t.ok(after.bavail * after.bsize > 5 * clip.length, 'space came back');
+    const again = await device.client.append(
+      'clip-after',
+      { group: 'motion', kind: 'clip', offset: 0, final: true },
+      clip,
+    );
+    t.same(await a.client.readAll(again.seq), clip, 'uploads work again');
+  },
+);

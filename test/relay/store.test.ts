@@ -1,7 +1,13 @@
 import t from 'tap';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { DurableFs } from '../../hw/os/fs.js';
-import { FsBlobStore, FsRecordStore, MemoryBlobStore, checkKey } from '../../relay/store.js';
+import {
+  FsBlobStore,
+  FsRecordStore,
+  MemoryBlobStore,
+  SpaceReserve,
+  checkKey,
+} from '../../relay/store.js';
 import { tempDir } from './fixtures.js';
 
 t.test('keys are checked', async (t) => {
@@ -49,3 +55,54 @@ t.test('filesystem blobs and records', async (t) => {
   await mem.delete('k');
   t.equal(await mem.get('k'), undefined);
 });
+
+/** A DurableFs whose disk is full while `full` is set; removing the reserve frees it. */
+class FullDisk extends DurableFs {
+  full = false;
+  override async writeFileAtomic(path: string, data: Uint8Array | string, label?: string) {
+    if (this.full)
+      throw Object.assign(new Error(`ENOSPC: no space left on device, write '${path}'`), {
+        code: 'ENOSPC',
+      });
+    await super.writeFileAtomic(path, data, label);
+  }
+  override async remove(path: string, label?: string) {
+    if (path.endsWith('space-reserve')) this.full = false;
+    await super.remove(path, label);
+  }
+}
+
+t.test(
+  'full disk (ENOSPC injected at the file layer): 507, and the reserve serves acks only',
+  async (t) => {
+    const { dir, cleanup } = await tempDir();
+    t.teardown(cleanup);
+    const fs = new FullDisk();
+    const reserve = new SpaceReserve(`${dir}/space-reserve`, fs, 4096);
+    t.equal(await reserve.ensure(), true);
+    const blobs = new FsBlobStore(`${dir}/b`, fs, reserve);
+    const rec = new FsRecordStore(`${dir}/r`, fs, reserve);
+    fs.full = true;
+    await t.rejects(blobs.put('d/1/0', Buffer.from('abc')), { code: 'ENOSPACE', status: 507 });
+    await t.rejects(rec.put('items', 'd.1', { a: 1 }), { code: 'ENOSPACE', status: 507 });
+    t.equal(reserve.held, true, 'an ordinary write does not touch the reserve');
+    await rec.put('items', 'd.1', { a: 2 }, { freesSpace: true });
+    t.equal(reserve.held, false, 'a write that frees space released the reserve and went through');
+    t.same(await rec.loadAll('items'), [{ id: 'd.1', doc: { a: 2 } }]);
+    fs.full = true;
+    await t.rejects(blobs.put('d/1/0', Buffer.from('abc')), { code: 'ENOSPACE' });
+    t.equal(await blobs.get('d/1/0'), undefined, 'nothing stored');
+    fs.full = false;
+    await blobs.put('d/1/0', Buffer.from('abc'));
+    t.equal(reserve.held, true, 'the reserve is taken back before the next blob');
+    t.same(await blobs.get('d/1/0'), Buffer.from('abc'));
+    // without a reserve a record write on a full disk is a 507 too, not an internal error
+    fs.full = true;
+    await t.rejects(
+      new FsRecordStore(`${dir}/r`, fs).put('items', 'd.2', {}, { freesSpace: true }),
+      {
+        code: 'ENOSPACE',
+      },
+    );
+  },
+);

@@ -3,9 +3,18 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
-import { b64 } from '../../../protocol/e2ee-frames.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { newDevicePsk, openHub, pair, tempDir } from '../../../dev/fixtures/paired-hub.js';
+import { E2eePhone } from '../../../app/e2ee/phone.js';
+import { MlsHub } from '../../../firmware/mls/hub.js';
+import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
+import { b64, type PairingFrame } from '../../../protocol/e2ee-frames.js';
+import { LIFETIME_ALLOWANCE_MS, loadMlsProfile } from '../../../protocol/mls-profile.js';
+import {
+  DEVICE_ID,
+  newDevicePsk,
+  openHub,
+  pair,
+  tempDir,
+} from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 
@@ -77,4 +86,52 @@ void t.test('initiator: unexpected frames, hub errors, abort', async (t) => {
   e.abort('user cancelled');
   t.equal(e.failure?.code, 'EABORTED');
   t.equal(e.phone, undefined);
+});
+
+void t.test("initiator: the hub's key package lifetime, both bounds", async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  // Phone and hub agree at hello; the hub's clock then jumps before it makes
+  // its key package, so its lifetime leaves the window the phone computed.
+  const PHONE = Math.floor(Date.now() / 1000) * 1000;
+  const run = async (name: string, jumpMs: number): Promise<string> => {
+    let hubClock = PHONE;
+    const hub = await MlsHub.open({
+      dir: join(root, name, 'hub'),
+      fs: new DurableFs(),
+      deviceId: DEVICE_ID,
+      profile: p,
+      now: () => hubClock,
+    });
+    const devicePsk = newDevicePsk();
+    const responder = new PairingResponder({ hub, devicePsk });
+    const ini = new PairingInitiator({
+      dir: join(root, name, 'phone'),
+      fs: new DurableFs(),
+      profile: p,
+      psk: devicePsk,
+      now: () => PHONE,
+    });
+    let toHub: PairingFrame[] = [await ini.start()];
+    while (!ini.finished) {
+      const back: PairingFrame[] = [];
+      for (const f of toHub) back.push(...(await responder.handle(f)));
+      if (back.some((f) => f.t === 'hello-ack')) hubClock = PHONE + jumpMs;
+      toHub = [];
+      for (const f of back) toHub.push(...(await ini.handle(f)));
+    }
+    return ini.failure === undefined ? 'paired' : `${ini.failure.code}: ${ini.failure.message}`;
+  };
+  const A = LIFETIME_ALLOWANCE_MS;
+  t.equal(await run('late-in', A), 'paired', 'notAfter just inside');
+  t.match(await run('late-out', A + 1000), /^EKEY_PACKAGE_LIFETIME: motion: .*notAfter/);
+  t.equal(await run('early-in', -A), 'paired', 'notBefore just inside');
+  t.match(await run('early-out', -A - 1000), /^EKEY_PACKAGE_LIFETIME: motion: .*notBefore/);
+  t.equal(
+    await E2eePhone.open({ dir: join(root, 'late-out', 'phone'), fs: new DurableFs(), profile: p }),
+    undefined,
+    'a refused pairing leaves no phone state',
+  );
 });

@@ -15,6 +15,7 @@ import type { SessionEvent } from '../../../firmware/pairing/session.js';
 import { PairingWindow } from '../../../firmware/pairing/window.js';
 import { main } from '../../../bin/cli.js';
 import { meetAtRelay, pairCommand } from '../../../app/pair/cli.js';
+import { loadHotspot } from '../../../app/pair/invite.js';
 import { startRelay } from '../../../relay/server.js';
 import { RelayClient } from '../../../protocol/relay-client.js';
 import { SILENT } from '../../../base/logger.js';
@@ -197,5 +198,110 @@ void t.test(
     await t.rejects(meetAtRelay(relay.url, token, 10), { message: /timed out/ });
     // no relay at all
     await t.rejects(meetAtRelay('http://127.0.0.1:9', token, 200, [50]), { code: 'EPAIR_RELAY' });
+  },
+);
+
+void t.test(
+  'vigil app pair --invite: a further phone pairs with what phones add prints',
+  async (t) => {
+    const p = await loadMlsProfile();
+    const id = newIdentity();
+    const d = deriveIdentity(id.secret, id.deviceId);
+    const hub = await MlsHub.open({
+      dir: await mkdtemp(join(tmpdir(), 'vigil-appinvite-')),
+      fs: new DurableFs(),
+      deviceId: id.deviceId,
+      profile: p,
+    });
+    const window = new PairingWindow();
+    window.open('button');
+    const server = new PairingServer({
+      window,
+      newSession: () =>
+        new HubPairingSession({
+          responder: new PairingResponder({ hub, devicePsk: { id: d.mlsPskId, secret: d.mlsPsk } }),
+          handleConfig: (b) => hub.handleConfig(b),
+          networkInRange: async () => true,
+        }),
+    });
+    const { port } = await server.listen('127.0.0.1', 0);
+    t.teardown(() => server.close());
+    const work = await mkdtemp(join(tmpdir(), 'vigil-appinvite-work-'));
+    const hubArg = ['--hub', `127.0.0.1:${port}`];
+    const admin = await vigil([
+      'app',
+      'pair',
+      '--qr',
+      encodeQrPayload(id),
+      ...hubArg,
+      '--dir',
+      join(work, 'admin'),
+    ]);
+    t.equal(admin.code, 0, admin.stderr);
+    const hotspot = await loadHotspot(new DurableFs(), join(work, 'admin'));
+    t.same(hotspot, { ssid: d.ssid, passphrase: d.wpaPassphrase }, 'the admin kept the hotspot');
+    // what `vigil app phones add` prints for the invite the hub sent the admin
+    const adminId = hub.phones[0]?.phoneId ?? '';
+    const inv = await hub.createInvite(adminId);
+    const inviteText = JSON.stringify({
+      invite: {
+        t: 'invite',
+        requestId: 'ab12cd34',
+        deviceId: hub.deviceId,
+        pskId: inv.pskId,
+        psk: inv.psk,
+        expiresAt: inv.expiresAt,
+        hotspot,
+      },
+    });
+    const file = join(work, 'invite.json');
+    await writeFile(file, inviteText + '\n');
+    const second = await vigil([
+      'app',
+      'pair',
+      '--invite',
+      file,
+      ...hubArg,
+      '--dir',
+      join(work, 'b'),
+    ]);
+    t.equal(second.code, 0, second.stderr);
+    t.match(second.stdout, new RegExp(`hotspot ${d.ssid}`));
+    t.match(second.stdout, /paired \(MLS\) with hub .* \(by invite\)/);
+    t.notOk((second.stdout + second.stderr).includes(inv.psk), 'the invite PSK is never printed');
+    t.same(
+      hub.phones.map((ph) => ph.admin),
+      [true, false],
+      'two phones; the invited one is not an admin',
+    );
+    // single use: the same invite again fails at the hub
+    const reuse = await vigil([
+      'app',
+      'pair',
+      '--invite',
+      inviteText,
+      ...hubArg,
+      '--dir',
+      join(work, 'c'),
+    ]);
+    t.equal(reuse.code, 1);
+    t.match(reuse.stderr, /unknown or expired pairing PSK id/);
+    t.equal(hub.phones.length, 2);
+    // bad invites: one line, the field named, the PSK never echoed
+    const expired = inviteText.replace(`"expiresAt":${inv.expiresAt}`, '"expiresAt":1000');
+    const cases: [string, RegExp][] = [
+      [expired, /^vigil app: the invite expired at 1970-01-01T00:00:01\.000Z: ask for a new one/],
+      ['{"invite":{"t":"invite"}}', /^vigil app: invalid invite \(invite\.requestId\)/],
+      [inviteText.replace('"pskId"', '"pskid"'), /^vigil app: invalid invite \(invite(\.pskId)?\)/],
+      ['not json', /^vigil app: the invite is not the JSON `vigil app phones add` printed$/],
+    ];
+    for (const [text, why] of cases) {
+      const r = await vigil(['app', 'pair', '--invite', text, ...hubArg, '--dir', join(work, 'x')]);
+      t.equal(r.code, 2, text.slice(0, 40));
+      t.match(r.stderr.split('\n')[0], why);
+      t.notOk(r.stderr.includes(inv.psk), 'PSK not echoed');
+    }
+    const both = await vigil(['app', 'pair', '--invite', file, '--qr', 'x']);
+    t.match(both.stderr, /either --qr .* or --invite/);
   },
 );

@@ -7,6 +7,9 @@ import { StaticKeyCrypto } from '../../../app/crypto.js';
 import { ItemStore } from '../../../app/store.js';
 import { Syncer } from '../../../app/sync.js';
 import { eventsOf, startViewer } from '../../../app/viewer/server.js';
+import { HubLink } from '../../../app/hub-link.js';
+import { LIVE_REFUSED_TOPIC, encodeControl } from '../../../protocol/live-control.js';
+import { RelayClient } from '../../../protocol/relay-client.js';
 import { relayWith, tempDir } from '../../relay/fixtures.js';
 import { launchChromium, splitFmp4 } from '../../../dev/fixtures/browser.js';
 import { H264_CODEC, StaticKeySealer, makeClip, makeJpeg, sealWhole } from '../fixtures.js';
@@ -127,5 +130,62 @@ t.test(
       logger.lines.some((l) => l.includes('"level":"error"')),
       'viewer logged no errors',
     );
+  },
+);
+
+t.test(
+  'with a hub link: /api/live asks the hub first; refusal 409, silence 504; /api/status',
+  async (t) => {
+    const { dir, cleanup } = await tempDir('vigil-viewer-link-');
+    const { relay, phones } = await relayWith(`${dir}/relay`, 1);
+    const handlers = new Map<string, (b: Uint8Array) => Promise<string>>();
+    let answer: 'refuse' | 'silent' = 'refuse';
+    const asked: string[] = [];
+    const link = new HubLink({
+      onApp: (topic, h) => {
+        handlers.set(topic, h);
+      },
+      seal: (m) => Promise.resolve(Buffer.from(m.t === 'app' ? m.topic : m.t)),
+      postUp: async (b) => {
+        asked.push(Buffer.from(b).toString());
+        if (answer === 'refuse')
+          await handlers.get(LIVE_REFUSED_TOPIC)?.(
+            encodeControl(LIVE_REFUSED_TOPIC, { v: 1, reason: 'storage-locked' }),
+          );
+      },
+      offlineAfterMs: 3_600_000,
+    });
+    const viewer = await startViewer({
+      store: new ItemStore(`${dir}/app`, new DurableFs()),
+      crypto: new StaticKeyCrypto(randomBytes(32)),
+      client: new RelayClient({ url: relay.url, token: phones[0]!.token }),
+      link,
+      liveAnswerMs: 200,
+      logger: SILENT,
+    });
+    t.teardown(async () => {
+      link.close();
+      await viewer.close();
+      await relay.close();
+      await cleanup();
+    });
+    const tok = new URL(viewer.url).searchParams.get('t')!;
+    const base = viewer.url.replace(/\/\?t=.*$/, '');
+    const refused = await fetch(`${base}/api/live?t=${tok}`);
+    t.equal(refused.status, 409);
+    t.same(await refused.json(), {
+      reason: 'storage-locked',
+      message: "live view refused: the hub's storage is locked",
+    });
+    t.same(asked, ['live-request'], 'the request went up the config group');
+    answer = 'silent';
+    const silent = await fetch(`${base}/api/live?t=${tok}`);
+    t.equal(silent.status, 504);
+    t.match(((await silent.json()) as { message: string }).message, /no answer from the hub/);
+    const status = (await (await fetch(`${base}/api/status?t=${tok}`)).json()) as {
+      hub: { offline: boolean; lastSeenAt: number | null };
+    };
+    t.equal(status.hub.offline, false);
+    t.equal(status.hub.lastSeenAt, null);
   },
 );

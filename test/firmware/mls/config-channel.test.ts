@@ -186,3 +186,109 @@ t.test('config channel over a real relay', async (t) => {
     await t.rejects(channel.sendApp('test-report', Buffer.from('late')), { code: 'ESTOPPED' });
   });
 });
+
+t.test('remove-request also deletes the removed phone’s relay account', async (t) => {
+  const { dir: root, cleanup } = await tempDir('vigil-cfgchan-rm-');
+  const closers: (() => Promise<void>)[] = [cleanup];
+  t.teardown(async () => {
+    for (const c of closers) await c().catch(() => undefined);
+  });
+  const profile = await loadMlsProfile();
+  const hub = await openHub(profile, join(root, 'hub'));
+  const devicePsk = newDevicePsk();
+  const admin = (await pair({ p: profile, hub, devicePsk, phoneDir: join(root, 'a') }))
+    .phone as E2eePhone;
+  const inv = await hub.createInvite(admin.phoneId);
+  const second = (
+    await pair({
+      p: profile,
+      hub,
+      devicePsk,
+      phonePsk: {
+        id: Buffer.from(inv.pskId, 'base64url'),
+        secret: Buffer.from(inv.psk, 'base64url'),
+      },
+      phoneDir: join(root, 'b'),
+    })
+  ).phone as E2eePhone;
+  t.equal(hub.phones.length, 2, 'two phones, the second by invite');
+  const relay = await startRelay({ dataDir: join(root, 'relay'), logger: SILENT });
+  closers.unshift(() => relay.close());
+  const accounts = await devPairRelay(relay.url, DEVICE_ID);
+  const anon = new RelayClient({ url: relay.url });
+  await anon.withToken(accounts.device.token).offerRendezvous('second-phone-rendezvous-1');
+  const bAcct = await anon.claimRendezvous('second-phone-rendezvous-1');
+  const deviceClient = new RelayClient({ url: relay.url, token: accounts.device.token });
+  const aClient = new RelayClient({ url: relay.url, token: accounts.phone.token });
+  const bClient = new RelayClient({ url: relay.url, token: bAcct.token });
+  const fs = new DurableFs();
+  const stateDir = join(root, 'hub-state');
+  const channel = new RelayConfigChannel({
+    hub,
+    client: deviceClient,
+    logger: SILENT,
+    stateDir,
+    fs,
+    pollWaitMs: 1000,
+    backoff: { initialMs: 50, maxMs: 400 },
+  });
+  closers.unshift(() => channel.stop());
+  channel.start();
+  // both phones speak once over the relay: the channel learns who is who
+  const aCrypto = new E2eeCrypto(admin);
+  const bCrypto = new E2eeCrypto(second);
+  await aClient.postUp('config', await admin.heartbeat());
+  t.match(await phoneInbox(aClient, aCrypto), [/heartbeat acknowledged/]);
+  await bClient.postUp('config', await second.heartbeat());
+  t.match(await phoneInbox(bClient, bCrypto), [/heartbeat acknowledged/]);
+  t.same(
+    (await deviceClient.phones()).map((p) => p.phoneId).sort(),
+    [accounts.phone.phoneId, bAcct.id].sort(),
+  );
+
+  await aClient.postUp('config', await admin.requestRemove(second.phoneId));
+  t.match(await phoneInbox(aClient, aCrypto), [/removed/]);
+  await until(() => hub.phones.length === 1, 'the MLS removal');
+  let left: string[] = [];
+  const end = Date.now() + 20_000;
+  while (Date.now() < end) {
+    left = (await deviceClient.phones()).map((p) => p.phoneId);
+    if (!left.includes(bAcct.id)) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  t.same(left, [accounts.phone.phoneId], 'the removed phone’s relay account is gone');
+  const pending = async () =>
+    JSON.parse(
+      ((await fs.readIfExists(join(stateDir, 'relay-removals.json'))) ?? '{}').toString(),
+    ) as { pending?: string[] };
+  let queue = await pending();
+  while (queue.pending?.length !== 0 && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 25));
+    queue = await pending();
+  }
+  t.same(queue, { v: 1, pending: [] }, 'nothing left to delete');
+  const refused = await bClient.list({ waitMs: 0 }).then(
+    () => undefined,
+    (e: unknown) => (e as { status?: number }).status,
+  );
+  t.equal(refused, 401, 'its token no longer works');
+
+  // an item after the removal: listed for the remaining phone only, and gone once it acks
+  // (large, so the small config messages still in flight do not blur the figure)
+  const CLIP = 256 * 1024;
+  const before = relay.core.stats().storedBytes;
+  await deviceClient.append(
+    'clip-after-removal',
+    { group: 'motion', kind: 'clip', offset: 0, final: true },
+    randomBytes(CLIP),
+  );
+  t.ok(relay.core.stats().storedBytes >= before + CLIP, 'stored');
+  const { items } = await aClient.list({ waitMs: 0 });
+  const clip = items.find((i) => i.itemId === 'clip-after-removal');
+  t.ok(clip, 'listed for the remaining phone');
+  await aClient.ack(clip!.seq);
+  t.ok(
+    relay.core.stats().storedBytes < before + CLIP / 2,
+    'fully acknowledged by the remaining phone alone: the relay dropped it',
+  );
+});

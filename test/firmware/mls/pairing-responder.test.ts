@@ -6,14 +6,24 @@ import { DurableFs } from '../../../hw/os/fs.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { E2eePhone } from '../../../app/e2ee/phone.js';
 import { b64, type PairingFrame } from '../../../protocol/e2ee-frames.js';
+import { MlsHub } from '../../../firmware/mls/hub.js';
 import {
+  KEY_PACKAGE_LIFETIME_MS,
+  LIFETIME_ALLOWANCE_MS,
+  acceptedLifetimeBounds,
   encodeKeyPackageMessage,
   loadMlsProfile,
   newKeyPackage,
   newSigningIdentity,
   phoneIdentity,
 } from '../../../protocol/mls-profile.js';
-import { newDevicePsk, openHub, pair, tempDir } from '../../../dev/fixtures/paired-hub.js';
+import {
+  DEVICE_ID,
+  newDevicePsk,
+  openHub,
+  pair,
+  tempDir,
+} from '../../../dev/fixtures/paired-hub.js';
 
 const p = await loadMlsProfile();
 
@@ -219,4 +229,76 @@ void t.test('an already paired phone id is refused', async (t) => {
     pskId: b64(devicePsk.id),
   });
   t.equal(out[0]?.t === 'error' ? out[0].code : '', 'EPHONE_EXISTS');
+});
+
+void t.test('key package lifetime: both bounds, just inside and just outside', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  // whole seconds, so the bounds below are exact; near the real time because
+  // ts-mls also checks the lifetime against Date.now()
+  const HUB = Math.floor(Date.now() / 1000) * 1000;
+  const PHONE = HUB - 10 * 60_000; // the phone's clock lags by 10 minutes
+  const hub = await MlsHub.open({
+    dir: join(root, 'hub'),
+    fs: new DurableFs(),
+    deviceId: DEVICE_ID,
+    profile: p,
+    now: () => HUB,
+  });
+  const devicePsk = newDevicePsk();
+  const phoneId = randomBytes(16).toString('hex');
+  const me = await newSigningIdentity(p, phoneIdentity(phoneId));
+  const minNotBefore = BigInt((PHONE - 3600_000 - LIFETIME_ALLOWANCE_MS) / 1000);
+  const maxNotAfter = BigInt((HUB + KEY_PACKAGE_LIFETIME_MS + LIFETIME_ALLOWANCE_MS) / 1000);
+  t.same(acceptedLifetimeBounds(HUB, PHONE), { minNotBefore, maxNotAfter });
+  const attempt = async (notBefore: bigint, notAfter: bigint): Promise<string> => {
+    const resp = new PairingResponder({ hub, devicePsk });
+    await resp.handle({
+      t: 'hello',
+      versions: [1],
+      phoneTime: PHONE,
+      phoneId,
+      signaturePublicKey: b64(me.signaturePublicKey),
+      pskId: b64(devicePsk.id),
+    });
+    const kp = await p.mls.generateKeyPackageWithKey(
+      { credentialType: 'basic', identity: me.identity },
+      p.mls.defaultCapabilities(),
+      { notBefore, notAfter },
+      [],
+      { signKey: me.signaturePrivateKey, publicKey: me.signaturePublicKey },
+      p.cs,
+    );
+    const out = await resp.handle({
+      t: 'key-package',
+      group: 'motion',
+      keyPackage: b64(encodeKeyPackageMessage(p, kp.publicPackage)),
+    });
+    resp.abort();
+    const f = out[0];
+    return f?.t === 'error' ? `${f.code}: ${f.message}` : (f?.t ?? 'nothing');
+  };
+  t.equal(await attempt(minNotBefore, maxNotAfter), 'welcome', 'both bounds just inside');
+  t.match(
+    await attempt(minNotBefore - 1n, maxNotAfter),
+    /^EKEY_PACKAGE_LIFETIME: motion: .*notBefore/,
+  );
+  t.match(
+    await attempt(minNotBefore, maxNotAfter + 1n),
+    /^EKEY_PACKAGE_LIFETIME: motion: .*notAfter/,
+  );
+  t.match(
+    await attempt(0n, 2n ** 64n - 1n),
+    /^EKEY_PACKAGE_LIFETIME/,
+    'the widest lifetime is refused',
+  );
+  const now = BigInt(HUB / 1000);
+  t.match(
+    await attempt(now + 1n, maxNotAfter),
+    /^EKEY_PACKAGE_LIFETIME: .*does not contain now/,
+    'not yet valid',
+  );
+  t.same(groupFiles(join(root, 'hub')), [], 'nothing written');
 });

@@ -3,7 +3,9 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerReader, parseHeader } from '../../../protocol/container.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
+import { MlsItemSealer } from '../../../firmware/mls/sealer.js';
 import {
+  DEVICE_ID,
   MemorySink,
   newDevicePsk,
   openHub,
@@ -135,4 +137,37 @@ void t.test('overlapping items: headers leave in epoch order, all decrypt', asyn
   t.ok(epochs[0]! < epochs[1]!, 'clip headers in epoch order');
   for (const id of sink.order)
     t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.length, 100);
+});
+
+void t.test('item ids and content keys come from the injected random source', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const { phone } = await pair({
+    p,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: join(root, 'phone'),
+  });
+  const asked: number[] = [];
+  const sink = new MemorySink();
+  const sealer = new MlsItemSealer({
+    hub,
+    sink,
+    deviceId: DEVICE_ID,
+    random: (n) => {
+      asked.push(n);
+      return new Uint8Array(n).fill(0xa5);
+    },
+  });
+  const w = await sealer.begin({ kind: 'clip', startedAt: 0, codec: 'video/mp4' });
+  t.equal(w.itemId, 'a5'.repeat(16), 'the item id is the source’s bytes');
+  t.same(asked, [16, 32], 'item id, then content key');
+  await w.write(Buffer.from('known key'));
+  await w.close(1);
+  const reader = phone!.openItem();
+  await reader.push(sink.bytes(w.itemId));
+  t.equal(reader.finish().plaintext.toString(), 'known key');
 });

@@ -55,7 +55,7 @@ void t.test(
         met.push(token);
       },
       saveCredentials: async (c) => {
-        saved.push(c.ssid);
+        saved.push(c.relay ? `${c.ssid} via ${c.relay.url}` : c.ssid);
       },
     });
     t.teardown(() => ctl.close());
@@ -88,14 +88,17 @@ void t.test(
     t.ok(again, 'phone state survived');
     const c2 = await PairingClient.connect('127.0.0.1', ctl.port!);
     const secondP = once(ctl, 'handoff');
-    const token2 = await c2.sendCredentials(again!, 'home-net', 'right password');
+    // this time the phone also chooses its own relay
+    const token2 = await c2.sendCredentials(again!, 'home-net', 'right password', undefined, {
+      url: 'https://my-relay.example',
+    });
     c2.close();
     const [second] = (await secondP) as [HandoffOutcome];
     t.match(second, { ok: true, ssid: 'home-net', relay: 'met' });
     t.notOk(hotspot.active, 'hotspot gone');
     t.equal(station.joinedSsid, 'home-net', 'associated to the home network');
     t.same(met, [token2], 'met the phone at the relay with its token');
-    t.same(saved, ['home-net']);
+    t.same(saved, ['home-net via https://my-relay.example'], 'saved with the relay chosen');
     t.notOk(ctl.serving);
     t.same(hotspot.log, [
       'start Vigil-' + id.deviceId.slice(0, 6),

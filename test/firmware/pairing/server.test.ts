@@ -20,6 +20,7 @@ import type { SessionEvent } from '../../../firmware/pairing/session.js';
 import { MAX_FAILED_ATTEMPTS, PairingWindow } from '../../../firmware/pairing/window.js';
 import { PairingClient, PairClientError } from '../../../app/pair/client.js';
 import { encodeWireFrame } from '../../../protocol/pairing-transport.js';
+import { b64 } from '../../../protocol/e2ee-frames.js';
 
 let p: MlsProfile;
 t.before(async () => {
@@ -209,7 +210,7 @@ void t.test('a pairing killed midway leaves no state and counts as failed', asyn
   // hello-ack, then one key package, then the phone vanishes
   const ack = await c.next();
   const d = decodeFrame(ack.payload);
-  if (!d.ok) throw d.error;
+  if (!d.ok) throw new Error(d.reason);
   for (const f of await ini.handle(d.value)) c.send({ kind: 'pairing', payload: encodeFrame(f) });
   await c.next(); // welcome for the first group: the hub now holds a half-made group
   c.close();
@@ -258,4 +259,39 @@ void t.test('transport limits: idle timeout, busy, oversize and bad version fram
   hold.destroy();
   await s.settled(6);
   t.equal(s.window.state.failures, 6, 'each failed connection counted (refusals are not attempts)');
+});
+
+void t.test('the relay a phone chooses: refused schemes, then accepted', async (t) => {
+  const s = await setup();
+  const c = await PairingClient.connect('127.0.0.1', s.port);
+  const phone = await c.pair((await s.phone(s.devicePsk)).ini);
+  const base = { ssid: 'home-net', passphrase: 'password123', pairingToken: 'b'.repeat(32) };
+  // sealed by hand: the companion would refuse these itself
+  for (const [relayUrl, why] of [
+    ['http://relay.example.net', /relayUrl must be https \(http only to a loopback or link-local/],
+    ['ftp://relay.example.net', /relayUrl must be https, not ftp/],
+    ['file:///etc/shadow', /relayUrl must be https, not file/],
+  ] as const) {
+    const body = Buffer.from(JSON.stringify({ ...base, relayUrl }));
+    c.send({
+      kind: 'config',
+      payload: await phone.send({ t: 'app', topic: 'wifi-credentials', body: b64(body) }),
+    });
+    await t.rejects(c.next(), { code: 'EPAIR_PROTOCOL', hubCode: 'ERELAY_URL', message: why });
+  }
+  t.equal(s.events.filter((e) => e.type === 'credentials').length, 0, 'nothing accepted');
+  const token = await c.sendCredentials(phone, 'home-net', 'password123', undefined, {
+    url: 'https://my-relay.example/',
+    enrollToken: 'mine',
+  });
+  await s.settled(1);
+  t.same(s.attempts[0]?.succeeded, true, 'the same connection could correct itself');
+  const creds = s.events.find((e) => e.type === 'credentials');
+  t.same(creds?.type === 'credentials' ? creds.credentials : undefined, {
+    ...base,
+    pairingToken: token,
+    relayUrl: 'https://my-relay.example',
+    relayEnrollToken: 'mine',
+  });
+  c.close();
 });

@@ -58,3 +58,44 @@ t.test('a clean stop: services stop, then shutdown releases the rest', async (t)
   const status = await readFile(join(dir, 'run', 'status.json'), 'utf8');
   t.match(status, /stopping/, 'the last status says stopping');
 });
+
+t.test('the status file is rewritten while nothing changes state (last contacts)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-hub-status-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  let contact: string | null = null;
+  const services: HubServices = {
+    unlockStorage: () => Promise.resolve({ ok: true, dataDir: dir }),
+    isPaired: () => Promise.resolve(true),
+    startPairing: () => Promise.resolve(),
+    stopPairing: () => Promise.resolve(),
+    startServices: () => Promise.resolve(),
+    stopServices: () => Promise.resolve(),
+    applyUpdate: () => Promise.resolve('rolled-back'),
+    status: () => ({ relay: { url: 'https://relay.example', lastContact: contact } }),
+  };
+  const file = join(dir, 'run', 'status.json');
+  const hub = new Hub({
+    config: parseConfig({
+      mode: 'development',
+      storage: { dataDir: dir, keySources: ['dev-keyfile'] },
+    }),
+    logger: new MemoryLogger('hub'),
+    notifier: NOOP_NOTIFIER,
+    services,
+    statusFile: file,
+    statusRefreshMs: 20,
+  });
+  const running = hub.run();
+  const read = async () =>
+    JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as {
+      state?: string;
+      services?: { relay?: { lastContact: string | null } };
+    };
+  while ((await read()).state !== 'running') await new Promise((r) => setTimeout(r, 10));
+  contact = '2026-12-06T10:00:00.000Z'; // the relay answered; no state change follows
+  while ((await read()).services?.relay?.lastContact !== contact)
+    await new Promise((r) => setTimeout(r, 10));
+  t.match(await read(), { state: 'running', services: { relay: { lastContact: contact } } });
+  hub.stop(0);
+  t.equal(await running, 0);
+});

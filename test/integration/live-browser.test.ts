@@ -1,0 +1,112 @@
+// Journey 2 in a real browser against the real local run (dev/local-run.ts:
+// relay, supervisor-run hub with the media pipeline on the simulated camera,
+// companion and viewer): clicking Live asks the hub over the config group and
+// the page plays moving video; stopping the hub raises the authenticated
+// offline alert (sealed hub-alive beats stop) and restarting it clears it.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { MemoryLogger } from '../../base/logger.js';
+import { launchChromium } from '../../dev/fixtures/browser.js';
+import { startLocalRun } from '../../dev/local-run.js';
+
+// The simulated camera and x264 are slow on a loaded CI machine: waits are for events, generous.
+t.setTimeout(600_000);
+const PATIENCE = { timeout: 240_000 };
+
+t.test('local run in Chromium: live on request, offline alert raised and cleared', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-journey2-'));
+  const logger = new MemoryLogger('dev');
+  const aliveIntervalMs = 1000;
+  const offlineAfterMs = 4000;
+  const lr = await startLocalRun({
+    dir,
+    logger,
+    viewerPort: 0,
+    width: 320,
+    height: 240,
+    fps: 10,
+    // no motion: the hub is idle until a phone asks for live view
+    motion: { intervals: [], periodS: 3600 },
+    aliveIntervalMs,
+    offlineAfterMs,
+  });
+  const { browser, close } = await launchChromium();
+  t.teardown(async () => {
+    await close();
+    await lr.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const page = await browser.newPage();
+  await page.goto(lr.viewerUrl);
+
+  // ---- live on request ----------------------------------------------------------------
+  await page.evaluate(() => {
+    const el = document.getElementById('status') as HTMLElement;
+    const seen: string[] = [];
+    (window as unknown as { seen: string[] }).seen = seen;
+    new MutationObserver(() => seen.push(el.textContent)).observe(el, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+  const clicked = Date.now();
+  await page.click('#live-btn');
+  await page.waitForFunction(
+    () => {
+      const v = document.getElementById('video');
+      return (
+        document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0.2
+      );
+    },
+    undefined,
+    PATIENCE,
+  );
+  t.comment(
+    `first live frame played ${((Date.now() - clicked) / 1000).toFixed(1)} s after the click`,
+  );
+  const t1 = await page.evaluate(
+    () => (document.getElementById('video') as HTMLVideoElement).currentTime,
+  );
+  await page.waitForFunction(
+    (from) => (document.getElementById('video') as HTMLVideoElement).currentTime > from + 1,
+    t1,
+    PATIENCE,
+  );
+  t.pass('live video moves (currentTime advances by more than a second)');
+  const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+  t.same(seen.slice(0, 2), ['starting\u2026', 'live'], 'the page said "starting…", then "live"');
+  t.equal(lr.media()?.status().live.sessions, 1, 'the hub runs one live session');
+
+  // ---- offline alert -------------------------------------------------------------------
+  await page.waitForFunction(() => document.body.dataset.hubOffline === 'no', undefined, PATIENCE);
+  t.pass('the hub is shown online (sealed hub-alive beats arrive)');
+  const seenBefore = lr.link.status().lastSeenAt;
+  t.ok(seenBefore !== null, 'the companion authenticated a hub-alive beat');
+  await lr.stopHub();
+  const stopped = Date.now();
+  await page.waitForFunction(() => document.body.dataset.hubOffline === 'yes', undefined, PATIENCE);
+  const raisedAfter = Date.now() - stopped;
+  const st = lr.link.status();
+  t.ok(st.offline, 'the companion raised the offline alert');
+  t.ok(
+    st.lastSeenAt !== null && Date.now() - st.lastSeenAt >= offlineAfterMs,
+    'not before the threshold had passed since the last authenticated beat',
+  );
+  t.comment(`offline alert shown ${(raisedAfter / 1000).toFixed(1)} s after the hub stopped`);
+  t.match(
+    await page.locator('#alert').textContent(),
+    /hub offline: last heard/,
+    'the page shows the alert',
+  );
+
+  await lr.startHub();
+  await page.waitForFunction(() => document.body.dataset.hubOffline === 'no', undefined, PATIENCE);
+  t.notOk(lr.link.status().offline, 'the alert clears when the hub is back');
+  t.equal(await page.locator('#alert').isHidden(), true, 'the page hides the alert');
+
+  const secret = logger.lines.filter((l) => /"(psk|secret|token)":"(?!\[redacted\])/.test(l));
+  t.same(secret, [], 'no secret fields in the logs');
+});
