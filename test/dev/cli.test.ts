@@ -128,8 +128,10 @@ t.test('two runs on one state directory: the viewer shows new clips after a rest
   );
   const stopS = await stopWithCtrlC(t, one);
   t.comment(`run 1 stopped ${stopS.toFixed(1)} s after Ctrl-C`);
-  // ~24 s before (the sync loop slept out its retry delay); a wide margin for a loaded machine
-  t.ok(stopS < 10, `Ctrl-C stops within seconds (${stopS.toFixed(1)} s)`);
+  // The stop time is reported, not asserted (a timing belongs in a benchmark, and a loaded CI
+  // machine would miss any fixed bound). The cause of the old ~24 s stop — the sync loop
+  // sleeping out its retry delay — is proven by test/app/sync.test.ts (a one-hour retry delay
+  // ends on abort); here the run must end cleanly and take its encoder with it.
   t.notOk(isAlive(encoder1), 'the camera encoder process is gone');
 
   // Run 2 on the same directory, human lines asked for through the environment.
