@@ -234,6 +234,15 @@ t.test('a busy port fails the whole run with one line and a non-zero exit', asyn
           `^vigil dev: relay port ${String(port)} .* in use; it was saved in .*local-run\\.json`,
         ),
     },
+    {
+      name: 'pairing port',
+      args: (dir, port) =>
+        Promise.resolve(['--dir', dir, '--viewer-port', '0', '--pairing-port', String(port)]),
+      want: (port) =>
+        new RegExp(
+          `^vigil dev: pairing port ${String(port)} on 127\\.0\\.0\\.1 is already in use; .*--pairing-port$`,
+        ),
+    },
   ];
   for (const c of cases)
     await t.test(c.name, async (t) => {
@@ -261,6 +270,9 @@ t.test('bad options: one line, exit 2', async (t) => {
       /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml"$/,
     ],
     [['--viewer-port', 'abc'], /^vigil dev: --viewer-port must be a port number, got "abc"$/],
+    [['--pairing-port', '70000'], /^vigil dev: --pairing-port must be a port number, got "70000"$/],
+    [['--pairing-port', '7.5'], /^vigil dev: --pairing-port must be a port number, got "7\.5"$/],
+    [['--pairing-port='], /^vigil dev: --pairing-port must be a port number, got ""$/],
   ] as const) {
     const dev = startDev(args);
     const x = await dev.proc.exited;
