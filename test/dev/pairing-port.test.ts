@@ -71,6 +71,11 @@ async function exchange(
   out: Buffer,
 ): Promise<{ kind: number; json: Record<string, unknown> }> {
   const s: Socket = connect({ host, port });
+  const closed = new Promise<void>((resolve) => {
+    s.once('close', () => {
+      resolve();
+    });
+  });
   let buf = Buffer.alloc(0);
   const reply = await new Promise<{ kind: number; json: Record<string, unknown> }>(
     (resolve, reject) => {
@@ -92,12 +97,8 @@ async function exchange(
     },
   );
   // the hub counts the attempt and frees its one slot when our side is gone
-  await new Promise<void>((resolve) => {
-    s.once('close', () => {
-      resolve();
-    });
-    s.end();
-  });
+  s.end();
+  await closed;
   return reply;
 }
 
