@@ -179,6 +179,42 @@ void t.test('a refresh offer with a foreign key package is reported, not folded'
   t.same(hub.pendingRefreshes, []);
 });
 
+void t.test('a refresh offer for the config group is reported, not dropped silently', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const phone = (await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'a') }))
+    .phone!;
+  const { newKeyPackage, encodeKeyPackageMessage } =
+    await import('../../../protocol/mls-profile.js');
+  const { b64 } = await import('../../../protocol/e2ee-frames.js');
+  // the phone's own pinned credential: only the group is wrong
+  const kp = await newKeyPackage(p, phone.signing, Date.now());
+  const out = await hub.handleConfig(
+    await phone.send({
+      t: 'heartbeat',
+      seq: 1,
+      sentAt: 0,
+      epochs: {},
+      checks: {},
+      acks: [],
+      refresh: [{ group: 'config', keyPackage: b64(encodeKeyPackageMessage(p, kp.publicPackage)) }],
+    }),
+  );
+  t.same(
+    out.desync.find((d) => d.reason.startsWith('refresh key package rejected')),
+    {
+      group: 'config',
+      phoneEpoch: '0',
+      hubEpoch: hub.epoch(phone.phoneId, 'config').toString(),
+      reason: 'refresh key package rejected: only motion, thumbnail and livestream are refreshed',
+    },
+  );
+  t.same(hub.pendingRefreshes, []);
+});
+
 void t.test('heartbeat seq: the phone counts from 1 per opening, the hub echoes it', async (t) => {
   const root = tempDir();
   t.teardown(() => {
