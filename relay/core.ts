@@ -149,6 +149,11 @@ export class RelayCore {
     if (deviceId !== undefined) this.#feed.notify(deviceId);
   }
 
+  /** Catch up with every change the other relay processes committed before now. */
+  async sync(): Promise<void> {
+    await this.#cluster.sync();
+  }
+
   /** Tell the other relay processes about a failed authentication (lockout counters). */
   async publishFailure(m: FailureMessage): Promise<void> {
     await this.#cluster.publishFailure(m);
