@@ -20,7 +20,7 @@ Runs the store-and-forward relay. It only ever holds ciphertext.
 Options:
   --data-dir DIR          state directory (records, and blobs with the fs backend) [/var/lib/vigil-relay]
   --host ADDR             listen address [127.0.0.1]
-  --port N                listen port [8443]
+  --port N                listen port (0: any free one) [8443]
   --tls-cert FILE         PEM certificate: serve HTTPS directly (with --tls-key)
   --tls-key FILE          PEM private key
   --trust-proxy           client address from X-Forwarded-For (only behind your own reverse proxy)
@@ -109,7 +109,8 @@ export const command: Command = {
     });
     const maxAgeDays = posInt(a.get('--max-age-days'), '--max-age-days') ?? DEFAULT_MAX_AGE_DAYS;
     if (maxAgeDays > 3650) throw new UsageError('--max-age-days must be at most 3650');
-    const port = posInt(a.get('--port'), '--port') ?? 8443;
+    // --port 0: any free port (the address is printed)
+    const port = a.get('--port') === '0' ? 0 : (posInt(a.get('--port'), '--port') ?? 8443);
     if (port > 65535) throw new UsageError('--port must be at most 65535');
     const limits: Partial<{ -readonly [K in keyof RelayLimits]: RelayLimits[K] }> = {};
     const itemMb = posInt(a.get('--max-item-mb'), '--max-item-mb');
