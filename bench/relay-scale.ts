@@ -8,7 +8,7 @@
  * and its phone reads everything back through the other one. PostgreSQL runs
  * durable (fsync on), like the file store (fsync per chunk).
  *
- *   npx tsx bench/relay-scale.ts [hubs=50,200] [clips=2] [clipKb=512]
+ *   npx tsx bench/relay-scale.ts [hubs=50,200] [clips=2] [clipKb=256]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -23,7 +23,7 @@ import { RelayClient } from '../protocol/relay-client.js';
 
 const HUBS = (process.argv[2] ?? '50,200').split(',').map(Number);
 const CLIPS = Number(process.argv[3] ?? 2);
-const CLIP_KB = Number(process.argv[4] ?? 512);
+const CLIP_KB = Number(process.argv[4] ?? 256);
 const RECORD = 64 * 1024;
 
 async function hwm(pid: number): Promise<number> {
