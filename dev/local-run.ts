@@ -31,6 +31,7 @@ import { startViewer } from '../app/viewer/server.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
+import { frameClockLayout } from '../hw/camera/frame-clock.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { NOOP_NOTIFIER } from '../hw/os/sd-notify.js';
 import { deriveIdentity, newIdentity } from '../protocol/identity.js';
@@ -81,6 +82,11 @@ export interface LocalRunOptions {
   readonly offlineAfterMs?: number;
   /** The companion's heartbeat schedule (default 1 h). */
   readonly heartbeatMs?: number;
+  /**
+   * Stamp each simulated frame with its capture time (hw/camera/frame-clock.ts),
+   * masked out of motion detection: for glass-to-glass latency measurements.
+   */
+  readonly frameClock?: boolean;
 }
 
 export interface LocalRun {
@@ -387,7 +393,10 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         height,
         fps,
         schedule: o.motion ?? { intervals: [[4, 10]], periodS: 40 },
+        frameClock: o.frameClock ?? false,
       });
+      // the clock strip changes every frame: it must not count as motion
+      const clockMask = { x: 0, y: 0, w: 1, h: (2 * frameClockLayout(width).cell) / height };
       media = createMediaPipeline({
         camera,
         sealer,
@@ -396,6 +405,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         config: {
           encoder: { width, height, fps, bitrateKbps: 1000, softwarePreset: 'ultrafast' },
           clips: { preRollS: o.preRollS ?? 2, postRollS: o.postRollS ?? 3 },
+          ...(o.frameClock === true ? { motion: { masks: [clockMask] } } : {}),
         },
       });
       media.on((e) => {
