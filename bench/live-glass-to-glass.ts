@@ -16,18 +16,24 @@
  * that: how old the newest frame the page had was (encoder + fragment + relay +
  * decryption + append).
  *
- *   npx tsx bench/live-glass-to-glass.ts [frames=240] [width=640] [fps=15]
+ * Live view sends whole fMP4 fragments (one per keyframe interval), so each
+ * run is repeated for every keyframe interval listed.
+ *
+ *   npx tsx bench/live-glass-to-glass.ts [frames=240] [width=640] [fps=15] [gops=1,0.5]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SILENT } from '../base/logger.js';
+import type { BrowserContext } from 'playwright-core';
 import { frameLatency, launchChromium, recordPresentedFrames } from '../dev/fixtures/browser.js';
 import { startLocalRun } from '../dev/local-run.js';
 
 const FRAMES = Number(process.argv[2] ?? 240);
 const WIDTH = Number(process.argv[3] ?? 640);
 const FPS = Number(process.argv[4] ?? 15);
+/** Keyframe intervals to compare (the hub's default is 1 s). */
+const GOPS = (process.argv[5] ?? '1,0.5').split(',').map(Number);
 const HEIGHT = (WIDTH * 3) / 4;
 /** Frames presented before this many seconds of playback are the start-up, not the steady state. */
 const WARMUP_S = 2;
@@ -39,65 +45,93 @@ function pct(sorted: readonly number[], p: number): number {
 }
 const ms = (x: number): string => `${Math.round(x)} ms`;
 
-const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-g2g-'));
-const loadBefore = loadavg();
-const lr = await startLocalRun({
-  dir,
-  logger: SILENT,
-  viewerPort: 0,
-  width: WIDTH,
-  height: HEIGHT,
-  fps: FPS,
-  motion: { intervals: [], periodS: 3600 },
-  frameClock: true,
-});
-const { browser, close } = await launchChromium();
-try {
-  const page = await browser.newPage();
-  await page.goto(lr.viewerUrl);
-  const clicked = Date.now();
-  await page.click('#live-btn');
-  await page.waitForFunction(
-    () => {
-      const v = document.getElementById('video');
-      return (
-        document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0
-      );
-    },
-    undefined,
-    PATIENCE,
-  );
-  const firstS = (Date.now() - clicked) / 1000;
-  const all = await recordPresentedFrames(page, WIDTH, FRAMES, PATIENCE.timeout);
-  const loadAfter = loadavg();
-  const t0 = all[0]?.mediaTime ?? 0;
-  const steady = all.filter((f) => f.mediaTime - t0 >= WARMUP_S);
-  const rows = steady.map((f) => {
-    const { captured, latency } = frameLatency(f);
-    const ahead = (f.bufferedEnd - f.mediaTime) * 1000;
-    return { latency, ahead, edge: latency - ahead, offset: captured - f.mediaTime * 1000 };
+interface Measured {
+  readonly gopS: number;
+  readonly browser: string;
+  readonly lines: string[];
+}
+
+/** One local run with `gopS`-second fragments; Live clicked in a fresh page of `browser`. */
+async function measure(browser: BrowserContext, gopS: number): Promise<Measured> {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-g2g-'));
+  const lr = await startLocalRun({
+    dir,
+    logger: SILENT,
+    viewerPort: 0,
+    width: WIDTH,
+    height: HEIGHT,
+    fps: FPS,
+    motion: { intervals: [], periodS: 3600 },
+    frameClock: true,
+    gopSeconds: gopS,
   });
-  // a frame whose clock did not decode lands far from the others: count, do not average it
-  const offsets = rows.map((r) => r.offset).sort((a, b) => a - b);
-  const mid = pct(offsets, 50);
-  const good = rows.filter((r) => Math.abs(r.offset - mid) < 500);
-  const lat = good.map((r) => r.latency).sort((a, b) => a - b);
-  const ahead = good.map((r) => r.ahead).sort((a, b) => a - b);
-  const edge = good.map((r) => r.edge).sort((a, b) => a - b);
-  const last = all.at(-1);
-  const first = all[0];
-  const dropped = last && first ? last.presentedFrames - first.presentedFrames + 1 - all.length : 0;
-  const lines = [
-    `live glass-to-glass through the relay, Chromium ${browser.browser()?.version() ?? '?'} headless, ${WIDTH}x${HEIGHT} @ ${FPS} fps, x264 ultrafast 1000 kb/s`,
-    `  first frame ${firstS.toFixed(1)} s after the click; ${all.length} frames presented (${dropped} skipped by the compositor), ${good.length} measured after ${WARMUP_S} s of warm-up (${rows.length - good.length} undecodable)`,
-    `  latency   median ${ms(pct(lat, 50))}  p95 ${ms(pct(lat, 95))}  min ${ms(lat[0] ?? NaN)}  max ${ms(lat.at(-1) ?? NaN)}`,
-    `  breakdown median: MSE buffered ahead ${ms(pct(ahead, 50))}, newest frame's age on arrival side ${ms(pct(edge, 50))} (p95 ${ms(pct(edge, 95))})`,
-    `  clock check: capture - mediaTime spread p5..p95 ${ms(pct(offsets, 95) - pct(offsets, 5))}`,
-    `  load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after (${cpus().length} CPUs)`,
-  ];
-  console.log(lines.join('\n'));
+  try {
+    const page = await browser.newPage();
+    await page.goto(lr.viewerUrl);
+    const clicked = Date.now();
+    await page.click('#live-btn');
+    await page.waitForFunction(
+      () => {
+        const v = document.getElementById('video');
+        return (
+          document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0
+        );
+      },
+      undefined,
+      PATIENCE,
+    );
+    const firstS = (Date.now() - clicked) / 1000;
+    const ua = await page.evaluate(() => navigator.userAgent);
+    const all = await recordPresentedFrames(page, WIDTH, FRAMES, PATIENCE.timeout);
+    await page.close();
+    const t0 = all[0]?.mediaTime ?? 0;
+    const steady = all.filter((f) => f.mediaTime - t0 >= WARMUP_S);
+    const rows = steady.map((f) => {
+      const { captured, latency } = frameLatency(f);
+      const ahead = (f.bufferedEnd - f.mediaTime) * 1000;
+      return { latency, ahead, edge: latency - ahead, offset: captured - f.mediaTime * 1000 };
+    });
+    // a frame whose clock did not decode lands far from the others: count it, do not average it
+    const offsets = rows.map((r) => r.offset).sort((a, b) => a - b);
+    const mid = pct(offsets, 50);
+    const good = rows.filter((r) => Math.abs(r.offset - mid) < 500);
+    const lat = good.map((r) => r.latency).sort((a, b) => a - b);
+    const ahead = good.map((r) => r.ahead).sort((a, b) => a - b);
+    const edge = good.map((r) => r.edge).sort((a, b) => a - b);
+    const last = all.at(-1);
+    const first = all[0];
+    const skipped =
+      last && first ? last.presentedFrames - first.presentedFrames + 1 - all.length : 0;
+    return {
+      gopS,
+      browser: /(Headless)?Chrome\/[0-9.]+/.exec(ua)?.[0] ?? ua,
+      lines: [
+        `fragments of ${gopS} s (keyframe interval):`,
+        `  first frame ${firstS.toFixed(1)} s after the click; ${all.length} frames presented (${skipped} not seen by the callback), ${good.length} measured after ${WARMUP_S} s (${rows.length - good.length} undecodable)`,
+        `  glass-to-glass  median ${ms(pct(lat, 50))}  p95 ${ms(pct(lat, 95))}  min ${ms(lat[0] ?? NaN)}  max ${ms(lat.at(-1) ?? NaN)}`,
+        `  where it goes   MSE buffered ahead of the glass: median ${ms(pct(ahead, 50))}, max ${ms(ahead.at(-1) ?? NaN)}; newest buffered frame's age (capture -> page): p5 ${ms(pct(edge, 5))}, median ${ms(pct(edge, 50))}`,
+        `  clock check     capture - mediaTime spread p5..p95 ${ms(pct(offsets, 95) - pct(offsets, 5))}`,
+      ],
+    };
+  } finally {
+    await lr.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const loadBefore = loadavg();
+const { browser, close } = await launchChromium();
+const results: Measured[] = [];
+try {
+  for (const gop of GOPS) results.push(await measure(browser, gop));
 } finally {
   await close();
-  await lr.stop();
-  await rm(dir, { recursive: true, force: true });
 }
+const loadAfter = loadavg();
+console.log(
+  [
+    `live glass-to-glass through the relay: ${results[0]?.browser ?? '?'}, ${WIDTH}x${HEIGHT} @ ${FPS} fps, x264 ultrafast 1000 kb/s, ${FRAMES} frames per run`,
+    ...results.flatMap((r) => r.lines),
+    `load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after (${cpus().length} CPUs)`,
+  ].join('\n'),
+);

@@ -87,6 +87,11 @@ export interface LocalRunOptions {
    * masked out of motion detection: for glass-to-glass latency measurements.
    */
   readonly frameClock?: boolean;
+  /**
+   * Keyframe interval = fMP4 fragment length (default 1 s, as on the hub). Live
+   * view waits for whole fragments, so this bounds its latency from below.
+   */
+  readonly gopSeconds?: number;
 }
 
 export interface LocalRun {
@@ -403,7 +408,14 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         logger: log.child('media'),
         encoderPreference: 'software',
         config: {
-          encoder: { width, height, fps, bitrateKbps: 1000, softwarePreset: 'ultrafast' },
+          encoder: {
+            width,
+            height,
+            fps,
+            bitrateKbps: 1000,
+            softwarePreset: 'ultrafast',
+            ...(o.gopSeconds !== undefined ? { gopSeconds: o.gopSeconds } : {}),
+          },
           clips: { preRollS: o.preRollS ?? 2, postRollS: o.postRollS ?? 3 },
           ...(o.frameClock === true ? { motion: { masks: [clockMask] } } : {}),
         },
