@@ -46,7 +46,6 @@ function pct(sorted: readonly number[], p: number): number {
 const ms = (x: number): string => `${Math.round(x)} ms`;
 
 interface Measured {
-  readonly gopS: number;
   readonly browser: string;
   readonly lines: string[];
 }
@@ -103,7 +102,6 @@ async function measure(browser: BrowserContext, gopS: number): Promise<Measured>
     const skipped =
       last && first ? last.presentedFrames - first.presentedFrames + 1 - all.length : 0;
     return {
-      gopS,
       browser: /(Headless)?Chrome\/[0-9.]+/.exec(ua)?.[0] ?? ua,
       lines: [
         `fragments of ${gopS} s (keyframe interval):`,
@@ -115,23 +113,30 @@ async function measure(browser: BrowserContext, gopS: number): Promise<Measured>
     };
   } finally {
     await lr.stop();
-    await rm(dir, { recursive: true, force: true });
+    // the relay may still be finishing a blob write after close(): retry, never lose the figures
+    await rm(dir, { recursive: true, force: true, maxRetries: 10 }).catch((e: unknown) => {
+      console.error(`could not remove ${dir}: ${String(e)}`);
+    });
   }
 }
 
 const loadBefore = loadavg();
 const { browser, close } = await launchChromium();
-const results: Measured[] = [];
 try {
-  for (const gop of GOPS) results.push(await measure(browser, gop));
+  for (const [i, gop] of GOPS.entries()) {
+    const r = await measure(browser, gop);
+    // printed as soon as measured: a later failure does not lose them
+    if (i === 0)
+      console.log(
+        `live glass-to-glass through the relay: ${r.browser}, ${WIDTH}x${HEIGHT} @ ${FPS} fps, x264 ultrafast 1000 kb/s, ${FRAMES} frames per run`,
+      );
+    console.log(r.lines.join('\n'));
+  }
 } finally {
   await close();
 }
 const loadAfter = loadavg();
+const avg = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
 console.log(
-  [
-    `live glass-to-glass through the relay: ${results[0]?.browser ?? '?'}, ${WIDTH}x${HEIGHT} @ ${FPS} fps, x264 ultrafast 1000 kb/s, ${FRAMES} frames per run`,
-    ...results.flatMap((r) => r.lines),
-    `load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ${loadAfter.map((x) => x.toFixed(2)).join(' ')} after (${cpus().length} CPUs)`,
-  ].join('\n'),
+  `load average ${avg(loadBefore)} before, ${avg(loadAfter)} after (${cpus().length} CPUs)`,
 );
