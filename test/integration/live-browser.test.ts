@@ -96,7 +96,7 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
   );
   t.same(bad, [], 'each presented frame carries its capture time through encoder, relay and MSE');
   t.comment(
-    `presented frames were ${frames.map((f) => Math.round(f.latency)).join(', ')} ms old (glass-to-glass)`,
+    `presented frames were ${frames.map((f) => `${Math.round(f.latency)} (${Math.round((f.bufferedEnd - f.mediaTime) * 1000)} buffered ahead)`).join(', ')} ms old (glass-to-glass)`,
   );
   const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
   t.same(seen.slice(0, 2), ['starting\u2026', 'live'], 'the page said "starting…", then "live"');
