@@ -103,6 +103,8 @@ class World {
   phone!: E2eePhone;
   /** The second phone, when the base has one: misses every item, catches up in verify(). */
   laggard: E2eePhone | undefined;
+  /** Set once the laggard has caught up in verify(). */
+  laggardCaughtUp = false;
   readonly sink = new MemorySink();
   readonly payloads = new Map<string, Buffer>();
   crashes = 0;
@@ -270,6 +272,7 @@ class World {
       const ph = lag.epoch(k);
       if (h !== ph) problems.push(`laggard ${k}: hub epoch ${h} != phone epoch ${ph}`);
     }
+    this.laggardCaughtUp = problems.length === 0;
     return problems;
   }
 }
@@ -332,6 +335,7 @@ void t.test(
 
     // 2. crash at every point, both modes
     let schedules = 0;
+    let caughtUp = 0;
     const failures: string[] = [];
     for (const side of ['hub', 'phone'] as const) {
       for (let at = 1; at <= counts[side]; at++) {
@@ -344,6 +348,7 @@ void t.test(
             await w.workload();
             if (!c.fired) failures.push(`${side}@${at}/${mode}: crash never fired`);
             const problems = await w.verify();
+            if (w.laggardCaughtUp) caughtUp += 1;
             for (const pr of problems)
               failures.push(`${side}@${at} (${labels[side][at - 1] ?? '?'})/${mode}: ${pr}`);
           } catch (e) {
@@ -360,6 +365,7 @@ void t.test(
       `# crash suite: ${counts.hub + counts.phone} points (hub ${counts.hub}, phone ${counts.phone}), ${schedules} schedules`,
     );
     t.same(failures, [], 'every schedule ends consistent');
+    t.equal(caughtUp, 2 * counts.hub, 'after every hub crash the laggard caught up');
   },
 );
 
