@@ -35,6 +35,17 @@ const FPS = Number(process.argv[4] ?? 15);
 /** Keyframe intervals to compare (the hub's default is 1 s). */
 const GOPS = (process.argv[5] ?? '1,0.5').split(',').map(Number);
 const HEIGHT = (WIDTH * 3) / 4;
+if (
+  !(Number.isInteger(FRAMES) && FRAMES >= 10) ||
+  ![640, 320, 160].includes(WIDTH) ||
+  ![30, 25, 15, 10, 5].includes(FPS) ||
+  !GOPS.every((g) => g >= 0.25 && g <= 10)
+) {
+  console.error(
+    'usage: live-glass-to-glass.ts [frames>=10] [width 640|320|160] [fps 30|25|15|10|5] [gops, each 0.25..10 s, e.g. 1,0.5]',
+  );
+  process.exit(2);
+}
 /** Frames presented before this many seconds of playback are the start-up, not the steady state. */
 const WARMUP_S = 2;
 const PATIENCE = { timeout: 240_000 };
