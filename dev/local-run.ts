@@ -31,6 +31,7 @@ import { startViewer } from '../app/viewer/server.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
+import { frameClockLayout } from '../hw/camera/frame-clock.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { NOOP_NOTIFIER } from '../hw/os/sd-notify.js';
 import { deriveIdentity, newIdentity } from '../protocol/identity.js';
@@ -89,6 +90,16 @@ export interface LocalRunOptions {
    * another client can pair with the hub (dev/pairing-port.ts). Off when absent.
    */
   readonly pairingPort?: number;
+  /**
+   * Stamp each simulated frame with its capture time (hw/camera/frame-clock.ts),
+   * masked out of motion detection: for glass-to-glass latency measurements.
+   */
+  readonly frameClock?: boolean;
+  /**
+   * Keyframe interval = fMP4 fragment length (default 1 s, as on the hub). Live
+   * view waits for whole fragments, so this bounds its latency from below.
+   */
+  readonly gopSeconds?: number;
 }
 
 /** Where a client pairs with the run's hub (`--pairing-port`). */
@@ -414,15 +425,26 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         height,
         fps,
         schedule: o.motion ?? { intervals: [[4, 10]], periodS: 40 },
+        frameClock: o.frameClock ?? false,
       });
+      // the clock strip changes every frame: it must not count as motion
+      const clockMask = { x: 0, y: 0, w: 1, h: (2 * frameClockLayout(width).cell) / height };
       media = createMediaPipeline({
         camera,
         sealer,
         logger: log.child('media'),
         encoderPreference: 'software',
         config: {
-          encoder: { width, height, fps, bitrateKbps: 1000, softwarePreset: 'ultrafast' },
+          encoder: {
+            width,
+            height,
+            fps,
+            bitrateKbps: 1000,
+            softwarePreset: 'ultrafast',
+            ...(o.gopSeconds !== undefined ? { gopSeconds: o.gopSeconds } : {}),
+          },
           clips: { preRollS: o.preRollS ?? 2, postRollS: o.postRollS ?? 3 },
+          ...(o.frameClock === true ? { motion: { masks: [clockMask] } } : {}),
         },
       });
       media.on((e) => {
