@@ -510,6 +510,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
 
   /** In-flight requests per forwarded address (the connection cap behind a trusted proxy). */
   const inFlight = new Map<string, number>();
+  /** Every handler still running: close() waits for them, so no write lands after it. */
+  const running = new Set<Promise<void>>();
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ac = new AbortController();
@@ -538,7 +540,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
             )
           : handle(req, res, ac.signal);
     } else work = handle(req, res, ac.signal);
-    work
+    const tracked = work
       .catch((err: unknown) => {
         const e = err instanceof RelayError ? err : isNoSpace(err) ? storageFull(err) : undefined;
         // The client went away (closed the connection mid-body or mid-wait): not a server error.
@@ -578,6 +580,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
           ms: now() - t0,
         });
       });
+    running.add(tracked);
+    void tracked.finally(() => running.delete(tracked));
   };
 
   // A request (headers and body) must arrive within the time the largest append
@@ -634,6 +638,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         });
         server.closeAllConnections();
       });
+      // Closing the connections aborted every handler's signal; wait for them to unwind
+      // so none writes into the state directory after close() resolved.
+      await Promise.allSettled([...running]);
       await pgStore?.close();
     },
   };
