@@ -155,6 +155,33 @@ export function manifestCsv(m: BatchManifest): string {
   return [head, ...rows].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
 }
 
+/**
+ * Create `dir` and its missing parents one level at a time. Not `mkdir -p`:
+ * node's recursive mkdir loops forever under /proc (mkdir says ENOENT there for
+ * a parent that stat also calls missing), so `--out /proc/x/y` would hang.
+ */
+async function makeParents(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let d = dir;
+  while (!(await exists(d))) {
+    missing.unshift(d);
+    const up = dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  for (const m of missing) {
+    try {
+      await mkdir(m);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'EEXIST') continue;
+      throw new BatchError('EBATCH_INPUT', `cannot create ${m} (${code}); choose another --out`, {
+        cause: e,
+      });
+    }
+  }
+}
+
 export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManifest> {
   const { count, fs } = opts;
   if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH) {
@@ -176,7 +203,7 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
       `${out} already exists; refusing to overwrite a batch (choose a new --out)`,
     );
   }
-  await mkdir(dirname(out), { recursive: true });
+  await makeParents(dirname(out));
   const staging = join(dirname(out), `.${basename(out)}.partial-${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {

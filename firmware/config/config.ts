@@ -226,20 +226,34 @@ function fieldPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** Validate a parsed JSON value; the error names the first offending field. */
+/** One zod issue as "field "x": message" / "unknown field "x"" (with the field's path). */
+function describeIssue(issue: z.core.$ZodIssue): { field: string; text: string }[] {
+  if (issue.code === 'unrecognized_keys') {
+    const base = fieldPath(issue.path);
+    return issue.keys.map((key) => {
+      const field = base ? `${base}.${key}` : key;
+      return { field, text: `unknown field "${field}"` };
+    });
+  }
+  const field = fieldPath(issue.path) || '(root)';
+  return [{ field, text: `field "${field}": ${issue.message}` }];
+}
+
+/**
+ * Validate a parsed JSON value. The error names every offending field at once
+ * (one line: "…: 2 problems: field "a": …; unknown field "b""); `field` is the first.
+ */
 export function parseConfig(value: unknown, source = 'config'): VigilConfig {
   const r = configSchema.safeParse(value);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (!issue) throw new ConfigError(`${source}: invalid configuration`);
-  if (issue.code === 'unrecognized_keys') {
-    const base = fieldPath(issue.path);
-    const key = issue.keys[0] ?? '?';
-    const field = base ? `${base}.${key}` : key;
-    throw new ConfigError(`${source}: unknown field "${field}"`, field);
-  }
-  const field = fieldPath(issue.path) || '(root)';
-  throw new ConfigError(`${source}: field "${field}": ${issue.message}`, field);
+  const problems = r.error.issues.flatMap(describeIssue);
+  const first = problems[0];
+  if (!first) throw new ConfigError(`${source}: invalid configuration`);
+  if (problems.length === 1) throw new ConfigError(`${source}: ${first.text}`, first.field);
+  throw new ConfigError(
+    `${source}: ${problems.length} problems: ${problems.map((p) => p.text).join('; ')}`,
+    first.field,
+  );
 }
 
 /** Read and validate the config file. A missing file is an error that names the path. */

@@ -258,9 +258,12 @@ t.test('bad options: one line, exit 2', async (t) => {
   for (const [args, want] of [
     [
       ['--log-format', 'xml'],
-      /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml"$/,
+      /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml" \(see vigil dev --help\)$/,
     ],
-    [['--viewer-port', 'abc'], /^vigil dev: --viewer-port must be a port number, got "abc"$/],
+    [
+      ['--viewer-port', 'abc'],
+      /^vigil dev: --viewer-port must be a port number \(0..65535\), got "abc" \(see vigil dev --help\)$/,
+    ],
   ] as const) {
     const dev = startDev(args);
     const x = await dev.proc.exited;

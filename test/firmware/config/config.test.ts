@@ -122,3 +122,15 @@ t.test('retention: defaults, and each bad value names its field', async (t) => {
     message: /unknown field "retention\.clipDays"/,
   });
 });
+
+t.test('every mistake is reported at once, on one line', async (t) => {
+  const err = t.throws(() =>
+    parseConfig({ camera: { fps: 'fast', fsp: 1 }, colour: 'red' }, 'cfg.json'),
+  ) as ConfigError;
+  t.ok(err instanceof ConfigError);
+  t.match(err.message, /^cfg\.json: 3 problems: /);
+  t.match(err.message, /field "camera\.fps": /);
+  t.match(err.message, /unknown field "camera\.fsp"/);
+  t.match(err.message, /unknown field "colour"/);
+  t.notMatch(err.message, /\n/);
+});
