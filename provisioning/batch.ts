@@ -236,17 +236,10 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
       const bundleBytes = await fs.readIfExists(bundlePath);
       const png = `labels/${id.deviceId}.png`;
       const svg = `labels/${id.deviceId}.svg`;
-      await fs.writeFileAtomic(
-        join(staging, png),
-        renderLabelPng(payload, id.deviceId),
-        'label-png',
-      );
-      await fs.writeFileAtomic(
-        join(staging, svg),
-        renderLabelSvg(payload, id.deviceId),
-        'label-svg',
-      );
-      labels.push({ payload, deviceId: id.deviceId });
+      const label: LabelInput = { payload, deviceId: id.deviceId, ssid };
+      await fs.writeFileAtomic(join(staging, png), await renderLabelPng(payload), 'label-png');
+      await fs.writeFileAtomic(join(staging, svg), await renderLabelSvg(label), 'label-svg');
+      labels.push(label);
       devices.push({
         deviceId: id.deviceId,
         displayId: formatDeviceId(id.deviceId),
@@ -279,7 +272,11 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
     };
     await fs.writeFileAtomic(
       join(staging, 'labels.pdf'),
-      renderLabelSheetPdf(labels, `Vigil labels ${batchId}`),
+      await renderLabelSheetPdf(labels, {
+        title: `Vigil labels ${batchId}`,
+        batchId,
+        createdAt: now,
+      }),
       'labels-pdf',
     );
     await fs.writeFileAtomic(

@@ -68,6 +68,14 @@ void t.test(
     ]);
     t.equal(quiet.code, 0);
     t.equal(quiet.stderr, '');
+    // not a terminal (a log, a pipe): no progress bar, no carriage returns
+    const piped = await vigil(
+      ['factory', 'provision', '--count', '2', '--out', join(root, 'p')],
+      false,
+    );
+    t.equal(piped.code, 0);
+    t.equal(piped.stderr, '', 'no progress output off a terminal');
+    t.notOk(piped.stdout.includes('\r'));
   },
 );
 

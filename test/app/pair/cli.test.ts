@@ -60,7 +60,7 @@ void t.test(
     t.teardown(() => server.close());
     const work = await mkdtemp(join(tmpdir(), 'vigil-apppair-work-'));
     const png = join(work, 'label.png');
-    await writeFile(png, renderLabelPng(encodeQrPayload(id), id.deviceId));
+    await writeFile(png, await renderLabelPng(encodeQrPayload(id)));
     await writeFile(join(work, 'pw'), 'home secret 123\n');
 
     const wrong = newIdentity();
@@ -153,7 +153,7 @@ void t.test('usage errors', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-apppair-'));
   await writeFile(
     join(dir, 'empty.png'),
-    renderLabelPng('HELLO', 'AAAAAAAAAAAAAAAA').subarray(0, 40),
+    (await renderLabelPng('HELLO')).subarray(0, 40),
   );
   const r = await vigil(['app', 'pair', '--qr', join(dir, 'empty.png')]);
   t.equal(r.code, 2);
