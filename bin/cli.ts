@@ -33,6 +33,10 @@ export const COMMANDS: Readonly<Record<string, { summary: string; load: Loader }
     summary: 'data partition: unlock, recovery, header backup',
     load: () => import('../firmware/storage/cli.js'),
   },
+  doctor: {
+    summary: 'check this device: camera, encoder, keys, Wi-Fi, storage, services',
+    load: () => import('./doctor.js'),
+  },
 };
 
 export function topHelp(version: string): string {
