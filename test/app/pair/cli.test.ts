@@ -151,10 +151,7 @@ void t.test('usage errors', async (t) => {
     t.match(r.stderr, msg);
   }
   const dir = await mkdtemp(join(tmpdir(), 'vigil-apppair-'));
-  await writeFile(
-    join(dir, 'empty.png'),
-    (await renderLabelPng('HELLO')).subarray(0, 40),
-  );
+  await writeFile(join(dir, 'empty.png'), (await renderLabelPng('HELLO')).subarray(0, 40));
   const r = await vigil(['app', 'pair', '--qr', join(dir, 'empty.png')]);
   t.equal(r.code, 2);
   t.match(r.stderr, /no QR code could be read|expected one QR code/);
