@@ -37,7 +37,7 @@ export interface Command {
   readonly moreExitCodes?: string;
   /**
    * Argument lists (after the command name) that each carry one bad option value.
-   * The convention test (test/bin/cli-convention.test.ts) runs every one and
+   * The convention test (test/bin/cli.test.ts) runs every one and
    * expects one line on stderr and exit code 2, before the command does anything.
    */
   readonly badValueExamples: readonly (readonly string[])[];
