@@ -15,11 +15,19 @@
  */
 import { createWriteStream } from 'node:fs';
 import type { Command, CommandContext } from '../base/command.js';
-import { UsageError } from '../base/command.js';
+import {
+  LOG_LEVELS,
+  UsageError,
+  choiceOption,
+  intOption,
+  parseOptions,
+  portOption,
+  subcommandError,
+} from '../base/command.js';
 import { JsonLogger } from '../base/logger.js';
 import type { Logger } from '../base/logger.js';
 import { DurableFs, pathExists } from '../hw/os/fs.js';
-import { VigilError } from '../base/errors.js';
+import { VigilError, reasonOf } from '../base/errors.js';
 import { RelayClient } from '../protocol/relay-client.js';
 import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
 import type { RelayAccount } from './account.js';
@@ -32,12 +40,13 @@ import type { HubLink } from './hub-link.js';
 import { ItemStore } from './store.js';
 import { Syncer } from './sync.js';
 import { eventsOf, startViewer } from './viewer/server.js';
+import { PAIR_USAGE } from './pair/usage.js';
 
 const USAGE = `
 Usage: vigil app <subcommand> [options]
 
 Subcommands:
-  list [--json]                     fetch new items from the relay and list events
+  list [--json]                     list events: new ones from the relay, else those kept here
   fetch <seq> -o FILE               decrypt a stored clip or thumbnail to FILE (MP4 / JPEG)
   live -o FILE [--seconds N] [--wait S]
                                     ask the hub for live view and write it to FILE (fragmented
@@ -47,62 +56,96 @@ Subcommands:
                                     fetch new items; --follow keeps going: heartbeats every S
                                     [3600], refresh by re-add per group every S [604800], and an
                                     offline alert when the hub's sealed beats stop
-  phones list                       phones paired with the hub (relay accounts)
+  phones list [--json]              this phone's id (the one the hub and phones remove use)
   phones add                        ask the hub for an invite for another phone (admin phone)
   phones remove <phoneId>           ask the hub to remove a phone (admin phone)
   view [--port N] [--no-sync]       serve the local web viewer and print its URL
-  pair ...                          pair with a hub (see vigil app pair --help)
+  pair ...                          pair with a hub (vigil app pair --help)
   unlock [--yes] [--wait S]         unlock a locked hub with this phone's escrowed key
   recovery show [--json]            the hub's recovery key and header backup kept on this phone
   recovery export-header FILE       write the escrowed LUKS header backup to FILE (0600)
   updates [--json]                  the hub's software update outcomes (installed, rolled back)
 
-Options:
-  --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
+Options (every subcommand):
+  --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app];
+                                    the local run's phone: --dir .vigil-dev/app
   --log-level LEVEL                 debug|info|warn|error [warn]
 `;
+
+const COMMON = `
+Options:
+  --dir DIR          companion state [$VIGIL_APP_DIR or ~/.config/vigil-app];
+                     the local run's phone: --dir .vigil-dev/app
+  --log-level LEVEL  debug|info|warn|error [warn]
+  --help             show this help`;
+
+const sub = (usage: string, text: string): string =>
+  `\nUsage: vigil app ${usage}\n\n${text.trim()}\n${COMMON}\n`;
+
+const SUBCOMMANDS: Readonly<Record<string, string>> = {
+  list: sub(
+    'list [--json]',
+    'Fetches new items from the relay and lists the events (clips) kept on this phone,\nnewest last. With the relay unreachable it lists what is kept, and says so.\n  --json             {"events": [...], "synced": true|false}',
+  ),
+  fetch: sub('fetch <seq> -o FILE', 'Decrypts stored item <seq> (see vigil app list) to FILE.'),
+  live: sub(
+    'live -o FILE [--seconds N] [--wait S]',
+    'Asks the hub for live view and writes it to FILE (fragmented MP4).\n  --seconds N        stop after N seconds\n  --wait S           give up when nothing arrives within S seconds [20]',
+  ),
+  heartbeat: sub('heartbeat', 'Sends a heartbeat to the hub and prints its answers.'),
+  sync: sub(
+    'sync [--follow] [--heartbeat-every S] [--refresh-every S] [--offline-after S]',
+    'Fetches new items from the relay; --follow keeps going until Ctrl-C.',
+  ),
+  phones: sub(
+    'phones list [--json] | phones add | phones remove <phoneId>',
+    "Phones paired with the hub. The phone id is the hub's (its log and phones remove\nuse it); the relay account id is shown apart.",
+  ),
+  view: sub(
+    'view [--port N] [--host ADDR] [--no-sync]',
+    'Serves the local web viewer and prints its URL.',
+  ),
+  unlock: sub('unlock [--yes] [--wait S]', "Unlocks a locked hub with this phone's escrowed key."),
+  recovery: sub(
+    'recovery show [--json] | recovery export-header FILE',
+    "The hub's recovery key and LUKS header backup kept on this phone.",
+  ),
+  updates: sub('updates [--json]', "The hub's software update outcomes."),
+};
 
 interface Args {
   readonly positional: string[];
   readonly opts: Map<string, string>;
 }
 
-const VALUE_OPTS = new Set([
-  '--dir',
-  '-o',
-  '--out',
-  '--seconds',
-  '--port',
-  '--host',
-  '--log-level',
-  '--wait',
-  '--heartbeat-every',
-  '--refresh-every',
-  '--offline-after',
-]);
-const FLAG_OPTS = new Set(['--json', '--no-sync', '--yes', '--follow']);
+const OPTIONS = {
+  dir: { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  seconds: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'log-level': { type: 'string' },
+  wait: { type: 'string' },
+  'heartbeat-every': { type: 'string' },
+  'refresh-every': { type: 'string' },
+  'offline-after': { type: 'string' },
+  json: { type: 'boolean' },
+  'no-sync': { type: 'boolean' },
+  yes: { type: 'boolean' },
+  follow: { type: 'boolean' },
+} as const;
 
+/** Options keyed as typed ('--dir', '-o'), the way the subcommands (and unlock-cli.ts) read them. */
 function parse(argv: readonly string[]): Args {
-  const positional: string[] = [];
+  const { values, positionals } = parseOptions(argv, OPTIONS, true);
   const opts = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (FLAG_OPTS.has(a)) opts.set(a, '1');
-    else if (VALUE_OPTS.has(a)) {
-      const v = argv[i + 1];
-      if (v === undefined) throw new UsageError(`${a} needs a value`);
-      opts.set(a === '--out' ? '-o' : a, v);
-      i++;
-    } else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
-    else positional.push(a);
-  }
-  return { positional, opts };
+  for (const [k, v] of Object.entries(values))
+    opts.set(k === 'out' ? '-o' : `--${k}`, v === true ? '1' : String(v));
+  return { positional: positionals, opts };
 }
 
 function posInt(v: string | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^[1-9][0-9]{0,8}$/.test(v)) throw new UsageError(`${what} must be a positive integer`);
-  return Number(v);
+  return intOption(v, what, 1, 999_999_999);
 }
 
 interface Ctx {
@@ -146,7 +189,11 @@ export async function openCrypto(c: Ctx): Promise<CompanionCrypto> {
 
 async function needAccount(c: Ctx): Promise<RelayAccount> {
   const a = await loadAccount(c.fs, c.dir);
-  if (!a) throw new VigilError('ENOTPAIRED', `no relay account in ${c.dir} (run vigil app pair)`);
+  if (!a)
+    throw new VigilError(
+      'ENOTPAIRED',
+      `no relay account in ${c.dir}: pair with vigil app pair (the local run's phone: --dir .vigil-dev/app)`,
+    );
   return a;
 }
 
@@ -162,27 +209,50 @@ async function syncAndStore(
   return { store, crypto, client, note };
 }
 
+/** `vigil app list`: sync first when the relay answers; the events kept here either way. */
 async function list(c: Ctx, a: Args): Promise<number> {
-  const { store, note } = await syncAndStore(c);
+  const store = new ItemStore(c.dir, c.fs);
+  let note: string;
+  let synced = true;
+  try {
+    ({ note } = await syncAndStore(c));
+  } catch (e) {
+    // not paired: the hint of needAccount/openCrypto is the answer; anything else is the relay
+    if (e instanceof VigilError && e.code === 'ENOTPAIRED') throw e;
+    synced = false;
+    note = `not synced (${reasonOf(e)}): showing the events kept in ${c.dir}`;
+  }
   const events = eventsOf(await store.list());
   if (a.opts.has('--json')) {
-    c.out(JSON.stringify({ events }, null, 2) + '\n');
+    c.out(JSON.stringify({ events, synced }, null, 2) + '\n');
     return 0;
   }
   c.err(`${note}\n`);
-  if (events.length === 0) c.out('no events\n');
-  for (const e of events)
-    c.out(
-      `${String(e.seq).padStart(6)}  ${new Date(e.startedAt).toISOString()}  ${(e.durationMs / 1000).toFixed(1).padStart(6)} s  ${String(e.size).padStart(10)} B${e.thumbnail !== null ? `  thumbnail ${e.thumbnail}` : ''}\n`,
-    );
+  if (events.length === 0) {
+    c.out('no events\n');
+    return 0;
+  }
+  c.out(formatEvents(events));
   return 0;
+}
+
+/** The human table of `vigil app list`, with column headers. */
+export function formatEvents(events: ReturnType<typeof eventsOf>): string {
+  const rows = [
+    `${'SEQ'.padStart(6)}  ${'STARTED (UTC)'.padEnd(24)}  ${'LENGTH'.padStart(8)}  ${'SIZE'.padStart(12)}  THUMBNAIL`,
+  ];
+  for (const e of events)
+    rows.push(
+      `${String(e.seq).padStart(6)}  ${new Date(e.startedAt).toISOString().padEnd(24)}  ${`${(e.durationMs / 1000).toFixed(1)} s`.padStart(8)}  ${`${e.size} B`.padStart(12)}  ${e.thumbnail !== null ? String(e.thumbnail) : '-'}`,
+    );
+  return rows.join('\n') + '\n';
 }
 
 async function fetchItem(c: Ctx, a: Args): Promise<number> {
   const seq = posInt(a.positional[1], 'the item number');
   const outFile = a.opts.get('-o');
   if (seq === undefined || outFile === undefined)
-    throw new UsageError('usage: vigil app fetch <seq> -o FILE');
+    throw new UsageError('fetch needs <seq> and -o FILE');
   const { store, crypto } = await syncAndStore(c);
   const got = await store.get(seq);
   if (!got) throw new VigilError('ENOTFOUND', `no item ${seq} (see vigil app list)`);
@@ -196,8 +266,7 @@ async function fetchItem(c: Ctx, a: Args): Promise<number> {
 
 async function live(c: Ctx, a: Args): Promise<number> {
   const outFile = a.opts.get('-o');
-  if (outFile === undefined)
-    throw new UsageError('usage: vigil app live -o FILE [--seconds N] [--wait S]');
+  if (outFile === undefined) throw new UsageError('live needs -o FILE');
   const seconds = posInt(a.opts.get('--seconds'), '--seconds');
   const waitS = posInt(a.opts.get('--wait'), '--wait') ?? 20;
   const acct = await needAccount(c);
@@ -372,8 +441,20 @@ async function phones(c: Ctx, a: Args): Promise<number> {
   const { E2eeCrypto } = await import('./e2ee-crypto.js');
   if (sub === 'list') {
     // Phones are known to the hub; the relay account list is visible to the hub only.
-    c.out(`this phone: ${acct.phoneId} (device ${acct.deviceId})\n`);
-    if (crypto instanceof E2eeCrypto) c.out(`admin: ${crypto.phone.admin ? 'yes' : 'no'}\n`);
+    // The phone id is the hub's (its log, phones remove); the relay account id is the relay's.
+    const e2ee = crypto instanceof E2eeCrypto ? crypto.phone : undefined;
+    const me = {
+      phoneId: e2ee?.phoneId ?? null,
+      admin: e2ee?.admin ?? null,
+      hub: acct.deviceId,
+      relayAccount: acct.phoneId,
+    };
+    if (a.opts.has('--json')) c.out(`${JSON.stringify({ phones: [{ ...me, self: true }] })}\n`);
+    else
+      c.out(
+        `this phone: ${me.phoneId ?? '(development key: no phone id)'}${me.admin === true ? ' (admin)' : ''}\n` +
+          `  hub ${me.hub}, relay account ${me.relayAccount}\n`,
+      );
     return 0;
   }
   if (!(crypto instanceof E2eeCrypto))
@@ -385,9 +466,9 @@ async function phones(c: Ctx, a: Args): Promise<number> {
   if (sub === 'add') msg = await crypto.phone.requestInvite();
   else if (sub === 'remove') {
     const id = a.positional[2];
-    if (id === undefined) throw new UsageError('usage: vigil app phones remove <phoneId>');
+    if (id === undefined) throw new UsageError('phones remove needs <phoneId>');
     msg = await crypto.phone.requestRemove(id);
-  } else throw new UsageError('usage: vigil app phones list|add|remove <phoneId>');
+  } else throw subcommandError(sub, ['list', 'add', 'remove']);
   await client.postUp('config', msg);
   const syncer = new Syncer({ client, crypto, store: new ItemStore(c.dir, c.fs), logger: c.log });
   const deadline = Date.now() + 15_000;
@@ -420,11 +501,11 @@ async function phones(c: Ctx, a: Args): Promise<number> {
 }
 
 async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
+  const port = portOption(a.opts.get('--port'), '--port', true);
   const acct = await loadAccount(c.fs, c.dir);
   const crypto = await openCrypto(c);
   const store = new ItemStore(c.dir, c.fs);
   const client = acct ? new RelayClient({ url: acct.url, token: acct.token }) : undefined;
-  const port = posInt(a.opts.get('--port'), '--port');
   const { E2eeCrypto } = await import('./e2ee-crypto.js');
   // With a paired phone: live on request, the offline alert, and the heartbeat schedule.
   const paired = client && crypto instanceof E2eeCrypto ? { client, crypto } : undefined;
@@ -474,6 +555,17 @@ export const command: Command = {
   name: 'app',
   summary: 'companion: pair, list, fetch, live, view',
   usage: USAGE,
+  subcommands: {
+    ...SUBCOMMANDS,
+    pair: PAIR_USAGE,
+  },
+  badValueExamples: [
+    ['list', '--log-level', 'loud'],
+    ['view', '--port', 'abc'],
+    ['live', '-o', '/dev/null', '--seconds', 'x'],
+    ['unlock', '--wait', 'soon'],
+    ['pair', '--qr', 'VIGIL1:x', '--timeout', 'abc'],
+  ],
   async run(ctx: CommandContext): Promise<number> {
     const sub = ctx.argv[0];
     if (sub === 'pair') {
@@ -484,14 +576,12 @@ export const command: Command = {
       return pairCommand.run({ ...ctx, argv: ctx.argv.slice(1) });
     }
     const a = parse(ctx.argv);
-    const level = a.opts.get('--log-level') ?? 'warn';
-    if (!['debug', 'info', 'warn', 'error'].includes(level))
-      throw new UsageError('--log-level must be debug, info, warn or error');
+    const level = choiceOption(a.opts.get('--log-level'), '--log-level', LOG_LEVELS) ?? 'warn';
     const c: Ctx = {
       dir: a.opts.get('--dir') ?? defaultAppDir(ctx.env),
       fs: new DurableFs(),
       log: new JsonLogger('vigil.app', {
-        level: level as 'warn',
+        level,
         write: (l) => {
           ctx.stderr(l + '\n');
         },
@@ -537,9 +627,8 @@ export const command: Command = {
         );
       }
       case undefined:
-        throw new UsageError('missing subcommand (see vigil app --help)');
       default:
-        throw new UsageError(`unknown subcommand "${a.positional[0]}" (see vigil app --help)`);
+        throw subcommandError(a.positional[0], [...Object.keys(SUBCOMMANDS), 'pair']);
     }
   },
 };

@@ -207,7 +207,9 @@ export class JsonLogger implements Logger {
   child(namespace: string): Logger {
     const level =
       (Object.keys(LEVELS) as LogLevel[]).find((l) => LEVELS[l] === this.#min) ?? 'info';
-    return new JsonLogger(`${this.#ns}.${namespace}`, {
+    // a module that names its own area under a parent already named so: no "media.media"
+    const last = this.#ns.slice(this.#ns.lastIndexOf('.') + 1);
+    return new JsonLogger(last === namespace ? this.#ns : `${this.#ns}.${namespace}`, {
       level,
       format: this.#format,
       write: this.#write,

@@ -8,7 +8,7 @@
  */
 import { reasonOf } from '../base/errors.js';
 import type { Command, CommandContext } from '../base/command.js';
-import { UsageError } from '../base/command.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, exitCodesHelp } from '../base/command.js';
 
 type Loader = () => Promise<{ command: Command }>;
 
@@ -33,23 +33,40 @@ export const COMMANDS: Readonly<Record<string, { summary: string; load: Loader }
     summary: 'data partition: unlock, recovery, header backup',
     load: () => import('../firmware/storage/cli.js'),
   },
+  doctor: {
+    summary: 'check this device: camera, encoder, keys, Wi-Fi, storage, services',
+    load: () => import('./doctor.js'),
+  },
 };
 
 export function topHelp(version: string): string {
   const lines = [
     `vigil ${version} - private end-to-end encrypted camera hub`,
     '',
-    'Usage: vigil <command> [options]',
+    'Usage: vigil <command> [<subcommand>] [options]',
     '',
     'Commands:',
   ];
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
   lines.push(
     '',
-    'Run `vigil <command> --help` for the options of a command.',
+    'Run `vigil <command> --help` (or `vigil <command> <subcommand> --help`) for the options.',
     'Global: --version, --help',
+    '',
+    exitCodesHelp(),
   );
   return lines.join('\n');
+}
+
+/** Errors are printed as one line: a message that spans lines is joined. */
+function oneLine(text: string): string {
+  return text.trim().replace(/\s*\n\s*/g, '; ');
+}
+
+/** The help of `vigil <command> [<subcommand>]`, ending with the exit codes. */
+export function helpOf(command: Command, sub: string | undefined): string {
+  const text = (sub !== undefined ? command.subcommands?.[sub] : undefined) ?? command.usage;
+  return `${text.trim()}\n\n${exitCodesHelp(command.moreExitCodes)}\n`;
 }
 
 export async function main(
@@ -60,30 +77,36 @@ export async function main(
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
     ctx.stdout(topHelp(version) + '\n');
-    return first === undefined ? 2 : 0;
+    return first === undefined ? EXIT_USAGE : EXIT_OK;
   }
   if (first === '--version' || first === '-v') {
     ctx.stdout(`${version}\n`);
-    return 0;
+    return EXIT_OK;
   }
   const entry = COMMANDS[first];
   if (!entry) {
     ctx.stderr(`vigil: unknown command "${first}" (see vigil --help)\n`);
-    return 2;
+    return EXIT_USAGE;
   }
+  let where = first;
   try {
     const { command } = await entry.load();
-    if (rest.includes('--help') || rest.includes('-h')) {
-      ctx.stdout(`${command.usage.trim()}\n`);
-      return 0;
+    const sub =
+      rest[0] !== undefined && command.subcommands?.[rest[0]] !== undefined ? rest[0] : undefined;
+    if (sub !== undefined) where = `${first} ${sub}`;
+    const end = rest.indexOf('--');
+    const options = end === -1 ? rest : rest.slice(0, end);
+    if (options.includes('--help') || options.includes('-h')) {
+      ctx.stdout(helpOf(command, sub));
+      return EXIT_OK;
     }
     return await command.run({ ...ctx, argv: rest });
   } catch (err) {
     if (err instanceof UsageError) {
-      ctx.stderr(`vigil ${first}: ${err.message}\n`);
-      return 2;
+      ctx.stderr(`vigil ${where}: ${oneLine(err.message)} (see vigil ${where} --help)\n`);
+      return EXIT_USAGE;
     }
-    ctx.stderr(`vigil ${first}: ${reasonOf(err)}\n`);
-    return 1;
+    ctx.stderr(`vigil ${where}: ${oneLine(reasonOf(err))}\n`);
+    return EXIT_FAILED;
   }
 }

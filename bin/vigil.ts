@@ -21,5 +21,6 @@ const code = await main(process.argv.slice(2), version(), {
   env: process.env,
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
+  stderrIsTTY: process.stderr.isTTY,
 });
 process.exitCode = code;

@@ -4,11 +4,16 @@
  * up (and again on Enter or SIGUSR1); Ctrl-C stops it.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Command, CommandContext } from '../base/command.js';
-import { UsageError } from '../base/command.js';
+import {
+  LOG_LEVELS,
+  UsageError,
+  choiceOption,
+  intOption,
+  parseOptions,
+  portOption,
+} from '../base/command.js';
 import { chooseLogFormat, JsonLogger } from '../base/logger.js';
-import type { LogLevel } from '../base/logger.js';
 import { DEFAULT_FPS, DEFAULT_SIZE, startLocalRun } from './local-run.js';
 import type { LocalRun } from './local-run.js';
 
@@ -42,16 +47,8 @@ Options:
                        also VIGIL_LOG_FORMAT)
   --help               show this help
 
-Exit codes: 0 stopped cleanly, 1 the run failed (a busy port, ...), 2 bad usage.
+A run that cannot start (a busy port, ...) exits 1 with one line.
 `;
-
-function port(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535)
-    throw new UsageError(`${name} must be a port number, got "${v}"`);
-  return n;
-}
 
 /** What the user needs to reach the run: printed last at start-up, and on demand. */
 function banner(lr: LocalRun): string {
@@ -72,29 +69,17 @@ function banner(lr: LocalRun): string {
 }
 
 async function run(ctx: CommandContext): Promise<number> {
-  let values: Record<string, string | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...ctx.argv],
-      options: {
-        dir: { type: 'string' },
-        'relay-port': { type: 'string' },
-        'viewer-port': { type: 'string' },
-        'pairing-port': { type: 'string' },
-        size: { type: 'string' },
-        fps: { type: 'string' },
-        'log-level': { type: 'string' },
-        'log-format': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const level = values['log-level'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level))
-    throw new UsageError(`--log-level must be debug, info, warn or error`);
+  const { values } = parseOptions(ctx.argv, {
+    dir: { type: 'string' },
+    'relay-port': { type: 'string' },
+    'viewer-port': { type: 'string' },
+    'pairing-port': { type: 'string' },
+    size: { type: 'string' },
+    fps: { type: 'string' },
+    'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
+  });
+  const level = choiceOption(values['log-level'], '--log-level', LOG_LEVELS) ?? 'info';
   const format = chooseLogFormat(values['log-format'], ctx.env, process.stdout.isTTY);
   if (format === undefined)
     throw new UsageError(
@@ -108,13 +93,11 @@ async function run(ctx: CommandContext): Promise<number> {
     width = Number(m[1]);
     height = Number(m[2]);
   }
-  const fps = values.fps === undefined ? undefined : Number(values.fps);
-  if (fps !== undefined && (!Number.isInteger(fps) || fps < 1 || fps > 60))
-    throw new UsageError('--fps must be 1..60');
-  const relayPort = port(values['relay-port'], '--relay-port');
-  const viewerPort = port(values['viewer-port'], '--viewer-port') ?? 8480;
-  const pairingPort = port(values['pairing-port'], '--pairing-port');
-  const logger = new JsonLogger('vigil', { level: level as LogLevel, format });
+  const fps = intOption(values.fps, '--fps', 1, 60);
+  const relayPort = portOption(values['relay-port'], '--relay-port', true);
+  const viewerPort = portOption(values['viewer-port'], '--viewer-port', true) ?? 8480;
+  const pairingPort = portOption(values['pairing-port'], '--pairing-port', true);
+  const logger = new JsonLogger('vigil', { level, format });
 
   // A stop asked for while starting up is honoured as soon as the run is up.
   let stopRequested = false;
@@ -137,9 +120,9 @@ async function run(ctx: CommandContext): Promise<number> {
       logger,
       viewerPort,
       ...(relayPort !== undefined ? { relayPort } : {}),
-      ...(pairingPort !== undefined ? { pairingPort } : {}),
       ...(width !== undefined && height !== undefined ? { width, height } : {}),
       ...(fps !== undefined ? { fps } : {}),
+      ...(pairingPort !== undefined ? { pairingPort } : {}),
     });
     const show = (): void => {
       ctx.stdout(banner(lr));
@@ -170,5 +153,12 @@ export const command: Command = {
   name: 'dev',
   summary: 'run a full local hub, relay and viewer',
   usage: USAGE,
+  badValueExamples: [
+    ['--viewer-port', 'abc'],
+    ['--fps', '0'],
+    ['--pairing-port', '70000'],
+    ['--size', 'big'],
+    ['--log-format', 'xml'],
+  ],
   run,
 };

@@ -47,6 +47,7 @@ import {
   unmountUnder,
 } from './rootfs.js';
 import { StageRunner } from './stages.js';
+import { imagerRepository } from './imager.js';
 
 export class BuildError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -583,9 +584,29 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   }
   const imgHash = await sha256File(image);
   sums.push(`${imgHash}  ${basename(image)}`);
-  if (xzFile !== undefined) sums.push(`${await sha256File(xzFile)}  ${basename(xzFile)}`);
+  const xzHash = xzFile !== undefined ? await sha256File(xzFile) : undefined;
+  if (xzFile !== undefined) sums.push(`${xzHash ?? ''}  ${basename(xzFile)}`);
   const sumFile = `${image}.sha256`;
   await dfs.writeFileAtomic(sumFile, sums.join('\n') + '\n', 'sha256');
+  // Raspberry Pi Imager repository JSON beside the download (image/imager.ts)
+  let imagerFile: string | undefined;
+  if (xzFile !== undefined && xzHash !== undefined) {
+    const pkg = JSON.parse(await readFile(join(app.appDir, 'package.json'), 'utf8')) as {
+      version?: unknown;
+    };
+    imagerFile = join(out, `${name}.rpi-imager.json`);
+    const repoJson = imagerRepository({
+      board: board.name,
+      version: typeof pkg.version === 'string' ? pkg.version : '0.0.0',
+      sourceDateEpoch: epoch,
+      url: basename(xzFile),
+      extractSize: (await stat(image)).size,
+      extractSha256: imgHash,
+      downloadSize: (await stat(xzFile)).size,
+      downloadSha256: xzHash,
+    });
+    await dfs.writeFileAtomic(imagerFile, JSON.stringify(repoJson, null, 2) + '\n', 'imager-json');
+  }
   const seconds = stages.elapsed();
   await dfs.writeFileAtomic(
     join(out, `${name}.build.json`),
@@ -612,6 +633,7 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   o.print('');
   o.print(`image     ${image} (${layout.totalMiB} MiB)`);
   if (xzFile !== undefined) o.print(`xz        ${xzFile}`);
+  if (imagerFile !== undefined) o.print(`imager    ${imagerFile}`);
   o.print(`sha256    ${imgHash}`);
   o.print(`manifest  ${manifestFile}`);
   o.print(`built in  ${stages.summary()}`);

@@ -5,9 +5,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Command, CommandContext } from '../base/command.js';
-import { UsageError } from '../base/command.js';
+import { UsageError, choiceOption, parseOptions, subcommandError } from '../base/command.js';
 import { run } from '../hw/os/run.js';
 import { BOARD_NAMES, KERNEL_SOURCES, boardOf } from './boards.js';
 import type { KernelSource } from './boards.js';
@@ -54,36 +53,21 @@ interface BuildFlags {
 }
 
 function parseBuildFlags(argv: readonly string[]): BuildFlags {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        board: { type: 'string' },
-        out: { type: 'string' },
-        'kernel-source': { type: 'string' },
-        'rpi-keyring': { type: 'string' },
-        mirror: { type: 'string' },
-        'source-date-epoch': { type: 'string' },
-        cache: { type: 'string' },
-        'no-xz': { type: 'boolean' },
-      },
-      allowPositionals: false,
-      strict: true,
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const parsed = parseOptions(argv, {
+    board: { type: 'string' },
+    out: { type: 'string' },
+    'kernel-source': { type: 'string' },
+    'rpi-keyring': { type: 'string' },
+    mirror: { type: 'string' },
+    'source-date-epoch': { type: 'string' },
+    cache: { type: 'string' },
+    'no-xz': { type: 'boolean' },
+  });
   const v = parsed.values;
   if (v.board === undefined)
     throw new UsageError(`--board is required (${BOARD_NAMES.join(' | ')})`);
-  if (!(BOARD_NAMES as readonly string[]).includes(v.board)) {
-    throw new UsageError(`unknown board "${v.board}" (known: ${BOARD_NAMES.join(', ')})`);
-  }
-  const ks = v['kernel-source'] ?? 'debian';
-  if (!(KERNEL_SOURCES as readonly string[]).includes(ks)) {
-    throw new UsageError(`--kernel-source must be one of ${KERNEL_SOURCES.join(', ')}`);
-  }
+  choiceOption(v.board, '--board', BOARD_NAMES);
+  const ks = choiceOption(v['kernel-source'], '--kernel-source', KERNEL_SOURCES) ?? 'debian';
   if (ks === 'raspberrypi' && v.board !== 'rpi-arm64')
     throw new UsageError('--kernel-source raspberrypi is for --board rpi-arm64');
   if (ks === 'raspberrypi' && v['rpi-keyring'] === undefined) {
@@ -94,12 +78,14 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
   let sde: number | undefined;
   if (v['source-date-epoch'] !== undefined) {
     if (!/^\d{1,12}$/.test(v['source-date-epoch']))
-      throw new UsageError('--source-date-epoch must be whole seconds since 1970');
+      throw new UsageError(
+        `--source-date-epoch must be whole seconds since 1970, got "${v['source-date-epoch']}"`,
+      );
     sde = Number(v['source-date-epoch']);
   }
   return {
     board: v.board,
-    kernelSource: ks as KernelSource,
+    kernelSource: ks,
     xz: v['no-xz'] !== true,
     ...(v.out !== undefined ? { out: v.out } : {}),
     ...(v['rpi-keyring'] !== undefined ? { rpiKeyring: v['rpi-keyring'] } : {}),
@@ -174,10 +160,10 @@ async function build(
 }
 
 async function provision(ctx: CommandContext, argv: readonly string[]): Promise<number> {
-  if (argv.length !== 2 || argv.some((a) => a.startsWith('-')))
-    throw new UsageError('usage: vigil image provision <image> <device-bundle>');
+  const { positionals } = parseOptions(argv, {}, true);
+  if (positionals.length !== 2) throw new UsageError('provision needs <image> <device-bundle>');
   const { provisionImage } = await import('./provision.js');
-  const r = await provisionImage(argv[0] ?? '', argv[1] ?? '');
+  const r = await provisionImage(positionals[0] ?? '', positionals[1] ?? '');
   ctx.stdout(
     `provisioned ${r.image}: ${r.files.join(', ')} into partition ${r.partition} (${r.label})\n` +
       `  relay: ${r.services.relay ?? '(none in the bundle: the hub config decides)'}\n` +
@@ -188,11 +174,12 @@ async function provision(ctx: CommandContext, argv: readonly string[]): Promise<
 }
 
 async function diff(ctx: CommandContext, argv: readonly string[]): Promise<number> {
-  if (argv.length !== 2) throw new UsageError('usage: vigil image diff <a.img> <b.img>');
+  const { positionals } = parseOptions(argv, {}, true);
+  if (positionals.length !== 2) throw new UsageError('diff needs <a.img> <b.img>');
   const { diffImages } = await import('./diff.js');
   const work = await mkdtemp(join(tmpdir(), 'vigil-image-diff-'));
   try {
-    const d = await diffImages(argv[0] ?? '', argv[1] ?? '', work);
+    const d = await diffImages(positionals[0] ?? '', positionals[1] ?? '', work);
     ctx.stdout(d.summary + '\n');
     return d.identical ? 0 : 1;
   } finally {
@@ -201,24 +188,15 @@ async function diff(ctx: CommandContext, argv: readonly string[]): Promise<numbe
 }
 
 async function growData(ctx: CommandContext, argv: readonly string[]): Promise<number> {
-  let device: string | undefined;
-  try {
-    const { values } = parseArgs({
-      args: [...argv],
-      options: { device: { type: 'string' } },
-      strict: true,
-    });
-    device = values.device;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const device = parseOptions(argv, { device: { type: 'string' } }).values.device;
   const { growDataOnDevice } = await import('./grow.js');
   const r = await growDataOnDevice({ ...(device !== undefined ? { device } : {}), env: ctx.env });
   ctx.stdout(r.message + '\n');
   return 0;
 }
 
-async function twinReport(ctx: CommandContext): Promise<number> {
+async function twinReport(ctx: CommandContext, argv: readonly string[]): Promise<number> {
+  parseOptions(argv, {});
   const { twinReport: report } = await import('./twin-report.js');
   return report({
     print: (l) => {
@@ -232,6 +210,19 @@ export const command: Command = {
   name: 'image',
   summary: 'build and provision SD card images',
   usage: USAGE,
+  subcommands: {
+    build: USAGE,
+    reproduce: USAGE,
+    provision: `\nUsage: vigil image provision <image> <device-bundle>\n\nCopies a device's provisioning bundle (a directory holding device.json, or the\ndevice.json file) into the image's provisioning partition; no rebuild.\n`,
+    diff: `\nUsage: vigil image diff <a.img> <b.img>\n\nCompares two images; names the first differing partition and file (exit 1).\n`,
+    'grow-data': `\nUsage: vigil image grow-data [--device DEV]\n\nOn the device, first boot: grows the data partition to the end of the card.\n`,
+    'twin-report': `\nUsage: vigil image twin-report\n\nIn the qemu-amd64 twin (system tests): prints what the device found.\n`,
+  },
+  badValueExamples: [
+    ['build', '--board', 'pi5'],
+    ['build', '--board', 'rpi-arm64', '--source-date-epoch', 'yesterday'],
+    ['reproduce', '--board', 'qemu-amd64', '--kernel-source', 'gentoo'],
+  ],
   async run(ctx: CommandContext): Promise<number> {
     const [sub, ...rest] = ctx.argv;
     switch (sub) {
@@ -246,13 +237,10 @@ export const command: Command = {
       case 'grow-data':
         return growData(ctx, rest);
       case 'twin-report':
-        return twinReport(ctx);
+        return twinReport(ctx, rest);
       case undefined:
-        throw new UsageError('missing subcommand (build, provision, reproduce, diff, grow-data)');
       default:
-        throw new UsageError(
-          `unknown subcommand "${sub}" (build, provision, reproduce, diff, grow-data)`,
-        );
+        throw subcommandError(sub, ['build', 'provision', 'reproduce', 'diff', 'grow-data']);
     }
   },
 };

@@ -10,9 +10,15 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import type { ParseArgsConfig } from 'node:util';
-import { UsageError } from '../base/command.js';
+import {
+  UsageError,
+  intOption,
+  parseOptions,
+  portOption,
+  secondsOption,
+  subcommandError,
+} from '../base/command.js';
+import type { OptionsSpec } from '../base/command.js';
 import type { Command, CommandContext } from '../base/command.js';
 import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
@@ -47,29 +53,16 @@ Device side:
              [--trial-timeout SECONDS] [--busy-file PATH]  one update check, prints the outcome
   agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
   probe      health answer of this install (JSON line)
-  status     [--state DIR] [--slots DIR]   slots, a pending trial, the last outcome (JSON)
+  status     [--state DIR] [--slots DIR] [--json]   slots, a pending trial, the last outcome
   trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
 `;
 
 function parse(
   ctx: CommandContext,
-  options: ParseArgsConfig['options'],
+  options: OptionsSpec,
   positionals = false,
 ): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
-  try {
-    const r = parseArgs({
-      args: [...ctx.argv.slice(1)],
-      options: options ?? {},
-      allowPositionals: positionals,
-      strict: true,
-    });
-    return {
-      values: r.values as Record<string, string | boolean | undefined>,
-      positionals: r.positionals,
-    };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  return parseOptions(ctx.argv.slice(1), options, positionals);
 }
 
 function req(v: Record<string, string | boolean | undefined>, name: string): string {
@@ -170,6 +163,12 @@ async function device(ctx: CommandContext, loop: boolean): Promise<number> {
     interval: { type: 'string' },
     jitter: { type: 'string' },
   });
+  const trialTimeout = secondsOption(opt(v, 'trial-timeout'), '--trial-timeout') ?? 120;
+  const interval = secondsOption(opt(v, 'interval'), '--interval');
+  const jitterRaw = opt(v, 'jitter');
+  const jitter = jitterRaw === undefined ? undefined : Number(jitterRaw);
+  if (jitter !== undefined && (jitterRaw?.trim() === '' || !(jitter >= 0 && jitter <= 1)))
+    throw new UsageError(`--jitter must be a number from 0 to 1, got "${jitterRaw ?? ''}"`);
   const fs = new DurableFs(CrashController.fromEnv(ctx.env));
   const stateDir = resolve(req(v, 'state'));
   const rootFile = opt(v, 'root');
@@ -182,9 +181,6 @@ async function device(ctx: CommandContext, loop: boolean): Promise<number> {
     await installTrustedRoot(fs, metaDir, await readFile(rootFile));
   }
   const busyFile = opt(v, 'busy-file');
-  const trialTimeout = Number(opt(v, 'trial-timeout') ?? '120');
-  if (!Number.isFinite(trialTimeout) || trialTimeout <= 0)
-    throw new UsageError('--trial-timeout must be a positive number of seconds');
   const outcomes: OtaOutcome[] = [];
   const agent = new OtaAgent({
     stateDir,
@@ -209,8 +205,8 @@ async function device(ctx: CommandContext, loop: boolean): Promise<number> {
     logger: new JsonLogger('vigil-ota', {
       write: (line: string) => process.stderr.write(`${line}\n`),
     }),
-    ...(opt(v, 'interval') !== undefined ? { intervalMs: Number(opt(v, 'interval')) * 1000 } : {}),
-    ...(opt(v, 'jitter') !== undefined ? { jitter: Number(opt(v, 'jitter')) } : {}),
+    ...(interval !== undefined ? { intervalMs: interval * 1000 } : {}),
+    ...(jitter !== undefined ? { jitter } : {}),
   });
   if (loop) {
     const ac = new AbortController();
@@ -237,12 +233,11 @@ async function runOta(ctx: CommandContext): Promise<number> {
         'root-keys': { type: 'string' },
         'root-threshold': { type: 'string' },
       });
+      const rootKeys = intOption(opt(v, 'root-keys'), '--root-keys', 1, 16) ?? 1;
+      const rootThreshold =
+        intOption(opt(v, 'root-threshold'), '--root-threshold', 1, rootKeys) ?? rootKeys;
       const c = await repoCtx(v, fs);
-      const rootKeys = Number(opt(v, 'root-keys') ?? '1');
-      const r = await initRepo(c, {
-        rootKeys,
-        rootThreshold: Number(opt(v, 'root-threshold') ?? String(rootKeys)),
-      });
+      const r = await initRepo(c, { rootKeys, rootThreshold });
       ctx.stdout(
         `repository: ${c.repoDir}\ntrusted root for devices: ${r.rootPath}\nkeys: ${c.keysDir} (${String(r.keyFiles.length)} files; move the root key offline)\n`,
       );
@@ -316,9 +311,10 @@ async function runOta(ctx: CommandContext): Promise<number> {
         host: { type: 'string' },
         port: { type: 'string' },
       });
+      const port = portOption(opt(v, 'port'), '--port', true) ?? 8080;
       const s = await startStaticServer(resolve(req(v, 'repo')), {
         host: opt(v, 'host') ?? '127.0.0.1',
-        port: Number(opt(v, 'port') ?? '8080'),
+        port,
       });
       ctx.stdout(`serving ${req(v, 'repo')} at ${s.url}\n`);
       await new Promise<void>((res) => {
@@ -355,7 +351,11 @@ async function runOta(ctx: CommandContext): Promise<number> {
       return 0;
     }
     case 'status': {
-      const { values: v } = parse(ctx, { state: { type: 'string' }, slots: { type: 'string' } });
+      const { values: v } = parse(ctx, {
+        state: { type: 'string' },
+        slots: { type: 'string' },
+        json: { type: 'boolean' },
+      });
       const paths = HostPaths.fromEnv(ctx.env);
       const stateDir = resolve(opt(v, 'state') ?? paths.host('/var/lib/vigil/ota'));
       const slots = new HostAppSlots(resolve(opt(v, 'slots') ?? paths.host('/opt/vigil')), fs);
@@ -376,37 +376,109 @@ async function runOta(ctx: CommandContext): Promise<number> {
       const state = agentFile
         ? (JSON.parse(agentFile.toString('utf8')) as { bad?: unknown; attempts?: unknown })
         : {};
-      ctx.stdout(
-        `${JSON.stringify(
-          {
-            committed: pointer.committed,
-            versions: { a: markers.a?.version ?? null, b: markers.b?.version ?? null },
-            trial: pointer.trial ?? null,
-            bad: state.bad ?? [],
-            attempts: state.attempts ?? {},
-            last: (await agent.lastOutcome()) ?? null,
-          },
-          null,
-          2,
-        )}\n`,
-      );
+      const report = {
+        committed: pointer.committed,
+        versions: { a: markers.a?.version ?? null, b: markers.b?.version ?? null },
+        trial: pointer.trial ?? null,
+        bad: state.bad ?? [],
+        attempts: state.attempts ?? {},
+        last: (await agent.lastOutcome()) ?? null,
+      };
+      if (v.json === true) ctx.stdout(`${JSON.stringify(report, null, 2)}\n`);
+      else ctx.stdout(formatOtaStatus(report));
       return 0;
     }
     case 'probe': {
+      parse(ctx, {});
       const a = await probeAnswer();
       ctx.stdout(`${JSON.stringify(a)}\n`);
       return a.ok ? 0 : 1;
     }
     case undefined:
-      throw new UsageError('name a subcommand (see vigil ota --help)');
     default:
-      throw new UsageError(`unknown subcommand "${sub}" (see vigil ota --help)`);
+      throw subcommandError(sub, Object.keys(SUBCOMMANDS));
   }
 }
+
+/** The human form of `vigil ota status`. */
+export function formatOtaStatus(r: {
+  committed: string;
+  versions: { a: string | null; b: string | null };
+  trial: unknown;
+  bad: unknown;
+  last: unknown;
+}): string {
+  const slot = (n: 'a' | 'b'): string =>
+    `${n}${r.committed === n ? ' (committed)' : ''}: ${r.versions[n] ?? 'empty'}`;
+  const last = (r.last as { outcome?: { kind?: unknown; version?: unknown } } | null)?.outcome;
+  return (
+    [
+      `slot ${slot('a')}`,
+      `slot ${slot('b')}`,
+      `trial:  ${r.trial === null ? 'none' : JSON.stringify(r.trial)}`,
+      `bad:    ${Array.isArray(r.bad) && r.bad.length > 0 ? r.bad.join(', ') : 'none'}`,
+      `last:   ${last === undefined ? 'no update check yet' : `${String(last.kind)}${typeof last.version === 'string' ? ` ${last.version}` : ''}`}`,
+    ].join('\n') + '\n'
+  );
+}
+
+const OTA_SUB = (usage: string, text: string): string =>
+  `\nUsage: vigil ota ${usage}\n\n${text.trim()}\n`;
+
+const SUBCOMMANDS: Readonly<Record<string, string>> = {
+  'init-repo': OTA_SUB(
+    'init-repo --repo DIR --keys DIR [--root-keys N] [--root-threshold M] [--passphrase-file F | --passphrase-stdin]',
+    'Creates a repository and seals its root key(s) in --keys (keep them offline).',
+  ),
+  bundle: OTA_SUB(
+    'bundle --app-dir DIR --out FILE [--version V]',
+    'Packs dist/ and the production node_modules into a release tarball.',
+  ),
+  release: OTA_SUB(
+    'release BUNDLE --repo DIR --keys DIR [--channel NAME] [passphrase option]',
+    'Signs BUNDLE into the repository on a channel (default stable).',
+  ),
+  refresh: OTA_SUB(
+    'refresh --repo DIR --keys DIR [passphrase option]',
+    'Re-signs the timestamp (daily, from cron).',
+  ),
+  'rotate-keys': OTA_SUB(
+    'rotate-keys --repo DIR --keys DIR --roles timestamp,snapshot,targets[,root] [passphrase option]',
+    'Replaces the keys of the given roles.',
+  ),
+  serve: OTA_SUB(
+    'serve --repo DIR [--host 127.0.0.1] [--port 8080]',
+    'Serves the repository over HTTP with Range support.',
+  ),
+  check: OTA_SUB(
+    'check --state DIR --slots DIR --url URL [--channel stable] [--root ROOT.json] [--trial-timeout SECONDS] [--busy-file PATH]',
+    'One update check; prints the outcome as a JSON line. Exit 1 unless committed or up to date.',
+  ),
+  agent: OTA_SUB(
+    'agent (the options of check) [--interval SECONDS] [--jitter 0..1]',
+    'Polls for updates until stopped.',
+  ),
+  probe: OTA_SUB('probe', 'Prints the health answer of this install (a JSON line).'),
+  status: OTA_SUB(
+    'status [--state DIR] [--slots DIR] [--json]',
+    'The app slots, a pending trial, and the last outcome.',
+  ),
+  'trial-guard': OTA_SUB(
+    'trial-guard [--selector DIR]',
+    'On a tryboot trial boot that did not commit: reboot into the committed slot.',
+  ),
+};
 
 export const command: Command = {
   name: 'ota',
   summary: 'signed update channel: init-repo, release, agent',
   usage: USAGE,
+  subcommands: SUBCOMMANDS,
+  badValueExamples: [
+    ['serve', '--repo', '.', '--port', 'abc'],
+    ['check', '--state', '/nonexistent', '--trial-timeout', 'soon'],
+    ['init-repo', '--repo', '/nonexistent', '--keys', '/nonexistent', '--root-keys', 'x'],
+    ['status', '--json=1'],
+  ],
   run: runOta,
 };

@@ -155,6 +155,33 @@ export function manifestCsv(m: BatchManifest): string {
   return [head, ...rows].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
 }
 
+/**
+ * Create `dir` and its missing parents one level at a time. Not `mkdir -p`:
+ * node's recursive mkdir loops forever under /proc (mkdir says ENOENT there for
+ * a parent that stat also calls missing), so `--out /proc/x/y` would hang.
+ */
+async function makeParents(dir: string): Promise<void> {
+  const missing: string[] = [];
+  let d = dir;
+  while (!(await exists(d))) {
+    missing.unshift(d);
+    const up = dirname(d);
+    if (up === d) break;
+    d = up;
+  }
+  for (const m of missing) {
+    try {
+      await mkdir(m);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'EEXIST') continue;
+      throw new BatchError('EBATCH_INPUT', `cannot create ${m} (${code}); choose another --out`, {
+        cause: e,
+      });
+    }
+  }
+}
+
 export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManifest> {
   const { count, fs } = opts;
   if (!Number.isInteger(count) || count < 1 || count > MAX_BATCH) {
@@ -176,7 +203,7 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
       `${out} already exists; refusing to overwrite a batch (choose a new --out)`,
     );
   }
-  await mkdir(dirname(out), { recursive: true });
+  await makeParents(dirname(out));
   const staging = join(dirname(out), `.${basename(out)}.partial-${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { mode: 0o700 });
   try {
@@ -209,17 +236,10 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
       const bundleBytes = await fs.readIfExists(bundlePath);
       const png = `labels/${id.deviceId}.png`;
       const svg = `labels/${id.deviceId}.svg`;
-      await fs.writeFileAtomic(
-        join(staging, png),
-        renderLabelPng(payload, id.deviceId),
-        'label-png',
-      );
-      await fs.writeFileAtomic(
-        join(staging, svg),
-        renderLabelSvg(payload, id.deviceId),
-        'label-svg',
-      );
-      labels.push({ payload, deviceId: id.deviceId });
+      const label: LabelInput = { payload, deviceId: id.deviceId, ssid };
+      await fs.writeFileAtomic(join(staging, png), await renderLabelPng(payload), 'label-png');
+      await fs.writeFileAtomic(join(staging, svg), await renderLabelSvg(label), 'label-svg');
+      labels.push(label);
       devices.push({
         deviceId: id.deviceId,
         displayId: formatDeviceId(id.deviceId),
@@ -252,7 +272,11 @@ export async function provisionBatch(opts: ProvisionOptions): Promise<BatchManif
     };
     await fs.writeFileAtomic(
       join(staging, 'labels.pdf'),
-      renderLabelSheetPdf(labels, `Vigil labels ${batchId}`),
+      await renderLabelSheetPdf(labels, {
+        title: `Vigil labels ${batchId}`,
+        batchId,
+        createdAt: now,
+      }),
       'labels-pdf',
     );
     await fs.writeFileAtomic(

@@ -6,7 +6,6 @@
  * never on stdout, stderr or in logs.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import {
   DEFAULT_OTA_CHANNEL,
   EnrollTokenSchema,
@@ -14,7 +13,7 @@ import {
   otaRootProblem,
   serviceUrlProblem,
 } from '../protocol/services.js';
-import { UsageError } from '../base/command.js';
+import { UsageError, intOption, parseOptions, subcommandError } from '../base/command.js';
 import type { Command, CommandContext } from '../base/command.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { BatchError, MAX_BATCH, provisionBatch } from './batch.js';
@@ -33,7 +32,7 @@ print-ready sheet (labels.pdf); plus manifest.json and manifest.csv.
   --count N        number of devices, 1..${MAX_BATCH}
   --out DIR        new directory for the batch (must not exist)
   --batch-id ID    batch name (default: UTC timestamp + random suffix)
-  --no-progress    no progress bar on stderr
+  --no-progress    no progress bar (it is shown only when stderr is a terminal)
   --relay URL      the relay every device of the batch meets its phones at
                    (https; http only to a loopback or link-local address)
   --relay-enroll-token-file F
@@ -116,42 +115,26 @@ export async function parseServiceFlags(v: ServiceFlags): Promise<BatchServices>
 }
 
 async function provision(ctx: CommandContext, args: readonly string[]): Promise<number> {
-  let values: {
-    count?: string;
-    out?: string;
-    'batch-id'?: string;
-    'no-progress'?: boolean;
-  } & ServiceFlags;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: {
-        count: { type: 'string' },
-        out: { type: 'string' },
-        'batch-id': { type: 'string' },
-        'no-progress': { type: 'boolean' },
-        relay: { type: 'string' },
-        'relay-enroll-token-file': { type: 'string' },
-        'ota-repo': { type: 'string' },
-        'ota-root': { type: 'string' },
-        'ota-channel': { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const { values } = parseOptions(args, {
+    count: { type: 'string' },
+    out: { type: 'string' },
+    'batch-id': { type: 'string' },
+    'no-progress': { type: 'boolean' },
+    relay: { type: 'string' },
+    'relay-enroll-token-file': { type: 'string' },
+    'ota-repo': { type: 'string' },
+    'ota-root': { type: 'string' },
+    'ota-channel': { type: 'string' },
+  });
   if (values.count === undefined) throw new UsageError('--count N is required');
   if (values.out === undefined || values.out === '') throw new UsageError('--out DIR is required');
-  if (!/^[0-9]+$/.test(values.count))
-    throw new UsageError(`--count must be a whole number, got "${values.count}"`);
-  const count = Number(values.count);
-  if (count < 1 || count > MAX_BATCH)
-    throw new UsageError(`--count must be from 1 to ${MAX_BATCH}`);
+  const count = intOption(values.count, '--count', 1, MAX_BATCH) ?? 1;
   const services = await parseServiceFlags(values);
+  // A bar redrawn with carriage returns belongs on a terminal only, never in a log file.
   const bar =
-    values['no-progress'] === true ? undefined : new ProgressBar(ctx.stderr, count, 'devices');
+    values['no-progress'] === true || ctx.stderrIsTTY !== true
+      ? undefined
+      : new ProgressBar(ctx.stderr, count, 'devices');
   try {
     const manifest = await provisionBatch({
       count,
@@ -180,13 +163,14 @@ export const command: Command = {
   name: 'factory',
   summary: 'factory provisioning: device identities and QR labels',
   usage: USAGE,
+  subcommands: { provision: USAGE },
+  badValueExamples: [
+    ['provision', '--count', 'many', '--out', '/nonexistent/batch'],
+    ['provision', '--count', '0', '--out', '/nonexistent/batch'],
+  ],
   async run(ctx) {
     const [sub, ...rest] = ctx.argv;
     if (sub === 'provision') return provision(ctx, rest);
-    throw new UsageError(
-      sub === undefined
-        ? 'missing subcommand (provision)'
-        : `unknown subcommand "${sub}" (provision)`,
-    );
+    throw subcommandError(sub, ['provision']);
   },
 };

@@ -3,8 +3,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command, CommandContext } from '../base/command.js';
-import { UsageError } from '../base/command.js';
-import { JsonLogger } from '../base/logger.js';
+import {
+  LOG_LEVELS,
+  UsageError,
+  choiceOption,
+  intOption,
+  parseOptions,
+  portOption,
+} from '../base/command.js';
+import { JsonLogger, LOG_FORMATS, chooseLogFormat } from '../base/logger.js';
 import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import type { RelayLimits } from './limits.js';
@@ -20,7 +27,7 @@ Runs the store-and-forward relay. It only ever holds ciphertext.
 Options:
   --data-dir DIR          state directory (records, and blobs with the fs backend) [/var/lib/vigil-relay]
   --host ADDR             listen address [127.0.0.1]
-  --port N                listen port (0: any free one) [8443]
+  --port N                listen port [8443]
   --tls-cert FILE         PEM certificate: serve HTTPS directly (with --tls-key)
   --tls-key FILE          PEM private key
   --trust-proxy           client address from X-Forwarded-For (only behind your own reverse proxy)
@@ -43,107 +50,99 @@ Options:
                           open connections per client address [${DEFAULT_LIMITS.maxConnectionsPerAddress}]
   --live-memory-mb N      live video held in memory over all devices [${DEFAULT_LIMITS.liveTotalBytes / 1048576}]
   --log-level LEVEL       debug|info|warn|error [info]
+  --log-format FORMAT     json|human [json; also VIGIL_LOG_FORMAT]
   --max-age-days N        delete every account's items stored longer than N days [${DEFAULT_MAX_AGE_DAYS}]
 `;
 
-function parseArgs(argv: readonly string[]): Map<string, string> {
-  const flags = new Set(['--trust-proxy']);
-  const known = new Set([
-    '--data-dir',
-    '--host',
-    '--port',
-    '--tls-cert',
-    '--tls-key',
-    '--enroll-token-file',
-    '--database',
-    '--backend',
-    '--s3-bucket',
-    '--s3-endpoint',
-    '--s3-region',
-    '--s3-prefix',
-    '--max-item-mb',
-    '--max-device-mb',
-    '--max-devices',
-    '--registrations-per-address',
-    '--max-connections-per-address',
-    '--live-memory-mb',
-    '--log-level',
-    '--max-age-days',
-  ]);
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (flags.has(a)) {
-      out.set(a, '1');
-      continue;
-    }
-    if (!known.has(a)) throw new UsageError(`unknown option ${a}`);
-    const v = argv[i + 1];
-    if (v === undefined) throw new UsageError(`${a} needs a value`);
-    out.set(a, v);
-    i++;
-  }
-  return out;
-}
+const OPTIONS = {
+  'data-dir': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'trust-proxy': { type: 'boolean' },
+  'enroll-token-file': { type: 'string' },
+  database: { type: 'string' },
+  backend: { type: 'string' },
+  's3-bucket': { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  's3-region': { type: 'string' },
+  's3-prefix': { type: 'string' },
+  'max-item-mb': { type: 'string' },
+  'max-device-mb': { type: 'string' },
+  'max-devices': { type: 'string' },
+  'registrations-per-address': { type: 'string' },
+  'max-connections-per-address': { type: 'string' },
+  'live-memory-mb': { type: 'string' },
+  'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
+  'max-age-days': { type: 'string' },
+} as const;
 
-function posInt(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^[1-9][0-9]*$/.test(v)) throw new UsageError(`${name} must be a positive integer`);
-  return Number(v);
-}
+const BIG = 1_000_000_000;
 
 export const command: Command = {
   name: 'relay',
   summary: 'run the untrusted ciphertext relay',
   usage: USAGE,
+  badValueExamples: [
+    ['--port', 'abc'],
+    ['--max-age-days', '0'],
+    ['--backend', 'ftp'],
+  ],
   async run(ctx: CommandContext): Promise<number> {
-    const a = parseArgs(ctx.argv);
-    const level = a.get('--log-level') ?? 'info';
-    if (!['debug', 'info', 'warn', 'error'].includes(level))
-      throw new UsageError('--log-level must be debug, info, warn or error');
+    const { values: v } = parseOptions(ctx.argv, OPTIONS);
+    const level = choiceOption(v['log-level'], '--log-level', LOG_LEVELS) ?? 'info';
+    choiceOption(v['log-format'], '--log-format', LOG_FORMATS);
+    const format = chooseLogFormat(v['log-format'], ctx.env, false);
+    if (format === undefined)
+      throw new UsageError(`VIGIL_LOG_FORMAT must be one of ${LOG_FORMATS.join(', ')}`);
     const logger = new JsonLogger('vigil.relay', {
-      level: level as 'info',
+      level,
+      format,
       write: (l) => {
         ctx.stdout(l + '\n');
       },
     });
-    const maxAgeDays = posInt(a.get('--max-age-days'), '--max-age-days') ?? DEFAULT_MAX_AGE_DAYS;
-    if (maxAgeDays > 3650) throw new UsageError('--max-age-days must be at most 3650');
-    // --port 0: any free port (the address is printed)
-    const port = a.get('--port') === '0' ? 0 : (posInt(a.get('--port'), '--port') ?? 8443);
-    if (port > 65535) throw new UsageError('--port must be at most 65535');
+    const maxAgeDays =
+      intOption(v['max-age-days'], '--max-age-days', 1, 3650) ?? DEFAULT_MAX_AGE_DAYS;
+    const port = portOption(v.port, '--port', true) ?? 8443;
     const limits: Partial<{ -readonly [K in keyof RelayLimits]: RelayLimits[K] }> = {};
-    const itemMb = posInt(a.get('--max-item-mb'), '--max-item-mb');
+    const itemMb = intOption(v['max-item-mb'], '--max-item-mb', 1, 1_000_000);
     if (itemMb !== undefined) limits.maxItemBytes = itemMb * 1048576;
-    const devMb = posInt(a.get('--max-device-mb'), '--max-device-mb');
+    const devMb = intOption(v['max-device-mb'], '--max-device-mb', 1, 1_000_000_000);
     if (devMb !== undefined) limits.maxDeviceBytes = devMb * 1048576;
-    const maxDevices = posInt(a.get('--max-devices'), '--max-devices');
+    const maxDevices = intOption(v['max-devices'], '--max-devices', 1, BIG);
     if (maxDevices !== undefined) limits.maxDevices = maxDevices;
-    const regs = posInt(a.get('--registrations-per-address'), '--registrations-per-address');
+    const regs = intOption(v['registrations-per-address'], '--registrations-per-address', 1, BIG);
     if (regs !== undefined) limits.maxRegistrationsPerAddress = regs;
-    const conns = posInt(a.get('--max-connections-per-address'), '--max-connections-per-address');
+    const conns = intOption(
+      v['max-connections-per-address'],
+      '--max-connections-per-address',
+      1,
+      BIG,
+    );
     if (conns !== undefined) limits.maxConnectionsPerAddress = conns;
-    const liveMb = posInt(a.get('--live-memory-mb'), '--live-memory-mb');
+    const liveMb = intOption(v['live-memory-mb'], '--live-memory-mb', 1, 1_000_000);
     if (liveMb !== undefined) limits.liveTotalBytes = liveMb * 1048576;
-    const certFile = a.get('--tls-cert');
-    const keyFile = a.get('--tls-key');
+    const certFile = v['tls-cert'];
+    const keyFile = v['tls-key'];
     if ((certFile === undefined) !== (keyFile === undefined))
       throw new UsageError('--tls-cert and --tls-key go together');
-    const enrollFile = a.get('--enroll-token-file');
-    const backend = a.get('--backend') ?? 'fs';
-    if (backend !== 'fs' && backend !== 's3') throw new UsageError('--backend must be fs or s3');
+    const enrollFile = v['enroll-token-file'];
+    const backend = choiceOption(v.backend, '--backend', ['fs', 's3'] as const) ?? 'fs';
     const opts: { -readonly [K in keyof RelayOptions]: RelayOptions[K] } = {
-      dataDir: a.get('--data-dir') ?? '/var/lib/vigil-relay',
-      host: a.get('--host') ?? '127.0.0.1',
+      dataDir: v['data-dir'] ?? '/var/lib/vigil-relay',
+      host: v.host ?? '127.0.0.1',
       port,
       logger,
       limits,
       fs: new DurableFs(CrashController.fromEnv(ctx.env)),
-      trustProxy: a.has('--trust-proxy'),
+      trustProxy: v['trust-proxy'] === true,
     };
     if (certFile !== undefined && keyFile !== undefined)
       opts.tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
-    const database = a.get('--database');
+    const database = v.database;
     if (database !== undefined) {
       if (!/^postgres(ql)?:\/\//.test(database))
         throw new UsageError('--database must be a postgres:// URL');
@@ -151,14 +150,14 @@ export const command: Command = {
     }
     if (enrollFile !== undefined) opts.enrollToken = (await readFile(enrollFile, 'utf8')).trim();
     if (backend === 's3') {
-      const bucket = a.get('--s3-bucket');
+      const bucket = v['s3-bucket'];
       if (bucket === undefined) throw new UsageError('--backend s3 needs --s3-bucket');
       const { S3BlobStore } = await import('./s3-store.js');
-      const endpoint = a.get('--s3-endpoint');
-      const prefix = a.get('--s3-prefix');
+      const endpoint = v['s3-endpoint'];
+      const prefix = v['s3-prefix'];
       opts.blobs = new S3BlobStore({
         bucket,
-        region: a.get('--s3-region') ?? 'us-east-1',
+        region: v['s3-region'] ?? 'us-east-1',
         ...(endpoint !== undefined ? { endpoint } : {}),
         ...(prefix !== undefined ? { prefix } : {}),
       });

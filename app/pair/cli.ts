@@ -16,8 +16,7 @@
  */
 import { readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { UsageError } from '../../base/command.js';
+import { UsageError, parseOptions, portOption, secondsOption } from '../../base/command.js';
 import type { Command, CommandContext } from '../../base/command.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
 import { parseQrPayload } from '../../protocol/qr-payload.js';
@@ -38,32 +37,7 @@ import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { EnrollTokenSchema, serviceUrlProblem } from '../../protocol/services.js';
 import { saveAccount } from '../account.js';
 import type { RelayAccount } from '../account.js';
-
-const USAGE = `
-Usage: vigil app pair --qr <payload | image file> [options]
-       vigil app pair --invite <invite | file> [options]
-
-Pair this companion with a Vigil hub using the QR label on the hub, or, as a
-further phone, with the invite an admin phone printed (vigil app phones add).
-
-  --qr VALUE                 the label's payload (VIGIL1:...) or an image of the label
-  --invite VALUE             the invite JSON (or a file holding it): single use, 15 minutes
-  --interface IF             join the hub's pairing hotspot on this Wi-Fi interface first
-  --address CIDR             static address on the hotspot (default: DHCP via busybox udhcpc)
-  --no-dhcp                  associate only (the address is configured elsewhere)
-  --country CC               regulatory country for the Wi-Fi interface [DE]
-  --hub HOST[:PORT]          the hub's frame server [10.42.0.1:7767]
-  --home-ssid SSID           then send the home Wi-Fi network to the hub...
-  --home-password-file FILE  ...with the password read from FILE ('-' = stdin)
-  --relay URL                then meet the hub at this relay (needs --home-ssid)
-  --set-relay URL            make the hub use this relay from now on (your own; https,
-                             http only to loopback/link-local); also where we meet it
-                             unless --relay says otherwise (needs --home-ssid)
-  --set-relay-enroll-token-file FILE
-                             the enrollment token that relay asks hubs for
-  --dir DIR                  companion state [$VIGIL_APP_DIR or ~/.config/vigil-app]
-  --timeout SECONDS          per-step timeout [60]
-`;
+import { PAIR_USAGE } from './usage.js';
 
 interface Io {
   readonly stdin?: () => Promise<string>;
@@ -129,44 +103,33 @@ async function setRelayFlags(
 }
 
 export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number> {
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    ({ values: v } = parseArgs({
-      args: [...ctx.argv],
-      options: {
-        qr: { type: 'string' },
-        invite: { type: 'string' },
-        interface: { type: 'string' },
-        address: { type: 'string' },
-        'no-dhcp': { type: 'boolean' },
-        country: { type: 'string' },
-        hub: { type: 'string' },
-        'home-ssid': { type: 'string' },
-        'home-password-file': { type: 'string' },
-        dir: { type: 'string' },
-        relay: { type: 'string' },
-        'set-relay': { type: 'string' },
-        'set-relay-enroll-token-file': { type: 'string' },
-        timeout: { type: 'string' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-  const str = (k: string): string | undefined => (typeof v[k] === 'string' ? v[k] : undefined);
+  const { values: v } = parseOptions(ctx.argv, {
+    qr: { type: 'string' },
+    invite: { type: 'string' },
+    interface: { type: 'string' },
+    address: { type: 'string' },
+    'no-dhcp': { type: 'boolean' },
+    country: { type: 'string' },
+    hub: { type: 'string' },
+    'home-ssid': { type: 'string' },
+    'home-password-file': { type: 'string' },
+    dir: { type: 'string' },
+    relay: { type: 'string' },
+    'set-relay': { type: 'string' },
+    'set-relay-enroll-token-file': { type: 'string' },
+    timeout: { type: 'string' },
+  });
+  const str = (k: keyof typeof v): string | undefined => {
+    const x = v[k];
+    return typeof x === 'string' ? x : undefined;
+  };
   const qrValue = str('qr');
   const inviteValue = str('invite');
   if ((qrValue === undefined) === (inviteValue === undefined))
     throw new UsageError('give either --qr <payload | image file> or --invite <invite | file>');
-  const timeoutS = Number(str('timeout') ?? '60');
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
-    throw new UsageError('--timeout must be a positive number of seconds');
+  const timeoutS = secondsOption(str('timeout'), '--timeout') ?? 60;
   const [host = '10.42.0.1', portText = '7767'] = (str('hub') ?? '10.42.0.1:7767').split(':');
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new UsageError('--hub HOST[:PORT]: bad port');
+  const port = portOption(portText, '--hub HOST[:PORT]') ?? 7767;
   const homeSsid = str('home-ssid');
   const pwFile = str('home-password-file');
   if ((homeSsid === undefined) !== (pwFile === undefined))
@@ -304,7 +267,7 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
           station = undefined;
           const acct = await meetAtRelay(relayUrl, token, timeoutS * 1000);
           await saveAccount(fs, dir, acct);
-          say(`met the hub at the relay as phone ${acct.phoneId}`);
+          say(`met the hub at the relay (relay account ${acct.phoneId})`);
         }
       }
     } finally {
@@ -362,6 +325,7 @@ export async function meetAtRelay(
 export const pairCommand: Command = {
   name: 'pair',
   summary: 'pair with a hub from its QR label',
-  usage: USAGE,
+  usage: PAIR_USAGE,
+  badValueExamples: [['--qr', 'VIGIL1:x', '--timeout', 'abc']],
   run: (ctx) => pairMain(ctx),
 };

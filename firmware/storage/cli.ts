@@ -4,12 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
-import { UsageError } from '../../base/command.js';
+import { UsageError, parseOptions, subcommandError } from '../../base/command.js';
 import type { Command, CommandContext } from '../../base/command.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { HostPaths } from '../../hw/os/host-paths.js';
-import { reasonOf } from '../../base/errors.js';
 import { JsonLogger } from '../../base/logger.js';
 import { RecoveryPassphraseSource } from './key-sources.js';
 import type { KeySourceId } from './key-sources.js';
@@ -18,11 +16,11 @@ import { createRealStorage } from './real.js';
 import { DEFAULT_RETENTION_POLICY, RetentionPolicySchema, RetentionStore } from './retention.js';
 import type { Storage, UnlockResult } from './storage.js';
 
-const USAGE = `Usage: vigil storage <command> [options]
+const USAGE = `Usage: vigil storage <subcommand> [options]
 
 The encrypted data volume (LUKS2) of this hub.
 
-Commands:
+Subcommands:
   status [--json]                     device, LUKS header, mapping, mount and first-boot record
   unlock [--wait]                     unlock and mount with the automatic key sources (OTP, dev key file)
   unlock --recovery                   unlock with the recovery key or a passphrase, read from the
@@ -36,8 +34,7 @@ Commands:
                                       apply the retention policy to the mounted volume now
 
 Environment: VIGIL_ROOT, VIGIL_KEY_SOURCES (comma list, default "otp"), VIGIL_STORAGE_DEVICE,
-VIGIL_STORAGE_CIPHER, VIGIL_OTP, VIGIL_DEV_KEYFILE (see docs/storage.md).
-Exit codes: 0 done, 1 error, 2 usage, 3 locked.`;
+VIGIL_STORAGE_CIPHER, VIGIL_OTP, VIGIL_DEV_KEYFILE (see docs/storage.md).`;
 
 const MAX_PASSPHRASE = 1024;
 
@@ -135,28 +132,30 @@ export function makeCommand(deps: StorageCliDeps = {}): Command {
     name: 'storage',
     summary: 'data partition: unlock, recovery, header backup',
     usage: USAGE,
+    subcommands: Object.fromEntries(
+      ['status', 'unlock', 'lock', 'recovery', 'retention'].map((k) => [k, USAGE]),
+    ),
+    moreExitCodes: '3 locked (the volume could not be unlocked, or is not mounted)',
+    badValueExamples: [
+      ['status', '--json=yes'],
+      ['recovery', 'backup-header', '--to'],
+    ],
     async run(ctx: CommandContext): Promise<number> {
       const [sub, ...rest] = ctx.argv;
-      const { values, positionals } = (() => {
-        try {
-          return parseArgs({
-            args: rest,
-            allowPositionals: true,
-            options: {
-              json: { type: 'boolean' },
-              recovery: { type: 'boolean' },
-              wait: { type: 'boolean' },
-              to: { type: 'string' },
-              from: { type: 'string' },
-              device: { type: 'string' },
-              force: { type: 'boolean' },
-              policy: { type: 'string' },
-            },
-          });
-        } catch (e) {
-          throw new UsageError(reasonOf(e));
-        }
-      })();
+      const { values, positionals } = parseOptions(
+        rest,
+        {
+          json: { type: 'boolean' },
+          recovery: { type: 'boolean' },
+          wait: { type: 'boolean' },
+          to: { type: 'string' },
+          from: { type: 'string' },
+          device: { type: 'string' },
+          force: { type: 'boolean' },
+          policy: { type: 'string' },
+        },
+        true,
+      );
       const paths = HostPaths.fromEnv(ctx.env);
       const logger = new JsonLogger('vigil', {
         level: 'warn',
@@ -209,8 +208,7 @@ export function makeCommand(deps: StorageCliDeps = {}): Command {
           case 'recovery':
             return await recovery(ctx, await make(), positionals, values);
           case 'retention': {
-            if (positionals[0] !== 'run')
-              throw new UsageError('usage: vigil storage retention run [--policy FILE] [--json]');
+            if (positionals[0] !== 'run') throw subcommandError(positionals[0], ['run']);
             const storage = await make();
             const policy =
               values.policy !== undefined
@@ -242,9 +240,8 @@ export function makeCommand(deps: StorageCliDeps = {}): Command {
             return r.stillCritical ? 1 : 0;
           }
           case undefined:
-            throw new UsageError('missing command (see vigil storage --help)');
           default:
-            throw new UsageError(`unknown command "${sub}" (see vigil storage --help)`);
+            throw subcommandError(sub, ['status', 'unlock', 'lock', 'recovery', 'retention']);
         }
       } finally {
         process.off('SIGINT', onSig);
@@ -336,9 +333,7 @@ async function recovery(
     }
     case undefined:
     default:
-      throw new UsageError(
-        'usage: vigil storage recovery key | backup-header --to FILE | restore-header --from FILE [--device DEV] [--force]',
-      );
+      throw subcommandError(positionals[0], ['key', 'backup-header', 'restore-header']);
   }
 }
 

@@ -72,9 +72,12 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
     logger: SILENT,
   });
   uplink.start();
+  let relayOpen = true;
   t.teardown(async () => {
-    await uplink.stop();
-    await relay.close();
+    if (relayOpen) {
+      await uplink.stop();
+      await relay.close();
+    }
     await cleanup();
   });
   const sealer = new StaticKeySealer(key, uplink);
@@ -90,6 +93,7 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
 
   const a = io();
   t.equal(await command.run(a.ctx(['list', '--dir', appDir])), 0);
+  t.match(a.out.join(''), /^\s+SEQ\s+STARTED \(UTC\)\s+LENGTH\s+SIZE\s+THUMBNAIL\n/, 'headers');
   t.match(a.out.join(''), /2026-01-01T00:00:00.000Z\s+4\.0 s/);
   t.match(a.err.join(''), /development mode/, 'the static key is announced loudly');
   const j = io();
@@ -172,5 +176,22 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   });
   const p = io();
   t.equal(await command.run(p.ctx(['phones', 'list', '--dir', appDir])), 0);
-  t.match(p.out.join(''), new RegExp(acc.phone.phoneId));
+  t.match(p.out.join(''), new RegExp(`relay account ${acc.phone.phoneId}`));
+  const pj = io();
+  t.equal(await command.run(pj.ctx(['phones', 'list', '--json', '--dir', appDir])), 0);
+  t.match(JSON.parse(pj.out.join('')), {
+    phones: [{ phoneId: null, relayAccount: acc.phone.phoneId, self: true }],
+  });
+
+  // the relay gone: list still shows what is kept here, and says it did not sync
+  await uplink.stop();
+  await relay.close();
+  relayOpen = false;
+  const off = io();
+  t.equal(await command.run(off.ctx(['list', '--dir', appDir])), 0, 'list works offline');
+  t.match(off.out.join(''), /2026-01-01T00:00:00.000Z\s+4\.0 s/);
+  t.match(off.err.join(''), /not synced \(.+\): showing the events kept in /);
+  const offJson = io();
+  t.equal(await command.run(offJson.ctx(['list', '--json', '--dir', appDir])), 0);
+  t.match(JSON.parse(offJson.out.join('')), { synced: false, events: [{ seq }] });
 });

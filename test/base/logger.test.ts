@@ -135,3 +135,11 @@ t.test('chooseLogFormat: flag, then VIGIL_LOG_FORMAT, then the terminal decides'
   t.equal(chooseLogFormat(undefined, { VIGIL_LOG_FORMAT: '' }, false), 'json');
   t.equal(chooseLogFormat('xml', {}, true), undefined, 'unknown names are refused');
 });
+
+t.test('a child named like its parent does not repeat the area', async (t) => {
+  const lines: string[] = [];
+  const root = new JsonLogger('vigil', { write: (l) => lines.push(l) });
+  root.child('media').child('media').child('clips').info('x');
+  t.match(lines[0], /"vigil\.media\.clips"/);
+  t.notMatch(lines[0], /media\.media/);
+});

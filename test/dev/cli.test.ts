@@ -267,12 +267,20 @@ t.test('bad options: one line, exit 2', async (t) => {
   for (const [args, want] of [
     [
       ['--log-format', 'xml'],
-      /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml"$/,
+      /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml" \(see vigil dev --help\)$/,
     ],
-    [['--viewer-port', 'abc'], /^vigil dev: --viewer-port must be a port number, got "abc"$/],
-    [['--pairing-port', '70000'], /^vigil dev: --pairing-port must be a port number, got "70000"$/],
-    [['--pairing-port', '7.5'], /^vigil dev: --pairing-port must be a port number, got "7\.5"$/],
-    [['--pairing-port='], /^vigil dev: --pairing-port must be a port number, got ""$/],
+    [
+      ['--viewer-port', 'abc'],
+      /^vigil dev: --viewer-port must be a port number \(0..65535\), got "abc" \(see vigil dev --help\)$/,
+    ],
+    [
+      ['--pairing-port', '70000'],
+      /^vigil dev: --pairing-port must be a port number \(0..65535\), got "70000" \(see vigil dev --help\)$/,
+    ],
+    [
+      ['--pairing-port', '7.5'],
+      /^vigil dev: --pairing-port must be a port number \(0..65535\), got "7\.5" \(see vigil dev --help\)$/,
+    ],
   ] as const) {
     const dev = startDev(args);
     const x = await dev.proc.exited;

@@ -78,7 +78,7 @@ t.test('hub lifecycle under a notify listener', async (t) => {
   const sleeperPid = sleeper?.pid ?? 0;
   t.ok(sleeperPid > 0);
 
-  const cli = await run(process.execPath, [...VIGIL, 'hub', 'status', '--root', root]);
+  const cli = await run(process.execPath, [...VIGIL, 'hub', 'status', '--root', root, '--json']);
   t.match(cli.stdout.toString(), /"state": "degraded"/, '`vigil hub status` reads it');
 
   process.kill(hub.pid ?? 0, 'SIGTERM');
@@ -132,7 +132,10 @@ t.test('CLI basics: --version, --help, unknown command, bad option', async (t) =
   const u = await run(process.execPath, [...VIGIL, 'frobnicate']).catch((e: unknown) => e);
   t.match(u, { exitCode: 2, stderr: /unknown command "frobnicate"/ });
   const b = await run(process.execPath, [...VIGIL, 'hub', '--bogus']).catch((e: unknown) => e);
-  t.match(b, { exitCode: 2, stderr: /vigil hub: Unknown option '--bogus'/ });
+  t.match(b, {
+    exitCode: 2,
+    stderr: /^vigil hub: unknown option --bogus \(see vigil hub --help\)\n$/,
+  });
 });
 
 t.test('production hub without a data partition waits locked and says why', async (t) => {

@@ -105,7 +105,13 @@ t.test('release side and device side through the CLI', async (tt) => {
   const after = await vigil(['check', '--state', state, '--slots', slots, '--url', server.url]);
   tt.match(after.out, /up-to-date/, 'the device follows the rotation');
   tt.ok((await readdir(join(keys, 'retired'))).length === 2);
-  const st = await vigil(['status', '--state', state, '--slots', slots]);
+  const human = await vigil(['status', '--state', state, '--slots', slots]);
+  tt.equal(human.code, 0, human.err);
+  tt.match(
+    human.out,
+    /^slot a: empty\nslot b \(committed\): 1\.0\.0\n[\s\S]*last:\s+committed 1\.0\.0\n/,
+  );
+  const st = await vigil(['status', '--state', state, '--slots', slots, '--json']);
   tt.equal(st.code, 0, st.err);
   tt.match(JSON.parse(st.out), {
     committed: 'b',

@@ -1,36 +1,49 @@
 import t from 'tap';
-import { mkdtemp, readFile, writeFile, readdir } from 'node:fs/promises';
+import type { Test } from 'tap';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../hw/os/run.js';
-import { newIdentity } from '../../protocol/identity.js';
+import { deriveIdentity, formatDeviceId, newIdentity } from '../../protocol/identity.js';
 import { encodeQrPayload } from '../../protocol/qr-payload.js';
 import {
   LABEL_SPEC,
+  LABEL_TEXT,
+  MM,
   idLines,
+  labelOrigin,
   labelsPerPage,
   qrMatrix,
   renderLabelPng,
   renderLabelSheetPdf,
   renderLabelSvg,
 } from '../../provisioning/label.js';
-import { encodePng, newBitmap } from '../../provisioning/png.js';
-import { MM } from '../../provisioning/pdf.js';
+import type { LabelInput } from '../../provisioning/label.js';
 import { zbarDecode } from './zbar.js';
 
-const make = (k: number) =>
+const make = (k: number): LabelInput[] =>
   Array.from({ length: k }, () => {
     const id = newIdentity();
-    return { payload: encodeQrPayload(id), deviceId: id.deviceId };
+    return {
+      payload: encodeQrPayload(id),
+      deviceId: id.deviceId,
+      ssid: deriveIdentity(id.secret, id.deviceId).ssid,
+    };
   });
 
-void t.test('PNG labels decode with zbarimg to the exact payload', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'vigil-label-'));
+async function tempDir(t: Test, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+void t.test('PNG labels (qrcode renderer) decode with zbarimg to the exact payload', async (t) => {
+  const dir = await tempDir(t, 'vigil-label-');
   const labels = make(5);
   const files: string[] = [];
   for (const [i, l] of labels.entries()) {
     const f = join(dir, `${i}.png`);
-    await writeFile(f, renderLabelPng(l.payload, l.deviceId));
+    await writeFile(f, await renderLabelPng(l.payload));
     files.push(f);
   }
   t.same(
@@ -43,106 +56,124 @@ void t.test('PNG labels decode with zbarimg to the exact payload', async (t) => 
     [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
     'PNG signature',
   );
-  t.ok(png.includes(Buffer.from('pHYs')), 'carries its print size');
+  t.equal(png.readUInt32BE(16), (33 + 8) * LABEL_SPEC.pngPxPerModule, '10 px per module');
 });
 
-void t.test('matrix: version 4 at M; text lines', async (t) => {
+void t.test('matrix: version 4 at M; the id lines', async (t) => {
   const [l] = make(1);
   const m = qrMatrix(l!.payload);
   t.equal(m.version, 4);
   t.equal(m.size, 33);
   t.same(idLines('ABCDEFGHIJKLMNOP'), ['ABCD-EFGH', 'IJKL-MNOP']);
   t.equal(LABEL_SPEC.errorCorrection, 'M');
+  t.ok(MM > 2.8 && MM < 2.9);
 });
 
-void t.test(
-  'SVG label: sized in mm, one path whose modules match the matrix, id as text',
-  async (t) => {
-    const [l] = make(1);
-    const svg = renderLabelSvg(l!.payload, l!.deviceId);
-    t.match(svg, /width="24mm" height="28mm"/);
-    const [a, b] = idLines(l!.deviceId);
-    t.match(svg, new RegExp(`>${a}</text>`));
-    t.match(svg, new RegExp(`>${b}</text>`));
-    // Re-rasterise the path runs and compare module by module.
-    const m = qrMatrix(l!.payload);
-    const mod = LABEL_SPEC.codeMm / (m.size + 8);
-    const ox = (LABEL_SPEC.labelWidthMm - LABEL_SPEC.codeMm) / 2 + 4 * mod;
-    const oy = 1 + 4 * mod;
-    const dark = new Set<string>();
-    for (const [, x, y, h] of svg.matchAll(/M([\d.]+) ([\d.]+)h([\d.]+)/g)) {
-      const mx = Math.round((Number(x) - ox) / mod);
-      const my = Math.round((Number(y) - oy) / mod);
-      const len = Math.round(Number(h) / mod);
-      for (let k = 0; k < len; k++) dark.add(`${mx + k},${my}`);
-    }
-    let mismatches = 0;
-    for (let y = 0; y < m.size; y++)
-      for (let x = 0; x < m.size; x++) if (m.isDark(x, y) !== dark.has(`${x},${y}`)) mismatches++;
-    t.equal(mismatches, 0);
-  },
-);
+void t.test('SVG label: sized in mm, the code nested, every line of text', async (t) => {
+  const [l] = make(1);
+  const svg = await renderLabelSvg(l!);
+  t.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" width="40mm" height="46mm"/);
+  t.match(svg, /<svg x="8" y="5\.8" width="24" height="24" viewBox="0 0 41 41"/, 'the code');
+  for (const line of [
+    'Vigil',
+    LABEL_TEXT.scan,
+    'Keep private \u2014 this code',
+    'pairs the camera',
+    `Hotspot ${l!.ssid}`,
+    `ID ${formatDeviceId(l!.deviceId)}`,
+  ])
+    t.ok(svg.includes(`>${line}</text>`), line);
+  t.equal(await renderLabelSvg(l!), svg, 'deterministic');
+});
 
-/** Parse a binary PGM (P5) as pdftoppm -gray writes it. */
-function parsePgm(buf: Buffer): { width: number; height: number; pixels: Buffer } {
-  const header = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(buf.subarray(0, 64).toString('latin1'));
-  if (!header) throw new Error('not a PGM');
-  return {
-    width: Number(header[1]),
-    height: Number(header[2]),
-    pixels: buf.subarray(header[0].length),
-  };
+/** Render every page of a PDF to PNG at `dpi` (poppler), file names in page order. */
+async function pages(pdf: string, dir: string, dpi: number): Promise<string[]> {
+  await run('pdftoppm', ['-r', String(dpi), '-gray', '-png', pdf, join(dir, 'page')], {
+    timeoutMs: 120_000,
+  });
+  return (await readdir(dir))
+    .filter((f) => f.startsWith('page') && f.endsWith('.png'))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 void t.test(
-  'PDF sheet: renders with poppler; every label, cropped, decodes with zbarimg',
+  'PDF sheet: header page, labels that decode with zbarimg, text pdftotext reads, same bytes twice',
   async (t) => {
-    const dir = await mkdtemp(join(tmpdir(), 'vigil-sheet-'));
+    const dir = await tempDir(t, 'vigil-sheet-');
     const { cols, rows } = labelsPerPage();
-    t.equal(cols * rows, 63);
-    const labels = make(cols * rows + 2); // two pages
-    const pdf = renderLabelSheetPdf(labels, 'Vigil test sheet');
-    t.same(renderLabelSheetPdf(labels, 'Vigil test sheet'), pdf, 'deterministic output');
-    await writeFile(join(dir, 'sheet.pdf'), pdf);
-    const info = await run('pdfinfo', [join(dir, 'sheet.pdf')]);
-    t.match(info.stdout.toString(), /Pages:\s+2/);
-    t.match(info.stdout.toString(), /Page size:\s+595\.\d+ x 841\.\d+ pts \(A4\)/);
-    const dpi = 300;
-    await run('pdftoppm', ['-r', String(dpi), '-gray', join(dir, 'sheet.pdf'), join(dir, 'page')], {
-      timeoutMs: 120_000,
-    });
-    const pages = (await readdir(dir)).filter((f) => f.startsWith('page')).sort();
-    t.equal(pages.length, 2);
-    const px = dpi / 25.4;
-    const crops: string[] = [];
-    for (const [p, name] of pages.entries()) {
-      const img = parsePgm(await readFile(join(dir, name)));
-      const onPage = labels.slice(p * 63, p * 63 + 63);
-      for (const k of onPage.keys()) {
-        const x0 = Math.round(
-          (LABEL_SPEC.sheet.marginMm + (k % cols) * LABEL_SPEC.labelWidthMm) * px,
-        );
-        const y0 = Math.round(
-          (LABEL_SPEC.sheet.marginMm + Math.floor(k / cols) * LABEL_SPEC.labelHeightMm) * px,
-        );
-        const w = Math.round(LABEL_SPEC.labelWidthMm * px);
-        const h = Math.round(LABEL_SPEC.labelHeightMm * px);
-        const bmp = newBitmap(w, h);
-        for (let y = 0; y < h; y++) {
-          const src = (y0 + y) * img.width + x0;
-          bmp.pixels.set(img.pixels.subarray(src, src + w), y * w);
-        }
-        const f = join(dir, `crop-${p}-${String(k).padStart(2, '0')}.png`);
-        await writeFile(f, encodePng(bmp));
-        crops.push(f);
-      }
-    }
-    const decoded = await zbarDecode(crops);
-    t.same(
-      decoded,
-      labels.map((l) => l.payload),
-      'all 65 labels on the rendered sheet decode to their payloads',
+    t.equal(cols * rows, 24);
+    const labels = make(cols * rows + 2); // two pages of labels
+    const info = {
+      title: 'Vigil test sheet',
+      batchId: 'test-batch',
+      createdAt: new Date(Date.UTC(2026, 5, 1)),
+    };
+    const pdf = await renderLabelSheetPdf(labels, info);
+    t.same(await renderLabelSheetPdf(labels, info), pdf, 'byte-identical across runs');
+    const file = join(dir, 'sheet.pdf');
+    await writeFile(file, pdf);
+    const meta = (await run('pdfinfo', [file])).stdout.toString();
+    t.match(meta, /Pages:\s+3/, 'header + two pages of labels');
+    t.match(meta, /Page size:\s+595\.\d+ x 841\.\d+ pts \(A4\)/);
+    t.match(meta, /Title:\s+Vigil test sheet/);
+
+    // text: the header page, then every label's lines
+    const text = async (page: number): Promise<string> =>
+      (
+        await run('pdftotext', ['-f', String(page), '-l', String(page), file, '-'])
+      ).stdout.toString();
+    const header = await text(1);
+    t.match(header, /Vigil camera labels/);
+    t.match(header, /Batch test-batch/);
+    t.match(header, /Created 2026-06-01T00:00:00\.000Z/);
+    t.match(header, /26 label\(s\) on 2 page\(s\)/);
+    t.match(header, /Keep these sheets private/);
+    t.ok(header.includes(formatDeviceId(labels[0]!.deviceId)), 'ids listed on the header');
+    const body = (await text(2)) + (await text(3));
+    const count = (s: string): number => body.split(s).length - 1;
+    t.equal(count(LABEL_TEXT.scan), labels.length, 'every label says how to pair');
+    t.equal(count('Keep private \u2014 this code'), labels.length, 'every label says keep private');
+    t.equal(count('pairs the camera'), labels.length);
+    t.equal(
+      body.match(/(?<![\w-])Vigil(?![\w-]| app)/g)?.length,
+      labels.length,
+      'every label names the product',
     );
-    t.ok(MM > 2.8 && MM < 2.9);
+    for (const l of labels) {
+      t.ok(body.includes(`Hotspot ${l.ssid}`), `hotspot ${l.ssid}`);
+      t.ok(body.includes(`ID ${formatDeviceId(l.deviceId)}`), `id ${l.deviceId}`);
+    }
+
+    // the codes: each label cut out of its page at 200 dpi (poppler's crop), decoded by zbarimg
+    const dpi = 200;
+    const px = (mm: number): number => Math.round((mm * dpi) / 25.4);
+    const crops: string[] = [];
+    for (const [k] of labels.entries()) {
+      const page = 2 + Math.floor(k / (cols * rows));
+      const o = labelOrigin(k % (cols * rows));
+      const out = join(dir, `label-${String(k).padStart(2, '0')}`);
+      await run('pdftoppm', [
+        ...['-r', String(dpi), '-gray', '-png', '-singlefile'],
+        ...['-f', String(page), '-l', String(page)],
+        ...['-x', String(px(o.x)), '-y', String(px(o.y))],
+        ...['-W', String(px(LABEL_SPEC.labelWidthMm)), '-H', String(px(LABEL_SPEC.labelHeightMm))],
+        file,
+        out,
+      ]);
+      crops.push(`${out}.png`);
+    }
+    t.same(
+      await zbarDecode(crops),
+      labels.map((l) => l.payload),
+      'all 26 labels on the rendered sheet decode to their payloads',
+    );
+    const [headerImage] = await pages(file, dir, 100);
+    const headerCodes = await run(
+      'zbarimg',
+      ['-q', '--raw', '-Sdisable', '-Sqrcode.enable', headerImage!],
+      { okExitCodes: [0, 4] },
+    );
+    t.equal(headerCodes.stdout.toString(), '', 'no code on the header page');
   },
 );

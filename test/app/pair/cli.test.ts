@@ -60,7 +60,7 @@ void t.test(
     t.teardown(() => server.close());
     const work = await mkdtemp(join(tmpdir(), 'vigil-apppair-work-'));
     const png = join(work, 'label.png');
-    await writeFile(png, renderLabelPng(encodeQrPayload(id), id.deviceId));
+    await writeFile(png, await renderLabelPng(encodeQrPayload(id)));
     await writeFile(join(work, 'pw'), 'home secret 123\n');
 
     const wrong = newIdentity();
@@ -135,10 +135,10 @@ void t.test('usage errors', async (t) => {
   const cases: [string[], RegExp][] = [
     [[], /--qr/],
     [['--qr', 'hello'], /not a Vigil pairing code.*\[EQR_FORMAT\]/],
-    [['--qr', 'x', '--hub', 'h:99999'], /bad port/],
+    [['--qr', 'x', '--hub', 'h:99999'], /--hub HOST\[:PORT\] must be a port number/],
     [['--qr', 'x', '--home-ssid', 'a'], /go together/],
     [['--qr', 'x', '--timeout', '-1'], /--timeout/],
-    [['--qr', 'x', '--password', 'p'], /Unknown option/],
+    [['--qr', 'x', '--password', 'p'], /unknown option --password/],
     [['--qr', 'x', '--relay', 'http://r:1'], /--relay needs --home-ssid/],
     [
       ['--qr', 'x', '--home-ssid', 'a', '--home-password-file', 'f', '--relay', 'ftp://r'],
@@ -151,10 +151,7 @@ void t.test('usage errors', async (t) => {
     t.match(r.stderr, msg);
   }
   const dir = await mkdtemp(join(tmpdir(), 'vigil-apppair-'));
-  await writeFile(
-    join(dir, 'empty.png'),
-    renderLabelPng('HELLO', 'AAAAAAAAAAAAAAAA').subarray(0, 40),
-  );
+  await writeFile(join(dir, 'empty.png'), (await renderLabelPng('HELLO')).subarray(0, 40));
   const r = await vigil(['app', 'pair', '--qr', join(dir, 'empty.png')]);
   t.equal(r.code, 2);
   t.match(r.stderr, /no QR code could be read|expected one QR code/);
@@ -290,10 +287,19 @@ void t.test(
     // bad invites: one line, the field named, the PSK never echoed
     const expired = inviteText.replace(`"expiresAt":${inv.expiresAt}`, '"expiresAt":1000');
     const cases: [string, RegExp][] = [
-      [expired, /^vigil app: the invite expired at 1970-01-01T00:00:01\.000Z: ask for a new one/],
-      ['{"invite":{"t":"invite"}}', /^vigil app: invalid invite \(invite\.requestId\)/],
-      [inviteText.replace('"pskId"', '"pskid"'), /^vigil app: invalid invite \(invite(\.pskId)?\)/],
-      ['not json', /^vigil app: the invite is not the JSON `vigil app phones add` printed$/],
+      [
+        expired,
+        /^vigil app pair: the invite expired at 1970-01-01T00:00:01\.000Z: ask for a new one/,
+      ],
+      ['{"invite":{"t":"invite"}}', /^vigil app pair: invalid invite \(invite\.requestId\)/],
+      [
+        inviteText.replace('"pskId"', '"pskid"'),
+        /^vigil app pair: invalid invite \(invite(\.pskId)?\)/,
+      ],
+      [
+        'not json',
+        /^vigil app pair: the invite is not the JSON `vigil app phones add` printed \(see vigil app pair --help\)$/,
+      ],
     ];
     for (const [text, why] of cases) {
       const r = await vigil(['app', 'pair', '--invite', text, ...hubArg, '--dir', join(work, 'x')]);

@@ -30,7 +30,7 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
-hub_state() { $VIGIL hub status 2>/dev/null | sed -n 's/^  "state": "\([a-z]*\)".*/\1/p'; }
+hub_state() { $VIGIL hub status --json 2>/dev/null | sed -n 's/^  "state": "\([a-z]*\)".*/\1/p'; }
 hub_in() { [ "$(hub_state)" = "$1" ]; }
 hub_running_or_degraded() { case $(hub_state) in running | degraded) return 0 ;; esac; return 1; }
 hub_tail() { tail -n 4 /tmp/hub.log | cut -c1-400; }
