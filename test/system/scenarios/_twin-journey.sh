@@ -23,7 +23,11 @@ step() { say "step=$1 t=$(($(date +%s) - T0))s${2:+ $2}"; }
 hub_log() { journalctl -q -u vigil-hub.service -o cat --no-pager 2>/dev/null; }
 hub_tail() { hub_log | tail -n 3 | cut -c1-300 | tr '\n' ' '; }
 fail() {
-  hub_log | tail -n 40 | cut -c1-400 | sed 's/^/  hub: /'
+  # the first warnings/errors (the cause), then the latest lines (the state)
+  hub_log | grep -E '"level":"(warn|error)"' | grep -v 'DEVELOPMENT KEY' | head -n 30 |
+    cut -c1-600 | sed 's/^/  hub (first warnings): /'
+  hub_log | tail -n 30 | cut -c1-400 | sed 's/^/  hub: /'
+  { ip -4 -o addr; ip route; } 2>&1 | sed 's/^/  net: /'
   tail -n 5 /tmp/relay.log 2>/dev/null | sed 's/^/  relay: /'
   say "result=fail reason=$* (hub state $(hub_state); hub log: $(hub_tail))"
   exit 1
@@ -98,11 +102,18 @@ relay_up() { in_ns phone bash -c 'exec 3<>/dev/tcp/10.99.0.1/8080'; }
 wait_for 300 relay_up || fail "relay not up: $(tail -n2 /tmp/relay.log)"
 step home "HomeNet up, relay at $RELAY_HUB (hub) / $RELAY_PHONE (phone)"
 
+# diagnostics: the moment the hub has a HomeNet address, what its network looks like
+(
+  wait_for 1200 sh -c "ip -4 -o addr show dev $ap | grep -q 'inet 192\.168\.77\.'" || exit 0
+  { ip -4 -o addr show dev "$ap"; ip route; ip neigh; } 2>&1 | sed 's/^/  hub net: /'
+  bash -c 'exec 3<>/dev/tcp/169.254.77.1/8080' 2>&1 && echo "  hub net: relay reachable" ||
+    echo "  hub net: relay NOT reachable from the root netns"
+) &
 # --- the phone pairs with the label's QR payload, hands over HomeNet, meets the hub at the relay
 payload=$(cat "$J/qr.txt")
 out=$(in_ns phone vigil app pair --qr "$payload" --interface "$phone_if" --address 10.42.0.77/24 \
   --dir /tmp/phone --home-ssid HomeNet --home-password-file /run/home-pass \
-  --relay "$RELAY_PHONE" --timeout 600 2>&1)
+  --relay "$RELAY_PHONE" --timeout 300 2>&1)
 rc=$?
 echo "$out" | sed 's/^/  phone: /'
 [ $rc -eq 0 ] || fail "pairing failed ($rc): $(echo "$out" | tail -n1)"
