@@ -12,7 +12,8 @@
 // downloads and decrypts it and ffprobe reads it (VIGIL-JOURNEY lines).
 // Uses image/out/qemu-amd64-ci/build-1 (CI's image step) or image/out/qemu-amd64, building the
 // twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it is reported as SKIP).
-// VIGIL_TWIN_IMAGE=path picks another image.
+// VIGIL_TWIN_IMAGE=path picks another image. The journey runs only with VIGIL_TWIN_JOURNEY=1
+// until it has passed on CI (docs/system-tests.md); without it, the boot ends at the report.
 // Pass: the supervisor reached the pairing state with hostapd up on a hwsim radio, after opening
 // LUKS on the data partition and moving the provisioned bundle into it; and the journey ended
 // with result=ok (an H.264 clip, PIR-triggered, decrypted by the phone).
@@ -192,21 +193,26 @@ const scenario: HostScenario = async (h) => {
   const provisioned = await provisionImage(disk, bundle);
   if (provisioned.services.relay !== RELAY_URL)
     throw new Error(`the provisioned card's relay is ${provisioned.services.relay ?? 'none'}`);
+  const walk = process.env.VIGIL_TWIN_JOURNEY === '1';
   const twinKernel = kernelName.slice('vmlinuz-'.length);
-  const journey = await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity));
+  const journey = walk
+    ? await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity))
+    : undefined;
   try {
     const r = await h.boot({
       kernel,
       initrd,
-      append: `${cmdline} vigil.report=1 vigil.journey=1 panic=-1 systemd.show_status=1`,
+      append: `${cmdline} vigil.report=1${walk ? ' vigil.journey=1' : ''} panic=-1 systemd.show_status=1`,
       disks: [
         { file: disk, format: 'raw' },
-        { file: journey, format: 'raw', readonly: true, serial: 'vigil-journey' },
+        ...(journey !== undefined
+          ? [{ file: journey, format: 'raw' as const, readonly: true, serial: 'vigil-journey' }]
+          : []),
       ],
       memoryMiB: 2048,
-      timeoutMs: 3_000_000,
+      timeoutMs: walk ? 3_000_000 : 900_000,
       consoleLog: join(h.workDir, 'console.log'),
-      doneLine: 'VIGIL-JOURNEY result=',
+      doneLine: walk ? 'VIGIL-JOURNEY result=' : 'VIGIL-TWIN result=',
     });
     const twin = reportOf(r.lines, 'VIGIL-TWIN');
     if (!r.lines.some((l) => l.includes('Linux version')))
@@ -238,6 +244,10 @@ const scenario: HostScenario = async (h) => {
       throw new Error(
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
+    }
+    if (!walk) {
+      h.log('journey 1 not walked (VIGIL_TWIN_JOURNEY=1 walks it)');
+      return undefined;
     }
     // journey 1: every step's time since the journey started, then its verdict
     for (const l of r.lines.filter((x) => x.includes('VIGIL-JOURNEY step=')))
