@@ -154,9 +154,10 @@ export const BOARDS: Readonly<Record<BoardName, Board>> = {
     sizes: { bootMiB: 128, rootMiB: 1536, provisioningMiB: 16, dataMiB: 64 },
     // root on a virtio disk: the same short-list initramfs as the Pi (small, quick to unpack)
     initramfsModules: ['virtio_pci', 'virtio_blk', 'ext4', 'crc32c_generic'],
-    // the twin's "hardware": two simulated radios (hotspot + a phone) and a test camera
+    // the twin's "hardware": three simulated radios (the hub's; a phone's and a home
+    // router's for the system test's journey) and a test camera
     modules: ['mac80211_hwsim', 'vivid'],
-    moduleOptions: ['options mac80211_hwsim radios=2', 'options vivid n_devs=1 node_types=0x1'],
+    moduleOptions: ['options mac80211_hwsim radios=3', 'options vivid n_devs=1 node_types=0x1'],
     // a VM has no OTP: the twin unlocks its data partition with the (loudly) development keyfile
     hubConfig: { storage: { keySources: ['dev-keyfile'] } },
   },

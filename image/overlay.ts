@@ -32,6 +32,11 @@ export const IMAGE_PATHS = {
 export const HUB_UNIT = 'vigil-hub.service';
 export const GROW_UNIT = 'vigil-grow-data.service';
 export const TWIN_REPORT_UNIT = 'vigil-twin-report.service';
+export const TWIN_SETUP_UNIT = 'vigil-twin-setup.service';
+export const TWIN_JOURNEY_UNIT = 'vigil-twin-journey.service';
+/** Twin only: the system test's journey disk (a tar archive on a raw virtio disk, by serial). */
+export const TWIN_JOURNEY_DISK = '/dev/disk/by-id/virtio-vigil-journey';
+export const TWIN_JOURNEY_DIR = '/run/vigil-journey';
 
 /** The Pi firmware's config.txt for one boot slot. */
 export function configTxt(kernelVersion: string): string {
@@ -116,8 +121,67 @@ export function twinReportUnit(): string {
     'StandardOutput=journal+console',
     'StandardError=journal+console',
     `ExecStart=${IMAGE_PATHS.cli} image twin-report`,
-    'ExecStopPost=/usr/bin/systemctl --no-block poweroff',
+    // with a journey to walk (vigil.journey=1), the journey unit powers off when done
+    "ExecStopPost=/bin/sh -c 'grep -qw vigil.journey=1 /proc/cmdline || exec /usr/bin/systemctl --no-block poweroff'",
     'TimeoutStartSec=1200',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
+/** systemd's device unit for TWIN_JOURNEY_DISK. */
+const JOURNEY_DEVICE_UNIT = 'dev-disk-by\\x2did-virtio\\x2dvigil\\x2djourney.device';
+
+/**
+ * Twin only, when the kernel command line carries `vigil.journey=1` (the system test's
+ * image-twin-boot adds it with its journey disk): before the hub starts, unpack the test's
+ * driver files from the journey disk (a tar archive on a raw virtio disk with serial
+ * "vigil-journey") and run its `setup.sh` (test hardware the twin has no module for, the
+ * board's hub config). The hub itself then starts as shipped. Without the argument, nothing runs.
+ */
+export function twinSetupUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil twin: the system test journey disk (before the hub)',
+    'ConditionKernelCommandLine=vigil.journey=1',
+    'DefaultDependencies=no',
+    `Wants=${JOURNEY_DEVICE_UNIT}`,
+    `After=local-fs.target systemd-modules-load.service ${JOURNEY_DEVICE_UNIT}`,
+    `Before=${HUB_UNIT}`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    'StandardOutput=journal+console',
+    'StandardError=journal+console',
+    `ExecStart=/bin/sh -c 'mkdir -p ${TWIN_JOURNEY_DIR} && tar -xf ${TWIN_JOURNEY_DISK} -C ${TWIN_JOURNEY_DIR} && exec /bin/bash ${TWIN_JOURNEY_DIR}/setup.sh'`,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
+/**
+ * Twin only (`vigil.journey=1`): once the report unit has seen the pairing window, walk the
+ * journey disk's `journey.sh` (a phone, the home router and the relay in network namespaces
+ * of the twin), its lines on the console, then power off.
+ */
+export function twinJourneyUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil twin: walk the system test journey',
+    'ConditionKernelCommandLine=vigil.journey=1',
+    `Requires=${TWIN_SETUP_UNIT}`,
+    `After=${TWIN_SETUP_UNIT} ${TWIN_REPORT_UNIT}`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'StandardOutput=journal+console',
+    'StandardError=journal+console',
+    `ExecStart=/bin/bash ${TWIN_JOURNEY_DIR}/journey.sh`,
+    'ExecStopPost=/usr/bin/systemctl --no-block poweroff',
+    'TimeoutStartSec=3600',
     '',
     '[Install]',
     'WantedBy=multi-user.target',
@@ -213,18 +277,22 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
     });
   }
   if (board.name === 'qemu-amd64') {
-    files.push({
-      path: `${IMAGE_PATHS.units}/${TWIN_REPORT_UNIT}`,
-      content: twinReportUnit(),
-      mode: 0o644,
-    });
+    files.push(
+      { path: `${IMAGE_PATHS.units}/${TWIN_REPORT_UNIT}`, content: twinReportUnit(), mode: 0o644 },
+      { path: `${IMAGE_PATHS.units}/${TWIN_SETUP_UNIT}`, content: twinSetupUnit(), mode: 0o644 },
+      {
+        path: `${IMAGE_PATHS.units}/${TWIN_JOURNEY_UNIT}`,
+        content: twinJourneyUnit(),
+        mode: 0o644,
+      },
+    );
   }
   return files;
 }
 
 export function unitsToEnable(board: Board): string[] {
   const units = [HUB_UNIT, GROW_UNIT];
-  if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT);
+  if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT, TWIN_SETUP_UNIT, TWIN_JOURNEY_UNIT);
   return units;
 }
 

@@ -10,7 +10,9 @@ import {
   fstab,
   growUnit,
   rootOverlay,
+  twinJourneyUnit,
   twinReportUnit,
+  twinSetupUnit,
   unitsToEnable,
 } from '../../image/overlay.js';
 
@@ -95,13 +97,17 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   const tw = rootOverlay(twin, planLayout(twin.sizes));
   t.match(
     tw.find((f) => f.path === '/etc/modprobe.d/vigil.conf')?.content ?? '',
-    /options mac80211_hwsim radios=2/,
+    /options mac80211_hwsim radios=3/,
   );
   t.ok(tw.find((f) => f.path === '/usr/lib/systemd/system/vigil-twin-report.service'));
+  t.ok(tw.find((f) => f.path === '/usr/lib/systemd/system/vigil-twin-setup.service'));
+  t.ok(tw.find((f) => f.path === '/usr/lib/systemd/system/vigil-twin-journey.service'));
   t.same(unitsToEnable(twin), [
     'vigil-hub.service',
     'vigil-grow-data.service',
     'vigil-twin-report.service',
+    'vigil-twin-setup.service',
+    'vigil-twin-journey.service',
   ]);
 });
 
@@ -114,4 +120,25 @@ t.test('units: grow once before the hub; twin report only on request', async (t)
   const r = twinReportUnit();
   t.match(r, /ConditionKernelCommandLine=vigil.report=1/);
   t.match(r, /poweroff/);
+  // with a journey, the journey unit powers off instead (after it ran)
+  t.match(
+    r,
+    /grep -qw vigil\.journey=1 \/proc\/cmdline \|\| exec \/usr\/bin\/systemctl --no-block poweroff/,
+  );
+});
+
+t.test('units: the twin journey hook runs only on request, setup before the hub', async (t) => {
+  const s = twinSetupUnit();
+  t.match(s, /^ConditionKernelCommandLine=vigil\.journey=1$/m);
+  t.match(s, /^Before=vigil-hub\.service$/m);
+  t.match(s, /^Wants=dev-disk-by\\x2did-virtio\\x2dvigil\\x2djourney\.device$/m);
+  t.match(s, /tar -xf \/dev\/disk\/by-id\/virtio-vigil-journey -C \/run\/vigil-journey/);
+  const j = twinJourneyUnit();
+  t.match(j, /^ConditionKernelCommandLine=vigil\.journey=1$/m);
+  t.match(j, /^After=vigil-twin-setup\.service vigil-twin-report\.service$/m);
+  t.match(j, /^ExecStopPost=\/usr\/bin\/systemctl --no-block poweroff$/m);
+  // the hub unit is not touched: the Pi ships neither hook
+  const pi = rootOverlay(BOARDS['rpi-arm64'], planLayout(BOARDS['rpi-arm64'].sizes));
+  t.notOk(pi.some((f) => /vigil-twin-(setup|journey)/.test(f.path)));
+  t.notOk(unitsToEnable(BOARDS['rpi-arm64']).some((u) => u.startsWith('vigil-twin')));
 });

@@ -1,23 +1,117 @@
 // The image area's amd64 twin boots in qemu exactly as built: its own kernel and initrd from
 // its boot partition, its own root by PARTUUID, systemd, the first-boot data-partition growth
 // and the Vigil supervisor; the twin's report unit (vigil.report=1) prints the hub state and
-// the hotspot state on the console (VIGIL-TWIN lines) and powers off.
+// the hotspot state on the console (VIGIL-TWIN lines).
+// Then, in the same boot, journey 1 (issue #16): the card was provisioned by the factory code
+// with a relay URL (provisionBatch --relay, then provisionImage); the twin-only journey hook
+// (vigil.journey=1, a tar of _twin-setup.sh, _twin-journey.sh, gpio-mockup.ko and the test
+// board's hub config on a virtio disk with serial "vigil-journey") puts a phone, the home
+// router and a real `vigil relay` in network namespaces of the twin: the phone pairs with the
+// label's QR payload over the hotspot, the hub joins HomeNet by DHCP and meets the phone at the
+// relay; the PIR line (gpio-mockup) goes high, the hub records a vivid clip, the phone lists,
+// downloads and decrypts it and ffprobe reads it (VIGIL-JOURNEY lines).
 // Uses image/out/qemu-amd64-ci/build-1 (CI's image step) or image/out/qemu-amd64, building the
 // twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it is reported as SKIP).
-// VIGIL_TWIN_IMAGE=path picks another image.
+// VIGIL_TWIN_IMAGE=path picks another image. The journey runs only with VIGIL_TWIN_JOURNEY=1
+// until it has passed on CI (docs/system-tests.md); without it, the boot ends at the report.
 // Pass: the supervisor reached the pairing state with hostapd up on a hwsim radio, after opening
-// LUKS on the data partition and moving the provisioned bundle into it.
-// @timeout 1800
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+// LUKS on the data partition and moving the provisioned bundle into it; and the journey ended
+// with result=ok (an H.264 clip, PIR-triggered, decrypted by the phone).
+// @timeout 3600
+import { copyFile, access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseConfig } from '../../../firmware/config/config.js';
+import { DurableFs } from '../../../hw/os/fs.js';
 import { run } from '../../../hw/os/run.js';
 import { boardOf } from '../../../image/boards.js';
 import { buildImage, findRepo } from '../../../image/build.js';
 import { fatRead, mtoolsTarget, partitionNumbered, readTable } from '../../../image/disk.js';
 import { provisionImage } from '../../../image/provision.js';
-import { encodeBundle } from '../../../protocol/provisioning-bundle.js';
-import type { HostScenario } from '../lib/types.js';
+import { provisionBatch } from '../../../provisioning/batch.js';
+import { readBundle } from '../../../protocol/provisioning-bundle.js';
+import { encodeQrPayload } from '../../../protocol/qr-payload.js';
+import type { GuestImage, HostScenario } from '../lib/types.js';
+
+/** Where the journey's relay listens, as the hub sees it (link-local: plain http is allowed). */
+const RELAY_URL = 'http://169.254.77.1:8080';
+/** The PIR sensor's line on the twin's gpio-mockup chip. */
+const PIR_LINE = 5;
+
+/** `KEY=value` pairs of every console line starting with `prefix`. */
+function reportOf(lines: readonly string[], prefix: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const l of lines) {
+    const m = new RegExp(`${prefix} (.*)$`).exec(l);
+    if (!m?.[1]) continue;
+    for (const kv of m[1].split(' ')) {
+      const i = kv.indexOf('=');
+      if (i > 0) out.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+  }
+  return out;
+}
+
+/**
+ * The journey disk: a tar archive on a raw virtio disk (the twin's setup unit unpacks it with
+ * `tar -xf /dev/disk/by-id/virtio-vigil-journey`): the two driver scripts, gpio-mockup.ko
+ * from the system-test guest (Debian's kernel does not ship it; built for the same release),
+ * the test board's hub config, the label's QR payload, the relay URL and the PIR line.
+ */
+async function journeyDisk(
+  workDir: string,
+  guest: GuestImage,
+  twinKernel: string,
+  qr: string,
+): Promise<string> {
+  if (twinKernel !== guest.kernelRelease)
+    throw new Error(
+      `the twin runs kernel ${twinKernel}, the system-test guest's gpio-mockup.ko is for ${guest.kernelRelease}: rebuild one of them`,
+    );
+  const repo = await findRepo();
+  const dir = join(workDir, 'journey');
+  await mkdir(dir, { recursive: true });
+  const scenarios = join(repo, 'test/system/scenarios');
+  await copyFile(join(scenarios, '_twin-setup.sh'), join(dir, 'setup.sh'));
+  await copyFile(join(scenarios, '_twin-journey.sh'), join(dir, 'journey.sh'));
+  await run(
+    'debugfs',
+    [
+      '-R',
+      `dump /lib/modules/${guest.kernelRelease}/extra/gpio-mockup.ko ${join(dir, 'gpio-mockup.ko')}`,
+      guest.rootfs,
+    ],
+    { timeoutMs: 60_000 },
+  );
+  await access(join(dir, 'gpio-mockup.ko'));
+  // the test board's hub config: the twin's shipped one, plus what this board has (a small
+  // vivid picture for an emulated CPU; a PIR sensor on the mockup chip as the only trigger,
+  // so the clip can only come from the PIR line)
+  const config = {
+    ...boardOf('qemu-amd64').hubConfig,
+    camera: {
+      width: 320,
+      height: 180,
+      fps: 5,
+      bitrateKbps: 300,
+      encoder: 'software',
+      preRollSeconds: 1,
+      postRollSeconds: 2,
+    },
+    motion: {
+      source: 'pir',
+      pir: { chip: 'gpio-mockup-A', line: PIR_LINE, activeLow: false, debounceMs: 20 },
+    },
+  };
+  parseConfig(config);
+  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  await writeFile(join(dir, 'qr.txt'), qr + '\n');
+  await writeFile(join(dir, 'relay-url'), RELAY_URL + '\n');
+  await writeFile(join(dir, 'pir-line'), `${PIR_LINE}\n`);
+  const tar = join(workDir, 'journey.tar');
+  // tar pads to 10 KiB records: a whole number of 512-byte sectors
+  await run('tar', ['-cf', tar, '--owner=0', '--group=0', '-C', dir, '.'], { timeoutMs: 60_000 });
+  return tar;
+}
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -80,41 +174,47 @@ const scenario: HostScenario = async (h) => {
   const disk = join(h.workDir, 'card.img');
   await run('cp', ['--sparse=always', image, disk], { timeoutMs: 10 * 60_000 });
   await run('truncate', ['-s', '+512M', disk]);
-  // one device's bundle, as the factory would write it (`vigil image provision`): without an
-  // identity the hub cannot open its MLS group nor derive the hotspot's credentials
-  const bundle = join(h.workDir, 'bundle');
-  await mkdir(bundle, { recursive: true, mode: 0o700 });
-  await writeFile(
-    join(bundle, 'device.json'),
-    encodeBundle({
-      deviceId: 'TWINTESTDEVICEAA',
-      secret: new Uint8Array(randomBytes(32)),
-      batchId: 'twin-boot',
-      createdAt: new Date().toISOString(),
-    }),
-    { mode: 0o600 },
-  );
-  await provisionImage(disk, bundle);
+  // one device, as the factory makes it (`vigil factory provision --relay URL`) and the image
+  // step installs it (`vigil image provision`): without an identity the hub cannot open its MLS
+  // group nor derive the hotspot's credentials; the relay is where it meets its phones
+  const batch = join(h.workDir, 'batch');
+  const manifest = await provisionBatch({
+    count: 1,
+    outDir: batch,
+    fs: new DurableFs(),
+    batchId: 'twin-boot',
+    services: { relay: { url: RELAY_URL } },
+  });
+  const device = manifest.devices[0];
+  if (device === undefined) throw new Error('the factory made no device');
+  const bundle = join(batch, device.bundle);
+  const identity = await readBundle(bundle);
+  if (identity === undefined) throw new Error(`no bundle in ${bundle}`);
+  const provisioned = await provisionImage(disk, bundle);
+  if (provisioned.services.relay !== RELAY_URL)
+    throw new Error(`the provisioned card's relay is ${provisioned.services.relay ?? 'none'}`);
+  const walk = process.env.VIGIL_TWIN_JOURNEY === '1';
+  const twinKernel = kernelName.slice('vmlinuz-'.length);
+  const journey = walk
+    ? await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity))
+    : undefined;
   try {
     const r = await h.boot({
       kernel,
       initrd,
-      append: `${cmdline} vigil.report=1 panic=-1 systemd.show_status=1`,
-      disks: [{ file: disk, format: 'raw' }],
-      memoryMiB: 1536,
-      timeoutMs: 900_000,
+      append: `${cmdline} vigil.report=1${walk ? ' vigil.journey=1' : ''} panic=-1 systemd.show_status=1`,
+      disks: [
+        { file: disk, format: 'raw' },
+        ...(journey !== undefined
+          ? [{ file: journey, format: 'raw' as const, readonly: true, serial: 'vigil-journey' }]
+          : []),
+      ],
+      memoryMiB: 2048,
+      timeoutMs: walk ? 3_000_000 : 900_000,
       consoleLog: join(h.workDir, 'console.log'),
-      doneLine: 'VIGIL-TWIN result=',
+      doneLine: walk ? 'VIGIL-JOURNEY result=' : 'VIGIL-TWIN result=',
     });
-    const twin = new Map<string, string>();
-    for (const l of r.lines) {
-      const m = /VIGIL-TWIN (.*)$/.exec(l);
-      if (!m?.[1]) continue;
-      for (const kv of m[1].split(' ')) {
-        const i = kv.indexOf('=');
-        if (i > 0) twin.set(kv.slice(0, i), kv.slice(i + 1));
-      }
-    }
+    const twin = reportOf(r.lines, 'VIGIL-TWIN');
     if (!r.lines.some((l) => l.includes('Linux version')))
       throw new Error(`the twin's kernel did not start (${r.outcome})`);
     if (twin.size === 0) {
@@ -145,8 +245,25 @@ const scenario: HostScenario = async (h) => {
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
     }
+    if (!walk) {
+      h.log('journey 1 not walked (VIGIL_TWIN_JOURNEY=1 walks it)');
+      return undefined;
+    }
+    // journey 1: every step's time since the journey started, then its verdict
+    for (const l of r.lines.filter((x) => x.includes('VIGIL-JOURNEY step=')))
+      h.log(l.slice(l.indexOf('VIGIL-JOURNEY')));
+    const result = r.lines.find((l) => l.includes('VIGIL-JOURNEY result='));
+    if (result === undefined) throw new Error(`the journey did not finish (${r.outcome})`);
+    const verdict = result.slice(result.indexOf('VIGIL-JOURNEY result='));
+    h.log(`${verdict} (boot ${Math.round(r.wallMs / 1000)} s)`);
+    const journeyReport = reportOf([verdict], 'VIGIL-JOURNEY');
+    if (journeyReport.get('result') !== 'ok')
+      throw new Error(`journey 1: ${verdict.replace(/^VIGIL-JOURNEY result=fail reason=/, '')}`);
+    if (journeyReport.get('codec') !== 'h264')
+      throw new Error(`journey 1: the clip is ${journeyReport.get('codec') ?? '?'}, not H.264`);
   } finally {
     await rm(disk, { force: true });
+    await rm(batch, { recursive: true, force: true });
   }
   return undefined;
 };
