@@ -10,6 +10,7 @@ import { DEFAULT_LIMITS } from './limits.js';
 import type { RelayLimits } from './limits.js';
 import { startRelay } from './server.js';
 import { DEFAULT_MAX_AGE_DAYS, startExpiry } from './expiry.js';
+import { DEFAULT_UNSEEN_AFTER_MS } from './push.js';
 import type { RelayOptions } from './server.js';
 
 const USAGE = `
@@ -40,10 +41,15 @@ Options:
   --live-memory-mb N      live video held in memory over all devices [${DEFAULT_LIMITS.liveTotalBytes / 1048576}]
   --log-level LEVEL       debug|info|warn|error [info]
   --max-age-days N        delete every account's items stored longer than N days [${DEFAULT_MAX_AGE_DAYS}]
+  --push-subject URL      VAPID contact for push services: mailto: or https: [mailto:operator@vigil-relay.invalid]
+  --unseen-after-min N    push "hub unseen since" to its phones after N minutes without a
+                          request from the hub; 0 turns it off [${DEFAULT_UNSEEN_AFTER_MS / 60_000}]
+  --push-loopback-http    also accept http:// push endpoints on loopback (development only)
+  --no-push               no push notifications (the push routes answer 501)
 `;
 
 function parseArgs(argv: readonly string[]): Map<string, string> {
-  const flags = new Set(['--trust-proxy']);
+  const flags = new Set(['--trust-proxy', '--push-loopback-http', '--no-push']);
   const known = new Set([
     '--data-dir',
     '--host',
@@ -64,6 +70,8 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     '--live-memory-mb',
     '--log-level',
     '--max-age-days',
+    '--push-subject',
+    '--unseen-after-min',
   ]);
   const out = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
@@ -135,6 +143,19 @@ export const command: Command = {
       fs: new DurableFs(CrashController.fromEnv(ctx.env)),
       trustProxy: a.has('--trust-proxy'),
     };
+    const unseen = a.get('--unseen-after-min');
+    if (unseen !== undefined && !/^(0|[1-9][0-9]{0,5})$/.test(unseen))
+      throw new UsageError('--unseen-after-min must be a whole number of minutes (0 = off)');
+    const subject = a.get('--push-subject');
+    if (subject !== undefined && !/^(mailto:\S+@\S+|https:\/\/\S+)$/.test(subject))
+      throw new UsageError('--push-subject must be a mailto: address or an https: URL');
+    if (a.has('--no-push')) opts.push = false;
+    else
+      opts.push = {
+        allowLoopbackHttp: a.has('--push-loopback-http'),
+        ...(subject !== undefined ? { subject } : {}),
+        ...(unseen !== undefined ? { unseenAfterMs: Number(unseen) * 60_000 } : {}),
+      };
     if (certFile !== undefined && keyFile !== undefined)
       opts.tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
     if (enrollFile !== undefined) opts.enrollToken = (await readFile(enrollFile, 'utf8')).trim();
