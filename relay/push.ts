@@ -396,7 +396,8 @@ export class RelayPush {
         },
       );
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) headers[k.toLowerCase()] = v;
+      for (const [k, v] of Object.entries(req.headers))
+        headers[k.toLowerCase()] = `${v as string | number}`; // TTL comes as a number
       const r = await this.#transport({ endpoint: job.ep.endpoint, headers, body: req.body });
       status = r.status;
       retryAfterS = r.retryAfterS;
