@@ -26,7 +26,7 @@ export interface PushRouteContext {
   readonly query: Readonly<Record<string, string>>;
   readonly res: ServerResponse;
   readonly push: RelayPush | undefined;
-  readonly authenticate: () => Principal;
+  readonly authenticate: () => Promise<Principal>;
   readonly throttleAddress: () => void;
   readonly readJson: <T>(schema: z.ZodType<T>) => Promise<T>;
   readonly parse: <T>(schema: z.ZodType<T>, v: unknown) => T;
@@ -56,7 +56,7 @@ export async function handlePushRoute(c: PushRouteContext): Promise<boolean> {
   }
   if (what !== 'endpoints') return false;
   if (id === undefined && c.method === 'PUT') {
-    const p = c.authenticate();
+    const p = await c.authenticate();
     phoneOnly(p);
     const body = await c.readJson(PushRegistrationBody);
     const r = await push().register(p.id, p.deviceId, body);
@@ -64,13 +64,13 @@ export async function handlePushRoute(c: PushRouteContext): Promise<boolean> {
     return true;
   }
   if (id === undefined && c.method === 'GET') {
-    const p = c.authenticate();
+    const p = await c.authenticate();
     phoneOnly(p);
     c.send(200, { endpoints: push().list(p.id) });
     return true;
   }
   if (id !== undefined && c.method === 'DELETE') {
-    const p = c.authenticate();
+    const p = await c.authenticate();
     phoneOnly(p);
     const epId = c.parse(PushEndpointId, id);
     if (!(await push().remove(p.id, epId)))
