@@ -9,6 +9,7 @@
  *                                           scheduled heartbeats/refreshes, reports offline
  *   vigil app phones add|remove <phoneId>|list
  *   vigil app view [--port N]               local web viewer
+ *   vigil app push key|register|list|remove|open   push endpoints (app/push.ts)
  *   vigil app pair ...                      pairing (app/pair/cli.ts)
  *
  * Global: --dir DIR (default $VIGIL_APP_DIR or ~/.config/vigil-app).
@@ -31,6 +32,7 @@ import { VigilError, reasonOf } from '../base/errors.js';
 import { RelayClient } from '../protocol/relay-client.js';
 import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
 import type { RelayAccount } from './account.js';
+import type { Inbound } from './e2ee/phone.js';
 import type { CompanionCrypto } from './crypto.js';
 import { StaticKeyCrypto, openItem } from './crypto.js';
 import { followLive } from './live.js';
@@ -65,6 +67,13 @@ Subcommands:
   recovery show [--json]            the hub's recovery key and header backup kept on this phone
   recovery export-header FILE       write the escrowed LUKS header backup to FILE (0600)
   updates [--json]                  the hub's software update outcomes (installed, rolled back)
+  push key                          the relay's VAPID public key (to subscribe with)
+  push register --endpoint URL --p256dh KEY --auth SECRET
+                                    have the relay push the hub's notices to this Web Push /
+                                    UnifiedPush endpoint (keys: base64url, from the subscription)
+  push list | push remove <id>      this phone's push endpoints at the relay
+  push open FILE                    open a received push message (hub notice: MLS; "unseen"
+                                    notices are the relay's word and labelled relay-reported)
 
 Options (every subcommand):
   --dir DIR                         companion state [$VIGIL_APP_DIR or ~/.config/vigil-app];
@@ -129,6 +138,9 @@ const OPTIONS = {
   'heartbeat-every': { type: 'string' },
   'refresh-every': { type: 'string' },
   'offline-after': { type: 'string' },
+  endpoint: { type: 'string' },
+  p256dh: { type: 'string' },
+  auth: { type: 'string' },
   json: { type: 'boolean' },
   'no-sync': { type: 'boolean' },
   yes: { type: 'boolean' },
@@ -520,10 +532,18 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
         fs: c.fs,
       })
     : undefined;
+  const { NoticeFeed } = await import('./push.js');
+  const feed = new NoticeFeed();
+  if (paired) paired.crypto.onNotice((n) => feed.addNotice(n));
   const viewer = await startViewer({
     store,
     crypto,
     logger: c.log,
+    notices: {
+      feed,
+      ...(paired ? { receive: (b: Uint8Array) => paired.crypto.receiveInbound(b) } : {}),
+      ...(acct ? { deviceId: acct.deviceId } : {}),
+    },
     ...(client ? { client } : {}),
     ...(port !== undefined ? { port } : {}),
     ...(link ? { link } : {}),
@@ -614,6 +634,29 @@ export const command: Command = {
             await syncAndStore(c);
           },
         });
+      }
+      case 'push': {
+        const acct = await needAccount(c);
+        const client = new RelayClient({ url: acct.url, token: acct.token });
+        const { pushCommand } = await import('./push.js');
+        const sub = a.positional[1];
+        let receive: ((b: Uint8Array) => Promise<Inbound>) | undefined;
+        if (sub === 'open') {
+          const crypto = await openCrypto(c);
+          const { E2eeCrypto } = await import('./e2ee-crypto.js');
+          if (crypto instanceof E2eeCrypto) receive = (b) => crypto.receiveInbound(b);
+        }
+        return pushCommand(
+          {
+            client,
+            fs: c.fs,
+            deviceId: acct.deviceId,
+            out: c.out,
+            ...(receive ? { receive } : {}),
+          },
+          a.positional,
+          a.opts,
+        );
       }
       case 'updates': {
         // ota area (docs/ota.md): outcomes the hub reported over the config group

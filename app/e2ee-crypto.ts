@@ -3,6 +3,7 @@
  * epochs, item keys kept durably by the phone, heartbeats and config messages.
  */
 import type { ParsedHeader } from '../protocol/container.js';
+import type { NoticeMessage } from '../protocol/e2ee-frames.js';
 import type { E2eePhone, Inbound } from './e2ee/phone.js';
 import type { CompanionCrypto, ItemSummary } from './crypto.js';
 import { summaryOf } from './crypto.js';
@@ -19,10 +20,16 @@ function describe(m: Inbound): string {
     case 'removed':
       return `phone ${m.phoneId} removed`;
     case 'notice':
-      return 'notice from the hub';
+      return describeNotice(m.notice);
     case 'app':
       return `message on topic ${m.topic}`;
   }
+}
+
+/** One line for a sealed hub notice (authenticated by MLS). */
+export function describeNotice(n: NoticeMessage): string {
+  const item = n.itemId !== undefined ? ` (item ${n.itemId})` : '';
+  return `${n.kind} at ${new Date(n.at).toISOString()}: ${n.text}${item}`;
 }
 
 /** What the owner reads when the hub had to drop unsent items (heartbeat-ack `dropped`). */
@@ -41,6 +48,7 @@ export class E2eeCrypto implements CompanionCrypto {
   /** Everything the hub sent, in order (the CLI prints these). */
   readonly inbound: Inbound[] = [];
   readonly #appHandlers = new Map<string, PhoneAppHandler>();
+  readonly #noticeListeners = new Set<(n: NoticeMessage) => void>();
 
   constructor(phone: E2eePhone) {
     this.phone = phone;
@@ -68,9 +76,22 @@ export class E2eeCrypto implements CompanionCrypto {
     this.#appHandlers.set(topic, handler);
   }
 
-  async receive(bytes: Uint8Array): Promise<string> {
+  /** Called with every sealed notice the hub sends (mailbox or push). Returns the unsubscribe. */
+  onNotice(fn: (n: NoticeMessage) => void): () => void {
+    this.#noticeListeners.add(fn);
+    return () => this.#noticeListeners.delete(fn);
+  }
+
+  /** Open one hub message with MLS and return what it was (receive() prints it). */
+  async receiveInbound(bytes: Uint8Array): Promise<Inbound> {
     const m = await this.phone.receive(bytes);
     this.inbound.push(m);
+    if (m.kind === 'notice') for (const fn of this.#noticeListeners) fn(m.notice);
+    return m;
+  }
+
+  async receive(bytes: Uint8Array): Promise<string> {
+    const m = await this.receiveInbound(bytes);
     if (m.kind === 'app') {
       const h = this.#appHandlers.get(m.topic);
       if (h) return h(m.body);

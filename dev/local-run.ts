@@ -28,6 +28,7 @@ import { Syncer } from '../app/sync.js';
 import { FollowScheduler } from '../app/follow.js';
 import { HubLink } from '../app/hub-link.js';
 import { startViewer } from '../app/viewer/server.js';
+import { NoticeFeed } from '../app/push.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
@@ -52,6 +53,7 @@ import { RelayConfigChannel } from '../firmware/mls/config-channel.js';
 import { HubLiveness } from '../firmware/mls/liveness.js';
 import { LiveControl } from '../firmware/media/live-control.js';
 import { sendHealthNotices } from '../firmware/media/health-notices.js';
+import { sendMotionNotices } from '../firmware/media/motion-notices.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -85,6 +87,8 @@ export interface LocalRunOptions {
   readonly offlineAfterMs?: number;
   /** The companion's heartbeat schedule (default 1 h). */
   readonly heartbeatMs?: number;
+  /** The relay's "hub unseen" push threshold (default 30 min; 0 = off). */
+  readonly unseenAfterMs?: number;
   /**
    * Serve the real pairing frame server on this loopback port (0 picks one) so
    * another client can pair with the hub (dev/pairing-port.ts). Off when absent.
@@ -122,6 +126,9 @@ export interface LocalRun {
   readonly store: ItemStore;
   readonly crypto: E2eeCrypto;
   readonly link: HubLink;
+  /** Notices the companion received (the viewer raises browser notifications for them). */
+  readonly notices: NoticeFeed;
+  readonly relay: RunningRelay;
   media(): MediaPipeline | undefined;
   /** Stop only the hub (relay and companion keep running), as if it lost power. */
   stopHub(): Promise<void>;
@@ -283,6 +290,11 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
     host,
     port: relayPort,
     logger: log.child('relay'),
+    // loopback push endpoints (tests' RFC 8030 servers); the offline push as configured
+    push: {
+      allowLoopbackHttp: true,
+      ...(o.unseenAfterMs !== undefined ? { unseenAfterMs: o.unseenAfterMs } : {}),
+    },
   }).catch((e: unknown) => {
     throw portError(e, host, relayPort, 'relay', relayHint);
   });
@@ -455,7 +467,12 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       await media.start();
       const channel = configChannel;
       liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
-      stopHealth = sendHealthNotices({ media, channel, logger: log.child('health') });
+      const stopHealthNotices = sendHealthNotices({ media, channel, logger: log.child('health') });
+      const stopMotionNotices = sendMotionNotices({ media, channel, logger: log.child('hub') });
+      stopHealth = () => {
+        stopHealthNotices();
+        stopMotionNotices();
+      };
       liveness = new HubLiveness({
         channel,
         logger: log.child('hub'),
@@ -563,11 +580,18 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     link.close();
     return Promise.resolve();
   });
+  const notices = new NoticeFeed();
+  crypto.onNotice((n) => notices.addNotice(n));
   const viewer: RunningViewer = await startViewer({
     store,
     crypto,
     client,
     link,
+    notices: {
+      feed: notices,
+      receive: (b) => crypto.receiveInbound(b),
+      deviceId: account.deviceId,
+    },
     host,
     port: viewerPort,
     logger: log.child('viewer'),
@@ -605,6 +629,8 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     store,
     crypto,
     link,
+    notices,
+    relay,
     media: () => media,
     uplink: () => uplink,
     async stopHub(): Promise<void> {

@@ -15,6 +15,8 @@ import {
   UploadStatus,
 } from './relay-api.js';
 import type { ItemInfo, ItemKindWire } from './relay-api.js';
+import { PushEndpointList, PushRegistered, VapidKeyResponse } from './push.js';
+import type { PushRegistration } from './push.js';
 
 export class RelayHttpError extends VigilError {
   readonly status: number;
@@ -275,6 +277,26 @@ export class RelayClient {
       body: bytes,
     })) as { seq: number };
     return r;
+  }
+
+  // ---- push (protocol/push.ts; docs/relay.md "Push") ----------------------------------
+
+  /** The relay's VAPID public key (base64url): the `applicationServerKey` to subscribe with. */
+  async pushVapidKey(): Promise<string> {
+    return VapidKeyResponse.parse(await this.#json('GET', '/v1/push/vapid')).publicKey;
+  }
+
+  /** Register (or refresh) a push endpoint for this phone. */
+  async registerPush(reg: PushRegistration): Promise<{ id: string; created: boolean }> {
+    return PushRegistered.parse(await this.#json('PUT', '/v1/push/endpoints', { json: reg }));
+  }
+
+  async pushEndpoints(): Promise<{ id: string; origin: string; createdAt: number }[]> {
+    return PushEndpointList.parse(await this.#json('GET', '/v1/push/endpoints')).endpoints;
+  }
+
+  async removePush(id: string): Promise<void> {
+    await this.#json('DELETE', `/v1/push/endpoints/${encodeURIComponent(id)}`);
   }
 
   async liveInfo(): Promise<LiveInfo> {

@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS } from './limits.js';
 import type { RelayLimits } from './limits.js';
 import { startRelay } from './server.js';
 import { DEFAULT_MAX_AGE_DAYS, startExpiry } from './expiry.js';
+import { DEFAULT_UNSEEN_AFTER_MS } from './push.js';
 import type { RelayOptions } from './server.js';
 
 const USAGE = `
@@ -52,6 +53,11 @@ Options:
   --log-level LEVEL       debug|info|warn|error [info]
   --log-format FORMAT     json|human [json; also VIGIL_LOG_FORMAT]
   --max-age-days N        delete every account's items stored longer than N days [${DEFAULT_MAX_AGE_DAYS}]
+  --push-subject URL      VAPID contact for push services: mailto: or https: [mailto:operator@vigil-relay.invalid]
+  --unseen-after-min N    push "hub unseen since" to its phones after N minutes without a
+                          request from the hub; 0 turns it off [${DEFAULT_UNSEEN_AFTER_MS / 60_000}]
+  --push-loopback-http    also accept http:// push endpoints on loopback (development only)
+  --no-push               no push notifications (the push routes answer 501)
 `;
 
 const OPTIONS = {
@@ -77,6 +83,10 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'log-format': { type: 'string' },
   'max-age-days': { type: 'string' },
+  'push-subject': { type: 'string' },
+  'unseen-after-min': { type: 'string' },
+  'push-loopback-http': { type: 'boolean' },
+  'no-push': { type: 'boolean' },
 } as const;
 
 const BIG = 1_000_000_000;
@@ -140,6 +150,17 @@ export const command: Command = {
       fs: new DurableFs(CrashController.fromEnv(ctx.env)),
       trustProxy: v['trust-proxy'] === true,
     };
+    const unseen = intOption(v['unseen-after-min'], '--unseen-after-min', 0, 999_999);
+    const subject = v['push-subject'];
+    if (subject !== undefined && !/^(mailto:\S+@\S+|https:\/\/\S+)$/.test(subject))
+      throw new UsageError('--push-subject must be a mailto: address or an https: URL');
+    if (v['no-push'] === true) opts.push = false;
+    else
+      opts.push = {
+        allowLoopbackHttp: v['push-loopback-http'] === true,
+        ...(subject !== undefined ? { subject } : {}),
+        ...(unseen !== undefined ? { unseenAfterMs: unseen * 60_000 } : {}),
+      };
     if (certFile !== undefined && keyFile !== undefined)
       opts.tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
     const database = v.database;

@@ -16,6 +16,7 @@
  *   POST   /v1/up/:group             (phone) body = message for the hub
  *   GET    /v1/live                  (phone) ?item&after&wait             -> next live record
  *   GET    /v1/live/info             (both)
+ *   GET|PUT|DELETE /v1/push/...      push endpoints and the VAPID key (relay/push-routes.ts)
  *
  * Bodies are never logged; logs carry ids, sizes and status codes only.
  */
@@ -49,6 +50,9 @@ import type { Principal } from './core.js';
 import { DEFAULT_LIMITS, Lockout, RateLimiter, WindowCounter, requestTimeoutMs } from './limits.js';
 import type { RelayLimits } from './limits.js';
 import { FsBlobStore, FsRecordStore, SpaceReserve, isNoSpace, storageFull } from './store.js';
+import { RelayPush } from './push.js';
+import type { RelayPushOptions } from './push.js';
+import { handlePushRoute } from './push-routes.js';
 import type { BlobStore, RecordStore } from './store.js';
 
 export interface RelayOptions {
@@ -75,12 +79,19 @@ export interface RelayOptions {
   /** When set, creating device accounts requires this token (x-vigil-enroll header). */
   readonly enrollToken?: string;
   readonly now?: () => number;
+  /**
+   * Push notifications (relay/push.ts): state under dataDir/push. On by default;
+   * `false` turns the push routes off (they answer 501).
+   */
+  readonly push?: Partial<Omit<RelayPushOptions, 'dir' | 'fs' | 'logger'>> | false;
 }
 
 export interface RunningRelay {
   readonly url: string;
   readonly port: number;
   readonly core: RelayCore;
+  /** Push delivery, unless turned off. */
+  readonly push: RelayPush | undefined;
   /** Resolves when the relay can no longer serve (its database change feed broke). */
   readonly failed: Promise<Error>;
   close(): Promise<void>;
@@ -232,6 +243,15 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     await pgStore?.close();
     throw e;
   }
+  const push =
+    opts.push === false
+      ? undefined
+      : await RelayPush.open({
+          ...opts.push,
+          dir: join(opts.dataDir, 'push'),
+          fs,
+          logger: log.child('push'),
+        });
   const rate = new RateLimiter(limits.ratePerSec, limits.rateBurst, now);
   const registrations = new WindowCounter(
     limits.maxRegistrationsPerAddress,
@@ -274,6 +294,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       throw new HttpError(401, 'EAUTH', 'missing or invalid credentials');
     }
     throttle(`${p.kind}:${p.id}`);
+    if (p.kind === 'device') push?.seen(p.deviceId); // for the "unseen since" push
     return p;
   }
 
@@ -324,6 +345,26 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     };
     const wait = (w: number | undefined): number => Math.min(w ?? 0, limits.maxWaitMs);
 
+    if (parts[1] === 'push') {
+      const handled = await handlePushRoute({
+        method,
+        rest: parts.slice(2),
+        query: q,
+        res,
+        push,
+        authenticate: () => authenticate(req, addr),
+        throttleAddress: () => {
+          throttle(`addr:${addr}`);
+        },
+        readJson: (schema) => readJson(req, schema, limits.maxJsonBytes),
+        parse: parseWith,
+        send: (status, body) => {
+          send(res, status, body);
+        },
+      });
+      if (handled) return;
+      throw new HttpError(404, 'ENOROUTE', 'no such route');
+    }
     switch (route) {
       case 'GET /v1/health':
         throttle(`addr:${addr}`);
@@ -404,6 +445,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
             'a phone can remove only itself; the hub removes others',
           );
         await core.removePhone(p.deviceId, phoneId);
+        await push?.forgetPhone(phoneId);
         send(res, 200, { ok: true });
         return;
       }
@@ -414,7 +456,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         const itemId = parseWith(ItemId, seg);
         const aq = parseWith(AppendQuery, q);
         const body = await readBody(req, limits.maxAppendBytes);
+        const isNew = (await core.uploadStatus(p.deviceId, itemId)) === undefined;
         const st = await core.append(p.deviceId, itemId, aq, body);
+        // A hub notice in one piece: push its ciphertext to the phones' endpoints (once).
+        if (push && isNew && aq.group === 'notification' && aq.kind === 'message' && st.complete)
+          push.notice(
+            aq.to ?? (await core.phonesOf(p.deviceId)).map((x) => x.phoneId),
+            st.seq,
+            aq.group,
+            body,
+          );
         send(res, 200, st);
         return;
       }
@@ -629,9 +680,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     url,
     port,
     core,
+    push,
     failed: failedP,
     async close() {
       core.close();
+      await push?.close();
       await new Promise<void>((resolve) => {
         server.close(() => {
           resolve();

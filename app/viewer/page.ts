@@ -25,12 +25,15 @@ export const INDEX_HTML = `<!doctype html>
   #status { color: #aaa; font-size: .9rem; }
   #alert { background: #7a1f1f; color: #fff; padding: .5rem 1rem; }
   #health { background: #6b5200; color: #fff; padding: .5rem 1rem; }
+  #notices { list-style: none; margin: 0; padding: 0 1rem; color: #ccc; font-size: .9rem; }
+  #notices li.untrusted { color: #e8b04a; }
 </style>
 </head>
 <body>
-<header><h1>Vigil</h1><button id="live-btn" type="button">Live</button><span id="status"></span></header>
+<header><h1>Vigil</h1><button id="live-btn" type="button">Live</button><button id="notify-btn" type="button" hidden>Enable notifications</button><span id="status"></span></header>
 <div id="alert" role="alert" hidden></div>
 <div id="health" role="status" hidden></div>
+<ul id="notices" aria-live="polite"></ul>
 <main>
   <section id="events"><h2>Events</h2><ul id="event-list"></ul><p id="empty">No events yet.</p></section>
   <section id="player"><video id="video" controls muted playsinline></video></section>
@@ -49,6 +52,11 @@ const alertEl = document.getElementById('alert');
 const healthEl = document.getElementById('health');
 let shown = '';
 let liveAbort = null;
+// notices: browser notifications for what arrives while the page is open
+const noticesEl = document.getElementById('notices');
+const notifyBtn = document.getElementById('notify-btn');
+let noticeCursor = null;
+window.vigilNotified = [];
 
 function fmtTime(ms) { return new Date(ms).toLocaleString(); }
 function setStatus(t) { statusEl.textContent = t; }
@@ -67,8 +75,71 @@ async function hubStatus() {
   } catch (err) { /* the viewer itself is unreachable: refresh() says so */ }
 }
 
+function showNotice(n) {
+  const li = document.createElement('li');
+  li.textContent = (n.trusted ? '' : '[relay-reported] ') + n.title + ': ' + n.body;
+  if (!n.trusted) li.className = 'untrusted';
+  noticesEl.prepend(li);
+  while (noticesEl.children.length > 5) noticesEl.lastElementChild.remove();
+  if ('Notification' in window && Notification.permission === 'granted') {
+    try {
+      new Notification(n.title, { body: n.body, tag: 'vigil-' + n.id });
+      window.vigilNotified.push({ id: n.id, title: n.title, body: n.body, trusted: n.trusted });
+      document.body.dataset.notified = String(window.vigilNotified.length);
+    } catch (err) { setStatus('notification: ' + err); }
+  }
+}
+
+async function pollNotices() {
+  try {
+    const r = await fetch('api/notices?after=' + (noticeCursor === null ? 0 : noticeCursor), { cache: 'no-store' });
+    if (!r.ok) return;
+    const { notices, last } = await r.json();
+    // notices from before the page opened are listed, not raised again
+    const fresh = noticeCursor !== null;
+    noticeCursor = last;
+    for (const n of notices) { if (fresh) showNotice(n); }
+    document.body.dataset.noticeCursor = String(last);
+  } catch (err) { /* the viewer is unreachable: refresh() says so */ }
+}
+
+function b64urlBytes(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/'));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+}
+
+async function setupPush() {
+  if (!('serviceWorker' in navigator) || !('PushManager' in window)) { document.body.dataset.push = 'unsupported'; return; }
+  try {
+    const reg = await navigator.serviceWorker.register('sw.js');
+    const cfg = await fetch('api/push/config', { cache: 'no-store' });
+    if (!cfg.ok) { document.body.dataset.push = 'no-relay'; return; }
+    const { vapidKey } = await cfg.json();
+    let sub = await reg.pushManager.getSubscription();
+    if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(vapidKey) });
+    const r = await fetch('api/push/subscription', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sub.toJSON()) });
+    document.body.dataset.push = r.ok ? 'registered' : 'refused';
+  } catch (err) {
+    // no push service in this browser (or blocked): notices still show while the page is open
+    document.body.dataset.push = 'unavailable';
+  }
+}
+
+function setupNotifications() {
+  if (!('Notification' in window)) return;
+  if (Notification.permission === 'granted') { setupPush(); return; }
+  if (Notification.permission === 'denied') return;
+  notifyBtn.hidden = false;
+  notifyBtn.addEventListener('click', async () => {
+    const p = await Notification.requestPermission();
+    notifyBtn.hidden = p !== 'default';
+    if (p === 'granted') setupPush();
+  });
+}
+
 async function refresh() {
   hubStatus();
+  pollNotices();
   try {
     const r = await fetch('api/events', { cache: 'no-store' });
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
@@ -152,6 +223,32 @@ async function live() {
 }
 
 document.getElementById('live-btn').addEventListener('click', () => { live(); });
+setupNotifications();
 refresh();
 setInterval(refresh, 2000);
+`;
+
+/**
+ * The service worker: a push message carries ciphertext this page cannot open
+ * (the MLS state lives in the viewer process), so it hands the plaintext the
+ * browser decrypted (RFC 8291) to the viewer, which opens it (MLS) or labels
+ * it relay-reported, and shows what comes back.
+ */
+export const SW_JS = `'use strict';
+self.addEventListener('push', (event) => {
+  event.waitUntil((async () => {
+    let title = 'Vigil';
+    let body = 'new event (open the viewer)';
+    try {
+      const data = event.data ? await event.data.arrayBuffer() : new ArrayBuffer(0);
+      const r = await fetch('api/push/open', { method: 'POST', body: data, credentials: 'same-origin' });
+      if (r.ok) { const n = await r.json(); title = n.title; body = (n.trusted ? '' : '[relay-reported] ') + n.body; }
+    } catch (err) { /* the viewer is not running: the generic text */ }
+    await self.registration.showNotification(title, { body, tag: 'vigil' });
+  })());
+});
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  event.waitUntil(self.clients.openWindow('./'));
+});
 `;

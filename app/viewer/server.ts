@@ -17,6 +17,13 @@
  *                            then streams the decrypted live fMP4 (for MSE); a refusal is
  *                            409 and a hub that does not answer 504, each {reason, message}
  *   GET /api/status          the hub's liveness: {offline, lastSeenAt, message, health}
+ *   GET /api/notices?after=N the notices received since N (the page raises browser
+ *                            notifications for them): {notices:[{id,title,body,trusted,...}], last}
+ *   GET /sw.js               the service worker (push where the browser has a push service)
+ *   GET /api/push/config     {vapidKey}: the relay's VAPID key to subscribe with
+ *   POST /api/push/subscription  the browser's PushSubscription JSON: registered at the relay
+ *   POST /api/push/open      a push message's plaintext (from the service worker): opened here
+ *                            (MLS, or labelled relay-reported) -> {title, body, trusted, source}
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -32,7 +39,11 @@ import type { HubLink } from '../hub-link.js';
 import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S } from '../hub-link.js';
 import { Fmp4Resync } from './fmp4.js';
 import type { ItemStore, StoredItem } from '../store.js';
-import { APP_JS, INDEX_HTML } from './page.js';
+import { APP_JS, INDEX_HTML, SW_JS } from './page.js';
+import type { NoticeFeed } from '../push.js';
+import { PushOpenError, openPush } from '../push.js';
+import type { Inbound } from '../e2ee/phone.js';
+import { PushRegistrationBody } from '../../protocol/push.js';
 
 export interface ViewerOptions {
   readonly store: ItemStore;
@@ -50,6 +61,29 @@ export interface ViewerOptions {
   readonly liveAnswerMs?: number;
   /** Seconds of live view per request (renewed while watched). */
   readonly liveSeconds?: number;
+  /** Notices for browser notifications, and opening push messages (app/push.ts). */
+  readonly notices?: {
+    readonly feed: NoticeFeed;
+    /** Opens hub messages with MLS (E2eeCrypto.receiveInbound); without it push notices are refused. */
+    readonly receive?: (bytes: Uint8Array) => Promise<Inbound>;
+    /** This phone's hub at the relay ("unseen" notices for other hubs are refused). */
+    readonly deviceId?: string;
+  };
+}
+
+/** Largest body the viewer reads (push messages and subscriptions are small). */
+const MAX_POST = 8192;
+
+async function readSmallBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    n += b.length;
+    if (n > MAX_POST) return undefined;
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
 }
 
 export interface RunningViewer {
@@ -279,12 +313,16 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     const setCookie = tokenOk(qtok)
       ? { 'set-cookie': `vigil_viewer=${token}; HttpOnly; SameSite=Strict; Path=/` }
       : {};
+    const p = url.pathname;
+    if (req.method === 'POST' && (p === '/api/push/open' || p === '/api/push/subscription')) {
+      await pushPost(req, res, p);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, SECURITY_HEADERS);
       res.end();
       return;
     }
-    const p = url.pathname;
     if (p === '/' || p === '/index.html') {
       res.writeHead(200, {
         ...SECURITY_HEADERS,
@@ -326,8 +364,87 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       await live(req, res);
       return;
     }
+    if (p === '/sw.js') {
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/javascript; charset=utf-8' });
+      res.end(SW_JS);
+      return;
+    }
+    if (p === '/api/notices') {
+      const after = Number(url.searchParams.get('after') ?? '0');
+      const got = opts.notices?.feed.since(Number.isSafeInteger(after) ? after : 0) ?? {
+        notices: [],
+        last: 0,
+      };
+      json(res, 200, got);
+      return;
+    }
+    if (p === '/api/push/config') {
+      if (!opts.client) {
+        json(res, 503, { message: 'push needs the relay' });
+        return;
+      }
+      json(res, 200, { vapidKey: await opts.client.pushVapidKey() });
+      return;
+    }
     res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
     res.end('not found');
+  }
+
+  function json(res: ServerResponse, status: number, body: unknown): void {
+    res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  }
+
+  async function pushPost(req: IncomingMessage, res: ServerResponse, p: string): Promise<void> {
+    const body = await readSmallBody(req);
+    if (body === undefined) {
+      json(res, 413, { message: `body larger than ${MAX_POST} bytes` });
+      return;
+    }
+    if (p === '/api/push/subscription') {
+      // a JSON content type keeps cross-site forms out (they cannot send it without CORS)
+      if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
+        json(res, 415, { message: 'expected application/json' });
+        return;
+      }
+      if (!opts.client) {
+        json(res, 503, { message: 'push needs the relay' });
+        return;
+      }
+      let raw: unknown;
+      try {
+        raw = JSON.parse(body.toString('utf8'));
+      } catch {
+        json(res, 400, { message: 'subscription is not JSON' });
+        return;
+      }
+      const sub = raw as { endpoint?: unknown; keys?: unknown };
+      const r = PushRegistrationBody.safeParse({ endpoint: sub.endpoint, keys: sub.keys });
+      if (!r.success) {
+        json(res, 400, { message: r.error.issues[0]?.message ?? 'invalid subscription' });
+        return;
+      }
+      const reg = await opts.client.registerPush(r.data);
+      log.info('push endpoint registered from the browser', { id: reg.id });
+      json(res, 200, reg);
+      return;
+    }
+    const n = opts.notices;
+    const client = opts.client;
+    try {
+      const o = await openPush(body, {
+        receive:
+          n?.receive ??
+          (() => Promise.reject(new PushOpenError('this viewer cannot open hub notices'))),
+        ...(n?.deviceId !== undefined ? { deviceId: n.deviceId } : {}),
+        ...(client ? { ack: (seq: number) => client.ack(seq) } : {}),
+      });
+      n?.feed.add(o);
+      json(res, 200, { title: o.title, body: o.body, trusted: o.trusted, source: o.source });
+    } catch (e) {
+      if (!(e instanceof PushOpenError)) throw e;
+      json(res, 422, { message: e.message });
+    }
   }
 
   const server = createServer((req, res) => {

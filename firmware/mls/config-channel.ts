@@ -29,7 +29,7 @@ import { z } from 'zod';
 import { isAborted, pause } from '../../base/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
-import type { ConfigMessage } from '../../protocol/e2ee-frames.js';
+import type { ConfigMessage, NoticeMessage } from '../../protocol/e2ee-frames.js';
 import type { ItemInfo } from '../../protocol/relay-api.js';
 import type { RelayClient } from '../../protocol/relay-client.js';
 import { RelayHttpError } from '../../protocol/relay-client.js';
@@ -37,6 +37,8 @@ import type { Logger } from '../../base/logger.js';
 import type { ConfigOutcome } from './hub.js';
 
 export const CONFIG_GROUP = 'config';
+/** Relay group of the hub's event notices (the relay pushes these to the phones' endpoints). */
+export const NOTIFICATION_GROUP = 'notification';
 const TOPIC_RE = /^[a-z][a-z0-9-]{0,31}$/;
 /** AppMessage.body's cap in protocol/e2ee-frames.ts (bytes before base64). */
 export const MAX_APP_BODY = 128 * 1024;
@@ -67,10 +69,20 @@ export class ConfigChannelError extends VigilError {
   }
 }
 
+/** Event notices (motion) to every phone, sealed in its notification group. */
+export interface NoticeChannel {
+  /** Resolves once the relay took the notice for every phone; retries while it is unreachable. */
+  sendNotice(notice: Omit<NoticeMessage, 't'>): Promise<void>;
+}
+
 /** What the channel needs of the MLS hub. */
 export interface ConfigHub {
   handleConfig(bytes: Uint8Array): Promise<ConfigOutcome>;
-  sealFor(phoneId: string, msg: ConfigMessage): Promise<Uint8Array>;
+  sealFor(
+    phoneId: string,
+    msg: ConfigMessage,
+    group?: typeof CONFIG_GROUP | typeof NOTIFICATION_GROUP,
+  ): Promise<Uint8Array>;
   readonly phones: readonly { readonly phoneId: string }[];
 }
 
@@ -108,7 +120,7 @@ function isTransient(e: unknown): boolean {
   return true;
 }
 
-export class RelayConfigChannel implements ConfigChannel {
+export class RelayConfigChannel implements ConfigChannel, NoticeChannel {
   readonly #o: RelayConfigChannelOptions;
   readonly #log: Logger;
   readonly #handlers = new Map<string, Set<AppHandler>>();
@@ -183,6 +195,20 @@ export class RelayConfigChannel implements ConfigChannel {
     for (const id of targets) {
       const sealed = await this.#o.hub.sealFor(id, msg);
       await this.#postDown(sealed, this.#peers.get(id), this.#abort.signal);
+    }
+  }
+
+  async sendNotice(notice: Omit<NoticeMessage, 't'>): Promise<void> {
+    await this.#loadPeers();
+    const msg: ConfigMessage = { t: 'notice', ...notice };
+    for (const { phoneId } of this.#o.hub.phones) {
+      const sealed = await this.#o.hub.sealFor(phoneId, msg, NOTIFICATION_GROUP);
+      await this.#postDown(
+        sealed,
+        this.#peers.get(phoneId),
+        this.#abort.signal,
+        NOTIFICATION_GROUP,
+      );
     }
   }
 
@@ -276,10 +302,15 @@ export class RelayConfigChannel implements ConfigChannel {
     await this.#o.client.ack(it.seq);
   }
 
-  async #postDown(sealed: Uint8Array, relayPhoneId: string | undefined, signal: AbortSignal) {
+  async #postDown(
+    sealed: Uint8Array,
+    relayPhoneId: string | undefined,
+    signal: AbortSignal,
+    group: string = CONFIG_GROUP,
+  ) {
     const backoff = this.#o.backoff ?? { initialMs: 1000, maxMs: 60_000 };
     let delay = backoff.initialMs;
-    const itemId = `cfg-${randomBytes(12).toString('base64url')}`;
+    const itemId = `${group === CONFIG_GROUP ? 'cfg' : 'ntf'}-${randomBytes(12).toString('base64url')}`;
     for (;;) {
       if (signal.aborted)
         throw new ConfigChannelError(
@@ -290,7 +321,7 @@ export class RelayConfigChannel implements ConfigChannel {
         await this.#o.client.append(
           itemId,
           {
-            group: CONFIG_GROUP,
+            group,
             kind: 'message',
             offset: 0,
             final: true,

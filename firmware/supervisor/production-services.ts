@@ -538,14 +538,22 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       await media.start();
       // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
       // health notices over the config group. Services run only with storage unlocked.
-      const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }] = await Promise.all([
-        import('../media/live-control.js'),
-        import('../mls/liveness.js'),
-        import('../media/health-notices.js'),
-      ]);
+      const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }, { sendMotionNotices }] =
+        await Promise.all([
+          import('../media/live-control.js'),
+          import('../mls/liveness.js'),
+          import('../media/health-notices.js'),
+          import('../media/motion-notices.js'),
+        ]);
       const channel = configChannel;
       liveControl = new LiveControl({ channel, media: () => media, logger: log });
-      stopHealth = sendHealthNotices({ media, channel, logger: log });
+      const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
+      // motion notices in the notification group: the relay pushes them (issue #17)
+      const stopMotionNotices = sendMotionNotices({ media, channel, logger: log });
+      stopHealth = () => {
+        stopHealthNotices();
+        stopMotionNotices();
+      };
       const beats = new HubLiveness({ channel, logger: log });
       beats.start();
       liveness = beats;
