@@ -42,6 +42,7 @@ export const HEALTH_CONDITIONS = [
   'camera-failed',
   'storage-locked',
   'encoder-software',
+  'load-degraded',
   'recovered',
 ] as const;
 export type HealthCondition = (typeof HEALTH_CONDITIONS)[number];
@@ -145,6 +146,7 @@ export function describeHealth(h: HubHealth): string {
     'camera-failed': 'camera failed',
     'storage-locked': 'storage locked',
     'encoder-software': 'hardware encoder unavailable; encoding in software',
+    'load-degraded': 'hub overloaded or hot; motion analysis reduced',
     recovered: 'recovered',
   };
   return `hub: ${what[h.condition]}${h.detail !== undefined ? ` (${h.detail})` : ''}`;
