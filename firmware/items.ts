@@ -38,4 +38,16 @@ export interface ItemSealer {
 export interface CiphertextSink {
   /** Ciphertext bytes of an item, in order. `final` on the last call. */
   append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void>;
+  /**
+   * Optional zero-copy form of `append`: the bytes are the concatenation of
+   * `parts` (whole records, each as header | ciphertext | tag), meant for a
+   * vectored write (writev) without assembling them. A sink without it gets
+   * one `append` per record.
+   */
+  appendParts?(
+    itemId: string,
+    kind: ItemKind,
+    parts: readonly Uint8Array[],
+    final: boolean,
+  ): Promise<void>;
 }

@@ -108,7 +108,11 @@ export class MlsItemSealer implements ItemSealer {
             throw new SealerError('EITEM_FAILED', `item ${id} already failed: ${reasonOf(failed)}`);
           if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
           try {
-            for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
+            if (sink.appendParts !== undefined) {
+              const parts = writer.sealParts(plain);
+              if (parts.length > 0) await sink.appendParts(id, meta.kind, parts, false);
+            } else
+              for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
           } catch (e) {
             failed = e;
             throw e;

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync, writevSync } from 'node:fs';
+import type { CiphertextSink } from '../../../firmware/items.js';
 import { join } from 'node:path';
 import { ContainerReader, parseHeader } from '../../../protocol/container.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
@@ -171,3 +172,48 @@ void t.test('item ids and content keys come from the injected random source', as
   await reader.push(sink.bytes(w.itemId));
   t.equal(reader.finish().plaintext.toString(), 'known key');
 });
+
+void t.test(
+  'a sink with appendParts gets whole records as parts; the bytes are the same',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const hub = await openHub(p, join(root, 'hub'));
+    const { phone } = await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'ph') });
+    const file = join(root, 'item.bin');
+    const fd = openSync(file, 'w');
+    const calls: { parts: number; final: boolean }[] = [];
+    const sink: CiphertextSink = {
+      append: (_id, _kind, bytes, final) => {
+        writeSync(fd, bytes);
+        calls.push({ parts: 0, final });
+        return Promise.resolve();
+      },
+      appendParts: (_id, _kind, parts, final) => {
+        writevSync(fd, [...parts]);
+        calls.push({ parts: parts.length, final });
+        return Promise.resolve();
+      },
+    };
+    const sealer = sealerFor(hub, sink, 1000);
+    const w = await sealer.begin({ kind: 'clip', startedAt: 1, codec: 'video/mp4' });
+    const plain = Buffer.alloc(2500, 7);
+    await w.write(plain);
+    await w.write(new Uint8Array(0));
+    await w.close(10);
+    closeSync(fd);
+    t.same(
+      calls,
+      [
+        { parts: 0, final: false },
+        { parts: 9, final: false },
+        { parts: 0, final: true },
+      ],
+      'header, one vectored call with 3 records of 3 parts each, end record',
+    );
+    const opened = await phone!.decryptItem(readFileSync(file));
+    t.ok(opened.plaintext.equals(plain), 'the phone opens what was written as parts');
+  },
+);
