@@ -314,41 +314,63 @@ try {
   console.log('# fixed MLS cost per motion event (clip + thumbnail items, tiny payloads)');
   const small = randomBytes(1000);
   const adv = new Map<MlsCrypto, { wall: number[]; cpu: number[] }>();
-  const ev = new Map<MlsCrypto, { hub: number[]; phone: number[] }>();
-  for (const rig of rigs) {
-    adv.set(rig.crypto, { wall: [], cpu: [] });
-    ev.set(rig.crypto, { hub: [], phone: [] });
-  }
-  const sealSmall = async (rig: Rig, kind: ItemKind, sink: FileSink) => {
+  /** Per provider and mode: 'shared' = thumbnail in the clip's epoch (now), 'own' = its own epoch (before). */
+  const ev = new Map<string, { hub: number[]; phone: number[] }>();
+  for (const rig of rigs) adv.set(rig.crypto, { wall: [], cpu: [] });
+  /** One clip and its thumbnail through one sealer; the two items go to two files. */
+  const sealEvent = async (rig: Rig, shared: boolean): Promise<FileSink[]> => {
+    const files = new Map<string, FileSink>();
+    const fileOf = (id: string): FileSink => {
+      let f = files.get(id);
+      if (f === undefined) {
+        f = new FileSink(join(root, `ev-${rig.crypto}-${String(files.size)}.bin`));
+        files.set(id, f);
+      }
+      return f;
+    };
+    const sink: CiphertextSink = {
+      append: (id, kind, bytes) => fileOf(id).append(id, kind, bytes),
+      appendParts: (id, kind, parts) => fileOf(id).appendParts(id, kind, parts),
+    };
     const sealer = sealerFor(rig.hub, sink);
-    const w = await sealer.begin({ kind, startedAt: Date.now(), codec: 'video/mp4' });
-    await w.write(small);
-    await w.close(1);
+    const clip = await sealer.begin({ kind: 'clip', startedAt: Date.now(), codec: 'video/mp4' });
+    await clip.write(small);
+    const thumb = await sealer.begin({
+      kind: 'thumbnail',
+      startedAt: Date.now(),
+      codec: 'image/jpeg',
+      ...(shared ? { sameEpochAs: clip.itemId } : {}),
+    });
+    await thumb.write(small);
+    await thumb.close(0);
+    await clip.close(1);
+    for (const f of files.values()) f.close();
+    return [...files.values()];
   };
   for (let i = 0; i < EVENTS; i++)
-    for (const rig of i % 2 === 0 ? rigs : [...rigs].reverse()) {
-      const sinks = [
-        new FileSink(join(root, `ev-clip-${rig.crypto}.bin`)),
-        new FileSink(join(root, `ev-thumb-${rig.crypto}.bin`)),
-      ] as const;
-      const h = await measure(async () => {
-        await sealSmall(rig, 'clip', sinks[0]);
-        await sealSmall(rig, 'thumbnail', sinks[1]);
-      });
-      for (const s of sinks) s.close();
-      const ph = await measure(async () => {
-        for (const s of sinks) await phoneOpen(rig.phone, s.path, s.sizes);
-      });
-      ev.get(rig.crypto)?.hub.push(h.cpu);
-      ev.get(rig.crypto)?.phone.push(ph.cpu);
+    for (const rig of i % 2 === 0 ? rigs : [...rigs].reverse())
+      for (const shared of i % 2 === 0 ? [true, false] : [false, true]) {
+        let files: FileSink[] = [];
+        const h = await measure(async () => {
+          files = await sealEvent(rig, shared);
+        });
+        const ph = await measure(async () => {
+          for (const f of files) await phoneOpen(rig.phone, f.path, f.sizes);
+        });
+        const k = `${rig.crypto} ${shared ? 'shared' : 'own'}`;
+        const e = ev.get(k) ?? { hub: [], phone: [] };
+        e.hub.push(h.cpu);
+        e.phone.push(ph.cpu);
+        ev.set(k, e);
+      }
+  for (const rig of rigs)
+    for (const shared of [true, false]) {
+      const e = ev.get(`${rig.crypto} ${shared ? 'shared' : 'own'}`);
+      if (e === undefined) continue;
+      console.log(
+        `per event, ${rig.crypto} crypto, ${shared ? 'thumbnail in the clip epoch (1 advance)' : 'thumbnail in its own epoch (2 advances)'}: hub ${mmm(e.hub, 1, ' CPU-ms')}; phone ${mmm(e.phone, 1, ' CPU-ms')} (n=${EVENTS})`,
+      );
     }
-  for (const rig of rigs) {
-    const e = ev.get(rig.crypto);
-    if (e === undefined) continue;
-    console.log(
-      `per event, ${rig.crypto} crypto: hub ${mmm(e.hub, 1, ' CPU-ms')}; phone ${mmm(e.phone, 1, ' CPU-ms')} (n=${EVENTS})`,
-    );
-  }
 
   console.log('# epoch advance: commit + persisted writes (sealer.begin), 1 phone');
   for (let i = 0; i < ADVANCES; i++)

@@ -14,6 +14,12 @@ export interface ItemMeta {
   readonly startedAt: number;
   /** e.g. 'video/mp4; codecs="avc1.64001f"' or 'image/jpeg'. */
   readonly codec: string;
+  /**
+   * Seal in the epoch that this earlier item (its writer's itemId) began,
+   * without an epoch advance of its own — a clip's thumbnail. The sealer falls
+   * back to a new epoch when that epoch has passed or the kinds do not allow it.
+   */
+  readonly sameEpochAs?: string;
 }
 
 /** Writes one item's plaintext; the implementation seals and forwards it. */

@@ -46,6 +46,18 @@ export const GROUP_FOR_ITEM = {
   live: 'livestream',
 } as const satisfies Record<ItemKind, GroupKind>;
 
+/**
+ * The groups an item of each kind may be sealed in: its own (GROUP_FOR_ITEM),
+ * and for a thumbnail also its clip's group, when it rides in the clip's
+ * epoch (one epoch advance per motion event; docs/decisions.md). A phone
+ * finds the group by the recipient's group id.
+ */
+export const ITEM_GROUPS = {
+  clip: ['motion'],
+  thumbnail: ['thumbnail', 'motion'],
+  live: ['livestream'],
+} as const satisfies Record<ItemKind, readonly GroupKind[]>;
+
 /** Exporter labels (RFC 9420 §8.5 MLS-Exporter). */
 export const EXPORTER_LABEL = {
   itemWrap: 'vigil item wrap v1',

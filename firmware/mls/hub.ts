@@ -366,6 +366,33 @@ export class MlsHub {
     });
   }
 
+  /**
+   * Wrap keys for another item in the epoch an earlier advance of `kind`
+   * reached (`at`, one entry per recipient), without a commit: a clip's
+   * thumbnail rides in its clip's epoch. Only while every current phone's
+   * group is still in exactly that epoch (same phones, no later advance);
+   * otherwise undefined and the caller advances as usual. Item ids are random
+   * per item, so the exported keys differ per item.
+   */
+  wrapKeysInEpoch(
+    kind: GroupKind,
+    at: readonly { readonly phoneId: string; readonly epoch: bigint }[],
+    itemId: Uint8Array,
+  ): Promise<Uint8Array[] | undefined> {
+    return this.#mutex.run(async () => {
+      if (at.length === 0 || at.length !== this.#phones.size) return undefined;
+      const states: ClientState[] = [];
+      for (const a of at) {
+        const st = this.#phones.get(a.phoneId)?.groups.get(kind);
+        if (st?.groupContext.epoch !== a.epoch) return undefined;
+        states.push(st);
+      }
+      const keys: Uint8Array[] = [];
+      for (const st of states) keys.push(await itemWrapKey(this.p, st, itemId));
+      return keys;
+    });
+  }
+
   /** Remove(phone leaf) + Add(fresh key package): the phone re-joins from the Welcome. */
   async #refreshCommit(
     ph: PhoneRuntime,
