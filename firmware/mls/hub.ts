@@ -320,17 +320,19 @@ export class MlsHub {
         made.push({ ph, next, handshake, consumed });
       }
       const seq = this.journal.nextSeq();
+      // each next state encoded once: into the journal (base64) and the group file (bytes)
+      const states = made.map((m) => encodeState(this.p, m.next));
       const rec: JournalRecord = {
         v: 1,
         seq,
         itemId: hex(itemId),
         group: kind,
         createdAt: this.now(),
-        entries: made.map((m) => ({
+        entries: made.map((m, i) => ({
           phoneId: m.ph.rec.phoneId,
           epoch: m.next.groupContext.epoch.toString(),
           handshake: b64(m.handshake),
-          state: b64(encodeState(this.p, m.next)),
+          state: b64(states[i] as Uint8Array),
         })),
       };
       await this.journal.write(rec, 'mls-journal');
@@ -345,7 +347,7 @@ export class MlsHub {
           m.ph.rec.phoneId,
           kind,
           m.next.groupContext.epoch,
-          unb64(rec.entries[i]?.state ?? ''),
+          states[i] as Uint8Array,
         );
       }
       await this.journal.write(stripStates(rec), 'mls-journal-applied');
