@@ -30,6 +30,10 @@ Options:
   --dir DIR            state for the run (default ./.vigil-dev; kept between runs)
   --relay-port N       relay port (default: the one saved in DIR, else a free port)
   --viewer-port N      viewer port (default 8480; 0 picks a free port)
+  --pairing-port N     also serve the real pairing frame server on 127.0.0.1:N
+                       (0 picks a free port), so a client written from
+                       docs/protocol.md can pair with this hub; the label
+                       payload (VIGIL1:...) is in DIR/hub/label.txt
   --size WxH           simulated camera size (default ${SIZE}; offered: 1920x1080,
                        1280x720, 640x480, 320x240, 160x120)
   --fps N              simulated camera frame rate (default ${DEFAULT_FPS})
@@ -58,6 +62,9 @@ function banner(lr: LocalRun): string {
     // one writer at a time for the phone's MLS state: the CLI only once this run has stopped
     `  phone:   ${lr.appDir}   (vigil app ... --dir this, once the run is stopped)`,
     `  relay:   ${lr.relayUrl}`,
+    ...(lr.pairing
+      ? [`  pairing: ${lr.pairing.host}:${lr.pairing.port}   (label: ${lr.pairing.labelFile})`]
+      : []),
     'Press Enter to show this again, Ctrl-C to stop.',
     '',
     '',
@@ -73,6 +80,7 @@ async function run(ctx: CommandContext): Promise<number> {
         dir: { type: 'string' },
         'relay-port': { type: 'string' },
         'viewer-port': { type: 'string' },
+        'pairing-port': { type: 'string' },
         size: { type: 'string' },
         fps: { type: 'string' },
         'log-level': { type: 'string' },
@@ -105,6 +113,7 @@ async function run(ctx: CommandContext): Promise<number> {
     throw new UsageError('--fps must be 1..60');
   const relayPort = port(values['relay-port'], '--relay-port');
   const viewerPort = port(values['viewer-port'], '--viewer-port') ?? 8480;
+  const pairingPort = port(values['pairing-port'], '--pairing-port');
   const logger = new JsonLogger('vigil', { level: level as LogLevel, format });
 
   // A stop asked for while starting up is honoured as soon as the run is up.
@@ -128,6 +137,7 @@ async function run(ctx: CommandContext): Promise<number> {
       logger,
       viewerPort,
       ...(relayPort !== undefined ? { relayPort } : {}),
+      ...(pairingPort !== undefined ? { pairingPort } : {}),
       ...(width !== undefined && height !== undefined ? { width, height } : {}),
       ...(fps !== undefined ? { fps } : {}),
     });

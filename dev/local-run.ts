@@ -31,6 +31,7 @@ import { startViewer } from '../app/viewer/server.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
+import { frameClockLayout } from '../hw/camera/frame-clock.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { NOOP_NOTIFIER } from '../hw/os/sd-notify.js';
 import { deriveIdentity, newIdentity } from '../protocol/identity.js';
@@ -59,6 +60,9 @@ import type { HubServices, UnlockResult } from '../firmware/supervisor/hub.js';
 import type { Event } from '../firmware/supervisor/state.js';
 import { createUplink } from '../firmware/uplink/uplink.js';
 import type { Uplink } from '../firmware/uplink/uplink.js';
+import { encodeQrPayload } from '../protocol/qr-payload.js';
+import { startPairingPort } from './pairing-port.js';
+import type { PairingPort } from './pairing-port.js';
 
 export interface LocalRunOptions {
   /** Everything the run keeps: hub data, relay data, companion state. */
@@ -81,6 +85,29 @@ export interface LocalRunOptions {
   readonly offlineAfterMs?: number;
   /** The companion's heartbeat schedule (default 1 h). */
   readonly heartbeatMs?: number;
+  /**
+   * Serve the real pairing frame server on this loopback port (0 picks one) so
+   * another client can pair with the hub (dev/pairing-port.ts). Off when absent.
+   */
+  readonly pairingPort?: number;
+  /**
+   * Stamp each simulated frame with its capture time (hw/camera/frame-clock.ts),
+   * masked out of motion detection: for glass-to-glass latency measurements.
+   */
+  readonly frameClock?: boolean;
+  /**
+   * Keyframe interval = fMP4 fragment length (default 1 s, as on the hub). Live
+   * view waits for whole fragments, so this bounds its latency from below.
+   */
+  readonly gopSeconds?: number;
+}
+
+/** Where a client pairs with the run's hub (`--pairing-port`). */
+export interface LocalPairing {
+  readonly host: string;
+  readonly port: number;
+  /** File holding the hub's label payload (`VIGIL1:...`: the QR code of a card). */
+  readonly labelFile: string;
 }
 
 export interface LocalRun {
@@ -88,6 +115,8 @@ export interface LocalRun {
   readonly viewerUrl: string;
   /** The companion's state directory (`vigil app ... --dir` this). */
   readonly appDir: string;
+  /** The pairing frame server, with `pairingPort`. */
+  readonly pairing: LocalPairing | undefined;
   readonly hub: Hub;
   readonly phone: E2eePhone;
   readonly store: ItemStore;
@@ -144,6 +173,8 @@ function portError(e: unknown, host: string, port: number, what: string, hint: s
     : e;
 }
 
+const PAIRING_HINT = 'stop what uses it, or pass another --pairing-port';
+
 const RunState = z.object({
   relayPort: z.number().int().min(1).max(65535).optional(),
   viewerToken: z.string().min(16).optional(),
@@ -172,7 +203,7 @@ interface DevIdentity {
 async function loadOrCreateIdentity(
   fs: DurableFs,
   dir: string,
-): Promise<{ deviceId: string; psk: ExternalPsk }> {
+): Promise<{ deviceId: string; secret: Uint8Array; psk: ExternalPsk }> {
   const file = join(dir, 'identity.json');
   let id: DevIdentity;
   const raw = await fs.readIfExists(file);
@@ -182,8 +213,13 @@ async function loadOrCreateIdentity(
     id = { deviceId: fresh.deviceId, secret: Buffer.from(fresh.secret).toString('base64') };
     await fs.writeFileAtomic(file, JSON.stringify(id) + '\n', 'dev-identity');
   }
-  const derived = deriveIdentity(Buffer.from(id.secret, 'base64'), id.deviceId);
-  return { deviceId: id.deviceId, psk: { id: derived.mlsPskId, secret: derived.mlsPsk } };
+  const secret = Buffer.from(id.secret, 'base64');
+  const derived = deriveIdentity(secret, id.deviceId);
+  return {
+    deviceId: id.deviceId,
+    secret,
+    psk: { id: derived.mlsPskId, secret: derived.mlsPsk },
+  };
 }
 
 /** Run the real pairing handshake between hub and phone over an in-memory frame transport. */
@@ -239,6 +275,8 @@ export async function startLocalRun(o: LocalRunOptions): Promise<LocalRun> {
   const viewerHint = 'is another local run still running? Or pass --viewer-port N';
   await assertPortFree(host, viewerPort, 'viewer', viewerHint);
   await assertPortFree(host, relayPort, 'relay', relayHint);
+  if (o.pairingPort !== undefined)
+    await assertPortFree(host, o.pairingPort, 'pairing', PAIRING_HINT);
 
   const relay: RunningRelay = await startRelay({
     dataDir: join(o.dir, 'relay'),
@@ -300,7 +338,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       'dev-run-state',
     );
 
-  const { deviceId, psk } = await loadOrCreateIdentity(fs, hubDir);
+  const { deviceId, secret, psk } = await loadOrCreateIdentity(fs, hubDir);
   const profile = new LazyMlsProfile();
   const mls = await MlsHub.open({
     dir: join(dataDir, 'mls'),
@@ -387,15 +425,26 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         height,
         fps,
         schedule: o.motion ?? { intervals: [[4, 10]], periodS: 40 },
+        frameClock: o.frameClock ?? false,
       });
+      // the clock strip changes every frame: it must not count as motion
+      const clockMask = { x: 0, y: 0, w: 1, h: (2 * frameClockLayout(width).cell) / height };
       media = createMediaPipeline({
         camera,
         sealer,
         logger: log.child('media'),
         encoderPreference: 'software',
         config: {
-          encoder: { width, height, fps, bitrateKbps: 1000, softwarePreset: 'ultrafast' },
+          encoder: {
+            width,
+            height,
+            fps,
+            bitrateKbps: 1000,
+            softwarePreset: 'ultrafast',
+            ...(o.gopSeconds !== undefined ? { gopSeconds: o.gopSeconds } : {}),
+          },
           clips: { preRollS: o.preRollS ?? 2, postRollS: o.postRollS ?? 3 },
+          ...(o.frameClock === true ? { motion: { masks: [clockMask] } } : {}),
         },
       });
       media.on((e) => {
@@ -465,6 +514,29 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   });
   await untilRunning(hub);
 
+  // The interoperability target: the production frame server in front of this hub.
+  let pairing: LocalPairing | undefined;
+  let pairingPort: PairingPort | undefined;
+  if (o.pairingPort !== undefined) {
+    const labelFile = join(hubDir, 'label.txt');
+    await fs.writeFileAtomic(labelFile, encodeQrPayload({ deviceId, secret }) + '\n', 'dev-label');
+    const device = JSON.parse(await readFile(relayAccountFile, 'utf8')) as { token: string };
+    const hubRelay = new RelayClient({ url: relay.url, token: device.token });
+    pairingPort = await startPairingPort({
+      host,
+      port: o.pairingPort,
+      hub: mls,
+      devicePsk: psk,
+      offerRendezvous: (token) => hubRelay.offerRendezvous(token),
+      logger: log.child('pairing'),
+    }).catch((e: unknown) => {
+      throw portError(e, host, o.pairingPort ?? 0, 'pairing', PAIRING_HINT);
+    });
+    const served = pairingPort;
+    started.push(() => served.close());
+    pairing = { host, port: served.port, labelFile };
+  }
+
   // The companion: E2EE phone state, relay account, local store and viewer.
   const phoneState = phone ?? (await E2eePhone.open({ dir: e2eeDir(appDir), fs, profile }));
   if (!phoneState) throw new VigilError('EDEV', 'the development phone has no E2EE state');
@@ -525,6 +597,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     relayUrl: relay.url,
     viewerUrl: viewer.url,
     appDir,
+    pairing,
     get hub(): Hub {
       return hub;
     },
@@ -547,6 +620,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       await untilRunning(hub);
     },
     async stop(): Promise<void> {
+      await pairingPort?.close(); // no new phone while the hub stops
       await follow.stop();
       link.close();
       syncAbort.abort();

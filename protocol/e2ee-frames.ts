@@ -163,7 +163,7 @@ export function errorFrame(code: string, message: string): ErrorFrame {
 // ---- config-group messages ---------------------------------------------------------
 
 const epochsMap = z.partialRecord(groupKind, epochStr);
-/** Per group: the first 16 bytes (base64url) of an exporter value proving both sides share the epoch. */
+/** Per group: the 16-byte epoch check (MLS-Exporter length 16, base64url) proving both sides share the epoch. */
 const epochChecks = z.partialRecord(groupKind, bytesField(16));
 
 export const RefreshOffer = z.strictObject({ group: groupKind, keyPackage: bytesField(64 * 1024) });

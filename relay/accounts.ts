@@ -63,6 +63,26 @@ export class Accounts {
     }
   }
 
+  /**
+   * Another relay process changed an account record (`doc` undefined: deleted).
+   * Returns the device it concerns, so the core can wake that device's waiters.
+   */
+  apply(ns: string, id: string, doc: unknown): string | undefined {
+    if (ns === 'devices') {
+      if (doc === undefined) this.#devices.delete(id);
+      else this.#devices.set(id, DeviceRec.parse(doc));
+      return id;
+    }
+    const was = this.#phones.get(id);
+    if (doc === undefined) {
+      this.#phones.delete(id);
+      return was?.deviceId;
+    }
+    const p = PhoneRec.parse(doc);
+    this.#phones.set(id, p);
+    return p.deviceId;
+  }
+
   get deviceCount(): number {
     return this.#devices.size;
   }

@@ -20,11 +20,15 @@ Runs the store-and-forward relay. It only ever holds ciphertext.
 Options:
   --data-dir DIR          state directory (records, and blobs with the fs backend) [/var/lib/vigil-relay]
   --host ADDR             listen address [127.0.0.1]
-  --port N                listen port [8443]
+  --port N                listen port (0: any free one) [8443]
   --tls-cert FILE         PEM certificate: serve HTTPS directly (with --tls-key)
   --tls-key FILE          PEM private key
   --trust-proxy           client address from X-Forwarded-For (only behind your own reverse proxy)
   --enroll-token-file F   require this token (file content) to register devices
+  --database URL          metadata in PostgreSQL (postgres://user@host/db, or
+                          postgres://user@/db?host=/run/postgresql for a socket);
+                          password from PGPASSWORD; several relays may share it
+                          (with --backend s3). Default: files under --data-dir
   --backend fs|s3         blob storage [fs]
   --s3-bucket NAME        bucket (s3 backend)
   --s3-endpoint URL       endpoint, e.g. http://127.0.0.1:9000 (MinIO); credentials from AWS_* env
@@ -51,6 +55,7 @@ function parseArgs(argv: readonly string[]): Map<string, string> {
     '--tls-cert',
     '--tls-key',
     '--enroll-token-file',
+    '--database',
     '--backend',
     '--s3-bucket',
     '--s3-endpoint',
@@ -104,7 +109,8 @@ export const command: Command = {
     });
     const maxAgeDays = posInt(a.get('--max-age-days'), '--max-age-days') ?? DEFAULT_MAX_AGE_DAYS;
     if (maxAgeDays > 3650) throw new UsageError('--max-age-days must be at most 3650');
-    const port = posInt(a.get('--port'), '--port') ?? 8443;
+    // --port 0: any free port (the address is printed)
+    const port = a.get('--port') === '0' ? 0 : (posInt(a.get('--port'), '--port') ?? 8443);
     if (port > 65535) throw new UsageError('--port must be at most 65535');
     const limits: Partial<{ -readonly [K in keyof RelayLimits]: RelayLimits[K] }> = {};
     const itemMb = posInt(a.get('--max-item-mb'), '--max-item-mb');
@@ -137,6 +143,12 @@ export const command: Command = {
     };
     if (certFile !== undefined && keyFile !== undefined)
       opts.tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
+    const database = a.get('--database');
+    if (database !== undefined) {
+      if (!/^postgres(ql)?:\/\//.test(database))
+        throw new UsageError('--database must be a postgres:// URL');
+      opts.database = database;
+    }
     if (enrollFile !== undefined) opts.enrollToken = (await readFile(enrollFile, 'utf8')).trim();
     if (backend === 's3') {
       const bucket = a.get('--s3-bucket');
@@ -154,17 +166,27 @@ export const command: Command = {
     const relay = await startRelay(opts);
     const expiry = startExpiry(relay.core, { maxAgeMs: maxAgeDays * 86_400_000, logger });
     ctx.stderr(`vigil relay: listening on ${relay.url}\n`);
-    await new Promise<void>((resolve) => {
+    const lost = await new Promise<Error | undefined>((resolve) => {
       const stop = (): void => {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
-        resolve();
+        resolve(undefined);
       };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
+      void relay.failed.then((e) => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve(e);
+      });
     });
     await expiry.stop();
     await relay.close();
+    if (lost) {
+      // its state is no longer kept current: stop, and let the supervisor start it afresh
+      ctx.stderr(`vigil relay: stopped: ${lost.message}\n`);
+      return 1;
+    }
     return 0;
   },
 };

@@ -6,13 +6,18 @@
  *  - rendezvous.ts: pairing tokens offered by hubs, claimed once by a phone;
  *  - mailbox.ts: per-device mailboxes (appends, reads, acks, up messages);
  *  - live.ts: the in-memory live window;
- *  - waiting.ts: the per-device lock and the change feed that wakes long-polls.
+ *  - waiting.ts: the per-device lock and the change feed that wakes long-polls;
+ *  - cluster.ts: with several relay processes on one store, the locks span the
+ *    processes and the others' changes arrive here (`#applyRemote`), update the
+ *    in-memory state and wake the long-polls waiting on it.
  *
  * Everything here handles opaque ciphertext: the relay never parses an item's bytes.
  */
 import type { Logger } from '../base/logger.js';
 import type { ItemInfo, LiveInfo, UploadStatus } from '../protocol/relay-api.js';
 import { Accounts } from './accounts.js';
+import { SingleProcess } from './cluster.js';
+import type { Cluster, FailureMessage } from './cluster.js';
 import type { PhoneRec, Principal } from './accounts.js';
 import { RelayError } from './errors.js';
 import type { RelayLimits } from './limits.js';
@@ -35,6 +40,12 @@ export interface RelayCoreDeps {
   readonly now?: () => number;
   /** When set, creating a device account needs this enrollment token. */
   readonly enrollToken?: string | undefined;
+  /** Other relay processes sharing `records` (default: none). */
+  readonly cluster?: Cluster;
+  /** A failed authentication seen by another relay process (for the lockout counters). */
+  readonly onPeerFailure?: (m: FailureMessage) => void;
+  /** The cluster's change feed broke: this process must stop serving. */
+  readonly onLost?: (err: Error) => void;
 }
 
 export class RelayCore {
@@ -45,12 +56,18 @@ export class RelayCore {
   readonly #mail: Mailboxes;
   readonly #live: LiveWindow;
   readonly #feed: ChangeFeed;
-  readonly #mutex = new KeyedMutex();
+  readonly #mutex: KeyedMutex;
+  readonly #cluster: Cluster;
+  readonly #deps: RelayCoreDeps;
 
   private constructor(deps: RelayCoreDeps) {
     const now = deps.now ?? Date.now;
     this.limits = deps.limits;
     this.#log = deps.logger;
+    this.#deps = deps;
+    this.#cluster = deps.cluster ?? new SingleProcess();
+    const cluster = this.#cluster;
+    this.#mutex = new KeyedMutex((key, fn) => cluster.exclusive(key, fn));
     this.#feed = new ChangeFeed(now, deps.limits.maxWaitMs);
     this.#accounts = new Accounts(deps.records, deps.logger, now, deps.enrollToken);
     this.#rendezvous = new RendezvousBook(deps.records, now, {
@@ -81,6 +98,25 @@ export class RelayCore {
     await core.#accounts.load();
     await core.#mail.load();
     await core.#rendezvous.load();
+    await core.#cluster.start({
+      record: (ns, id, doc) => {
+        core.#applyRemote(ns, id, doc);
+      },
+      live: (m) => {
+        try {
+          core.#live.append(m.deviceId, m.itemId, m.index, m.final, m.data);
+        } catch (e) {
+          // no memory left for it here (ELIVEFULL): viewers of this process miss the record
+          core.#log.debug('live record from another relay dropped', { err: e });
+        }
+        core.#feed.notify(m.deviceId);
+      },
+      failure: (m) => deps.onPeerFailure?.(m),
+      lost: (err) => {
+        core.#feed.close();
+        deps.onLost?.(err);
+      },
+    });
     core.#log.info('relay state loaded', {
       devices: core.#accounts.deviceCount,
       phones: core.#accounts.phoneCount,
@@ -93,10 +129,56 @@ export class RelayCore {
     this.#feed.close();
   }
 
+  /** Another process changed a record: update the in-memory state, wake the device's waiters. */
+  #applyRemote(ns: string, id: string, doc: unknown): void {
+    let deviceId: string | undefined;
+    switch (ns) {
+      case 'devices':
+      case 'phones':
+        deviceId = this.#accounts.apply(ns, id, doc);
+        break;
+      case 'items':
+        deviceId = this.#mail.apply(id, doc);
+        break;
+      case 'rendezvous':
+        this.#rendezvous.apply(id, doc);
+        break;
+      default:
+        this.#log.warn('record of an unknown kind from another relay ignored', { ns });
+    }
+    if (deviceId !== undefined) this.#feed.notify(deviceId);
+  }
+
+  /** Catch up with every change the other relay processes committed before now. */
+  async sync(): Promise<void> {
+    await this.#cluster.sync();
+  }
+
+  /** Tell the other relay processes about a failed authentication (lockout counters). */
+  async publishFailure(m: FailureMessage): Promise<void> {
+    await this.#cluster.publishFailure(m);
+  }
+
+  /** Failures other processes recorded within the last `windowMs` (counted at start). */
+  async recentFailures(sinceMs: number): Promise<FailureMessage[]> {
+    return this.#cluster.recentFailures(sinceMs);
+  }
+
   // ---- accounts and pairing -------------------------------------------------------
 
-  /** Verify a bearer token. Returns undefined on any mismatch (the caller counts failures). */
-  authenticate(kind: 'device' | 'phone', id: string, secret: string): Principal | undefined {
+  /**
+   * Verify a bearer token. Returns undefined on any mismatch (the caller counts
+   * failures). An unknown account is looked up again after catching up with
+   * the other relay processes (it may have been created through one of them).
+   */
+  async authenticate(
+    kind: 'device' | 'phone',
+    id: string,
+    secret: string,
+  ): Promise<Principal | undefined> {
+    const p = this.#accounts.authenticate(kind, id, secret);
+    if (p || this.#deps.cluster === undefined) return p;
+    await this.#cluster.sync();
     return this.#accounts.authenticate(kind, id, secret);
   }
 
@@ -141,7 +223,8 @@ export class RelayCore {
     });
   }
 
-  phonesOf(deviceId: string): PhoneRec[] {
+  async phonesOf(deviceId: string): Promise<PhoneRec[]> {
+    await this.#cluster.sync();
     return this.#accounts.phonesOf(deviceId);
   }
 
@@ -156,7 +239,8 @@ export class RelayCore {
 
   // ---- mailboxes ----------------------------------------------------------------
 
-  uploadStatus(deviceId: string, itemId: string): UploadStatus | undefined {
+  async uploadStatus(deviceId: string, itemId: string): Promise<UploadStatus | undefined> {
+    await this.#cluster.sync();
     return this.#mail.uploadStatus(deviceId, itemId);
   }
 
@@ -180,6 +264,7 @@ export class RelayCore {
     waitMs: number,
     signal?: AbortSignal,
   ): Promise<{ items: ItemInfo[]; cursor: number }> {
+    await this.#cluster.sync();
     return this.#mail.list(p, after, group, waitMs, signal);
   }
 
@@ -190,6 +275,7 @@ export class RelayCore {
     waitMs: number,
     signal?: AbortSignal,
   ): Promise<{ info: ItemInfo; data: Buffer }> {
+    await this.#cluster.sync();
     return this.#mail.read(p, seq, offset, waitMs, signal);
   }
 
@@ -199,19 +285,22 @@ export class RelayCore {
 
   // ---- live ---------------------------------------------------------------------
 
-  appendLive(
+  /** Keep a live record here and hand it to the other relay processes (their viewers). */
+  async appendLive(
     deviceId: string,
     itemId: string,
     index: number,
     final: boolean,
     body: Buffer,
-  ): LiveInfo {
+  ): Promise<LiveInfo> {
     const info = this.#live.append(deviceId, itemId, index, final, body);
     this.#feed.notify(deviceId);
+    await this.#cluster.publishLive({ deviceId, itemId, index, final, data: body });
     return info;
   }
 
-  liveInfo(deviceId: string): LiveInfo {
+  async liveInfo(deviceId: string): Promise<LiveInfo> {
+    await this.#cluster.sync();
     return this.#live.info(deviceId);
   }
 
@@ -223,6 +312,7 @@ export class RelayCore {
     waitMs: number,
     signal?: AbortSignal,
   ): Promise<LiveRecord | undefined> {
+    await this.#cluster.sync();
     return this.#feed.longPoll(p.deviceId, waitMs, signal, () =>
       this.#live.next(p.deviceId, itemId, after),
     );

@@ -4,6 +4,9 @@
  * token-bucket rate limits, and the brute-force lockout. Counters live in
  * memory: a restart forgives (the secrets being guessed are 256-bit, so the
  * lockout is about load and noise, not about making guessing feasible or not).
+ * With several relay processes on PostgreSQL, failed authentications are
+ * shared (every process counts every failure, and a starting one counts those
+ * of the window); rate limits and registration counts stay per process.
  * docs/relay.md has the table of defaults.
  */
 export interface RelayLimits {
@@ -186,9 +189,13 @@ export class Lockout {
     return Math.max(0, e.guardedUntil - this.#now());
   }
 
-  /** Record a failure from `addr` (against `target`, when known); true when it locked the address. */
-  fail(addr: string, target?: string): boolean {
-    const now = this.#now();
+  /**
+   * Record a failure from `addr` (against `target`, when known); true when it
+   * locked the address. `at`: when it happened, for a failure another relay
+   * process saw (default now).
+   */
+  fail(addr: string, target?: string, at?: number): boolean {
+    const now = at ?? this.#now();
     if (this.#addrs.size + this.#targets.size > 100_000) this.#prune(now);
     let guarded = false;
     if (target !== undefined) {

@@ -119,6 +119,29 @@ export class Mailboxes {
     return out;
   }
 
+  /**
+   * Another relay process wrote (`doc`) or deleted (undefined) item record `id`
+   * (`<deviceId>.<seq>`). Returns the device it concerns.
+   */
+  apply(id: string, doc: unknown): string {
+    if (doc !== undefined) {
+      const it = ItemRec.parse(doc);
+      this.#index(it);
+      return it.deviceId;
+    }
+    const dot = id.lastIndexOf('.');
+    const deviceId = id.slice(0, dot);
+    const seq = Number(id.slice(dot + 1));
+    const m = this.#items.get(deviceId);
+    const it = m?.get(seq);
+    if (it) {
+      m?.delete(seq);
+      const key = `${deviceId}/${it.dir}/${it.itemId}`;
+      if (this.#byItemId.get(key) === seq) this.#byItemId.delete(key);
+    }
+    return deviceId;
+  }
+
   get itemCount(): number {
     return [...this.#items.values()].reduce((n, m) => n + m.size, 0);
   }

@@ -69,10 +69,21 @@ export class RendezvousBook {
     ids.add(id);
   }
 
+  /** Another relay process wrote (`doc`) or deleted (undefined) an offer. */
+  apply(id: string, doc: unknown): void {
+    if (doc === undefined) this.#forget(id);
+    else this.#set(RendezvousRec.parse(doc));
+  }
+
   async #remove(id: string): Promise<void> {
+    if (!this.#offers.has(id)) return;
+    await this.#records.delete(NS, id);
+    this.#forget(id);
+  }
+
+  #forget(id: string): void {
     const r = this.#offers.get(id);
     if (!r) return;
-    await this.#records.delete(NS, id);
     this.#offers.delete(id);
     const ids = this.#byDevice.get(r.deviceId);
     ids?.delete(id);

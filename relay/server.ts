@@ -61,6 +61,12 @@ export interface RelayOptions {
   /** Blob backend; default: files under dataDir/blobs. */
   readonly blobs?: BlobStore;
   readonly records?: RecordStore;
+  /**
+   * Metadata in PostgreSQL (`postgres://…`) instead of files under dataDir:
+   * several relay processes may then serve the same accounts (blobs must be
+   * shared too: an S3 store). Migrations run at start.
+   */
+  readonly database?: string;
   readonly fs?: DurableFs;
   /** PEM certificate and key: serve HTTPS directly. Without them: plain HTTP for a reverse proxy. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
@@ -75,6 +81,8 @@ export interface RunningRelay {
   readonly url: string;
   readonly port: number;
   readonly core: RelayCore;
+  /** Resolves when the relay can no longer serve (its database change feed broke). */
+  readonly failed: Promise<Error>;
   close(): Promise<void>;
 }
 
@@ -172,8 +180,15 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const log = opts.logger;
   const fs = opts.fs ?? new DurableFs();
   // Local stores share one filesystem and one space reserve for metadata (full-disk safety).
+  const pgStore =
+    opts.database === undefined
+      ? undefined
+      : await (
+          await import('./pg-store.js')
+        ).PgStore.open(opts.database, { logger: log.child('database') });
+  const shared = opts.records ?? pgStore;
   const reserve =
-    opts.blobs === undefined || opts.records === undefined
+    opts.blobs === undefined || shared === undefined
       ? new SpaceReserve(join(opts.dataDir, 'space-reserve'), fs, limits.storageReserveBytes)
       : undefined;
   if (reserve && !(await reserve.ensure()))
@@ -181,17 +196,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       bytes: limits.storageReserveBytes,
     });
   const blobs = opts.blobs ?? new FsBlobStore(join(opts.dataDir, 'blobs'), fs, reserve);
-  const records = opts.records ?? new FsRecordStore(join(opts.dataDir, 'records'), fs, reserve);
+  const records = shared ?? new FsRecordStore(join(opts.dataDir, 'records'), fs, reserve);
   const now = opts.now ?? Date.now;
-  const core = await RelayCore.open({
-    blobs,
-    records,
-    limits,
-    logger: log.child('core'),
-    now,
-    enrollToken: opts.enrollToken,
-  });
-  const rate = new RateLimiter(limits.ratePerSec, limits.rateBurst, now);
   const lockout = new Lockout(
     limits.lockoutFailures,
     limits.lockoutWindowMs,
@@ -199,6 +205,34 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     now,
     limits.lockoutTargetFailures,
   );
+  let failedWith: (e: Error) => void = () => undefined;
+  const failedP = new Promise<Error>((resolve) => {
+    failedWith = resolve;
+  });
+  let core: RelayCore;
+  try {
+    core = await RelayCore.open({
+      blobs,
+      records,
+      limits,
+      logger: log.child('core'),
+      now,
+      enrollToken: opts.enrollToken,
+      ...(pgStore
+        ? {
+            cluster: pgStore,
+            onPeerFailure: (m) => lockout.fail(m.addr, m.target, m.at),
+            onLost: failedWith,
+          }
+        : {}),
+    });
+    for (const f of await core.recentFailures(now() - limits.lockoutWindowMs))
+      lockout.fail(f.addr, f.target, f.at);
+  } catch (e) {
+    await pgStore?.close();
+    throw e;
+  }
+  const rate = new RateLimiter(limits.ratePerSec, limits.rateBurst, now);
   const registrations = new WindowCounter(
     limits.maxRegistrationsPerAddress,
     limits.registrationWindowMs,
@@ -224,7 +258,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     if (wait > 0) throw new HttpError(429, 'ERATE', 'too many requests', { retryAfterMs: wait });
   }
 
-  function authenticate(req: IncomingMessage, addr: string): Principal {
+  async function authenticate(req: IncomingMessage, addr: string): Promise<Principal> {
     const locked = lockout.lockedFor(addr);
     if (locked > 0)
       throw new HttpError(429, 'ELOCKED', 'too many failed authentications from this address', {
@@ -233,7 +267,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     const h = req.headers.authorization ?? '';
     const m = /^Bearer (\S+)$/.exec(h);
     const tok = m?.[1] === undefined ? undefined : parseToken(m[1]);
-    const p = tok && core.authenticate(tok.kind, tok.id, tok.secret);
+    const p = tok && (await core.authenticate(tok.kind, tok.id, tok.secret));
     if (!p) {
       // counted against the address and the account named; a later success erases nothing
       failed(addr, tok ? `${tok.kind}:${tok.id}` : undefined);
@@ -244,6 +278,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   }
 
   function failed(addr: string, target?: string): void {
+    // the other relay processes count it too (with several processes on PostgreSQL)
+    core.publishFailure({ addr, target, at: now() }).catch((e: unknown) => {
+      log.warn('failed authentication not shared with the other relays', { err: e });
+    });
     if (lockout.fail(addr, target))
       log.warn('address locked after failed attempts', {
         addr,
@@ -335,7 +373,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         return;
       }
       case 'PUT /v1/rendezvous': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'device');
         const body = await readJson(req, RendezvousOfferBody, limits.maxJsonBytes);
         const offer = await core.offerRendezvous(p.deviceId, body.token, body.ttlMs);
@@ -345,17 +383,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         return;
       }
       case 'GET /v1/phones': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'device');
         send(res, 200, {
-          phones: core
-            .phonesOf(p.deviceId)
-            .map((x) => ({ phoneId: x.phoneId, createdAt: x.createdAt })),
+          phones: (await core.phonesOf(p.deviceId)).map((x) => ({
+            phoneId: x.phoneId,
+            createdAt: x.createdAt,
+          })),
         });
         return;
       }
       case 'DELETE /v1/phones/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         if (parts.length !== 3) break;
         const phoneId = parseWith(PhoneId, seg);
         if (p.kind === 'phone' && p.id !== phoneId)
@@ -369,7 +408,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         return;
       }
       case 'PUT /v1/items/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'device');
         if (parts.length !== 3) break;
         const itemId = parseWith(ItemId, seg);
@@ -380,26 +419,26 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         return;
       }
       case 'GET /v1/items/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'device');
         if (parts.length !== 3) break;
-        const st = core.uploadStatus(p.deviceId, parseWith(ItemId, seg));
+        const st = await core.uploadStatus(p.deviceId, parseWith(ItemId, seg));
         if (!st) throw new HttpError(404, 'ENOTFOUND', 'no such item');
         send(res, 200, st);
         return;
       }
       case 'POST /v1/live/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'device');
         if (parts.length !== 3) break;
         const itemId = parseWith(ItemId, seg);
         const lq = parseWith(LiveAppendQuery, q);
         const body = await readBody(req, limits.maxLiveRecordBytes);
-        send(res, 200, core.appendLive(p.deviceId, itemId, lq.index, lq.final, body));
+        send(res, 200, await core.appendLive(p.deviceId, itemId, lq.index, lq.final, body));
         return;
       }
       case 'GET /v1/live': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'phone');
         const item = q.item;
         delete q.item;
@@ -420,18 +459,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       }
       case 'GET /v1/live/:': {
         if (seg !== 'info' || parts.length !== 3) break;
-        const p = authenticate(req, addr);
-        send(res, 200, core.liveInfo(p.deviceId));
+        const p = await authenticate(req, addr);
+        send(res, 200, await core.liveInfo(p.deviceId));
         return;
       }
       case 'GET /v1/mailbox': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         const aq = parseWith(AfterQuery, q);
         send(res, 200, await core.list(p, aq.after ?? 0, aq.group, wait(aq.wait), abort));
         return;
       }
       case 'GET /v1/mailbox/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         if (parts.length !== 3) break;
         const seq = seqOf(seg);
         const rq = parseWith(ReadQuery, q);
@@ -446,14 +485,14 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         return;
       }
       case 'DELETE /v1/mailbox/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         if (parts.length !== 3) break;
         await core.ack(p, seqOf(seg));
         send(res, 200, { ok: true });
         return;
       }
       case 'POST /v1/up/:': {
-        const p = authenticate(req, addr);
+        const p = await authenticate(req, addr);
         need(p, 'phone');
         if (parts.length !== 3) break;
         const group = parseWith(Group, seg);
@@ -471,6 +510,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
 
   /** In-flight requests per forwarded address (the connection cap behind a trusted proxy). */
   const inFlight = new Map<string, number>();
+  /** Every handler still running: close() waits for them, so no write lands after it. */
+  const running = new Set<Promise<void>>();
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const ac = new AbortController();
@@ -499,7 +540,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
             )
           : handle(req, res, ac.signal);
     } else work = handle(req, res, ac.signal);
-    work
+    const tracked = work
       .catch((err: unknown) => {
         const e = err instanceof RelayError ? err : isNoSpace(err) ? storageFull(err) : undefined;
         // The client went away (closed the connection mid-body or mid-wait): not a server error.
@@ -539,6 +580,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
           ms: now() - t0,
         });
       });
+    running.add(tracked);
+    void tracked.finally(() => running.delete(tracked));
   };
 
   // A request (headers and body) must arrive within the time the largest append
@@ -577,11 +620,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const port = (server.address() as AddressInfo).port;
   const scheme = opts.tls ? 'https' : 'http';
   const url = `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  log.info('relay listening', { url, blobs: blobs.name });
+  log.info('relay listening', {
+    url,
+    blobs: blobs.name,
+    records: pgStore ? 'postgres' : opts.records ? 'custom' : 'fs',
+  });
   return {
     url,
     port,
     core,
+    failed: failedP,
     async close() {
       core.close();
       await new Promise<void>((resolve) => {
@@ -590,6 +638,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         });
         server.closeAllConnections();
       });
+      // Closing the connections aborted every handler's signal; wait for them to unwind
+      // so none writes into the state directory after close() resolved.
+      await Promise.allSettled([...running]);
+      await pgStore?.close();
     },
   };
 }

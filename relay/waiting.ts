@@ -4,9 +4,19 @@
  * (mailbox and live readers alike) whenever something of that device changed.
  */
 
-/** Serializes async work per key. */
+/**
+ * Serializes async work per key: within this process, then (with several relay
+ * processes on one store) across processes through `exclusive`, entered by one
+ * holder of this process at a time so a process holds at most one shared lock per key.
+ */
 export class KeyedMutex {
   readonly #tails = new Map<string, Promise<void>>();
+  readonly #exclusive: (<T>(key: string, fn: () => Promise<T>) => Promise<T>) | undefined;
+
+  constructor(exclusive?: <T>(key: string, fn: () => Promise<T>) => Promise<T>) {
+    this.#exclusive = exclusive;
+  }
+
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#tails.get(key) ?? Promise.resolve();
     let release!: () => void;
@@ -17,7 +27,7 @@ export class KeyedMutex {
     this.#tails.set(key, tail);
     await prev;
     try {
-      return await fn();
+      return await (this.#exclusive ? this.#exclusive(key, fn) : fn());
     } finally {
       release();
       if (this.#tails.get(key) === tail) this.#tails.delete(key);

@@ -211,11 +211,19 @@ export type VigilConfig = z.infer<typeof configSchema>;
 export type ChildSpec = z.infer<typeof childSpec>;
 
 export class ConfigError extends VigilError {
+  /** The first offending field (schema order). */
   readonly field: string | undefined;
-  constructor(message: string, field?: string, options?: { cause?: unknown }) {
+  /** Every offending field, when the file has several mistakes. */
+  readonly fields: readonly string[];
+  constructor(
+    message: string,
+    field?: string,
+    options?: { cause?: unknown; fields?: readonly string[] },
+  ) {
     super('ECONFIG', message, options);
     this.name = 'ConfigError';
     this.field = field;
+    this.fields = options?.fields ?? (field === undefined ? [] : [field]);
   }
 }
 
@@ -226,20 +234,33 @@ function fieldPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-/** Validate a parsed JSON value; the error names the first offending field. */
+/**
+ * Validate a parsed JSON value. The error is one line naming every offending
+ * field (so a file with three mistakes is fixed in one edit, not three runs).
+ */
 export function parseConfig(value: unknown, source = 'config'): VigilConfig {
   const r = configSchema.safeParse(value);
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  if (!issue) throw new ConfigError(`${source}: invalid configuration`);
-  if (issue.code === 'unrecognized_keys') {
-    const base = fieldPath(issue.path);
-    const key = issue.keys[0] ?? '?';
-    const field = base ? `${base}.${key}` : key;
-    throw new ConfigError(`${source}: unknown field "${field}"`, field);
-  }
-  const field = fieldPath(issue.path) || '(root)';
-  throw new ConfigError(`${source}: field "${field}": ${issue.message}`, field);
+  const problems = r.error.issues.flatMap((issue): { field: string; text: string }[] => {
+    if (issue.code === 'unrecognized_keys') {
+      const base = fieldPath(issue.path);
+      return issue.keys.map((key) => {
+        const field = base ? `${base}.${key}` : key;
+        return { field, text: `unknown field "${field}"` };
+      });
+    }
+    const field = fieldPath(issue.path) || '(root)';
+    return [{ field, text: `field "${field}": ${issue.message.replace(/\s*\n\s*/g, ' ')}` }];
+  });
+  const first = problems[0];
+  if (!first) throw new ConfigError(`${source}: invalid configuration`);
+  const fields = problems.map((p) => p.field);
+  if (problems.length === 1) throw new ConfigError(`${source}: ${first.text}`, first.field);
+  throw new ConfigError(
+    `${source}: ${problems.length} problems: ${problems.map((p) => p.text).join('; ')}`,
+    first.field,
+    { fields },
+  );
 }
 
 /** Read and validate the config file. A missing file is an error that names the path. */

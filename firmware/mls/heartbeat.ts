@@ -167,6 +167,15 @@ export class HeartbeatHandler {
       }
       if (offer.group === 'motion' || offer.group === 'thumbnail' || offer.group === 'livestream')
         this.#h.pendingRefresh.set(`${phoneId}/${offer.group}`, kp);
+      else
+        // never dropped silently: the config and notification groups are not refreshed by re-add
+        desync.push({
+          group: offer.group,
+          phoneEpoch: hb.epochs[offer.group] ?? '0',
+          hubEpoch: epochs[offer.group] ?? '0',
+          reason:
+            'refresh key package rejected: only motion, thumbnail and livestream are refreshed',
+        });
     }
     // item acknowledgements: deletable once every current phone acknowledged
     const deletable: string[] = [];

@@ -7,6 +7,9 @@
  * The schedule is in seconds since the camera object was created (wall clock),
  * so it survives encoder restarts: a restarted ffmpeg is told how far into the
  * script it starts. `periodS` repeats the script (for the local dev run).
+ *
+ * With `frameClock`, every frame also carries its generation time (wall clock)
+ * in a strip along the top edge (frame-clock.ts), for glass-to-glass latency.
  */
 import { z } from 'zod';
 import { ValidationError } from '../../base/errors.js';
@@ -20,6 +23,7 @@ import type {
   PixelFormatInfo,
 } from './camera.js';
 import { CameraError, FormatMismatchError, formatDiffers, watchPresence } from './camera.js';
+import { frameClockFilters, frameClockLayout } from './frame-clock.js';
 
 export const motionScheduleSchema = z
   .object({
@@ -46,6 +50,8 @@ export interface SimulatedCameraOptions {
   readonly noise?: number;
   readonly ffmpeg?: string;
   readonly now?: () => number;
+  /** Draw each frame's generation time into it (frame-clock.ts). Default false. */
+  readonly frameClock?: boolean;
 }
 
 const SIZES = [
@@ -65,6 +71,7 @@ export class SimulatedCamera implements Camera {
   readonly #createdAt: number;
   readonly #schedule: { intervals: [number, number][]; periodS: number };
   readonly #noise: number;
+  readonly #frameClock: boolean;
   #format: CameraFormat;
   #present = true;
 
@@ -80,6 +87,7 @@ export class SimulatedCamera implements Camera {
       );
     this.#schedule = parsed.data;
     this.#noise = opts.noise ?? 6;
+    this.#frameClock = opts.frameClock ?? false;
     this.#format = {
       width: opts.width ?? 640,
       height: opts.height ?? 480,
@@ -193,10 +201,12 @@ export class SimulatedCamera implements Camera {
     // One crossing every ~3 s, whatever the resolution.
     const speed = Math.round(W / 3);
     const y = Math.round(H / 2 - box / 2);
+    const clock = this.#frameClock ? `,${frameClockFilters(frameClockLayout(W))}` : '';
     return (
       `smptebars=s=${W}x${H}:r=${fps},format=yuv420p,noise=alls=${this.#noise}:allf=t[bg];` +
       `color=c=white:s=${box}x${box}:r=${fps}[obj];` +
-      `[bg][obj]overlay=x='mod(${t}*${speed},W)':y=${y}:eval=frame:enable='${enable}',format=yuv420p`
+      `[bg][obj]overlay=x='mod(${t}*${speed},W)':y=${y}:eval=frame:enable='${enable}',format=yuv420p` +
+      clock
     );
   }
 

@@ -2,7 +2,7 @@
 // directory (the second must still deliver new clips to the viewer), JSON logs
 // on a pipe and human lines when asked, the banner printed last and again on
 // SIGUSR1, Ctrl-C with a message and a quick stop that takes the encoder down,
-// and busy ports that fail the whole run with one line.
+// busy ports that fail the whole run with one line, and --pairing-port.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
@@ -234,6 +234,15 @@ t.test('a busy port fails the whole run with one line and a non-zero exit', asyn
           `^vigil dev: relay port ${String(port)} .* in use; it was saved in .*local-run\\.json`,
         ),
     },
+    {
+      name: 'pairing port',
+      args: (dir, port) =>
+        Promise.resolve(['--dir', dir, '--viewer-port', '0', '--pairing-port', String(port)]),
+      want: (port) =>
+        new RegExp(
+          `^vigil dev: pairing port ${String(port)} on 127\\.0\\.0\\.1 is already in use; .*--pairing-port$`,
+        ),
+    },
   ];
   for (const c of cases)
     await t.test(c.name, async (t) => {
@@ -261,6 +270,9 @@ t.test('bad options: one line, exit 2', async (t) => {
       /^vigil dev: --log-format \(or VIGIL_LOG_FORMAT\) must be human or json, got "xml"$/,
     ],
     [['--viewer-port', 'abc'], /^vigil dev: --viewer-port must be a port number, got "abc"$/],
+    [['--pairing-port', '70000'], /^vigil dev: --pairing-port must be a port number, got "70000"$/],
+    [['--pairing-port', '7.5'], /^vigil dev: --pairing-port must be a port number, got "7\.5"$/],
+    [['--pairing-port='], /^vigil dev: --pairing-port must be a port number, got ""$/],
   ] as const) {
     const dev = startDev(args);
     const x = await dev.proc.exited;
@@ -272,4 +284,46 @@ t.test('bad options: one line, exit 2', async (t) => {
     t.equal(lines.length, 1);
     t.match(lines[0] ?? '', want);
   }
+});
+
+t.test('--pairing-port: the banner says where to pair, and the hub answers there', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-dev-pairing-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dev = startDev(['--dir', dir, '--viewer-port', '0', '--pairing-port', '0']);
+  t.teardown(() => dev.proc.stop(5000));
+  const m = await dev.waitFor(/\n +pairing: +127\.0\.0\.1:(\d+) +\(label: (\S+)\)\n/);
+  const [, port = '', labelFile = ''] = m;
+  t.equal(labelFile, join(dir, 'hub', 'label.txt'));
+  t.match(await readFile(labelFile, 'utf8'), /^VIGIL1:[A-Z2-7]{16}:[A-Z2-7]{52}:[A-Z2-7]{4}\n$/);
+  // a hello with a PSK id the hub does not know: the real responder's documented refusal
+  const { connect } = await import('node:net');
+  const { randomBytes } = await import('node:crypto');
+  const hello = Buffer.from(
+    JSON.stringify({
+      t: 'hello',
+      versions: [1],
+      phoneTime: Date.now(),
+      phoneId: randomBytes(16).toString('hex'),
+      signaturePublicKey: randomBytes(32).toString('base64url'),
+      pskId: randomBytes(16).toString('base64url'),
+    }),
+  );
+  const head = Buffer.from([0, 0, 0, 0, 1, 1]);
+  head.writeUInt32BE(2 + hello.length, 0);
+  const reply = await new Promise<Buffer>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: Number(port) }, () =>
+      s.write(Buffer.concat([head, hello])),
+    );
+    const parts: Buffer[] = [];
+    s.on('data', (d: Buffer) => parts.push(d));
+    s.once('end', () => {
+      resolve(Buffer.concat(parts));
+    });
+    s.once('error', reject);
+  });
+  t.equal(reply[5], 1, 'a pairing frame');
+  t.match(JSON.parse(reply.subarray(6).toString('utf8')), { t: 'error', code: 'EPSK_UNKNOWN' });
+  await stopWithCtrlC(t, dev);
+  const secret = (await readFile(labelFile, 'utf8')).split(':')[2] ?? '';
+  t.notOk(dev.out().includes(secret) || dev.err().includes(secret), 'the label is not printed');
 });

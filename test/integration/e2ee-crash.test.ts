@@ -7,18 +7,26 @@
  * side "dies" at that point (SimulatedCrash, 'throw' delivery), is reopened
  * from disk, and the workload continues. At the end both sides must agree on
  * every group's epoch and every acknowledged item must still decrypt.
+ * In the hub's schedules a second phone (the laggard, paired by invite) misses
+ * every item: it is already behind in both item groups before the workload
+ * starts, so at every hub crash point it is behind across the hub's restart;
+ * at the end it catches up from the hub's journal with one heartbeat, with
+ * zero desyncs (the only scenario that reads journal records written before a
+ * crash back to a phone; docs/e2ee.md, "Mutation checks"). The phone's
+ * schedules start without it: no hub restarts there, and the suite stays short.
  * A few schedules use real SIGKILLs ('exit' delivery) in a child process.
  * New durable writes are covered automatically (the points are enumerated).
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CrashController, DurableFs, SimulatedCrash, type CrashMode } from '../../hw/os/fs.js';
 import { spawnProcess } from '../../hw/os/run.js';
 import type { MlsHub } from '../../firmware/mls/hub.js';
-import { E2eePhone, PhoneError } from '../../app/e2ee/phone.js';
+import { DesyncError, E2eePhone, PhoneError } from '../../app/e2ee/phone.js';
+import { unb64 } from '../../protocol/e2ee-frames.js';
 import { GROUP_KINDS, loadMlsProfile, type MlsProfile } from '../../protocol/mls-profile.js';
 import {
   MemorySink,
@@ -32,6 +40,59 @@ import {
 
 type Side = 'hub' | 'phone';
 
+/** Items sealed while pairing the base state: the first phone holds them, the laggard missed them. */
+interface BaseItem {
+  readonly id: string;
+  readonly kind: 'clip' | 'thumbnail';
+  readonly bytes: Buffer;
+  readonly payload: Buffer;
+}
+
+/**
+ * The paired state a schedule starts from (in `dir`): the admin phone
+ * (`phone/`), with `laggard` a second phone paired by invite (`laggard/`),
+ * then one clip and one thumbnail that only the admin phone takes.
+ */
+async function pairedBase(p: MlsProfile, dir: string, laggard: boolean): Promise<BaseItem[]> {
+  const hub = await openHub(p, join(dir, 'hub'));
+  const devicePsk = newDevicePsk();
+  const first = await pair({ p, hub, devicePsk, phoneDir: join(dir, 'phone') });
+  if (first.phone === undefined) throw new Error('first phone did not pair');
+  if (laggard) {
+    const inv = await hub.createInvite(first.phone.phoneId);
+    const second = await pair({
+      p,
+      hub,
+      devicePsk,
+      phonePsk: { id: unb64(inv.pskId), secret: unb64(inv.psk) },
+      phoneDir: join(dir, 'laggard'),
+    });
+    if (second.phone === undefined) throw new Error('laggard did not pair');
+  }
+  const sink = new MemorySink();
+  const items: BaseItem[] = [];
+  for (const [i, kind] of (['clip', 'thumbnail'] as const).entries()) {
+    const payload = payloadOf(-1 - i, 0);
+    const w = await sealerFor(hub, sink, 512).begin({
+      kind,
+      startedAt: 1_789_000_000_000,
+      codec: 'video/mp4',
+    });
+    await w.write(payload);
+    await w.close(100);
+    await first.phone.decryptItem(sink.bytes(w.itemId));
+    await first.phone.acknowledge(w.itemId);
+    items.push({ id: w.itemId, kind, bytes: sink.bytes(w.itemId), payload });
+  }
+  return items;
+}
+
+function reasonOf(e: unknown): string {
+  return e instanceof Error
+    ? `${e.name} ${(e as { code?: string }).code ?? ''} ${e.message}`
+    : String(e);
+}
+
 function payloadOf(step: number, attempt: number): Buffer {
   const seed = createHash('sha256').update(`item-${step}-${attempt}`).digest();
   return Buffer.concat(Array.from({ length: 40 }, () => seed)); // 1280 bytes, 3 chunks at 512
@@ -40,6 +101,10 @@ function payloadOf(step: number, attempt: number): Buffer {
 class World {
   hub!: MlsHub;
   phone!: E2eePhone;
+  /** The second phone, when the base has one: misses every item, catches up in verify(). */
+  laggard: E2eePhone | undefined;
+  /** Set once the laggard has caught up in verify(). */
+  laggardCaughtUp = false;
   readonly sink = new MemorySink();
   readonly payloads = new Map<string, Buffer>();
   crashes = 0;
@@ -50,10 +115,15 @@ class World {
     p: MlsProfile,
     root: string,
     crash: { side: Side; controller: CrashController } | undefined,
+    base: readonly BaseItem[],
   ) {
     this.p = p;
     this.root = root;
     this.crash = crash;
+    for (const b of base) {
+      void this.sink.append(b.id, b.kind, b.bytes, true);
+      this.payloads.set(b.id, b.payload);
+    }
   }
 
   fsFor(side: Side): DurableFs {
@@ -71,6 +141,13 @@ class World {
     });
     if (ph === undefined) throw new Error('phone not paired');
     this.phone = ph;
+    if (!existsSync(join(this.root, 'laggard'))) return;
+    this.laggard = await E2eePhone.open({
+      dir: join(this.root, 'laggard'),
+      fs: new DurableFs(),
+      profile: this.p,
+    });
+    if (this.laggard === undefined) throw new Error('laggard not paired');
   }
 
   /** Run a step; on a simulated crash reopen the crashed side from disk and retry once. */
@@ -147,15 +224,55 @@ class World {
       if (h !== ph) problems.push(`${k}: hub epoch ${h} != phone epoch ${ph}`);
     }
     const acked = await this.phone.acknowledgedItems();
-    if (acked.length < 2) problems.push(`only ${acked.length} item(s) acknowledged`);
+    if (acked.length < 4) problems.push(`only ${acked.length} item(s) acknowledged`);
     for (const id of acked) {
       const got = await this.phone.decryptStored(this.sink.bytes(id));
       if (!got.plaintext.equals(this.payloads.get(id) ?? Buffer.alloc(0)))
         problems.push(`acked item ${id} does not decrypt`);
     }
-    // and the system keeps working: one more item end to end
+    const lag = this.laggard;
+    if (lag !== undefined) problems.push(...(await this.laggardCatchesUp(lag)));
+    // and the system keeps working: one more item end to end, for both phones
     const id = await this.sealOne(99, 0, 'clip');
     await this.take(id);
+    if (lag !== undefined) {
+      try {
+        const got = await lag.decryptItem(this.sink.bytes(id));
+        if (!got.plaintext.equals(this.payloads.get(id) ?? Buffer.alloc(0)))
+          problems.push(`laggard: item ${id} decrypted to wrong bytes`);
+      } catch (e) {
+        problems.push(`laggard: next item after catch-up: ${reasonOf(e)}`);
+      }
+    }
+    return problems;
+  }
+
+  /**
+   * The laggard missed every item (the base ones and the workload's, whatever
+   * the hub journalled before and after its crash): one heartbeat must bring
+   * each group to the hub's epoch from the journal, with no desync on either side.
+   */
+  async laggardCatchesUp(lag: E2eePhone): Promise<string[]> {
+    const problems: string[] = [];
+    const behind = GROUP_KINDS.filter((k) => lag.epoch(k) < this.hub.epoch(lag.phoneId, k));
+    if (!behind.includes('motion') || !behind.includes('thumbnail'))
+      problems.push(`laggard was not behind in both item groups (behind: ${behind.join(',')})`);
+    const out = await this.hub.handleConfig(await lag.heartbeat());
+    if (out.desync.length > 0) problems.push(`laggard desync (hub): ${JSON.stringify(out.desync)}`);
+    for (const r of out.replies) {
+      try {
+        await lag.receive(r);
+      } catch (e) {
+        if (!(e instanceof DesyncError)) throw e;
+        problems.push(`laggard desync (phone): ${e.message}`);
+      }
+    }
+    for (const k of GROUP_KINDS) {
+      const h = this.hub.epoch(lag.phoneId, k);
+      const ph = lag.epoch(k);
+      if (h !== ph) problems.push(`laggard ${k}: hub epoch ${h} != phone epoch ${ph}`);
+    }
+    this.laggardCaughtUp = problems.length === 0;
     return problems;
   }
 }
@@ -176,15 +293,20 @@ void t.test(
       rmSync(base, { recursive: true, force: true });
       rmSync(scratch, { recursive: true, force: true });
     });
-    const devicePsk = newDevicePsk();
-    const hub = await openHub(p, join(base, 'hub'));
-    const paired = await pair({ p, hub, devicePsk, phoneDir: join(base, 'phone') });
-    t.ok(paired.phone, 'paired');
+    // the hub's schedules start with the laggard, the phone's without (see the top)
+    const baseItems: Record<Side, BaseItem[]> = {
+      hub: await pairedBase(p, join(base, 'hub-side'), true),
+      phone: await pairedBase(p, join(base, 'phone-side'), false),
+    };
+    t.ok(
+      existsSync(join(base, 'hub-side', 'laggard')),
+      'hub side: a second phone paired by invite',
+    );
 
     let run = 0;
-    const fresh = (): string => {
+    const fresh = (side: Side): string => {
       const dir = join(scratch, String(run++));
-      cpSync(base, dir, { recursive: true });
+      cpSync(join(base, `${side}-side`), dir, { recursive: true });
       return dir;
     };
 
@@ -193,7 +315,7 @@ void t.test(
     const labels: Record<Side, string[]> = { hub: [], phone: [] };
     for (const side of ['hub', 'phone'] as const) {
       const c = new CrashController();
-      const w = new World(p, fresh(), { side, controller: c });
+      const w = new World(p, fresh(side), { side, controller: c }, baseItems[side]);
       await w.open();
       const before = c.count;
       await w.workload();
@@ -213,24 +335,24 @@ void t.test(
 
     // 2. crash at every point, both modes
     let schedules = 0;
+    let caughtUp = 0;
     const failures: string[] = [];
     for (const side of ['hub', 'phone'] as const) {
       for (let at = 1; at <= counts[side]; at++) {
         for (const mode of ['kill', 'power-loss'] as CrashMode[]) {
           const c = new CrashController({ at, mode, delivery: 'throw' });
-          const w = new World(p, fresh(), { side, controller: c });
+          const w = new World(p, fresh(side), { side, controller: c }, baseItems[side]);
           schedules += 1;
           try {
             await w.open();
             await w.workload();
             if (!c.fired) failures.push(`${side}@${at}/${mode}: crash never fired`);
             const problems = await w.verify();
+            if (w.laggardCaughtUp) caughtUp += 1;
             for (const pr of problems)
               failures.push(`${side}@${at} (${labels[side][at - 1] ?? '?'})/${mode}: ${pr}`);
           } catch (e) {
-            failures.push(
-              `${side}@${at} (${labels[side][at - 1] ?? '?'})/${mode}: ${e instanceof Error ? `${e.name} ${(e as { code?: string }).code ?? ''} ${e.message}` : String(e)}`,
-            );
+            failures.push(`${side}@${at} (${labels[side][at - 1] ?? '?'})/${mode}: ${reasonOf(e)}`);
           }
           rmSync(w.root, { recursive: true, force: true });
         }
@@ -243,6 +365,7 @@ void t.test(
       `# crash suite: ${counts.hub + counts.phone} points (hub ${counts.hub}, phone ${counts.phone}), ${schedules} schedules`,
     );
     t.same(failures, [], 'every schedule ends consistent');
+    t.equal(caughtUp, 2 * counts.hub, 'after every hub crash the laggard caught up');
   },
 );
 
@@ -252,9 +375,7 @@ void t.test('crash suite: real SIGKILLs in a child process', async (t) => {
   t.teardown(() => {
     rmSync(base, { recursive: true, force: true });
   });
-  const devicePsk = newDevicePsk();
-  const hub = await openHub(p, join(base, 'hub'));
-  t.ok((await pair({ p, hub, devicePsk, phoneDir: join(base, 'phone') })).phone);
+  const baseItems = await pairedBase(p, join(base, 'base'), true);
   const child = fileURLToPath(new URL('./e2ee-crash-child.ts', import.meta.url));
   // Kill points: hub journal written, hub group file renamed, phone key renamed, phone state fsynced.
   const schedules: { side: Side; label: string; mode: CrashMode }[] = [
@@ -266,8 +387,7 @@ void t.test('crash suite: real SIGKILLs in a child process', async (t) => {
   let round = 0;
   for (const s of schedules) {
     const dir = join(base, `run${round++}`);
-    cpSync(join(base, 'hub'), join(dir, 'hub'), { recursive: true });
-    cpSync(join(base, 'phone'), join(dir, 'phone'), { recursive: true });
+    cpSync(join(base, 'base'), dir, { recursive: true });
     const proc = spawnProcess(process.execPath, ['--import', 'tsx', child, dir, s.side, s.label], {
       env: { ...process.env, VIGIL_CRASH_MODE: s.mode, VIGIL_CRASH_LABEL: s.label },
       stdout: 'pipe',
@@ -283,7 +403,7 @@ void t.test('crash suite: real SIGKILLs in a child process', async (t) => {
       `${s.side} killed at ${s.label} (${s.mode}) ${res.signal === 'SIGKILL' ? '' : out.slice(-800)}`,
     );
     // Parent: reopen both sides from disk, rebuild the sink from the child's durable queue, continue.
-    const w = new World(p, dir, undefined);
+    const w = new World(p, dir, undefined, baseItems);
     await w.open();
     const seqOf = (f: string): number => Number(f.split('.')[1] ?? 0);
     const files = readdirSync(join(dir, 'sink')).filter((f) => !f.endsWith('.payload'));

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
-import { launchChromium } from '../../dev/fixtures/browser.js';
+import { frameLatency, launchChromium, recordPresentedFrames } from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
 
 // The simulated camera and x264 are slow on a loaded CI machine: waits are for events, generous.
@@ -31,6 +31,8 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
     motion: { intervals: [], periodS: 3600 },
     aliveIntervalMs,
     offlineAfterMs,
+    // frames carry their capture time (what bench/live-glass-to-glass.ts measures with)
+    frameClock: true,
   });
   const { browser, close } = await launchChromium();
   t.teardown(async () => {
@@ -76,6 +78,26 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
     PATIENCE,
   );
   t.pass('live video moves (currentTime advances by more than a second)');
+  const frames = (await recordPresentedFrames(page, 320, 10, PATIENCE.timeout)).map((f) => ({
+    ...f,
+    ...frameLatency(f),
+  }));
+  const bad = frames.filter(
+    (f, i) =>
+      f.latency <= 0 ||
+      f.latency > 120_000 ||
+      // capture times follow the media timeline (a misread bit is off by 2^k ms)
+      Math.abs(
+        f.captured -
+          (frames[0]?.captured ?? 0) -
+          (f.mediaTime - (frames[0]?.mediaTime ?? 0)) * 1000,
+      ) > 2000 ||
+      (i > 0 && f.captured < (frames[i - 1]?.captured ?? 0)),
+  );
+  t.same(bad, [], 'each presented frame carries its capture time through encoder, relay and MSE');
+  t.comment(
+    `presented frames were ${frames.map((f) => `${Math.round(f.latency)} (${Math.round((f.bufferedEnd - f.mediaTime) * 1000)} buffered ahead)`).join(', ')} ms old (glass-to-glass)`,
+  );
   const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
   t.same(seen.slice(0, 2), ['starting\u2026', 'live'], 'the page said "starting…", then "live"');
   t.equal(lr.media()?.status().live.sessions, 1, 'the hub runs one live session');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import {
   CIPHERSUITE_NAME,
   DEFAULT_MLS_CRYPTO,
@@ -13,6 +13,8 @@ import {
   encodeKeyPackageMessage,
   encodeMessage,
   encodeState,
+  epochCheck,
+  exportSecret,
   forgetPastEpochs,
   hubIdentity,
   itemWrapKey,
@@ -34,6 +36,12 @@ void t.test('profile basics', async (t) => {
   const lt = keyPackageLifetime(10_000_000_000, 20_000_000_000);
   t.ok(lt.notBefore < 10_000_000n && lt.notAfter > 20_000_000n, 'window spans both clocks');
   t.equal(keyPackageLifetime(0).notBefore, 0n);
+  // docs/protocol.md: Unix seconds, each bound rounded down from the ms clocks
+  t.same(
+    keyPackageLifetime(1_700_000_000_999, 1_700_000_100_500),
+    { notBefore: 1_699_996_400n, notAfter: 1_700_000_100n + 90n * 86_400n },
+    'min(clocks) - 1 h .. max(clocks) + 90 days, in seconds, rounded down',
+  );
   t.equal(decodeMessage(p, randomBytes(40)), undefined);
   t.equal(decodeKeyPackageMessage(p, Buffer.alloc(0)), undefined);
 });
@@ -168,6 +176,67 @@ void t.test(
       decodeState(p, Buffer.concat([encodeState(p, phone), Buffer.from([0])]), cfg),
       undefined,
       'trailing bytes rejected',
+    );
+  },
+);
+
+/** RFC 9420 §8 written out with HMAC-SHA512 (the suite's KDF), independent of ts-mls. */
+function expandWithLabel(secret: Uint8Array, label: string, context: Uint8Array, length: number) {
+  const vec = (b: Uint8Array): Buffer => {
+    // variable-length vector: RFC 9000 varint length prefix (1 byte below 64, 2 bytes below 16384)
+    if (b.length < 64) return Buffer.concat([Buffer.from([b.length]), b]);
+    return Buffer.concat([Buffer.from([0x40 | (b.length >> 8), b.length & 0xff]), b]);
+  };
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(length);
+  const info = Buffer.concat([len, vec(Buffer.from(`MLS 1.0 ${label}`)), vec(context)]);
+  let t = Buffer.alloc(0);
+  const out: Buffer[] = [];
+  for (let i = 1; Buffer.concat(out).length < length; i++) {
+    t = createHmac('sha512', secret)
+      .update(Buffer.concat([t, info, Buffer.from([i])]))
+      .digest();
+    out.push(t);
+  }
+  return Buffer.concat(out).subarray(0, length);
+}
+
+function mlsExporter(exporterSecret: Uint8Array, label: string, context: Uint8Array, n: number) {
+  const derived = expandWithLabel(exporterSecret, label, new Uint8Array(0), 64);
+  return expandWithLabel(derived, 'exported', createHash('sha512').update(context).digest(), n);
+}
+
+void t.test(
+  'epoch check: MLS-Exporter("vigil epoch check v1", empty context, length 16) (docs/protocol.md)',
+  async (t) => {
+    const id = await newSigningIdentity(p, hubIdentity('d'));
+    const kp = await newKeyPackage(p, id, Date.now());
+    const st = await p.mls.createGroup(
+      randomBytes(16),
+      kp.publicPackage,
+      kp.privatePackage,
+      [],
+      p.cs,
+      clientConfig(p.mls, new PinnedAuthService([id])),
+    );
+    const check = Buffer.from(await epochCheck(p, st));
+    const secret = st.keySchedule.exporterSecret;
+    t.equal(check.length, 16);
+    t.same(
+      check,
+      mlsExporter(secret, 'vigil epoch check v1', new Uint8Array(0), 16),
+      'the exporter asked for 16 bytes, computed from RFC 9420 by hand',
+    );
+    t.notSame(
+      check,
+      mlsExporter(secret, 'vigil epoch check v1', new Uint8Array(0), 32).subarray(0, 16),
+      'not the first 16 bytes of a 32-byte export (the length is part of the derivation)',
+    );
+    const wrap = await exportSecret(p, st, 'vigil item wrap v1', Buffer.alloc(16, 7), 32);
+    t.same(
+      Buffer.from(wrap),
+      mlsExporter(secret, 'vigil item wrap v1', Buffer.alloc(16, 7), 32),
+      'the item wrap export follows the same construction',
     );
   },
 );

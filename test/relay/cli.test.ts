@@ -37,6 +37,8 @@ t.test('bad options are usage errors', async (t) => {
     ['--log-level', 'loud'],
     ['--max-devices', '0'],
     ['--max-connections-per-address', 'many'],
+    ['--database', 'mysql://db/vigil'],
+    ['--database'],
   ]) {
     await t.rejects(command.run(ctx(argv)), UsageError, argv.join(' '));
   }

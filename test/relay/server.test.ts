@@ -1020,3 +1020,128 @@ t.test(
     t.same(await a.client.readAll(again.seq), clip, 'uploads work again');
   },
 );
+
+t.test("a phone's wire formats, byte for byte as docs/protocol.md gives them", async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const { startRelay } = await import('../../relay/server.js');
+  const { MemoryLogger } = await import('../../base/logger.js');
+  const relay = await startRelay({ dataDir: dir, logger: new MemoryLogger('relay') });
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const json = { 'content-type': 'application/json' };
+  const token = (s: string): RegExp =>
+    new RegExp(`^${s}\\.[A-Za-z0-9_-]{4,64}\\.[A-Za-z0-9_-]{43,86}$`);
+  // account creation (the hub) and claim (the phone)
+  const dev = await raw(relay.url, 'POST', '/v1/devices', {
+    headers: json,
+    body: JSON.stringify({ deviceId: 'ABCDEFGHIJKLMNOP' }),
+  });
+  t.equal(dev.status, 201);
+  t.same(Object.keys(dev.body as object).sort(), ['deviceId', 'id', 'principal', 'token']);
+  t.match(dev.body, { principal: 'device', id: 'ABCDEFGHIJKLMNOP', deviceId: 'ABCDEFGHIJKLMNOP' });
+  const devToken = (dev.body as { token: string }).token;
+  t.match(devToken, token('d'));
+  const pairing = randomBytes(16).toString('hex');
+  const offer = await raw(relay.url, 'PUT', '/v1/rendezvous', {
+    token: devToken,
+    headers: json,
+    body: JSON.stringify({ token: pairing }),
+  });
+  t.equal(offer.status, 200);
+  t.same(Object.keys(offer.body as object), ['expiresAt']);
+  const claim = await raw(relay.url, 'POST', '/v1/rendezvous/claim', {
+    headers: json,
+    body: JSON.stringify({ token: pairing }),
+  });
+  t.equal(claim.status, 201);
+  t.same(Object.keys(claim.body as object).sort(), ['deviceId', 'id', 'principal', 'token']);
+  t.match(claim.body, { principal: 'phone', deviceId: 'ABCDEFGHIJKLMNOP' });
+  const phone = claim.body as { id: string; token: string };
+  t.match(phone.token, token('p'));
+  t.ok(phone.token.startsWith(`p.${phone.id}.`), 'the phone id is the token middle');
+  const again = await raw(relay.url, 'POST', '/v1/rendezvous/claim', {
+    headers: json,
+    body: JSON.stringify({ token: pairing }),
+  });
+  t.match(again, { status: 404, body: { error: 'ENOTFOUND' } }, 'single use');
+
+  // up: raw bytes (the sealed MLS message), no query; the answer names the relay seq
+  const sealed = randomBytes(300);
+  const up = await raw(relay.url, 'POST', '/v1/up/config', { token: phone.token, body: sealed });
+  t.equal(up.status, 200);
+  t.same(Object.keys(up.body as object), ['seq']);
+
+  // down: a kind=message item (one append, final) addressed to the phone
+  const reply = randomBytes(200);
+  const put = await raw(
+    relay.url,
+    'PUT',
+    `/v1/items/cfg-abcd?group=config&kind=message&offset=0&final=1&to=${phone.id}`,
+    {
+      token: devToken,
+      body: reply,
+    },
+  );
+  t.equal(put.status, 200);
+  const listed = await raw(relay.url, 'GET', '/v1/mailbox?after=0', { token: phone.token });
+  t.equal(listed.status, 200);
+  const list = listed.body as { items: Record<string, unknown>[]; cursor: number };
+  t.same(Object.keys(list).sort(), ['cursor', 'items']);
+  t.equal(list.items.length, 1, "the phone's own up message is not listed to it");
+  const item = list.items[0] ?? {};
+  t.same(Object.keys(item).sort(), [
+    'complete',
+    'createdAt',
+    'from',
+    'group',
+    'itemId',
+    'kind',
+    'seq',
+    'size',
+  ]);
+  t.match(item, {
+    itemId: 'cfg-abcd',
+    group: 'config',
+    kind: 'message',
+    from: 'ABCDEFGHIJKLMNOP',
+    size: 200,
+    complete: true,
+  });
+  t.equal(list.cursor, item.seq, 'cursor = the last seq listed');
+  t.ok(
+    Math.abs(Number(item.createdAt) - Date.now()) < 3_600_000,
+    'createdAt: ms on the relay clock',
+  );
+  const res = await fetch(`${relay.url}/v1/mailbox/${String(item.seq)}?offset=50`, {
+    headers: { authorization: `Bearer ${phone.token}` },
+  });
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('content-type'), 'application/octet-stream');
+  t.same(
+    {
+      id: res.headers.get('x-vigil-item-id'),
+      kind: res.headers.get('x-vigil-kind'),
+      group: res.headers.get('x-vigil-group'),
+      received: res.headers.get('x-vigil-received'),
+      complete: res.headers.get('x-vigil-complete'),
+    },
+    { id: 'cfg-abcd', kind: 'message', group: 'config', received: '200', complete: '1' },
+    'read headers: received counts the whole item, not this answer',
+  );
+  t.same(Buffer.from(await res.arrayBuffer()), reply.subarray(50), 'the bytes from offset');
+  const empty = await raw(relay.url, 'GET', '/v1/mailbox?after=' + String(list.cursor), {
+    token: phone.token,
+  });
+  t.same(empty.body, { items: [], cursor: list.cursor }, 'nothing after the cursor: it stays');
+  const ack = await raw(relay.url, 'DELETE', `/v1/mailbox/${String(item.seq)}`, {
+    token: phone.token,
+  });
+  t.same(ack, { status: 200, body: { ok: true } });
+  // the hub sees the up message: from = the phone's relay id, kind message, the bytes as sent
+  const hubList = await raw(relay.url, 'GET', '/v1/mailbox?group=config', { token: devToken });
+  t.match(hubList.body, {
+    items: [{ group: 'config', kind: 'message', from: phone.id, size: 300, complete: true }],
+  });
+});

@@ -122,3 +122,40 @@ t.test('retention: defaults, and each bad value names its field', async (t) => {
     message: /unknown field "retention\.clipDays"/,
   });
 });
+
+t.test('several mistakes: all of them in one line, each naming its field', async (t) => {
+  const e = (() => {
+    try {
+      parseConfig(
+        {
+          camera: { fps: 'thirty' },
+          colour: 'red',
+          retention: { clipDays: -1, flavour: 1 },
+          motion: { threshold: 0 },
+        },
+        '/etc/vigil/config.json',
+      );
+    } catch (err) {
+      return err;
+    }
+    return undefined;
+  })();
+  t.ok(e instanceof ConfigError);
+  const err = e as ConfigError;
+  t.notOk(err.message.includes('\n'), 'one line');
+  t.match(err.message, /^\/etc\/vigil\/config\.json: 5 problems: /);
+  t.same(
+    [...err.fields].sort(),
+    ['camera.fps', 'colour', 'motion.threshold', 'retention.clipDays', 'retention.flavour'],
+    'every offending field',
+  );
+  for (const f of err.fields) t.ok(err.message.includes(`"${f}"`), `the message names ${f}`);
+  t.equal(err.field, err.fields[0], 'field: the first of them');
+  t.match(err.message, /unknown field "colour"/);
+  t.match(err.message, /field "camera\.fps": /);
+  // one mistake keeps the short form
+  t.throws(() => parseConfig({ camera: { fps: 'thirty' } }), {
+    message: /^config: field "camera\.fps": [^;]*$/,
+    fields: ['camera.fps'],
+  });
+});

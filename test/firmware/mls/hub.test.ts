@@ -160,10 +160,95 @@ void t.test('a refresh offer with a foreign key package is reported, not folded'
       refresh: [{ group: 'motion', keyPackage: b64(encodeKeyPackageMessage(p, kp.publicPackage)) }],
     }),
   );
-  t.ok(out.desync.some((d) => /refresh key package rejected/.test(d.reason)));
+  // the shape docs/protocol.md gives for a rejected refresh: the offer's group, the epoch the
+  // heartbeat reported for it ("0" when none), the hub's epoch, and a reason naming the refusal
+  t.same(
+    out.desync.find((d) => d.reason.startsWith('refresh key package rejected')),
+    {
+      group: 'motion',
+      phoneEpoch: '0',
+      hubEpoch: hub.epoch(phone.phoneId, 'motion').toString(),
+      reason: "refresh key package rejected: not this phone's pinned credential",
+    },
+  );
   t.ok(
     out.desync.some((d) => /did not report/.test(d.reason)),
-    'missing epochs are reported too',
+    'missing epochs are reported too: a heartbeat covers all five groups',
+  );
+  t.equal(out.desync.length, 6, 'five unreported groups + the refused refresh');
+  t.same(hub.pendingRefreshes, []);
+});
+
+void t.test('a refresh offer for the config group is reported, not dropped silently', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const phone = (await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'a') }))
+    .phone!;
+  const { newKeyPackage, encodeKeyPackageMessage } =
+    await import('../../../protocol/mls-profile.js');
+  const { b64 } = await import('../../../protocol/e2ee-frames.js');
+  // the phone's own pinned credential: only the group is wrong
+  const kp = await newKeyPackage(p, phone.signing, Date.now());
+  const out = await hub.handleConfig(
+    await phone.send({
+      t: 'heartbeat',
+      seq: 1,
+      sentAt: 0,
+      epochs: {},
+      checks: {},
+      acks: [],
+      refresh: [{ group: 'config', keyPackage: b64(encodeKeyPackageMessage(p, kp.publicPackage)) }],
+    }),
+  );
+  t.same(
+    out.desync.find((d) => d.reason.startsWith('refresh key package rejected')),
+    {
+      group: 'config',
+      phoneEpoch: '0',
+      hubEpoch: hub.epoch(phone.phoneId, 'config').toString(),
+      reason: 'refresh key package rejected: only motion, thumbnail and livestream are refreshed',
+    },
   );
   t.same(hub.pendingRefreshes, []);
+});
+
+void t.test('heartbeat seq: the phone counts from 1 per opening, the hub echoes it', async (t) => {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const hub = await openHub(p, join(root, 'hub'));
+  const phone = (await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'a') }))
+    .phone!;
+  const seqs: number[] = [];
+  for (const hb of [await phone.heartbeat(), await phone.heartbeat()]) {
+    t.equal(hub.pendingRefreshes.length, 0);
+    const out = await hub.handleConfig(hb);
+    t.equal(out.message.t, 'heartbeat');
+    t.same(out.desync, [], 'all five groups in step');
+    const r = await phone.receive(out.replies[0]!);
+    if (r.kind === 'heartbeat-ack' && out.message.t === 'heartbeat') {
+      t.equal(r.ack.seq, out.message.seq, 'the ack echoes the seq');
+      seqs.push(r.ack.seq);
+    }
+  }
+  t.same(seqs, [1, 2], 'counted from 1');
+  // out of order (another phone process, or a reopened phone starting again at 1): still answered
+  const out = await hub.handleConfig(
+    await phone.send({
+      t: 'heartbeat',
+      seq: 0,
+      sentAt: 0,
+      epochs: {},
+      checks: {},
+      acks: [],
+      refresh: [],
+    }),
+  );
+  const r = await phone.receive(out.replies[0]!).catch((e: unknown) => e);
+  t.equal(out.replies.length, 1, 'seq is not checked: a lower one is answered too');
+  t.match(r, { code: 'EDESYNC' }, '(this one reported no groups: a desync)');
 });

@@ -1,6 +1,12 @@
 import t from 'tap';
 import { CameraError, FormatMismatchError } from '../../../hw/camera/camera.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
+import {
+  decodeFrameClock,
+  frameClockLayout,
+  frameClockSamplePoints,
+  unwrapFrameClock,
+} from '../../../hw/camera/frame-clock.js';
 import { ValidationError } from '../../../base/errors.js';
 
 t.test('schedule validation', async (t) => {
@@ -70,6 +76,20 @@ t.test('a frame and a still from the simulator (real ffmpeg)', async (t) => {
   t.equal(f.data.length, (160 * 120 * 3) / 2);
   const jpeg = await cam.still({ maxWidth: 80 });
   t.same([jpeg[0], jpeg[1]], [0xff, 0xd8]);
+});
+
+t.test('frame clock: each frame carries its generation time (real ffmpeg)', async (t) => {
+  const cam = new SimulatedCamera({ width: 320, height: 240, frameClock: true });
+  const fmt = await cam.setFormat({ width: 320, height: 240, pixelFormat: 'YU12', fps: 10 });
+  t.notMatch(new SimulatedCamera().lavfiGraph(fmt, 0), /time\(0\)/, 'off by default');
+  const before = Date.now();
+  const f = await cam.captureFrame();
+  const after = Date.now();
+  const l = frameClockLayout(320);
+  // luma plane first (YU12): sample each cell centre
+  const samples = frameClockSamplePoints(l).map((p) => f.data[p.y * 320 + p.x] ?? 0);
+  const at = unwrapFrameClock(decodeFrameClock(samples), after);
+  t.ok(at >= before && at <= after, `decoded ${at} within [${before}, ${after}]`);
 });
 
 t.test('unplug and replug', async (t) => {
