@@ -5,15 +5,17 @@
  * Video: one minute of 1080p30 at 4 Mbit/s = 60 one-second GOPs of 500,000
  * bytes, as RANDOM bytes of that size (the cipher does not care what it
  * encrypts; no encoder runs). One item per minute, one write per GOP, 64 KiB
- * records, every record appended to a file (writeSync) as it is sealed; the
- * open side reads back each appended record (readSync) and feeds it on.
+ * records; each GOP's records are appended to a file as they are sealed, as
+ * parts in one vectored write (writevSync; the sealer's `appendParts` path);
+ * the open side reads back each appended piece (readSync) and feeds it on.
  *
  *  - seal: `MlsItemSealer` on a hub paired with one phone (epoch advance with
  *    commit + fsynced persist, header, 60 writes, end record);
  *  - open: the phone's streaming reader (`phone.openItem()`: commit processing,
  *    key persist, records, the item assembled);
  *  - bare: a node:crypto ChaCha20-Poly1305 loop over the same GOPs with the
- *    same record size and the same writes/reads, no framing, no MLS.
+ *    same record size and the same writes/reads (ciphertext and tag as parts,
+ *    one writev per GOP; opened in place), no framing, no MLS.
  * The paths run interleaved in one process, in a rotating order, ≥ 5 rounds;
  * CPU is process.cpuUsage() (user + system) so load on a shared machine
  * matters less than for wall-clock figures.
@@ -28,7 +30,7 @@
  * Run: npx tsx bench/crypto-cost.ts [rounds=5] [advances=20] [events=6] [restarts=2]
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CiphertextSink } from '../firmware/items.js';
 import type { MlsHub } from '../firmware/mls/hub.js';
@@ -97,9 +99,21 @@ class FileSink implements CiphertextSink {
     this.sizes.push(bytes.length);
     return Promise.resolve();
   }
+  /** The sealer's zero-copy path: one vectored write per plaintext write (a GOP). */
+  appendParts(_itemId: string, _kind: ItemKind, parts: readonly Uint8Array[]): Promise<void> {
+    this.sizes.push(writev(this.#fd, parts));
+    return Promise.resolve();
+  }
   close(): void {
     closeSync(this.#fd);
   }
+}
+
+/** writevSync of all parts (in batches of at most 1024: IOV_MAX), returns the bytes written. */
+function writev(fd: number, parts: readonly Uint8Array[]): number {
+  let n = 0;
+  for (let i = 0; i < parts.length; i += 1024) n += writevSync(fd, parts.slice(i, i + 1024));
+  return n;
 }
 
 /** Read a file back in the pieces it was written in. */
@@ -124,37 +138,45 @@ const gops = Array.from({ length: GOPS_PER_MINUTE }, () => randomBytes(GOP_BYTES
 
 const bareKeys = new Map<string, Buffer>();
 
+/** The bare loop at its cheapest: ciphertext and tag of each record written as parts, one writev per GOP. */
 function bareSeal(path: string): number[] {
   const key = randomBytes(32);
   const nonce = Buffer.alloc(12);
   const fd = openSync(path, 'w');
   const sizes: number[] = [];
   let i = 0;
-  for (const g of gops)
+  for (const g of gops) {
+    const parts: Buffer[] = [];
     for (let off = 0; off < g.length; off += RECORD) {
       const pt = g.subarray(off, off + RECORD);
       nonce.writeUInt32BE(i++, 8);
       const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG });
-      const rec = Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]);
-      writeSync(fd, rec);
-      sizes.push(rec.length);
+      parts.push(c.update(pt));
+      c.final();
+      parts.push(c.getAuthTag());
     }
+    sizes.push(writev(fd, parts));
+  }
   closeSync(fd);
   bareKeys.set(path, key);
   return sizes;
 }
 
+/** Read back GOP by GOP (as written) and open each record in place. */
 function bareOpen(path: string, sizes: readonly number[]): number {
   const key = bareKeys.get(path) as Buffer;
   const nonce = Buffer.alloc(12);
   let i = 0;
   let n = 0;
-  for (const rec of readBack(path, sizes)) {
-    nonce.writeUInt32BE(i++, 8);
-    const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG });
-    d.setAuthTag(rec.subarray(rec.length - TAG));
-    n += Buffer.concat([d.update(rec.subarray(0, rec.length - TAG)), d.final()]).length;
-  }
+  for (const piece of readBack(path, sizes))
+    for (let off = 0; off < piece.length; off += RECORD + TAG) {
+      const rec = piece.subarray(off, Math.min(piece.length, off + RECORD + TAG));
+      nonce.writeUInt32BE(i++, 8);
+      const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG });
+      d.setAuthTag(rec.subarray(rec.length - TAG));
+      n += d.update(rec.subarray(0, rec.length - TAG)).length;
+      d.final();
+    }
   return n;
 }
 
@@ -292,41 +314,63 @@ try {
   console.log('# fixed MLS cost per motion event (clip + thumbnail items, tiny payloads)');
   const small = randomBytes(1000);
   const adv = new Map<MlsCrypto, { wall: number[]; cpu: number[] }>();
-  const ev = new Map<MlsCrypto, { hub: number[]; phone: number[] }>();
-  for (const rig of rigs) {
-    adv.set(rig.crypto, { wall: [], cpu: [] });
-    ev.set(rig.crypto, { hub: [], phone: [] });
-  }
-  const sealSmall = async (rig: Rig, kind: ItemKind, sink: FileSink) => {
+  /** Per provider and mode: 'shared' = thumbnail in the clip's epoch (now), 'own' = its own epoch (before). */
+  const ev = new Map<string, { hub: number[]; phone: number[] }>();
+  for (const rig of rigs) adv.set(rig.crypto, { wall: [], cpu: [] });
+  /** One clip and its thumbnail through one sealer; the two items go to two files. */
+  const sealEvent = async (rig: Rig, shared: boolean): Promise<FileSink[]> => {
+    const files = new Map<string, FileSink>();
+    const fileOf = (id: string): FileSink => {
+      let f = files.get(id);
+      if (f === undefined) {
+        f = new FileSink(join(root, `ev-${rig.crypto}-${String(files.size)}.bin`));
+        files.set(id, f);
+      }
+      return f;
+    };
+    const sink: CiphertextSink = {
+      append: (id, kind, bytes) => fileOf(id).append(id, kind, bytes),
+      appendParts: (id, kind, parts) => fileOf(id).appendParts(id, kind, parts),
+    };
     const sealer = sealerFor(rig.hub, sink);
-    const w = await sealer.begin({ kind, startedAt: Date.now(), codec: 'video/mp4' });
-    await w.write(small);
-    await w.close(1);
+    const clip = await sealer.begin({ kind: 'clip', startedAt: Date.now(), codec: 'video/mp4' });
+    await clip.write(small);
+    const thumb = await sealer.begin({
+      kind: 'thumbnail',
+      startedAt: Date.now(),
+      codec: 'image/jpeg',
+      ...(shared ? { sameEpochAs: clip.itemId } : {}),
+    });
+    await thumb.write(small);
+    await thumb.close(0);
+    await clip.close(1);
+    for (const f of files.values()) f.close();
+    return [...files.values()];
   };
   for (let i = 0; i < EVENTS; i++)
-    for (const rig of i % 2 === 0 ? rigs : [...rigs].reverse()) {
-      const sinks = [
-        new FileSink(join(root, `ev-clip-${rig.crypto}.bin`)),
-        new FileSink(join(root, `ev-thumb-${rig.crypto}.bin`)),
-      ] as const;
-      const h = await measure(async () => {
-        await sealSmall(rig, 'clip', sinks[0]);
-        await sealSmall(rig, 'thumbnail', sinks[1]);
-      });
-      for (const s of sinks) s.close();
-      const ph = await measure(async () => {
-        for (const s of sinks) await phoneOpen(rig.phone, s.path, s.sizes);
-      });
-      ev.get(rig.crypto)?.hub.push(h.cpu);
-      ev.get(rig.crypto)?.phone.push(ph.cpu);
+    for (const rig of i % 2 === 0 ? rigs : [...rigs].reverse())
+      for (const shared of i % 2 === 0 ? [true, false] : [false, true]) {
+        let files: FileSink[] = [];
+        const h = await measure(async () => {
+          files = await sealEvent(rig, shared);
+        });
+        const ph = await measure(async () => {
+          for (const f of files) await phoneOpen(rig.phone, f.path, f.sizes);
+        });
+        const k = `${rig.crypto} ${shared ? 'shared' : 'own'}`;
+        const e = ev.get(k) ?? { hub: [], phone: [] };
+        e.hub.push(h.cpu);
+        e.phone.push(ph.cpu);
+        ev.set(k, e);
+      }
+  for (const rig of rigs)
+    for (const shared of [true, false]) {
+      const e = ev.get(`${rig.crypto} ${shared ? 'shared' : 'own'}`);
+      if (e === undefined) continue;
+      console.log(
+        `per event, ${rig.crypto} crypto, ${shared ? 'thumbnail in the clip epoch (1 advance)' : 'thumbnail in its own epoch (2 advances)'}: hub ${mmm(e.hub, 1, ' CPU-ms')}; phone ${mmm(e.phone, 1, ' CPU-ms')} (n=${EVENTS})`,
+      );
     }
-  for (const rig of rigs) {
-    const e = ev.get(rig.crypto);
-    if (e === undefined) continue;
-    console.log(
-      `per event, ${rig.crypto} crypto: hub ${mmm(e.hub, 1, ' CPU-ms')}; phone ${mmm(e.phone, 1, ' CPU-ms')} (n=${EVENTS})`,
-    );
-  }
 
   console.log('# epoch advance: commit + persisted writes (sealer.begin), 1 phone');
   for (let i = 0; i < ADVANCES; i++)

@@ -7,6 +7,7 @@
  *   npx tsx bench/media-recording.ts --minutes 2     # shorter
  *   options: --source replay|simulated (default replay) --width 1920 --height 1080
  *            --fps 30 --kbps 4000 --preset ultrafast --motion-every 60 --motion-for 10
+ *            --malloc hub|none|<GLIBC_TUNABLES> (default hub: the systemd unit's)
  *
  * The hub runs as its own plain-node process (bundled with esbuild, no TS loader):
  * MLS hub + real sealer (post-quantum suite) + the full pipeline (fMP4 parsing,
@@ -25,6 +26,7 @@ import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
 import { MiB, arg, procUsage, strArg } from './media-common.js';
+import { HUB_GLIBC_TUNABLES } from '../firmware/supervisor/malloc.js';
 
 const minutes = arg('minutes', 10);
 const source = strArg('source', 'replay');
@@ -36,6 +38,14 @@ const preset = strArg('preset', 'ultrafast');
 const every = arg('motion-every', 60);
 const motionFor = arg('motion-for', 10);
 const warmupS = 15;
+/**
+ * glibc malloc tunables for the hub process: default the hub's own
+ * (firmware/supervisor/malloc.ts, as the systemd unit sets them);
+ * --malloc=none for glibc's defaults, or --malloc=<GLIBC_TUNABLES value>.
+ */
+const mallocArg = strArg('malloc', 'hub');
+const tunables =
+  mallocArg === 'hub' ? HUB_GLIBC_TUNABLES : mallocArg === 'none' ? undefined : mallocArg;
 /** Extra node flags for the hub process, e.g. --node-flags=--max-semi-space-size=2 */
 const nodeFlags = (
   process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? ''
@@ -143,7 +153,7 @@ const child = spawnProcess(
       ...(replay ? { replay } : {}),
     }),
   ],
-  { stdout: 'pipe', stderr: 'inherit' },
+  { stdout: 'pipe', stderr: 'inherit', env: { ...process.env, GLIBC_TUNABLES: tunables } },
 );
 const hubPid = child.pid;
 if (hubPid === undefined) throw new Error('hub process did not start');
@@ -217,6 +227,7 @@ console.log(
   [
     `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
+    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
     `  encoder process: CPU ${pct(e0, e1)} of one core, RSS median ${(med(encRss) / MiB).toFixed(1)} MiB (ffmpeg${source === 'replay' ? ': demux + copy + keyframe decode for motion' : ' incl. synthetic source'})`,
   ].join('\n'),

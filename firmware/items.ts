@@ -14,6 +14,12 @@ export interface ItemMeta {
   readonly startedAt: number;
   /** e.g. 'video/mp4; codecs="avc1.64001f"' or 'image/jpeg'. */
   readonly codec: string;
+  /**
+   * Seal in the epoch that this earlier item (its writer's itemId) began,
+   * without an epoch advance of its own — a clip's thumbnail. The sealer falls
+   * back to a new epoch when that epoch has passed or the kinds do not allow it.
+   */
+  readonly sameEpochAs?: string;
 }
 
 /** Writes one item's plaintext; the implementation seals and forwards it. */
@@ -38,4 +44,16 @@ export interface ItemSealer {
 export interface CiphertextSink {
   /** Ciphertext bytes of an item, in order. `final` on the last call. */
   append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void>;
+  /**
+   * Optional zero-copy form of `append`: the bytes are the concatenation of
+   * `parts` (whole records, each as header | ciphertext | tag), meant for a
+   * vectored write (writev) without assembling them. A sink without it gets
+   * one `append` per record.
+   */
+  appendParts?(
+    itemId: string,
+    kind: ItemKind,
+    parts: readonly Uint8Array[],
+    final: boolean,
+  ): Promise<void>;
 }

@@ -202,12 +202,6 @@ export class ByteReader {
   }
 }
 
-function u32be(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(v);
-  return b;
-}
-
 // ---- header -------------------------------------------------------------------
 
 const KIND_BY_CODE = new Map<number, ItemKind>(
@@ -308,11 +302,26 @@ export function headerDigest(encodedCore: Uint8Array): Buffer {
   return createHash('sha256').update(DIGEST_LABEL).update(encodedCore).digest();
 }
 
-function aead(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array): Buffer {
+/**
+ * Seal as parts: the ciphertext exactly as the cipher returned it, then the tag
+ * (ChaCha20-Poly1305 is a stream cipher: final() yields no bytes). No copy is
+ * made here; callers write the parts (writev) or copy them once into a record.
+ */
+function aeadParts(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plain: Uint8Array,
+): Buffer[] {
   const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_LENGTH });
   c.setAAD(aad, { plaintextLength: plain.length });
-  const out = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
-  return out;
+  const body = c.update(plain);
+  const rest = c.final();
+  return rest.length === 0 ? [body, c.getAuthTag()] : [body, rest, c.getAuthTag()];
+}
+
+function aead(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plain: Uint8Array): Buffer {
+  return Buffer.concat(aeadParts(key, nonce, aad, plain));
 }
 
 function aeadOpen(
@@ -328,7 +337,10 @@ function aeadOpen(
     const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_LENGTH });
     d.setAAD(aad, { plaintextLength: body.length });
     d.setAuthTag(tag);
-    return Buffer.concat([d.update(body), d.final()]);
+    // update() returns the plaintext; final() only verifies the tag (no bytes for a stream cipher)
+    const plain = d.update(body);
+    const rest = d.final();
+    return rest.length === 0 ? plain : Buffer.concat([plain, rest]);
   } catch {
     return undefined;
   }
@@ -371,7 +383,12 @@ export function unwrapContentKey(
 }
 
 function recordHeader(type: RecordType, itemId: Uint8Array, index: number, length: number): Buffer {
-  return new ByteWriter().u8(type).bytes(itemId).u32(index).u32(length).done();
+  const b = Buffer.allocUnsafe(RECORD_HEADER_LENGTH);
+  b[0] = type;
+  b.set(itemId, 1);
+  b.writeUInt32BE(index, 1 + ITEM_ID_LENGTH);
+  b.writeUInt32BE(length, 5 + ITEM_ID_LENGTH);
+  return b;
 }
 
 /** The preamble plus the header record (type 1). */
@@ -431,8 +448,15 @@ function chunkNonce(index: number): Buffer {
   return n;
 }
 
+/** label | itemId | index u32 | final u8 | digest, written in place (one small allocation). */
 function chunkAad(itemId: Uint8Array, index: number, final: boolean, digest: Uint8Array): Buffer {
-  return Buffer.concat([CHUNK_LABEL, itemId, u32be(index), Buffer.from([final ? 1 : 0]), digest]);
+  const b = Buffer.allocUnsafe(CHUNK_LABEL.length + itemId.length + 5 + digest.length);
+  let o = CHUNK_LABEL.copy(b, 0);
+  b.set(itemId, o);
+  o = b.writeUInt32BE(index, o + itemId.length);
+  b[o] = final ? 1 : 0;
+  b.set(digest, o + 1);
+  return b;
 }
 
 function encodeTrailer(t: Trailer): Buffer {
@@ -534,10 +558,24 @@ export class ContainerWriter {
     return this.#ended;
   }
 
-  /** Seal plaintext as one or more data records (at most chunkSize each). */
+  /** Seal plaintext as one or more data records (at most chunkSize each), one buffer per record. */
   seal(plain: Uint8Array): Buffer[] {
+    return this.sealRecords(plain).map((parts) => Buffer.concat(parts));
+  }
+
+  /**
+   * The zero-copy form of `seal`: every record as its parts (record header,
+   * ciphertext as the cipher produced it, tag), in order, for a vectored write
+   * (writev). The bytes are those of `seal`, without assembling them.
+   */
+  sealParts(plain: Uint8Array): Buffer[] {
+    return this.sealRecords(plain).flat();
+  }
+
+  /** Records of `plain`, each as its parts. */
+  sealRecords(plain: Uint8Array): Buffer[][] {
     if (this.#ended) throw new ContainerError('ECONTAINER_FORMAT', 'item already ended');
-    const out: Buffer[] = [];
+    const out: Buffer[][] = [];
     for (let off = 0; off < plain.length; off += this.chunkSize) {
       const piece = plain.subarray(off, Math.min(plain.length, off + this.chunkSize));
       out.push(this.#record(RECORD_TYPE.data, piece, false));
@@ -559,20 +597,23 @@ export class ContainerWriter {
     const rec = this.#record(RECORD_TYPE.end, trailer, true);
     this.#ended = true;
     this.#cek.fill(0);
-    return rec;
+    return Buffer.concat(rec);
   }
 
-  #record(type: RecordType, plain: Uint8Array, final: boolean): Buffer {
+  /** Record header, ciphertext, tag. */
+  #record(type: RecordType, plain: Uint8Array, final: boolean): Buffer[] {
     const index = this.#index;
     if (index >= 0xffffffff) throw new ContainerError('ECONTAINER_FORMAT', 'too many chunks');
-    const sealed = aead(
+    const sealed = aeadParts(
       this.#cek,
       chunkNonce(index),
       chunkAad(this.itemId, index, final, this.#digest),
       plain,
     );
     this.#index += 1;
-    return Buffer.concat([recordHeader(type, this.itemId, index, sealed.length), sealed]);
+    let length = 0;
+    for (const part of sealed) length += part.length;
+    return [recordHeader(type, this.itemId, index, length), ...sealed];
   }
 }
 
@@ -627,12 +668,23 @@ export class ContainerReader {
     this.#cek = Buffer.from(cek);
   }
 
+  /**
+   * Feed the next bytes. Whole records are read in place (views into `bytes`,
+   * no copy); only what is left over (a partial record, or records waiting for
+   * `setKey`) is copied, so the caller may reuse `bytes` once this returns.
+   */
   push(bytes: Uint8Array): ContainerResult<ReaderEvent[]> {
     if (this.#error) return this.#error;
-    if (bytes.length > 0)
-      this.#buf = this.#buf.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.#buf, bytes]);
+    let borrowed = false;
+    if (bytes.length > 0) {
+      if (this.#buf.length === 0) {
+        this.#buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        borrowed = true;
+      } else this.#buf = Buffer.concat([this.#buf, bytes]);
+    }
     const r = this.#drain();
     if (!r.ok) this.#error = r;
+    if (borrowed && this.#buf.length > 0) this.#buf = Buffer.from(this.#buf);
     return r;
   }
 

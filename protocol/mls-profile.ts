@@ -29,6 +29,8 @@ import type {
 } from 'ts-mls';
 import type * as TsMls from 'ts-mls';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { VigilError } from '../base/errors.js';
 import type { ItemKind } from './items.js';
 
@@ -46,6 +48,18 @@ export const GROUP_FOR_ITEM = {
   live: 'livestream',
 } as const satisfies Record<ItemKind, GroupKind>;
 
+/**
+ * The groups an item of each kind may be sealed in: its own (GROUP_FOR_ITEM),
+ * and for a thumbnail also its clip's group, when it rides in the clip's
+ * epoch (one epoch advance per motion event; docs/decisions.md). A phone
+ * finds the group by the recipient's group id.
+ */
+export const ITEM_GROUPS = {
+  clip: ['motion'],
+  thumbnail: ['thumbnail', 'motion'],
+  live: ['livestream'],
+} as const satisfies Record<ItemKind, readonly GroupKind[]>;
+
 /** Exporter labels (RFC 9420 §8.5 MLS-Exporter). */
 export const EXPORTER_LABEL = {
   itemWrap: 'vigil item wrap v1',
@@ -60,7 +74,82 @@ export const PHONE_IDENTITY_PREFIX = 'vigil-phone:';
 export const KEY_PACKAGE_LIFETIME_MS = 90 * 24 * 3600 * 1000;
 export const CLOCK_SLACK_MS = 3600 * 1000;
 
-export type MlsModule = typeof TsMls;
+/**
+ * The part of ts-mls Vigil uses, loaded from its modules one by one rather
+ * than through the package index: the index also loads the noble crypto
+ * provider (AES-GCM tables, NIST curves) that the X-Wing/ChaCha20 suite never
+ * uses — ~1.8 MiB of RSS on the hub (issue #19).
+ */
+export type MlsModule = Pick<
+  typeof TsMls,
+  | 'createCommit'
+  | 'createApplicationMessage'
+  | 'createGroup'
+  | 'decodeGroupState'
+  | 'decodeMlsMessage'
+  | 'defaultCapabilities'
+  | 'defaultCryptoProvider'
+  | 'defaultKeyPackageEqualityConfig'
+  | 'defaultLifetime'
+  | 'defaultPaddingConfig'
+  | 'emptyPskIndex'
+  | 'encodeGroupState'
+  | 'encodeMlsMessage'
+  | 'generateKeyPackage'
+  | 'generateKeyPackageWithKey'
+  | 'bytesToBase64'
+  | 'getCiphersuiteFromName'
+  | 'getCiphersuiteImpl'
+  | 'joinGroup'
+  | 'makePskIndex'
+  | 'mlsExporter'
+  | 'processPrivateMessage'
+  | 'zeroOutUint8Array'
+>;
+
+/** Where each part of MlsModule lives in the package (dist/src/, beside its entry point). */
+const MLS_MODULE_FILES: Readonly<Record<string, readonly (keyof MlsModule)[]>> = {
+  'createCommit.js': ['createCommit'],
+  'createMessage.js': ['createApplicationMessage'],
+  'clientState.js': [
+    'createGroup',
+    'decodeGroupState',
+    'encodeGroupState',
+    'joinGroup',
+    'makePskIndex',
+  ],
+  'message.js': ['decodeMlsMessage', 'encodeMlsMessage'],
+  'defaultCapabilities.js': ['defaultCapabilities'],
+  'crypto/implementation/default/provider.js': ['defaultCryptoProvider'],
+  'keyPackageEqualityConfig.js': ['defaultKeyPackageEqualityConfig'],
+  'lifetime.js': ['defaultLifetime'],
+  'paddingConfig.js': ['defaultPaddingConfig'],
+  'pskIndex.js': ['emptyPskIndex'],
+  'keyPackage.js': ['generateKeyPackage', 'generateKeyPackageWithKey'],
+  'crypto/ciphersuite.js': ['getCiphersuiteFromName'],
+  'crypto/getCiphersuiteImpl.js': ['getCiphersuiteImpl'],
+  'keySchedule.js': ['mlsExporter'],
+  'processMessages.js': ['processPrivateMessage'],
+  'util/byteArray.js': ['bytesToBase64', 'zeroOutUint8Array'],
+};
+
+async function loadMlsModule(): Promise<MlsModule> {
+  // By file URL beside the package's entry point: the package exports these
+  // modules ("./*.js"), but tap's TypeScript loader does not resolve subpath
+  // patterns. Each name is checked, so a ts-mls that moved one fails here, clearly.
+  const entry = pathToFileURL(createRequire(import.meta.url).resolve('ts-mls'));
+  const parts = await Promise.all(
+    Object.entries(MLS_MODULE_FILES).map(async ([file, names]) => {
+      const m = (await import(new URL(`./${file}`, entry).href)) as Record<string, unknown>;
+      return names.map((n) => {
+        if (m[n] === undefined)
+          throw new MlsProfileError('EMLS_LIBRARY', `ts-mls: ${file} does not export ${n}`);
+        return [n, m[n]] as const;
+      });
+    }),
+  );
+  return Object.fromEntries(parts.flat()) as unknown as MlsModule;
+}
 
 export class MlsProfileError extends VigilError {
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -92,7 +181,7 @@ export interface MlsProfile {
 /** Load ts-mls and the X-Wing/ChaCha20 suite (a few hundred ms, once per process). */
 export async function loadMlsProfile(opts: MlsProfileOptions = {}): Promise<MlsProfile> {
   const crypto = opts.crypto ?? DEFAULT_MLS_CRYPTO;
-  const mls = await import('ts-mls');
+  const mls = await loadMlsModule();
   const provider =
     crypto === 'native'
       ? (await import('./native-crypto.js')).nativeCryptoProvider

@@ -25,6 +25,7 @@ import { reasonOf } from '../../base/errors.js';
 import {
   GROUP_FOR_ITEM,
   GROUP_KINDS,
+  ITEM_GROUPS,
   LazyMlsProfile,
   PinnedAuthService,
   clientConfig,
@@ -334,10 +335,18 @@ export class E2eePhone {
    */
   acceptHeader(header: ParsedHeader): Promise<Buffer> {
     return this.#mutex.run(async () => {
-      const kind = GROUP_FOR_ITEM[header.core.kind];
+      // Its own group first; a thumbnail may ride in its clip's epoch (ITEM_GROUPS).
+      let kind: GroupKind = GROUP_FOR_ITEM[header.core.kind];
+      let idx = -1;
+      for (const k of ITEM_GROUPS[header.core.kind]) {
+        const mine = Buffer.from((this.#groups.get(k) as GroupRuntime).state.groupContext.groupId);
+        idx = header.core.recipients.findIndex((r) => mine.equals(Buffer.from(r.groupId)));
+        if (idx >= 0) {
+          kind = k;
+          break;
+        }
+      }
       const g = this.#groups.get(kind) as GroupRuntime;
-      const myGroup = Buffer.from(g.state.groupContext.groupId);
-      const idx = header.core.recipients.findIndex((r) => myGroup.equals(Buffer.from(r.groupId)));
       const itemId = Buffer.from(header.core.itemId).toString('hex');
       if (idx < 0)
         throw new PhoneError(

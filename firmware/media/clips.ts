@@ -376,7 +376,8 @@ export class ClipRecorder {
     void (async () => {
       try {
         const jpeg = await make(init, f);
-        const forClip = (await clip.writer)?.itemId ?? 'unknown';
+        const clipId = (await clip.writer)?.itemId;
+        const forClip = clipId ?? 'unknown';
         let done: () => void = () => undefined;
         const finished = new Promise<void>((r) => (done = r));
         this.#enqueue(async () => {
@@ -385,6 +386,8 @@ export class ClipRecorder {
               kind: 'thumbnail',
               startedAt: f.receivedAt,
               codec: 'image/jpeg',
+              // one epoch advance per event: the thumbnail rides in its clip's epoch
+              ...(clipId === undefined ? {} : { sameEpochAs: clipId }),
             });
             await w.write(jpeg);
             await w.close(0);

@@ -320,17 +320,19 @@ export class MlsHub {
         made.push({ ph, next, handshake, consumed });
       }
       const seq = this.journal.nextSeq();
+      // each next state encoded once: into the journal (base64) and the group file (bytes)
+      const states = made.map((m) => encodeState(this.p, m.next));
       const rec: JournalRecord = {
         v: 1,
         seq,
         itemId: hex(itemId),
         group: kind,
         createdAt: this.now(),
-        entries: made.map((m) => ({
+        entries: made.map((m, i) => ({
           phoneId: m.ph.rec.phoneId,
           epoch: m.next.groupContext.epoch.toString(),
           handshake: b64(m.handshake),
-          state: b64(encodeState(this.p, m.next)),
+          state: b64(states[i] as Uint8Array),
         })),
       };
       await this.journal.write(rec, 'mls-journal');
@@ -345,7 +347,7 @@ export class MlsHub {
           m.ph.rec.phoneId,
           kind,
           m.next.groupContext.epoch,
-          unb64(rec.entries[i]?.state ?? ''),
+          states[i] as Uint8Array,
         );
       }
       await this.journal.write(stripStates(rec), 'mls-journal-applied');
@@ -363,6 +365,33 @@ export class MlsHub {
         })),
         wrapKeys,
       };
+    });
+  }
+
+  /**
+   * Wrap keys for another item in the epoch an earlier advance of `kind`
+   * reached (`at`, one entry per recipient), without a commit: a clip's
+   * thumbnail rides in its clip's epoch. Only while every current phone's
+   * group is still in exactly that epoch (same phones, no later advance);
+   * otherwise undefined and the caller advances as usual. Item ids are random
+   * per item, so the exported keys differ per item.
+   */
+  wrapKeysInEpoch(
+    kind: GroupKind,
+    at: readonly { readonly phoneId: string; readonly epoch: bigint }[],
+    itemId: Uint8Array,
+  ): Promise<Uint8Array[] | undefined> {
+    return this.#mutex.run(async () => {
+      if (at.length === 0 || at.length !== this.#phones.size) return undefined;
+      const states: ClientState[] = [];
+      for (const a of at) {
+        const st = this.#phones.get(a.phoneId)?.groups.get(kind);
+        if (st?.groupContext.epoch !== a.epoch) return undefined;
+        states.push(st);
+      }
+      const keys: Uint8Array[] = [];
+      for (const st of states) keys.push(await itemWrapKey(this.p, st, itemId));
+      return keys;
     });
   }
 

@@ -97,12 +97,13 @@ export class Journal {
     return this.#nextSeq++;
   }
 
+  /**
+   * The hub builds `rec` itself (typed), so it is not re-validated here: the
+   * schema runs where records come back from disk (`load`), not on every epoch
+   * advance (issue #19: zod off the hot path).
+   */
   async write(rec: JournalRecord, label: string): Promise<void> {
-    await this.fs.writeFileAtomic(
-      this.file(rec.seq),
-      JSON.stringify(JournalRecord.parse(rec)),
-      label,
-    );
+    await this.fs.writeFileAtomic(this.file(rec.seq), JSON.stringify(rec), label);
     this.#records.set(rec.seq, rec);
   }
 

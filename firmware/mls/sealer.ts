@@ -17,9 +17,9 @@ import {
 } from '../../protocol/container.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
 import type { RandomSource } from '../../base/random.js';
-import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
+import { GROUP_FOR_ITEM, ITEM_GROUPS, type GroupKind } from '../../protocol/mls-profile.js';
 import { SILENT, type Logger } from '../../base/logger.js';
-import type { MlsHub } from './hub.js';
+import type { AdvanceRecipient, MlsHub } from './hub.js';
 
 export interface MlsItemSealerDeps {
   readonly hub: MlsHub;
@@ -39,6 +39,19 @@ export class SealerError extends VigilError {
   }
 }
 
+/** How many recent items' epochs are remembered for `sameEpochAs`. */
+const RECENT_EPOCHS = 8;
+
+interface EpochOf {
+  readonly group: GroupKind;
+  readonly recipients: readonly AdvanceRecipient[];
+}
+
+/** The epoch an item is sealed in, and its wrap keys (one per recipient; zeroed after use). */
+interface ItemEpoch extends EpochOf {
+  readonly wrapKeys: readonly Uint8Array[];
+}
+
 export class MlsItemSealer implements ItemSealer {
   readonly #d: MlsItemSealerDeps;
   readonly #log: Logger;
@@ -53,10 +66,16 @@ export class MlsItemSealer implements ItemSealer {
     this.#log = (deps.logger ?? SILENT).child('sealer');
   }
 
+  /** The epochs recent items began (by item id, newest last), for `sameEpochAs`. */
+  readonly #epochs = new Map<string, EpochOf>();
+
   async begin(meta: ItemMeta): Promise<SealedItemWriter> {
     const itemId = newItemId(this.#d.random);
     const group = GROUP_FOR_ITEM[meta.kind];
-    const adv = await this.#d.hub.advance(group, itemId);
+    const adv: ItemEpoch = (await this.#inEpochOf(meta, itemId)) ?? {
+      group,
+      ...(await this.#d.hub.advance(group, itemId)),
+    };
     const cek = newContentKey(this.#d.random);
     const chunkSize = this.#d.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const core: HeaderCore = {
@@ -81,14 +100,23 @@ export class MlsItemSealer implements ItemSealer {
     const sink = this.#d.sink;
     const first = adv.recipients[0];
     if (first === undefined) throw new SealerError('ENO_PHONES', 'no recipients');
+    if (adv.group === group) {
+      this.#epochs.set(id, { group: adv.group, recipients: adv.recipients });
+      for (const old of this.#epochs.keys()) {
+        if (this.#epochs.size <= RECENT_EPOCHS) break;
+        this.#epochs.delete(old);
+      }
+    }
     const emitted = this.#headers.then(() => sink.append(id, meta.kind, header.record, false));
     this.#headers = emitted.catch(() => undefined);
     await emitted;
     this.#log.debug('item begun', {
       itemId: id,
       kind: meta.kind,
+      group: adv.group,
       epoch: first.epoch.toString(),
       recipients: adv.recipients.length,
+      ...(adv.group === group ? {} : { sameEpochAs: meta.sameEpochAs }),
     });
 
     // Serialise writes so records reach the sink in index order.
@@ -108,7 +136,11 @@ export class MlsItemSealer implements ItemSealer {
             throw new SealerError('EITEM_FAILED', `item ${id} already failed: ${reasonOf(failed)}`);
           if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
           try {
-            for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
+            if (sink.appendParts !== undefined) {
+              const parts = writer.sealParts(plain);
+              if (parts.length > 0) await sink.appendParts(id, meta.kind, parts, false);
+            } else
+              for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
           } catch (e) {
             failed = e;
             throw e;
@@ -126,5 +158,29 @@ export class MlsItemSealer implements ItemSealer {
           this.#log.info('item aborted', { itemId: id, reason });
         }),
     };
+  }
+
+  /**
+   * `meta.sameEpochAs`: the wrap keys of this item in that item's epoch (its
+   * header repeats that item's handshakes, so a phone may open either first),
+   * or undefined when that epoch is gone (a later advance, a phone added or
+   * removed) or this kind may not ride in that group (ITEM_GROUPS, and never
+   * in its own kind's group).
+   */
+  async #inEpochOf(meta: ItemMeta, itemId: Uint8Array): Promise<ItemEpoch | undefined> {
+    if (meta.sameEpochAs === undefined) return undefined;
+    const e = this.#epochs.get(meta.sameEpochAs);
+    // Only into another kind's group (a thumbnail into its clip's): an item of the same kind
+    // always begins a new epoch — each 60 s segment of a long event too (docs/decisions.md).
+    const own = GROUP_FOR_ITEM[meta.kind];
+    if (
+      e === undefined ||
+      e.group === own ||
+      !(ITEM_GROUPS[meta.kind] as readonly GroupKind[]).includes(e.group)
+    )
+      return undefined;
+    const wrapKeys = await this.#d.hub.wrapKeysInEpoch(e.group, e.recipients, itemId);
+    if (wrapKeys === undefined) return undefined;
+    return { group: e.group, recipients: e.recipients, wrapKeys };
   }
 }

@@ -359,6 +359,39 @@ void t.test('vector: known inputs encode to exactly the frozen bytes', async (t)
   );
 });
 
+void t.test('vector: sealParts writes the same frozen bytes as parts (no assembly)', async (t) => {
+  const cek = hex(vin.contentKey);
+  const itemId = hex(vin.itemId);
+  const h = sealHeader({ ...vectorCore, itemId }, cek, vin.wrapKeys.map(hex));
+  const w = new ContainerWriter(cek, itemId, h.digest, vin.core.chunkSize);
+  const parts = w.sealParts(hex(vin.payload));
+  t.equal(parts.length, 3 * vector.bytes.dataRecords.length, 'header, ciphertext, tag per record');
+  t.equal(
+    Buffer.concat(parts).toString('hex'),
+    vector.bytes.dataRecords.join(''),
+    'parts concatenate to the frozen data records',
+  );
+  t.same(w.sealRecords(new Uint8Array(0)), [], 'no record for no bytes');
+});
+
+void t.test(
+  'reader: reads whole records in place but keeps no view of the caller bytes',
+  async (t) => {
+    const r = new ContainerReader();
+    const bytes = Buffer.from(vectorBytes); // the caller's buffer, reused below
+    const cut = bytes.length - 7; // the end record stays incomplete
+    const first = r.push(bytes.subarray(0, cut));
+    if (!first.ok) throw containerError(first);
+    t.equal(first.value.length, 1, 'header; the data records wait for the key');
+    bytes.fill(0, 0, cut); // the caller reuses its buffer
+    r.setKey(hex(vin.contentKey));
+    const rest = r.push(Buffer.from(vectorBytes.subarray(cut)));
+    if (!rest.ok) throw containerError(rest);
+    t.equal(plainOf(rest.value).toString('hex'), vin.payload, 'the retained records were copied');
+    t.ok(r.finish().ok);
+  },
+);
+
 void t.test('vector: the frozen bytes decode to the known fields', async (t) => {
   const r = new ContainerReader();
   const first = r.push(vectorBytes);

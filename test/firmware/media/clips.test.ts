@@ -192,6 +192,11 @@ t.test('a thumbnail is sealed as its own item for each clip', async (t) => {
   const th = sealer.of('thumbnail');
   t.equal(th.length, 1);
   t.equal(th[0]?.meta.codec, 'image/jpeg');
+  t.equal(
+    th[0]?.meta.sameEpochAs,
+    sealer.of('clip')[0]?.itemId,
+    "sealed in its clip's epoch (one advance per event)",
+  );
   t.equal(th[0]?.state, 'closed');
   t.match(
     events.find((e) => e.type === 'thumbnail'),

@@ -1,5 +1,7 @@
 import t from 'tap';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync, writevSync } from 'node:fs';
+import type { CiphertextSink } from '../../../firmware/items.js';
+import type { E2eePhone } from '../../../app/e2ee/phone.js';
 import { join } from 'node:path';
 import { ContainerReader, parseHeader } from '../../../protocol/container.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
@@ -171,3 +173,138 @@ void t.test('item ids and content keys come from the injected random source', as
   await reader.push(sink.bytes(w.itemId));
   t.equal(reader.finish().plaintext.toString(), 'known key');
 });
+
+void t.test(
+  'a sink with appendParts gets whole records as parts; the bytes are the same',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const hub = await openHub(p, join(root, 'hub'));
+    const { phone } = await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'ph') });
+    const file = join(root, 'item.bin');
+    const fd = openSync(file, 'w');
+    const calls: { parts: number; final: boolean }[] = [];
+    const sink: CiphertextSink = {
+      append: (_id, _kind, bytes, final) => {
+        writeSync(fd, bytes);
+        calls.push({ parts: 0, final });
+        return Promise.resolve();
+      },
+      appendParts: (_id, _kind, parts, final) => {
+        writevSync(fd, [...parts]);
+        calls.push({ parts: parts.length, final });
+        return Promise.resolve();
+      },
+    };
+    const sealer = sealerFor(hub, sink, 1000);
+    const w = await sealer.begin({ kind: 'clip', startedAt: 1, codec: 'video/mp4' });
+    const plain = Buffer.alloc(2500, 7);
+    await w.write(plain);
+    await w.write(new Uint8Array(0));
+    await w.close(10);
+    closeSync(fd);
+    t.same(
+      calls,
+      [
+        { parts: 0, final: false },
+        { parts: 9, final: false },
+        { parts: 0, final: true },
+      ],
+      'header, one vectored call with 3 records of 3 parts each, end record',
+    );
+    const opened = await phone!.decryptItem(readFileSync(file));
+    t.ok(opened.plaintext.equals(plain), 'the phone opens what was written as parts');
+  },
+);
+
+void t.test(
+  'a thumbnail rides in its clip epoch: one advance per event, either opens first',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const hub = await openHub(p, join(root, 'hub'));
+    const phones = [];
+    for (const name of ['a', 'b']) {
+      const { phone } = await pair({
+        p,
+        hub,
+        devicePsk: newDevicePsk(),
+        phoneDir: join(root, name),
+      });
+      phones.push(phone!);
+    }
+    const [a, b] = phones as [E2eePhone, E2eePhone];
+    const sink = new MemorySink();
+    const sealer = sealerFor(hub, sink);
+    const motion0 = hub.epoch(a.phoneId, 'motion');
+    const thumb0 = hub.epoch(a.phoneId, 'thumbnail');
+    const clip = await sealer.begin({ kind: 'clip', startedAt: 1, codec: 'video/mp4' });
+    await clip.write(Buffer.from('clip 1'));
+    const thumb = await sealer.begin({
+      kind: 'thumbnail',
+      startedAt: 2,
+      codec: 'image/jpeg',
+      sameEpochAs: clip.itemId,
+    });
+    await thumb.write(Buffer.from('thumb 1'));
+    await thumb.close(0);
+    await clip.close(10);
+    t.equal(hub.epoch(a.phoneId, 'motion'), motion0 + 1n, 'one motion advance for the event');
+    t.equal(hub.epoch(a.phoneId, 'thumbnail'), thumb0, 'the thumbnail group did not advance');
+    t.equal(thumb.epoch, clip.epoch, 'the thumbnail reports its clip epoch');
+    const th = parseHeader(sink.bytes(thumb.itemId));
+    const ch = parseHeader(sink.bytes(clip.itemId));
+    if (!th.ok || !ch.ok) throw new Error('headers');
+    t.same(
+      th.value.header.core.recipients,
+      ch.value.header.core.recipients,
+      "the thumbnail's header repeats the clip's recipients: groups, epochs, handshakes",
+    );
+    // phone a opens the clip first, phone b the thumbnail first
+    t.equal((await a.decryptItem(sink.bytes(clip.itemId))).plaintext.toString(), 'clip 1');
+    t.equal((await a.decryptItem(sink.bytes(thumb.itemId))).plaintext.toString(), 'thumb 1');
+    t.equal((await b.decryptItem(sink.bytes(thumb.itemId))).plaintext.toString(), 'thumb 1');
+    t.equal((await b.decryptItem(sink.bytes(clip.itemId))).plaintext.toString(), 'clip 1');
+    t.notSame(
+      await a.itemKey(thumb.itemId),
+      await a.itemKey(clip.itemId),
+      'content keys differ per item',
+    );
+
+    // the next event's clip moves the epoch on: a late thumbnail of the first clip gets its own
+    // epoch in the thumbnail group (as before this change), which the phone still opens
+    const clip2 = await sealer.begin({ kind: 'clip', startedAt: 3, codec: 'video/mp4' });
+    await clip2.close(1);
+    const late = await sealer.begin({
+      kind: 'thumbnail',
+      startedAt: 4,
+      codec: 'image/jpeg',
+      sameEpochAs: clip.itemId,
+    });
+    await late.write(Buffer.from('late'));
+    await late.close(0);
+    t.equal(hub.epoch(a.phoneId, 'thumbnail'), thumb0 + 1n, 'fallback: a thumbnail-group advance');
+    for (const ph of phones) {
+      await ph.decryptItem(sink.bytes(clip2.itemId));
+      t.equal((await ph.decryptItem(sink.bytes(late.itemId))).plaintext.toString(), 'late');
+    }
+    // forward secrecy per event: once the phone deletes the thumbnail's key, the first event's
+    // epoch (gone since clip2) cannot give it back
+    await a.forgetItem(thumb.itemId);
+    await t.rejects(a.decryptItem(sink.bytes(thumb.itemId)), { code: 'EREPLAYED_COMMIT' });
+    // a clip cannot ride in another clip's epoch (kinds decide: ITEM_GROUPS)
+    const m = hub.epoch(a.phoneId, 'motion');
+    const c3 = await sealer.begin({
+      kind: 'clip',
+      startedAt: 5,
+      codec: 'video/mp4',
+      sameEpochAs: clip2.itemId,
+    });
+    await c3.close(1);
+    t.equal(hub.epoch(a.phoneId, 'motion'), m + 1n, 'a clip always advances');
+  },
+);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { run } from '../../../hw/os/run.js';
+import { HUB_GLIBC_TUNABLES } from '../../../firmware/supervisor/malloc.js';
 
 const UNIT = join(
   import.meta.dirname,
@@ -48,4 +49,20 @@ t.test('the check catches a broken unit (it can fail)', async (t) => {
   );
   const r = await run('systemd-analyze', ['verify', copy], { okExitCodes: [0, 1] });
   t.match(r.stderr, /Unknown key 'WatchdgSec'/);
+});
+
+t.test('the unit and the local run (npm run vigil) set the hub malloc tunables', async (t) => {
+  const text = await readFile(UNIT, 'utf8');
+  t.ok(
+    text.split('\n').includes(`Environment=GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES}`),
+    'vigil-hub.service',
+  );
+  const pkg = JSON.parse(
+    await readFile(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8'),
+  ) as { scripts: Record<string, string> };
+  t.equal(
+    pkg.scripts.vigil,
+    `GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES} tsx bin/vigil.ts`,
+    'package.json',
+  );
 });
