@@ -48,10 +48,28 @@ t.test('boot files per board', async (t) => {
     bootOverlay(pi, layout, 'k').map((f) => f.path),
     ['/cmdline.txt', '/config.txt', '/autoboot.txt'],
   );
+  // the twin's harness plays the Pi firmware: it reads the same autoboot.txt
   t.same(
     bootOverlay(twin, planLayout(twin.sizes), 'k').map((f) => f.path),
-    ['/cmdline.txt'],
+    ['/cmdline.txt', '/autoboot.txt'],
   );
+});
+
+t.test('OS updates: watchdog on, RAUC config and backend in every image', async (t) => {
+  t.match(configTxt('k'), /^dtparam=watchdog=on$/m, 'the Pi SoC watchdog');
+  for (const board of [pi, twin]) {
+    const files = rootOverlay(board, planLayout(board.sizes));
+    const get = (p: string) => files.find((f) => f.path === p);
+    t.match(
+      get('/etc/systemd/system.conf.d/vigil-watchdog.conf')?.content,
+      /^RuntimeWatchdogSec=15s$/m,
+    );
+    t.match(get('/etc/rauc/system.conf')?.content, /^bootloader=custom$/m);
+    t.match(
+      get('/usr/lib/vigil/rauc-bootloader')?.content,
+      /exec \/usr\/bin\/vigil ota rauc-backend "\$@"/,
+    );
+  }
 });
 
 t.test('root overlay: no password, empty machine-id, units, mounts', async (t) => {
