@@ -113,8 +113,10 @@ export interface RaucBundleInfo {
 export interface RaucPort {
   install(bundle: string, signal?: AbortSignal): Promise<void>;
   status(): Promise<RaucStatus>;
+  /** `rauc status mark-good` of the booted slot (the backend commits a trial). */
   markGood(): Promise<void>;
-  markBad(): Promise<void>;
+  /** `rauc status mark-bad booted|other`. */
+  markBad(which: 'booted' | 'other'): Promise<void>;
 }
 
 export interface RaucCliOptions {
@@ -168,11 +170,11 @@ export class RaucCli implements RaucPort {
   }
 
   async markGood(): Promise<void> {
-    await this.#rauc(['status', 'mark-good'], 60_000);
+    await this.#rauc(['status', 'mark-good', 'booted'], 60_000);
   }
 
-  async markBad(): Promise<void> {
-    await this.#rauc(['status', 'mark-bad'], 60_000);
+  async markBad(which: 'booted' | 'other'): Promise<void> {
+    await this.#rauc(['status', 'mark-bad', which], 60_000);
   }
 
   /** Check a bundle's signature against the keyring and read its manifest. */
