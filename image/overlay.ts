@@ -91,9 +91,31 @@ export function raucBackendWrapper(): string {
 /** systemd pets the hardware watchdog; a hang (kernel or PID 1) resets the board. */
 export const WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=15s\nRebootWatchdogSec=2min\n';
 
+export const OS_CONFIRM_UNIT = 'vigil-os-confirm.service';
+
+/** At every boot, once the hub is up: settle an OS trial (mark-good, or mark-bad and back). */
+export function osConfirmUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil OS update: settle a trial boot (hub healthy: commit; else back)',
+    `After=${HUB_UNIT}`,
+    // nothing to do unless an OS update was installed (the record sits on the boot FAT)
+    `ConditionPathExists=${IMAGE_PATHS.firmware}/vigil-os.json`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `ExecStart=${IMAGE_PATHS.cli} ota os-confirm`,
+    'TimeoutStartSec=15min',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
 /** OS updates: RAUC's system.conf (slots from the card table), the backend, the watchdog. */
 export function osUpdateFiles(board: Board): OverlayFile[] {
   return [
+    { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_UNIT}`, content: osConfirmUnit(), mode: 0o644 },
     { path: RAUC_PATHS.systemConf, content: raucSystemConf(board.name), mode: 0o644 },
     { path: RAUC_PATHS.backend, content: raucBackendWrapper(), mode: 0o755 },
     {
@@ -259,7 +281,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
 }
 
 export function unitsToEnable(board: Board): string[] {
-  const units = [HUB_UNIT, GROW_UNIT];
+  const units = [HUB_UNIT, GROW_UNIT, OS_CONFIRM_UNIT];
   if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT);
   return units;
 }

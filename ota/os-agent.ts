@@ -13,10 +13,10 @@
  *              slot). On a normal boot after a trial that never confirmed
  *              (watchdog reset, power cut, hang): the trial counts as rolled back.
  *
- * The agent's state (pending trial, bad versions) lives in stateDir on the data
- * side, shared by both slots, so the committed slot reports a rollback.
+ * The trial record (pending trial, bad versions) must be seen by both slots, so
+ * the committed slot reports a rollback: the CLI keeps it on the boot FAT.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { sleep } from '../base/async.js';
 import { reasonOf, VigilError } from '../base/errors.js';
@@ -51,8 +51,13 @@ const StateSchema = z.object({
 type OsAgentState = z.infer<typeof StateSchema>;
 
 export interface OsAgentOptions {
-  /** /var/lib/vigil/ota-os: metadata/, downloads/, os-agent.json (on the data side). */
+  /** metadata/ and downloads/ (and os-agent.json unless `stateFile` says otherwise). */
   readonly stateDir: string;
+  /**
+   * The trial record (pending version, bad versions). It must outlive a slot switch, so on
+   * a card it sits on the boot FAT both slots mount (the CLI: /boot/firmware/vigil-os.json).
+   */
+  readonly stateFile?: string;
   readonly fs: DurableFs;
   readonly transport: Transport;
   readonly repoUrl: string;
@@ -80,7 +85,7 @@ export class OsUpdateAgent {
   }
 
   get #statePath(): string {
-    return join(this.#o.stateDir, 'os-agent.json');
+    return this.#o.stateFile ?? join(this.#o.stateDir, 'os-agent.json');
   }
 
   async #state(): Promise<OsAgentState> {
@@ -94,7 +99,7 @@ export class OsUpdateAgent {
   }
 
   async #writeState(s: OsAgentState): Promise<void> {
-    await this.#o.fs.ensureDir(this.#o.stateDir);
+    await this.#o.fs.ensureDir(dirname(this.#statePath));
     await this.#o.fs.writeFileAtomic(this.#statePath, `${JSON.stringify(s)}\n`, 'ota-os-state');
   }
 

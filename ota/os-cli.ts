@@ -15,6 +15,7 @@ import type { CommandContext } from '../base/command.js';
 import { JsonLogger } from '../base/logger.js';
 import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
+import { run } from '../hw/os/run.js';
 import { FIRMWARE_MOUNT } from '../protocol/card-layout.js';
 import type { HealthCheck } from './agent.js';
 import { OsUpdateAgent } from './os-agent.js';
@@ -29,6 +30,10 @@ import { installTrustedRoot } from './verify.js';
 import { isVersion } from './version.js';
 
 type Values = Record<string, string | boolean | undefined>;
+
+/** The OS agent's trial record on the boot FAT (seen by both slots). */
+export const OS_TRIAL_FILE = 'vigil-os.json';
+const HUB_SERVICE = 'vigil-hub.service';
 
 function parse(ctx: CommandContext, options: ParseArgsConfig['options']): Values {
   try {
@@ -126,12 +131,22 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
   }
   const backend = await backendOf(ctx, fs);
   const busyFile = typeof v['busy-file'] === 'string' ? v['busy-file'] : undefined;
-  // The CLI has no supervisor to ask: the running install's own probe is the health check.
+  // The hub's unit reached READY (Type=notify; vigil-os-confirm.service runs After= it): the
+  // supervisor opened storage, MLS state and the camera pipeline, or it would not be active.
   const health: HealthCheck = {
-    check: () => Promise.resolve({ ok: true, checks: { 'booted-userspace': { ok: true } } }),
+    check: async ({ signal }) => {
+      const r = await run('systemctl', ['is-active', HUB_SERVICE], {
+        okExitCodes: [0, 3, 4],
+        timeoutMs: 30_000,
+        signal,
+      });
+      const state = r.stdout.toString('utf8').trim();
+      return { ok: r.exitCode === 0, checks: { hub: { ok: r.exitCode === 0, detail: state } } };
+    },
   };
   const agent = new OsUpdateAgent({
     stateDir,
+    stateFile: paths.host(join(FIRMWARE_MOUNT, OS_TRIAL_FILE)),
     fs,
     transport: new FetchTransport(),
     repoUrl: confirm ? 'http://unused.invalid/' : req(v, 'url'),

@@ -65,6 +65,8 @@ export interface BootFirmware {
   booted(): Promise<{ partition: number; tryboot: boolean } | undefined>;
   /** Reboot; with `tryboot`, once into autoboot.txt's [tryboot] partition. */
   reboot(tryboot: boolean): Promise<void>;
+  /** Why this board cannot switch slots through autoboot.txt (undefined: it can). */
+  abUnsupported?(): Promise<string | undefined>;
 }
 
 function u32be(b: Buffer | undefined): number | undefined {
@@ -90,6 +92,16 @@ export class PiFirmware implements BootFirmware {
 
   async reboot(tryboot: boolean): Promise<void> {
     await run('systemctl', tryboot ? ['reboot', '0 tryboot'] : ['reboot'], { timeoutMs: 30_000 });
+  }
+
+  /** Pi 3 and Zero 2 W boot partition 1 whatever autoboot.txt says (docs/decisions.md). */
+  async abUnsupported(): Promise<string | undefined> {
+    const model = (await this.#fs.readIfExists(join(this.#dtDir, '..', '..', 'model')))
+      ?.toString('utf8')
+      .replace(/\0/g, '');
+    if (model !== undefined && /Raspberry Pi (3|Zero 2)/.test(model))
+      return `${model}: its boot ROM ignores autoboot.txt; OS updates need the Pi 3 / Zero 2 W scheme of docs/ota.md (not implemented yet)`;
+    return undefined;
   }
 }
 
@@ -225,6 +237,11 @@ export class RaucBootBackend {
 
   async setPrimary(slot: CardSlot): Promise<void> {
     const [s, committed] = await Promise.all([this.#state(), this.committed()]);
+    if (slot !== committed) {
+      // Refused here, RAUC's install fails and nothing will boot the slot it wrote.
+      const why = await this.#o.firmware.abUnsupported?.();
+      if (why !== undefined) throw new RaucBackendError(why);
+    }
     const bad = s.bad.filter((x) => x !== slot);
     if (slot === committed) await this.#writeState({ format: 'vigil-ab/1', bad });
     else await this.#writeState({ format: 'vigil-ab/1', trial: slot, bad });

@@ -65,6 +65,9 @@ t.test('OS updates: watchdog on, RAUC config and backend in every image', async 
       /^RuntimeWatchdogSec=15s$/m,
     );
     t.match(get('/etc/rauc/system.conf')?.content, /^bootloader=custom$/m);
+    const confirm = get('/usr/lib/systemd/system/vigil-os-confirm.service')?.content ?? '';
+    t.match(confirm, /^After=vigil-hub\.service$/m, 'the trial is judged once the hub is up');
+    t.match(confirm, /^ConditionPathExists=\/boot\/firmware\/vigil-os\.json$/m);
     t.match(
       get('/usr/lib/vigil/rauc-bootloader')?.content,
       /exec \/usr\/bin\/vigil ota rauc-backend "\$@"/,
@@ -109,7 +112,11 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
     cliWrapper(),
     /exec \/opt\/vigil\/node\/bin\/node \/opt\/vigil\/dist\/bin\/vigil\.js "\$@"/,
   );
-  t.same(unitsToEnable(pi), ['vigil-hub.service', 'vigil-grow-data.service']);
+  t.same(unitsToEnable(pi), [
+    'vigil-hub.service',
+    'vigil-grow-data.service',
+    'vigil-os-confirm.service',
+  ]);
   const tw = rootOverlay(twin, planLayout(twin.sizes));
   t.match(
     tw.find((f) => f.path === '/etc/modprobe.d/vigil.conf')?.content ?? '',
@@ -119,6 +126,7 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   t.same(unitsToEnable(twin), [
     'vigil-hub.service',
     'vigil-grow-data.service',
+    'vigil-os-confirm.service',
     'vigil-twin-report.service',
   ]);
 });

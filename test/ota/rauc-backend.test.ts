@@ -1,10 +1,11 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { DurableFs } from '../../hw/os/fs.js';
 import {
   parseTwinCmdline,
+  PiFirmware,
   RaucBootBackend,
   STATE_FILE,
   TRYBOOT_FLAG_FILE,
@@ -148,4 +149,21 @@ t.test('the twin: firmware facts on the command line, the flag on the FAT', asyn
   await fw.reboot(true);
   tt.equal(await readFile(join(dir, TRYBOOT_FLAG_FILE), 'utf8'), '1\n');
   tt.equal(rebooted, 2);
+});
+
+t.test('Pi 3 / Zero 2 W: the backend refuses to make a trial primary', async (tt) => {
+  const dir = await tempDir('vigil-rauc-pi3-');
+  tt.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dt = join(dir, 'proc', 'device-tree');
+  await mkdir(join(dt, 'chosen', 'bootloader'), { recursive: true });
+  await writeFile(join(dt, 'model'), 'Raspberry Pi Zero 2 W Rev 1.0\0');
+  await writeFile(join(dir, 'autoboot.txt'), autobootTxt('a'));
+  const fw = new PiFirmware(join(dt, 'chosen', 'bootloader'), new DurableFs());
+  const backend = new RaucBootBackend({ selectorDir: dir, fs: new DurableFs(), firmware: fw });
+  await tt.rejects(backend.handle(['set-primary', 'B']), /Zero 2 W.*ignores autoboot\.txt/);
+  tt.equal(await backend.handle(['get-primary']), 'A\n', 'nothing recorded');
+  await backend.handle(['set-primary', 'A']);
+  await writeFile(join(dt, 'model'), 'Raspberry Pi 4 Model B Rev 1.4\0');
+  await backend.handle(['set-primary', 'B']);
+  tt.equal(await backend.handle(['get-primary']), 'B\n', 'a Pi 4 switches');
 });
