@@ -94,6 +94,8 @@ class SimRauc implements RaucPort {
     this.installs.push(version);
     await this.card.backend.handle(['set-state', name, 'bad']);
     this.card.slots[target] = { version, behaviour: behaviour as Behaviour };
+    // RAUC 1.8 after writing: "Marking target slot as bootable", then primary
+    await this.card.backend.handle(['set-state', name, 'good']);
     await this.card.backend.handle(['set-primary', name]);
   }
   status(): Promise<RaucStatus> {
