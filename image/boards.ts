@@ -57,6 +57,8 @@ export const RUNTIME_PACKAGES: readonly string[] = [
   'procps',
   // udhcpc: the hub's DHCP client on the home Wi-Fi (firmware/supervisor/production-services.ts)
   'busybox',
+  // OS updates: the A/B slot engine (ota/rauc.ts, /etc/rauc/system.conf)
+  'rauc',
   // headers + pkg-config file for building v4l2-camera-ts's addon against the image (sysroot)
   'libv4l-dev',
 ];

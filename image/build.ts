@@ -37,6 +37,7 @@ import type { Runner } from './disk.js';
 import { assembleImage, makeExt4, makeFat } from './filesystems.js';
 import { compareWithPlan, partitionOf, planLayout, sfdiskScript } from './layout.js';
 import type { Layout } from './layout.js';
+import { RAUC_PATHS } from '../protocol/rauc-system.js';
 import { HUB_UNIT, IMAGE_PATHS, bootOverlay, rootOverlay, unitsToEnable } from './overlay.js';
 import type { OverlayFile } from './overlay.js';
 import {
@@ -63,6 +64,8 @@ export interface BuildOptions {
   readonly sourceDateEpoch: number;
   readonly mirror?: string;
   readonly rpiKeyring?: string;
+  /** PEM keyring for OS update bundles (/etc/rauc/keyring.pem); none: RAUC refuses every bundle. */
+  readonly raucKeyring?: string;
   /** image/.cache by default: apt downloads, node runtime, work directories. */
   readonly cacheDir?: string;
   readonly compress?: boolean;
@@ -373,6 +376,10 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     async () => {
       kernelVersion = kernelVersionOf((await readdir(join(rootfs, 'lib', 'modules'))).sort());
       await writeOverlay(rootfs, rootOverlay(board, layout));
+      if (o.raucKeyring !== undefined) {
+        await copyFile(o.raucKeyring, join(rootfs, RAUC_PATHS.keyring));
+        await chmod(join(rootfs, RAUC_PATHS.keyring), 0o644);
+      } else o.print('    no --rauc-keyring: this image refuses every OS update bundle');
       // the supervisor's unit, owned by firmware/supervisor
       const hubUnit = join(app.srcDir, 'firmware', 'supervisor', HUB_UNIT);
       try {

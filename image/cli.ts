@@ -34,6 +34,8 @@ Build options:
   --kernel-source SRC     debian (default) | raspberrypi (Raspberry Pi's archive and kernel,
                           with the bcm2835-codec H.264 encoder; needs --rpi-keyring)
   --rpi-keyring FILE      OpenPGP keyring of Raspberry Pi's archive
+  --rauc-keyring FILE     CA or certificate(s) OS update bundles must be signed by (PEM),
+                          installed as /etc/rauc/keyring.pem; without it RAUC refuses all
   --mirror URL            Debian mirror (default http://deb.debian.org/debian)
   --source-date-epoch N   timestamps in the image (default $SOURCE_DATE_EPOCH, else the
                           last commit's time)
@@ -46,6 +48,7 @@ interface BuildFlags {
   out?: string;
   kernelSource: KernelSource;
   rpiKeyring?: string;
+  raucKeyring?: string;
   mirror?: string;
   sourceDateEpoch?: number;
   cache?: string;
@@ -58,6 +61,7 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
     out: { type: 'string' },
     'kernel-source': { type: 'string' },
     'rpi-keyring': { type: 'string' },
+    'rauc-keyring': { type: 'string' },
     mirror: { type: 'string' },
     'source-date-epoch': { type: 'string' },
     cache: { type: 'string' },
@@ -89,6 +93,7 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
     xz: v['no-xz'] !== true,
     ...(v.out !== undefined ? { out: v.out } : {}),
     ...(v['rpi-keyring'] !== undefined ? { rpiKeyring: v['rpi-keyring'] } : {}),
+    ...(v['rauc-keyring'] !== undefined ? { raucKeyring: v['rauc-keyring'] } : {}),
     ...(v.mirror !== undefined ? { mirror: v.mirror } : {}),
     ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
     ...(v.cache !== undefined ? { cache: v.cache } : {}),
@@ -140,6 +145,7 @@ async function build(
     repo,
     ...(f.mirror !== undefined ? { mirror: f.mirror } : {}),
     ...(f.rpiKeyring !== undefined ? { rpiKeyring: f.rpiKeyring } : {}),
+    ...(f.raucKeyring !== undefined ? { raucKeyring: f.raucKeyring } : {}),
     ...(f.cache !== undefined ? { cacheDir: f.cache } : {}),
   };
   if (!twice) {

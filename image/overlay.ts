@@ -7,6 +7,7 @@ import {
   cardPartUuid,
   FIRMWARE_MOUNT,
 } from '../protocol/card-layout.js';
+import { RAUC_PATHS, raucSystemConf, SLOT_BOOTNAMES } from '../protocol/rauc-system.js';
 import type { Board } from './boards.js';
 import { LABELS, partUuid } from './layout.js';
 import type { Layout } from './layout.js';
@@ -53,14 +54,19 @@ export function configTxt(kernelVersion: string): string {
     '# VideoCore straight from the capture device; it needs the start_x firmware and GPU memory.',
     'start_x=1',
     'gpu_mem=128',
+    '# the SoC watchdog: systemd pets it (RuntimeWatchdogSec); a hung trial boot resets into the committed slot',
+    'dtparam=watchdog=on',
     '',
   ].join('\n');
 }
 
-/** Kernel command line of a slot: root by PARTUUID, so slot B only differs in one digit. */
+/**
+ * Kernel command line of a slot: root by PARTUUID, so slot B only differs in one digit;
+ * `rauc.slot=` tells RAUC which slot booted (protocol/rauc-system.ts boot names).
+ */
 export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): string {
   const root = partUuid(layout, slot === 'a' ? 'root-a' : 'root-b');
-  return `${board.console} root=PARTUUID=${root} rootfstype=ext4 rw rootwait fsck.repair=yes\n`;
+  return `${board.console} root=PARTUUID=${root} rootfstype=ext4 rw rootwait fsck.repair=yes rauc.slot=${SLOT_BOOTNAMES[slot]}\n`;
 }
 
 /**
@@ -72,6 +78,57 @@ export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): strin
  */
 export function autobootTxt(): string {
   return cardAutobootTxt('a');
+}
+
+/**
+ * RAUC's custom bootloader backend as RAUC runs it: the project's implementation of the
+ * Pi firmware's autoboot.txt + tryboot rule (ota/rauc-backend.ts) behind `vigil ota`.
+ */
+export function raucBackendWrapper(): string {
+  return [
+    '#!/bin/sh',
+    '# RAUC custom bootloader backend (installed by `vigil image build`): ota/rauc-backend.ts.',
+    `exec ${IMAGE_PATHS.cli} ota rauc-backend "$@"`,
+    '',
+  ].join('\n');
+}
+
+/** systemd pets the hardware watchdog; a hang (kernel or PID 1) resets the board. */
+export const WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=15s\nRebootWatchdogSec=2min\n';
+
+export const OS_CONFIRM_UNIT = 'vigil-os-confirm.service';
+
+/** At every boot, once the hub is up: settle an OS trial (mark-good, or mark-bad and back). */
+export function osConfirmUnit(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil OS update: settle a trial boot (hub healthy: commit; else back)',
+    `After=${HUB_UNIT}`,
+    // nothing to do unless an OS update was installed (the record sits on the boot FAT)
+    `ConditionPathExists=${IMAGE_PATHS.firmware}/vigil-os.json`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `ExecStart=${IMAGE_PATHS.cli} ota os-confirm`,
+    'TimeoutStartSec=15min',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]);
+}
+
+/** OS updates: RAUC's system.conf (slots from the card table), the backend, the watchdog. */
+export function osUpdateFiles(board: Board): OverlayFile[] {
+  return [
+    { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_UNIT}`, content: osConfirmUnit(), mode: 0o644 },
+    { path: RAUC_PATHS.systemConf, content: raucSystemConf(board.name), mode: 0o644 },
+    { path: RAUC_PATHS.backend, content: raucBackendWrapper(), mode: 0o755 },
+    {
+      path: '/etc/systemd/system.conf.d/vigil-watchdog.conf',
+      content: WATCHDOG_CONF,
+      mode: 0o644,
+    },
+  ];
 }
 
 function unit(lines: readonly string[]): string {
@@ -262,6 +319,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
       mode: 0o644,
     },
   ];
+  files.push(...osUpdateFiles(board));
   if (board.modules.length > 0) {
     files.push({
       path: '/etc/modules-load.d/vigil.conf',
@@ -291,7 +349,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
 }
 
 export function unitsToEnable(board: Board): string[] {
-  const units = [HUB_UNIT, GROW_UNIT];
+  const units = [HUB_UNIT, GROW_UNIT, OS_CONFIRM_UNIT];
   if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT, TWIN_SETUP_UNIT, TWIN_JOURNEY_UNIT);
   return units;
 }
@@ -301,10 +359,10 @@ export function bootOverlay(board: Board, layout: Layout, kernelVersion: string)
   const files: OverlayFile[] = [
     { path: '/cmdline.txt', content: cmdlineTxt(board, layout, 'a'), mode: 0o644 },
   ];
-  if (board.piFirmware) {
+  if (board.piFirmware)
     files.push({ path: '/config.txt', content: configTxt(kernelVersion), mode: 0o644 });
-    files.push({ path: '/autoboot.txt', content: autobootTxt(), mode: 0o644 });
-  }
+  // the twin's harness plays the Pi firmware and reads the same file (docs/ota.md)
+  files.push({ path: '/autoboot.txt', content: autobootTxt(), mode: 0o644 });
   return files;
 }
 

@@ -28,6 +28,7 @@ import type { OtaOutcome } from './agent.js';
 import { buildAppBundle, readBundleManifest } from './bundle.js';
 import { ROLES } from './metadata.js';
 import type { RoleName } from './metadata.js';
+import { osDevice, raucBackend, releaseRootfs } from './os-cli.js';
 import { ProcessTrialProbe } from './probe.js';
 import { initRepo, refresh, release, rotateKeys } from './repo.js';
 import type { RepoContext } from './repo.js';
@@ -44,6 +45,9 @@ Release side (keys stay in --keys, never inside --repo):
              [--passphrase-file F | --passphrase-stdin]   seal the root key(s)
   bundle     --app-dir DIR --out FILE [--version V]       tarball of dist/ + production node_modules
   release    BUNDLE --repo DIR --keys DIR [--channel stable|beta|...]
+  release    --rootfs IMAGE --board NAME --version V --rauc-cert PEM --rauc-key PEM
+             --repo DIR --keys DIR [--channel C] [--adaptive]
+             OS update: a signed RAUC bundle (verity) of the image's root A + boot files
   refresh    --repo DIR --keys DIR                        re-sign timestamp (daily, from cron)
   rotate-keys --repo DIR --keys DIR --roles timestamp,snapshot,targets[,root] [passphrase option]
   serve      --repo DIR [--host 127.0.0.1] [--port 8080]  static HTTP with Range support
@@ -55,6 +59,10 @@ Device side:
   probe      health answer of this install (JSON line)
   status     [--state DIR] [--slots DIR] [--json]   slots, a pending trial, the last outcome
   trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
+  os-check   --url URL [--state DIR] [--root ROOT.json] [--busy-file PATH]
+             one OS update check: download, rauc install, reboot into the trial slot
+  os-confirm [--state DIR]   at boot: settle an OS trial (mark-good, or mark-bad + reboot)
+  rauc-backend CMD ...       RAUC's custom bootloader backend (run by RAUC)
 `;
 
 function parse(
@@ -267,9 +275,23 @@ async function runOta(ctx: CommandContext): Promise<number> {
     case 'release': {
       const { values: v, positionals } = parse(
         ctx,
-        { ...REPO_OPTS, channel: { type: 'string' } },
+        {
+          ...REPO_OPTS,
+          channel: { type: 'string' },
+          rootfs: { type: 'string' },
+          board: { type: 'string' },
+          version: { type: 'string' },
+          'rauc-cert': { type: 'string' },
+          'rauc-key': { type: 'string' },
+          adaptive: { type: 'boolean' },
+        },
         true,
       );
+      if (opt(v, 'rootfs') !== undefined) {
+        if (positionals.length > 0)
+          throw new UsageError('release --rootfs takes no bundle file (it builds one)');
+        return releaseRootfs(ctx, v, await repoCtx(v, fs));
+      }
       const file = positionals[0];
       if (file === undefined || positionals.length !== 1)
         throw new UsageError('release takes exactly one bundle file');
@@ -326,6 +348,12 @@ async function runOta(ctx: CommandContext): Promise<number> {
     }
     case 'check':
       return device(ctx, false);
+    case 'os-check':
+      return osDevice(ctx, false);
+    case 'os-confirm':
+      return osDevice(ctx, true);
+    case 'rauc-backend':
+      return raucBackend(ctx);
     case 'agent':
       return device(ctx, true);
     case 'trial-guard': {

@@ -388,7 +388,9 @@ export interface ReleaseResult {
 }
 
 export function targetNameFor(input: Pick<ReleaseInput, 'channel' | 'version' | 'kind'>): string {
-  return `${input.channel}/vigil-${input.kind}-${input.version}.tar.gz`;
+  // OS bundles are RAUC bundles (ota/rauc-bundle.ts); app bundles tarballs (ota/bundle.ts)
+  const ext = input.kind === 'rootfs' ? 'raucb' : 'tar.gz';
+  return `${input.channel}/vigil-${input.kind}-${input.version}.${ext}`;
 }
 
 /** Add a bundle as a target and publish new targets, snapshot and timestamp. */

@@ -50,10 +50,31 @@ t.test('boot files per board', async (t) => {
     bootOverlay(pi, layout, 'k').map((f) => f.path),
     ['/cmdline.txt', '/config.txt', '/autoboot.txt'],
   );
+  // the twin's harness plays the Pi firmware: it reads the same autoboot.txt
   t.same(
     bootOverlay(twin, planLayout(twin.sizes), 'k').map((f) => f.path),
-    ['/cmdline.txt'],
+    ['/cmdline.txt', '/autoboot.txt'],
   );
+});
+
+t.test('OS updates: watchdog on, RAUC config and backend in every image', async (t) => {
+  t.match(configTxt('k'), /^dtparam=watchdog=on$/m, 'the Pi SoC watchdog');
+  for (const board of [pi, twin]) {
+    const files = rootOverlay(board, planLayout(board.sizes));
+    const get = (p: string) => files.find((f) => f.path === p);
+    t.match(
+      get('/etc/systemd/system.conf.d/vigil-watchdog.conf')?.content,
+      /^RuntimeWatchdogSec=15s$/m,
+    );
+    t.match(get('/etc/rauc/system.conf')?.content, /^bootloader=custom$/m);
+    const confirm = get('/usr/lib/systemd/system/vigil-os-confirm.service')?.content ?? '';
+    t.match(confirm, /^After=vigil-hub\.service$/m, 'the trial is judged once the hub is up');
+    t.match(confirm, /^ConditionPathExists=\/boot\/firmware\/vigil-os\.json$/m);
+    t.match(
+      get('/usr/lib/vigil/rauc-bootloader')?.content,
+      /exec \/usr\/bin\/vigil ota rauc-backend "\$@"/,
+    );
+  }
 });
 
 t.test('root overlay: no password, empty machine-id, units, mounts', async (t) => {
@@ -93,7 +114,11 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
     cliWrapper(),
     /exec \/opt\/vigil\/node\/bin\/node \/opt\/vigil\/dist\/bin\/vigil\.js "\$@"/,
   );
-  t.same(unitsToEnable(pi), ['vigil-hub.service', 'vigil-grow-data.service']);
+  t.same(unitsToEnable(pi), [
+    'vigil-hub.service',
+    'vigil-grow-data.service',
+    'vigil-os-confirm.service',
+  ]);
   const tw = rootOverlay(twin, planLayout(twin.sizes));
   t.match(
     tw.find((f) => f.path === '/etc/modprobe.d/vigil.conf')?.content ?? '',
@@ -105,6 +130,7 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   t.same(unitsToEnable(twin), [
     'vigil-hub.service',
     'vigil-grow-data.service',
+    'vigil-os-confirm.service',
     'vigil-twin-report.service',
     'vigil-twin-setup.service',
     'vigil-twin-journey.service',

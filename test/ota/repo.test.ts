@@ -119,7 +119,7 @@ t.test('release: tuf-js verifies and downloads the bundle', async (tt) => {
   tt.ok(await u2.getTargetInfo('beta/vigil-app-1.3.0-beta.1.tar.gz'), 'beta channel target');
   tt.equal(
     targetNameFor({ channel: 'beta', version: '2.0.0', kind: 'rootfs' }),
-    'beta/vigil-rootfs-2.0.0.tar.gz',
+    'beta/vigil-rootfs-2.0.0.raucb',
   );
   tt.match(
     targetFilePath(ctx.repoDir, r.targetPath, r.sha256),

@@ -9,7 +9,8 @@ import t from 'tap';
 import { DurableFs } from '../../hw/os/fs.js';
 import { BOARDS } from '../../image/boards.js';
 import { partitionOf, partUuid, planLayout } from '../../image/layout.js';
-import { bootOverlay, cmdlineTxt, fstab, IMAGE_PATHS } from '../../image/overlay.js';
+import { bootOverlay, cmdlineTxt, fstab, IMAGE_PATHS, rootOverlay } from '../../image/overlay.js';
+import { RaucBootBackend } from '../../ota/rauc-backend.js';
 import { parseAutoboot, SELECTOR_DIR, TrybootSelector } from '../../ota/tryboot.js';
 import {
   AUTOBOOT_PARTITION,
@@ -19,6 +20,12 @@ import {
   cardPartUuid,
   ROOT_PARTITIONS,
 } from '../../protocol/card-layout.js';
+import {
+  parseRaucSlots,
+  RAUC_PATHS,
+  raucCompatible,
+  SLOT_BOOTNAMES,
+} from '../../protocol/rauc-system.js';
 import { tempDir } from '../ota/helpers.js';
 
 const u32 = (n: number): Buffer => {
@@ -107,3 +114,78 @@ t.test('the image writes autoboot.txt the tryboot backend reads and commits', as
     'the provisioning FAT is never a boot slot',
   );
 });
+
+// RAUC's view (system.conf, generated from the card table) against the image's partitions and
+// the custom backend's: one install of slot B walked through all three.
+for (const board of Object.values(BOARDS)) {
+  t.test(`${board.name}: system.conf, the image and the RAUC backend agree`, async (tt) => {
+    const layout = planLayout(board.sizes);
+    const files = rootOverlay(board, layout);
+    const conf = files.find((f) => f.path === RAUC_PATHS.systemConf)?.content;
+    if (conf === undefined) throw new Error('the image ships no /etc/rauc/system.conf');
+    tt.match(conf, new RegExp(`^compatible=${raucCompatible(board.name)}$`, 'm'));
+    tt.match(conf, new RegExp(`^bootloader-custom-backend=${RAUC_PATHS.backend}$`, 'm'));
+    tt.ok(
+      files.some((f) => f.path === RAUC_PATHS.backend && (f.mode & 0o111) !== 0),
+      'the image ships the backend, executable',
+    );
+    const slots = parseRaucSlots(conf);
+    tt.same(Object.keys(slots).sort(), ['boot.0', 'boot.1', 'rootfs.0', 'rootfs.1']);
+    const byPartuuid = (s: Record<string, string> | undefined): string =>
+      (s?.device ?? '').replace('/dev/disk/by-partuuid/', '');
+    for (const [i, slot] of (['a', 'b'] as const).entries()) {
+      const root = slots[`rootfs.${String(i)}`];
+      const boot = slots[`boot.${String(i)}`];
+      tt.equal(byPartuuid(root), partUuid(layout, slot === 'a' ? 'root-a' : 'root-b'));
+      tt.equal(byPartuuid(boot), partUuid(layout, slot === 'a' ? 'boot-a' : 'boot-b'));
+      tt.equal(root?.type, 'ext4');
+      tt.equal(boot?.type, 'vfat');
+      tt.equal(boot?.parent, `rootfs.${String(i)}`, 'boot and root are installed together');
+      // the slot's cmdline.txt says the same boot name RAUC knows the slot by
+      tt.match(
+        cmdlineTxt(board, layout, slot),
+        new RegExp(`rauc\\.slot=${String(root?.bootname)}\\n`),
+      );
+      tt.equal(root?.bootname, SLOT_BOOTNAMES[slot]);
+    }
+
+    // The backend on the image's own autoboot.txt: install into B, trial boot, commit.
+    const autoboot = bootOverlay(board, layout, '6.1.0-test').find(
+      (f) => f.path === '/autoboot.txt',
+    )?.content;
+    if (autoboot === undefined) throw new Error('the image writes no autoboot.txt');
+    const dir = await tempDir('vigil-rauc-card-');
+    tt.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'autoboot.txt'), autoboot);
+    let booted = { partition: partitionOf(layout, 'boot-a').number, tryboot: false };
+    const reboots: boolean[] = [];
+    const backend = new RaucBootBackend({
+      selectorDir: dir,
+      fs: new DurableFs(),
+      firmware: {
+        booted: () => Promise.resolve(booted),
+        reboot: (tb) => {
+          reboots.push(tb);
+          return Promise.resolve();
+        },
+      },
+    });
+    const target = slots['rootfs.1']?.bootname ?? '';
+    tt.equal(await backend.handle(['get-current']), `${String(slots['rootfs.0']?.bootname)}\n`);
+    await backend.handle(['set-state', target, 'bad']);
+    await backend.handle(['set-primary', target]);
+    tt.equal(await backend.handle(['get-primary']), `${target}\n`);
+    await backend.rebootIntoPrimary();
+    tt.same(reboots, [true], 'a tryboot reboot');
+    // the firmware follows autoboot.txt's [tryboot]: the image's boot B
+    booted = { partition: parseAutoboot(autoboot).tryboot, tryboot: true };
+    tt.equal(booted.partition, partitionOf(layout, 'boot-b').number);
+    tt.equal(await backend.handle(['get-current']), `${target}\n`);
+    await backend.handle(['set-state', target, 'good']);
+    tt.equal(
+      parseAutoboot(await readFile(join(dir, 'autoboot.txt'), 'utf8')).normal,
+      partitionOf(layout, 'boot-b').number,
+      "the commit names the image's boot B, whose cmdline boots system.conf's rootfs.1",
+    );
+  });
+}

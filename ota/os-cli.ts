@@ -1,0 +1,189 @@
+/**
+ * `vigil ota` subcommands for OS updates (dispatched from ota/cli.ts):
+ *
+ *   release --rootfs IMAGE   build a RAUC bundle from a card image and release it (kind rootfs)
+ *   rauc-backend CMD ...     RAUC's custom bootloader backend (RAUC runs it)
+ *   os-check                 one OS update check (download, rauc install, tryboot reboot)
+ *   os-confirm               settle a trial boot (health → mark-good, or mark-bad + reboot)
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError } from '../base/command.js';
+import type { CommandContext } from '../base/command.js';
+import { JsonLogger } from '../base/logger.js';
+import { CrashController, DurableFs } from '../hw/os/fs.js';
+import { HostPaths } from '../hw/os/host-paths.js';
+import { run } from '../hw/os/run.js';
+import { FIRMWARE_MOUNT } from '../protocol/card-layout.js';
+import type { HealthCheck } from './agent.js';
+import { OsUpdateAgent } from './os-agent.js';
+import { RaucCli } from './rauc.js';
+import { PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
+import type { BootFirmware } from './rauc-backend.js';
+import { buildRootfsBundle } from './rauc-bundle.js';
+import { release } from './repo.js';
+import type { RepoContext } from './repo.js';
+import { FetchTransport } from './transport.js';
+import { installTrustedRoot } from './verify.js';
+import { isVersion } from './version.js';
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** The OS agent's trial record on the boot FAT (seen by both slots). */
+export const OS_TRIAL_FILE = 'vigil-os.json';
+const HUB_SERVICE = 'vigil-hub.service';
+
+function parse(ctx: CommandContext, options: ParseArgsConfig['options']): Values {
+  try {
+    return parseArgs({ args: [...ctx.argv.slice(1)], options: options ?? {}, strict: true })
+      .values as Values;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function req(v: Values, name: string): string {
+  const x = v[name];
+  if (typeof x !== 'string' || x === '') throw new UsageError(`--${name} is required`);
+  return x;
+}
+
+/** `release --rootfs IMAGE`: bundle the image's OS, then publish it like an app bundle. */
+export async function releaseRootfs(
+  ctx: CommandContext,
+  v: Values,
+  repo: RepoContext,
+): Promise<number> {
+  const image = resolve(req(v, 'rootfs'));
+  const version = req(v, 'version');
+  if (!isVersion(version)) throw new UsageError(`--version "${version}" is not x.y.z`);
+  const out = join(repo.repoDir, '..', `.vigil-os-${version}.raucb`);
+  const r = await buildRootfsBundle({
+    image,
+    board: req(v, 'board'),
+    version,
+    cert: resolve(req(v, 'rauc-cert')),
+    key: resolve(req(v, 'rauc-key')),
+    out,
+    workDir: `${out}.work`,
+    adaptive: v.adaptive === true,
+  });
+  try {
+    const rel = await release(repo, {
+      bundle: await readFile(out),
+      channel: typeof v.channel === 'string' ? v.channel : 'stable',
+      version,
+      kind: 'rootfs',
+    });
+    ctx.stdout(
+      `released ${rel.targetPath} (RAUC bundle, ${String(r.bytes)} bytes from a ${String(r.rootfsBytes)}-byte root; sha256 ${rel.sha256})\n`,
+    );
+  } finally {
+    await rm(out, { force: true });
+  }
+  return 0;
+}
+
+/** The firmware this board has: the Pi's device tree, else the twin's command line. */
+async function firmwareOf(paths: HostPaths, fs: DurableFs): Promise<BootFirmware> {
+  const dt = paths.host('/proc/device-tree/chosen/bootloader');
+  if ((await fs.readIfExists(join(dt, 'partition'))) !== undefined) return new PiFirmware(dt, fs);
+  return new TwinFirmware(paths.host('/proc/cmdline'), paths.host(FIRMWARE_MOUNT), fs);
+}
+
+async function backendOf(ctx: CommandContext, fs: DurableFs): Promise<RaucBootBackend> {
+  const paths = HostPaths.fromEnv(ctx.env);
+  return new RaucBootBackend({
+    selectorDir: paths.host(FIRMWARE_MOUNT),
+    fs,
+    firmware: await firmwareOf(paths, fs),
+  });
+}
+
+/** RAUC runs this (RAUC_PATHS.backend): argv is RAUC's. */
+export async function raucBackend(ctx: CommandContext): Promise<number> {
+  const backend = await backendOf(ctx, new DurableFs());
+  ctx.stdout(await backend.handle(ctx.argv.slice(1)));
+  return 0;
+}
+
+/** os-check / os-confirm on the device. */
+export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<number> {
+  const v = parse(ctx, {
+    state: { type: 'string' },
+    url: { type: 'string' },
+    channel: { type: 'string' },
+    root: { type: 'string' },
+    'busy-file': { type: 'string' },
+  });
+  const fs = new DurableFs(CrashController.fromEnv(ctx.env));
+  const paths = HostPaths.fromEnv(ctx.env);
+  const stateDir = resolve(
+    typeof v.state === 'string' ? v.state : paths.host('/var/lib/vigil/ota'),
+  );
+  const metaDir = join(stateDir, 'metadata');
+  if ((await fs.readIfExists(join(metaDir, 'root.json'))) === undefined) {
+    if (typeof v.root !== 'string')
+      throw new UsageError(`no trusted root in ${metaDir}: give --root ROOT.json`);
+    await installTrustedRoot(fs, metaDir, await readFile(v.root));
+  }
+  const backend = await backendOf(ctx, fs);
+  const busyFile = typeof v['busy-file'] === 'string' ? v['busy-file'] : undefined;
+  // The hub's unit reached READY (Type=notify; vigil-os-confirm.service runs After= it): the
+  // supervisor opened storage, MLS state and the camera pipeline, or it would not be active.
+  const health: HealthCheck = {
+    check: async ({ signal }) => {
+      const r = await run('systemctl', ['is-active', HUB_SERVICE], {
+        okExitCodes: [0, 3, 4],
+        timeoutMs: 30_000,
+        signal,
+      });
+      const state = r.stdout.toString('utf8').trim();
+      return { ok: r.exitCode === 0, checks: { hub: { ok: r.exitCode === 0, detail: state } } };
+    },
+  };
+  const agent = new OsUpdateAgent({
+    stateDir,
+    stateFile: paths.host(join(FIRMWARE_MOUNT, OS_TRIAL_FILE)),
+    fs,
+    transport: new FetchTransport(),
+    repoUrl: confirm ? 'http://unused.invalid/' : req(v, 'url'),
+    channel: typeof v.channel === 'string' ? v.channel : 'stable',
+    rauc: new RaucCli(),
+    boot: {
+      isTrialBoot: async () => (await backend.booted())?.trial === true,
+      rebootIntoTrial: async () => {
+        await backend.rebootIntoPrimary();
+      },
+      reboot: async () => {
+        await backend.rebootIntoPrimary();
+      },
+    },
+    health,
+    busy: {
+      isBusy: async () => busyFile !== undefined && (await fs.readIfExists(busyFile)) !== undefined,
+    },
+    reporter: {
+      report: (o) => {
+        ctx.stdout(`${JSON.stringify(o)}\n`);
+      },
+    },
+    runningVersion: async () =>
+      (
+        (await fs.readIfExists(paths.host('/etc/vigil/os-version')))?.toString('utf8') ?? '0.0.0'
+      ).trim(),
+    logger: new JsonLogger('vigil-ota-os', {
+      write: (line: string) => process.stderr.write(`${line}\n`),
+    }),
+  });
+  if (confirm) {
+    const o = await agent.confirm();
+    if (o === undefined) ctx.stdout('no OS trial to settle\n');
+    return o === undefined || o.kind === 'committed' ? 0 : 1;
+  }
+  const o = await agent.check();
+  if (o.kind === 'up-to-date' || o.kind === 'restarting') ctx.stdout(`${JSON.stringify(o)}\n`);
+  return o.kind === 'up-to-date' || o.kind === 'restarting' ? 0 : 1;
+}

@@ -1,0 +1,322 @@
+// OS updates end to end on the host: a real TUF repository with `kind: rootfs` targets (checked
+// by tuf-js too), the OS agent, and the project's RAUC bootloader backend on a simulated card.
+// RAUC itself is simulated at its interface to the backend (what `rauc install` and
+// `rauc status mark-good/bad` call); the real rauc's signature check is
+// test/ota/rauc-bundle.test.ts.
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Test } from 'tap';
+import { Updater } from 'tuf-js';
+import { DurableFs } from '../../hw/os/fs.js';
+import type { HealthReport, OtaOutcome } from '../../ota/agent.js';
+import { OsUpdateAgent } from '../../ota/os-agent.js';
+import { RaucError } from '../../ota/rauc.js';
+import type { RaucPort, RaucStatus } from '../../ota/rauc.js';
+import { RaucBootBackend } from '../../ota/rauc-backend.js';
+import { release } from '../../ota/repo.js';
+import { FetchTransport } from '../../ota/transport.js';
+import { parseAutoboot } from '../../ota/tryboot.js';
+import { autobootTxt, BOOT_PARTITIONS } from '../../protocol/card-layout.js';
+import type { CardSlot } from '../../protocol/card-layout.js';
+import { healthy, makeDevice, makeRepo, tempDir } from './helpers.js';
+import type { Repo } from './helpers.js';
+
+/** A bundle's bytes: "rauc-bundle <version> <behaviour>", what the simulated RAUC installs. */
+type Behaviour = 'healthy' | 'unhealthy' | 'hang' | 'bad-signature';
+const bundleOf = (version: string, behaviour: Behaviour = 'healthy'): Buffer =>
+  Buffer.from(`rauc-bundle ${version} ${behaviour}\n${'x'.repeat(4096)}`);
+
+/**
+ * The card: boot FAT (autoboot.txt + the backend's state) and what each slot holds; the
+ * firmware follows autoboot.txt and the one-shot tryboot flag, exactly as the Pi does.
+ */
+class Card {
+  readonly slots: Record<CardSlot, { version: string; behaviour: Behaviour }> = {
+    a: { version: '1.0.0', behaviour: 'healthy' },
+    b: { version: '', behaviour: 'healthy' },
+  };
+  booted: { slot: CardSlot; tryboot: boolean } = { slot: 'a', tryboot: false };
+  trybootFlag = false;
+  reboots = 0;
+  readonly backend: RaucBootBackend;
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+    this.backend = new RaucBootBackend({
+      selectorDir: dir,
+      fs: new DurableFs(),
+      firmware: {
+        booted: () =>
+          Promise.resolve({
+            partition: BOOT_PARTITIONS[this.booted.slot],
+            tryboot: this.booted.tryboot,
+          }),
+        reboot: (tb) => {
+          this.trybootFlag = tb;
+          this.reboots++;
+          return Promise.resolve();
+        },
+      },
+    });
+  }
+  /** Power on / reset: the firmware reads autoboot.txt, consumes the flag. */
+  async powerOn(): Promise<void> {
+    const ab = parseAutoboot(await readFile(join(this.dir, 'autoboot.txt'), 'utf8'));
+    const part = this.trybootFlag ? ab.tryboot : ab.normal;
+    this.booted = { slot: part === BOOT_PARTITIONS.a ? 'a' : 'b', tryboot: this.trybootFlag };
+    this.trybootFlag = false;
+  }
+  /** A plain reboot (no flag): the firmware boots the committed slot. */
+  firmwareReboot(): void {
+    this.trybootFlag = false;
+    this.reboots++;
+  }
+  running(): { version: string; behaviour: Behaviour } {
+    return this.slots[this.booted.slot];
+  }
+}
+
+/** RAUC as the backend sees it: install marks the target bad, writes, makes it primary. */
+class SimRauc implements RaucPort {
+  installs: string[] = [];
+  readonly card: Card;
+  constructor(card: Card) {
+    this.card = card;
+  }
+  async install(bundle: string): Promise<void> {
+    const text = (await readFile(bundle, 'utf8')).split('\n')[0] ?? '';
+    const [, version = '', behaviour = 'healthy'] = text.split(' ');
+    if (behaviour === 'bad-signature')
+      throw new RaucError('rauc install: signature verification failed', 'signature');
+    const target: CardSlot = this.card.booted.slot === 'a' ? 'b' : 'a';
+    const name = target.toUpperCase();
+    this.installs.push(version);
+    await this.card.backend.handle(['set-state', name, 'bad']);
+    this.card.slots[target] = { version, behaviour: behaviour as Behaviour };
+    // RAUC 1.8 after writing: "Marking target slot as bootable", then primary
+    await this.card.backend.handle(['set-state', name, 'good']);
+    await this.card.backend.handle(['set-primary', name]);
+  }
+  status(): Promise<RaucStatus> {
+    return Promise.reject(new Error('not used'));
+  }
+  async markGood(): Promise<void> {
+    await this.card.backend.handle(['set-state', this.card.booted.slot.toUpperCase(), 'good']);
+  }
+  async markBad(which: 'booted' | 'other'): Promise<void> {
+    const booted = this.card.booted.slot;
+    const slot = which === 'booted' ? booted : booted === 'a' ? 'b' : 'a';
+    await this.card.backend.handle(['set-state', slot.toUpperCase(), 'bad']);
+  }
+}
+
+interface Rig {
+  repo: Repo;
+  card: Card;
+  rauc: SimRauc;
+  outcomes: OtaOutcome[];
+  /** The agent of the currently booted slot (a new process after each boot). */
+  agent(): OsUpdateAgent;
+  publish(version: string, behaviour?: Behaviour): Promise<void>;
+  committed(): Promise<string>;
+}
+
+async function rig(tt: Test): Promise<Rig> {
+  const work = await tempDir('vigil-os-agent-');
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const repo = await makeRepo(work);
+  tt.teardown(() => repo.close());
+  repo.now = new Date(); // tuf-js checks expiry against the real clock
+  const device = await makeDevice(work, repo);
+  const boot = join(work, 'boot-a');
+  await mkdir(boot, { recursive: true });
+  await writeFile(join(boot, 'autoboot.txt'), autobootTxt('a'));
+  const card = new Card(boot);
+  const rauc = new SimRauc(card);
+  const outcomes: OtaOutcome[] = [];
+  const health = (): HealthReport =>
+    card.running().behaviour === 'unhealthy'
+      ? { ok: false, checks: { camera: { ok: false, detail: 'no frames' } } }
+      : healthy();
+  return {
+    repo,
+    card,
+    rauc,
+    outcomes,
+    agent: () =>
+      new OsUpdateAgent({
+        stateDir: device.stateDir,
+        fs: new DurableFs(),
+        transport: new FetchTransport({ timeoutMs: 5000, idleMs: 5000 }),
+        repoUrl: repo.server.url,
+        channel: 'stable',
+        rauc,
+        boot: {
+          isTrialBoot: () => Promise.resolve(card.booted.tryboot),
+          rebootIntoTrial: async () => {
+            await card.backend.rebootIntoPrimary();
+          },
+          reboot: () => {
+            card.firmwareReboot();
+            return Promise.resolve();
+          },
+        },
+        health: { check: () => Promise.resolve(health()) },
+        busy: { isBusy: () => false },
+        reporter: { report: (o) => void outcomes.push(o) },
+        runningVersion: () => Promise.resolve(card.running().version),
+        now: () => repo.now,
+        busyPollMs: 10,
+      }),
+    publish: async (version, behaviour = 'healthy') => {
+      await release(repo.ctx, {
+        bundle: bundleOf(version, behaviour),
+        channel: 'stable',
+        version,
+        kind: 'rootfs',
+      });
+    },
+    committed: async () => {
+      const ab = parseAutoboot(await readFile(join(boot, 'autoboot.txt'), 'utf8'));
+      return card.slots[ab.normal === BOOT_PARTITIONS.a ? 'a' : 'b'].version;
+    },
+  };
+}
+
+/** One boot of the device: the firmware picks a slot, the new agent settles any trial. */
+async function bootDevice(r: Rig): Promise<OtaOutcome | undefined> {
+  await r.card.powerOn();
+  return r.agent().confirm();
+}
+
+t.test(
+  'v1 → v2 (committed) → v3 unhealthy (rolled back) → v4 hangs (watchdog: back)',
+  async (tt) => {
+    const r = await rig(tt);
+    await r.publish('2.0.0');
+    const first = await r.agent().check();
+    tt.same(first, { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+    tt.same(r.rauc.installs, ['2.0.0']);
+    tt.equal(r.card.trybootFlag, true, 'rebooted with the one-shot tryboot flag');
+    tt.equal(await r.committed(), '1.0.0', 'nothing committed before the trial');
+
+    tt.same(await bootDevice(r), { kind: 'committed', version: '2.0.0', from: '1.0.0' });
+    tt.equal(await r.committed(), '2.0.0');
+    // a normal reboot boots v2 again
+    await r.card.powerOn();
+    tt.same(r.card.booted, { slot: 'b', tryboot: false });
+    tt.equal(r.card.running().version, '2.0.0');
+    tt.same(await r.agent().check(), { kind: 'up-to-date', version: '2.0.0' });
+
+    await r.publish('3.0.0', 'unhealthy');
+    tt.same(await r.agent().check(), { kind: 'restarting', version: '3.0.0', from: '2.0.0' });
+    const v3 = await bootDevice(r);
+    tt.match(v3, {
+      kind: 'rolled-back',
+      version: '3.0.0',
+      to: '2.0.0',
+      reason: /camera \(no frames\)/,
+    });
+    tt.equal(r.card.trybootFlag, false, 'the failed trial reboots plainly');
+    await r.card.powerOn();
+    tt.equal(r.card.running().version, '2.0.0', 'back on v2 without a person');
+    tt.equal(await r.committed(), '2.0.0');
+    tt.same(
+      await r.agent().check(),
+      { kind: 'up-to-date', version: '2.0.0' },
+      'v3 is never retried',
+    );
+
+    await r.publish('4.0.0', 'hang');
+    tt.same(await r.agent().check(), { kind: 'restarting', version: '4.0.0', from: '2.0.0' });
+    await r.card.powerOn();
+    tt.equal(r.card.running().version, '4.0.0', 'the trial boot runs v4');
+    // v4 hangs: no agent gets to confirm; the watchdog resets the board (a reset, no flag)
+    await r.card.powerOn();
+    tt.equal(r.card.running().version, '2.0.0', 'the reset boots the committed slot');
+    tt.match(await r.agent().confirm(), {
+      kind: 'rolled-back',
+      version: '4.0.0',
+      to: '2.0.0',
+      reason: /watchdog/,
+    });
+    tt.equal(await r.card.backend.handle(['get-primary']), 'B\n', 'no trial left pending');
+    tt.same(await r.agent().check(), { kind: 'up-to-date', version: '2.0.0' });
+    tt.same(r.rauc.installs, ['2.0.0', '3.0.0', '4.0.0']);
+    tt.same(
+      r.outcomes.map((o) => `${o.kind} ${'version' in o ? o.version : ''}`),
+      ['committed 2.0.0', 'rolled-back 3.0.0', 'rolled-back 4.0.0'],
+    );
+  },
+);
+
+t.test('power cut during the install and during the trial', async (tt) => {
+  const r = await rig(tt);
+  await r.publish('2.0.0');
+  // cut during `rauc install`: RAUC had marked B bad and half-written it, no trial recorded
+  await r.card.backend.handle(['set-state', 'B', 'bad']);
+  r.card.slots.b = { version: '2.0.0-torn', behaviour: 'hang' };
+  await r.card.powerOn();
+  tt.equal(r.card.running().version, '1.0.0', 'the committed slot boots');
+  tt.equal(await r.agent().confirm(), undefined, 'nothing to settle');
+  tt.same(await r.agent().check(), { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+  // cut during the trial (before the health check answered): a reset without the flag
+  await r.card.powerOn();
+  tt.equal(r.card.running().version, '2.0.0');
+  await r.card.powerOn();
+  tt.equal(r.card.running().version, '1.0.0', 'power back: the committed slot');
+  tt.match(await r.agent().confirm(), { kind: 'rolled-back', version: '2.0.0', to: '1.0.0' });
+});
+
+t.test('a tampered bundle is refused by TUF before RAUC sees it', async (tt) => {
+  const r = await rig(tt);
+  await r.publish('2.0.0');
+  // the server answers the bundle with other bytes of the same length
+  const tampered = bundleOf('2.0.0');
+  tampered[tampered.length - 1] = 0x79;
+  const name = (
+    await r.repo.ctx.fs.readIfExists(join(r.repo.ctx.repoDir, 'metadata', '2.targets.json'))
+  )?.toString();
+  const sha = /"sha256":\s*"([0-9a-f]{64})"/.exec(name ?? '')?.[1] ?? '';
+  r.repo.faults.replace.set(`/targets/stable/${sha}.vigil-rootfs-2.0.0.raucb`, tampered);
+  const o = await r.agent().check();
+  tt.match(o, { kind: 'refused', failure: 'hash' });
+  tt.same(r.rauc.installs, [], 'RAUC never saw it');
+  tt.ok(
+    r.repo.faults.requests.some((p) => p.endsWith('.vigil-rootfs-2.0.0.raucb')),
+    'the bundle was fetched (and refused)',
+  );
+});
+
+t.test('a bundle RAUC refuses (CMS signature) is reported and not retried', async (tt) => {
+  const r = await rig(tt);
+  await r.publish('2.0.0', 'bad-signature');
+  tt.match(await r.agent().check(), {
+    kind: 'refused',
+    failure: 'signature',
+    reason: /signature verification failed/,
+  });
+  tt.same(await r.agent().check(), { kind: 'up-to-date', version: '1.0.0' });
+  tt.equal(await r.committed(), '1.0.0');
+});
+
+t.test('tuf-js verifies the repository with a rootfs target and downloads it', async (tt) => {
+  const r = await rig(tt);
+  await r.publish('2.0.0');
+  const clientDir = join(r.card.dir, '..', 'tufjs');
+  await mkdir(join(clientDir, 'targets'), { recursive: true });
+  await copyFile(join(r.repo.ctx.repoDir, 'metadata', '1.root.json'), join(clientDir, 'root.json'));
+  const updater = new Updater({
+    metadataDir: clientDir,
+    metadataBaseUrl: `${r.repo.server.url}/metadata`,
+    targetBaseUrl: `${r.repo.server.url}/targets`,
+    targetDir: join(clientDir, 'targets'),
+  });
+  await updater.refresh();
+  const info = await updater.getTargetInfo('stable/vigil-rootfs-2.0.0.raucb');
+  if (info === undefined) throw new Error('tuf-js found no rootfs target');
+  tt.same(info.custom, { vigil: { version: '2.0.0', channel: 'stable', kind: 'rootfs' } });
+  const path = await updater.downloadTarget(info, join(clientDir, 'targets', 'os.raucb'));
+  tt.same(await readFile(path), bundleOf('2.0.0'), 'tuf-js downloaded the exact bundle');
+});
