@@ -31,6 +31,8 @@ fail() {
   hub_log | tail -n 30 | cut -c1-400 | sed 's/^/  hub: /'
   { ip -4 -o addr; ip route; } 2>&1 | sed 's/^/  net: /'
   tail -n 5 /tmp/relay.log 2>/dev/null | sed 's/^/  relay: /'
+  # did the home router lease the hub an address (DHCPACK), and which?
+  grep -E 'DHCP(ACK|NAK|OFFER)' /tmp/dnsmasq-home.log 2>/dev/null | tail -n 6 | sed 's/^/  home dhcp: /'
   say "result=fail reason=$* (hub state $(hub_state); hub log: $(hub_tail))"
   exit 1
 }
@@ -125,7 +127,8 @@ step home "HomeNet up, relay at $RELAY_HUB (hub) / $RELAY_PHONE (phone)"
 # diagnostics: the moment the hub's relay call fails, what its network looked like then
 (
   wait_for 1200 hub_logged 'relay rendezvous failed' || exit 0
-  { date +%T; ip -4 -o addr; ip route; } 2>&1 | sed 's/^/  hub net at rendezvous failure: /'
+  { date +%T; ip -4 -o addr; ip route; cat /tmp/home.leases; } 2>&1 |
+    sed 's/^/  hub net at rendezvous failure: /'
   hub_log | grep -m3 -E 'unreachable|rendezvous' | cut -c1-600 | sed 's/^/  hub net at rendezvous failure: /'
 ) &
 # --- the phone pairs with the label's QR payload, hands over HomeNet, meets the hub at the relay
