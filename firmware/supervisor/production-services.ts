@@ -600,14 +600,16 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         await startRelayServices(dataDir, acct);
         // a restart between the registration and the offer: offer the waiting token now
         if (await fs.readIfExists(join(dataDir, RENDEZVOUS_FILE)))
-          void (await relayMeeting(dataDir)).start();
+          void (await relayMeeting(dataDir)).start().catch((e: unknown) => {
+            log.error('the relay meeting did not start', { error: e });
+          });
         return;
       }
       // paired, but the relay was never met (unreachable at the handoff, or a restart since):
       // meet it in the background (the persisted pairing token, else the account alone)
       log.warn('paired, but no relay account yet: recording locally, meeting the relay');
       const m = await relayMeeting(dataDir);
-      m.once('met', () => {
+      const onMet = (): void => {
         void (async () => {
           const now = await readRelayAccount(dataDir);
           if (uplink !== up || !now) return; // services stopped meanwhile
@@ -616,8 +618,16 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
           log.error('relay services did not start after the meeting', { error: e });
           emit({ type: 'child-crash-loop', child: 'relay' });
         });
-      });
-      if (m.state !== 'trying' && m.state !== 'waiting') void m.start();
+      };
+      // met while these services were starting (the handoff's attempt): connect now
+      if (m.state === 'met') onMet();
+      else {
+        m.once('met', onMet);
+        if (m.state !== 'trying' && m.state !== 'waiting')
+          void m.start().catch((e: unknown) => {
+            log.error('the relay meeting did not start', { error: e });
+          });
+      }
     },
 
     async shutdown(): Promise<void> {
