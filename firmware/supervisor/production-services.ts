@@ -468,6 +468,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
     async factoryReset(dataDir: string, signal: AbortSignal): Promise<void> {
       const { factoryReset } = await import('../pairing/factory-reset.js');
+      // the pending meeting's token belongs to the pairing being erased (its file goes too)
+      await meeting?.stop();
       rejoin?.abort();
       rejoin = undefined;
       await station?.leave();
