@@ -61,6 +61,7 @@ interface StatusFile {
   readonly since?: unknown;
   readonly pid?: unknown;
   readonly children?: unknown;
+  readonly services?: unknown;
 }
 
 /** Is a process with this id alive? (EPERM: it exists, owned by someone else.) */
@@ -83,6 +84,39 @@ export function statusCandidates(
   const device = new HostPaths(o.root ?? env.VIGIL_ROOT ?? '/').host('/run/vigil/status.json');
   if (o.root !== undefined) return [device];
   return [device, join(cwd, '.vigil-dev', 'hub', 'run', 'status.json')];
+}
+
+/**
+ * The relay in use and the state of the meeting at it (services.relay of the status file):
+ * `<url> (<source>), last contact <time|never>[; meeting <state>, <n> failure(s), next try <time>: <error>]`.
+ */
+export function relayLine(services: unknown): string | undefined {
+  const r = (services as { relay?: unknown } | undefined)?.relay as
+    | {
+        url?: unknown;
+        source?: unknown;
+        lastContact?: unknown;
+        meeting?: {
+          state?: unknown;
+          failures?: unknown;
+          nextAttemptAt?: unknown;
+          lastError?: unknown;
+        };
+      }
+    | undefined;
+  if (r === undefined) return undefined;
+  const parts = [
+    `${typeof r.url === 'string' ? r.url : 'none'}${typeof r.source === 'string' ? ` (${r.source})` : ''}`,
+    `last contact ${typeof r.lastContact === 'string' ? r.lastContact : 'never'}`,
+  ];
+  const m = r.meeting;
+  if (m !== undefined && m.state !== 'met') {
+    let line = `meeting ${String(m.state)}, ${typeof m.failures === 'number' ? m.failures : 0} failure(s)`;
+    if (typeof m.nextAttemptAt === 'string') line += `, next try ${m.nextAttemptAt}`;
+    if (typeof m.lastError === 'string') line += `: ${m.lastError}`;
+    parts.push(line);
+  }
+  return parts.join('; ');
 }
 
 async function status(ctx: CommandContext, argv: readonly string[]): Promise<number> {
@@ -134,6 +168,8 @@ async function status(ctx: CommandContext, argv: readonly string[]): Promise<num
       lines.push(
         `child:    ${String(c.name)} ${String(c.state)}, ${typeof c.restarts === 'number' ? c.restarts : 0} restart(s)`,
       );
+  const relay = relayLine(body.services);
+  if (relay !== undefined) lines.push(`relay:    ${relay}`);
   lines.push(`status:   ${file}`);
   ctx.stdout(`${lines.join('\n')}\n`);
   return 0;

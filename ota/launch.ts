@@ -51,3 +51,10 @@ try {
   process.stderr.write(`vigil launch: ${reasonOf(e)}\n`);
   process.exitCode = 1;
 }
+// The command is over (the hub stopped; its exit code is set). A handle something left open
+// (a child's pipe, a socket, a timer) must not keep the process up until systemd's stop
+// timeout SIGKILLs it (seen in the twin's restart loop, issue 16): exit after a grace.
+setTimeout(() => {
+  process.stderr.write('vigil launch: handles still open after the command ended; exiting\n');
+  process.exit();
+}, 5000).unref();

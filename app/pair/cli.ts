@@ -281,29 +281,71 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
 
 /**
  * When to ask the relay for the hub's rendezvous (ms before each try; the last repeats).
- * The hub needs tens of seconds to leave its hotspot, join the home network and offer it,
- * and the relay locks an address out after 10 failed claims in 10 minutes: so few, spaced
- * tries (about 5 in the first two minutes).
+ * The hub needs tens of seconds to leave its hotspot, join the home network and offer it
+ * (longer when the relay does not answer it at once: it retries with backoff), so few,
+ * spaced tries (about 5 in the first two minutes), within the failure budget below.
  */
 export const MEET_SCHEDULE_MS: readonly number[] = [
   8000, 8000, 12_000, 16_000, 24_000, 32_000, 45_000, 60_000,
 ];
 
 /**
+ * The relay locks an address out after 10 failed claims within 10 minutes (relay/limits.ts,
+ * `lockoutFailures`, `lockoutWindowMs`), and a claim of a token not offered yet is such a
+ * failure (it must be: "not offered yet" and "never offered" are the same answer, or the relay
+ * would be an oracle for guessed tokens). An honest phone waiting for a slow hub therefore
+ * spends at most 8 failures in any 10 minutes: 2 stay for a mistyped retry or a second phone.
+ */
+export const CLAIM_BUDGET = { failures: 8, windowMs: 10 * 60_000 } as const;
+
+/**
+ * The wait before claim number `i` (0-based), given when the earlier claims failed: the
+ * schedule's step, or longer when the next failure would pass the budget (until the oldest
+ * failure that counts ages out of the window).
+ */
+export function claimDelayMs(
+  i: number,
+  failedAt: readonly number[],
+  now: number,
+  schedule: readonly number[] = MEET_SCHEDULE_MS,
+  budget: { readonly failures: number; readonly windowMs: number } = CLAIM_BUDGET,
+): number {
+  const step = schedule[Math.min(i, schedule.length - 1)] ?? 1000;
+  const recent = failedAt.filter((t) => now - t < budget.windowMs).sort((x, y) => x - y);
+  if (recent.length < budget.failures) return step;
+  // after the wait at most budget - 1 failures count, so one more stays within the budget
+  const ageOut = recent[recent.length - budget.failures] ?? now;
+  return Math.max(step, ageOut + budget.windowMs - now);
+}
+
+/** A 429 with the relay's `retryAfterMs` (an address lockout, or a rate limit). */
+function retryAfterMs(e: unknown): number | undefined {
+  if (!(e instanceof RelayHttpError) || e.status !== 429) return undefined;
+  const ms = (e.body as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
+/**
  * Claim the hub's rendezvous: the hub offers it once it joined its home network,
- * so "not there yet" (404) and an unreachable relay are retried until the deadline.
+ * so "not there yet" (404) and an unreachable relay are retried until the deadline, paced
+ * by `claimDelayMs`; a lockout (429, from some other client at this address) is waited out
+ * when it ends before the deadline.
  */
 export async function meetAtRelay(
   url: string,
   token: string,
   timeoutMs: number,
   schedule: readonly number[] = MEET_SCHEDULE_MS,
+  budget: { readonly failures: number; readonly windowMs: number } = CLAIM_BUDGET,
 ): Promise<RelayAccount> {
   const anon = new RelayClient({ url });
   const deadline = Date.now() + timeoutMs;
+  const failedAt: number[] = [];
   let last: unknown;
+  let extra = 0;
   for (let i = 0; ; i++) {
-    const wait = schedule[Math.min(i, schedule.length - 1)] ?? 1000;
+    const wait = Math.max(claimDelayMs(i, failedAt, Date.now(), schedule, budget), extra);
+    extra = 0;
     if (Date.now() + wait > deadline) break;
     await new Promise((r) => setTimeout(r, wait));
     try {
@@ -311,8 +353,14 @@ export async function meetAtRelay(
       return { url, deviceId: c.deviceId, phoneId: c.id, token: c.token };
     } catch (e) {
       last = e;
-      // a refusal other than "not offered yet" (used token, locked out) will not change by waiting
-      if (e instanceof RelayHttpError && e.status !== 404) break;
+      const locked = retryAfterMs(e);
+      if (locked !== undefined) {
+        extra = locked; // not a failure of ours: the relay refused before looking at the token
+        continue;
+      }
+      if (e instanceof RelayHttpError && e.status === 404) failedAt.push(Date.now());
+      // a refusal other than "not offered yet" (used token) will not change by waiting
+      else if (e instanceof RelayHttpError) break;
     }
   }
   throw new VigilError(

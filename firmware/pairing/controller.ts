@@ -53,7 +53,8 @@ export type HandoffOutcome =
       readonly ok: true;
       readonly ssid: string;
       readonly address: string | undefined;
-      readonly relay: 'met' | 'failed';
+      /** `retrying`: the relay did not answer; the meeting goes on in the background. */
+      readonly relay: 'met' | 'retrying' | 'failed';
     }
   | { readonly ok: false; readonly ssid: string; readonly code: string; readonly message: string };
 
@@ -72,8 +73,11 @@ export interface PairingControllerDeps {
   /** A fresh PairingResponder per connection (firmware/mls/pairing-responder.ts). */
   readonly newResponder: () => Responder;
   readonly handleConfig: (bytes: Uint8Array) => Promise<ConfigOutcome>;
-  /** Relay rendezvous (relay helper's port). */
-  readonly meetAtRelay: (token: string) => Promise<void>;
+  /**
+   * Relay rendezvous (firmware/pairing/rendezvous.ts): resolves after the first attempt;
+   * `retrying` when it goes on in the background.
+   */
+  readonly meetAtRelay: (token: string) => Promise<'met' | 'retrying'>;
   /**
    * Persist the home network (inside the LUKS volume) for the next boot, and the
    * relay the phone chose, when it chose one (used from then on, meetAtRelay included).
@@ -207,12 +211,15 @@ export class PairingController extends EventEmitter<PairingControllerEvents> {
         passphrase,
         ...(chosenRelay ? { relay: chosenRelay } : {}),
       });
-      let relay: 'met' | 'failed' = 'met';
+      let relay: 'met' | 'retrying' | 'failed' = 'met';
       try {
-        await this.#d.meetAtRelay(creds.pairingToken);
+        if ((await this.#d.meetAtRelay(creds.pairingToken)) === 'retrying') {
+          relay = 'retrying';
+          this.#log.warn('relay rendezvous failed for now; retrying in the background');
+        }
       } catch (e) {
         relay = 'failed';
-        this.#log.warn('relay rendezvous failed; the uplink retries later', { error: e });
+        this.#log.warn('relay rendezvous failed', { error: e });
       }
       outcome = { ok: true, ssid, address: joined.address, relay };
       this.#log.info('joined the home network; hotspot down', { ssid });

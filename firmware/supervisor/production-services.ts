@@ -22,6 +22,7 @@ import type { MediaPipeline } from '../media/pipeline.js';
 import type { MlsHub } from '../mls/hub.js';
 import type { ConfigChannel, RelayConfigChannel } from '../mls/config-channel.js';
 import type { PairingController } from '../pairing/controller.js';
+import type { RelayMeeting } from '../pairing/rendezvous.js';
 import type { Uplink } from '../uplink/uplink.js';
 import type { StorageWiring } from '../storage/hub-wiring.js';
 import type { HubRetention } from '../storage/hub-retention.js';
@@ -52,6 +53,8 @@ export interface ProductionDeps {
 export const RELAY_ACCOUNT_FILE = 'relay-account.json';
 /** The home network the phone gave at pairing (inside the data volume: the passphrase is secret). */
 export const WIFI_FILE = 'home-wifi.json';
+/** The phone's pairing token until the hub offered it at the relay (a restart resumes the meeting). */
+export const RENDEZVOUS_FILE = 'relay-rendezvous.json';
 
 interface RelayAccountFile {
   readonly url: string;
@@ -90,6 +93,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
   let media: MediaPipeline | undefined;
   let uplink: Uplink | undefined;
   let retention: HubRetention | undefined;
+  // the meeting at the relay (account + pairing token offer), retried until it works
+  let meeting: RelayMeeting | undefined;
   // pairing/network wiring (docs/pairing.md): one station shared by the pairing handoff and
   // the boot-time rejoin; a stop of the pairing window is awaited before the station is used
   let station: Station | undefined;
@@ -231,6 +236,125 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     });
   }
 
+  /**
+   * One attempt of the relay meeting: register the device account (unless it exists at the
+   * relay in use), then offer the phone's pairing token there.
+   */
+  async function meetOnce(dataDir: string, token: string | undefined, signal: AbortSignal) {
+    const relay = await effectiveRelay(dataDir);
+    if (relay === undefined)
+      throw new VigilError(
+        'ENORELAY',
+        'no relay: none in the config file (relay.url), the provisioning bundle, or from the phone',
+      );
+    const id = await loadIdentity(dataDir);
+    const [{ registerAndOffer }, { revokePendingRelayPhones }] = await Promise.all([
+      import('../pairing/rendezvous.js'),
+      import('../pairing/factory-reset.js'),
+    ]);
+    await revokePendingRelayPhones(await resetDeps(dataDir), dataDir, signal);
+    await registerAndOffer({
+      relay,
+      deviceId: id.deviceId,
+      saved: await readRelayAccount(dataDir),
+      save: (acct) =>
+        fs.writeFileAtomic(
+          join(dataDir, RELAY_ACCOUNT_FILE),
+          JSON.stringify(acct) + '\n',
+          'relay-account',
+        ),
+      token,
+      signal,
+      fetch: contacts.relayFetch(),
+    });
+  }
+
+  /** The meeting in `vigil hub status` (services.relay.meeting). */
+  function meetingStatus(m: RelayMeeting): Record<string, unknown> {
+    const st = m.status();
+    return {
+      state: st.state,
+      failures: st.failures,
+      lastError: st.lastError ?? null,
+      nextAttemptAt:
+        st.nextAttemptAt === undefined ? null : new Date(st.nextAttemptAt).toISOString(),
+    };
+  }
+
+  async function relayMeeting(dataDir: string): Promise<RelayMeeting> {
+    if (meeting) return meeting;
+    const { RelayMeeting } = await import('../pairing/rendezvous.js');
+    const file = join(dataDir, RENDEZVOUS_FILE);
+    meeting ??= new RelayMeeting({
+      attempt: (token, signal) => meetOnce(dataDir, token, signal),
+      store: {
+        load: async () => {
+          const raw = await fs.readIfExists(file);
+          return raw ? (JSON.parse(raw.toString('utf8')) as { token: string }).token : undefined;
+        },
+        save: (token) => fs.writeFileAtomic(file, JSON.stringify({ token }) + '\n', 'rendezvous'),
+        clear: () => fs.remove(file),
+      },
+      logger: log,
+    });
+    return meeting;
+  }
+
+  /** Uplink sending, the config group over the relay, escrow, live view, liveness, health. */
+  async function startRelayServices(dataDir: string, acct: RelayAccountFile): Promise<void> {
+    const up = uplink;
+    const kept = retention;
+    const hub = mls;
+    const id = identity;
+    if (!up || !kept || !hub || !id) return; // services stopped meanwhile
+    up.connect(acct.url, { deviceId: acct.deviceId, token: acct.token });
+    up.start();
+    const [{ RelayConfigChannel }, { RelayClient }] = await Promise.all([
+      import('../mls/config-channel.js'),
+      import('../../protocol/relay-client.js'),
+    ]);
+    const channel = new RelayConfigChannel({
+      hub,
+      client: new RelayClient({ url: acct.url, token: acct.token, fetch: contacts.relayFetch() }),
+      logger: log,
+      stateDir: join(dataDir, 'config'),
+      fs,
+      onAcknowledged: (ids) => kept.markDelivered(ids),
+    });
+    configChannel = channel;
+    channel.start();
+    if (storageWiring && dataStorage)
+      void storageWiring.start({
+        storage: dataStorage,
+        deviceId: id.deviceId,
+        relay: acct,
+        channel,
+        phones: () => hub.phones.map((p) => p.phoneId),
+      });
+    // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
+    // health notices over the config group. Services run only with storage unlocked.
+    const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }, { sendMotionNotices }] =
+      await Promise.all([
+        import('../media/live-control.js'),
+        import('../mls/liveness.js'),
+        import('../media/health-notices.js'),
+        import('../media/motion-notices.js'),
+      ]);
+    liveControl = new LiveControl({ channel, media: () => media, logger: log });
+    if (media) {
+      const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
+      // motion notices in the notification group: the relay pushes them (issue #17)
+      const stopMotionNotices = sendMotionNotices({ media, channel, logger: log });
+      stopHealth = () => {
+        stopHealthNotices();
+        stopMotionNotices();
+      };
+    }
+    const beats = new HubLiveness({ channel, logger: log });
+    beats.start();
+    liveness = beats;
+  }
+
   const services: ProductionServices = {
     get configChannel(): ConfigChannel | undefined {
       return configChannel;
@@ -273,7 +397,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
     async startPairing(
       dataDir: string,
-      signal: AbortSignal,
+      _signal: AbortSignal,
       emit: (e: Event) => void,
       reason: 'first-boot' | 'button' | 'factory-reset' = 'first-boot',
     ): Promise<void> {
@@ -291,18 +415,14 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         { PairingController, DEFAULT_HOTSPOT },
         { PairingResponder },
         { HostapdHotspot },
-        { RelayClient },
         { TimeSync, buildTimeOf },
         { DateCommandClock },
-        { revokePendingRelayPhones },
       ] = await Promise.all([
         import('../pairing/controller.js'),
         import('../mls/pairing-responder.js'),
         import('../../hw/wifi/hotspot.js'),
-        import('../../protocol/relay-client.js'),
         import('../pairing/time-sync.js'),
         import('../../hw/clock/system-clock.js'),
-        import('../pairing/factory-reset.js'),
       ]);
       const timeSync = new TimeSync({
         clock: deps.clock ?? new DateCommandClock(),
@@ -328,32 +448,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
             log.info('the phone chose the relay', { url: c.relay.url });
           }
         },
-        meetAtRelay: async (token: string) => {
-          const relay = await effectiveRelay(dataDir);
-          if (relay === undefined)
-            throw new VigilError(
-              'ENORELAY',
-              'no relay: none in the config file (relay.url), the provisioning bundle, or from the phone',
-            );
-          await revokePendingRelayPhones(await resetDeps(dataDir), dataDir, signal);
-          const anon = new RelayClient({ url: relay.url, fetch: contacts.relayFetch() });
-          const saved = await readRelayAccount(dataDir);
-          // an account at another relay (the phone chose a new one) does not count here
-          const acct =
-            saved?.url === relay.url
-              ? saved
-              : {
-                  url: relay.url,
-                  deviceId: id.deviceId,
-                  token: (await anon.registerDevice(id.deviceId, relay.enrollToken)).token,
-                };
-          await fs.writeFileAtomic(
-            join(dataDir, RELAY_ACCOUNT_FILE),
-            JSON.stringify(acct) + '\n',
-            'relay-account',
-          );
-          await anon.withToken(acct.token).offerRendezvous(token);
-        },
+        meetAtRelay: async (token: string) => (await relayMeeting(dataDir)).start(token),
         logger: log,
       });
       ctl.on('handoff', (h) => {
@@ -383,6 +478,8 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
 
     async factoryReset(dataDir: string, signal: AbortSignal): Promise<void> {
       const { factoryReset } = await import('../pairing/factory-reset.js');
+      // the pending meeting's token belongs to the pairing being erased (its file goes too)
+      await meeting?.stop();
       rejoin?.abort();
       rejoin = undefined;
       await station?.leave();
@@ -427,17 +524,14 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         import('../storage/hub-retention.js'),
         import('../../hw/luks/block.js'),
       ]);
-      if (!acct)
-        throw new VigilError(
-          'ENORELAY',
-          'paired, but no relay account: pairing did not reach the relay',
-        );
       const dropLedger = await DropLedger.open(dataDir, fs, log);
       hub.dropReporter = (phoneId) => dropLedger.take(phoneId);
+      // without a relay account (the meeting at the end of pairing is still being retried)
+      // the uplink queues durably and the hub records; the relay part starts once met
       uplink = await createUplink({
         fetch: contacts.relayFetch(),
-        relayUrl: acct.url,
-        credentials: { deviceId: acct.deviceId, token: acct.token },
+        relayUrl: acct?.url,
+        credentials: acct ? { deviceId: acct.deviceId, token: acct.token } : undefined,
         stateDir: join(dataDir, 'uplink'),
         fs,
         logger: log,
@@ -466,28 +560,6 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       });
       const kept = retention;
       retention.start();
-      uplink.start();
-      const [{ RelayConfigChannel }, { RelayClient }] = await Promise.all([
-        import('../mls/config-channel.js'),
-        import('../../protocol/relay-client.js'),
-      ]);
-      configChannel = new RelayConfigChannel({
-        hub,
-        client: new RelayClient({ url: acct.url, token: acct.token, fetch: contacts.relayFetch() }),
-        logger: log,
-        stateDir: join(dataDir, 'config'),
-        fs,
-        onAcknowledged: (ids) => kept.markDelivered(ids),
-      });
-      configChannel.start();
-      if (storageWiring && dataStorage)
-        void storageWiring.start({
-          storage: dataStorage,
-          deviceId: id.deviceId,
-          relay: acct,
-          channel: configChannel,
-          phones: () => hub.phones.map((p) => p.phoneId),
-        });
       const binding = new LibV4l2Binding();
       const devicePath = config.camera.device ?? (await discoverCameras(binding))[0]?.path;
       if (devicePath === undefined) throw new VigilError('ENOCAMERA', 'no V4L2 camera found');
@@ -536,37 +608,50 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         if (e.type === 'motion-end') deps.onRecording?.(false);
       });
       await media.start();
-      // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
-      // health notices over the config group. Services run only with storage unlocked.
-      const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }, { sendMotionNotices }] =
-        await Promise.all([
-          import('../media/live-control.js'),
-          import('../mls/liveness.js'),
-          import('../media/health-notices.js'),
-          import('../media/motion-notices.js'),
-        ]);
-      const channel = configChannel;
-      liveControl = new LiveControl({ channel, media: () => media, logger: log });
-      const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
-      // motion notices in the notification group: the relay pushes them (issue #17)
-      const stopMotionNotices = sendMotionNotices({ media, channel, logger: log });
-      stopHealth = () => {
-        stopHealthNotices();
-        stopMotionNotices();
+      if (acct) {
+        await startRelayServices(dataDir, acct);
+        // a restart between the registration and the offer: offer the waiting token now
+        if (await fs.readIfExists(join(dataDir, RENDEZVOUS_FILE)))
+          void (await relayMeeting(dataDir)).start().catch((e: unknown) => {
+            log.error('the relay meeting did not start', { error: e });
+          });
+        return;
+      }
+      // paired, but the relay was never met (unreachable at the handoff, or a restart since):
+      // meet it in the background (the persisted pairing token, else the account alone)
+      log.warn('paired, but no relay account yet: recording locally, meeting the relay');
+      const m = await relayMeeting(dataDir);
+      const onMet = (): void => {
+        void (async () => {
+          const now = await readRelayAccount(dataDir);
+          if (uplink !== up || !now) return; // services stopped meanwhile
+          await startRelayServices(dataDir, now);
+        })().catch((e: unknown) => {
+          log.error('relay services did not start after the meeting', { error: e });
+          emit({ type: 'child-crash-loop', child: 'relay' });
+        });
       };
-      const beats = new HubLiveness({ channel, logger: log });
-      beats.start();
-      liveness = beats;
+      // met while these services were starting (the handoff's attempt): connect now
+      if (m.state === 'met') onMet();
+      else {
+        m.once('met', onMet);
+        if (m.state !== 'trying' && m.state !== 'waiting')
+          void m.start().catch((e: unknown) => {
+            log.error('the relay meeting did not start', { error: e });
+          });
+      }
     },
 
     async shutdown(): Promise<void> {
       // the home network's wpa_supplicant outlives pairing and services; at exit it goes
+      await meeting?.stop();
       rejoin?.abort();
       rejoin = undefined;
       await station?.leave();
     },
 
     async stopServices(): Promise<void> {
+      await meeting?.stop();
       rejoin?.abort();
       rejoin = undefined;
       liveness?.stop();
@@ -601,6 +686,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         ...(relayInUse ? { source: relayInUse.source } : {}),
         ...(relayAccountElsewhere !== undefined ? { accountAt: relayAccountElsewhere } : {}),
         lastContact: contacts.lastRelayContact,
+        ...(meeting ? { meeting: meetingStatus(meeting) } : {}),
       },
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),

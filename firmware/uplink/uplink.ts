@@ -28,8 +28,13 @@ export interface UplinkCredentials {
 }
 
 export interface UplinkOptions {
-  readonly relayUrl: string;
-  readonly credentials: UplinkCredentials;
+  /**
+   * The relay and the device account there. Undefined: not known yet (the relay meeting at
+   * the end of pairing is still being retried): items queue durably, and `connect()` names
+   * the account before `start()`.
+   */
+  readonly relayUrl: string | undefined;
+  readonly credentials: UplinkCredentials | undefined;
   /** Directory of the durable queue (inside the LUKS volume on a hub). */
   readonly stateDir: string;
   readonly fs: DurableFs;
@@ -68,6 +73,9 @@ export interface UplinkStatus {
 }
 
 export interface Uplink extends CiphertextSink {
+  /** Name the relay account when it was not known at creation (before `start`). */
+  connect(relayUrl: string, credentials: UplinkCredentials): void;
+  /** Start sending (throws ENOACCOUNT while the relay account is unknown). */
   start(): void;
   stop(): Promise<void>;
   status(): UplinkStatus;
@@ -103,12 +111,23 @@ function conflictStatus(e: unknown): { received: number; complete: boolean } | u
 export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
   const log = opts.logger.child('uplink');
   const queue = await UplinkQueue.open(opts.stateDir, opts.fs);
-  const client = new RelayClient({
-    url: opts.relayUrl,
-    token: opts.credentials.token,
-    ...(opts.fetch ? { fetch: opts.fetch } : {}),
-    timeoutMs: opts.requestTimeoutMs ?? 30_000,
-  });
+  const clientFor = (url: string, c: UplinkCredentials): RelayClient =>
+    new RelayClient({
+      url,
+      token: c.token,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      timeoutMs: opts.requestTimeoutMs ?? 30_000,
+    });
+  let relayUrl = opts.relayUrl;
+  const connected = (): RelayClient => {
+    if (!client) throw new UplinkError('ENOACCOUNT', 'the uplink has no relay account yet');
+    return client;
+  };
+  // a placeholder until connect(): start() refuses to run without an account
+  let client: RelayClient | undefined =
+    opts.relayUrl !== undefined && opts.credentials !== undefined
+      ? clientFor(opts.relayUrl, opts.credentials)
+      : undefined;
   const initialMs = opts.backoff?.initialMs ?? 250;
   const maxMs = opts.backoff?.maxMs ?? 30_000;
   const liveCap = opts.liveQueueBytes ?? 2 * 1024 * 1024;
@@ -198,7 +217,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
     let body: Uint8Array = data;
     for (;;) {
       try {
-        await client.append(
+        await connected().append(
           seg.itemId,
           { group, kind: seg.kind, offset, final: seg.final },
           body,
@@ -293,7 +312,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         continue;
       }
       try {
-        await client.appendLive(rec.itemId, rec.index, rec.final, rec.data, signal);
+        await connected().appendLive(rec.itemId, rec.index, rec.final, rec.data, signal);
         if (live[0] === rec) {
           live.shift();
           liveBytes -= rec.data.length;
@@ -367,12 +386,18 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
       await queue.push(itemId, kind, bytes, final, now());
       wake?.();
     },
+    connect(url: string, credentials: UplinkCredentials): void {
+      relayUrl = url;
+      client = clientFor(url, credentials);
+    },
     start(): void {
       if (ac) return;
+      if (!client)
+        throw new UplinkError('ENOACCOUNT', 'the uplink has no relay account yet (connect first)');
       ac = new AbortController();
       state = 'idle';
       loops = [clipLoop(ac.signal), liveLoop(ac.signal)];
-      log.info('uplink started', { relay: opts.relayUrl, queued: queue.length });
+      log.info('uplink started', { relay: relayUrl, queued: queue.length });
     },
     async stop(): Promise<void> {
       if (!ac) return;

@@ -118,12 +118,30 @@ void t.test('hub status: the local run, a stale status file, --json', async (t) 
     since: '2026-01-01T00:00:00.000Z',
     pid: process.pid,
     children: [{ name: 'media', state: 'running', restarts: 2 }],
+    services: {
+      relay: {
+        url: 'http://169.254.77.1:8080',
+        source: 'bundle',
+        lastContact: null,
+        meeting: {
+          state: 'waiting',
+          failures: 3,
+          lastError: 'relay http://169.254.77.1:8080 unreachable: fetch failed',
+          nextAttemptAt: '2026-01-01T00:01:00.000Z',
+        },
+      },
+    },
   };
   await writeFile(join(dev, 'hub', 'run', 'status.json'), JSON.stringify(status));
   const up = await vigil(['hub', 'status', '--dir', dev]);
   t.equal(up.code, 0, up.stderr);
   t.match(up.stdout, /^hub:\s+running \(pid \d+, since 2026-01-01T00:00:00.000Z\)\n/);
   t.match(up.stdout, /child:\s+media running, 2 restart\(s\)/);
+  t.match(
+    up.stdout,
+    'relay:    http://169.254.77.1:8080 (bundle); last contact never; meeting waiting, 3 failure(s), next try 2026-01-01T00:01:00.000Z: relay http://169.254.77.1:8080 unreachable: fetch failed\n',
+    'the relay and its meeting',
+  );
   t.notMatch(up.stdout, /^\{/, 'human output by default');
   const j = await vigil(['hub', 'status', '--dir', dev, '--json']);
   t.equal(j.code, 0);

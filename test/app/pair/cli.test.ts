@@ -14,7 +14,14 @@ import { HubPairingSession } from '../../../firmware/pairing/session.js';
 import type { SessionEvent } from '../../../firmware/pairing/session.js';
 import { PairingWindow } from '../../../firmware/pairing/window.js';
 import { main } from '../../../bin/cli.js';
-import { meetAtRelay, pairCommand } from '../../../app/pair/cli.js';
+import {
+  CLAIM_BUDGET,
+  MEET_SCHEDULE_MS,
+  claimDelayMs,
+  meetAtRelay,
+  pairCommand,
+} from '../../../app/pair/cli.js';
+import { DEFAULT_LIMITS } from '../../../relay/limits.js';
 import { loadHotspot } from '../../../app/pair/invite.js';
 import { startRelay } from '../../../relay/server.js';
 import { RelayClient } from '../../../protocol/relay-client.js';
@@ -309,5 +316,37 @@ void t.test(
     }
     const both = await vigil(['app', 'pair', '--invite', file, '--qr', 'x']);
     t.match(both.stderr, /either --qr .* or --invite/);
+  },
+);
+
+void t.test(
+  "the phone's claims stay under the relay's lockout while it waits for a slow hub",
+  (t) => {
+    t.ok(
+      CLAIM_BUDGET.failures < DEFAULT_LIMITS.lockoutFailures &&
+        CLAIM_BUDGET.windowMs >= DEFAULT_LIMITS.lockoutWindowMs,
+      'the budget is below the relay default',
+    );
+    // every claim fails (the hub is not there for an hour): when does the phone ask?
+    const failedAt: number[] = [];
+    let now = 0;
+    for (let i = 0; now < 3600_000; i++) {
+      now += claimDelayMs(i, failedAt, now);
+      failedAt.push(now);
+    }
+    let worst = 0;
+    for (const start of failedAt) {
+      const n = failedAt.filter((x) => x >= start && x < start + DEFAULT_LIMITS.lockoutWindowMs);
+      worst = Math.max(worst, n.length);
+    }
+    t.equal(worst, CLAIM_BUDGET.failures, 'at most the budget in any lockout window');
+    t.ok(worst < DEFAULT_LIMITS.lockoutFailures, 'never locked out');
+    t.same(
+      failedAt.slice(0, 5),
+      [8000, 16_000, 28_000, 44_000, 68_000],
+      'the first minutes follow the schedule (a hub that comes soon is met soon)',
+    );
+    t.equal(claimDelayMs(0, [], 0, MEET_SCHEDULE_MS), MEET_SCHEDULE_MS[0]);
+    t.end();
   },
 );

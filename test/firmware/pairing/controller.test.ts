@@ -53,6 +53,7 @@ void t.test(
       handleConfig: (b) => hub.handleConfig(b),
       meetAtRelay: async (token) => {
         met.push(token);
+        return 'met' as const;
       },
       saveCredentials: async (c) => {
         saved.push(c.relay ? `${c.ssid} via ${c.relay.url}` : c.ssid);

@@ -294,3 +294,45 @@ t.test('a bounded backlog drops the oldest finished clips and reports them', asy
   const listed = (await phone.list({})).items.map((i) => i.itemId).sort();
   t.same(listed, ['clip-3', 'clip-4', 'thumb-1'], 'everything not dropped arrived');
 });
+
+t.test(
+  'without a relay account yet: items queue on disk, and go once the account is named',
+  async (t) => {
+    const { dir, cleanup } = await tempDir();
+    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
+    const up = await createUplink({
+      relayUrl: undefined,
+      credentials: undefined,
+      stateDir: `${dir}/q`,
+      fs: new DurableFs(),
+      logger: SILENT,
+    });
+    t.teardown(async () => {
+      await up.stop();
+      await relay.close();
+      await cleanup();
+    });
+    t.throws(
+      () => {
+        up.start();
+      },
+      { code: 'ENOACCOUNT' },
+    );
+    const clip = randomBytes(400);
+    await up.append('clip-bbbb', 'clip', clip, true);
+    t.match(
+      up.status(),
+      { state: 'stopped', queuedSegments: 1 },
+      'recorded while the relay is unknown',
+    );
+    up.connect(relay.url, { deviceId: device.id, token: device.token });
+    up.start();
+    await up.drained();
+    const list = (await phones[0]!.client.list({})).items;
+    t.same(
+      list.map((i) => i.itemId),
+      ['clip-bbbb'],
+    );
+    t.same(await phones[0]!.client.readAll(list[0]!.seq), clip);
+  },
+);

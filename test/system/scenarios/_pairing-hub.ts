@@ -60,6 +60,7 @@ const ctl = new PairingController({
   handleConfig: (b) => hub.handleConfig(b),
   meetAtRelay: async (token) => {
     await writeFile(join(dir, 'relay-token'), token);
+    return 'met' as const;
   },
   logger,
 });

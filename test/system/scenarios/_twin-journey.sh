@@ -26,9 +26,13 @@ fail() {
   # the first warnings/errors (the cause), then the latest lines (the state)
   hub_log | grep -E '"level":"(warn|error)"' | grep -v 'DEVELOPMENT KEY' | head -n 30 |
     cut -c1-600 | sed 's/^/  hub (first warnings): /'
+  hub_log | grep -E '"msg":"(joined home network|relay meeting failed; retrying|met at the relay)"' |
+    head -n 8 | cut -c1-500 | sed 's/^/  hub (network and relay): /'
   hub_log | tail -n 30 | cut -c1-400 | sed 's/^/  hub: /'
   { ip -4 -o addr; ip route; } 2>&1 | sed 's/^/  net: /'
   tail -n 5 /tmp/relay.log 2>/dev/null | sed 's/^/  relay: /'
+  # did the home router lease the hub an address (DHCPACK), and which?
+  grep -E 'DHCP(ACK|NAK|OFFER)' /tmp/dnsmasq-home.log 2>/dev/null | tail -n 6 | sed 's/^/  home dhcp: /'
   say "result=fail reason=$* (hub state $(hub_state); hub log: $(hub_tail))"
   exit 1
 }
@@ -108,6 +112,24 @@ step home "HomeNet up, relay at $RELAY_HUB (hub) / $RELAY_PHONE (phone)"
   { ip -4 -o addr show dev "$ap"; ip route; ip neigh; } 2>&1 | sed 's/^/  hub net: /'
   bash -c 'exec 3<>/dev/tcp/169.254.77.1/8080' 2>&1 && echo "  hub net: relay reachable" ||
     echo "  hub net: relay NOT reachable from the root netns"
+  { ip route get 169.254.77.1; ip -4 route show table all | grep -v '^local\|^broadcast'; } 2>&1 |
+    sed 's/^/  hub net: /'
+  for f in /proc/sys/net/ipv4/conf/*/rp_filter; do printf '%s=%s ' "${f#/proc/sys/net/ipv4/conf/}" "$(cat "$f")"; done |
+    sed 's/^/  hub net: rp_filter /'
+  echo
+  # node's fetch from the root netns, then with the hub unit's sandbox (its error cause code)
+  probe='fetch(process.argv[1] + "/v1/health").then((r) => console.log("fetch status", r.status), (e) => console.log("fetch error", e.cause?.code ?? "", e.cause?.message ?? e.message))'
+  node -e "$probe" "$RELAY_HUB" 2>&1 | sed 's/^/  hub net: root node /'
+  systemd-run -q --wait --pipe -p ProtectSystem=full -p PrivateTmp=yes -p NoNewPrivileges=yes \
+    -p "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET" -p MemoryMax=256M \
+    /usr/local/bin/node -e "$probe" "$RELAY_HUB" 2>&1 | sed 's/^/  hub net: sandboxed node /'
+) &
+# diagnostics: the moment the hub's relay call fails, what its network looked like then
+(
+  wait_for 1200 hub_logged 'relay rendezvous failed' || exit 0
+  { date +%T; ip -4 -o addr; ip route; cat /tmp/home.leases; } 2>&1 |
+    sed 's/^/  hub net at rendezvous failure: /'
+  hub_log | grep -m3 -E 'unreachable|rendezvous' | cut -c1-600 | sed 's/^/  hub net at rendezvous failure: /'
 ) &
 # --- the phone pairs with the label's QR payload, hands over HomeNet, meets the hub at the relay
 payload=$(cat "$J/qr.txt")
