@@ -15,10 +15,10 @@ import { E2eeCrypto } from '../../app/e2ee-crypto.js';
 import { PairingInitiator } from '../../app/e2ee/pairing-initiator.js';
 import { PairingClient } from '../../app/pair/client.js';
 import { ItemStore } from '../../app/store.js';
+import type { StoredItem } from '../../app/store.js';
 import { Syncer } from '../../app/sync.js';
 import { MemoryLogger } from '../../base/logger.js';
 import { startLocalRun } from '../../dev/local-run.js';
-import { sleep } from '../../firmware/supervisor/executor.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { deriveIdentity } from '../../protocol/identity.js';
 import { LazyMlsProfile } from '../../protocol/mls-profile.js';
@@ -216,13 +216,15 @@ t.test('vigil dev --pairing-port: a real hub behind the production frame server'
       store,
       logger: logger.child('phone-2'),
     });
-    let clip;
-    for (let i = 0; i < 440 && !clip; i++) {
-      await syncer.syncOnce().catch(() => undefined);
-      clip = (await store.list()).find((it) => it.summary.kind === 'clip');
-      if (!clip) await sleep(500);
-    }
-    if (!clip) throw new Error('no clip reached the second phone');
+    // the phone's own follow loop (relay long-poll): wait for the event, not for time
+    const following = new AbortController();
+    const clip = await new Promise<StoredItem>((resolve) => {
+      void syncer.run(following.signal, (items) => {
+        const c = items.find((it) => it.summary.kind === 'clip');
+        if (c) resolve(c);
+      });
+    });
+    following.abort();
     const stored = await store.get(clip.seq);
     const opened = await openItem(crypto, stored?.bytes ?? Buffer.alloc(0));
     t.equal(opened.summary.kind, 'clip', 'the second phone opened a clip');
