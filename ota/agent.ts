@@ -180,6 +180,35 @@ export function pickCandidate(
 }
 
 /**
+ * The channel's TUF client. Expiry is judged at max(now, the newest time the device has
+ * trusted), so a clock set back cannot revive expired metadata. Also returns that reference
+ * time and whether it is newer than the floor: the caller records it once the refresh succeeded.
+ */
+export function channelClient(
+  o: {
+    readonly stateDir: string;
+    readonly fs: DurableFs;
+    readonly transport: Transport;
+    readonly repoUrl: string;
+  },
+  timeFloor: string | undefined,
+  now: Date,
+  signal?: AbortSignal,
+): { client: TufClient; reference: Date; advancesFloor: boolean } {
+  const floor = timeFloor === undefined ? 0 : new Date(timeFloor).getTime();
+  const reference = new Date(Math.max(now.getTime(), floor));
+  const client = new TufClient({
+    dir: join(o.stateDir, 'metadata'),
+    fs: o.fs,
+    transport: o.transport,
+    metadataUrl: `${o.repoUrl.replace(/\/+$/, '')}/metadata`,
+    now: () => reference,
+    ...(signal ? { signal } : {}),
+  });
+  return { client, reference, advancesFloor: reference.getTime() > floor };
+}
+
+/**
  * Where a target file is fetched (TUF 5.7.3): `<dir>/<sha256>.<file>` when the root says
  * `consistent_snapshot`, else its plain name.
  */
@@ -340,16 +369,12 @@ export class OtaAgent {
     const recovered = await this.recover();
     const installed = await this.installedVersion();
     const state = await this.#readState();
-    const floor = state.timeFloor === undefined ? 0 : new Date(state.timeFloor).getTime();
-    const reference = new Date(Math.max(this.#now().getTime(), floor));
-    const client = new TufClient({
-      dir: join(this.#o.stateDir, 'metadata'),
-      fs: this.#o.fs,
-      transport: this.#o.transport,
-      metadataUrl: `${this.#o.repoUrl.replace(/\/+$/, '')}/metadata`,
-      now: () => reference,
-      ...(signal ? { signal } : {}),
-    });
+    const { client, reference, advancesFloor } = channelClient(
+      this.#o,
+      state.timeFloor,
+      this.#now(),
+      signal,
+    );
     let trusted;
     try {
       trusted = await client.refresh();
@@ -365,8 +390,7 @@ export class OtaAgent {
       }
       throw e;
     }
-    if (reference.getTime() > floor)
-      await this.#writeState({ ...state, timeFloor: reference.toISOString() });
+    if (advancesFloor) await this.#writeState({ ...state, timeFloor: reference.toISOString() });
     const cand = pickCandidate(
       trusted.targets,
       this.#o.channel,

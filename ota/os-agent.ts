@@ -24,12 +24,12 @@ import type { Logger } from '../base/logger.js';
 import { SILENT } from '../base/logger.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import type { BusyPort, HealthCheck, OtaOutcome, OutcomeReporter } from './agent.js';
-import { pickCandidate, targetUrl } from './agent.js';
+import { channelClient, pickCandidate, targetUrl } from './agent.js';
 import { DownloadError, downloadTarget, fileMatches } from './download.js';
 import type { RaucPort } from './rauc.js';
 import { RaucError } from './rauc.js';
 import type { Transport } from './transport.js';
-import { TufClient, VerifyError } from './verify.js';
+import { VerifyError } from './verify.js';
 
 /** The boot side the agent needs: is this a trial boot, and the reboots. */
 export interface OsBootPort {
@@ -185,17 +185,13 @@ export class OsUpdateAgent {
   async check(signal?: AbortSignal): Promise<OtaOutcome> {
     const installed = await this.#o.runningVersion();
     const state = await this.#state();
-    const floor = state.timeFloor === undefined ? 0 : new Date(state.timeFloor).getTime();
     const now = (this.#o.now ?? (() => new Date()))();
-    const reference = new Date(Math.max(now.getTime(), floor));
-    const client = new TufClient({
-      dir: join(this.#o.stateDir, 'metadata'),
-      fs: this.#o.fs,
-      transport: this.#o.transport,
-      metadataUrl: `${this.#o.repoUrl.replace(/\/+$/, '')}/metadata`,
-      now: () => reference,
-      ...(signal ? { signal } : {}),
-    });
+    const { client, reference, advancesFloor } = channelClient(
+      this.#o,
+      state.timeFloor,
+      now,
+      signal,
+    );
     let trusted;
     try {
       trusted = await client.refresh();
@@ -207,8 +203,7 @@ export class OsUpdateAgent {
           : { kind: 'refused', reason: e.message, failure: e.failure, version: installed },
       );
     }
-    if (reference.getTime() > floor)
-      await this.#writeState({ ...state, timeFloor: reference.toISOString() });
+    if (advancesFloor) await this.#writeState({ ...state, timeFloor: reference.toISOString() });
     const cand = pickCandidate(trusted.targets, this.#o.channel, 'rootfs', installed, state.bad);
     if (cand === undefined) return { kind: 'up-to-date', version: installed };
     this.#log.info('OS update available', { from: installed, to: cand.version });
