@@ -9,22 +9,7 @@ import t from 'tap';
 import { UsageError } from '../../base/command.js';
 import { command } from '../../ota/cli.js';
 import { startStaticServer } from '../../ota/static-server.js';
-import { makeAppTree, tempDir } from './helpers.js';
-
-async function vigil(
-  argv: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await command.run({
-    argv,
-    env,
-    stdout: (s) => (out += s),
-    stderr: (s) => (err += s),
-  });
-  return { code, out, err };
-}
+import { makeAppTree, tempDir, vigilOta as vigil } from './helpers.js';
 
 t.test('release side and device side through the CLI', async (tt) => {
   const work = await tempDir();

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrashController, DurableFs } from '../../hw/os/fs.js';
 import { OtaAgent } from '../../ota/agent.js';
+import { command } from '../../ota/cli.js';
 import type { AgentOptions, HealthReport, OtaOutcome } from '../../ota/agent.js';
 import { buildAppBundle } from '../../ota/bundle.js';
 import { ProcessTrialProbe } from '../../ota/probe.js';
@@ -329,4 +330,20 @@ async function latestTargetsVersion(repo: Repo): Promise<number> {
     await readFile(join(repo.ctx.repoDir, 'metadata', `${String(snapV)}.snapshot.json`), 'utf8'),
   ) as { signed: { meta: Record<string, { version: number }> } };
   return snap.signed.meta['targets.json']?.version ?? 0;
+}
+
+/** Run `vigil ota ARGV...` in process, capturing its output. */
+export async function vigilOta(
+  argv: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await command.run({
+    argv,
+    env,
+    stdout: (s) => (out += s),
+    stderr: (s) => (err += s),
+  });
+  return { code, out, err };
 }

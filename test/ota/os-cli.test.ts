@@ -4,26 +4,10 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { makeOsImage } from '../../dev/fixtures/os-image.js';
-import { command } from '../../ota/cli.js';
 import { RaucCli } from '../../ota/rauc.js';
 import { makeDevSigningKey } from '../../ota/rauc-bundle.js';
 import { autobootTxt } from '../../protocol/card-layout.js';
-import { tempDir } from './helpers.js';
-
-async function vigil(
-  argv: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await command.run({
-    argv,
-    env,
-    stdout: (s) => (out += s),
-    stderr: (s) => (err += s),
-  });
-  return { code, out, err };
-}
+import { tempDir, vigilOta as vigil } from './helpers.js';
 
 t.test('release --rootfs: a signed RAUC bundle listed as kind rootfs', async (tt) => {
   const work = await tempDir('vigil-os-cli-');
