@@ -26,7 +26,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SILENT } from '../base/logger.js';
 import type { BrowserContext } from 'playwright-core';
-import { frameLatency, launchChromium, recordPresentedFrames } from '../dev/fixtures/browser.js';
+import {
+  frameLatency,
+  launchChromium,
+  recordPresentedFrames,
+  startLiveInViewer,
+} from '../dev/fixtures/browser.js';
 import { startLocalRun } from '../dev/local-run.js';
 
 const FRAMES = Number(process.argv[2] ?? 240);
@@ -78,19 +83,7 @@ async function measure(browser: BrowserContext, gopS: number): Promise<Measured>
   try {
     const page = await browser.newPage();
     await page.goto(lr.viewerUrl);
-    const clicked = Date.now();
-    await page.click('#live-btn');
-    await page.waitForFunction(
-      () => {
-        const v = document.getElementById('video');
-        return (
-          document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0
-        );
-      },
-      undefined,
-      PATIENCE,
-    );
-    const firstS = (Date.now() - clicked) / 1000;
+    const firstS = (await startLiveInViewer(page, 0, PATIENCE.timeout)) / 1000;
     const ua = await page.evaluate(() => navigator.userAgent);
     const all = await recordPresentedFrames(page, WIDTH, FRAMES, PATIENCE.timeout);
     await page.close();

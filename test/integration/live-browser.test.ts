@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
-import { frameLatency, launchChromium, recordPresentedFrames } from '../../dev/fixtures/browser.js';
+import {
+  frameLatency,
+  launchChromium,
+  recordPresentedFrames,
+  startLiveInViewer,
+} from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
 
 // The simulated camera and x264 are slow on a loaded CI machine: waits are for events, generous.
@@ -54,21 +59,8 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
       subtree: true,
     });
   });
-  const clicked = Date.now();
-  await page.click('#live-btn');
-  await page.waitForFunction(
-    () => {
-      const v = document.getElementById('video');
-      return (
-        document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0.2
-      );
-    },
-    undefined,
-    PATIENCE,
-  );
-  t.comment(
-    `first live frame played ${((Date.now() - clicked) / 1000).toFixed(1)} s after the click`,
-  );
+  const startedMs = await startLiveInViewer(page, 0.2, PATIENCE.timeout);
+  t.comment(`first live frame played ${(startedMs / 1000).toFixed(1)} s after the click`);
   const t1 = await page.evaluate(
     () => (document.getElementById('video') as HTMLVideoElement).currentTime,
   );
