@@ -10,15 +10,19 @@
  *    a signing identity persisted under one provider signs under the other;
  *  - ChaCha20-Poly1305 (RFC 8439) for MLS messages and HPKE;
  *  - HPKE (RFC 9180, base mode) key schedule, seal/open and export;
- *  - the X25519 half of X-Wing: the KEM stays @hpke/hybridkem-x-wing's (ML-KEM-768
- *    and its SHA-3/SHAKE in JavaScript), with its X25519 replaced by
- *    node:crypto's through the class's protected `_x25519` field.
+ *  - the X25519 half of X-Wing and ML-KEM-768's SHA-3/SHAKE: the KEM stays
+ *    @hpke/hybridkem-x-wing's (ML-KEM-768's lattice arithmetic in JavaScript),
+ *    with its X25519 replaced by node:crypto's through the class's protected
+ *    `_x25519` field and the hashes of its ML-KEM (`_m`) by node:crypto's.
+ *
+ * X25519 and Ed25519 keys are imported as JWK, not DER (see `okpPrivateKey`).
  *
  * Wire-equivalent to the default provider (the tests cross-check every
  * operation and run a hub on one provider against a phone on the other).
  * Loaded lazily by `loadMlsProfile()`; `{ crypto: 'js' }` selects ts-mls's own.
  */
 import {
+  type KeyObject,
   createCipheriv,
   createDecipheriv,
   createHash,
@@ -60,11 +64,9 @@ const TAG_LENGTH = 16;
 const CHACHA_KEY_LENGTH = 32;
 const CHACHA_NONCE_LENGTH = 12;
 
-/** DER prefixes of a PKCS#8 private key / SPKI public key around a raw 32-byte key. */
+/** DER prefixes of an Ed25519 PKCS#8 private key / SPKI public key around its raw 32 bytes. */
 const ED25519_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
 const ED25519_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
-const X25519_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X25519_SPKI = Buffer.from('302a300506032b656e032100', 'hex');
 
 /** A fresh Uint8Array owning exactly its bytes (no pooled Buffer, no Buffer#slice view semantics). */
 function own(b: Uint8Array): Uint8Array {
@@ -168,25 +170,54 @@ export function nativeKdf(alg: KdfAlgorithm): Kdf {
 
 // ---- Ed25519 -------------------------------------------------------------------------
 
-function derKey(prefix: Buffer, raw: Uint8Array): Buffer {
-  return Buffer.concat([prefix, raw]);
+/**
+ * An X25519 or Ed25519 private key from its raw 32 bytes. Imported as a JWK:
+ * node:crypto builds it from the raw bytes, about ten times cheaper than
+ * parsing PKCS#8 DER through OpenSSL 3's decoders (0.05 vs 0.45 ms here), and
+ * an epoch advance imports a dozen. The JWK parser requires `x` but derives
+ * the public half from `d` (for Ed25519 the signature depends on it: the RFC
+ * 8032 vector in the tests would fail otherwise), so `x` carries zeros rather
+ * than a value we would have to compute. The price: the base64url copy of the
+ * secret is an immutable string until the next GC (docs/decisions.md).
+ */
+function okpPrivateKey(crv: 'X25519' | 'Ed25519', raw: Uint8Array): KeyObject {
+  return createPrivateKey({
+    key: { kty: 'OKP', crv, d: b64url(raw), x: UNUSED_X },
+    format: 'jwk',
+  });
+}
+const UNUSED_X = Buffer.alloc(32).toString('base64url');
+
+/** A raw 32-byte X25519 or Ed25519 public key (as a JWK, for the same reason). */
+function okpPublicKey(crv: 'X25519' | 'Ed25519', raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv, x: b64url(raw) }, format: 'jwk' });
 }
 
-function ed25519PrivateKey(signKey: Uint8Array) {
+function b64url(raw: Uint8Array): string {
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64url');
+}
+
+function ed25519PrivateKey(signKey: Uint8Array): KeyObject {
   if (signKey.length !== 32 && signKey.length !== ED25519_PKCS8.length + 32)
     throw new NativeCryptoError(
       'ESIGN_KEY',
       `an Ed25519 signing key is a 32-byte seed or 48-byte PKCS#8, not ${String(signKey.length)} bytes`,
     );
-  const der = signKey.length === 32 ? derKey(ED25519_PKCS8, signKey) : Buffer.from(signKey);
+  const prefix = signKey.subarray(0, signKey.length - 32);
   try {
-    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    // the 48-byte PKCS#8 form ts-mls generates is the fixed prefix and the seed
+    if (prefix.length === 0 || ED25519_PKCS8.equals(prefix))
+      return okpPrivateKey('Ed25519', signKey.subarray(prefix.length));
+    const der = Buffer.from(signKey);
+    try {
+      return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    } finally {
+      der.fill(0);
+    }
   } catch (e) {
     throw new NativeCryptoError('ESIGN_KEY', 'the Ed25519 signing key does not parse', {
       cause: e,
     });
-  } finally {
-    der.fill(0);
   }
 }
 
@@ -208,12 +239,9 @@ export const nativeEd25519: Signature = {
         ),
       );
     try {
-      const key = createPublicKey({
-        key: derKey(ED25519_SPKI, publicKey),
-        format: 'der',
-        type: 'spki',
-      });
-      return Promise.resolve(edVerify(null, message, key, signature));
+      return Promise.resolve(
+        edVerify(null, message, okpPublicKey('Ed25519', publicKey), signature),
+      );
     } catch (e) {
       return Promise.reject(
         new NativeCryptoError('EVERIFY_KEY', 'the Ed25519 public key does not parse', { cause: e }),
@@ -236,27 +264,21 @@ export const nativeEd25519: Signature = {
 export function nativeX25519(sk: Uint8Array, pk: Uint8Array): Uint8Array {
   if (sk.length !== 32 || pk.length !== 32)
     throw new NativeCryptoError('EX25519', 'X25519 keys are 32 bytes');
-  const der = derKey(X25519_PKCS8, sk);
-  try {
-    const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    const publicKey = createPublicKey({
-      key: derKey(X25519_SPKI, pk),
-      format: 'der',
-      type: 'spki',
-    });
-    const shared = diffieHellman({ privateKey, publicKey });
-    const out = own(shared);
-    shared.fill(0);
-    return out;
-  } finally {
-    der.fill(0);
-  }
+  const shared = diffieHellman({
+    privateKey: okpPrivateKey('X25519', sk),
+    publicKey: okpPublicKey('X25519', pk),
+  });
+  const out = own(shared);
+  shared.fill(0);
+  return out;
 }
 
 /**
  * @hpke/hybridkem-x-wing's X-Wing with node:crypto X25519 in place of its
- * JavaScript one. The class calls only `derive(sk, pk)` on its protected
- * `_x25519` (pinned package version 0.7.0; the cross-check tests catch a change).
+ * JavaScript one, and node:crypto SHA-3/SHAKE inside its ML-KEM-768. The class
+ * calls only `derive(sk, pk)` on its protected `_x25519` (pinned package
+ * version 0.7.0), and its ML-KEM (`_m`, mlkem 2.7.0) hashes only through the
+ * methods replaced by `nodeShaMlKem` (the cross-check tests catch a change).
  */
 export class NodeX25519XWing extends XWing {
   constructor() {
@@ -269,7 +291,84 @@ export class NodeX25519XWing extends XWing {
       }
     };
     Object.defineProperty(this, '_x25519', { value: { derive }, writable: false });
+    nodeShaMlKem(this._m);
+    // X-Wing's key expansion (draft-connolly-cfrg-xwing-kem §5.2), the same steps as the
+    // package's private method with node:crypto's SHAKE256 in place of its JavaScript one:
+    // every key derivation and every decapsulation runs it.
+    const m = this._m;
+    const expand = async (
+      sk: Uint8Array,
+    ): Promise<[Uint8Array, Uint8Array, Uint8Array, Uint8Array]> => {
+      const expanded = createHash('shake256', { outputLength: 96 }).update(sk).digest();
+      const [pkM, skM] = await m.deriveKeyPair(expanded.subarray(0, 64));
+      const skX = new Uint8Array(expanded.subarray(64, 96));
+      expanded.fill(0);
+      const pkX = nativeX25519(skX, X25519_BASE);
+      return [skM, skX, pkM, pkX];
+    };
+    if (!('_expandDecapsulationKey' in this))
+      throw new NativeCryptoError(
+        'EXWING',
+        'X-Wing has no _expandDecapsulationKey: its internals changed',
+      );
+    Object.defineProperty(this, '_expandDecapsulationKey', { value: expand, writable: false });
   }
+}
+
+/** The X25519 base point (u = 9). */
+const X25519_BASE = Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 9 : 0));
+
+/** The hash methods of mlkem's ML-KEM that `nodeShaMlKem` replaces. */
+export const MLKEM_HASH_METHODS = ['_g', '_h', '_kdf', '_xof', '_prf1', '_prf2'] as const;
+
+/**
+ * Replace the hashes of an mlkem ML-KEM instance (FIPS 203: G = SHA3-512,
+ * H = SHA3-256, J/KDF = SHAKE256, XOF = SHAKE128, PRF = SHAKE256) by
+ * node:crypto's, about twice as fast as its JavaScript Keccak for a whole
+ * key derivation. Each writes into the instance's own output buffer, as the
+ * originals do, so its wipe after every operation (`_zeroPool`) still covers
+ * them. Throws if mlkem's internals are not the ones this was written for.
+ */
+function nodeShaMlKem(m: object): void {
+  const k = m as Record<string, unknown>;
+  for (const name of MLKEM_HASH_METHODS)
+    if (typeof k[name] !== 'function')
+      throw new NativeCryptoError(
+        'EMLKEM',
+        `mlkem's ML-KEM has no ${name}(): its internals changed`,
+      );
+  const buf = (name: string): Uint8Array => {
+    const b = k[name];
+    if (!(b instanceof Uint8Array))
+      throw new NativeCryptoError('EMLKEM', `mlkem's ML-KEM has no ${name}: its internals changed`);
+    return b;
+  };
+  /** Digest `parts` into the named buffer (its full length), wiping node's copy. */
+  const into = (name: string, alg: string, xof: boolean, parts: readonly Uint8Array[]) => {
+    const out = buf(name);
+    const h = createHash(alg, xof ? { outputLength: out.length } : {});
+    for (const p of parts) h.update(p);
+    const d = h.digest();
+    out.set(d);
+    d.fill(0);
+    return out;
+  };
+  const opt = (a: Uint8Array, b: Uint8Array | undefined) => (b === undefined ? [a] : [a, b]);
+  const methods: Record<(typeof MLKEM_HASH_METHODS)[number], (...a: never[]) => unknown> = {
+    _g: (a: Uint8Array, b?: Uint8Array) => {
+      const out = into('_bufG', 'sha3-512', false, opt(a, b));
+      return [out.subarray(0, 32), out.subarray(32, 64)];
+    },
+    _h: (msg: Uint8Array) => into('_bufH', 'sha3-256', false, [msg]),
+    _kdf: (a: Uint8Array, b?: Uint8Array) => into('_bufKdf', 'shake256', true, opt(a, b)),
+    _xof: (seed: Uint8Array) => into('_bufXof', 'shake128', true, [seed]),
+    _prf1: (sigma: Uint8Array, nonce: number) =>
+      into('_bufPrf1', 'shake256', true, [sigma, Uint8Array.of(nonce)]),
+    _prf2: (sigma: Uint8Array, nonce: number) =>
+      into('_bufPrf2', 'shake256', true, [sigma, Uint8Array.of(nonce)]),
+  };
+  for (const name of MLKEM_HASH_METHODS)
+    Object.defineProperty(m, name, { value: methods[name], writable: false });
 }
 
 // ---- ChaCha20-Poly1305 -----------------------------------------------------------------

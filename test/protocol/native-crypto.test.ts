@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { XWing } from '@hpke/hybridkem-x-wing';
 import { x25519 } from '@noble/curves/ed25519.js';
 import {
+  MLKEM_HASH_METHODS,
   NodeX25519XWing,
   chachaOpen,
   chachaSeal,
@@ -128,6 +129,8 @@ void t.test(
       code: 'EVERIFY_KEY',
     });
     await t.rejects(native.signature.sign(randomBytes(40), msg), { code: 'ESIGN_KEY' });
+    // 48 bytes that are not the PKCS#8 prefix + seed go to the DER parser, which refuses them
+    await t.rejects(native.signature.sign(randomBytes(48), msg), { code: 'ESIGN_KEY' });
   },
 );
 
@@ -168,6 +171,40 @@ void t.test('X-Wing with node X25519 is the same KEM as the stock one', async (t
     );
   t.ok(x25519Class(stock).includes('X25519'), 'the stock KEM holds a JS X25519');
   t.notOk(x25519Class(mine).includes('X25519'), 'ours holds none');
+  // its ML-KEM hashes with node:crypto: the methods are replaced on the instance
+  const ownNames = (k: XWing): string[] =>
+    Object.getOwnPropertyNames((k as unknown as { _m: object })._m);
+  t.same(
+    MLKEM_HASH_METHODS.filter((n) => ownNames(mine).includes(n)),
+    MLKEM_HASH_METHODS,
+    'ours replaces every ML-KEM hash',
+  );
+  t.same(
+    MLKEM_HASH_METHODS.filter((n) => ownNames(stock).includes(n)),
+    [],
+    'the stock KEM keeps its own',
+  );
+  t.ok(
+    Object.getOwnPropertyNames(mine).includes('_expandDecapsulationKey'),
+    'ours expands decapsulation keys with node SHAKE256',
+  );
+  // key derivation exercises G, H, XOF and PRF: the same keys for several seeds
+  for (let i = 0; i < 8; i++) {
+    const seed = randomBytes(32);
+    const a = await mine.deriveKeyPair(seed);
+    const b = await stock.deriveKeyPair(seed);
+    t.ok(
+      same(
+        new Uint8Array(await mine.serializePrivateKey(a.privateKey)),
+        new Uint8Array(await stock.serializePrivateKey(b.privateKey)),
+      ) &&
+        same(
+          new Uint8Array(await mine.serializePublicKey(a.publicKey)),
+          new Uint8Array(await stock.serializePublicKey(b.publicKey)),
+        ),
+      `same key pair for seed ${String(i)}`,
+    );
+  }
   const ikm = randomBytes(32);
   const m = await mine.deriveKeyPair(ikm);
   const s = await stock.deriveKeyPair(ikm);
@@ -189,6 +226,13 @@ void t.test('X-Wing with node X25519 is the same KEM as the stock one', async (t
     ),
     'stock encaps, mine decaps',
   );
+  // a damaged ML-KEM ciphertext: both take FIPS 203's implicit rejection (J = SHAKE256) alike
+  const bad = new Uint8Array(e2.enc);
+  bad[5]! ^= 1;
+  const rejectMine = new Uint8Array(await mine.decap({ recipientKey: m.privateKey, enc: bad }));
+  const rejectStock = new Uint8Array(await stock.decap({ recipientKey: s.privateKey, enc: bad }));
+  t.ok(same(rejectMine, rejectStock), 'same implicit-rejection secret');
+  t.notOk(same(rejectMine, new Uint8Array(e2.sharedSecret)), 'not the real secret');
 });
 
 void t.test('HPKE and AEAD interoperate with the default provider', async (t) => {
