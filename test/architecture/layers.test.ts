@@ -131,3 +131,35 @@ t.test('passes: a downward arrow and an import inside one feature', async (tt) =
   const r = await cruise(dir, ['base', 'protocol', 'firmware', 'dev']);
   tt.equal(r.code, 0, r.out);
 });
+
+/** A stand-in onnxruntime-node package in the throwaway tree, so its imports resolve. */
+const ONNX_STUB = {
+  'node_modules/onnxruntime-node/package.json':
+    '{ "name": "onnxruntime-node", "version": "0.0.0", "main": "index.js", "types": "index.d.ts" }\n',
+  'node_modules/onnxruntime-node/index.js': 'export class InferenceSession {}\n',
+  'node_modules/onnxruntime-node/index.d.ts': 'export declare class InferenceSession {}\n',
+};
+
+t.test(
+  'onnxruntime-node: only loaded on demand (await import), types may be imported',
+  async (tt) => {
+    const eager = await tree(tt, {
+      ...ONNX_STUB,
+      'firmware/media/detector.ts':
+        "import { InferenceSession } from 'onnxruntime-node';\nexport const d = InferenceSession;\n",
+    });
+    const bad = await cruise(eager, ['firmware']);
+    tt.not(bad.code, 0, 'a static import fails the check');
+    tt.match(bad.out, /onnxruntime-loads-on-demand/);
+
+    const lazy = await tree(tt, {
+      ...ONNX_STUB,
+      'firmware/media/detector.ts':
+        "import type { InferenceSession } from 'onnxruntime-node';\n" +
+        'export async function load(): Promise<typeof InferenceSession> {\n' +
+        "  return (await import('onnxruntime-node')).InferenceSession;\n}\n",
+    });
+    const good = await cruise(lazy, ['firmware']);
+    tt.equal(good.code, 0, good.out);
+  },
+);
