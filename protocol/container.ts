@@ -442,6 +442,11 @@ function decodeHeaderBody(
   return ok({ core: core.value, digest: headerDigest(coreBytes), wraps });
 }
 
+/** The same bytes as a Buffer, without copying (Buffer.from(uint8array) copies). */
+function view(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 function chunkNonce(index: number): Buffer {
   const n = Buffer.alloc(12);
   n.writeUInt32BE(index, 8);
@@ -789,7 +794,7 @@ function openRecord(
   expected: number,
 ): ContainerResult<Buffer> {
   const itemId = header.core.itemId;
-  if (!Buffer.from(recordItemId).equals(Buffer.from(itemId))) {
+  if (!view(recordItemId).equals(itemId)) {
     return fail(
       'ECHUNK_SPLICED',
       `chunk ${index} belongs to another item (${Buffer.from(recordItemId).toString('hex')})`,
