@@ -10,19 +10,19 @@
  */
 import { z } from 'zod';
 
+/** Rates the AAC encoder and a typical capture device both take. */
+export const SAMPLE_RATES = [16_000, 22_050, 32_000, 44_100, 48_000] as const;
+
 /** Audio settings (off by default). Strict: a typo is an error, never a silent default. */
 export const audioConfigSchema = z
   .object({
     enabled: z.boolean().default(false),
-    /** Capture and encode rate, Hz. */
+    /** Capture and encode rate, Hz (one of SAMPLE_RATES). */
     sampleRate: z
-      .union([
-        z.literal(16_000),
-        z.literal(22_050),
-        z.literal(32_000),
-        z.literal(44_100),
-        z.literal(48_000),
-      ])
+      .number()
+      .refine((r) => (SAMPLE_RATES as readonly number[]).includes(r), {
+        message: `must be one of ${SAMPLE_RATES.join(', ')}`,
+      })
       .default(48_000),
     /** 1 (mono) or 2 (stereo). */
     channels: z.number().int().min(1).max(2).default(1),
