@@ -42,6 +42,8 @@ Options:
   --size WxH           simulated camera size (default ${SIZE}; offered: 1920x1080,
                        1280x720, 640x480, 320x240, 160x120)
   --fps N              simulated camera frame rate (default ${DEFAULT_FPS})
+  --audio              record audio too: the simulated camera adds a 440 Hz tone,
+                       encoded AAC into clips and live view (default: video only)
   --log-level LEVEL    debug|info|warn|error (default info)
   --log-format FORMAT  human|json (default: human on a terminal, json otherwise;
                        also VIGIL_LOG_FORMAT)
@@ -76,6 +78,7 @@ async function run(ctx: CommandContext): Promise<number> {
     'pairing-port': { type: 'string' },
     size: { type: 'string' },
     fps: { type: 'string' },
+    audio: { type: 'boolean' },
     'log-level': { type: 'string' },
     'log-format': { type: 'string' },
   });
@@ -123,6 +126,7 @@ async function run(ctx: CommandContext): Promise<number> {
       ...(width !== undefined && height !== undefined ? { width, height } : {}),
       ...(fps !== undefined ? { fps } : {}),
       ...(pairingPort !== undefined ? { pairingPort } : {}),
+      ...(values.audio === true ? { audio: true } : {}),
     });
     const show = (): void => {
       ctx.stdout(banner(lr));

@@ -31,6 +31,7 @@ import { startViewer } from '../app/viewer/server.js';
 import { NoticeFeed } from '../app/push.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
+import { SimulatedTone } from '../hw/audio/simulated-tone.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
 import { frameClockLayout } from '../hw/camera/frame-clock.js';
 import { DurableFs } from '../hw/os/fs.js';
@@ -104,6 +105,11 @@ export interface LocalRunOptions {
    * view waits for whole fragments, so this bounds its latency from below.
    */
   readonly gopSeconds?: number;
+  /**
+   * Give the simulated camera a microphone: a 440 Hz tone (ffmpeg lavfi sine),
+   * encoded AAC-LC into the clips and live view (docs/media.md, "Audio"). Off by default.
+   */
+  readonly audio?: boolean;
 }
 
 /** Where a client pairs with the run's hub (`--pairing-port`). */
@@ -446,7 +452,9 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         sealer,
         logger: log.child('media'),
         encoderPreference: 'software',
+        ...(o.audio === true ? { audio: new SimulatedTone() } : {}),
         config: {
+          audio: { enabled: o.audio === true },
           encoder: {
             width,
             height,

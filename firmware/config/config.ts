@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VigilError } from '../../base/errors.js';
 import { OtaChannelSchema } from '../../protocol/services.js';
+import { ALSA_PCM, audioConfigSchema } from '../../hw/audio/audio.js';
 
 const childSpec = z
   .object({
@@ -60,6 +61,29 @@ export const configSchema = z
         encoder: 'auto',
         preRollSeconds: 3,
         postRollSeconds: 5,
+      }),
+    /**
+     * Optional audio (docs/media.md, "Audio"): an ALSA capture device, encoded AAC-LC into the
+     * same clips and live view as the video. Off by default.
+     */
+    audio: audioConfigSchema
+      .extend({
+        /** ALSA capture PCM: "default", "hw:1,0", "plughw:CARD=Device,DEV=0", ... */
+        device: z
+          .string()
+          .regex(
+            ALSA_PCM,
+            'an ALSA capture device name such as "default", "hw:1,0" or "plughw:1,0"',
+          )
+          .default('default'),
+      })
+      .strict()
+      .default({
+        enabled: false,
+        device: 'default',
+        sampleRate: 48_000,
+        channels: 1,
+        bitrateKbps: 64,
       }),
     ota: z
       .object({

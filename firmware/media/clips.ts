@@ -12,7 +12,7 @@ import type { Logger } from '../../base/logger.js';
 import type { ItemSealer, SealedItemWriter } from '../items.js';
 import { reasonOf } from '../../base/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
-import { rebaseFragment } from './fmp4.js';
+import { clipOrigin, rebaseFragment } from './fmp4.js';
 
 export const clipConfigSchema = z.object({
   preRollS: z.number().min(0).max(30).default(3),
@@ -306,7 +306,8 @@ export class ClipRecorder {
   }
 
   #write(clip: OpenClip, f: Fragment): void {
-    clip.baseTicks ??= f.baseTime;
+    // One origin for every track (the earliest start of the first fragment): A/V stay in sync.
+    clip.baseTicks ??= clipOrigin(f);
     const bytes = rebaseFragment(f, clip.baseTicks);
     clip.writtenS += f.durationS;
     clip.fragments++;

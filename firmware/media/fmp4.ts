@@ -8,13 +8,35 @@
  */
 import { VigilError } from '../../base/errors.js';
 
+/** One track of the init segment (the video, and the audio when it is on). */
+export interface TrackInfo {
+  readonly id: number;
+  readonly kind: 'video' | 'audio' | 'other';
+  readonly timescale: number;
+  /** RFC 6381 codec of this track, e.g. 'avc1.4d401f' or 'mp4a.40.2'. */
+  readonly codec: string;
+}
+
 export interface InitSegment {
   readonly bytes: Uint8Array;
+  /** The video track's timescale (fragment times and durations are the video's). */
   readonly timescale: number;
-  /** RFC 6381 codec string, e.g. 'avc1.4d401f'. */
+  /** RFC 6381 codecs of every track, in track order, e.g. 'avc1.4d401f,mp4a.40.2'. */
   readonly codec: string;
   readonly width: number;
   readonly height: number;
+  readonly tracks: readonly TrackInfo[];
+  /** An audio track is muxed in (AAC next to the H.264). */
+  readonly hasAudio: boolean;
+}
+
+/** Where one track's decode time sits in a fragment. */
+export interface TrackTime {
+  readonly trackId: number;
+  readonly timescale: number;
+  /** baseMediaDecodeTime in this track's ticks. */
+  readonly baseTime: number;
+  readonly tfdt?: { readonly offset: number; readonly version: number };
 }
 
 export interface Fragment {
@@ -26,9 +48,14 @@ export interface Fragment {
   readonly keyframe: boolean;
   /** Wall clock when the fragment was complete (ms). */
   readonly receivedAt: number;
-  /** baseMediaDecodeTime in timescale ticks, and where its field sits in `bytes`. */
+  /** The video track's baseMediaDecodeTime in its ticks, and where its field sits in `bytes`. */
   readonly baseTime: number;
   readonly tfdt?: { readonly offset: number; readonly version: number };
+  /**
+   * Every track's decode time (video first as written, then audio). Empty for
+   * fragments built by hand in tests: rebasing then moves the video field only.
+   */
+  readonly tracks?: readonly TrackTime[];
 }
 
 export class Fmp4Error extends VigilError {
@@ -76,13 +103,29 @@ function child(buf: Uint8Array, parent: Box, type: string, skip = 0): Box | unde
   return boxes(buf, parent.body + skip, parent.end).find((b) => b.type === type);
 }
 
+/** Bytes before a sample entry's child boxes (the entry's own fields). */
+function sampleEntrySkip(buf: Uint8Array, entry: Box): number {
+  switch (entry.type) {
+    case 'avc1':
+    case 'avc3':
+      return 78; // VisualSampleEntry
+    case 'mp4a': {
+      // AudioSampleEntry is 28 bytes; QuickTime sound descriptions v1/v2 are longer.
+      const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+      const version = entry.body + 10 <= entry.end ? dv.getUint16(entry.body + 8) : 0;
+      return version === 1 ? 44 : version === 2 ? 64 : 28;
+    }
+    default:
+      return 0;
+  }
+}
+
 function path(buf: Uint8Array, root: Box, types: readonly string[]): Box | undefined {
   let cur: Box | undefined = root;
   for (const t of types) {
     if (!cur) return undefined;
-    // stsd has a 8-byte header (version/flags + entry count) before its children;
-    // visual sample entries (avc1) have 78 bytes before theirs.
-    const skip = cur.type === 'stsd' ? 8 : cur.type === 'avc1' || cur.type === 'avc3' ? 78 : 0;
+    // stsd has a 8-byte header (version/flags + entry count) before its children.
+    const skip = cur.type === 'stsd' ? 8 : sampleEntrySkip(buf, cur);
     cur = child(buf, cur, t, skip);
   }
   return cur;
@@ -92,62 +135,127 @@ function hex2(n: number): string {
   return n.toString(16).padStart(2, '0');
 }
 
-export function parseInit(bytes: Uint8Array): InitSegment {
-  const top = boxes(bytes, 0, bytes.length);
-  const moov = top.find((b) => b.type === 'moov');
-  if (!moov) throw new Fmp4Error('init segment has no moov box');
+/**
+ * RFC 6381 codec of an MPEG-4 audio sample entry from its esds descriptors:
+ * 'mp4a.40.2' for AAC-LC (object type indication 0x40, audio object type 2).
+ */
+function mp4aCodec(buf: Uint8Array, esds: Box): string {
+  let p = esds.body + 4; // version/flags
+  const byte = (): number => (p < esds.end ? (buf[p++] ?? 0) : -1);
+  const length = (): number => {
+    let n = 0;
+    for (let i = 0; i < 4; i++) {
+      const b = byte();
+      if (b < 0) return -1;
+      n = (n << 7) | (b & 0x7f);
+      if ((b & 0x80) === 0) break;
+    }
+    return n;
+  };
+  if (byte() !== 0x03 || length() < 0) return 'mp4a'; // ES_Descriptor
+  p += 2; // ES_ID
+  const flags = byte();
+  if (flags & 0x80) p += 2; // dependsOn_ES_ID
+  if (flags & 0x40) p += 1 + (buf[p] ?? 0); // URL
+  if (flags & 0x20) p += 2; // OCR_ES_Id
+  if (byte() !== 0x04 || length() < 0) return 'mp4a'; // DecoderConfigDescriptor
+  const oti = byte();
+  if (oti < 0) return 'mp4a';
+  p += 12; // streamType, bufferSizeDB, maxBitrate, avgBitrate
+  if (oti !== 0x40) return `mp4a.${hex2(oti)}`;
+  if (byte() !== 0x05 || length() < 1) return 'mp4a.40'; // DecoderSpecificInfo
+  const a = byte();
+  const b = byte();
+  let aot = a >> 3;
+  if (aot === 31) aot = 32 + (((a & 0x7) << 3) | (b >> 5));
+  return `mp4a.40.${aot}`;
+}
+
+function fourccAt(buf: Uint8Array, at: number): string {
+  return String.fromCharCode(buf[at] ?? 0, buf[at + 1] ?? 0, buf[at + 2] ?? 0, buf[at + 3] ?? 0);
+}
+
+interface ParsedTrack extends TrackInfo {
+  readonly width: number;
+  readonly height: number;
+}
+
+function parseTrak(bytes: Uint8Array, trak: Box): ParsedTrack {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const trak = child(bytes, moov, 'trak');
-  if (!trak) throw new Fmp4Error('moov has no trak');
+  const tkhd = child(bytes, trak, 'tkhd');
+  const id = tkhd ? dv.getUint32(tkhd.body + ((bytes[tkhd.body] ?? 0) === 1 ? 20 : 12)) : 0;
   const mdhd = path(bytes, trak, ['mdia', 'mdhd']);
   if (!mdhd) throw new Fmp4Error('trak has no mdhd');
   const v = bytes[mdhd.body] ?? 0;
   const timescale = dv.getUint32(mdhd.body + (v === 1 ? 20 : 12));
-  let codec = 'avc1';
+  if (!timescale) throw new Fmp4Error('mdhd timescale is zero');
+  const hdlr = path(bytes, trak, ['mdia', 'hdlr']);
+  const handler = hdlr ? fourccAt(bytes, hdlr.body + 8) : '';
+  const kind = handler === 'vide' ? 'video' : handler === 'soun' ? 'audio' : 'other';
+  let codec = kind === 'audio' ? 'mp4a' : 'avc1';
   let width = 0;
   let height = 0;
-  const entry = path(bytes, trak, ['mdia', 'minf', 'stbl', 'stsd']);
-  if (entry) {
-    const sample = boxes(bytes, entry.body + 8, entry.end)[0];
-    if (sample) {
-      codec = sample.type;
+  const stsd = path(bytes, trak, ['mdia', 'minf', 'stbl', 'stsd']);
+  const sample = stsd ? boxes(bytes, stsd.body + 8, stsd.end)[0] : undefined;
+  if (sample) {
+    codec = sample.type;
+    const skip = sampleEntrySkip(bytes, sample);
+    if (kind === 'video' || sample.type === 'avc1' || sample.type === 'avc3') {
       // VisualSampleEntry: 6 reserved + 2 dref index + 16 predefined/reserved, then width, height.
       width = dv.getUint16(sample.body + 24);
       height = dv.getUint16(sample.body + 26);
-      const avcC = child(bytes, sample, 'avcC', 78);
-      if (avcC) {
-        codec = `${sample.type}.${hex2(bytes[avcC.body + 1] ?? 0)}${hex2(bytes[avcC.body + 2] ?? 0)}${hex2(bytes[avcC.body + 3] ?? 0)}`;
-      }
     }
+    const avcC = child(bytes, sample, 'avcC', skip);
+    if (avcC) {
+      codec = `${sample.type}.${hex2(bytes[avcC.body + 1] ?? 0)}${hex2(bytes[avcC.body + 2] ?? 0)}${hex2(bytes[avcC.body + 3] ?? 0)}`;
+    }
+    const esds = sample.type === 'mp4a' ? child(bytes, sample, 'esds', skip) : undefined;
+    if (esds) codec = mp4aCodec(bytes, esds);
   }
-  if (!timescale) throw new Fmp4Error('mdhd timescale is zero');
-  return { bytes, timescale, codec, width, height };
+  return { id, kind, timescale, codec, width, height };
 }
 
-/** Default sample duration from moov/mvex/trex, if any. */
-function trexDefaultDuration(init: Uint8Array): number {
+export function parseInit(bytes: Uint8Array): InitSegment {
+  const top = boxes(bytes, 0, bytes.length);
+  const moov = top.find((b) => b.type === 'moov');
+  if (!moov) throw new Fmp4Error('init segment has no moov box');
+  const traks = boxes(bytes, moov.body, moov.end).filter((b) => b.type === 'trak');
+  const tracks = traks.map((t) => parseTrak(bytes, t));
+  const video = tracks.find((t) => t.kind === 'video') ?? tracks[0];
+  if (!video) throw new Fmp4Error('moov has no trak');
+  return {
+    bytes,
+    timescale: video.timescale,
+    codec: tracks.map((t) => t.codec).join(','),
+    width: video.width,
+    height: video.height,
+    tracks: tracks.map(({ id, kind, timescale, codec }) => ({ id, kind, timescale, codec })),
+    hasAudio: tracks.some((t) => t.kind === 'audio'),
+  };
+}
+
+/** Default sample duration per track id, from moov/mvex/trex. */
+function trexDefaultDurations(init: Uint8Array): Map<number, number> {
+  const out = new Map<number, number>();
   const moov = boxes(init, 0, init.length).find((b) => b.type === 'moov');
-  if (!moov) return 0;
-  const trex = path(init, moov, ['mvex', 'trex']);
-  if (!trex) return 0;
+  const mvex = moov ? child(init, moov, 'mvex') : undefined;
+  if (!mvex) return out;
   const dv = new DataView(init.buffer, init.byteOffset, init.byteLength);
-  return dv.getUint32(trex.body + 12);
+  for (const trex of boxes(init, mvex.body, mvex.end).filter((b) => b.type === 'trex'))
+    out.set(dv.getUint32(trex.body + 4), dv.getUint32(trex.body + 12));
+  return out;
 }
 
-interface MoofInfo {
-  sequence: number;
+interface TrafInfo {
+  trackId: number;
   baseTime: number;
   tfdt?: { offset: number; version: number };
   duration: number;
   keyframe: boolean;
 }
 
-function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInfo {
+function parseTraf(buf: Uint8Array, traf: Box, defaults: ReadonlyMap<number, number>): TrafInfo {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const mfhd = child(buf, moof, 'mfhd');
-  const sequence = mfhd ? dv.getUint32(mfhd.body + 4) : 0;
-  const traf = child(buf, moof, 'traf');
-  if (!traf) throw new Fmp4Error('moof has no traf');
   let baseTime = 0;
   let tfdtAt: { offset: number; version: number } | undefined;
   const tfdt = child(buf, traf, 'tfdt');
@@ -156,11 +264,13 @@ function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInf
     baseTime = version === 1 ? Number(dv.getBigUint64(tfdt.body + 4)) : dv.getUint32(tfdt.body + 4);
     tfdtAt = { offset: tfdt.body + 4, version };
   }
-  let sampleDuration = defaultDuration;
+  let trackId = 0;
+  let sampleDuration: number | undefined;
   let defaultFlags: number | undefined;
   const tfhd = child(buf, traf, 'tfhd');
   if (tfhd) {
     const flags = dv.getUint32(tfhd.body) & 0xffffff;
+    trackId = dv.getUint32(tfhd.body + 4);
     let p = tfhd.body + 8; // version/flags + track id
     if (flags & 0x1) p += 8; // base data offset
     if (flags & 0x2) p += 4; // sample description index
@@ -171,6 +281,7 @@ function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInf
     if (flags & 0x10) p += 4; // default sample size
     if (flags & 0x20) defaultFlags = dv.getUint32(p);
   }
+  sampleDuration ??= defaults.get(trackId) ?? defaults.values().next().value ?? 0;
   let duration = 0;
   let keyframe = true;
   let first = true;
@@ -206,21 +317,73 @@ function parseMoof(buf: Uint8Array, moof: Box, defaultDuration: number): MoofInf
       duration += d;
     }
   }
-  return { sequence, baseTime, duration, keyframe, ...(tfdtAt ? { tfdt: tfdtAt } : {}) };
+  return { trackId, baseTime, duration, keyframe, ...(tfdtAt ? { tfdt: tfdtAt } : {}) };
+}
+
+interface MoofInfo {
+  sequence: number;
+  trafs: TrafInfo[];
+}
+
+function parseMoof(buf: Uint8Array, moof: Box, defaults: ReadonlyMap<number, number>): MoofInfo {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const mfhd = child(buf, moof, 'mfhd');
+  const sequence = mfhd ? dv.getUint32(mfhd.body + 4) : 0;
+  const trafs = boxes(buf, moof.body, moof.end)
+    .filter((b) => b.type === 'traf')
+    .map((traf) => parseTraf(buf, traf, defaults));
+  if (trafs.length === 0) throw new Fmp4Error('moof has no traf');
+  return { sequence, trafs };
+}
+
+/** `ticks` of a track with timescale `from`, in timescale `to`, rounded down (exact for any size). */
+function convertTicks(ticks: number, from: number, to: number): number {
+  if (from === to) return ticks;
+  return Number((BigInt(ticks) * BigInt(to)) / BigInt(from));
 }
 
 /**
- * A copy of the fragment with its decode time moved back by `offsetTicks`, so
- * a clip cut from a long-running stream starts at time zero (players and
+ * Where a clip that starts with fragment `f` puts time zero, in the ticks of
+ * `f`'s main (video) track: the earliest start among its tracks. Every track
+ * of every later fragment is moved back by this same instant, so the gap the
+ * encoder left between audio and video (an AAC frame or so) is kept and the
+ * clip stays in sync.
+ */
+export function clipOrigin(f: Fragment): number {
+  const tracks = f.tracks ?? [];
+  const main = tracks[0];
+  if (!main || tracks.length < 2) return f.baseTime;
+  let origin = f.baseTime;
+  for (const t of tracks.slice(1))
+    origin = Math.min(origin, convertTicks(t.baseTime, t.timescale, main.timescale));
+  return origin;
+}
+
+/**
+ * A copy of the fragment with its decode times moved back by `offsetTicks`
+ * (in the main track's ticks; the other tracks move back by the same instant),
+ * so a clip cut from a long-running stream starts at time zero (players and
  * ffprobe then report the clip's own duration).
  */
 export function rebaseFragment(f: Fragment, offsetTicks: number): Uint8Array {
-  if (!f.tfdt || offsetTicks === 0) return f.bytes;
+  if (offsetTicks === 0) return f.bytes;
+  const main = f.tracks?.[0];
+  const tracks: readonly TrackTime[] =
+    f.tracks && f.tracks.length > 0
+      ? f.tracks
+      : f.tfdt
+        ? [{ trackId: 0, timescale: 1, baseTime: f.baseTime, tfdt: f.tfdt }]
+        : [];
+  if (!tracks.some((t) => t.tfdt)) return f.bytes;
   const out = new Uint8Array(f.bytes);
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const t = Math.max(0, f.baseTime - offsetTicks);
-  if (f.tfdt.version === 1) dv.setBigUint64(f.tfdt.offset, BigInt(t));
-  else dv.setUint32(f.tfdt.offset, t);
+  for (const tr of tracks) {
+    if (!tr.tfdt) continue;
+    const offset = main ? convertTicks(offsetTicks, main.timescale, tr.timescale) : offsetTicks;
+    const t = Math.max(0, tr.baseTime - offset);
+    if (tr.tfdt.version === 1) dv.setBigUint64(tr.tfdt.offset, BigInt(t));
+    else dv.setUint32(tr.tfdt.offset, t);
+  }
   return out;
 }
 
@@ -234,7 +397,7 @@ export class Fmp4Splitter {
   #need: number | undefined;
   #initParts: Uint8Array[] = [];
   #init: InitSegment | undefined;
-  #trexDuration = 0;
+  #trexDurations = new Map<number, number>();
   #pendingMoof: Uint8Array | undefined;
   readonly #onInit: (init: InitSegment) => void;
   readonly #onFragment: (f: Fragment) => void;
@@ -326,7 +489,7 @@ export class Fmp4Splitter {
         }
         this.#initParts = [];
         this.#init = parseInit(bytes);
-        this.#trexDuration = trexDefaultDuration(bytes);
+        this.#trexDurations = trexDefaultDurations(bytes);
         this.#onInit(this.#init);
       }
       return;
@@ -341,21 +504,34 @@ export class Fmp4Splitter {
       const info = parseMoof(
         moofBytes,
         boxes(moofBytes, 0, moofBytes.length)[0] as Box,
-        this.#trexDuration,
+        this.#trexDurations,
       );
       const bytes = new Uint8Array(moofBytes.length + box.length);
       bytes.set(moofBytes, 0);
       bytes.set(box, moofBytes.length);
-      const ts = this.#init.timescale;
+      const init = this.#init;
+      const videoId = init.tracks.find((t) => t.kind === 'video')?.id;
+      const main = info.trafs.find((t) => t.trackId === videoId) ?? info.trafs[0];
+      if (!main) throw new Fmp4Error('moof has no traf');
+      const timescaleOf = (id: number): number =>
+        init.tracks.find((t) => t.id === id)?.timescale ?? init.timescale;
+      const tracks: TrackTime[] = [main, ...info.trafs.filter((t) => t !== main)].map((t) => ({
+        trackId: t.trackId,
+        timescale: timescaleOf(t.trackId),
+        baseTime: t.baseTime,
+        ...(t.tfdt ? { tfdt: t.tfdt } : {}),
+      }));
+      const ts = timescaleOf(main.trackId);
       this.#onFragment({
         bytes,
         sequence: info.sequence,
-        startS: info.baseTime / ts,
-        durationS: info.duration / ts,
-        keyframe: info.keyframe,
+        startS: main.baseTime / ts,
+        durationS: main.duration / ts,
+        keyframe: main.keyframe,
         receivedAt: this.#now(),
-        baseTime: info.baseTime,
-        ...(info.tfdt ? { tfdt: info.tfdt } : {}),
+        baseTime: main.baseTime,
+        ...(main.tfdt ? { tfdt: main.tfdt } : {}),
+        tracks,
       });
     }
     // mfra, free, styp, sidx: not needed for clips.

@@ -8,7 +8,7 @@ import type { ItemSealer, SealedItemWriter } from '../items.js';
 import type { Logger } from '../../base/logger.js';
 import { reasonOf } from '../../base/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
-import { rebaseFragment } from './fmp4.js';
+import { clipOrigin, rebaseFragment } from './fmp4.js';
 
 export interface LiveSession {
   readonly itemId: string;
@@ -112,7 +112,7 @@ export class LiveSessions {
   onFragment(f: Fragment): void {
     for (const s of [...this.#sessions]) {
       s.writtenS += f.durationS;
-      s.baseTicks ??= f.baseTime;
+      s.baseTicks ??= clipOrigin(f);
       const bytes = rebaseFragment(f, s.baseTicks);
       s.chain = s.chain
         .then(() => s.writer.write(bytes))

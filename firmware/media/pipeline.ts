@@ -18,6 +18,8 @@
 import { z } from 'zod';
 import type { Camera, CameraFormat } from '../../hw/camera/camera.js';
 import { describeFormat } from '../../hw/camera/camera.js';
+import type { AudioSource } from '../../hw/audio/audio.js';
+import { audioConfigSchema } from '../../hw/audio/audio.js';
 import type { EncoderChoice, EncoderPreference, M2mDevice } from '../../hw/encoder/encoder.js';
 import { encoderConfigSchema } from '../../hw/encoder/encoder.js';
 import { MotionFrameSocket } from '../../hw/encoder/motion-socket.js';
@@ -44,6 +46,8 @@ export const mediaConfigSchema = z.object({
     .prefault({}),
   clips: clipConfigSchema.prefault({}),
   live: z.object({ maxS: z.number().min(1).max(3600).default(300) }).prefault({}),
+  /** Optional AAC track from `deps.audio`, muxed into clips and live fragments (off by default). */
+  audio: audioConfigSchema.prefault({}),
   restart: z
     .object({
       minMs: z.number().int().min(10).max(60_000).default(500),
@@ -103,6 +107,15 @@ export interface MediaStatus {
     readonly lastStartAt?: number;
     readonly lastAreaPct: number;
   };
+  readonly audio: {
+    readonly enabled: boolean;
+    /** The source's id ('alsa:hw:1,0', 'simulated:tone'). */
+    readonly source?: string;
+    /** The running encoder muxes an audio track. */
+    readonly active: boolean;
+    /** Why audio is off although enabled (its capture failed; video goes on without it). */
+    readonly error?: string;
+  };
   readonly recording: { readonly active: boolean; readonly itemId?: string };
   readonly live: { readonly sessions: number };
   readonly counters: {
@@ -124,6 +137,8 @@ export interface MediaPipelineDeps {
   readonly config?: MediaConfigInput;
   /** PIR or any other edge input (used when motion.source is 'pir' or 'both'). */
   readonly pir?: EdgeInput;
+  /** The microphone (used when audio.enabled): ALSA, or the simulated camera's tone. */
+  readonly audio?: AudioSource;
   /** M2M encoder discovery (default: V4L2 probe for real cameras, none for the simulator). */
   readonly probeM2m?: () => Promise<readonly M2mDevice[]>;
   readonly ffmpegEncoders?: () => Promise<ReadonlySet<string>>;
@@ -195,6 +210,14 @@ class Pipeline implements MediaPipeline {
   #bytes = 0;
   #motionFrames = 0;
   #launching: Promise<void> | undefined;
+  /** The running encoder was started with the audio input. */
+  #audioInEncoder = false;
+  /** The running encoder has produced its init segment. */
+  #streamSeen = false;
+  /** Audio was dropped after its capture failed (cleared on replug and restart). */
+  #audioError: string | undefined;
+  /** A video-only retry is running to find out whether the audio input was at fault. */
+  #audioSuspect: string | undefined;
 
   constructor(d: MediaPipelineDeps) {
     this.#d = d;
@@ -260,7 +283,11 @@ class Pipeline implements MediaPipeline {
       throw new MediaError('EMEDIA_STATE', `media pipeline already ${this.#state}`);
     this.#setState('starting');
     this.#error = undefined;
+    this.#audioError = undefined;
+    this.#audioSuspect = undefined;
     try {
+      if (this.#cfg.audio.enabled && !this.#d.audio)
+        throw new MediaError('EMEDIA', 'audio.enabled is true but no audio source was given');
       await this.#openMotionServer();
       await this.#configure();
       const src = this.#cfg.motion.source;
@@ -400,6 +427,13 @@ class Pipeline implements MediaPipeline {
     const format = this.#format;
     if (!choice || !format) throw new MediaError('EMEDIA_STATE', 'encoder not configured');
     const m = this.#cfg.motion;
+    const a = this.#cfg.audio;
+    const source = this.#d.audio;
+    const withAudio =
+      a.enabled &&
+      source !== undefined &&
+      this.#audioError === undefined &&
+      this.#audioSuspect === undefined;
     const args = buildEncoderArgs({
       input: this.#d.camera.ffmpegInput(format),
       choice,
@@ -414,8 +448,20 @@ class Pipeline implements MediaPipeline {
             },
           }
         : {}),
+      ...(withAudio
+        ? {
+            audio: {
+              input: source.ffmpegInput({ sampleRate: a.sampleRate, channels: a.channels }),
+              sampleRate: a.sampleRate,
+              channels: a.channels,
+              bitrateKbps: a.bitrateKbps,
+            },
+          }
+        : {}),
     });
     this.#detector.reset();
+    this.#audioInEncoder = withAudio;
+    this.#streamSeen = false;
     const enc = startEncoder({
       args,
       logger: this.#log.child('ffmpeg'),
@@ -447,12 +493,28 @@ class Pipeline implements MediaPipeline {
       this.#onEncoderExit(enc, x);
     });
     this.#setState('running');
-    this.#log.info('encoder started', { path: choice.path, pid: enc.pid });
+    this.#log.info('encoder started', {
+      path: choice.path,
+      pid: enc.pid,
+      audio: withAudio ? source.id : 'off',
+    });
     this.#emit({ type: 'encoder-started', path: choice.path, pid: enc.pid, at: this.#now() });
     await Promise.resolve();
   }
 
   #onInit(init: InitSegment): void {
+    this.#streamSeen = true;
+    if (this.#audioSuspect !== undefined) {
+      // Video alone works: the audio input was what stopped the encoder.
+      this.#audioError = this.#audioSuspect;
+      this.#audioSuspect = undefined;
+      this.#warn(
+        `AUDIO CAPTURE FAILED (${this.#d.audio?.id ?? 'audio'}): ${this.#audioError}; ` +
+          'recording video without audio',
+      );
+    }
+    if (this.#audioInEncoder && !init.hasAudio)
+      this.#warn('the encoder was given audio but its stream has no audio track');
     this.#recorder.onInit(init);
     this.#live.onInit(init);
   }
@@ -483,6 +545,7 @@ class Pipeline implements MediaPipeline {
     });
     this.#lostStream(reason);
     if (this.#state === 'stopped') return;
+    this.#judgeAudio(reason);
     const ranMs = this.#now() - this.#encoderStartedAt;
     if (ranMs >= this.#cfg.restart.stableMs) this.#failures = 0;
     this.#failures++;
@@ -495,6 +558,28 @@ class Pipeline implements MediaPipeline {
       }
       this.#scheduleRestart();
     });
+  }
+
+  /**
+   * Audio must never cost the video: an encoder with the audio input that died
+   * before its first output is retried once without it. If that one runs,
+   * audio is dropped with a warning (until the camera is replugged or the
+   * pipeline restarted); if it fails too, the audio was not the cause and
+   * stays on.
+   */
+  #judgeAudio(reason: string): void {
+    if (this.#streamSeen) {
+      this.#audioSuspect = undefined;
+      return;
+    }
+    if (this.#audioInEncoder) {
+      this.#audioSuspect = reason;
+      this.#log.warn('encoder with audio died before its first output; retrying without audio', {
+        reason,
+      });
+    } else if (this.#audioSuspect !== undefined) {
+      this.#audioSuspect = undefined;
+    }
   }
 
   #lostStream(reason: string): void {
@@ -544,6 +629,8 @@ class Pipeline implements MediaPipeline {
       return;
     }
     this.#present = true;
+    this.#audioError = undefined;
+    this.#audioSuspect = undefined;
     this.#log.info('camera replugged', { camera: this.#d.camera.id });
     this.#emit({ type: 'camera-replugged', at });
     if (this.#state !== 'camera-missing') return;
@@ -628,6 +715,12 @@ class Pipeline implements MediaPipeline {
         active: this.#motionActive,
         ...(this.#lastStartAt !== undefined ? { lastStartAt: this.#lastStartAt } : {}),
         lastAreaPct: this.#lastAreaPct,
+      },
+      audio: {
+        enabled: this.#cfg.audio.enabled,
+        ...(this.#d.audio ? { source: this.#d.audio.id } : {}),
+        active: this.#encoder !== undefined && this.#audioInEncoder,
+        ...(this.#audioError !== undefined ? { error: this.#audioError } : {}),
       },
       recording: { active: this.#recorder.recording, ...(itemId ? { itemId } : {}) },
       live: { sessions: this.#live.count },

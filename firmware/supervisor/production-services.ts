@@ -580,10 +580,18 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         paths,
         logger: log,
       });
+      // optional audio (docs/media.md, "Audio"): the ALSA device from the config
+      const { enabled: audioOn, device: audioDevice, ...audioCfg } = config.audio;
+      const audio = audioOn
+        ? new (await import('../../hw/audio/alsa-audio.js')).AlsaAudioSource({
+            device: audioDevice,
+          })
+        : undefined;
       media = createMediaPipeline({
         camera: new V4l2Camera({ binding, path: devicePath }),
         sealer,
         ...(pir ? { pir } : {}),
+        ...(audio ? { audio } : {}),
         logger: log,
         encoderPreference: config.camera.encoder,
         config: {
@@ -598,6 +606,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
             postRollS: config.camera.postRollSeconds,
           },
           motion: motionFromConfig(config.motion),
+          audio: { enabled: audioOn, ...audioCfg },
         },
         runDir: paths.host('/run/vigil'),
       });

@@ -2,7 +2,8 @@
  * The encoder process: one ffmpeg that reads the camera directly, encodes (or
  * copies) H.264 and writes fragmented MP4 to stdout — one fragment per GOP —
  * and, when asked, a low-rate, low-resolution grey side stream for motion
- * detection to a Unix socket the hub listens on. Node never sees full-rate raw
+ * detection to a Unix socket the hub listens on. With audio on, a second input
+ * (the microphone) is encoded AAC-LC and muxed into the same fragments. Node never sees full-rate raw
  * frames: it gets the compressed stream and a few tiny grey frames a second.
  */
 import type { Readable } from 'node:stream';
@@ -19,20 +20,58 @@ export interface MotionTap {
   readonly fps: number;
 }
 
+/** Audio muxed next to the video: a second ffmpeg input, encoded AAC-LC. */
+export interface AudioTap {
+  /** Input args from `AudioSource.ffmpegInput()` (up to and including `-i`). */
+  readonly input: readonly string[];
+  readonly sampleRate: number;
+  readonly channels: number;
+  readonly bitrateKbps: number;
+}
+
 export interface EncoderArgsInput {
   /** Camera input args from `Camera.ffmpegInput()`. */
   readonly input: readonly string[];
   readonly choice: EncoderChoice;
   readonly config: EncoderConfig;
   readonly motion?: MotionTap;
+  /** Off unless given: the clips and live fragments are then video only. */
+  readonly audio?: AudioTap;
+}
+
+/**
+ * The audio half of the main output: input 1 encoded with ffmpeg's native AAC
+ * encoder (AAC-LC, `mp4a.40.2`). It is the same on every video path — the
+ * camera's own H.264 (copied), the V4L2 M2M encoder or libx264 — because the
+ * muxer, not the video encoder, puts the two tracks together.
+ */
+export function audioOutputArgs(a: AudioTap): string[] {
+  return [
+    '-map',
+    '1:a',
+    '-c:a',
+    'aac',
+    '-profile:a',
+    'aac_low',
+    '-b:a',
+    `${a.bitrateKbps}k`,
+    '-ar',
+    String(a.sampleRate),
+    '-ac',
+    String(a.channels),
+  ];
 }
 
 /** fMP4 flags: an init segment up front, a self-contained fragment per keyframe. */
 export const FMP4_MOVFLAGS = 'empty_moov+default_base_moof+frag_keyframe';
 
 export function buildEncoderArgs(i: EncoderArgsInput): string[] {
-  const { config: c, choice, motion } = i;
+  const { config: c, choice, motion, audio } = i;
   const gop = gopFrames(c);
+  // With a second live input, the camera's input queue must not stall behind the audio thread.
+  const videoIn = audio ? ['-thread_queue_size', '512', ...i.input] : [...i.input];
+  const audioIn = audio ? [...audio.input] : [];
+  const audioOut = audio ? audioOutputArgs(audio) : [];
   const kbps = c.bitrateKbps;
   const head = ['-hide_banner', '-loglevel', 'warning', '-nostats', '-nostdin'];
   const fmp4 = ['-f', 'mp4', '-movflags', FMP4_MOVFLAGS, '-flush_packets', '1', 'pipe:1'];
@@ -47,15 +86,17 @@ export function buildEncoderArgs(i: EncoderArgsInput): string[] {
       // The camera already encodes: copy its stream. Bitrate and GOP are camera
       // controls (set through V4L2 before starting). The motion stream decodes
       // keyframes only (one per GOP), which costs little even at 1080p.
-      const input = motion ? ['-skip_frame', 'nokey', ...i.input] : [...i.input];
+      const input = motion ? ['-skip_frame', 'nokey', ...videoIn] : videoIn;
       return [
         ...head,
         ...input,
+        ...audioIn,
         ...(motion ? ['-filter_complex', `[0:v]${motionFilter}[m]`] : []),
         '-map',
         '0:v',
         '-c:v',
         'copy',
+        ...audioOut,
         ...fmp4,
         ...motionOut('[m]', ['-fps_mode', 'passthrough']),
       ];
@@ -88,7 +129,8 @@ export function buildEncoderArgs(i: EncoderArgsInput): string[] {
             ['-c:v', 'h264_v4l2m2m', '-num_capture_buffers', '8'];
       return [
         ...head,
-        ...i.input,
+        ...videoIn,
+        ...audioIn,
         '-filter_complex',
         graph,
         '-map',
@@ -104,6 +146,7 @@ export function buildEncoderArgs(i: EncoderArgsInput): string[] {
         `${kbps * 2}k`,
         '-r',
         String(c.fps),
+        ...audioOut,
         ...fmp4,
         ...motionOut('[m]'),
       ];

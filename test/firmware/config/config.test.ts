@@ -242,3 +242,35 @@ void t.test('the example config parses and shows every field, each commented', a
     t.match(lines[i - 1] ?? '', /^\s*\/\/ /, `line ${i + 1} has a comment above: ${line.trim()}`);
   }
 });
+
+void t.test('audio: off by default; each bad value is one line naming its field', async (t) => {
+  t.same(parseConfig({}).audio, {
+    enabled: false,
+    device: 'default',
+    sampleRate: 48_000,
+    channels: 1,
+    bitrateKbps: 64,
+  });
+  const on = parseConfig({ audio: { enabled: true, device: 'plughw:CARD=Device,DEV=0' } }).audio;
+  t.match(on, { enabled: true, device: 'plughw:CARD=Device,DEV=0', sampleRate: 48_000 });
+  for (const [audio, field, message] of [
+    [{ enabled: 'yes' }, 'audio.enabled', /field "audio\.enabled"/],
+    [
+      { sampleRate: 44_000 },
+      'audio.sampleRate',
+      /must be one of 16000, 22050, 32000, 44100, 48000/,
+    ],
+    [{ channels: 3 }, 'audio.channels', /field "audio\.channels"/],
+    [{ bitrateKbps: 8 }, 'audio.bitrateKbps', /field "audio\.bitrateKbps"/],
+    [{ device: '-f' }, 'audio.device', /an ALSA capture device name/],
+    [{ device: 'hw:1,0; rm -rf /' }, 'audio.device', /an ALSA capture device name/],
+    [{ microphone: 'usb' }, 'audio.microphone', /unknown field "audio\.microphone"/],
+  ] as const) {
+    t.throws(() => parseConfig({ audio }), { field, message }, JSON.stringify(audio));
+    try {
+      parseConfig({ audio });
+    } catch (e) {
+      t.notMatch((e as Error).message, /\n/, 'one line');
+    }
+  }
+});

@@ -84,6 +84,9 @@ tar -C "$W/kx/lib/modules" \
   --exclude='*/kernel/drivers/media/pci' --exclude='*/kernel/drivers/bluetooth' \
   --exclude='*/kernel/drivers/hid' --exclude='*/kernel/drivers/usb' \
   -cf - "$KV" | tar -C "$R/lib/modules" -xf -
+# of sound/, only the ALSA core and snd-aloop (a loopback card: the audio scenario's microphone)
+(cd "$W/kx/lib/modules" && tar -cf - "$KV"/kernel/sound/soundcore.ko* "$KV"/kernel/sound/core \
+  "$KV"/kernel/sound/drivers/snd-aloop.ko*) | tar -C "$R/lib/modules" -xf -
 mkdir -p "$R/lib/modules/$KV/extra"
 cp "$W"/extra-ko/*.ko "$R/lib/modules/$KV/extra/"
 depmod -b "$R" "$KV"
