@@ -217,5 +217,21 @@ frames=$(field nb_read_frames)
 dur=$(field duration)
 size=$(field width)x$(field height)
 step decrypted "$(stat -c %s /tmp/clip.mp4) bytes"
+
+# --- vigil doctor on the twin (docs/doctor.md): the data volume open and mounted, the relay
+# the hub uses (from its bundle; the doctor learns it from the hub's status) reachable
+doctor=$(vigil doctor --json --timeout 60 2>&1)
+checks=$(echo "$doctor" | node -e '
+let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+  for (const c of JSON.parse(s).checks)
+    console.log(`${c.id} ${c.status} ${c.details.state ?? c.details.url ?? c.details.path ?? "-"}`);
+});') || fail "vigil doctor --json gave no report: $(echo "$doctor" | tail -n 2)"
+echo "$checks" | sed 's/^/  doctor: /'
+echo "$checks" | grep -qx 'luks pass open-mounted' || fail "doctor: the data volume is not reported open and mounted"
+echo "$checks" | grep -qx "relay pass $RELAY_HUB" || fail "doctor: the relay $RELAY_HUB is not reported reachable"
+echo "$checks" | grep -qx 'camera pass -' || fail "doctor: no camera (vivid) reported"
+echo "$checks" | grep -qx 'encoder warn software' || fail "doctor: the software encoder path is not the one reported"
+echo "$checks" | grep -qx 'wifi-ap pass -' || fail "doctor: no radio with AP mode reported"
+step doctor "luks=pass relay=pass camera=pass encoder=software wifi-ap=pass"
 collect
 say "result=ok seq=$seq codec=$codec size=$size frames=$frames duration=$dur lease=$lease t=$(($(date +%s) - T0))s"

@@ -237,6 +237,8 @@ const scenario: HostScenario = async (h) => {
       consoleLog: join(h.workDir, 'console.log'),
       doneLine: walk ? 'VIGIL-JOURNEY result=' : 'VIGIL-TWIN result=',
     });
+    // unpacked first: a twin that never reaches the pairing state explains itself too
+    const diagnostics = walk ? await unpackDiagnostics(diagDisk, h.workDir) : 'none';
     const twin = reportOf(r.lines, 'VIGIL-TWIN');
     if (!r.lines.some((l) => l.includes('Linux version')))
       throw new Error(`the twin's kernel did not start (${r.outcome})`);
@@ -264,6 +266,7 @@ const scenario: HostScenario = async (h) => {
     if (twin.get('bundle-plaintext') !== 'gone')
       throw new Error('the plaintext provisioning bundle is still on the provisioning partition');
     if (twin.get('result') !== 'ok') {
+      h.log(`diagnostics: ${diagnostics}`);
       throw new Error(
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
@@ -275,15 +278,15 @@ const scenario: HostScenario = async (h) => {
     // journey 1: every step's time since the journey started, then its verdict
     for (const l of r.lines.filter((x) => x.includes('VIGIL-JOURNEY step=')))
       h.log(l.slice(l.indexOf('VIGIL-JOURNEY')));
-    const diagnostics = await unpackDiagnostics(diagDisk, h.workDir);
     const result = r.lines.find((l) => l.includes('VIGIL-JOURNEY result='));
     const verdict = result?.slice(result.indexOf('VIGIL-JOURNEY result='));
     if (verdict !== undefined) h.log(`${verdict} (boot ${Math.round(r.wallMs / 1000)} s)`);
     const journeyReport = reportOf(verdict === undefined ? [] : [verdict], 'VIGIL-JOURNEY');
     if (journeyReport.get('result') !== 'ok') {
       // what the twin printed about its state at the failure, and where the rest is
-      for (const l of r.lines.filter((x) => /^\s+(hub|net|relay|home dhcp|phone)[^:]*: /.test(x)))
-        h.log(l.trim());
+      // (the console prefixes the journey's lines with the kernel time and "bash[pid]: ")
+      for (const l of r.lines.map((x) => x.replace(/^\[[^\]]*\] \S+\[\d+\]: /, '')))
+        if (/^\s+(hub|net|relay|home dhcp|phone|doctor)[^:]*: /.test(l)) h.log(l.trim());
       h.log(`diagnostics: ${diagnostics} (console: ${join(h.workDir, 'console.log')})`);
       throw new Error(
         verdict === undefined
