@@ -3,6 +3,7 @@
  * pass / warn / fail with a one-line hint (checks: bin/doctor-checks.ts; the
  * JSON report: docs/doctor.md). Read-only, and it never prints a secret.
  */
+import { readFile } from 'node:fs/promises';
 import type { Command, CommandContext } from '../base/command.js';
 import { parseOptions, secondsOption } from '../base/command.js';
 import { reasonOf } from '../base/errors.js';
@@ -49,6 +50,23 @@ async function settings(
   }
 }
 
+/**
+ * The relay the running hub uses (`services.relay.url` of its status file): from the config,
+ * the provisioning bundle or the phone's choice. The doctor unlocks nothing, so on a card whose
+ * relay came with its bundle this is the only place it can learn it (while the hub runs).
+ */
+async function hubRelayUrl(paths: HostPaths): Promise<string | undefined> {
+  const raw = await readFile(paths.host('/run/vigil/status.json'), 'utf8').catch(() => undefined);
+  if (raw === undefined) return undefined;
+  try {
+    const status = JSON.parse(raw) as { services?: { relay?: { url?: unknown } } };
+    const url = status.services?.relay?.url;
+    return typeof url === 'string' && url !== '' ? url : undefined;
+  } catch {
+    return undefined; // a status file being rewritten: as if there were none
+  }
+}
+
 async function runCommand(ctx: CommandContext): Promise<number> {
   const { values } = parseOptions(ctx.argv, {
     json: { type: 'boolean' },
@@ -65,7 +83,7 @@ async function runCommand(ctx: CommandContext): Promise<number> {
     encoder: config.camera.encoder,
     dataDir: config.storage.dataDir,
     minFreeMiB: config.retention.minFreeMiB,
-    relayUrl: config.relay.url,
+    relayUrl: config.relay.url ?? (await hubRelayUrl(paths)),
     otaUrl: config.ota.repositoryUrl,
     configProblem: problem,
     configSource: source,

@@ -219,6 +219,23 @@ export function twinSetupUnit(): string {
   ]);
 }
 
+/** Twin only: systemd manager settings for a software-emulated machine. */
+export const TWIN_SYSTEM_CONF = '/etc/systemd/system.conf.d/vigil-twin.conf';
+
+/**
+ * Twin only: the device wait. The twin runs under qemu's software emulation (TCG) on shared CI
+ * machines, where udev's first pass over the devices has taken longer than systemd's default
+ * 90 s wait for a device unit (`/dev/disk/by-partuuid/...` timed out, the boot and provisioning
+ * mounts failed). A real card boots in seconds; only the twin waits longer.
+ */
+export function twinSystemConf(): string {
+  return unit([
+    '# Vigil twin - written by `vigil image build` for the qemu-amd64 board only.',
+    '[Manager]',
+    'DefaultDeviceTimeoutSec=900s',
+  ]);
+}
+
 /**
  * Twin only (`vigil.journey=1`): once the report unit has seen the pairing window, walk the
  * journey disk's `journey.sh` (a phone, the home router and the relay in network namespaces
@@ -336,6 +353,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
   }
   if (board.name === 'qemu-amd64') {
     files.push(
+      { path: TWIN_SYSTEM_CONF, content: twinSystemConf(), mode: 0o644 },
       { path: `${IMAGE_PATHS.units}/${TWIN_REPORT_UNIT}`, content: twinReportUnit(), mode: 0o644 },
       { path: `${IMAGE_PATHS.units}/${TWIN_SETUP_UNIT}`, content: twinSetupUnit(), mode: 0o644 },
       {

@@ -7,12 +7,18 @@
  * The script (POSIX sh, run by udhcpc with `interface`, `ip`, `mask`, `router`,
  * `dns` in its environment) sets the address, the default route and
  * resolv.conf, and prints `BOUND <ip>`.
+ *
+ * udhcpc execs the script itself (there is no interpreter option), so it must live on a
+ * filesystem mounted with exec: not /run, which Debian's initramfs-tools mounts
+ * `nodev,noexec,nosuid` before systemd starts (every image boots through it). From /run the
+ * exec fails with EACCES, udhcpc still reports the lease and exits 0, and the hub is
+ * "joined" with no address and no route. The hub's state directory (root filesystem) is used.
  */
 import { chmod } from 'node:fs/promises';
 import type { DurableFs } from '../os/fs.js';
 import type { HostPaths } from '../os/host-paths.js';
 
-export const UDHCPC_SCRIPT_PATH = '/run/vigil/udhcpc.sh';
+export const UDHCPC_SCRIPT_PATH = '/var/lib/vigil/udhcpc.sh';
 
 export function udhcpcScript(resolvConf: string): string {
   const q = `'${resolvConf.replace(/'/g, `'\\''`)}'`;

@@ -36,7 +36,13 @@ export interface WifiCredentials {
 }
 
 export type JoinFailure =
-  'EWIFI_WRONG_PASSWORD' | 'EWIFI_NOT_FOUND' | 'EWIFI_TIMEOUT' | 'EWIFI_START' | 'EWIFI_INPUT';
+  | 'EWIFI_WRONG_PASSWORD'
+  | 'EWIFI_NOT_FOUND'
+  | 'EWIFI_TIMEOUT'
+  | 'EWIFI_START'
+  | 'EWIFI_INPUT'
+  /** Associated, but DHCP left no IPv4 address on the interface. */
+  | 'EWIFI_DHCP';
 
 export class WifiJoinError extends VigilError {
   declare readonly code: JoinFailure;
@@ -353,7 +359,7 @@ export class WpaSupplicantStation implements Station {
     const [first, ...rest] = a.dhcp;
     if (first === undefined) return undefined;
     const [cmd, args] = this.#wrap(first, rest);
-    await this.#run(cmd, args, { timeoutMs: 30_000 });
+    const dhcp = await this.#run(cmd, args, { timeoutMs: 30_000 });
     const r = await this.#run(
       ip,
       [
@@ -367,7 +373,22 @@ export class WpaSupplicantStation implements Station {
       ],
       { timeoutMs: 10_000 },
     );
-    return /inet (\S+)/.exec(r.stdout.toString())?.[1];
+    const address = /inet (\S+)/.exec(r.stdout.toString())?.[1];
+    if (address === undefined) {
+      // a lease without an address: the client's event script did not configure it (udhcpc
+      // reports the lease and exits 0 even when it cannot run its script)
+      const said = `${dhcp.stdout.toString()}\n${dhcp.stderr}`
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '')
+        .slice(-3)
+        .join(' | ');
+      throw new WifiJoinError(
+        'EWIFI_DHCP',
+        `no IPv4 address on ${this.#d.interface} after DHCP (${first}: ${said || 'no output'})`,
+      );
+    }
+    return address;
   }
 
   async leave(): Promise<void> {

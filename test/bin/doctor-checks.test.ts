@@ -281,3 +281,34 @@ void t.test('the real command on this host: --json parses, every check present',
     'an absent config is the defaults',
   );
 });
+
+void t.test('no relay in the config: the one the running hub uses (its status file)', async (t) => {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => res.writeHead(204).end());
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const root = await mkdtemp(join(tmpdir(), 'vigil-doctor-'));
+  const paths = new HostPaths(root);
+  await mkdir(paths.host('/run/vigil'), { recursive: true });
+  const relayOf = async () => {
+    let stdout = '';
+    await main(
+      ['doctor', '--json', '--timeout', '5', '--root', root, '--config', join(root, 'none.json')],
+      'test',
+      { env: {}, stdout: (s) => (stdout += s), stderr: () => undefined },
+    );
+    return (
+      JSON.parse(stdout) as { checks: { id: string; status: string; details: unknown }[] }
+    ).checks.find((c) => c.id === 'relay');
+  };
+  t.match(await relayOf(), { status: 'warn', details: { url: null } }, 'no hub running: none');
+  const url = `http://127.0.0.1:${port}`;
+  await writeFile(
+    paths.host('/run/vigil/status.json'),
+    JSON.stringify({ state: 'running', services: { relay: { url, source: 'bundle' } } }),
+  );
+  t.match(await relayOf(), { status: 'pass', details: { url, reachable: true, httpStatus: 204 } });
+  await writeFile(paths.host('/run/vigil/status.json'), '{"state": "runn');
+  t.match(await relayOf(), { status: 'warn' }, 'a half-written status file: as if none');
+});

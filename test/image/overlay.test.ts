@@ -11,6 +11,7 @@ import {
   growUnit,
   rootOverlay,
   twinJourneyUnit,
+  TWIN_SYSTEM_CONF,
   twinReportUnit,
   twinSetupUnit,
   unitsToEnable,
@@ -166,5 +167,9 @@ t.test('units: the twin journey hook runs only on request, setup before the hub'
   // the hub unit is not touched: the Pi ships neither hook
   const pi = rootOverlay(BOARDS['rpi-arm64'], planLayout(BOARDS['rpi-arm64'].sizes));
   t.notOk(pi.some((f) => /vigil-twin-(setup|journey)/.test(f.path)));
+  // the emulated twin waits longer for its devices; a Pi keeps systemd's default
+  const conf = rootOverlay(twin, planLayout(twin.sizes)).find((f) => f.path === TWIN_SYSTEM_CONF);
+  t.match(conf?.content, /^\[Manager\]\nDefaultDeviceTimeoutSec=900s$/m);
+  t.notOk(pi.some((f) => f.path === TWIN_SYSTEM_CONF));
   t.notOk(unitsToEnable(BOARDS['rpi-arm64']).some((u) => u.startsWith('vigil-twin')));
 });

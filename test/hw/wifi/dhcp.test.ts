@@ -11,7 +11,7 @@ void t.test('the udhcpc event script configures address, route and DNS', async (
   const root = await mkdtemp(join(tmpdir(), 'vigil-dhcp-'));
   const paths = new HostPaths(root);
   const argv = await udhcpcCommand(new DurableFs(), paths, 'wlan0');
-  const script = paths.host('/run/vigil/udhcpc.sh');
+  const script = paths.host('/var/lib/vigil/udhcpc.sh');
   t.same(argv, [
     'busybox',
     'udhcpc',

@@ -1,8 +1,11 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostPaths } from '../../../hw/os/host-paths.js';
+import { spawnProcess } from '../../../hw/os/run.js';
+import { createUnixDgramSocket } from '../../../hw/os/unix-dgram.js';
 import { WpaSupplicantStation, WifiJoinError, parseIwScan } from '../../../hw/wifi/station.js';
 
 const SCAN = `BSS 02:00:00:00:00:00(on wlan1)
@@ -116,3 +119,78 @@ void t.test(
     t.notOk(st.connected);
   },
 );
+
+/**
+ * A station whose "wpa_supplicant" is a sleeping process plus a control socket of the test's
+ * own that reports the association as complete; `ipAddr` is what `ip addr show` prints.
+ */
+async function associatedStation(t: Test, dhcpSays: string, ipAddr: string) {
+  const root = await mkdtemp(join(tmpdir(), 'vigil-sta-'));
+  const paths = new HostPaths(root);
+  const calls: string[][] = [];
+  const st = new WpaSupplicantStation({
+    paths,
+    interface: 'wlan9',
+    countryCode: 'DE',
+    spawn: () => {
+      const server = createUnixDgramSocket();
+      server.on('message', (buf: Buffer, from) => {
+        const reply =
+          { PING: 'PONG\n', STATUS: 'wpa_state=COMPLETED\nbssid=02:00:00:00:03:00\n' }[
+            buf.toString()
+          ] ?? 'OK\n';
+        server.send(Buffer.from(reply), 0, reply.length, from.path ?? '');
+      });
+      server.bind(paths.host('/run/vigil/station/ctrl/wlan9'));
+      t.teardown(() => {
+        server.close();
+      });
+      return spawnProcess('sleep', ['60']);
+    },
+    run: async (cmd, args) => {
+      calls.push([cmd, ...args]);
+      const stdout = cmd === 'ip' ? ipAddr : '';
+      return {
+        stdout: Buffer.from(stdout),
+        stderr: cmd === 'busybox' ? dhcpSays : '',
+        exitCode: 0,
+      };
+    },
+    addressing: { dhcp: ['busybox', 'udhcpc', '-i', 'wlan9'] },
+    joinTimeoutMs: 20_000,
+  });
+  t.teardown(() => st.leave());
+  return { st, calls };
+}
+
+void t.test(
+  'a DHCP lease that leaves no address fails the join (EWIFI_DHCP), naming what the client said',
+  async (t) => {
+    // udhcpc gets a lease and exits 0 even when its event script cannot run (a noexec mount)
+    const { st, calls } = await associatedStation(
+      t,
+      "udhcpc: lease of 192.168.77.50 obtained from 192.168.77.1, lease time 3600\nudhcpc: can't execute '/run/vigil/udhcpc.sh': Permission denied\n",
+      '',
+    );
+    await t.rejects(st.join({ ssid: 'HomeNet', passphrase: 'home wifi password' }), {
+      code: 'EWIFI_DHCP',
+      message:
+        /^no IPv4 address on wlan9 after DHCP \(busybox: .*lease of 192\.168\.77\.50.*Permission denied\)$/,
+    });
+    t.notOk(st.connected);
+    t.same(calls[0], ['busybox', 'udhcpc', '-i', 'wlan9'], 'the DHCP client ran');
+  },
+);
+
+void t.test('a DHCP lease on the interface is the joined address', async (t) => {
+  const { st } = await associatedStation(
+    t,
+    'udhcpc: lease of 192.168.77.50 obtained from 192.168.77.1, lease time 3600\n',
+    '3: wlan9    inet 192.168.77.50/24 scope global wlan9\\       valid_lft forever preferred_lft forever\n',
+  );
+  t.same(await st.join({ ssid: 'HomeNet', passphrase: 'home wifi password' }), {
+    bssid: '02:00:00:00:03:00',
+    address: '192.168.77.50/24',
+  });
+  t.ok(st.connected);
+});

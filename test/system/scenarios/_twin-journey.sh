@@ -22,6 +22,26 @@ say() { echo "VIGIL-JOURNEY $*"; }
 step() { say "step=$1 t=$(($(date +%s) - T0))s${2:+ $2}"; }
 hub_log() { journalctl -q -u vigil-hub.service -o cat --no-pager 2>/dev/null; }
 hub_tail() { hub_log | tail -n 3 | cut -c1-300 | tr '\n' ' '; }
+# the diagnostics disk (raw, writable, serial vigil-diag): a tar the host unpacks into the
+# scenario's work directory, written before the verdict line (the host stops qemu at it)
+DIAG_DISK=/dev/disk/by-id/virtio-vigil-diag
+collect() {
+  local d=/run/journey-diag ns
+  [ -b "$DIAG_DISK" ] || return 0
+  rm -rf "$d" && mkdir -p "$d" || return 0
+  journalctl -b --no-pager -o short-monotonic >"$d/journal.txt" 2>&1
+  hub_log >"$d/hub.jsonl"
+  {
+    echo "# $(date -u +%FT%TZ) root netns"
+    ip -4 addr; ip -6 addr; ip route show table all; ip neigh; iw dev; rfkill list 2>/dev/null
+    for ns in home phone; do echo "# netns $ns"; ip -n $ns addr; ip -n $ns route; done
+    echo "# mounts"; findmnt -o TARGET,FSTYPE,OPTIONS /run /var/lib/vigil /var/lib/vigil/data
+    echo "# processes"; ps -eo pid,ppid,etimes,args
+  } >"$d/network.txt" 2>&1
+  cp /tmp/relay.log /tmp/dnsmasq-home.log /tmp/home-hostapd.log /tmp/home.leases "$STATUS" \
+    "$d/" 2>/dev/null
+  tar -cf "$DIAG_DISK" -C "$d" . 2>/dev/null && sync && echo "  diagnostics: written to $DIAG_DISK"
+}
 fail() {
   # the first warnings/errors (the cause), then the latest lines (the state)
   hub_log | grep -E '"level":"(warn|error)"' | grep -v 'DEVELOPMENT KEY' | head -n 30 |
@@ -33,6 +53,7 @@ fail() {
   tail -n 5 /tmp/relay.log 2>/dev/null | sed 's/^/  relay: /'
   # did the home router lease the hub an address (DHCPACK), and which?
   grep -E 'DHCP(ACK|NAK|OFFER)' /tmp/dnsmasq-home.log 2>/dev/null | tail -n 6 | sed 's/^/  home dhcp: /'
+  collect
   say "result=fail reason=$* (hub state $(hub_state); hub log: $(hub_tail))"
   exit 1
 }
@@ -196,4 +217,21 @@ frames=$(field nb_read_frames)
 dur=$(field duration)
 size=$(field width)x$(field height)
 step decrypted "$(stat -c %s /tmp/clip.mp4) bytes"
+
+# --- vigil doctor on the twin (docs/doctor.md): the data volume open and mounted, the relay
+# the hub uses (from its bundle; the doctor learns it from the hub's status) reachable
+doctor=$(vigil doctor --json --timeout 60 2>&1)
+checks=$(echo "$doctor" | node -e '
+let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+  for (const c of JSON.parse(s).checks)
+    console.log(`${c.id} ${c.status} ${c.details.state ?? c.details.url ?? c.details.path ?? "-"}`);
+});') || fail "vigil doctor --json gave no report: $(echo "$doctor" | tail -n 2)"
+echo "$checks" | sed 's/^/  doctor: /'
+echo "$checks" | grep -qx 'luks pass open-mounted' || fail "doctor: the data volume is not reported open and mounted"
+echo "$checks" | grep -qx "relay pass $RELAY_HUB" || fail "doctor: the relay $RELAY_HUB is not reported reachable"
+echo "$checks" | grep -qx 'camera pass -' || fail "doctor: no camera (vivid) reported"
+echo "$checks" | grep -qx 'encoder warn software' || fail "doctor: the software encoder path is not the one reported"
+echo "$checks" | grep -qx 'wifi-ap pass -' || fail "doctor: no radio with AP mode reported"
+step doctor "luks=pass relay=pass camera=pass encoder=software wifi-ap=pass"
+collect
 say "result=ok seq=$seq codec=$codec size=$size frames=$frames duration=$dur lease=$lease t=$(($(date +%s) - T0))s"

@@ -18,7 +18,7 @@
 // LUKS on the data partition and moving the provisioned bundle into it; and the journey ended
 // with result=ok (an H.264 clip, PIR-triggered, decrypted by the phone).
 // @timeout 3600
-import { copyFile, access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig } from '../../../firmware/config/config.js';
 import { DurableFs } from '../../../hw/os/fs.js';
@@ -113,6 +113,22 @@ async function journeyDisk(
   return tar;
 }
 
+/**
+ * Unpack the twin's diagnostics tar (journal, network state, the home router's and the relay's
+ * logs) into `workDir/diagnostics`; says what there is, or why there is nothing.
+ */
+async function unpackDiagnostics(diskFile: string, workDir: string): Promise<string> {
+  const dir = join(workDir, 'diagnostics');
+  await mkdir(dir, { recursive: true });
+  try {
+    await run('tar', ['-xf', diskFile, '-C', dir], { timeoutMs: 60_000 });
+  } catch (e) {
+    return `none (the twin wrote no archive: ${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
+  }
+  const names = await readdir(dir);
+  return names.length === 0 ? 'none (empty archive)' : `${dir} (${names.sort().join(', ')})`;
+}
+
 async function exists(p: string): Promise<boolean> {
   try {
     await access(p);
@@ -198,6 +214,10 @@ const scenario: HostScenario = async (h) => {
   const journey = walk
     ? await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity))
     : undefined;
+  // the journey's diagnostics (journal, addresses, routes, the home router's logs): a tar the
+  // twin writes on this raw disk before its verdict, unpacked into workDir/diagnostics
+  const diagDisk = join(h.workDir, 'diagnostics.tar');
+  if (walk) await run('truncate', ['-s', '256M', diagDisk]);
   try {
     const r = await h.boot({
       kernel,
@@ -206,7 +226,10 @@ const scenario: HostScenario = async (h) => {
       disks: [
         { file: disk, format: 'raw' },
         ...(journey !== undefined
-          ? [{ file: journey, format: 'raw' as const, readonly: true, serial: 'vigil-journey' }]
+          ? [
+              { file: journey, format: 'raw' as const, readonly: true, serial: 'vigil-journey' },
+              { file: diagDisk, format: 'raw' as const, serial: 'vigil-diag' },
+            ]
           : []),
       ],
       memoryMiB: 2048,
@@ -214,6 +237,8 @@ const scenario: HostScenario = async (h) => {
       consoleLog: join(h.workDir, 'console.log'),
       doneLine: walk ? 'VIGIL-JOURNEY result=' : 'VIGIL-TWIN result=',
     });
+    // unpacked first: a twin that never reaches the pairing state explains itself too
+    const diagnostics = walk ? await unpackDiagnostics(diagDisk, h.workDir) : 'none';
     const twin = reportOf(r.lines, 'VIGIL-TWIN');
     if (!r.lines.some((l) => l.includes('Linux version')))
       throw new Error(`the twin's kernel did not start (${r.outcome})`);
@@ -241,6 +266,7 @@ const scenario: HostScenario = async (h) => {
     if (twin.get('bundle-plaintext') !== 'gone')
       throw new Error('the plaintext provisioning bundle is still on the provisioning partition');
     if (twin.get('result') !== 'ok') {
+      h.log(`diagnostics: ${diagnostics}`);
       throw new Error(
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
@@ -253,16 +279,26 @@ const scenario: HostScenario = async (h) => {
     for (const l of r.lines.filter((x) => x.includes('VIGIL-JOURNEY step=')))
       h.log(l.slice(l.indexOf('VIGIL-JOURNEY')));
     const result = r.lines.find((l) => l.includes('VIGIL-JOURNEY result='));
-    if (result === undefined) throw new Error(`the journey did not finish (${r.outcome})`);
-    const verdict = result.slice(result.indexOf('VIGIL-JOURNEY result='));
-    h.log(`${verdict} (boot ${Math.round(r.wallMs / 1000)} s)`);
-    const journeyReport = reportOf([verdict], 'VIGIL-JOURNEY');
-    if (journeyReport.get('result') !== 'ok')
-      throw new Error(`journey 1: ${verdict.replace(/^VIGIL-JOURNEY result=fail reason=/, '')}`);
+    const verdict = result?.slice(result.indexOf('VIGIL-JOURNEY result='));
+    if (verdict !== undefined) h.log(`${verdict} (boot ${Math.round(r.wallMs / 1000)} s)`);
+    const journeyReport = reportOf(verdict === undefined ? [] : [verdict], 'VIGIL-JOURNEY');
+    if (journeyReport.get('result') !== 'ok') {
+      // what the twin printed about its state at the failure, and where the rest is
+      // (the console prefixes the journey's lines with the kernel time and "bash[pid]: ")
+      for (const l of r.lines.map((x) => x.replace(/^\[[^\]]*\] \S+\[\d+\]: /, '')))
+        if (/^\s+(hub|net|relay|home dhcp|phone|doctor)[^:]*: /.test(l)) h.log(l.trim());
+      h.log(`diagnostics: ${diagnostics} (console: ${join(h.workDir, 'console.log')})`);
+      throw new Error(
+        verdict === undefined
+          ? `the journey did not finish (${r.outcome})`
+          : `journey 1: ${verdict.replace(/^VIGIL-JOURNEY result=fail reason=/, '')}`,
+      );
+    }
     if (journeyReport.get('codec') !== 'h264')
       throw new Error(`journey 1: the clip is ${journeyReport.get('codec') ?? '?'}, not H.264`);
   } finally {
     await rm(disk, { force: true });
+    await rm(diagDisk, { force: true });
     await rm(batch, { recursive: true, force: true });
   }
   return undefined;
