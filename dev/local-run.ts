@@ -29,6 +29,9 @@ import { FollowScheduler } from '../app/follow.js';
 import { HubLink } from '../app/hub-link.js';
 import { startViewer } from '../app/viewer/server.js';
 import { NoticeFeed } from '../app/push.js';
+import { PhonesAdmin } from '../app/phones.js';
+import { RelayContact } from '../app/relay-contact.js';
+import { localHubReport } from './hub-report.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
@@ -582,6 +585,8 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   });
   const notices = new NoticeFeed();
   crypto.onNotice((n) => notices.addNotice(n));
+  const contact = new RelayContact();
+  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync'), contact });
   const viewer: RunningViewer = await startViewer({
     store,
     crypto,
@@ -596,11 +601,24 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     port: viewerPort,
     logger: log.child('viewer'),
     token: viewerToken,
+    contact,
+    device: () => localHubReport(hub, media, dataDir),
+    // development: the simulated camera records an event now, as motion would
+    testEvent: () => {
+      if (!media) throw new VigilError('EDEV', 'the hub is not running');
+      media.trigger(3000);
+    },
+    phones: new PhonesAdmin({
+      crypto,
+      client,
+      sync: () => syncer.syncOnce(),
+      dir: appDir,
+      fs,
+    }),
   }).catch((e: unknown) => {
     throw portError(e, host, viewerPort, 'viewer', viewerHint);
   });
   started.push(() => viewer.close());
-  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync') });
   // One pass before we report ready: what arrived while the run was stopped is listed first.
   await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
   const syncAbort = new AbortController();
