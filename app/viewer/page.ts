@@ -19,6 +19,7 @@ export const INDEX_HTML = `<!doctype html>
 <title>Vigil</title>
 <style>
   * { box-sizing: border-box; }
+  [hidden] { display: none !important; }
   body { font-family: system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
   header { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; padding: .25rem .75rem; background: #222; }
   h1 { font-size: 1.2rem; margin: 0 .5rem 0 0; }
@@ -51,7 +52,9 @@ export const INDEX_HTML = `<!doctype html>
   li.event.active .pick { box-shadow: inset 3px 0 0 #6cf; }
   li.event img { width: 80px; height: 45px; object-fit: cover; background: #000; flex: none; }
   li.event .dl, li.event .del { background: transparent; flex: none; width: 44px; padding: 0; }
-  #new-events { width: 100%; background: #24527a; margin-bottom: .3rem; }
+  .events-head { display: flex; align-items: center; gap: .5rem; min-height: 44px; }
+  .events-head h2 { margin: 0; }
+  #new-events { background: #24527a; }
   #status { color: #aaa; font-size: .9rem; min-height: 1.2em; margin: .3rem 0; }
   #now { margin: .3rem 0; }
   #phones-view { padding: .75rem; max-width: 40rem; }
@@ -93,8 +96,7 @@ export const INDEX_HTML = `<!doctype html>
     <p id="status" role="status"></p>
   </section>
   <section id="events" aria-labelledby="events-h">
-    <h2 id="events-h">Events</h2>
-    <button id="new-events" type="button" hidden></button>
+    <div class="events-head"><h2 id="events-h">Events</h2><button id="new-events" type="button" hidden></button></div>
     <div id="days"></div>
     <p id="empty">No events yet.</p>
   </section>
@@ -220,8 +222,8 @@ function dropRow(seq) {
   if (selected === r.e.itemId) { selected = null; video.removeAttribute('src'); video.load(); nowEl.textContent = ''; setHash(null); }
 }
 
-/** The user is pointing at or typing in the list: do not move its rows. */
-function userInList() { return eventsSec.matches(':hover') || eventsSec.contains(document.activeElement); }
+/** The user is pointing at the list or moving through it by keyboard: do not move its rows. */
+function userInList() { return eventsSec.matches(':hover') || eventsSec.querySelector(':focus-visible') !== null; }
 
 function flushPending() {
   for (const e of pending) if (!rows.has(e.seq)) addRow(e);
@@ -239,7 +241,8 @@ function showEvents(events) {
   // the first load fills the list; later arrivals wait while the user is in it
   if (rows.size > 0 && userInList()) pending.push(...fresh);
   else for (const e of fresh) addRow(e);
-  if (pending.length > 0 && !userInList()) flushPending();
+  // an item asked for by id (a notification, a link) is shown at once
+  if (pending.length > 0 && (!userInList() || (wanted && pending.some((p) => p.itemId === wanted)))) flushPending();
   newBtn.hidden = pending.length === 0;
   newBtn.textContent = pending.length === 1 ? '1 new event: show' : pending.length + ' new events: show';
   document.body.dataset.pending = String(pending.length);
@@ -248,7 +251,7 @@ function showEvents(events) {
   if (wanted) select(wanted, false);
 }
 newBtn.addEventListener('click', () => { flushPending(); });
-eventsSec.addEventListener('pointerleave', () => { if (pending.length && !eventsSec.contains(document.activeElement)) flushPending(); });
+eventsSec.addEventListener('pointerleave', () => { if (pending.length && !eventsSec.querySelector(':focus-visible')) flushPending(); });
 eventsSec.addEventListener('focusout', (ev) => { if (pending.length && !eventsSec.contains(ev.relatedTarget) && !eventsSec.matches(':hover')) flushPending(); });
 
 function setHash(itemId) {
@@ -517,6 +520,7 @@ function onHash() {
 window.addEventListener('hashchange', onHash);
 
 // ---- refresh ---------------------------------------------------------------------------
+let refreshes = 0;
 async function refresh() {
   hubStatus();
   pollNotices();
@@ -525,6 +529,8 @@ async function refresh() {
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
     const { events } = await r.json();
     showEvents(events);
+    refreshes++;
+    document.body.dataset.refreshes = String(refreshes);
   } catch (err) { setStatus('cannot reach the viewer: ' + err); }
 }
 

@@ -312,7 +312,11 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       return;
     }
     const url = new URL(req.url ?? '/', `http://${hostHeader}`);
-    const cookie = /(?:^|;\s*)vigil_viewer=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    // cookies are per host, not per port: the name carries the port, so two viewers on
+    // one machine (the local run's and `vigil app view`) do not log each other out
+    const cookie = new RegExp(`(?:^|;\\s*)vigil_viewer_${port}=([A-Za-z0-9_-]+)`).exec(
+      req.headers.cookie ?? '',
+    )?.[1];
     const qtok = url.searchParams.get('t') ?? undefined;
     if (!tokenOk(cookie) && !tokenOk(qtok)) {
       res.writeHead(401, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
@@ -320,7 +324,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       return;
     }
     const setCookie = tokenOk(qtok)
-      ? { 'set-cookie': `vigil_viewer=${token}; HttpOnly; SameSite=Strict; Path=/` }
+      ? { 'set-cookie': `vigil_viewer_${port}=${token}; HttpOnly; SameSite=Strict; Path=/` }
       : {};
     const p = url.pathname;
     if (req.method === 'POST' && (p === '/api/push/open' || p === '/api/push/subscription')) {
