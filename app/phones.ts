@@ -2,9 +2,9 @@
  * Phone management from the admin phone, shared by `vigil app phones` and the
  * viewer's phones page:
  *
- *  - `list()`: the phones in the config group as this phone's MLS state has
- *    them (the hub adds and removes phones by commits, so membership is
- *    authenticated), this phone first;
+ *  - `list()`: asks the hub which phones are paired (each phone shares its
+ *    groups with the hub alone, so only the hub knows them all;
+ *    protocol/phone-roster.ts), this phone first;
  *  - `invite()`: asks the hub for an invite for another phone and waits for
  *    it (the text `vigil app pair --invite` reads, app/pair/invite.ts);
  *  - `remove(id)`: asks the hub to remove a phone and waits for its answer.
@@ -18,14 +18,21 @@ import type { DurableFs } from '../hw/os/fs.js';
 import type { InviteMessage } from '../protocol/e2ee-frames.js';
 import type { E2eeCrypto } from './e2ee-crypto.js';
 import { loadHotspot } from './pair/invite.js';
+import {
+  PHONES_REQUEST_BODY,
+  PHONES_REQUEST_TOPIC,
+  PHONES_TOPIC,
+  decodeRoster,
+} from '../protocol/phone-roster.js';
 import type { Hotspot } from './pair/invite.js';
 
 export interface PhoneEntry {
   readonly phoneId: string;
   /** This phone (the one the viewer runs as). */
   readonly self: boolean;
-  /** Known for this phone only (the others' roles are the hub's). */
-  readonly admin: boolean | null;
+  readonly admin: boolean;
+  /** When the hub paired it (absent when the hub did not list this phone). */
+  readonly pairedAt?: number;
 }
 
 export interface InviteText {
@@ -33,7 +40,7 @@ export interface InviteText {
 }
 
 export class PhonesError extends VigilError {
-  constructor(code: 'ENOT_ADMIN' | 'EUNKNOWN_PHONE' | 'ETIMEOUT', message: string) {
+  constructor(code: 'ENOT_ADMIN' | 'ETIMEOUT', message: string) {
     super(code, message);
     this.name = 'PhonesError';
   }
@@ -65,13 +72,28 @@ export class PhonesAdmin {
     return this.#d.crypto.phone.admin;
   }
 
-  list(): PhoneEntry[] {
+  /** Asks the hub for its roster (protocol/phone-roster.ts); this phone first. */
+  async list(): Promise<PhoneEntry[]> {
     const me = this.#d.crypto.phone;
-    const ids = me.phones();
-    const others = ids.filter((id) => id !== me.phoneId).sort();
+    const body = Buffer.from(PHONES_REQUEST_BODY).toString('base64url');
+    const request = await me.send({ t: 'app', topic: PHONES_REQUEST_TOPIC, body });
+    const roster = await this.#ask(request, (m) => {
+      if (m.kind !== 'app' || m.topic !== PHONES_TOPIC) return undefined;
+      const d = decodeRoster(m.body);
+      return d.ok ? d.value : undefined;
+    });
+    const self = roster.phones.find((p) => p.phoneId === me.phoneId);
+    const others = roster.phones.filter((p) => p.phoneId !== me.phoneId);
     return [
-      { phoneId: me.phoneId, self: true, admin: me.admin },
-      ...others.map((phoneId) => ({ phoneId, self: false, admin: null })),
+      {
+        phoneId: me.phoneId,
+        self: true,
+        admin: self?.admin ?? me.admin,
+        ...(self ? { pairedAt: self.pairedAt } : {}),
+      },
+      ...others
+        .sort((a, b) => a.pairedAt - b.pairedAt)
+        .map((p) => ({ phoneId: p.phoneId, self: false, admin: p.admin, pairedAt: p.pairedAt })),
     ];
   }
 
@@ -86,8 +108,6 @@ export class PhonesAdmin {
 
   async remove(phoneId: string): Promise<void> {
     this.#needAdmin('remove phones');
-    if (!this.#d.crypto.phone.phones().includes(phoneId))
-      throw new PhonesError('EUNKNOWN_PHONE', `no phone ${phoneId} in this hub's groups`);
     await this.#ask(await this.#d.crypto.phone.requestRemove(phoneId), (m) =>
       m.kind === 'removed' && m.phoneId === phoneId ? true : undefined,
     );

@@ -57,6 +57,7 @@ import { HubLiveness } from '../firmware/mls/liveness.js';
 import { LiveControl } from '../firmware/media/live-control.js';
 import { sendHealthNotices } from '../firmware/media/health-notices.js';
 import { sendMotionNotices } from '../firmware/media/motion-notices.js';
+import { answerPhoneRoster } from '../firmware/mls/phone-roster.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -472,9 +473,15 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
       const stopHealthNotices = sendHealthNotices({ media, channel, logger: log.child('health') });
       const stopMotionNotices = sendMotionNotices({ media, channel, logger: log.child('hub') });
+      const stopRoster = answerPhoneRoster({
+        channel,
+        phones: () => mls.phones,
+        logger: log.child('hub'),
+      });
       stopHealth = () => {
         stopHealthNotices();
         stopMotionNotices();
+        stopRoster();
       };
       liveness = new HubLiveness({
         channel,

@@ -27,7 +27,6 @@ import {
   GROUP_KINDS,
   ITEM_GROUPS,
   LazyMlsProfile,
-  PHONE_IDENTITY_PREFIX,
   PinnedAuthService,
   clientConfig,
   decodeMessage,
@@ -192,23 +191,6 @@ export class E2eePhone {
   }
   groupId(kind: GroupKind): Uint8Array {
     return (this.#groups.get(kind) as GroupRuntime).state.groupContext.groupId;
-  }
-  /**
-   * The phones in the config group, as this phone's MLS state has them (the
-   * hub adds and removes phones by commits in every group): their phone ids.
-   */
-  phones(): string[] {
-    const tree = (this.#groups.get('config') as GroupRuntime).state.ratchetTree;
-    const out: string[] = [];
-    for (let i = 0; i < tree.length; i += 2) {
-      const n = tree[i];
-      if (n?.nodeType !== 'leaf') continue;
-      const c = n.leaf.credential;
-      if (c.credentialType !== 'basic') continue;
-      const id = Buffer.from(c.identity).toString('utf8');
-      if (id.startsWith(PHONE_IDENTITY_PREFIX)) out.push(id.slice(PHONE_IDENTITY_PREFIX.length));
-    }
-    return out;
   }
   stateSize(kind: GroupKind): number {
     return encodeState(this.p, (this.#groups.get(kind) as GroupRuntime).state).length;

@@ -459,6 +459,7 @@ async function phonesCall(url, method) {
 }
 
 async function loadPhones() {
+  phonesNote.textContent = 'Asking the hub which phones are paired\u2026';
   let got;
   try { got = await phonesCall('api/phones', 'GET'); } catch (err) {
     phonesNote.textContent = String(err.message || err);

@@ -51,7 +51,7 @@ export interface DeviceReport {
 /** Phone management (app/phones.ts PhonesAdmin). */
 export interface PhonesPort {
   readonly admin: boolean;
-  list(): PhoneEntry[];
+  list(): Promise<PhoneEntry[]>;
   invite(): Promise<InviteText>;
   remove(phoneId: string): Promise<void>;
 }
@@ -152,7 +152,7 @@ export async function reviewRoute(
   }
   try {
     if (p === '/api/phones' && method === 'GET') {
-      json(res, 200, { admin: phones.admin, phones: phones.list() });
+      json(res, 200, { admin: phones.admin, phones: await phones.list() });
       return true;
     }
     if (p === '/api/phones/invite' && method === 'POST') {
@@ -173,7 +173,7 @@ export async function reviewRoute(
     }
   } catch (e) {
     if (!(e instanceof PhonesError)) throw e;
-    const status = e.code === 'ENOT_ADMIN' ? 403 : e.code === 'EUNKNOWN_PHONE' ? 404 : 504;
+    const status = e.code === 'ENOT_ADMIN' ? 403 : 504;
     json(res, status, { message: e.message });
     return true;
   }

@@ -103,13 +103,13 @@ t.test('the viewer as a daily review page', async (t) => {
   };
   const testEvents: string[] = [];
   const phoneList: PhoneEntry[] = [
-    { phoneId: 'aa11', self: true, admin: true },
-    { phoneId: 'bb22', self: false, admin: null },
+    { phoneId: 'aa11', self: true, admin: true, pairedAt: 1 },
+    { phoneId: 'bb22', self: false, admin: false, pairedAt: 2 },
   ];
   const removed: string[] = [];
   const phonesPort: PhonesPort = {
     admin: true,
-    list: () => phoneList,
+    list: () => Promise.resolve(phoneList),
     invite: () =>
       Promise.resolve({
         invite: {
@@ -123,7 +123,7 @@ t.test('the viewer as a daily review page', async (t) => {
       }),
     remove: (id) => {
       const i = phoneList.findIndex((p) => p.phoneId === id);
-      if (i < 0) return Promise.reject(new PhonesError('EUNKNOWN_PHONE', `no phone ${id}`));
+      if (i < 0) return Promise.reject(new PhonesError('ETIMEOUT', `no phone ${id}`));
       phoneList.splice(i, 1);
       removed.push(id);
       return Promise.resolve();
