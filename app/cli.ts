@@ -474,42 +474,34 @@ async function phones(c: Ctx, a: Args): Promise<number> {
       'ENOTPAIRED',
       'adding and removing phones needs a paired phone (MLS), not the development key',
     );
-  let msg: Uint8Array;
-  if (sub === 'add') msg = await crypto.phone.requestInvite();
-  else if (sub === 'remove') {
-    const id = a.positional[2];
-    if (id === undefined) throw new UsageError('phones remove needs <phoneId>');
-    msg = await crypto.phone.requestRemove(id);
-  } else throw subcommandError(sub, ['list', 'add', 'remove']);
-  await client.postUp('config', msg);
+  if (sub !== 'add' && sub !== 'remove') throw subcommandError(sub, ['list', 'add', 'remove']);
+  const { PhonesAdmin, PhonesError } = await import('./phones.js');
   const syncer = new Syncer({ client, crypto, store: new ItemStore(c.dir, c.fs), logger: c.log });
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    await syncer.syncOnce();
-    const m = crypto.inbound.find(
-      (x) => x.kind === 'invite' || x.kind === 'removed' || x.kind === 'notice',
-    );
-    if (m?.kind === 'invite') {
-      const { loadHotspot } = await import('./pair/invite.js');
-      const hotspot = await loadHotspot(c.fs, c.dir);
-      c.out(`${JSON.stringify({ invite: { ...m.invite, ...(hotspot ? { hotspot } : {}) } })}\n`);
+  const admin = new PhonesAdmin({
+    crypto,
+    client,
+    sync: () => syncer.syncOnce(),
+    dir: c.dir,
+    fs: c.fs,
+  });
+  try {
+    if (sub === 'add') {
+      c.out(`${JSON.stringify(await admin.invite())}\n`);
       c.err(
         "give this invite to the new phone: vigil app pair --invite '<this line>' (secret, single use, 15 minutes; the hub's pairing window must be open)\n",
       );
       return 0;
     }
-    if (m?.kind === 'removed') {
-      c.out(`phone ${m.phoneId} removed\n`);
-      return 0;
-    }
-    if (m?.kind === 'notice') {
-      c.out(`hub: ${JSON.stringify(m.notice)}\n`);
-      return 1;
-    }
-    await client.list({ waitMs: Math.max(0, Math.min(5000, deadline - Date.now())) });
+    const id = a.positional[2];
+    if (id === undefined) throw new UsageError('phones remove needs <phoneId>');
+    await admin.remove(id);
+    c.out(`phone ${id} removed\n`);
+    return 0;
+  } catch (e) {
+    if (!(e instanceof PhonesError)) throw e;
+    c.err(`vigil app phones: ${e.message}\n`);
+    return 1;
   }
-  c.err('no answer from the hub yet; the request waits on the relay\n');
-  return 1;
 }
 
 async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
@@ -535,10 +527,26 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
   const { NoticeFeed } = await import('./push.js');
   const feed = new NoticeFeed();
   if (paired) paired.crypto.onNotice((n) => feed.addNotice(n));
+  const { RelayContact } = await import('./relay-contact.js');
+  const contact = new RelayContact();
+  const syncer = client ? new Syncer({ client, crypto, store, logger: c.log, contact }) : undefined;
+  const { PhonesAdmin } = await import('./phones.js');
+  const phonesAdmin =
+    paired && syncer
+      ? new PhonesAdmin({
+          crypto: paired.crypto,
+          client: paired.client,
+          sync: () => syncer.syncOnce(),
+          dir: c.dir,
+          fs: c.fs,
+        })
+      : undefined;
   const viewer = await startViewer({
     store,
     crypto,
     logger: c.log,
+    ...(client ? { contact } : {}),
+    ...(phonesAdmin ? { phones: phonesAdmin } : {}),
     notices: {
       feed,
       ...(paired ? { receive: (b: Uint8Array) => paired.crypto.receiveInbound(b) } : {}),
@@ -551,8 +559,7 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
   if (!a.opts.has('--no-sync')) await follow?.start();
   const ac = new AbortController();
   let sync: Promise<void> = Promise.resolve();
-  if (client && !a.opts.has('--no-sync'))
-    sync = new Syncer({ client, crypto, store, logger: c.log }).run(ac.signal);
+  if (syncer && !a.opts.has('--no-sync')) sync = syncer.run(ac.signal);
   ctx.stdout(`${viewer.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => {

@@ -48,6 +48,8 @@ export interface CompanionCrypto {
   heartbeat(): Promise<Uint8Array>;
   /** Handle a message from the hub's config group; returns a one-line description. */
   receive(bytes: Uint8Array): Promise<string>;
+  /** Delete what is kept to open an item (the user deleted it); absent when nothing is kept per item. */
+  forget?(itemId: string): Promise<void>;
 }
 
 export class CryptoError extends VigilError {

@@ -71,6 +71,10 @@ export class E2eeCrypto implements CompanionCrypto {
     return this.phone.heartbeat();
   }
 
+  forget(itemId: string): Promise<void> {
+    return this.phone.forgetItem(itemId);
+  }
+
   /** Route `app` messages on `topic` to `handler` (one handler per topic). */
   onApp(topic: string, handler: PhoneAppHandler): void {
     this.#appHandlers.set(topic, handler);

@@ -63,7 +63,15 @@ export class ItemStore {
     const out: StoredItem[] = [];
     for (const n of names) {
       if (!/^[0-9]+\.json$/.test(n)) continue;
-      const r = StoredItem.safeParse(JSON.parse(await readFile(join(this.#dir, n), 'utf8')));
+      let text: string;
+      try {
+        text = await readFile(join(this.#dir, n), 'utf8');
+      } catch (e) {
+        // removed since readdir (the viewer deletes while another request lists)
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      const r = StoredItem.safeParse(JSON.parse(text));
       if (r.success) out.push(r.data);
     }
     return out.sort((a, b) => a.seq - b.seq);

@@ -18,6 +18,7 @@ import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto } from './crypto.js';
 import { openItem, summaryOf } from './crypto.js';
 import type { ItemStore, StoredItem } from './store.js';
+import type { RelayContact } from './relay-contact.js';
 
 export interface SyncDeps {
   readonly client: RelayClient;
@@ -27,6 +28,8 @@ export interface SyncDeps {
   readonly now?: () => number;
   /** Retry delays after a failed pass (default 500 ms doubling to 30 s). */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Told of every answer from the relay and every failure to reach it (the viewer's status). */
+  readonly contact?: RelayContact;
 }
 
 export interface SyncResult {
@@ -175,6 +178,7 @@ export class Syncer {
     while (!isAborted(signal)) {
       try {
         const r = await this.syncOnce();
+        this.#d.contact?.reached();
         if (r.stored.length > 0) onStored?.(r.stored);
         delay = initialMs;
         if (r.pending > 0) {
@@ -184,8 +188,10 @@ export class Syncer {
         }
         const l = await this.#d.client.list({ after, waitMs: 20_000, signal });
         after = l.cursor;
+        this.#d.contact?.reached();
       } catch (e) {
         if (isAborted(signal)) return;
+        this.#d.contact?.failed(reasonOf(e));
         this.#d.logger.warn('sync failed; retrying', { err: reasonOf(e), delayMs: delay });
         await pause(delay, signal);
         delay = Math.min(maxMs, delay * 2);

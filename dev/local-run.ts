@@ -29,6 +29,9 @@ import { FollowScheduler } from '../app/follow.js';
 import { HubLink } from '../app/hub-link.js';
 import { startViewer } from '../app/viewer/server.js';
 import { NoticeFeed } from '../app/push.js';
+import { PhonesAdmin } from '../app/phones.js';
+import { RelayContact } from '../app/relay-contact.js';
+import { localHubReport } from './hub-report.js';
 import type { RunningViewer } from '../app/viewer/server.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { SimulatedTone } from '../hw/audio/simulated-tone.js';
@@ -55,6 +58,7 @@ import { HubLiveness } from '../firmware/mls/liveness.js';
 import { LiveControl } from '../firmware/media/live-control.js';
 import { sendHealthNotices } from '../firmware/media/health-notices.js';
 import { sendMotionNotices } from '../firmware/media/motion-notices.js';
+import { answerPhoneRoster } from '../firmware/mls/phone-roster.js';
 import { PairingResponder } from '../firmware/mls/pairing-responder.js';
 import { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { ChildSupervisor } from '../firmware/supervisor/children.js';
@@ -477,9 +481,15 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       liveControl = new LiveControl({ channel, media: () => media, logger: log.child('live') });
       const stopHealthNotices = sendHealthNotices({ media, channel, logger: log.child('health') });
       const stopMotionNotices = sendMotionNotices({ media, channel, logger: log.child('hub') });
+      const stopRoster = answerPhoneRoster({
+        channel,
+        phones: () => mls.phones,
+        logger: log.child('hub'),
+      });
       stopHealth = () => {
         stopHealthNotices();
         stopMotionNotices();
+        stopRoster();
       };
       liveness = new HubLiveness({
         channel,
@@ -590,6 +600,8 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   });
   const notices = new NoticeFeed();
   crypto.onNotice((n) => notices.addNotice(n));
+  const contact = new RelayContact();
+  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync'), contact });
   const viewer: RunningViewer = await startViewer({
     store,
     crypto,
@@ -604,11 +616,24 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     port: viewerPort,
     logger: log.child('viewer'),
     token: viewerToken,
+    contact,
+    device: () => localHubReport(hub, media, dataDir),
+    // development: the simulated camera records an event now, as motion would
+    testEvent: () => {
+      if (!media) throw new VigilError('EDEV', 'the hub is not running');
+      media.trigger(3000);
+    },
+    phones: new PhonesAdmin({
+      crypto,
+      client,
+      sync: () => syncer.syncOnce(),
+      dir: appDir,
+      fs,
+    }),
   }).catch((e: unknown) => {
     throw portError(e, host, viewerPort, 'viewer', viewerHint);
   });
   started.push(() => viewer.close());
-  const syncer = new Syncer({ client, crypto, store, logger: log.child('sync') });
   // One pass before we report ready: what arrived while the run was stopped is listed first.
   await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
   const syncAbort = new AbortController();

@@ -16,7 +16,8 @@
  *   GET /api/live            asks the hub for live view (config group, app/hub-link.ts),
  *                            then streams the decrypted live fMP4 (for MSE); a refusal is
  *                            409 and a hub that does not answer 504, each {reason, message}
- *   GET /api/status          the hub's liveness: {offline, lastSeenAt, message, health}
+ *   GET /api/items/:seq/media?download  the same as an attachment (vigil-<UTC time>.mp4)
+ *   /api/status, DELETE /api/items/:seq, /api/test-event, /api/phones...: review-api.ts
  *   GET /api/notices?after=N the notices received since N (the page raises browser
  *                            notifications for them): {notices:[{id,title,body,trusted,...}], last}
  *   GET /sw.js               the service worker (push where the browser has a push service)
@@ -38,7 +39,11 @@ import { followLive } from '../live.js';
 import type { HubLink } from '../hub-link.js';
 import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S } from '../hub-link.js';
 import { Fmp4Resync } from './fmp4.js';
-import type { ItemStore, StoredItem } from '../store.js';
+import type { ItemStore } from '../store.js';
+import { eventsOf } from './events.js';
+import { reviewRoute } from './review-api.js';
+import type { DeviceReport, PhonesPort } from './review-api.js';
+import type { RelayContact } from '../relay-contact.js';
 import { APP_JS, INDEX_HTML, SW_JS } from './page.js';
 import type { NoticeFeed } from '../push.js';
 import { PushOpenError, openPush } from '../push.js';
@@ -69,6 +74,14 @@ export interface ViewerOptions {
     /** This phone's hub at the relay ("unseen" notices for other hubs are refused). */
     readonly deviceId?: string;
   };
+  /** The Syncer's record of reaching the relay (status strip: last contact, unreachable since). */
+  readonly contact?: RelayContact;
+  /** What the hub reports of itself (state, camera, encoder, storage), where known. */
+  readonly device?: () => DeviceReport | Promise<DeviceReport>;
+  /** Development only: the hub records an event now (the page's "Test event" button). */
+  readonly testEvent?: () => void | Promise<void>;
+  /** Phone management for the phones page (app/phones.ts). */
+  readonly phones?: PhonesPort;
 }
 
 /** Largest body the viewer reads (push messages and subscriptions are small). */
@@ -93,39 +106,14 @@ export interface RunningViewer {
   close(): Promise<void>;
 }
 
-export interface EventView {
-  readonly seq: number;
-  readonly itemId: string;
-  readonly startedAt: number;
-  readonly durationMs: number;
-  readonly codec: string;
-  readonly size: number;
-  readonly thumbnail: number | null;
-}
+export type { EventView } from './events.js';
+export { eventsOf } from './events.js';
 
-/** Clips newest first, each with the thumbnail recorded closest to its start (within 10 s). */
-export function eventsOf(items: readonly StoredItem[]): EventView[] {
-  const thumbs = items.filter((i) => i.summary.kind === 'thumbnail');
-  return items
-    .filter((i) => i.summary.kind === 'clip')
-    .map((c) => {
-      let best: StoredItem | undefined;
-      for (const t of thumbs) {
-        const d = Math.abs(t.summary.startedAt - c.summary.startedAt);
-        if (d <= 10_000 && (!best || d < Math.abs(best.summary.startedAt - c.summary.startedAt)))
-          best = t;
-      }
-      return {
-        seq: c.seq,
-        itemId: c.summary.itemId,
-        startedAt: c.summary.startedAt,
-        durationMs: c.durationMs,
-        codec: c.summary.codec,
-        size: c.size,
-        thumbnail: best?.seq ?? null,
-      };
-    })
-    .sort((a, b) => b.startedAt - a.startedAt || b.seq - a.seq);
+/** `vigil-2026-11-22_12-00-00.mp4` (UTC): what a download is saved as. */
+export function downloadName(startedAt: number, mime: string): string {
+  const stamp = new Date(startedAt).toISOString().slice(0, 19).replace('T', '_').replace(/:/g, '-');
+  const ext = mime === 'video/mp4' ? 'mp4' : mime === 'image/jpeg' ? 'jpg' : 'bin';
+  return `vigil-${stamp}.${ext}`;
 }
 
 function mimeOf(codec: string): string {
@@ -145,9 +133,20 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
   const log = opts.logger.child('viewer');
   const token = opts.token ?? randomBytes(24).toString('base64url');
   const host = opts.host ?? '127.0.0.1';
-  const cache = new Map<number, { mime: string; data: Buffer }>();
+  const cache = new Map<number, { mime: string; data: Buffer; name: string }>();
   let port = 0;
   const lives = new Set<AbortController>();
+  const client = opts.client;
+  const review = {
+    store: opts.store,
+    crypto: opts.crypto,
+    ...(client ? { ack: (seq: number) => client.ack(seq) } : {}),
+    ...(opts.link ? { link: opts.link } : {}),
+    ...(opts.contact ? { contact: opts.contact } : {}),
+    ...(opts.device ? { device: opts.device } : {}),
+    ...(opts.testEvent ? { testEvent: opts.testEvent } : {}),
+    ...(opts.phones ? { phones: opts.phones } : {}),
+  };
 
   const tokenOk = (t: string | undefined): boolean => {
     if (t === undefined) return false;
@@ -156,13 +155,16 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     return a.length === b.length && timingSafeEqual(a, b);
   };
 
-  async function media(seq: number): Promise<{ mime: string; data: Buffer } | undefined> {
+  async function media(
+    seq: number,
+  ): Promise<{ mime: string; data: Buffer; name: string } | undefined> {
     const hit = cache.get(seq);
     if (hit) return hit;
     const got = await opts.store.get(seq);
     if (!got) return undefined;
     const opened = await openItem(opts.crypto, got.bytes);
-    const v = { mime: mimeOf(opened.summary.codec), data: opened.plaintext };
+    const mime = mimeOf(opened.summary.codec);
+    const v = { mime, data: opened.plaintext, name: downloadName(opened.summary.startedAt, mime) };
     cache.set(seq, v);
     while (cache.size > 4) cache.delete(cache.keys().next().value as number);
     return v;
@@ -172,8 +174,13 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     req: IncomingMessage,
     res: ServerResponse,
     m: { mime: string; data: Buffer },
+    attachment?: string,
   ): void {
     const size = m.data.length;
+    const disposition =
+      attachment !== undefined
+        ? { 'content-disposition': `attachment; filename="${attachment}"` }
+        : {};
     const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
     if (range && (range[1] !== '' || range[2] !== '')) {
       let start = range[1] === '' ? size - Number(range[2]) : Number(range[1]);
@@ -187,6 +194,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       }
       res.writeHead(206, {
         ...SECURITY_HEADERS,
+        ...disposition,
         'content-type': m.mime,
         'accept-ranges': 'bytes',
         'content-range': `bytes ${start}-${end}/${size}`,
@@ -197,6 +205,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     }
     res.writeHead(200, {
       ...SECURITY_HEADERS,
+      ...disposition,
       'content-type': m.mime,
       'accept-ranges': 'bytes',
       'content-length': String(size),
@@ -303,7 +312,11 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       return;
     }
     const url = new URL(req.url ?? '/', `http://${hostHeader}`);
-    const cookie = /(?:^|;\s*)vigil_viewer=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
+    // cookies are per host, not per port: the name carries the port, so two viewers on
+    // one machine (the local run's and `vigil app view`) do not log each other out
+    const cookie = new RegExp(`(?:^|;\\s*)vigil_viewer_${port}=([A-Za-z0-9_-]+)`).exec(
+      req.headers.cookie ?? '',
+    )?.[1];
     const qtok = url.searchParams.get('t') ?? undefined;
     if (!tokenOk(cookie) && !tokenOk(qtok)) {
       res.writeHead(401, { ...SECURITY_HEADERS, 'content-type': 'text/plain' });
@@ -311,13 +324,14 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
       return;
     }
     const setCookie = tokenOk(qtok)
-      ? { 'set-cookie': `vigil_viewer=${token}; HttpOnly; SameSite=Strict; Path=/` }
+      ? { 'set-cookie': `vigil_viewer_${port}=${token}; HttpOnly; SameSite=Strict; Path=/` }
       : {};
     const p = url.pathname;
     if (req.method === 'POST' && (p === '/api/push/open' || p === '/api/push/subscription')) {
       await pushPost(req, res, p);
       return;
     }
+    if (await reviewRoute(review, log, req, res, p, json, (seq) => cache.delete(seq))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, SECURITY_HEADERS);
       res.end();
@@ -351,13 +365,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         res.end('no such item');
         return;
       }
-      sendMedia(req, res, got);
-      return;
-    }
-    if (p === '/api/status') {
-      const status = opts.link?.status() ?? null;
-      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'application/json' });
-      res.end(JSON.stringify({ hub: status }));
+      sendMedia(req, res, got, url.searchParams.has('download') ? got.name : undefined);
       return;
     }
     if (p === '/api/live') {

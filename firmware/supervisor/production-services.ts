@@ -333,13 +333,19 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       });
     // Journey 2 (docs/protocol.md): live view on request, sealed liveness beats and
     // health notices over the config group. Services run only with storage unlocked.
-    const [{ LiveControl }, { HubLiveness }, { sendHealthNotices }, { sendMotionNotices }] =
-      await Promise.all([
-        import('../media/live-control.js'),
-        import('../mls/liveness.js'),
-        import('../media/health-notices.js'),
-        import('../media/motion-notices.js'),
-      ]);
+    const [
+      { LiveControl },
+      { HubLiveness },
+      { sendHealthNotices },
+      { sendMotionNotices },
+      { answerPhoneRoster },
+    ] = await Promise.all([
+      import('../media/live-control.js'),
+      import('../mls/liveness.js'),
+      import('../media/health-notices.js'),
+      import('../media/motion-notices.js'),
+      import('../mls/phone-roster.js'),
+    ]);
     liveControl = new LiveControl({ channel, media: () => media, logger: log });
     if (media) {
       const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
@@ -350,6 +356,13 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         stopMotionNotices();
       };
     }
+    // the phones page of an admin's viewer asks which phones are paired
+    const stopRoster = answerPhoneRoster({ channel, phones: () => hub.phones, logger: log });
+    const stopMediaNotices = stopHealth;
+    stopHealth = () => {
+      stopMediaNotices?.();
+      stopRoster();
+    };
     const beats = new HubLiveness({ channel, logger: log });
     beats.start();
     liveness = beats;

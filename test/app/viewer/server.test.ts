@@ -57,7 +57,11 @@ t.test(
     const base = viewer.url.replace(/\/\?t=.*$/, '');
     t.equal((await fetch(`${base}/api/events`)).status, 401, 'no token, no access');
     t.equal(
-      (await fetch(`${base}/api/events`, { headers: { cookie: 'vigil_viewer=wrong' } })).status,
+      (
+        await fetch(`${base}/api/events`, {
+          headers: { cookie: `vigil_viewer_${viewer.port}=wrong` },
+        })
+      ).status,
       401,
     );
     const tok = new URL(viewer.url).searchParams.get('t')!;
