@@ -57,6 +57,9 @@ const noticesEl = document.getElementById('notices');
 const notifyBtn = document.getElementById('notify-btn');
 let noticeCursor = null;
 window.vigilNotified = [];
+// the clip a notification asked for (its item id): selected and played once it is listed
+let wantClip = new URLSearchParams(location.search).get('clip');
+let events = [];
 
 function fmtTime(ms) { return new Date(ms).toLocaleString(); }
 function setStatus(t) { statusEl.textContent = t; }
@@ -81,10 +84,13 @@ function showNotice(n) {
   if (!n.trusted) li.className = 'untrusted';
   noticesEl.prepend(li);
   while (noticesEl.children.length > 5) noticesEl.lastElementChild.remove();
+  const itemId = n.notice && n.notice.itemId ? n.notice.itemId : null;
+  if (itemId) { li.classList.add('opens-clip'); li.addEventListener('click', () => openClip(itemId)); }
   if ('Notification' in window && Notification.permission === 'granted') {
     try {
-      new Notification(n.title, { body: n.body, tag: 'vigil-' + n.id });
-      window.vigilNotified.push({ id: n.id, title: n.title, body: n.body, trusted: n.trusted });
+      const note = new Notification(n.title, { body: n.body, tag: 'vigil-' + n.id, data: { itemId } });
+      note.onclick = () => { window.focus(); note.close(); if (itemId) openClip(itemId); };
+      window.vigilNotified.push({ id: n.id, title: n.title, body: n.body, trusted: n.trusted, itemId });
       document.body.dataset.notified = String(window.vigilNotified.length);
     } catch (err) { setStatus('notification: ' + err); }
   }
@@ -125,6 +131,33 @@ async function setupPush() {
   }
 }
 
+// a notification was clicked: show that clip (now, or once it has arrived)
+function openClip(itemId) {
+  wantClip = itemId;
+  document.body.dataset.wantClip = itemId;
+  setStatus('opening the clip\u2026');
+  selectWanted();
+  refresh();
+}
+
+function selectWanted() {
+  if (!wantClip) return;
+  const e = events.find((x) => x.itemId === wantClip);
+  const li = e && list.querySelector('li[data-item-id="' + CSS.escape(e.itemId) + '"]');
+  if (!e || !li) return;
+  wantClip = null;
+  delete document.body.dataset.wantClip;
+  li.scrollIntoView({ block: 'nearest' });
+  play(e, li);
+}
+
+if ('serviceWorker' in navigator) {
+  // the service worker's notificationclick, when this page was already open
+  navigator.serviceWorker.onmessage = (m) => {
+    if (m.data && m.data.type === 'open-clip' && typeof m.data.itemId === 'string') openClip(m.data.itemId);
+  };
+}
+
 function setupNotifications() {
   if (!('Notification' in window)) return;
   if (Notification.permission === 'granted') { setupPush(); return; }
@@ -143,16 +176,17 @@ async function refresh() {
   try {
     const r = await fetch('api/events', { cache: 'no-store' });
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
-    const { events } = await r.json();
+    events = (await r.json()).events;
     const key = JSON.stringify(events.map((e) => e.seq));
     document.body.dataset.events = String(events.length);
-    if (key === shown) return;
+    if (key === shown) { selectWanted(); return; }
     shown = key;
     list.replaceChildren();
     empty.hidden = events.length > 0;
     for (const e of events) {
       const li = document.createElement('li');
       li.dataset.seq = String(e.seq);
+      li.dataset.itemId = e.itemId;
       li.className = 'event';
       const img = document.createElement('img');
       img.alt = '';
@@ -163,6 +197,7 @@ async function refresh() {
       li.addEventListener('click', () => play(e, li));
       list.append(li);
     }
+    selectWanted();
   } catch (err) { setStatus('cannot reach the viewer: ' + err); }
 }
 
@@ -173,12 +208,14 @@ function play(e, li) {
   for (const x of list.querySelectorAll('li.active')) x.classList.remove('active');
   li.classList.add('active');
   video.src = 'api/items/' + e.seq + '/media';
+  document.body.dataset.playing = e.itemId;
   video.play().catch((err) => setStatus('playback: ' + err));
   setStatus('clip of ' + fmtTime(e.startedAt));
 }
 
 async function live() {
   stopLive();
+  delete document.body.dataset.playing;
   if (!('MediaSource' in window)) { setStatus('this browser has no Media Source Extensions'); return; }
   const ac = new AbortController();
   liveAbort = ac;
@@ -239,16 +276,43 @@ self.addEventListener('push', (event) => {
   event.waitUntil((async () => {
     let title = 'Vigil';
     let body = 'new event (open the viewer)';
+    let itemId = null;
     try {
       const data = event.data ? await event.data.arrayBuffer() : new ArrayBuffer(0);
       const r = await fetch('api/push/open', { method: 'POST', body: data, credentials: 'same-origin' });
-      if (r.ok) { const n = await r.json(); title = n.title; body = (n.trusted ? '' : '[relay-reported] ') + n.body; }
+      if (r.ok) {
+        const n = await r.json();
+        title = n.title;
+        body = (n.trusted ? '' : '[relay-reported] ') + n.body;
+        if (typeof n.itemId === 'string') itemId = n.itemId;
+      }
     } catch (err) { /* the viewer is not running: the generic text */ }
-    await self.registration.showNotification(title, { body, tag: 'vigil' });
+    await self.registration.showNotification(title, { body, tag: 'vigil', data: { itemId } });
   })());
 });
+
+// Show the notice's clip: in an open viewer page (told by message, then focused), or in a
+// new one (?clip= selects it at load). Named, so a test can run it without a real click.
+self.vigilOpenClip = async (itemId) => {
+  const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const page = wins.find((c) => new URL(c.url).pathname === new URL(self.registration.scope).pathname);
+  if (page) {
+    if (itemId) page.postMessage({ type: 'open-clip', itemId });
+    try { await page.focus(); } catch (err) { /* focus needs the click's user activation */ }
+    return 'message';
+  }
+  await self.clients.openWindow(self.vigilClipUrl(itemId));
+  return 'window';
+};
+self.vigilClipUrl = (itemId) => {
+  const url = new URL(self.registration.scope);
+  if (itemId) url.searchParams.set('clip', itemId);
+  return url.href;
+};
+
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
-  event.waitUntil(self.clients.openWindow('./'));
+  const d = event.notification.data;
+  event.waitUntil(self.vigilOpenClip(d && typeof d.itemId === 'string' ? d.itemId : null));
 });
 `;
