@@ -19,7 +19,7 @@
  * Live view sends whole fMP4 fragments (one per keyframe interval), so each
  * run is repeated for every keyframe interval listed.
  *
- *   npx tsx bench/live-glass-to-glass.ts [frames=240] [width=640] [fps=15] [gops=1,0.5]
+ *   npx tsx bench/live-glass-to-glass.ts [frames=240] [width=640] [fps=15] [gops=0.5,1]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,12 +33,16 @@ import {
   startLiveInViewer,
 } from '../dev/fixtures/browser.js';
 import { startLocalRun } from '../dev/local-run.js';
+import { encoderConfigSchema, gopFrames } from '../hw/encoder/encoder.js';
 
 const FRAMES = Number(process.argv[2] ?? 240);
 const WIDTH = Number(process.argv[3] ?? 640);
 const FPS = Number(process.argv[4] ?? 15);
-/** Keyframe intervals to compare (the hub's default is 1 s). */
-const GOPS = (process.argv[5] ?? '1,0.5').split(',').map(Number);
+/** Keyframe intervals to compare ('default' = the hub's default, encoderConfigSchema). */
+const DEFAULT_GOP = encoderConfigSchema.parse({}).gopSeconds;
+const GOPS = (process.argv[5] ?? `default,1`)
+  .split(',')
+  .map((g) => (g === 'default' ? DEFAULT_GOP : Number(g)));
 const HEIGHT = (WIDTH * 3) / 4;
 if (
   !(Number.isInteger(FRAMES) && FRAMES >= 10) ||
@@ -47,7 +51,7 @@ if (
   !GOPS.every((g) => g >= 0.25 && g <= 10)
 ) {
   console.error(
-    'usage: live-glass-to-glass.ts [frames>=10] [width 640|320|160] [fps 30|25|15|10|5] [gops, each 0.25..10 s, e.g. 1,0.5]',
+    'usage: live-glass-to-glass.ts [frames>=10] [width 640|320|160] [fps 30|25|15|10|5] [gops, each 0.25..10 s or "default", e.g. default,1]',
   );
   process.exit(2);
 }
@@ -108,7 +112,7 @@ async function measure(browser: BrowserContext, gopS: number): Promise<Measured>
     return {
       browser: /(Headless)?Chrome\/[0-9.]+/.exec(ua)?.[0] ?? ua,
       lines: [
-        `fragments of ${gopS} s (keyframe interval):`,
+        `fragments of ${gopS} s (keyframe interval${gopS === DEFAULT_GOP ? ', the default' : ''}, ${gopFrames({ fps: FPS, gopSeconds: gopS })} frames):`,
         `  first frame ${firstS.toFixed(1)} s after the click; ${all.length} frames presented (${skipped} not seen by the callback), ${good.length} measured after ${WARMUP_S} s (${rows.length - good.length} undecodable)`,
         `  glass-to-glass  median ${ms(pct(lat, 50))}  p95 ${ms(pct(lat, 95))}  min ${ms(lat[0] ?? NaN)}  max ${ms(lat.at(-1) ?? NaN)}`,
         `  where it goes   MSE buffered ahead of the glass: median ${ms(pct(ahead, 50))}, max ${ms(ahead.at(-1) ?? NaN)}; newest buffered frame's age (capture -> page): p5 ${ms(pct(edge, 5))}, median ${ms(pct(edge, 50))}`,

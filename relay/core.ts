@@ -46,6 +46,11 @@ export interface RelayCoreDeps {
   readonly onPeerFailure?: (m: FailureMessage) => void;
   /** The cluster's change feed broke: this process must stop serving. */
   readonly onLost?: (err: Error) => void;
+  /**
+   * A record of a namespace the core does not own (push state) changed in
+   * another process; returns whether it was handled.
+   */
+  readonly onRecord?: (ns: string, id: string, doc: unknown) => boolean;
 }
 
 export class RelayCore {
@@ -144,7 +149,8 @@ export class RelayCore {
         this.#rendezvous.apply(id, doc);
         break;
       default:
-        this.#log.warn('record of an unknown kind from another relay ignored', { ns });
+        if (this.#deps.onRecord?.(ns, id, doc) !== true)
+          this.#log.warn('record of an unknown kind from another relay ignored', { ns });
     }
     if (deviceId !== undefined) this.#feed.notify(deviceId);
   }

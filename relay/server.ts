@@ -80,10 +80,12 @@ export interface RelayOptions {
   readonly enrollToken?: string;
   readonly now?: () => number;
   /**
-   * Push notifications (relay/push.ts): state under dataDir/push. On by default;
-   * `false` turns the push routes off (they answer 501).
+   * Push notifications (relay/push.ts): state in the record store (shared by
+   * the relay processes on one database). On by default; `false` turns the
+   * push routes off (they answer 501).
    */
-  readonly push?: Partial<Omit<RelayPushOptions, 'dir' | 'fs' | 'logger'>> | false;
+  readonly push?:
+    Partial<Omit<RelayPushOptions, 'records' | 'cluster' | 'legacyDir' | 'fs' | 'logger'>> | false;
 }
 
 export interface RunningRelay {
@@ -221,7 +223,22 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     failedWith = resolve;
   });
   let core: RelayCore;
+  let push: RelayPush | undefined;
   try {
+    // push state lives in the same record store: opened first, so the core's
+    // change feed (started in RelayCore.open) reaches it from the start
+    push =
+      opts.push === false
+        ? undefined
+        : await RelayPush.open({
+            ...opts.push,
+            records,
+            ...(pgStore ? { cluster: pgStore } : {}),
+            legacyDir: join(opts.dataDir, 'push'),
+            fs,
+            logger: log.child('push'),
+          });
+    const pushRef = push;
     core = await RelayCore.open({
       blobs,
       records,
@@ -234,24 +251,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
             cluster: pgStore,
             onPeerFailure: (m) => lockout.fail(m.addr, m.target, m.at),
             onLost: failedWith,
+            onRecord: (ns, id, doc) =>
+              pushRef ? pushRef.applyRemote(ns, id, doc) : ns.startsWith('push-'),
           }
         : {}),
     });
     for (const f of await core.recentFailures(now() - limits.lockoutWindowMs))
       lockout.fail(f.addr, f.target, f.at);
   } catch (e) {
+    await push?.close();
     await pgStore?.close();
     throw e;
   }
-  const push =
-    opts.push === false
-      ? undefined
-      : await RelayPush.open({
-          ...opts.push,
-          dir: join(opts.dataDir, 'push'),
-          fs,
-          logger: log.child('push'),
-        });
   const rate = new RateLimiter(limits.ratePerSec, limits.rateBurst, now);
   const registrations = new WindowCounter(
     limits.maxRegistrationsPerAddress,
@@ -460,7 +471,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         const st = await core.append(p.deviceId, itemId, aq, body);
         // A hub notice in one piece: push its ciphertext to the phones' endpoints (once).
         if (push && isNew && aq.group === 'notification' && aq.kind === 'message' && st.complete)
-          push.notice(
+          void push.notice(
             aq.to ?? (await core.phonesOf(p.deviceId)).map((x) => x.phoneId),
             st.seq,
             aq.group,

@@ -16,7 +16,7 @@
  * back on a reserve file (`SpaceReserve`) that they release when the disk is
  * full, so acknowledging, and with it freeing space, always works.
  */
-import { readdir, readFile, stat, statfs } from 'node:fs/promises';
+import { chmod, readdir, readFile, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DurableFs } from '../hw/os/fs.js';
 import { VigilError } from '../base/errors.js';
@@ -38,6 +38,11 @@ export interface RecordWriteOptions {
    * with 507 instead, so the reserve is there when an acknowledgement needs it.
    */
   readonly freesSpace?: boolean;
+  /**
+   * The document holds a secret (the relay's VAPID private key): the local
+   * file store keeps its namespace directory owner-only (0700).
+   */
+  readonly secret?: boolean;
 }
 
 export interface RecordStore {
@@ -185,6 +190,11 @@ export class FsRecordStore implements RecordStore {
 
   /** On a full disk: 507 ENOSPACE, or for a write that frees space, release the reserve and retry. */
   async put(ns: string, id: string, doc: unknown, opts?: RecordWriteOptions): Promise<void> {
+    if (opts?.secret === true) {
+      const dir = join(this.#dir, checkKey(ns));
+      await this.#fs.ensureDir(dir);
+      await chmod(dir, 0o700);
+    }
     const write = (): Promise<void> =>
       this.#fs.writeFileAtomic(this.#path(ns, id), JSON.stringify(doc), `record-${ns}`);
     try {

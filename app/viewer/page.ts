@@ -274,6 +274,7 @@ function select(itemId, byUser) {
   r.li.querySelector('.pick').setAttribute('aria-current', 'true');
   selected = itemId;
   document.body.dataset.selected = itemId;
+  document.body.dataset.playing = itemId;
   setHash(itemId);
   showView('events');
   video.src = 'api/items/' + r.e.seq + '/media';
@@ -376,10 +377,13 @@ function showNotice(n) {
   if (!n.trusted) li.className = 'untrusted';
   noticesEl.prepend(li);
   while (noticesEl.children.length > 5) noticesEl.lastElementChild.remove();
+  const itemId = n.notice && n.notice.itemId ? n.notice.itemId : null;
+  if (itemId) { li.classList.add('opens-clip'); li.addEventListener('click', () => openClip(itemId)); }
   if ('Notification' in window && Notification.permission === 'granted') {
     try {
-      new Notification(n.title, { body: n.body, tag: 'vigil-' + n.id });
-      window.vigilNotified.push({ id: n.id, title: n.title, body: n.body, trusted: n.trusted });
+      const note = new Notification(n.title, { body: n.body, tag: 'vigil-' + n.id, data: { itemId } });
+      note.onclick = () => { window.focus(); note.close(); if (itemId) openClip(itemId); };
+      window.vigilNotified.push({ id: n.id, title: n.title, body: n.body, trusted: n.trusted, itemId });
       document.body.dataset.notified = String(window.vigilNotified.length);
     } catch (err) { setStatus('notification: ' + err); }
   }
@@ -418,6 +422,20 @@ async function setupPush() {
     // no push service in this browser (or blocked): notices still show while the page is open
     document.body.dataset.push = 'unavailable';
   }
+}
+
+// a notification was clicked: show that clip (now, or once it has arrived)
+function openClip(itemId) {
+  if (select(itemId, false)) return;
+  setStatus('opening the clip\u2026');
+  refresh();
+}
+
+if ('serviceWorker' in navigator) {
+  // the service worker's notificationclick, when this page was already open
+  navigator.serviceWorker.onmessage = (m) => {
+    if (m.data && m.data.type === 'open-clip' && typeof m.data.itemId === 'string') openClip(m.data.itemId);
+  };
 }
 
 function setupNotifications() {
@@ -519,6 +537,8 @@ function onHash() {
   showView(h === '#phones' ? 'phones' : 'events');
 }
 window.addEventListener('hashchange', onHash);
+// a notification opened this page at its clip (?clip=ID): select it once it is listed
+{ const clip = new URLSearchParams(location.search).get('clip'); if (clip) select(clip, false); }
 
 // ---- refresh ---------------------------------------------------------------------------
 let refreshes = 0;
@@ -539,6 +559,7 @@ function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } }
 
 async function live() {
   stopLive();
+  delete document.body.dataset.playing;
   if (!('MediaSource' in window)) { setStatus('this browser has no Media Source Extensions'); return; }
   const ac = new AbortController();
   liveAbort = ac;
@@ -606,16 +627,43 @@ self.addEventListener('push', (event) => {
   event.waitUntil((async () => {
     let title = 'Vigil';
     let body = 'new event (open the viewer)';
+    let itemId = null;
     try {
       const data = event.data ? await event.data.arrayBuffer() : new ArrayBuffer(0);
       const r = await fetch('api/push/open', { method: 'POST', body: data, credentials: 'same-origin' });
-      if (r.ok) { const n = await r.json(); title = n.title; body = (n.trusted ? '' : '[relay-reported] ') + n.body; }
+      if (r.ok) {
+        const n = await r.json();
+        title = n.title;
+        body = (n.trusted ? '' : '[relay-reported] ') + n.body;
+        if (typeof n.itemId === 'string') itemId = n.itemId;
+      }
     } catch (err) { /* the viewer is not running: the generic text */ }
-    await self.registration.showNotification(title, { body, tag: 'vigil' });
+    await self.registration.showNotification(title, { body, tag: 'vigil', data: { itemId } });
   })());
 });
+
+// Show the notice's clip: in an open viewer page (told by message, then focused), or in a
+// new one (?clip= selects it at load). Named, so a test can run it without a real click.
+self.vigilOpenClip = async (itemId) => {
+  const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+  const page = wins.find((c) => new URL(c.url).pathname === new URL(self.registration.scope).pathname);
+  if (page) {
+    if (itemId) page.postMessage({ type: 'open-clip', itemId });
+    try { await page.focus(); } catch (err) { /* focus needs the click's user activation */ }
+    return 'message';
+  }
+  await self.clients.openWindow(self.vigilClipUrl(itemId));
+  return 'window';
+};
+self.vigilClipUrl = (itemId) => {
+  const url = new URL(self.registration.scope);
+  if (itemId) url.searchParams.set('clip', itemId);
+  return url.href;
+};
+
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
-  event.waitUntil(self.clients.openWindow('./'));
+  const d = event.notification.data;
+  event.waitUntil(self.vigilOpenClip(d && typeof d.itemId === 'string' ? d.itemId : null));
 });
 `;

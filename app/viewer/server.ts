@@ -448,7 +448,14 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         ...(client ? { ack: (seq: number) => client.ack(seq) } : {}),
       });
       n?.feed.add(o);
-      json(res, 200, { title: o.title, body: o.body, trusted: o.trusted, source: o.source });
+      json(res, 200, {
+        title: o.title,
+        body: o.body,
+        trusted: o.trusted,
+        source: o.source,
+        // the clip the notice is about: a click on the notification opens it
+        ...(o.notice?.itemId !== undefined ? { itemId: o.notice.itemId } : {}),
+      });
     } catch (e) {
       if (!(e instanceof PushOpenError)) throw e;
       json(res, 422, { message: e.message });

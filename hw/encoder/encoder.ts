@@ -25,8 +25,12 @@ export const encoderConfigSchema = z
     height: z.number().int().min(48).max(2304).default(720),
     fps: z.number().min(1).max(120).default(15),
     bitrateKbps: z.number().int().min(64).max(50_000).default(2000),
-    /** Keyframe interval in seconds (one fMP4 fragment per GOP). */
-    gopSeconds: z.number().min(0.25).max(10).default(1),
+    /**
+     * Keyframe interval in seconds (one fMP4 fragment per GOP). 0.5 s by default:
+     * live view carries whole fragments, so this bounds its glass-to-glass
+     * latency (docs/decisions.md "Live: a 0.5 s keyframe interval by default").
+     */
+    gopSeconds: z.number().min(0.25).max(10).default(0.5),
     /** libx264 preset for the software path. */
     softwarePreset: z
       .enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast'])

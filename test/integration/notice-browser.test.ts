@@ -2,13 +2,20 @@
 // a motion event on the hub becomes a sealed notice (notification group), the
 // companion opens it with MLS, and the open viewer page raises a browser
 // notification (Notification API; permission granted through the browser
-// context, the constructor observed from the page).
+// context, the constructor observed from the page). Tapping it opens that
+// clip: the in-page notification's click, the service worker's
+// notificationclick with a viewer page open (a message to it) and without
+// one (a new page at the clip's URL) each end with the clip selected and playing.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
-import { launchChromium } from '../../dev/fixtures/browser.js';
+import {
+  launchChromium,
+  viewerServiceWorker,
+  waitForClipPlaying,
+} from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
 
 t.setTimeout(600_000);
@@ -39,11 +46,13 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
   await browser.addInitScript(() => {
     const Real = window.Notification;
     const made: { title: string; body: string }[] = [];
-    (window as unknown as { made: typeof made }).made = made;
+    const notes: Notification[] = [];
+    Object.assign(window, { made, notes });
     class Recorded extends Real {
       constructor(title: string, opts?: NotificationOptions) {
         super(title, opts);
         made.push({ title, body: opts?.body ?? '' });
+        notes.push(this);
       }
     }
     Object.defineProperty(window, 'Notification', { value: Recorded, configurable: true });
@@ -77,4 +86,44 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
     /^Vigil: motion: motion detected at /,
     'and the page lists it',
   );
+
+  // tapping the notification opens that clip
+  const itemId = feed[0]?.notice?.itemId as string;
+  const sw = await viewerServiceWorker(browser, PATIENCE.timeout);
+  await page.evaluate(() => {
+    (window as unknown as { notes: Notification[] }).notes[0]?.dispatchEvent(new Event('click'));
+  });
+  await waitForClipPlaying(page, itemId, 0.5, PATIENCE.timeout);
+  t.pass('the in-page notification opened its clip (selected, playing)');
+
+  // the service worker's notificationclick, a viewer page open: it tells that page
+  const page2 = await browser.newPage();
+  await page2.goto(`${origin}/`); // the access token is in the cookie by now
+  await page2.waitForFunction(
+    () => document.body.dataset.events !== undefined,
+    undefined,
+    PATIENCE,
+  );
+  await page.close();
+  t.equal(
+    await sw.evaluate(
+      (id) => (self as unknown as { vigilOpenClip(id: string): Promise<string> }).vigilOpenClip(id),
+      itemId,
+    ),
+    'message',
+  );
+  await waitForClipPlaying(page2, itemId, 0.5, PATIENCE.timeout);
+  t.pass('the open page was told and plays the clip');
+
+  // ... no viewer page open: a new window at the clip's URL, which selects and plays it
+  const clipUrl = await sw.evaluate(
+    (id) => (self as unknown as { vigilClipUrl(id: string): string }).vigilClipUrl(id),
+    itemId,
+  );
+  t.equal(clipUrl, `${origin}/?clip=${itemId}`);
+  await page2.close();
+  const page3 = await browser.newPage();
+  await page3.goto(clipUrl);
+  await waitForClipPlaying(page3, itemId, 0.5, PATIENCE.timeout);
+  t.pass('a page opened at the clip URL plays the clip');
 });

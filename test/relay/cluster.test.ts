@@ -13,6 +13,12 @@ import { SILENT } from '../../base/logger.js';
 import { postgresAvailable, startPostgres } from '../../dev/fixtures/postgres.js';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { startRelay } from '../../relay/server.js';
+import type { RelayOptions } from '../../relay/server.js';
+import { decodePushMessage } from '../../protocol/push.js';
+import { PgStore } from '../../relay/pg-store.js';
+import { PUSH_NS } from '../../relay/push.js';
+import type { PushEvent, PushTransport, RelayPush } from '../../relay/push.js';
+import { decryptAes128gcm, newSubscriptionKeys } from '../fixtures/web-push.js';
 import type { RelayLimits } from '../../relay/limits.js';
 import { MemoryBlobStore } from '../../relay/store.js';
 import { tempDir } from './fixtures.js';
@@ -27,7 +33,11 @@ if (!(await postgresAvailable())) {
 
   let n = 0;
   /** Two relays sharing a fresh database and one blob store. */
-  const pair = async (t: Test, limits: Partial<RelayLimits> = {}) => {
+  const pair = async (
+    t: Test,
+    limits: Partial<RelayLimits> = {},
+    push: (relay: 'a' | 'b') => RelayOptions['push'] = () => undefined,
+  ) => {
     const name = `c${++n}`;
     const admin = new pg.Client({ connectionString: pgc.url });
     await admin.connect();
@@ -41,6 +51,7 @@ if (!(await postgresAvailable())) {
       blobs,
       database,
       limits,
+      ...withPush(push('a')),
     });
     const b = await startRelay({
       dataDir: `${dir}/${name}b`,
@@ -48,6 +59,7 @@ if (!(await postgresAvailable())) {
       blobs,
       database,
       limits,
+      ...withPush(push('b')),
     });
     t.teardown(async () => {
       await a.close();
@@ -56,6 +68,7 @@ if (!(await postgresAvailable())) {
     const dev = await new RelayClient({ url: a.url }).registerDevice(`dev-${name}`);
     return {
       deviceId: `dev-${name}`,
+      database,
       a,
       b,
       blobs,
@@ -73,6 +86,8 @@ if (!(await postgresAvailable())) {
       },
     };
   };
+  const withPush = (p: RelayOptions['push']): Partial<RelayOptions> =>
+    p === undefined ? {} : { push: p };
   const status = (e: unknown): number => (e instanceof RelayHttpError ? e.status : -1);
 
   t.test('accounts made through one relay work at once through the other', async (t) => {
@@ -200,4 +215,126 @@ if (!(await postgresAvailable())) {
     t.same((await next)?.data.toString(), 'init');
     t.same(await ph.onB.liveInfo(), { itemId: 'live-1', first: 0, next: 2, complete: true });
   });
+
+  /** Resolve with the next event of `type` from any of `relays`. */
+  const nextPush = <T extends PushEvent['type']>(
+    relays: readonly RelayPush[],
+    type: T,
+  ): Promise<{ from: RelayPush; e: Extract<PushEvent, { type: T }> }> =>
+    new Promise((resolve) => {
+      const offs = relays.map((r) =>
+        r.onEvent((e) => {
+          if (e.type !== type) return;
+          for (const off of offs) off();
+          resolve({ from: r, e: e as Extract<PushEvent, { type: T }> });
+        }),
+      );
+    });
+
+  t.test(
+    'push state is shared: registered through a, delivered through b; a dead endpoint leaves both; one "unseen"',
+    async (t) => {
+      const sent: { via: 'a' | 'b'; endpoint: string; body: Buffer }[] = [];
+      let answer = 201;
+      const transport =
+        (via: 'a' | 'b'): PushTransport =>
+        (req) => {
+          sent.push({ via, endpoint: req.endpoint, body: req.body });
+          return Promise.resolve({ status: answer });
+        };
+      const UNSEEN_MS = 4000;
+      const p = await pair(t, {}, (via) => ({
+        transport: transport(via),
+        unseenAfterMs: UNSEEN_MS,
+        retry: { initialMs: 10, maxMs: 10, attempts: 2 },
+      }));
+      const [pa, pb] = [p.a.push as RelayPush, p.b.push as RelayPush];
+      t.equal(pa.vapidPublicKey, pb.vapidPublicKey, 'one VAPID key for both relays');
+      const ph = await p.phone();
+      const phoneId = (await p.devA.phones())[0]?.phoneId as string;
+      const keys = newSubscriptionKeys();
+      const ep1 = 'https://push.example/sub/1';
+      const reg = await ph.onA.registerPush({ endpoint: ep1, keys: keys.json });
+
+      // a notice uploaded through b goes to the endpoint registered through a
+      const delivered = nextPush([pa, pb], 'delivered');
+      await p.devB.append(
+        'notice-1',
+        { group: 'notification', kind: 'message', offset: 0, final: true },
+        Buffer.from('sealed notice'),
+      );
+      const d = await delivered;
+      t.equal(d.from, pb, 'delivered by the relay the hub uploaded to');
+      t.match(d.e, { endpointId: reg.id, phoneId });
+      const msg = decodePushMessage(decryptAes128gcm(sent[0]?.body as Buffer, keys));
+      t.match(msg.ok && msg.value, {
+        t: 'notice',
+        group: 'notification',
+        mls: Buffer.from('sealed notice').toString('base64url'),
+      });
+      t.same(
+        sent.map((x) => [x.via, x.endpoint]),
+        [['b', ep1]],
+      );
+
+      // the endpoint is gone (410 at b): dropped from the shared store, so a forgets it too
+      answer = 410;
+      const dropped = nextPush([pa, pb], 'dropped');
+      await p.devB.append(
+        'notice-2',
+        { group: 'notification', kind: 'message', offset: 0, final: true },
+        Buffer.from('second'),
+      );
+      t.match((await dropped).e, { endpointId: reg.id, status: 410 });
+      await p.a.core.sync();
+      t.same(await ph.onA.pushEndpoints(), [], 'a lists no endpoint');
+      t.equal(pa.endpointCount(phoneId), 0);
+      const store = await PgStore.open(p.database, { logger: SILENT });
+      t.teardown(() => store.close());
+      t.same(await store.loadAll(PUSH_NS.endpoints), [], 'and the shared store holds none');
+
+      // "unseen": the hub talks to b only; a (where the phone registered) must not
+      // announce while b sees it, and the outage is announced once, by one relay
+      answer = 201;
+      const keys2 = newSubscriptionKeys();
+      await ph.onA.registerPush({ endpoint: 'https://push.example/sub/2', keys: keys2.json });
+      const events: { via: RelayPush; e: PushEvent }[] = [];
+      let wake = (): void => undefined;
+      for (const r of [pa, pb])
+        r.onEvent((e) => {
+          events.push({ via: r, e });
+          wake();
+        });
+      const waitFor = async (done: () => boolean): Promise<void> => {
+        while (!done())
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+      };
+      const unseenEvents = () => events.filter((x) => x.e.type === 'unseen');
+      const until = Date.now() + 2 * UNSEEN_MS;
+      let lastRequest = 0;
+      while (Date.now() < until) {
+        lastRequest = Date.now();
+        await p.devB.uploadStatus('notice-1');
+      }
+      t.same(unseenEvents(), [], 'no "unseen" while the hub kept talking to b');
+      // the hub goes quiet: one relay announces, the other finds it announced
+      await waitFor(() => unseenEvents().length > 0);
+      const first = unseenEvents()[0] as {
+        via: RelayPush;
+        e: Extract<PushEvent, { type: 'unseen' }>;
+      };
+      const other = first.via === pa ? pb : pa;
+      await waitFor(() => events.some((x) => x.via === other && x.e.type === 'unseen-already'));
+      t.equal(unseenEvents().length, 1, 'announced by one relay');
+      t.ok(first.e.since >= lastRequest - 1000, 'since: the last request b served (shared with a)');
+      const unseenSent = sent.filter((x) => {
+        if (x.endpoint !== 'https://push.example/sub/2') return false;
+        const m = decodePushMessage(decryptAes128gcm(x.body, keys2));
+        return m.ok && m.value.t === 'unseen';
+      });
+      t.equal(unseenSent.length, 1, 'pushed once, by one relay');
+    },
+  );
 }

@@ -4,6 +4,7 @@
  * embedded file store too), versioned migrations under concurrent starts, and
  * the coordination of two stores as two relay processes see it.
  */
+import { stat } from 'node:fs/promises';
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
@@ -13,6 +14,7 @@ import { postgresAvailable, startPostgres } from '../../dev/fixtures/postgres.js
 import type { PostgresCluster } from '../../dev/fixtures/postgres.js';
 import type { ClusterHandlers, FailureMessage, LiveMessage } from '../../relay/cluster.js';
 import { MIGRATIONS, PgStore, migrate } from '../../relay/pg-store.js';
+import { PUSH_NS } from '../../relay/push.js';
 import { FsRecordStore } from '../../relay/store.js';
 import type { RecordStore } from '../../relay/store.js';
 import { tempDir } from './fixtures.js';
@@ -60,12 +62,43 @@ if (!(await postgresAvailable())) {
     t.same(await rec.loadAll('phones'), [{ id: 'p1', doc: { b: true } }], 'namespaces apart');
     await t.rejects(rec.put('items', '../x', {}), { code: 'EKEY' }, 'bad id refused');
     await t.rejects(rec.put('a b', 'x', {}), { code: 'EKEY' }, 'bad namespace refused');
+    // push state (relay/push.ts) is records too: so every relay process on one store shares it
+    const vapid = { v: 1, publicKey: 'B'.repeat(87), privateKey: 'p'.repeat(43) };
+    await rec.put(PUSH_NS.vapid, 'key', vapid, { secret: true });
+    const phone = {
+      v: 1,
+      phoneId: 'phone-1',
+      deviceId: 'dev-1',
+      endpoints: [
+        {
+          id: 'e'.repeat(22),
+          endpoint: 'https://push.example/s',
+          p256dh: 'k',
+          auth: 'a',
+          createdAt: 1,
+        },
+      ],
+    };
+    await rec.put(PUSH_NS.endpoints, 'phone-1', phone);
+    await rec.put(PUSH_NS.seen, 'dev-1', { v: 1, deviceId: 'dev-1', seenAt: 5, announcedAt: 9 });
+    t.same(await rec.loadAll(PUSH_NS.vapid), [{ id: 'key', doc: vapid }], 'a secret record');
+    t.same(await rec.loadAll(PUSH_NS.endpoints), [{ id: 'phone-1', doc: phone }]);
+    t.same(await rec.loadAll(PUSH_NS.seen), [
+      { id: 'dev-1', doc: { v: 1, deviceId: 'dev-1', seenAt: 5, announcedAt: 9 } },
+    ]);
+    await rec.delete(PUSH_NS.endpoints, 'phone-1');
+    t.same(await rec.loadAll(PUSH_NS.endpoints), [], 'a dropped endpoint record is gone');
   };
 
   t.test('record store contract: files', async (t) => {
     const { dir, cleanup } = await tempDir();
     t.teardown(cleanup);
     await contract(t, new FsRecordStore(`${dir}/r`, new DurableFs()));
+    t.equal(
+      (await stat(`${dir}/r/${PUSH_NS.vapid}`)).mode & 0o777,
+      0o700,
+      'a secret record lives in an owner-only directory',
+    );
   });
 
   t.test('record store contract: PostgreSQL', async (t) => {

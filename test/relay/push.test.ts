@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
@@ -6,7 +6,8 @@ import { DurableFs } from '../../hw/os/fs.js';
 import { decodePushMessage } from '../../protocol/push.js';
 import { openPush } from '../../app/push.js';
 import { RelayClient } from '../../protocol/relay-client.js';
-import { RelayPush, checkEndpointUrl } from '../../relay/push.js';
+import { PUSH_NS, RelayPush, checkEndpointUrl } from '../../relay/push.js';
+import { FsRecordStore } from '../../relay/store.js';
 import type { PushEvent, PushTransport } from '../../relay/push.js';
 import { manualClock } from '../fixtures/manual-clock.js';
 import { decryptAes128gcm, newSubscriptionKeys, verifyVapid } from '../fixtures/web-push.js';
@@ -46,16 +47,16 @@ async function openPush_(
   const { dir, cleanup } = await tempDir('vigil-push-');
   t.teardown(cleanup);
   const { clock, advance } = manualClock();
+  const records = new FsRecordStore(join(dir, 'records'), new DurableFs());
   const push = await RelayPush.open({
-    dir,
-    fs: new DurableFs(),
+    records,
     logger: new MemoryLogger('push'),
     clock,
     retry: { initialMs: 1000, maxMs: 8000, attempts: 4 },
     ...o,
   });
   t.teardown(() => push.close());
-  return { push, advance, dir };
+  return { push, advance, dir, records };
 }
 
 t.test('a 500 is retried with backoff on the clock; then delivered', async (t) => {
@@ -64,7 +65,7 @@ t.test('a 500 is retried with backoff on the clock; then delivered', async (t) =
   const keys = newSubscriptionKeys();
   await push.register('phone-1', 'dev-1', { endpoint: EP, keys: keys.json });
   const r1 = nextEvent(push, 'retry');
-  t.equal(push.notice(['phone-1'], 7, 'notification', Buffer.from('mls-bytes')), 1);
+  t.equal(await push.notice(['phone-1'], 7, 'notification', Buffer.from('mls-bytes')), 1);
   const e1 = await r1;
   t.match(e1, { status: 500, attempt: 1, inMs: 1000 });
   t.equal(s.sent.length, 1);
@@ -95,17 +96,21 @@ t.test('retries stop after the last attempt; a 400 is not retried', async (t) =>
   const { push, advance } = await openPush_(t, { transport: s.transport });
   await push.register('phone-1', 'dev-1', { endpoint: EP, keys: newSubscriptionKeys().json });
   const failed = nextEvent(push, 'failed');
-  push.notice(['phone-1'], 1, 'notification', Buffer.from('x'));
-  for (let i = 0; i < 4; i++) {
-    await new Promise<void>((resolve) => {
+  const attempted = () =>
+    new Promise<void>((resolve) => {
       const off = push.onEvent((e) => {
         if (e.type === 'retry' || e.type === 'failed') {
           off();
           resolve();
         }
       });
-      advance(8000);
     });
+  let next = attempted();
+  await push.notice(['phone-1'], 1, 'notification', Buffer.from('x'));
+  for (let i = 0; i < 4; i++) {
+    await next;
+    next = attempted();
+    advance(8000);
   }
   t.match(await failed, { status: 502, attempt: 4 });
   t.equal(s.sent.length, 4);
@@ -116,7 +121,7 @@ t.test('retries stop after the last attempt; a 400 is not retried', async (t) =>
   const b = await openPush_(t, { transport: bad.transport });
   await b.push.register('phone-2', 'dev-1', { endpoint: EP, keys: newSubscriptionKeys().json });
   const f2 = nextEvent(b.push, 'failed');
-  b.push.notice(['phone-2'], 1, 'notification', Buffer.from('x'));
+  await b.push.notice(['phone-2'], 1, 'notification', Buffer.from('x'));
   t.match(await f2, { status: 400, attempt: 1 });
   b.advance(60_000);
   t.equal(bad.sent.length, 1, 'a 400 is final');
@@ -127,14 +132,14 @@ t.test('a 410 or 404 endpoint is dropped and never tried again', async (t) => {
     const s = scripted([status]);
     const { push, advance, dir } = await openPush_(t, { transport: s.transport });
     await push.register('phone-1', 'dev-1', { endpoint: EP, keys: newSubscriptionKeys().json });
-    const file = join(dir, 'endpoints', 'phone-1.json');
-    t.ok(await stat(file), 'the endpoint is on disk');
+    const file = join(dir, 'records', PUSH_NS.endpoints, 'phone-1.json');
+    t.ok(await stat(file), 'the endpoint is in the record store');
     const dropped = nextEvent(push, 'dropped');
-    push.notice(['phone-1'], 1, 'notification', Buffer.from('x'));
+    await push.notice(['phone-1'], 1, 'notification', Buffer.from('x'));
     t.match(await dropped, { status, phoneId: 'phone-1' });
     t.same(push.list('phone-1'), []);
     await t.rejects(stat(file), { code: 'ENOENT' }, 'and off the disk');
-    t.equal(push.notice(['phone-1'], 2, 'notification', Buffer.from('y')), 0);
+    t.equal(await push.notice(['phone-1'], 2, 'notification', Buffer.from('y')), 0);
     advance(600_000);
     t.equal(s.sent.length, 1, `${status}: one request only`);
   }
@@ -143,11 +148,19 @@ t.test('a 410 or 404 endpoint is dropped and never tried again', async (t) => {
 t.test('endpoints and the VAPID key survive a restart; cap per phone', async (t) => {
   const { dir, cleanup } = await tempDir('vigil-push-');
   t.teardown(cleanup);
-  const o = { dir, fs: new DurableFs(), logger: new MemoryLogger('push'), maxEndpointsPerPhone: 2 };
+  const o = {
+    records: new FsRecordStore(join(dir, 'records'), new DurableFs()),
+    logger: new MemoryLogger('push'),
+    maxEndpointsPerPhone: 2,
+  };
   const a = await RelayPush.open(o);
   const key = a.vapidPublicKey;
   t.equal(Buffer.from(key, 'base64url').length, 65);
-  t.equal((await stat(join(dir, 'vapid.json'))).mode & 0o777, 0o600, 'the private key is 0600');
+  t.equal(
+    (await stat(join(dir, 'records', PUSH_NS.vapid))).mode & 0o777,
+    0o700,
+    'the private key is in an owner-only directory',
+  );
   const k = newSubscriptionKeys().json;
   t.match(await a.register('phone-p1', 'dev-d1', { endpoint: EP, keys: k }), { created: true });
   t.match(await a.register('phone-p1', 'dev-d1', { endpoint: EP, keys: k }), { created: false });
@@ -167,14 +180,51 @@ t.test('endpoints and the VAPID key survive a restart; cap per phone', async (t)
   );
   await b.forgetPhone('phone-p1');
   t.equal(b.endpointCount('phone-p1'), 0);
-  t.notOk(JSON.parse(await readFile(join(dir, 'vapid.json'), 'utf8')).privateKey === undefined);
+  t.same(await o.records.loadAll(PUSH_NS.endpoints), [], 'and out of the store');
+  const [vapid] = await o.records.loadAll(PUSH_NS.vapid);
+  t.match(vapid?.doc, { publicKey: key, privateKey: /^[A-Za-z0-9_-]{43}$/ });
+});
+
+t.test('push state of an earlier relay (files) moves into the record store', async (t) => {
+  const { dir, cleanup } = await tempDir('vigil-push-');
+  t.teardown(cleanup);
+  const legacy = join(dir, 'push');
+  await mkdir(join(legacy, 'endpoints'), { recursive: true });
+  const vapid = { v: 1, publicKey: 'B'.repeat(87), privateKey: 'p'.repeat(43) };
+  await writeFile(join(legacy, 'vapid.json'), JSON.stringify(vapid));
+  const k = newSubscriptionKeys().json;
+  const phone = {
+    v: 1,
+    phoneId: 'phone-old',
+    deviceId: 'dev-old',
+    endpoints: [{ id: 'i'.repeat(22), endpoint: EP, p256dh: k.p256dh, auth: k.auth, createdAt: 5 }],
+  };
+  await writeFile(join(legacy, 'endpoints', 'phone-old.json'), JSON.stringify(phone));
+  const records = new FsRecordStore(join(dir, 'records'), new DurableFs());
+  const fs = new DurableFs();
+  const o = { records, legacyDir: legacy, fs, logger: new MemoryLogger('push') };
+  const p = await RelayPush.open(o);
+  t.equal(p.vapidPublicKey, vapid.publicKey, 'the VAPID key is kept (subscriptions stay valid)');
+  t.same(p.list('phone-old'), [
+    { id: 'i'.repeat(22), origin: 'https://push.example', createdAt: 5 },
+  ]);
+  await p.close();
+  await t.rejects(stat(join(legacy, 'vapid.json')), { code: 'ENOENT' }, 'the old files go');
+  await t.rejects(stat(join(legacy, 'endpoints', 'phone-old.json')), { code: 'ENOENT' });
+  const again = await RelayPush.open(o);
+  t.teardown(() => again.close());
+  t.equal(again.vapidPublicKey, vapid.publicKey, 'a second start finds it in the store');
+  t.equal(again.endpointCount('phone-old'), 1);
 });
 
 t.test(
   '"unseen since": once per outage after the threshold, labelled relay-reported',
   async (t) => {
     const s = scripted([201]);
-    const { push, advance } = await openPush_(t, { transport: s.transport, unseenAfterMs: 60_000 });
+    const { push, advance, records } = await openPush_(t, {
+      transport: s.transport,
+      unseenAfterMs: 60_000,
+    });
     const keys = newSubscriptionKeys();
     await push.register('phone-1', 'dev-1', { endpoint: EP, keys: keys.json });
     const events: PushEvent[] = [];
@@ -188,12 +238,15 @@ t.test(
       'nothing before the threshold',
     );
     const first = nextEvent(push, 'delivered');
+    const unseen = nextEvent(push, 'unseen');
     advance(1);
-    t.match(
-      events.find((e) => e.type === 'unseen'),
-      { deviceId: 'dev-1', since: 10_000, endpoints: 1 },
-    );
+    t.match(await unseen, { deviceId: 'dev-1', since: 10_000, endpoints: 1 });
     await first;
+    t.match(
+      (await records.loadAll(PUSH_NS.seen))[0]?.doc,
+      { v: 1, deviceId: 'dev-1', seenAt: 10_000, announcedAt: 70_000 },
+      'the sighting and the announcement are in the store: no other relay process (or a restart) repeats it',
+    );
     advance(10 * 60_000);
     t.equal(events.filter((e) => e.type === 'unseen').length, 1, 'once per outage');
     t.equal(s.sent.length, 1);
@@ -376,7 +429,7 @@ t.test('a VAPID header the test verifies independently', async (t) => {
   });
   await push.register('p', 'd', { endpoint: EP, keys: newSubscriptionKeys().json });
   const done = nextEvent(push, 'delivered');
-  push.notice(['p'], 3, 'notification', Buffer.from('z'));
+  await push.notice(['p'], 3, 'notification', Buffer.from('z'));
   await done;
   const h = s.sent[0]!.headers;
   const v = verifyVapid(h.authorization);

@@ -10,6 +10,8 @@ import { eventsOf, startViewer } from '../../../app/viewer/server.js';
 import { HubLink } from '../../../app/hub-link.js';
 import { LIVE_REFUSED_TOPIC, encodeControl } from '../../../protocol/live-control.js';
 import { RelayClient } from '../../../protocol/relay-client.js';
+import { encodePushMessage } from '../../../protocol/push.js';
+import { NoticeFeed } from '../../../app/push.js';
 import { relayWith, tempDir } from '../../relay/fixtures.js';
 import { launchChromium, splitFmp4 } from '../../../dev/fixtures/browser.js';
 import { H264_CODEC, StaticKeySealer, makeClip, makeJpeg, sealWhole } from '../fixtures.js';
@@ -191,5 +193,62 @@ t.test(
     };
     t.equal(status.hub.offline, false);
     t.equal(status.hub.lastSeenAt, null);
+  },
+);
+
+t.test(
+  '/api/push/open: a hub notice opens with MLS and names its clip; "unseen" does not',
+  async (t) => {
+    const { dir, cleanup } = await tempDir('vigil-viewer-push-');
+    const feed = new NoticeFeed();
+    const itemId = 'ab'.repeat(16);
+    const opened: string[] = [];
+    const viewer = await startViewer({
+      store: new ItemStore(`${dir}/app`, new DurableFs()),
+      crypto: new StaticKeyCrypto(randomBytes(32)),
+      logger: SILENT,
+      notices: {
+        feed,
+        deviceId: 'dev-1',
+        // stands in for MLS: the push carries these bytes, "opened" into a motion notice
+        receive: (b) => {
+          opened.push(Buffer.from(b).toString());
+          return Promise.resolve({
+            kind: 'notice',
+            notice: { t: 'notice', at: 1_000, kind: 'motion', itemId, text: 'motion detected' },
+          });
+        },
+      },
+    });
+    t.teardown(async () => {
+      await viewer.close();
+      await cleanup();
+    });
+    const tok = new URL(viewer.url).searchParams.get('t')!;
+    const base = viewer.url.replace(/\/\?t=.*$/, '');
+    const post = async (m: Parameters<typeof encodePushMessage>[0]) => {
+      const r = await fetch(`${base}/api/push/open?t=${tok}`, {
+        method: 'POST',
+        body: encodePushMessage(m) as unknown as BodyInit,
+      });
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const notice = await post({
+      v: 1,
+      t: 'notice',
+      seq: 4,
+      group: 'notification',
+      mls: Buffer.from('sealed').toString('base64url'),
+    });
+    t.same(opened, ['sealed'], 'the MLS bytes went to the phone');
+    t.match(notice, {
+      status: 200,
+      body: { title: 'Vigil: motion', trusted: true, source: 'hub', itemId },
+    });
+    t.match(feed.since(0).notices[0]?.notice, { itemId }, 'and into the page feed');
+    const unseen = await post({ v: 1, t: 'unseen', deviceId: 'dev-1', since: 5, at: 9 });
+    t.equal(unseen.status, 200);
+    t.equal(unseen.body.trusted, false);
+    t.notOk('itemId' in unseen.body, 'the relay-reported notice names no clip');
   },
 );

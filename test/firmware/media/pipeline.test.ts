@@ -243,7 +243,7 @@ t.test(
     t.match(st.camera.format, { pixelFormat: 'H264' });
     const ctrls = b.devices.get('/dev/video0')?.controlValues;
     t.equal(ctrls?.get(0x009909cf), 4_000_000, 'bitrate control');
-    t.equal(ctrls?.get(0x00990a66), 30, 'I-frame period = 1 s of frames');
+    t.equal(ctrls?.get(0x00990a66), 15, 'I-frame period = 0.5 s of frames (the default)');
     await p.stop();
   },
 );

@@ -155,10 +155,10 @@ t.test('preferences force a path or fail clearly', async (t) => {
   );
 });
 
-t.test('config: defaults, GOP about one second, validation', async (t) => {
+t.test('config: defaults, GOP half a second (live latency), validation', async (t) => {
   const c = encoderConfigSchema.parse({});
-  t.match(c, { width: 1280, height: 720, fps: 15, bitrateKbps: 2000, gopSeconds: 1 });
-  t.equal(gopFrames(c), 15);
+  t.match(c, { width: 1280, height: 720, fps: 15, bitrateKbps: 2000, gopSeconds: 0.5 });
+  t.equal(gopFrames(c), 8);
   t.equal(gopFrames({ fps: 30, gopSeconds: 1 }), 30);
   t.equal(gopFrames({ fps: 2, gopSeconds: 0.25 }), 1);
   t.notOk(encoderConfigSchema.safeParse({ width: 641 }).success, 'odd width refused');

@@ -9,7 +9,13 @@ import {
   startEncoder,
 } from '../../../hw/encoder/ffmpeg-encoder.js';
 
-const config = encoderConfigSchema.parse({ width: 320, height: 240, fps: 10, bitrateKbps: 300 });
+const config = encoderConfigSchema.parse({
+  width: 320,
+  height: 240,
+  fps: 10,
+  bitrateKbps: 300,
+  gopSeconds: 1,
+});
 const software: EncoderChoice = {
   path: 'software',
   inputPixelFormat: 'YU12',
