@@ -242,7 +242,18 @@ self.addEventListener('push', (event) => {
     try {
       const data = event.data ? await event.data.arrayBuffer() : new ArrayBuffer(0);
       const r = await fetch('api/push/open', { method: 'POST', body: data, credentials: 'same-origin' });
-      if (r.ok) { const n = await r.json(); title = n.title; body = (n.trusted ? '' : '[relay-reported] ') + n.body; }
+      if (r.ok) {
+        const n = await r.json();
+        if (n.cover) {
+          // privacy mode cover push (docs/app.md): browsers want a visible notification per
+          // push, so keep one quiet notification up rather than announce anything
+          const shown = await self.registration.getNotifications();
+          if (shown.length > 0) return;
+          await self.registration.showNotification('Vigil', { body: 'watching (privacy mode)', tag: 'vigil', silent: true });
+          return;
+        }
+        title = n.title; body = (n.trusted ? '' : '[relay-reported] ') + n.body;
+      }
     } catch (err) { /* the viewer is not running: the generic text */ }
     await self.registration.showNotification(title, { body, tag: 'vigil' });
   })());

@@ -439,8 +439,14 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         ...(n?.deviceId !== undefined ? { deviceId: n.deviceId } : {}),
         ...(client ? { ack: (seq: number) => client.ack(seq) } : {}),
       });
-      n?.feed.add(o);
-      json(res, 200, { title: o.title, body: o.body, trusted: o.trusted, source: o.source });
+      if (o.cover !== true) n?.feed.add(o);
+      json(res, 200, {
+        title: o.title,
+        body: o.body,
+        trusted: o.trusted,
+        source: o.source,
+        cover: o.cover === true,
+      });
     } catch (e) {
       if (!(e instanceof PushOpenError)) throw e;
       json(res, 422, { message: e.message });
