@@ -28,6 +28,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../../base/clock.js';
 import { SYSTEM_CLOCK } from '../../base/clock.js';
+import { isAborted } from '../../base/async.js';
 import { reasonOf } from '../../base/errors.js';
 import type { Logger } from '../../base/logger.js';
 import type { NoticeMessage } from '../../protocol/e2ee-frames.js';
@@ -184,7 +185,11 @@ export class StreamSender {
   async #lane(lane: Lane, slotMs: number, signal: AbortSignal): Promise<void> {
     const next = (after: number): number => (Math.floor(after / slotMs) + 1) * slotMs;
     let at = next(this.#clock.now());
+    // constant-rate prepares a slot before its time (nothing about the content shows in
+    // when it leaves); padding-buckets builds at the slot, so an item waits one slot at most
+    const ahead = this.#o.plan.mode === 'constant-rate';
     while (!signal.aborted) {
+      if (!ahead) await this.#sleepUntil(at, signal);
       let built: Built;
       let sealed: { itemId: string; bytes: Uint8Array; to: string | undefined }[];
       try {
@@ -195,14 +200,14 @@ export class StreamSender {
         built = EMPTY;
         sealed = [];
       }
-      await this.#sleepUntil(at, signal);
-      if (signal.aborted) break;
+      if (ahead) await this.#sleepUntil(at, signal);
+      if (isAborted(signal)) break;
       try {
         for (const s of sealed)
           await this.#o.post(s.itemId, LANE_GROUP[lane], s.bytes, s.to, signal);
         await this.#commit(lane, built);
       } catch (e) {
-        if (signal.aborted) break;
+        if (isAborted(signal)) break;
         this.#failed += 1;
         this.#log.warn('privacy slot not delivered; its bytes go again at the next slot', {
           lane,
