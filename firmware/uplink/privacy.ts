@@ -216,9 +216,9 @@ function dur(ms: number): string {
 
 /** One line for people (`vigil hub status`). */
 export function describeCost(k: PrivacyCost): string {
-  if (k.mode === 'off') return 'privacy: off (the relay sees when events happen)';
+  if (k.mode === 'off') return 'off (the relay sees when events happen)';
   return (
-    `privacy: ${k.mode}: ~${mib(k.upBytesPerDay)}/day per phone up and down ` +
+    `${k.mode}: ~${mib(k.upBytesPerDay)}/day per phone up and down ` +
     `(${mib(k.baselineBytesPerDay)} with the mode off at ${DEFAULT_WORKLOAD.eventsPerDay} events/day), ` +
     `${Math.round(k.pushesPerDay)} pushes/day, clips ~${dur(k.addedLatencyMs.mean)} later ` +
     `(at most ${dur(k.addedLatencyMs.max)}), notices ~${dur(k.noticeLatencyMs.mean)} later; ` +
