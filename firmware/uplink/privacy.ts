@@ -20,10 +20,11 @@ import { STREAM_MAX_RECORD_BYTES } from '../../protocol/stream-record.js';
 /** Plaintext size of a notice record: its MLS message stays under the push limit. */
 export const NOTICE_RECORD_BYTES = 2048;
 /**
- * MLS application-message overhead over the plaintext for this profile
- * (measured: test/firmware/uplink/stream.test.ts checks the real figure).
+ * MLS application-message overhead over the plaintext for this profile: 146 bytes
+ * for a notice record, 150 for 16 KiB..2 MiB records (the length varint grows);
+ * test/integration/privacy-day.test.ts checks it on real messages.
  */
-export const MLS_RECORD_OVERHEAD = 175;
+export const MLS_RECORD_OVERHEAD = 150;
 
 const MAX_KIB = STREAM_MAX_RECORD_BYTES / 1024;
 

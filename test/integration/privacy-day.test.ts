@@ -10,6 +10,7 @@
  * keeps nothing once it synced (cover records are acknowledged and deleted).
  */
 import t from 'tap';
+import { MLS_RECORD_OVERHEAD, NOTICE_RECORD_BYTES } from '../../firmware/uplink/privacy.js';
 import { simulateDay, type DayResult, type WireEntry } from '../../dev/fixtures/privacy-day.js';
 
 const WINDOW_MS = 30 * 60_000;
@@ -116,4 +117,13 @@ t.test('privacy: a compressed day seen from the relay, mode off vs constant-rate
     'constant-rate: two record sizes only (data and notice lanes)',
   );
   t.ok(new Set(wOff.map((w) => w.signature)).size > 1, 'mode off: windows differ');
+  // the cost estimate's MLS overhead is the real one (firmware/uplink/privacy.ts)
+  const data = cr.wire.find((w) => w.group === 'config');
+  const notice = cr.wire.find((w) => w.group === 'notification');
+  t.equal((data?.bytes ?? 0) - 16 * 1024, MLS_RECORD_OVERHEAD, 'data record overhead');
+  t.equal(
+    (notice?.bytes ?? 0) - NOTICE_RECORD_BYTES,
+    MLS_RECORD_OVERHEAD - 4,
+    'notice record overhead',
+  );
 });
