@@ -21,6 +21,7 @@ import {
 } from '../protocol/container.js';
 import { VigilError } from '../base/errors.js';
 import type { ItemKind } from '../protocol/items.js';
+import type { Fragment } from '../protocol/stream-record.js';
 
 export interface ItemSummary {
   /** Hex item id from the container header. */
@@ -50,6 +51,17 @@ export interface CompanionCrypto {
   receive(bytes: Uint8Array): Promise<string>;
   /** Delete what is kept to open an item (the user deleted it); absent when nothing is kept per item. */
   forget?(itemId: string): Promise<void>;
+  /**
+   * `receive`, also handing back the media fragments of a privacy-mode stream
+   * record (protocol/stream-record.ts) for the reassembler. Optional: without it
+   * the syncer uses `receive` and a stream record carries nothing.
+   */
+  receiveMessage?(bytes: Uint8Array): Promise<ReceivedMessage>;
+}
+
+export interface ReceivedMessage {
+  readonly text: string;
+  readonly fragments?: readonly Fragment[];
 }
 
 export class CryptoError extends VigilError {

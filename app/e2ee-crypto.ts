@@ -5,7 +5,7 @@
 import type { ParsedHeader } from '../protocol/container.js';
 import type { NoticeMessage } from '../protocol/e2ee-frames.js';
 import type { E2eePhone, Inbound } from './e2ee/phone.js';
-import type { CompanionCrypto, ItemSummary } from './crypto.js';
+import type { CompanionCrypto, ItemSummary, ReceivedMessage } from './crypto.js';
 import { summaryOf } from './crypto.js';
 
 function describe(m: Inbound): string {
@@ -23,6 +23,10 @@ function describe(m: Inbound): string {
       return describeNotice(m.notice);
     case 'app':
       return `message on topic ${m.topic}`;
+    case 'stream-record':
+      return m.fragments.length + m.notices.length === 0
+        ? 'cover record'
+        : `stream record (${m.fragments.length} fragment(s), ${m.notices.length} notice(s))`;
   }
 }
 
@@ -91,7 +95,19 @@ export class E2eeCrypto implements CompanionCrypto {
     const m = await this.phone.receive(bytes);
     this.inbound.push(m);
     if (m.kind === 'notice') for (const fn of this.#noticeListeners) fn(m.notice);
+    if (m.kind === 'stream-record')
+      for (const n of m.notices) for (const fn of this.#noticeListeners) fn(n);
     return m;
+  }
+
+  async receiveMessage(bytes: Uint8Array): Promise<ReceivedMessage> {
+    const m = await this.receiveInbound(bytes);
+    if (m.kind === 'stream-record') return { text: describe(m), fragments: m.fragments };
+    if (m.kind === 'app') {
+      const h = this.#appHandlers.get(m.topic);
+      if (h) return { text: await h(m.body) };
+    }
+    return { text: describe(m) };
   }
 
   async receive(bytes: Uint8Array): Promise<string> {

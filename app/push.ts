@@ -34,6 +34,8 @@ export interface OpenedPush {
   readonly notice?: NoticeMessage;
   /** Relay mailbox item of a hub notice (acknowledged once opened). */
   readonly seq?: number;
+  /** A cover push (privacy mode): nothing to show (docs/app.md "Privacy modes"). */
+  readonly cover?: boolean;
 }
 
 export class PushOpenError extends VigilError {
@@ -90,13 +92,29 @@ export async function openPush(plain: Uint8Array, d: OpenPushDeps): Promise<Open
       { cause: e },
     );
   }
-  if (inbound.kind !== 'notice')
+  const n =
+    inbound.kind === 'notice'
+      ? inbound.notice
+      : inbound.kind === 'stream-record'
+        ? inbound.notices[0]
+        : undefined;
+  if (inbound.kind !== 'notice' && inbound.kind !== 'stream-record')
     throw new PushOpenError(`push carried a hub ${inbound.kind} message, not a notice`);
   if (d.ack)
     await d.ack(msg.seq).catch((e: unknown) => {
       if (!(e instanceof RelayHttpError && e.status === 404)) throw e;
     });
-  const n = inbound.notice;
+  if (n === undefined)
+    // a cover record of the constant-rate mode (docs/app.md): nothing happened
+    return {
+      source: 'hub',
+      trusted: true,
+      cover: true,
+      title: 'Vigil',
+      body: '',
+      at: 0,
+      seq: msg.seq,
+    };
   return {
     source: 'hub',
     trusted: true,
@@ -223,7 +241,8 @@ export async function pushCommand(
         deviceId: d.deviceId,
         ack: (seq) => d.client.ack(seq),
       });
-      d.out(`${o.trusted ? '' : '[relay-reported] '}${o.title}: ${o.body}\n`);
+      if (o.cover === true) d.out('cover push (privacy mode): nothing happened\n');
+      else d.out(`${o.trusted ? '' : '[relay-reported] '}${o.title}: ${o.body}\n`);
       return 0;
     }
     case undefined:

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../hw/os/fs.js';
 import { ITEM_KINDS } from '../protocol/items.js';
+import { StreamReassembler } from './stream.js';
 
 export const StoredItem = z.object({
   seq: z.number().int().positive(),
@@ -36,6 +37,11 @@ export class ItemStore {
   constructor(dir: string, fs: DurableFs) {
     this.#dir = join(dir, 'items');
     this.#fs = fs;
+  }
+
+  /** The reassembler of privacy-mode stream records, in `<dir>/stream/` (app/stream.ts). */
+  openStream(): Promise<StreamReassembler> {
+    return StreamReassembler.open(join(this.#dir, '..', 'stream'), this.#fs);
   }
 
   async save(meta: StoredItem, bytes: Uint8Array): Promise<void> {

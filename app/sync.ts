@@ -19,6 +19,9 @@ import type { CompanionCrypto } from './crypto.js';
 import { openItem, summaryOf } from './crypto.js';
 import type { ItemStore, StoredItem } from './store.js';
 import type { RelayContact } from './relay-contact.js';
+import type { Fragment } from '../protocol/stream-record.js';
+import { GROUP_FOR_ITEM } from '../protocol/mls-profile.js';
+import { STREAM_SEQ_BASE, type StreamReassembler } from './stream.js';
 
 export interface SyncDeps {
   readonly client: RelayClient;
@@ -77,10 +80,22 @@ export class Syncer {
         }
         const bytes = await client.readAll(it.seq);
         this.#heartbeatOutstanding = false;
+        let fragments: readonly Fragment[] = [];
         try {
-          messages.push(await crypto.receive(bytes));
+          const r = crypto.receiveMessage
+            ? await crypto.receiveMessage(bytes)
+            : { text: await crypto.receive(bytes) };
+          messages.push(r.text);
+          fragments = r.fragments ?? [];
         } catch (e) {
           logger.warn('hub message rejected', { seq: it.seq, group: it.group, err: e });
+        }
+        // a stream record's fragments are durable before the record is acknowledged
+        if (fragments.length > 0) {
+          this.#lastRecordSeq = it.seq;
+          const stream = await this.#stream();
+          for (const f of fragments) await stream.add(f);
+          if (!gap) gap = await this.#reassembled(it.seq, stored);
         }
         await client.ack(it.seq);
         continue;
@@ -144,11 +159,88 @@ export class Syncer {
       stored.push(meta);
       logger.info('item stored', { seq: it.seq, kind: meta.summary.kind, bytes: bytes.length });
     }
+    // items waiting for catch-up (or stored fragments from before a restart) move on
+    // without waiting for the next real fragment
+    if (!gap && this.#streamOpen !== undefined && this.#lastRecordSeq > 0)
+      gap = await this.#reassembled(this.#lastRecordSeq, stored);
     if (gap && !this.#heartbeatOutstanding) {
       await client.postUp('config', await crypto.heartbeat());
       this.#heartbeatOutstanding = true;
     }
     return { stored, messages, pending };
+  }
+
+  #streamOpen: Promise<StreamReassembler> | undefined;
+  #stream(): Promise<StreamReassembler> {
+    this.#streamOpen ??= this.#d.store.openStream();
+    return this.#streamOpen;
+  }
+  /** Stream items whose header this syncer accepted (or found already accepted). */
+  readonly #streamAccepted = new Set<string>();
+  #streamStored = 0;
+  #lastRecordSeq = 0;
+
+  /**
+   * Items reassembled from stream records: accept each header as soon as it is
+   * whole (first-seen order = the hub's epoch order), store each complete item.
+   * Returns true when an epoch gap stopped it (a heartbeat asks for catch-up).
+   */
+  async #reassembled(seq: number, stored: StoredItem[]): Promise<boolean> {
+    const { crypto, store, logger } = this.#d;
+    const now = this.#d.now ?? Date.now;
+    const stream = await this.#stream();
+    for (const id of stream.pending()) {
+      if (!this.#streamAccepted.has(id)) {
+        const ph = parseHeader(await stream.prefix(id));
+        if (!ph.ok) {
+          if (ph.code === 'EITEM_TRUNCATED' && !stream.complete(id)) return false; // later items wait
+          logger.error('stream item has a bad header; discarded', { itemId: id, err: ph.reason });
+          await stream.drop(id);
+          continue;
+        }
+        try {
+          if (!(await crypto.itemKey(ph.value.header))) await crypto.acceptHeader(ph.value.header);
+        } catch (e) {
+          if ((e as { code?: unknown }).code !== 'EEPOCH_GAP') {
+            logger.error('stream item header refused; discarded', { itemId: id, err: e });
+            await stream.drop(id);
+            continue;
+          }
+          logger.warn('epoch gap in a stream item: asking the hub to catch up', { itemId: id });
+          return true;
+        }
+        this.#streamAccepted.add(id);
+      }
+      if (!stream.complete(id)) continue;
+      const bytes = await stream.take(id);
+      let durationMs: number;
+      try {
+        durationMs = (await openItem(crypto, bytes)).trailer.durationMs;
+      } catch (e) {
+        logger.error('stream item failed to decrypt; discarded', { itemId: id, err: e });
+        await stream.drop(id);
+        continue;
+      }
+      const ph = parseHeader(bytes);
+      if (!ph.ok) continue;
+      const summary = summaryOf(ph.value.header);
+      const meta: StoredItem = {
+        seq: STREAM_SEQ_BASE + seq * 64 + (this.#streamStored++ % 64),
+        relayItemId: id,
+        group: GROUP_FOR_ITEM[summary.kind],
+        summary,
+        size: bytes.length,
+        durationMs,
+        storedAt: now(),
+      };
+      await store.save(meta, bytes);
+      await crypto.acknowledge(summary.itemId);
+      await stream.drop(id);
+      this.#streamAccepted.delete(id);
+      stored.push(meta);
+      logger.info('item stored (stream)', { itemId: id, kind: summary.kind, bytes: bytes.length });
+    }
+    return false;
   }
 
   async #acceptHeader(it: ItemInfo): Promise<boolean> {

@@ -170,6 +170,8 @@ async function status(ctx: CommandContext, argv: readonly string[]): Promise<num
       );
   const relay = relayLine(body.services);
   if (relay !== undefined) lines.push(`relay:    ${relay}`);
+  const privacy = (body.services as { privacy?: { estimate?: unknown } } | undefined)?.privacy;
+  if (typeof privacy?.estimate === 'string') lines.push(`privacy:  ${privacy.estimate}`);
   lines.push(`status:   ${file}`);
   ctx.stdout(`${lines.join('\n')}\n`);
   return 0;

@@ -33,6 +33,7 @@ import {
   type SigningIdentity,
 } from '../../protocol/mls-profile.js';
 import { DesyncError, PhoneError } from './phone-store.js';
+import { decodeStreamRecord, isStreamRecord, type Fragment } from '../../protocol/stream-record.js';
 import type { GroupRuntime, PhoneStore } from './phone-store.js';
 
 export type Inbound =
@@ -45,7 +46,14 @@ export type Inbound =
   | { readonly kind: 'invite'; readonly invite: InviteMessage }
   | { readonly kind: 'removed'; readonly phoneId: string; readonly requestId: string }
   | { readonly kind: 'notice'; readonly notice: NoticeMessage }
-  | { readonly kind: 'app'; readonly topic: string; readonly body: Uint8Array };
+  | { readonly kind: 'app'; readonly topic: string; readonly body: Uint8Array }
+  | {
+      /** A privacy-mode stream record (protocol/stream-record.ts); a cover record has neither. */
+      readonly kind: 'stream-record';
+      /** Fragments of clips and thumbnails, for the reassembler (app/stream.ts). */
+      readonly fragments: readonly Fragment[];
+      readonly notices: readonly NoticeMessage[];
+    };
 
 /** What the conversation uses of the phone (E2eePhone builds it over its own state). */
 export interface ConversationHost {
@@ -212,6 +220,7 @@ export class ConfigConversation {
       zeroAll(this.#h.p, r.consumed);
       return r.message;
     });
+    if (isStreamRecord(plain)) return streamInbound(plain);
     const d = decodeConfigMessage(plain);
     if (!d.ok) throw new ValidationError(d.reason);
     const msg = d.value;
@@ -275,4 +284,24 @@ export class ConfigConversation {
     for (const id of ack.acknowledged) this.#confirmedAcks.add(id);
     return { kind: 'heartbeat-ack', ack, caughtUp, confirmedAcks: ack.acknowledged };
   }
+}
+
+/** A decrypted stream record: media fragments for the reassembler, notices decoded. */
+function streamInbound(plain: Uint8Array): Inbound {
+  const r = decodeStreamRecord(plain);
+  if (!r.ok) throw new ValidationError(r.reason);
+  const fragments: Fragment[] = [];
+  const notices: NoticeMessage[] = [];
+  for (const f of r.value) {
+    if (f.kind !== 'notice') {
+      fragments.push(f);
+      continue;
+    }
+    const d = decodeConfigMessage(f.bytes);
+    if (!d.ok) throw new ValidationError(`stream record notice: ${d.reason}`);
+    if (d.value.t !== 'notice')
+      throw new ValidationError(`stream record notice: the hub may not send "${d.value.t}" there`);
+    notices.push(d.value);
+  }
+  return { kind: 'stream-record', fragments, notices };
 }

@@ -633,6 +633,14 @@ self.addEventListener('push', (event) => {
       const r = await fetch('api/push/open', { method: 'POST', body: data, credentials: 'same-origin' });
       if (r.ok) {
         const n = await r.json();
+        if (n.cover) {
+          // privacy mode cover push (docs/app.md): browsers want a visible notification per
+          // push, so keep one quiet notification up rather than announce anything
+          const shown = await self.registration.getNotifications();
+          if (shown.length > 0) return;
+          await self.registration.showNotification('Vigil', { body: 'watching (privacy mode)', tag: 'vigil', silent: true });
+          return;
+        }
         title = n.title;
         body = (n.trusted ? '' : '[relay-reported] ') + n.body;
         if (typeof n.itemId === 'string') itemId = n.itemId;

@@ -447,7 +447,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         ...(n?.deviceId !== undefined ? { deviceId: n.deviceId } : {}),
         ...(client ? { ack: (seq: number) => client.ack(seq) } : {}),
       });
-      n?.feed.add(o);
+      if (o.cover !== true) n?.feed.add(o);
       json(res, 200, {
         title: o.title,
         body: o.body,
@@ -455,6 +455,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         source: o.source,
         // the clip the notice is about: a click on the notification opens it
         ...(o.notice?.itemId !== undefined ? { itemId: o.notice.itemId } : {}),
+        cover: o.cover === true,
       });
     } catch (e) {
       if (!(e instanceof PushOpenError)) throw e;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { VigilError } from '../../base/errors.js';
 import { OtaChannelSchema } from '../../protocol/services.js';
 import { ALSA_PCM, audioConfigSchema } from '../../hw/audio/audio.js';
+import { PRIVACY_OFF, privacySchema } from '../uplink/privacy.js';
 
 const childSpec = z
   .object({
@@ -211,6 +212,12 @@ export const configSchema = z
         path: ['pir'],
       })
       .default({ source: 'video', threshold: 24, minAreaPct: 0.5, masks: [] }),
+    /**
+     * What the relay and the push service may learn of when events happen (issue #20,
+     * firmware/uplink/privacy.ts, docs/app.md "Privacy modes"). Off by default: the
+     * constant-rate mode costs bandwidth every minute of the day (`vigil hub status` shows it).
+     */
+    privacy: privacySchema.default(PRIVACY_OFF),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

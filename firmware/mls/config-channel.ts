@@ -198,6 +198,11 @@ export class RelayConfigChannel implements ConfigChannel, NoticeChannel {
     }
   }
 
+  /** The relay account id of an MLS phone, once learnt from its messages. */
+  relayPhoneOf(phoneId: string): string | undefined {
+    return this.#peers.get(phoneId);
+  }
+
   async sendNotice(notice: Omit<NoticeMessage, 't'>): Promise<void> {
     await this.#loadPeers();
     const msg: ConfigMessage = { t: 'notice', ...notice };

@@ -558,11 +558,24 @@ export class MlsHub {
     msg: ConfigMessage,
     group: 'config' | 'notification' = 'config',
   ): Promise<Uint8Array> {
+    return this.sealRecord(phoneId, group, encodeConfigMessage(msg));
+  }
+
+  /**
+   * Seal raw plaintext as one application message in a phone's config or
+   * notification group: a config message (JSON) or a privacy-mode stream record
+   * (protocol/stream-record.ts, binary, told apart by its magic).
+   */
+  sealRecord(
+    phoneId: string,
+    group: 'config' | 'notification',
+    plaintext: Uint8Array,
+  ): Promise<Uint8Array> {
     return this.#mutex.run(async () => {
       const ph = this.#phones.get(phoneId);
       if (ph === undefined) throw new MlsHubError('EUNKNOWN_PHONE', `no phone ${phoneId}`);
       const st = ph.groups.get(group) as ClientState;
-      const r = await this.p.mls.createApplicationMessage(st, encodeConfigMessage(msg), this.p.cs);
+      const r = await this.p.mls.createApplicationMessage(st, plaintext, this.p.cs);
       // Persist the advanced sender ratchet BEFORE the message leaves (no key reuse after a crash).
       await this.store.writeGroup(
         phoneId,

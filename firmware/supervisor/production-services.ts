@@ -17,6 +17,8 @@ import type { Station } from '../../hw/wifi/station.js';
 import { VigilError } from '../../base/errors.js';
 import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import type { VigilConfig } from '../config/config.js';
+import { describeCost, planOf, privacyCost } from '../uplink/privacy.js';
+import type { StreamPeers } from '../uplink/stream.js';
 import type { Logger } from '../../base/logger.js';
 import type { MediaPipeline } from '../media/pipeline.js';
 import type { MlsHub } from '../mls/hub.js';
@@ -350,7 +352,12 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     if (media) {
       const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
       // motion notices in the notification group: the relay pushes them (issue #17)
-      const stopMotionNotices = sendMotionNotices({ media, channel, logger: log });
+      // with a privacy mode's scheduled notices they ride its notice lane (issue #20)
+      const stopMotionNotices = sendMotionNotices({
+        media,
+        channel: uplink?.scheduledNotices ?? channel,
+        logger: log,
+      });
       stopHealth = () => {
         stopHealthNotices();
         stopMotionNotices();
@@ -548,6 +555,9 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         stateDir: join(dataDir, 'uplink'),
         fs,
         logger: log,
+        // privacy mode (issue #20): clips, thumbnails and notices on a schedule, as MLS
+        // application messages in each phone's config / notification group
+        ...privacyOption(config, hub, () => configChannel),
         // retention (docs/storage.md): a bounded backlog; what it drops is told to every phone
         backlog: {
           ...backlogFromConfig(config.retention),
@@ -712,10 +722,41 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       },
       ...(media ? { media: media.status() } : {}),
       ...(uplink ? { uplink: uplink.status() } : {}),
+      privacy: {
+        mode: config.privacy.mode,
+        notices: config.privacy.notices,
+        estimate: describeCost(privacyCost(config.privacy)),
+      },
       ...(retention ? { retention: retention.status() } : {}),
       ...(configChannel ? { configChannel: configChannel.status() } : {}),
       ...(pairing ? { pairing: { serving: pairing.serving, port: pairing.port ?? null } } : {}),
     }),
   };
   return Promise.resolve(services);
+}
+
+/** The uplink's privacy option from the config: undefined with the mode off. */
+function privacyOption(
+  config: VigilConfig,
+  hub: {
+    readonly phones: readonly { readonly phoneId: string }[];
+    sealRecord(id: string, g: 'config' | 'notification', r: Uint8Array): Promise<Uint8Array>;
+  },
+  channel: () => { relayPhoneOf(phoneId: string): string | undefined } | undefined,
+): { privacy?: { plan: NonNullable<ReturnType<typeof planOf>>; peers: StreamPeers } } {
+  const plan = planOf(config.privacy);
+  if (plan === undefined) return {};
+  return {
+    privacy: {
+      plan,
+      peers: {
+        recipients: () =>
+          hub.phones.map((p) => ({
+            phoneId: p.phoneId,
+            relayPhoneId: channel()?.relayPhoneOf(p.phoneId),
+          })),
+        seal: (id, g, rec) => hub.sealRecord(id, g, rec),
+      },
+    },
+  };
 }

@@ -140,6 +140,22 @@ export class UplinkQueue {
     return d;
   }
 
+  /** Every queued segment, oldest first. */
+  segments(): Segment[] {
+    return [...this.#index.values()];
+  }
+
+  segment(seq: number): Segment | undefined {
+    return this.#index.get(seq);
+  }
+
+  /** The bytes of one queued segment. */
+  async read(seq: number): Promise<Buffer> {
+    const d = UplinkQueue.#decode(seq, await readFile(this.#path(seq)));
+    if (!d) throw new VigilError('ECORRUPT', `uplink segment ${seq} is unreadable`);
+    return d.data;
+  }
+
   /** Remove a sent segment. */
   async remove(seq: number): Promise<void> {
     const seg = this.#index.get(seq);

@@ -20,6 +20,10 @@ import { GROUP_FOR_ITEM } from '../../protocol/mls-profile.js';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { UplinkQueue } from './queue.js';
 import { planBacklogDrops, type BacklogDrop, type BacklogLimits } from './backlog.js';
+import type { Clock } from '../../base/clock.js';
+import type { NoticeMessage } from '../../protocol/e2ee-frames.js';
+import type { PrivacyPlan } from './privacy.js';
+import { StreamSender, type StreamPeers, type StreamStatus, type Lane } from './stream.js';
 
 export interface UplinkCredentials {
   readonly deviceId: string;
@@ -55,6 +59,17 @@ export interface UplinkOptions {
     readonly onDropped?: (drops: readonly BacklogDrop[]) => void | Promise<void>;
   };
   readonly now?: () => number;
+  /**
+   * A privacy mode (firmware/uplink/privacy.ts `planOf`): clips and thumbnails leave
+   * as stream records on the plan's schedule (stream.ts) instead of at once. Live
+   * records are not affected. Undefined: mode off.
+   */
+  readonly privacy?: {
+    readonly plan: PrivacyPlan;
+    readonly peers: StreamPeers;
+    readonly clock?: Clock;
+    readonly onSlot?: (s: { lane: Lane; at: number; records: number; cover: number }) => void;
+  };
 }
 
 export interface UplinkStatus {
@@ -70,6 +85,8 @@ export interface UplinkStatus {
   readonly itemsRejected: number;
   /** Items dropped unsent because the backlog passed its bounds. */
   readonly itemsDropped: number;
+  /** The privacy mode's sender, when one is on. */
+  readonly privacy?: StreamStatus;
 }
 
 export interface Uplink extends CiphertextSink {
@@ -83,6 +100,11 @@ export interface Uplink extends CiphertextSink {
   drained(signal?: AbortSignal): Promise<void>;
   /** Apply the backlog bounds now (the hub's retention schedule calls this). */
   enforceBacklog(): Promise<readonly BacklogDrop[]>;
+  /**
+   * With a privacy mode whose notices are scheduled: queue a notice for the next
+   * notice slot (instead of the config channel's immediate one). Undefined otherwise.
+   */
+  readonly scheduledNotices: { sendNotice(n: Omit<NoticeMessage, 't'>): Promise<void> } | undefined;
 }
 
 interface LiveRecord {
@@ -155,6 +177,29 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
   /** The item whose segment the sender is sending (never dropped under it). */
   let inFlight: string | undefined;
   let itemsDropped = 0;
+  const stream =
+    opts.privacy === undefined
+      ? undefined
+      : new StreamSender({
+          plan: opts.privacy.plan,
+          queue,
+          peers: opts.privacy.peers,
+          logger: log,
+          ...(opts.privacy.clock ? { clock: opts.privacy.clock } : {}),
+          ...(opts.privacy.onSlot ? { onSlot: opts.privacy.onSlot } : {}),
+          onCommitted: () => {
+            sentSegments += 1;
+            notifyDrained();
+          },
+          post: async (itemId, group, bytes, to, signal) => {
+            await connected().append(
+              itemId,
+              { group, kind: 'message', offset: 0, final: true, ...(to ? { to: [to] } : {}) },
+              bytes,
+              signal,
+            );
+          },
+        });
 
   async function enforceBacklog(
     incomingBytes: number,
@@ -386,6 +431,15 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
       await queue.push(itemId, kind, bytes, final, now());
       wake?.();
     },
+    scheduledNotices:
+      stream !== undefined && opts.privacy?.plan.scheduledNotices === true
+        ? {
+            sendNotice(n: Omit<NoticeMessage, 't'>): Promise<void> {
+              stream.queueNotice(n);
+              return Promise.resolve();
+            },
+          }
+        : undefined,
     connect(url: string, credentials: UplinkCredentials): void {
       relayUrl = url;
       client = clientFor(url, credentials);
@@ -395,8 +449,8 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
       if (!client)
         throw new UplinkError('ENOACCOUNT', 'the uplink has no relay account yet (connect first)');
       ac = new AbortController();
-      state = 'idle';
-      loops = [clipLoop(ac.signal), liveLoop(ac.signal)];
+      state = stream ? 'sending' : 'idle';
+      loops = [stream ? stream.run(ac.signal) : clipLoop(ac.signal), liveLoop(ac.signal)];
       log.info('uplink started', { relay: relayUrl, queued: queue.length });
     },
     async stop(): Promise<void> {
@@ -420,6 +474,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
         liveDropped,
         itemsRejected,
         itemsDropped,
+        ...(stream ? { privacy: stream.status() } : {}),
       };
     },
     enforceBacklog(): Promise<readonly BacklogDrop[]> {
