@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VigilError } from '../../base/errors.js';
 import { OtaChannelSchema } from '../../protocol/services.js';
+import { DETECTION_DEFAULTS, detectionConfigSchema } from '../media/detection.js';
 
 const childSpec = z
   .object({
@@ -187,6 +188,11 @@ export const configSchema = z
         path: ['pir'],
       })
       .default({ source: 'video', threshold: 24, minAreaPct: 0.5, masks: [] }),
+    /**
+     * Events by object class (firmware/media/detection.ts, docs/media.md): the on-device
+     * detector, which classes make a clip, zones, and the load governor.
+     */
+    detection: detectionConfigSchema.default(DETECTION_DEFAULTS),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

@@ -345,9 +345,28 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       const stopHealthNotices = sendHealthNotices({ media, channel, logger: log });
       // motion notices in the notification group: the relay pushes them (issue #17)
       const stopMotionNotices = sendMotionNotices({ media, channel, logger: log });
+      // the load governor (issue #21): only with the detector on, which it slows and pauses
+      let stopGovernor: (() => void) | undefined;
+      if (config.detection.enabled) {
+        const [{ startLoadGovernor }, { SysfsLoadSensor }] = await Promise.all([
+          import('../media/governor.js'),
+          import('../../hw/load/load-sensor.js'),
+        ]);
+        const wired = startLoadGovernor({
+          media,
+          sensor: new SysfsLoadSensor(paths),
+          channel,
+          logger: log,
+          limits: config.detection.governor,
+        });
+        stopGovernor = () => {
+          wired.stop();
+        };
+      }
       stopHealth = () => {
         stopHealthNotices();
         stopMotionNotices();
+        stopGovernor?.();
       };
     }
     const beats = new HubLiveness({ channel, logger: log });
@@ -598,6 +617,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
             postRollS: config.camera.postRollSeconds,
           },
           motion: motionFromConfig(config.motion),
+          detection: config.detection,
         },
         runDir: paths.host('/run/vigil'),
       });
