@@ -29,8 +29,11 @@ export interface SealedItemWriter {
   readonly epoch: bigint;
   /** Append plaintext; chunking is the writer's business. */
   write(plain: Uint8Array): Promise<void>;
-  /** Finish the item (the last chunk is marked final). */
-  close(durationMs: number): Promise<void>;
+  /**
+   * Finish the item (the last chunk is marked final). `note`: a short text
+   * sealed in the end record (a clip's detected objects, `objects=person:0.82`).
+   */
+  close(durationMs: number, note?: string): Promise<void>;
   /** Abandon the item: whatever was sent is closed off so readers see a clean end. */
   abort(reason: string): Promise<void>;
 }

@@ -295,6 +295,10 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
       cause: e,
     });
   }
+  // the object detector's model, beside its compiled adapter (hw/detector/onnx-detector.ts)
+  await cp(join(src.srcDir, 'hw/detector/models'), join(appDir, 'dist/hw/detector/models'), {
+    recursive: true,
+  });
   // package.json/lock of the same sources
   for (const f of ['package.json', 'package-lock.json'])
     await cp(join(src.srcDir, f), join(appDir, f));

@@ -257,6 +257,16 @@ export const NoticeMessage = z.strictObject({
   kind: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/),
   itemId: hexId.optional(),
   text: z.string().max(500),
+  /** What the hub's object detector saw (a motion notice): best score per class. */
+  objects: z
+    .array(
+      z.strictObject({
+        class: z.string().regex(/^[a-z][a-z ]{0,31}$/),
+        score: z.number().min(0).max(1),
+      }),
+    )
+    .max(16)
+    .optional(),
 });
 
 export const ConfigMessage = z.discriminatedUnion('t', [

@@ -9,6 +9,7 @@ import { VigilError } from '../../base/errors.js';
 import { OtaChannelSchema } from '../../protocol/services.js';
 import { ALSA_PCM, audioConfigSchema } from '../../hw/audio/audio.js';
 import { PRIVACY_OFF, privacySchema } from '../uplink/privacy.js';
+import { DETECTION_DEFAULTS, detectionConfigSchema } from '../media/detection.js';
 
 const childSpec = z
   .object({
@@ -218,6 +219,11 @@ export const configSchema = z
      * constant-rate mode costs bandwidth every minute of the day (`vigil hub status` shows it).
      */
     privacy: privacySchema.default(PRIVACY_OFF),
+    /**
+     * Events by object class (firmware/media/detection.ts, docs/media.md): the on-device
+     * detector, which classes make a clip, zones, and the load governor.
+     */
+    detection: detectionConfigSchema.default(DETECTION_DEFAULTS),
     /** Extra supervised programs (restarted with backoff like the built-in children). */
     children: z.array(childSpec).default([]),
     restart: z

@@ -14,6 +14,18 @@ import { reasonOf } from '../../base/errors.js';
 import type { Fragment, InitSegment } from './fmp4.js';
 import { clipOrigin, rebaseFragment } from './fmp4.js';
 
+/** Objects the detector saw in a clip: best score per class (firmware/media/detection.ts). */
+export interface ClipObject {
+  readonly class: string;
+  readonly score: number;
+}
+
+/** The sealed end-record note of a clip with objects: `objects=person:0.82,car:0.51`. */
+export function objectsNote(objects: readonly ClipObject[]): string {
+  if (objects.length === 0) return '';
+  return `objects=${objects.map((o) => `${o.class}:${o.score.toFixed(2)}`).join(',')}`;
+}
+
 export const clipConfigSchema = z.object({
   preRollS: z.number().min(0).max(30).default(3),
   postRollS: z.number().min(0).max(120).default(3),
@@ -101,6 +113,8 @@ export type ClipEvent =
       at: number;
       preRollS: number;
       reason: string;
+      /** What the detector had seen when the clip opened (best score per class). */
+      objects?: readonly ClipObject[];
     }
   | { type: 'clip-first-chunk'; itemId: string; at: number }
   | {
@@ -111,6 +125,7 @@ export type ClipEvent =
       fragments: number;
       bytes: number;
       why: string;
+      objects?: readonly ClipObject[];
     }
   | { type: 'clip-failed'; itemId: string | undefined; at: number; reason: string }
   | { type: 'thumbnail'; itemId: string; at: number; bytes: number; forClip: string };
@@ -130,6 +145,8 @@ interface OpenClip {
   failed: boolean;
   /** Decode time of the clip's first fragment: the clip's timeline starts there. */
   baseTicks: number | undefined;
+  /** Best score per class seen during the clip (sealed in the end record). */
+  objects: ClipObject[];
 }
 
 export interface ClipRecorderDeps {
@@ -218,9 +235,22 @@ export class ClipRecorder {
     }
   }
 
-  motionStarted(reason: string): void {
+  /** `objects`: what the detector saw (a clip gated by object class). */
+  motionStarted(reason: string, objects: readonly ClipObject[] = []): void {
     this.#motionActive = true;
-    if (!this.#clip) this.#open(reason, this.config.preRollS);
+    if (!this.#clip) this.#open(reason, this.config.preRollS, objects);
+    else this.noteObjects(objects);
+  }
+
+  /** The detector saw more (a new class, a better score) while the clip is open. */
+  noteObjects(objects: readonly ClipObject[]): void {
+    const clip = this.#clip;
+    if (!clip) return;
+    const best = new Map(clip.objects.map((o) => [o.class, o.score]));
+    for (const o of objects) best.set(o.class, Math.max(best.get(o.class) ?? 0, o.score));
+    clip.objects = [...best]
+      .map(([c, score]) => ({ class: c, score }))
+      .sort((a, b) => b.score - a.score);
   }
 
   motionEnded(): void {
@@ -243,7 +273,7 @@ export class ClipRecorder {
     await this.#chain;
   }
 
-  #open(reason: string, preRollS: number): void {
+  #open(reason: string, preRollS: number, objects: readonly ClipObject[] = []): void {
     const init = this.#init;
     if (!init) {
       // No stream yet (encoder starting or restarting): the clip opens with the first GOP.
@@ -268,6 +298,7 @@ export class ClipRecorder {
       thumbnailPending: this.config.thumbnails,
       failed: false,
       baseTicks: undefined,
+      objects: [...objects],
     };
     this.#clip = clip;
     let resolveWriter: (w: SealedItemWriter | undefined) => void = () => undefined;
@@ -294,6 +325,7 @@ export class ClipRecorder {
           at: this.#now(),
           preRollS: sum(pre),
           reason,
+          ...(objects.length > 0 ? { objects } : {}),
         });
         await w.write(init.bytes);
       } catch (e) {
@@ -336,7 +368,8 @@ export class ClipRecorder {
       if (!w || clip.failed) return;
       const durationMs = Math.round(clip.writtenS * 1000);
       try {
-        await w.close(durationMs);
+        const note = objectsNote(clip.objects);
+        await (note ? w.close(durationMs, note) : w.close(durationMs));
         this.#clipsClosed++;
         this.#d.logger.info('clip closed', {
           itemId: w.itemId,
@@ -352,6 +385,7 @@ export class ClipRecorder {
           fragments: clip.fragments,
           bytes: clip.bytes,
           why,
+          ...(clip.objects.length > 0 ? { objects: clip.objects } : {}),
         });
       } catch (e) {
         this.#fail(clip, e);

@@ -114,3 +114,49 @@ export class LoadGovernor {
     return next;
   }
 }
+
+/**
+ * The governor wired to the media pipeline (issue #21): a reading every
+ * `intervalS`, each level change applied to the pipeline's detector and
+ * reported once to the phones. One reading at a time (a slow sysfs read
+ * never piles up). Returns the stop function.
+ */
+export function startLoadGovernor(o: {
+  media: { setAnalysisLevel(level: LoadLevel, fps: number): void };
+  sensor: LoadSensor;
+  channel: Pick<ConfigChannel, 'sendApp'>;
+  logger: Logger;
+  limits: GovernorLimits & { intervalS: number };
+  clock?: Clock;
+}): { stop(): void; readonly governor: LoadGovernor } {
+  const governor = new LoadGovernor({
+    sensor: o.sensor,
+    channel: o.channel,
+    logger: o.logger,
+    limits: o.limits,
+    ...(o.clock ? { clock: o.clock } : {}),
+    onLevel: (level, fps) => {
+      o.media.setAnalysisLevel(level, fps);
+    },
+  });
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    governor
+      .tick()
+      .catch((err: unknown) => {
+        o.logger.warn('load reading failed', { err: reasonOf(err) });
+      })
+      .finally(() => {
+        running = false;
+      });
+  }, o.limits.intervalS * 1000);
+  timer.unref();
+  return {
+    governor,
+    stop: () => {
+      clearInterval(timer);
+    },
+  };
+}

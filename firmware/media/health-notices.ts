@@ -42,6 +42,9 @@ export function conditionOf(
     case 'encoder-exited':
     case 'motion-start':
     case 'motion-end':
+    case 'objects':
+    case 'motion-ignored':
+    case 'analysis-level': // the load governor sends its own notice (governor.ts)
     case 'warning':
       return undefined;
   }

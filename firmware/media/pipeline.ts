@@ -38,6 +38,11 @@ import { LiveSessions } from './live.js';
 import type { EdgeInput } from './motion.js';
 import { MotionDetector, motionConfigSchema } from './motion.js';
 import { ffmpegThumbnailer } from './thumbnail.js';
+import type { ObjectDetector } from '../../hw/detector/detector.js';
+import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
+import type { SeenObject } from './detection.js';
+import { DetectionGate, detectionConfigSchema, downscaleGrey, formatObjects } from './detection.js';
+import type { LoadLevel } from './governor.js';
 
 export const mediaConfigSchema = z.object({
   encoder: encoderConfigSchema.prefault({}),
@@ -58,6 +63,8 @@ export const mediaConfigSchema = z.object({
     .prefault({}),
   cameraWatchMs: z.number().int().min(50).max(60_000).default(1000),
   thumbnailWidth: z.number().int().min(32).max(1920).default(320),
+  /** Events by object class (firmware/media/detection.ts). */
+  detection: detectionConfigSchema.prefault({}),
 });
 export type MediaConfig = z.output<typeof mediaConfigSchema>;
 export type MediaConfigInput = z.input<typeof mediaConfigSchema>;
@@ -69,6 +76,12 @@ export type MediaEvent =
   | ClipEvent
   | { type: 'motion-start'; source: 'video' | 'pir' | 'manual'; at: number; areaPct?: number }
   | { type: 'motion-end'; source: 'video' | 'pir' | 'manual'; at: number }
+  /** The detector saw a wanted object in the current motion event (first time, then each gain). */
+  | { type: 'objects'; at: number; objects: readonly SeenObject[]; first: boolean }
+  /** Motion ended without a wanted object: no clip (detection on, motionClips off). */
+  | { type: 'motion-ignored'; source: 'video' | 'pir' | 'manual'; at: number }
+  /** The governor changed the analysis level (firmware/media/governor.ts). */
+  | { type: 'analysis-level'; level: LoadLevel; fps: number; at: number }
   | { type: 'encoder-started'; path: EncoderChoice['path']; pid: number | undefined; at: number }
   | {
       type: 'encoder-exited';
@@ -117,6 +130,17 @@ export interface MediaStatus {
     readonly error?: string;
   };
   readonly recording: { readonly active: boolean; readonly itemId?: string };
+  readonly detection: {
+    readonly enabled: boolean;
+    readonly level: LoadLevel;
+    readonly fps: number;
+    /** The detector failed (the hub records on motion until restarted). */
+    readonly failed?: string;
+    readonly inferences: number;
+    readonly dropped: number;
+    readonly lastInferenceMs?: number;
+    readonly objects: readonly SeenObject[];
+  };
   readonly live: { readonly sessions: number };
   readonly counters: {
     readonly fragments: number;
@@ -144,6 +168,8 @@ export interface MediaPipelineDeps {
   readonly ffmpegEncoders?: () => Promise<ReadonlySet<string>>;
   readonly ffmpeg?: string;
   readonly thumbnailer?: Thumbnailer;
+  /** The object detector (default: CenterNet on onnxruntime, loaded on first use). */
+  readonly detector?: ObjectDetector;
   /** Parent of the private directory holding the motion socket (default os.tmpdir()). */
   readonly runDir?: string;
   readonly now?: () => number;
@@ -160,6 +186,8 @@ export interface MediaPipeline {
   trigger(durationMs: number): void;
   /** Resolves when every queued sealer write has completed (tests, shutdown). */
   idle(): Promise<void>;
+  /** The load governor's level: the detector's rate, or motion-only (no detector). */
+  setAnalysisLevel(level: LoadLevel, fps: number): void;
 }
 
 export class MediaError extends VigilError {
@@ -182,6 +210,13 @@ class Pipeline implements MediaPipeline {
   readonly #recorder: ClipRecorder;
   readonly #live: LiveSessions;
   readonly #detector: MotionDetector;
+  readonly #gate: DetectionGate | undefined;
+  #level: LoadLevel = 'full';
+  #detectorFailed: string | undefined;
+  #lastInferenceMs: number | undefined;
+  /** The current motion event is recording (a clip was asked for). */
+  #eventRecording = false;
+  #eventSource: 'video' | 'pir' | 'manual' = 'video';
 
   #state: PipelineState = 'stopped';
   #choice: EncoderChoice | undefined;
@@ -249,6 +284,80 @@ class Pipeline implements MediaPipeline {
     });
     this.#live = new LiveSessions({ sealer: d.sealer, logger: this.#log.child('live') });
     this.#detector = new MotionDetector(this.#cfg.motion);
+    const det = this.#cfg.detection;
+    if (det.enabled) {
+      const detector = d.detector ?? new OnnxCenterNetDetector();
+      this.#gate = new DetectionGate({
+        detector,
+        config: det,
+        logger: this.#log.child('detect'),
+        now: this.#now,
+        onConfirmed: (objects) => {
+          this.#onObjects(objects, true);
+        },
+        onUpdate: (objects) => {
+          this.#onObjects(objects, false);
+        },
+        onFailed: (reason) => {
+          this.#onDetectorFailed(reason);
+        },
+        onInference: (ms) => {
+          this.#lastInferenceMs = ms;
+        },
+      });
+    }
+  }
+
+  /** Side-stream size: the detector's when detection is on, else the motion detector's. */
+  get #side(): { width: number; height: number } {
+    const det = this.#cfg.detection;
+    return det.enabled
+      ? { width: det.width, height: det.height }
+      : { width: this.#cfg.motion.width, height: this.#cfg.motion.height };
+  }
+
+  /** Whether a motion event waits for a wanted object before it records. */
+  #gating(source: 'video' | 'pir' | 'manual'): boolean {
+    return (
+      this.#gate !== undefined &&
+      source !== 'manual' &&
+      !this.#cfg.detection.motionClips &&
+      this.#level !== 'motion-only' &&
+      this.#detectorFailed === undefined
+    );
+  }
+
+  #onObjects(objects: readonly SeenObject[], first: boolean): void {
+    if (!this.#motionActive) return;
+    this.#emit({ type: 'objects', at: this.#now(), objects, first });
+    if (!this.#eventRecording) {
+      this.#eventRecording = true;
+      this.#recorder.motionStarted(`object (${formatObjects(objects)})`, objects);
+    } else this.#recorder.noteObjects(objects);
+  }
+
+  #onDetectorFailed(reason: string): void {
+    if (this.#detectorFailed !== undefined) return;
+    this.#detectorFailed = reason;
+    this.#warn(`object detector failed; recording on motion: ${reason}`);
+    // An event waiting for an object records now: never lose an event to the detector.
+    this.#recordPending('detector failed');
+  }
+
+  /** A motion event that waits for an object starts recording (detector paused or failed). */
+  #recordPending(why: string): void {
+    if (this.#motionActive && !this.#eventRecording) {
+      this.#eventRecording = true;
+      this.#recorder.motionStarted(`motion (${this.#eventSource}; ${why})`);
+    }
+  }
+
+  setAnalysisLevel(level: LoadLevel, fps: number): void {
+    if (level === this.#level && fps === (this.#gate?.fps ?? fps)) return;
+    this.#level = level;
+    this.#gate?.setFps(fps);
+    this.#emit({ type: 'analysis-level', level, fps, at: this.#now() });
+    if (level === 'motion-only') this.#recordPending('detector paused by the load governor');
   }
 
   on(listener: (e: MediaEvent) => void): () => void {
@@ -320,10 +429,12 @@ class Pipeline implements MediaPipeline {
   }
 
   async #openMotionServer(): Promise<void> {
-    if (this.#cfg.motion.source === 'pir') return;
+    // PIR only: no side stream, unless the detector needs its frames.
+    if (this.#cfg.motion.source === 'pir' && !this.#gate) return;
+    const side = this.#side;
     this.#motionSocket = await MotionFrameSocket.open({
       ...(this.#d.runDir !== undefined ? { runDir: this.#d.runDir } : {}),
-      frameBytes: this.#detector.frameBytes,
+      frameBytes: side.width * side.height,
       onFrame: (frame) => {
         this.#onMotionFrame(frame);
       },
@@ -332,8 +443,18 @@ class Pipeline implements MediaPipeline {
 
   #onMotionFrame(frame: Uint8Array): void {
     this.#motionFrames++;
-    // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
-    const sample = this.#detector.push(new Uint8Array(frame), this.#now());
+    const gate = this.#gate;
+    let small: Uint8Array;
+    if (gate) {
+      const side = { ...this.#side, data: frame };
+      gate.offer(side); // copies the frame only when it runs the detector
+      if (this.#cfg.motion.source === 'pir') return;
+      small = downscaleGrey(side, this.#cfg.motion.width, this.#cfg.motion.height);
+    } else {
+      // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
+      small = new Uint8Array(frame);
+    }
+    const sample = this.#detector.push(small, this.#now());
     if (!sample) return;
     this.#lastAreaPct = sample.areaPct;
     if (sample.started) {
@@ -356,6 +477,7 @@ class Pipeline implements MediaPipeline {
     const at = this.#now();
     if (active) {
       this.#lastStartAt = at;
+      this.#eventSource = source;
       this.#log.info('motion started', { source, ...(areaPct !== undefined ? { areaPct } : {}) });
       this.#emit({
         type: 'motion-start',
@@ -363,11 +485,26 @@ class Pipeline implements MediaPipeline {
         at,
         ...(areaPct !== undefined ? { areaPct } : {}),
       });
-      this.#recorder.motionStarted(`motion (${source})`);
+      this.#gate?.begin();
+      if (this.#gating(source)) {
+        // The pre-roll ring keeps filling; the clip opens (with it) once an object is seen.
+        this.#eventRecording = false;
+      } else {
+        this.#eventRecording = true;
+        this.#recorder.motionStarted(`motion (${source})`);
+      }
     } else {
-      this.#log.info('motion ended', { source });
+      const objects = this.#gate?.end() ?? [];
+      this.#log.info('motion ended', {
+        source,
+        ...(objects.length > 0 ? { objects: formatObjects(objects) } : {}),
+      });
       this.#emit({ type: 'motion-end', source, at });
-      this.#recorder.motionEnded();
+      if (this.#eventRecording) {
+        if (objects.length > 0) this.#recorder.noteObjects(objects);
+        this.#recorder.motionEnded();
+      } else this.#emit({ type: 'motion-ignored', source, at });
+      this.#eventRecording = false;
     }
   }
 
@@ -426,7 +563,7 @@ class Pipeline implements MediaPipeline {
     const choice = this.#choice;
     const format = this.#format;
     if (!choice || !format) throw new MediaError('EMEDIA_STATE', 'encoder not configured');
-    const m = this.#cfg.motion;
+    const m = { ...this.#cfg.motion, ...this.#side };
     const a = this.#cfg.audio;
     const source = this.#d.audio;
     const withAudio =
@@ -684,6 +821,10 @@ class Pipeline implements MediaPipeline {
     const motion = this.#motionSocket;
     this.#motionSocket = undefined;
     if (motion) await motion.close();
+    // An inference in flight is not awaited (a wedged runtime must not hold up the stop);
+    // its answer is dropped since the event is over.
+    this.#gate?.end();
+    this.#eventRecording = false;
     this.#videoActive = false;
     this.#pirActive = false;
     this.#motionActive = false;
@@ -723,6 +864,16 @@ class Pipeline implements MediaPipeline {
         ...(this.#audioError !== undefined ? { error: this.#audioError } : {}),
       },
       recording: { active: this.#recorder.recording, ...(itemId ? { itemId } : {}) },
+      detection: {
+        enabled: this.#gate !== undefined,
+        level: this.#level,
+        fps: this.#gate?.fps ?? 0,
+        ...(this.#detectorFailed !== undefined ? { failed: this.#detectorFailed } : {}),
+        inferences: this.#gate?.stats.inferences ?? 0,
+        dropped: this.#gate?.stats.dropped ?? 0,
+        ...(this.#lastInferenceMs !== undefined ? { lastInferenceMs: this.#lastInferenceMs } : {}),
+        objects: this.#gate?.objects ?? [],
+      },
       live: { sessions: this.#live.count },
       counters: {
         fragments: this.#fragments,

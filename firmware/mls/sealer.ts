@@ -146,10 +146,10 @@ export class MlsItemSealer implements ItemSealer {
             throw e;
           }
         }),
-      close: (durationMs: number) =>
+      close: (durationMs: number, note?: string) =>
         enqueue(async () => {
           if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
-          await sink.append(id, meta.kind, writer.end('complete', durationMs), true);
+          await sink.append(id, meta.kind, writer.end('complete', durationMs, note ?? ''), true);
         }),
       abort: (reason: string) =>
         enqueue(async () => {

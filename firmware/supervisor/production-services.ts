@@ -358,9 +358,28 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         channel: uplink?.scheduledNotices ?? channel,
         logger: log,
       });
+      // the load governor (issue #21): only with the detector on, which it slows and pauses
+      let stopGovernor: (() => void) | undefined;
+      if (config.detection.enabled) {
+        const [{ startLoadGovernor }, { SysfsLoadSensor }] = await Promise.all([
+          import('../media/governor.js'),
+          import('../../hw/load/load-sensor.js'),
+        ]);
+        const wired = startLoadGovernor({
+          media,
+          sensor: new SysfsLoadSensor(paths),
+          channel,
+          logger: log,
+          limits: config.detection.governor,
+        });
+        stopGovernor = () => {
+          wired.stop();
+        };
+      }
       stopHealth = () => {
         stopHealthNotices();
         stopMotionNotices();
+        stopGovernor?.();
       };
     }
     // the phones page of an admin's viewer asks which phones are paired
@@ -630,6 +649,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
           },
           motion: motionFromConfig(config.motion),
           audio: { enabled: audioOn, ...audioCfg },
+          detection: config.detection,
         },
         runDir: paths.host('/run/vigil'),
       });

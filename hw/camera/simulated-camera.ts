@@ -52,6 +52,12 @@ export interface SimulatedCameraOptions {
   readonly now?: () => number;
   /** Draw each frame's generation time into it (frame-clock.ts). Default false. */
   readonly frameClock?: boolean;
+  /**
+   * A still picture (JPEG/PNG path) as the scene instead of the colour bars: the
+   * object detector's tests film a photo with or without a person. Letters,
+   * digits and `_ . / -` only (it goes into an ffmpeg filter graph).
+   */
+  readonly background?: string;
 }
 
 const SIZES = [
@@ -72,6 +78,7 @@ export class SimulatedCamera implements Camera {
   readonly #schedule: { intervals: [number, number][]; periodS: number };
   readonly #noise: number;
   readonly #frameClock: boolean;
+  readonly #background: string | undefined;
   #format: CameraFormat;
   #present = true;
 
@@ -80,6 +87,11 @@ export class SimulatedCamera implements Camera {
     this.#ffmpeg = opts.ffmpeg ?? 'ffmpeg';
     this.#now = opts.now ?? Date.now;
     this.#createdAt = this.#now();
+    if (opts.background !== undefined && !/^[\w./-]+$/.test(opts.background))
+      throw new ValidationError(
+        `simulated camera background path has characters a filter graph cannot take: ${opts.background}`,
+      );
+    this.#background = opts.background;
     const parsed = motionScheduleSchema.safeParse(opts.schedule ?? { intervals: [] });
     if (!parsed.success)
       throw new ValidationError(
@@ -202,8 +214,12 @@ export class SimulatedCamera implements Camera {
     const speed = Math.round(W / 3);
     const y = Math.round(H / 2 - box / 2);
     const clock = this.#frameClock ? `,${frameClockFilters(frameClockLayout(W))}` : '';
+    const scene =
+      this.#background === undefined
+        ? `smptebars=s=${W}x${H}:r=${fps}`
+        : `movie=${this.#background},loop=loop=-1:size=1:start=0,setpts=N/${fps}/TB,scale=${W}:${H},setsar=1`;
     return (
-      `smptebars=s=${W}x${H}:r=${fps},format=yuv420p,noise=alls=${this.#noise}:allf=t[bg];` +
+      `${scene},format=yuv420p,noise=alls=${this.#noise}:allf=t[bg];` +
       `color=c=white:s=${box}x${box}:r=${fps}[obj];` +
       `[bg][obj]overlay=x='mod(${t}*${speed},W)':y=${y}:eval=frame:enable='${enable}',format=yuv420p` +
       clock

@@ -12,6 +12,8 @@ export interface MemoryItem {
   readonly writeTimes: number[];
   state: 'open' | 'closed' | 'aborted';
   durationMs?: number;
+  /** The sealed end-record note given to `close`. */
+  note?: string;
   abortReason?: string;
 }
 
@@ -37,10 +39,11 @@ export class MemorySealer implements ItemSealer {
         item.writeTimes.push(Date.now());
         return Promise.resolve();
       },
-      close: (durationMs: number) => {
+      close: (durationMs: number, note?: string) => {
         if (item.state !== 'open') return Promise.reject(new Error(`close after ${item.state}`));
         item.state = 'closed';
         item.durationMs = durationMs;
+        if (note !== undefined) item.note = note;
         return Promise.resolve();
       },
       abort: (reason: string) => {

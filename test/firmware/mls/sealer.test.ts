@@ -77,6 +77,17 @@ void t.test('streams: header first, chunks as written, final on close', async (t
   const done = await phone!.decryptItem(sink.bytes(a.itemId));
   t.equal(done.trailer.status, 'aborted');
   t.equal(done.trailer.reason, 'camera unplugged');
+  // a clip's detected objects travel sealed in its end record (issue #21)
+  const c = await sealer.begin({ kind: 'clip', startedAt: 2, codec: 'video/mp4' });
+  await c.write(Buffer.from('frames'));
+  await c.close(1200, 'objects=person:0.82');
+  const clip = await phone!.decryptItem(sink.bytes(c.itemId));
+  t.equal(clip.trailer.status, 'complete');
+  t.equal(clip.trailer.reason, 'objects=person:0.82');
+  t.notOk(
+    Buffer.from(sink.bytes(c.itemId)).includes(Buffer.from('person')),
+    'not readable in the ciphertext',
+  );
 });
 
 void t.test('a failing sink fails the item clearly', async (t) => {

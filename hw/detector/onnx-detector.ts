@@ -1,0 +1,117 @@
+/**
+ * The CenterNet (MobileNetV3, COCO) object detector on onnxruntime-node, CPU.
+ *
+ * The runtime is imported on the first `detect` (never at hub start: a hub
+ * that sees no motion never loads it) and the session uses one thread, so
+ * the encoder keeps the other cores. `session.run` works off the event loop
+ * (the addon's own thread): fragments keep flowing while a frame is analysed.
+ *
+ * The model (models/centernet-mbv3.onnx, docs/decisions.md "Object detector")
+ * takes [1, 3, H, W] RGB 0..255 with H and W multiples of 32; the hub's side
+ * stream is grey, so the one channel is given three times.
+ */
+import { fileURLToPath } from 'node:url';
+import { VigilError } from '../../base/errors.js';
+import { decodeCenterNet } from './centernet.js';
+import type { Detection, GreyFrame, ObjectDetector } from './detector.js';
+import type * as OrtModule from 'onnxruntime-node';
+
+type Ort = typeof OrtModule;
+type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+
+export const CENTERNET_MODEL = fileURLToPath(
+  new URL('./models/centernet-mbv3.onnx', import.meta.url),
+);
+
+const INPUT = 'tower_0/images';
+const HEAT = 'tower_0/keypoints';
+const EDGES = 'tower_0/wh';
+
+export class DetectorError extends VigilError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EDETECTOR', message, options);
+    this.name = 'DetectorError';
+  }
+}
+
+export interface OnnxDetectorOptions {
+  /** Default: the CenterNet model beside this file. */
+  readonly modelPath?: string;
+  /** Intra-op threads (default 1: leave the other cores to the encoder). */
+  readonly threads?: number;
+  /** Loads the runtime (tests count loads; default: import('onnxruntime-node')). */
+  readonly loadRuntime?: () => Promise<Ort>;
+}
+
+export class OnnxCenterNetDetector implements ObjectDetector {
+  readonly #o: OnnxDetectorOptions;
+  #session: Promise<{ ort: Ort; session: Session }> | undefined;
+  #input: Float32Array | undefined;
+
+  constructor(o: OnnxDetectorOptions = {}) {
+    this.#o = o;
+  }
+
+  /** Whether the runtime and model are loaded (false until the first `detect`). */
+  get loaded(): boolean {
+    return this.#session !== undefined;
+  }
+
+  #open(): Promise<{ ort: Ort; session: Session }> {
+    this.#session ??= (async () => {
+      const ort = await (this.#o.loadRuntime ?? (() => import('onnxruntime-node')))();
+      const threads = this.#o.threads ?? 1;
+      const session = await ort.InferenceSession.create(this.#o.modelPath ?? CENTERNET_MODEL, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+      });
+      return { ort, session };
+    })().catch((e: unknown) => {
+      this.#session = undefined;
+      throw new DetectorError(`object detector did not load: ${String(e)}`, { cause: e });
+    });
+    return this.#session;
+  }
+
+  async detect(frame: GreyFrame, minScore: number): Promise<Detection[]> {
+    const { width: W, height: H, data } = frame;
+    if (W % 32 !== 0 || H % 32 !== 0 || W < 64 || H < 64)
+      throw new DetectorError(`frame ${W}x${H}: width and height must be multiples of 32 (>= 64)`);
+    if (data.length !== W * H)
+      throw new DetectorError(`frame ${W}x${H} needs ${W * H} bytes, got ${data.length}`);
+    const { ort, session } = await this.#open();
+    const plane = W * H;
+    if (this.#input?.length !== 3 * plane) this.#input = new Float32Array(3 * plane);
+    const input = this.#input;
+    for (let i = 0; i < plane; i++) {
+      const v = data[i] ?? 0;
+      input[i] = v;
+      input[plane + i] = v;
+      input[2 * plane + i] = v;
+    }
+    const out = await session.run({ [INPUT]: new ort.Tensor('float32', input, [1, 3, H, W]) });
+    const heat = out[HEAT];
+    const edges = out[EDGES];
+    if (!heat || !edges) throw new DetectorError('model output is missing its heads');
+    const [, classes = 0, gridH = 0, gridW = 0] = heat.dims;
+    return decodeCenterNet(
+      {
+        heat: heat.data as Float32Array,
+        edges: edges.data as Float32Array,
+        classes,
+        gridH,
+        gridW,
+      },
+      minScore,
+    );
+  }
+
+  async close(): Promise<void> {
+    const s = this.#session;
+    this.#session = undefined;
+    this.#input = undefined;
+    if (s) await (await s.catch(() => undefined))?.session.release();
+  }
+}

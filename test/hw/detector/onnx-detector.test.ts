@@ -1,0 +1,76 @@
+/**
+ * The real detector (CenterNet on onnxruntime-node) on real photographs
+ * (dev/fixtures/images/README.md: public-domain and CC0 pictures shipped by
+ * Debian's python3-skimage).
+ */
+import t from 'tap';
+import { greyPhoto } from '../../../dev/fixtures/images.js';
+import { OnnxCenterNetDetector } from '../../../hw/detector/onnx-detector.js';
+
+const detector = new OnnxCenterNetDetector();
+t.teardown(() => detector.close());
+
+t.test('the runtime loads on the first frame, not before', async (t) => {
+  let loads = 0;
+  const d = new OnnxCenterNetDetector({
+    loadRuntime: () => {
+      loads++;
+      return import('onnxruntime-node');
+    },
+  });
+  t.equal(d.loaded, false);
+  t.equal(loads, 0, 'constructing the detector loads nothing');
+  await d.detect(await greyPhoto('rocket', 128, 96), 0.5);
+  t.equal(loads, 1);
+  t.equal(d.loaded, true);
+  await d.detect(await greyPhoto('rocket', 128, 96), 0.5);
+  t.equal(loads, 1, 'once');
+  await d.close();
+  t.equal(d.loaded, false);
+});
+
+t.test('finds the person in the astronaut photo', async (t) => {
+  const found = await detector.detect(await greyPhoto('astronaut'), 0.4);
+  const person = found.find((d) => d.class === 'person');
+  t.ok(person, `a person (found: ${JSON.stringify(found.map((d) => [d.class, d.score]))})`);
+  if (!person) return;
+  t.ok(person.score >= 0.45, `score ${person.score.toFixed(2)}`);
+  // She stands in the left two thirds of the picture, head to the bottom edge.
+  const cx = person.box.x + person.box.w / 2;
+  t.ok(cx > 0.2 && cx < 0.55, `box centre x ${cx.toFixed(2)}`);
+  t.ok(person.box.h > 0.7, `box height ${person.box.h.toFixed(2)}`);
+});
+
+t.test('no person in the empty scenes', async (t) => {
+  for (const name of ['rocket', 'coffee'] as const) {
+    const found = await detector.detect(await greyPhoto(name), 0.3);
+    t.notOk(
+      found.some((d) => d.class === 'person'),
+      `${name}: ${JSON.stringify(found.map((d) => [d.class, d.score.toFixed(2)]))}`,
+    );
+  }
+  const cup = (await detector.detect(await greyPhoto('coffee'), 0.2)).find(
+    (d) => d.class === 'cup',
+  );
+  t.ok(cup, 'the coffee photo shows a cup (other classes are seen too)');
+});
+
+t.test('a frame the model cannot take is refused with its size', async (t) => {
+  await t.rejects(
+    detector.detect({ width: 100, height: 96, data: new Uint8Array(9600) }, 0.4),
+    /frame 100x96: width and height must be multiples of 32/,
+  );
+  await t.rejects(
+    detector.detect({ width: 128, height: 96, data: new Uint8Array(10) }, 0.4),
+    /needs 12288 bytes, got 10/,
+  );
+});
+
+t.test('a model that does not load is a DetectorError, and a retry loads again', async (t) => {
+  const d = new OnnxCenterNetDetector({ modelPath: '/nonexistent/model.onnx' });
+  await t.rejects(d.detect(await greyPhoto('rocket', 128, 96), 0.4), {
+    code: 'EDETECTOR',
+    message: /object detector did not load/,
+  });
+  t.equal(d.loaded, false);
+});

@@ -1,0 +1,191 @@
+/**
+ * Events by class, end to end (issue #21): the simulated camera films a real
+ * photograph (dev/fixtures/images/README.md: public domain / CC0, shipped by
+ * Debian's python3-skimage) while a white square crosses it; the real
+ * pipeline (ffmpeg, side stream, motion detector) hands the side-stream
+ * frames to the real CenterNet detector. A person makes a clip whose sealed
+ * end record names the person; the empty scene makes none unless configured;
+ * an exclude zone over the person makes none. With a stalled detector the
+ * hub still records (motionClips), and the governor's motion-only level
+ * records every motion without asking the detector.
+ */
+import t from 'tap';
+import { MemoryLogger } from '../../base/logger.js';
+import { photoPath } from '../../dev/fixtures/images.js';
+import type { Photo } from '../../dev/fixtures/images.js';
+import type { DetectionConfigInput } from '../../firmware/media/detection.js';
+import { noticeOf } from '../../firmware/media/motion-notices.js';
+import { createMediaPipeline } from '../../firmware/media/pipeline.js';
+import type { MediaEvent, MediaPipeline } from '../../firmware/media/pipeline.js';
+import { SimulatedCamera } from '../../hw/camera/simulated-camera.js';
+import type { Detection, GreyFrame, ObjectDetector } from '../../hw/detector/detector.js';
+import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
+import { MemorySealer } from '../firmware/media/memory-sealer.js';
+
+const detector = new OnnxCenterNetDetector();
+t.teardown(() => detector.close());
+
+function rig(photo: Photo, detection: DetectionConfigInput, d: ObjectDetector = detector) {
+  // Motion (the square crossing) from 1.5 s to 4 s after the camera starts.
+  const camera = new SimulatedCamera({
+    width: 320,
+    height: 240,
+    fps: 10,
+    schedule: { intervals: [[1.5, 4]] },
+    background: photoPath(photo),
+  });
+  const sealer = new MemorySealer();
+  const p = createMediaPipeline({
+    camera,
+    sealer,
+    logger: new MemoryLogger(),
+    detector: d,
+    config: {
+      encoder: { width: 320, height: 240, fps: 10, bitrateKbps: 300, softwarePreset: 'ultrafast' },
+      motion: { quietMs: 800 },
+      clips: { preRollS: 1, postRollS: 1, thumbnails: false },
+      detection: { enabled: true, width: 320, height: 224, ...detection },
+    },
+  });
+  const events: MediaEvent[] = [];
+  p.on((e) => events.push(e));
+  return { p, sealer, events };
+}
+
+/** The first event that matches (no deadline: tap's own timeout ends a stuck test). */
+function next(p: MediaPipeline, pred: (e: MediaEvent) => boolean): Promise<MediaEvent> {
+  return new Promise((resolve) => {
+    const off = p.on((e) => {
+      if (pred(e)) {
+        off();
+        resolve(e);
+      }
+    });
+  });
+}
+
+t.test('a person makes a clip; its end record and notice name the person', async (t) => {
+  const { p, sealer, events } = rig('astronaut', {});
+  await p.start();
+  t.teardown(() => p.stop());
+  const closed = await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  const started = events.find((e) => e.type === 'clip-started');
+  if (started?.type !== 'clip-started') throw new Error('no clip-started event');
+  t.match(started.reason, /^object \(person:0\.\d\d\)$/);
+  t.equal(started.objects?.[0]?.class, 'person');
+  t.ok((started.objects?.[0]?.score ?? 0) >= 0.4);
+  t.ok(
+    events.findIndex((e) => e.type === 'motion-start') <
+      events.findIndex((e) => e.type === 'objects'),
+    'motion first, then the object',
+  );
+  const clip = sealer.of('clip')[0];
+  t.equal(clip?.state, 'closed');
+  t.match(clip?.note, /^objects=person:0\.\d\d/, 'the sealed end record carries the objects');
+  t.match(closed, { type: 'clip-closed', objects: [{ class: 'person' }] });
+  const notice = noticeOf(started);
+  t.match(notice, { kind: 'motion', text: /^person detected \(0\.\d\d\)$/ });
+  t.equal(notice?.objects?.[0]?.class, 'person');
+  const st = p.status().detection;
+  t.ok(st.inferences >= 1, `${st.inferences} inferences`);
+  t.equal(st.level, 'full');
+});
+
+t.test('the empty scene: motion, no clip; with motionClips: a clip', async (t) => {
+  const a = rig('rocket', {});
+  await a.p.start();
+  t.teardown(() => a.p.stop());
+  await next(a.p, (e) => e.type === 'motion-ignored');
+  await a.p.idle();
+  t.equal(a.sealer.of('clip').length, 0, 'no clip for motion without a person');
+  t.notOk(a.events.some((e) => e.type === 'objects'));
+  t.ok(a.p.status().detection.inferences >= 1, 'the detector looked');
+  await a.p.stop();
+
+  const b = rig('rocket', { motionClips: true });
+  await b.p.start();
+  t.teardown(() => b.p.stop());
+  await next(b.p, (e) => e.type === 'clip-closed');
+  await b.p.idle();
+  const clip = b.sealer.of('clip')[0];
+  t.equal(clip?.state, 'closed', 'configured: motion alone makes a clip');
+  t.equal(clip?.note, undefined, 'and it names no object');
+});
+
+t.test('an exclude zone over the person: no clip', async (t) => {
+  const { p, sealer, events } = rig('astronaut', {
+    // She stands in the left two thirds of the picture.
+    zones: [
+      {
+        mode: 'exclude',
+        points: [
+          [0, 0],
+          [0.7, 0],
+          [0.7, 1],
+          [0, 1],
+        ],
+      },
+    ],
+  });
+  await p.start();
+  t.teardown(() => p.stop());
+  await next(p, (e) => e.type === 'motion-ignored');
+  await p.idle();
+  t.equal(sealer.of('clip').length, 0);
+  t.notOk(events.some((e) => e.type === 'objects'));
+});
+
+/** A detector that never answers (a wedged runtime). */
+class StuckDetector implements ObjectDetector {
+  calls = 0;
+  detect(_f: GreyFrame): Promise<Detection[]> {
+    this.calls++;
+    return new Promise(() => undefined);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+t.test('a stuck detector never holds up recording', async (t) => {
+  const stuck = new StuckDetector();
+  const { p, sealer } = rig('astronaut', { motionClips: true }, stuck);
+  await p.start();
+  t.teardown(() => p.stop());
+  await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  const clip = sealer.of('clip')[0];
+  t.equal(clip?.state, 'closed');
+  t.ok((clip?.chunks.length ?? 0) > 5, `${clip?.chunks.length} chunks written`);
+  t.equal(stuck.calls, 1, 'one inference in flight, none queued behind it');
+  t.ok(p.status().detection.dropped > 0, 'frames dropped while it was busy');
+});
+
+t.test('governor at motion-only: motion records without the detector', async (t) => {
+  const stuck = new StuckDetector();
+  const { p, sealer, events } = rig('rocket', {}, stuck);
+  p.setAnalysisLevel('motion-only', 0);
+  t.match(events.at(-1), { type: 'analysis-level', level: 'motion-only', fps: 0 });
+  await p.start();
+  t.teardown(() => p.stop());
+  await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  t.equal(sealer.of('clip').length, 1);
+  t.equal(stuck.calls, 0, 'the detector was not asked');
+  t.equal(p.status().detection.level, 'motion-only');
+});
+
+t.test('governor drops to motion-only during an event: the waiting event records', async (t) => {
+  const stuck = new StuckDetector();
+  const { p, sealer } = rig('rocket', {}, stuck);
+  await p.start();
+  t.teardown(() => p.stop());
+  await next(p, (e) => e.type === 'motion-start');
+  t.equal(sealer.of('clip').length, 0, 'waiting for an object');
+  p.setAnalysisLevel('reduced', 1);
+  p.setAnalysisLevel('motion-only', 0);
+  const started = await next(p, (e) => e.type === 'clip-started');
+  t.match(started, { reason: /detector paused by the load governor/ });
+  await next(p, (e) => e.type === 'clip-closed');
+});
