@@ -21,7 +21,7 @@ import { OS_VERSION_FILE } from '../protocol/rauc-system.js';
 import type { HealthCheck } from './agent.js';
 import { OsUpdateAgent } from './os-agent.js';
 import { RaucCli } from './rauc.js';
-import { PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
+import { OS_TRIAL_FILE, PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
 import type { BootFirmware } from './rauc-backend.js';
 import { buildRootfsBundle } from './rauc-bundle.js';
 import { release } from './repo.js';
@@ -33,7 +33,7 @@ import { isVersion } from './version.js';
 type Values = Record<string, string | boolean | undefined>;
 
 /** The OS agent's trial record on the boot FAT (seen by both slots). */
-export const OS_TRIAL_FILE = 'vigil-os.json';
+export { OS_TRIAL_FILE } from './rauc-backend.js';
 
 /** The booted OS version (OS_VERSION_FILE), 0.0.0 for an image that predates the file. */
 export async function runningOsVersion(paths: HostPaths, fs: DurableFs): Promise<string> {
