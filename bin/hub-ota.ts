@@ -46,6 +46,8 @@ import type { ResolvedOta, ServiceSource } from '../firmware/config/services.js'
 import { readBundle } from '../protocol/provisioning-bundle.js';
 import type { ProvisioningBundle } from '../protocol/provisioning-bundle.js';
 import { OTA_ROOT_FILE } from '../protocol/services.js';
+import { HubOsUpdates } from './hub-os.js';
+import type { HubOsDeps, HubOsStatus } from './hub-os.js';
 
 /** The hub exits with this to be restarted into a staged trial (any non-zero restarts). */
 export const TRIAL_RESTART_EXIT = 75;
@@ -73,6 +75,8 @@ export interface OtaWiringDeps {
   readonly random?: () => number;
   /** How long the hub waits for apply-update before restarting on its own. Default 10 s. */
   readonly applyWaitMs?: number;
+  /** Tests: RAUC and the firmware's reboots for the OS agent (bin/hub-os.ts). */
+  readonly os?: Pick<HubOsDeps, 'rauc' | 'boot' | 'busyPollMs' | 'trialTimeoutMs'>;
 }
 
 export interface OtaWiringStatus {
@@ -86,6 +90,8 @@ export interface OtaWiringStatus {
   readonly trial?: string;
   readonly last?: OtaOutcome;
   readonly note?: string;
+  /** OS updates (RAUC): the running OS version and the agent's state. */
+  readonly os?: HubOsStatus;
 }
 
 /**
@@ -132,6 +138,7 @@ export class OtaWiring {
   #polling = false;
   #resolved: ResolvedOta | undefined;
   #lastContact: string | undefined;
+  #os: HubOsUpdates | undefined;
 
   constructor(inner: HubServices, d: OtaWiringDeps) {
     this.#inner = inner;
@@ -254,15 +261,7 @@ export class OtaWiring {
       repoUrl: repoUrl ?? 'http://invalid.invalid/',
       channel: resolved.channel,
       probe: new ProcessTrialProbe(),
-      health: new HubHealthCheck({
-        hub: {
-          dataDir: () => this.#dataDir,
-          isPaired: (dir) => this.#inner.isPaired(dir),
-          status: () => this.#status(),
-        },
-        mode: config.mode,
-        relayUrl: config.relay.url,
-      }),
+      health: this.#health(),
       busy: new MediaBusy(() => this.#status()),
       reporter: {
         report: async (o) => {
@@ -360,6 +359,7 @@ export class OtaWiring {
       this.#log.warn('updates disabled', { reason: this.#note ?? '?' });
       return;
     }
+    const os = await this.#osUpdates(signal);
     if (this.#resolved?.repositoryUrl === undefined) {
       this.#note =
         'no OTA repository (ota.repositoryUrl, nor one in the provisioning bundle): updates disabled';
@@ -368,10 +368,60 @@ export class OtaWiring {
     }
     this.#polling = true;
     try {
-      await agent.run(signal);
+      await Promise.all([agent.run(signal), os?.run(signal)]);
     } finally {
       this.#polling = false;
     }
+  }
+
+  /**
+   * The OS agent (bin/hub-os.ts): set up, then settle an OS trial boot with the same
+   * health check as an app trial. Undefined when OS updates are off here (noted).
+   */
+  async #osUpdates(signal: AbortSignal): Promise<HubOsUpdates | undefined> {
+    const resolved = this.#resolved ?? (await this.#resolve());
+    const os = new HubOsUpdates({
+      config: this.#d.config,
+      paths: this.#d.paths,
+      logger: this.#d.logger,
+      fs: this.#fs,
+      transport: this.#contactTransport(this.#d.transport ?? new FetchTransport()),
+      repoUrl: resolved.repositoryUrl ?? 'http://invalid.invalid/',
+      channel: resolved.channel,
+      trustedRoot: () => this.#trustedRoot(),
+      health: this.#health(),
+      busy: new MediaBusy(() => this.#status()),
+      reporter: {
+        report: (o) => new ConfigChannelReporter(() => this.#channel()).report(o),
+      },
+      ...(this.#d.random ? { random: this.#d.random } : {}),
+      ...this.#d.os,
+    });
+    this.#os = os;
+    try {
+      if (!(await os.setup())) {
+        this.#log.info('OS updates off', { reason: os.status().note ?? '?' });
+        return undefined;
+      }
+      const settled = await os.confirm(signal);
+      if (settled !== undefined) this.#log.info('OS trial settled', { ...settled });
+    } catch (e) {
+      this.#log.error('OS update agent failed to start', { error: reasonOf(e) });
+      return undefined;
+    }
+    return os;
+  }
+
+  #health(): HubHealthCheck {
+    return new HubHealthCheck({
+      hub: {
+        dataDir: () => this.#dataDir,
+        isPaired: (dir) => this.#inner.isPaired(dir),
+        status: () => this.#status(),
+      },
+      mode: this.#d.config.mode,
+      relayUrl: this.#d.config.relay.url,
+    });
   }
 
   async stopServices(): Promise<void> {
@@ -424,6 +474,7 @@ export class OtaWiring {
       ...(this.#trialVersion !== undefined ? { trial: this.#trialVersion } : {}),
       ...(this.#last !== undefined ? { last: this.#last } : {}),
       ...(this.#note !== undefined ? { note: this.#note } : {}),
+      ...(this.#os !== undefined ? { os: this.#os.status() } : {}),
     };
   }
 }

@@ -119,6 +119,24 @@ export function relayLine(services: unknown): string | undefined {
   return parts.join('; ');
 }
 
+/**
+ * The OS line of `vigil hub status` (services.ota.os of the status file):
+ * `<version>, updates on|off[: why][; last <kind> <version>]`.
+ */
+export function osLine(services: unknown): string | undefined {
+  const ota = (services as { ota?: unknown } | undefined)?.ota as { os?: unknown } | undefined;
+  const os = ota?.os as
+    { version?: unknown; enabled?: unknown; note?: unknown; last?: unknown } | undefined;
+  if (os === undefined) return undefined;
+  let line = `${typeof os.version === 'string' ? os.version : '?'}, updates ${os.enabled === true ? 'on' : 'off'}`;
+  if (os.enabled !== true && typeof os.note === 'string')
+    line += ` (${os.note.replace(/^OS updates off:? ?/, '').replace(/^\((.*)\)$/, '$1')})`;
+  const last = os.last as { kind?: unknown; version?: unknown } | undefined;
+  if (last !== undefined && typeof last.kind === 'string')
+    line += `; last ${last.kind}${typeof last.version === 'string' ? ` ${last.version}` : ''}`;
+  return line;
+}
+
 async function status(ctx: CommandContext, argv: readonly string[]): Promise<number> {
   const { values } = parseOptions(argv, {
     root: { type: 'string' },
@@ -172,6 +190,8 @@ async function status(ctx: CommandContext, argv: readonly string[]): Promise<num
   if (relay !== undefined) lines.push(`relay:    ${relay}`);
   const privacy = (body.services as { privacy?: { estimate?: unknown } } | undefined)?.privacy;
   if (typeof privacy?.estimate === 'string') lines.push(`privacy:  ${privacy.estimate}`);
+  const os = osLine(body.services);
+  if (os !== undefined) lines.push(`os:       ${os}`);
   lines.push(`status:   ${file}`);
   ctx.stdout(`${lines.join('\n')}\n`);
   return 0;

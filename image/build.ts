@@ -66,6 +66,8 @@ export interface BuildOptions {
   readonly rpiKeyring?: string;
   /** PEM keyring for OS update bundles (/etc/rauc/keyring.pem); none: RAUC refuses every bundle. */
   readonly raucKeyring?: string;
+  /** The OS version written to /etc/vigil/os-version (default: the app's package.json version). */
+  readonly osVersion?: string;
   /** image/.cache by default: apt downloads, node runtime, work directories. */
   readonly cacheDir?: string;
   readonly compress?: boolean;
@@ -248,6 +250,14 @@ export function rootfsKey(
     .slice(0, 16);
 }
 
+/** The version in an app tree's package.json (0.0.0 when it has none). */
+async function packageVersion(appDir: string): Promise<string> {
+  const pkg = JSON.parse(await readFile(join(appDir, 'package.json'), 'utf8')) as {
+    version?: unknown;
+  };
+  return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+}
+
 export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   const runner: Runner = run;
   const repo = o.repo ?? (await findRepo());
@@ -375,7 +385,9 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
     'overlay, Vigil in /opt/vigil, units, accounts, manifest',
     async () => {
       kernelVersion = kernelVersionOf((await readdir(join(rootfs, 'lib', 'modules'))).sort());
-      await writeOverlay(rootfs, rootOverlay(board, layout));
+      const osVersion = o.osVersion ?? (await packageVersion(app.appDir));
+      o.print(`    OS version ${osVersion} (/etc/vigil/os-version)`);
+      await writeOverlay(rootfs, rootOverlay(board, layout, osVersion));
       if (o.raucKeyring !== undefined) {
         await copyFile(o.raucKeyring, join(rootfs, RAUC_PATHS.keyring));
         await chmod(join(rootfs, RAUC_PATHS.keyring), 0o644);
@@ -598,13 +610,10 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
   // Raspberry Pi Imager repository JSON beside the download (image/imager.ts)
   let imagerFile: string | undefined;
   if (xzFile !== undefined && xzHash !== undefined) {
-    const pkg = JSON.parse(await readFile(join(app.appDir, 'package.json'), 'utf8')) as {
-      version?: unknown;
-    };
     imagerFile = join(out, `${name}.rpi-imager.json`);
     const repoJson = imagerRepository({
       board: board.name,
-      version: typeof pkg.version === 'string' ? pkg.version : '0.0.0',
+      version: await packageVersion(app.appDir),
       sourceDateEpoch: epoch,
       url: basename(xzFile),
       extractSize: (await stat(image)).size,

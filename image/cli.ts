@@ -36,6 +36,8 @@ Build options:
   --rpi-keyring FILE      OpenPGP keyring of Raspberry Pi's archive
   --rauc-keyring FILE     CA or certificate(s) OS update bundles must be signed by (PEM),
                           installed as /etc/rauc/keyring.pem; without it RAUC refuses all
+  --os-version X.Y.Z      the OS version in /etc/vigil/os-version (what OS updates compare;
+                          default: Vigil's package.json version)
   --mirror URL            Debian mirror (default http://deb.debian.org/debian)
   --source-date-epoch N   timestamps in the image (default $SOURCE_DATE_EPOCH, else the
                           last commit's time)
@@ -49,6 +51,7 @@ interface BuildFlags {
   kernelSource: KernelSource;
   rpiKeyring?: string;
   raucKeyring?: string;
+  osVersion?: string;
   mirror?: string;
   sourceDateEpoch?: number;
   cache?: string;
@@ -62,6 +65,7 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
     'kernel-source': { type: 'string' },
     'rpi-keyring': { type: 'string' },
     'rauc-keyring': { type: 'string' },
+    'os-version': { type: 'string' },
     mirror: { type: 'string' },
     'source-date-epoch': { type: 'string' },
     cache: { type: 'string' },
@@ -79,6 +83,8 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
       '--kernel-source raspberrypi needs --rpi-keyring FILE (Raspberry Pi archive signing key)',
     );
   }
+  if (v['os-version'] !== undefined && !/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(v['os-version']))
+    throw new UsageError(`--os-version must be x.y.z, got "${v['os-version']}"`);
   let sde: number | undefined;
   if (v['source-date-epoch'] !== undefined) {
     if (!/^\d{1,12}$/.test(v['source-date-epoch']))
@@ -94,6 +100,7 @@ function parseBuildFlags(argv: readonly string[]): BuildFlags {
     ...(v.out !== undefined ? { out: v.out } : {}),
     ...(v['rpi-keyring'] !== undefined ? { rpiKeyring: v['rpi-keyring'] } : {}),
     ...(v['rauc-keyring'] !== undefined ? { raucKeyring: v['rauc-keyring'] } : {}),
+    ...(v['os-version'] !== undefined ? { osVersion: v['os-version'] } : {}),
     ...(v.mirror !== undefined ? { mirror: v.mirror } : {}),
     ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
     ...(v.cache !== undefined ? { cache: v.cache } : {}),
@@ -146,6 +153,7 @@ async function build(
     ...(f.mirror !== undefined ? { mirror: f.mirror } : {}),
     ...(f.rpiKeyring !== undefined ? { rpiKeyring: f.rpiKeyring } : {}),
     ...(f.raucKeyring !== undefined ? { raucKeyring: f.raucKeyring } : {}),
+    ...(f.osVersion !== undefined ? { osVersion: f.osVersion } : {}),
     ...(f.cache !== undefined ? { cacheDir: f.cache } : {}),
   };
   if (!twice) {

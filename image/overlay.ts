@@ -7,7 +7,12 @@ import {
   cardPartUuid,
   FIRMWARE_MOUNT,
 } from '../protocol/card-layout.js';
-import { RAUC_PATHS, raucSystemConf, SLOT_BOOTNAMES } from '../protocol/rauc-system.js';
+import {
+  OS_VERSION_FILE,
+  RAUC_PATHS,
+  raucSystemConf,
+  SLOT_BOOTNAMES,
+} from '../protocol/rauc-system.js';
 import type { Board } from './boards.js';
 import { LABELS, partUuid } from './layout.js';
 import type { Layout } from './layout.js';
@@ -97,30 +102,57 @@ export function raucBackendWrapper(): string {
 export const WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=15s\nRebootWatchdogSec=2min\n';
 
 export const OS_CONFIRM_UNIT = 'vigil-os-confirm.service';
+export const OS_CONFIRM_TIMER = 'vigil-os-confirm.timer';
+/** How long after boot the hub has to confirm a new OS before the deadline unit gives up. */
+export const OS_TRIAL_DEADLINE_SEC = 900;
 
-/** At every boot, once the hub is up: settle an OS trial (mark-good, or mark-bad and back). */
+/**
+ * The OS trial's deadline. The hub confirms an OS trial itself (bin/hub-os.ts: its health
+ * check, then mark-good); a trial boot whose hub never gets that far (storage or services
+ * never come up, the hub restarted by its watchdog) is still pending when this runs:
+ * mark-bad and a plain reboot into the committed slot. Nothing to do without a trial record.
+ */
 export function osConfirmUnit(): string {
   return unit([
     '[Unit]',
-    'Description=Vigil OS update: settle a trial boot (hub healthy: commit; else back)',
+    'Description=Vigil OS update: trial deadline (no confirmation from the hub: back to the committed slot)',
     `After=${HUB_UNIT}`,
     // nothing to do unless an OS update was installed (the record sits on the boot FAT)
     `ConditionPathExists=${IMAGE_PATHS.firmware}/vigil-os.json`,
     '',
     '[Service]',
     'Type=oneshot',
-    `ExecStart=${IMAGE_PATHS.cli} ota os-confirm`,
-    'TimeoutStartSec=15min',
-    '',
-    '[Install]',
-    'WantedBy=multi-user.target',
+    `ExecStart=${IMAGE_PATHS.cli} ota os-confirm --deadline`,
+    'TimeoutStartSec=5min',
   ]);
 }
 
-/** OS updates: RAUC's system.conf (slots from the card table), the backend, the watchdog. */
-export function osUpdateFiles(board: Board): OverlayFile[] {
+export function osConfirmTimer(): string {
+  return unit([
+    '[Unit]',
+    'Description=Vigil OS update: trial deadline',
+    '',
+    '[Timer]',
+    `OnBootSec=${String(OS_TRIAL_DEADLINE_SEC)}s`,
+    'AccuracySec=5s',
+    '',
+    '[Install]',
+    'WantedBy=timers.target',
+  ]);
+}
+
+/** Default OS version of an image built without `--os-version`. */
+export const DEFAULT_OS_VERSION = '0.0.0';
+
+/**
+ * OS updates: RAUC's system.conf (slots from the card table), the backend, the watchdog,
+ * and the OS version the hub's agent compares `rootfs` targets with (`vigil hub status`).
+ */
+export function osUpdateFiles(board: Board, osVersion = DEFAULT_OS_VERSION): OverlayFile[] {
   return [
+    { path: OS_VERSION_FILE, content: `${osVersion}\n`, mode: 0o644 },
     { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_UNIT}`, content: osConfirmUnit(), mode: 0o644 },
+    { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_TIMER}`, content: osConfirmTimer(), mode: 0o644 },
     { path: RAUC_PATHS.systemConf, content: raucSystemConf(board.name), mode: 0o644 },
     { path: RAUC_PATHS.backend, content: raucBackendWrapper(), mode: 0o755 },
     {
@@ -299,7 +331,11 @@ export function cliWrapper(): string {
 }
 
 /** Everything the build writes into the root filesystem (the hub unit is copied separately). */
-export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
+export function rootOverlay(
+  board: Board,
+  layout: Layout,
+  osVersion = DEFAULT_OS_VERSION,
+): OverlayFile[] {
   const files: OverlayFile[] = [
     { path: '/etc/hostname', content: 'vigil\n', mode: 0o644 },
     {
@@ -336,7 +372,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
       mode: 0o644,
     },
   ];
-  files.push(...osUpdateFiles(board));
+  files.push(...osUpdateFiles(board, osVersion));
   if (board.modules.length > 0) {
     files.push({
       path: '/etc/modules-load.d/vigil.conf',
@@ -367,7 +403,7 @@ export function rootOverlay(board: Board, layout: Layout): OverlayFile[] {
 }
 
 export function unitsToEnable(board: Board): string[] {
-  const units = [HUB_UNIT, GROW_UNIT, OS_CONFIRM_UNIT];
+  const units = [HUB_UNIT, GROW_UNIT, OS_CONFIRM_TIMER];
   if (board.name === 'qemu-amd64') units.push(TWIN_REPORT_UNIT, TWIN_SETUP_UNIT, TWIN_JOURNEY_UNIT);
   return units;
 }

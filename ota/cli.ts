@@ -61,7 +61,8 @@ Device side:
   trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
   os-check   --url URL [--state DIR] [--root ROOT.json] [--busy-file PATH]
              one OS update check: download, rauc install, reboot into the trial slot
-  os-confirm [--state DIR]   at boot: settle an OS trial (mark-good, or mark-bad + reboot)
+  os-confirm [--state DIR] [--deadline]   settle an OS trial (mark-good, or mark-bad + reboot);
+                             --deadline: a trial still pending fails (the hub never confirmed it)
   rauc-backend CMD ...       RAUC's custom bootloader backend (run by RAUC)
 `;
 

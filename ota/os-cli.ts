@@ -17,10 +17,11 @@ import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
 import { FIRMWARE_MOUNT } from '../protocol/card-layout.js';
+import { OS_VERSION_FILE } from '../protocol/rauc-system.js';
 import type { HealthCheck } from './agent.js';
 import { OsUpdateAgent } from './os-agent.js';
 import { RaucCli } from './rauc.js';
-import { PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
+import { OS_TRIAL_FILE, PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
 import type { BootFirmware } from './rauc-backend.js';
 import { buildRootfsBundle } from './rauc-bundle.js';
 import { release } from './repo.js';
@@ -32,7 +33,13 @@ import { isVersion } from './version.js';
 type Values = Record<string, string | boolean | undefined>;
 
 /** The OS agent's trial record on the boot FAT (seen by both slots). */
-export const OS_TRIAL_FILE = 'vigil-os.json';
+export { OS_TRIAL_FILE } from './rauc-backend.js';
+
+/** The booted OS version (OS_VERSION_FILE), 0.0.0 for an image that predates the file. */
+export async function runningOsVersion(paths: HostPaths, fs: DurableFs): Promise<string> {
+  const text = (await fs.readIfExists(paths.host(OS_VERSION_FILE)))?.toString('utf8').trim();
+  return text !== undefined && isVersion(text) ? text : '0.0.0';
+}
 const HUB_SERVICE = 'vigil-hub.service';
 
 function parse(ctx: CommandContext, options: ParseArgsConfig['options']): Values {
@@ -93,8 +100,8 @@ async function firmwareOf(paths: HostPaths, fs: DurableFs): Promise<BootFirmware
   return new TwinFirmware(paths.host('/proc/cmdline'), paths.host(FIRMWARE_MOUNT), fs);
 }
 
-async function backendOf(ctx: CommandContext, fs: DurableFs): Promise<RaucBootBackend> {
-  const paths = HostPaths.fromEnv(ctx.env);
+/** The board's RAUC backend (the CLI here, the hub's OS agent in bin/hub-os.ts). */
+export async function bootBackend(paths: HostPaths, fs: DurableFs): Promise<RaucBootBackend> {
   return new RaucBootBackend({
     selectorDir: paths.host(FIRMWARE_MOUNT),
     fs,
@@ -104,7 +111,7 @@ async function backendOf(ctx: CommandContext, fs: DurableFs): Promise<RaucBootBa
 
 /** RAUC runs this (RAUC_PATHS.backend): argv is RAUC's. */
 export async function raucBackend(ctx: CommandContext): Promise<number> {
-  const backend = await backendOf(ctx, new DurableFs());
+  const backend = await bootBackend(HostPaths.fromEnv(ctx.env), new DurableFs());
   ctx.stdout(await backend.handle(ctx.argv.slice(1)));
   return 0;
 }
@@ -117,7 +124,9 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
     channel: { type: 'string' },
     root: { type: 'string' },
     'busy-file': { type: 'string' },
+    deadline: { type: 'boolean' },
   });
+  if (v.deadline === true && !confirm) throw new UsageError('--deadline is for os-confirm');
   const fs = new DurableFs(CrashController.fromEnv(ctx.env));
   const paths = HostPaths.fromEnv(ctx.env);
   const stateDir = resolve(
@@ -129,10 +138,24 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
       throw new UsageError(`no trusted root in ${metaDir}: give --root ROOT.json`);
     await installTrustedRoot(fs, metaDir, await readFile(v.root));
   }
-  const backend = await backendOf(ctx, fs);
+  const backend = await bootBackend(paths, fs);
   const busyFile = typeof v['busy-file'] === 'string' ? v['busy-file'] : undefined;
   // The hub's unit reached READY (Type=notify; vigil-os-confirm.service runs After= it): the
   // supervisor opened storage, MLS state and the camera pipeline, or it would not be active.
+  // --deadline (vigil-os-confirm.timer): the hub confirms a healthy trial itself; a trial
+  // still pending this late never got its confirmation.
+  const deadline: HealthCheck = {
+    check: () =>
+      Promise.resolve({
+        ok: false,
+        checks: {
+          hub: {
+            ok: false,
+            detail: 'the hub did not confirm the new OS before the trial deadline',
+          },
+        },
+      }),
+  };
   const health: HealthCheck = {
     check: async ({ signal }) => {
       const r = await run('systemctl', ['is-active', HUB_SERVICE], {
@@ -161,7 +184,7 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
         await backend.rebootIntoPrimary();
       },
     },
-    health,
+    health: v.deadline === true ? deadline : health,
     busy: {
       isBusy: async () => busyFile !== undefined && (await fs.readIfExists(busyFile)) !== undefined,
     },
@@ -170,10 +193,7 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
         ctx.stdout(`${JSON.stringify(o)}\n`);
       },
     },
-    runningVersion: async () =>
-      (
-        (await fs.readIfExists(paths.host('/etc/vigil/os-version')))?.toString('utf8') ?? '0.0.0'
-      ).trim(),
+    runningVersion: () => runningOsVersion(paths, fs),
     logger: new JsonLogger('vigil-ota-os', {
       write: (line: string) => process.stderr.write(`${line}\n`),
     }),

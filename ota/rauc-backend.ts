@@ -49,6 +49,12 @@ export class RaucBackendError extends VigilError {
 /** The backend's state file on the boot FAT, beside autoboot.txt. */
 export const STATE_FILE = 'vigil-ab.json';
 
+/**
+ * The OS agent's trial record (ota/os-agent.ts: pending trial, bad versions) on the same FAT:
+ * both root slots see it. Listed here so the bundle hook keeps it (ota/rauc-bundle.ts).
+ */
+export const OS_TRIAL_FILE = 'vigil-os.json';
+
 /** The twin's stand-in for the firmware's one-shot flag (the qemu harness reads and clears it). */
 export const TRYBOOT_FLAG_FILE = 'tryboot.flag';
 

@@ -17,7 +17,7 @@ import { run } from '../hw/os/run.js';
 import { CARD_PARTITIONS, cardPartUuid } from '../protocol/card-layout.js';
 import type { CardSlot } from '../protocol/card-layout.js';
 import { raucCompatible, SLOT_BOOTNAMES } from '../protocol/rauc-system.js';
-import { STATE_FILE, TRYBOOT_FLAG_FILE } from './rauc-backend.js';
+import { OS_TRIAL_FILE, STATE_FILE, TRYBOOT_FLAG_FILE } from './rauc-backend.js';
 
 export class RaucBundleError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -127,7 +127,8 @@ export function bundleHook(): string {
     'mnt=$(mktemp -d)',
     'mount -t vfat "$RAUC_SLOT_DEVICE" "$mnt"',
     'trap \'umount "$mnt"; rmdir "$mnt"\' EXIT',
-    `find "$mnt" -mindepth 1 -maxdepth 1 ! -name autoboot.txt ! -name ${STATE_FILE} ! -name ${TRYBOOT_FLAG_FILE} -exec rm -rf {} +`,
+    // boot A also holds the A/B rule, the backend's state and the OS agent's trial record
+    `find "$mnt" -mindepth 1 -maxdepth 1 ! -name autoboot.txt ! -name ${STATE_FILE} ! -name ${TRYBOOT_FLAG_FILE} ! -name ${OS_TRIAL_FILE} -exec rm -rf {} +`,
     'tar -x -f "$RAUC_IMAGE_NAME" -C "$mnt" --no-same-owner --no-same-permissions',
     'mv "$mnt/cmdline-$name.txt" "$mnt/cmdline.txt"',
     'rm -f "$mnt"/cmdline-?.txt',

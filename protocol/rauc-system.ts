@@ -27,6 +27,9 @@ export function slotOfBootname(name: string): CardSlot | undefined {
   return undefined;
 }
 
+/** The root filesystem's OS version (x.y.z), written by `vigil image build --os-version`. */
+export const OS_VERSION_FILE = '/etc/vigil/os-version';
+
 /** Where the image puts RAUC's files and the project's backend. */
 export const RAUC_PATHS = {
   systemConf: '/etc/rauc/system.conf',

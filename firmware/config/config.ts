@@ -97,9 +97,27 @@ export const configSchema = z
           .min(1)
           .max(24 * 60)
           .default(360),
+        /**
+         * OS updates (RAUC, docs/ota.md): the hub checks the same channel for a `rootfs`
+         * target, installs it into the inactive slot, reboots into its trial when nothing
+         * is being recorded and confirms it after its health check. Needs an A/B image
+         * (/etc/rauc/system.conf); elsewhere the hub says why they are off.
+         */
+        os: z
+          .object({
+            enabled: z.boolean().default(true),
+            pollMinutes: z
+              .number()
+              .int()
+              .min(5)
+              .max(7 * 24 * 60)
+              .default(720),
+          })
+          .strict()
+          .default({ enabled: true, pollMinutes: 720 }),
       })
       .strict()
-      .default({ pollMinutes: 360 }),
+      .default({ pollMinutes: 360, os: { enabled: true, pollMinutes: 720 } }),
     /**
      * The pairing/reset button and the status LED (firmware/supervisor/panel.ts).
      * `chip: "auto"` picks the Pi's main GPIO chip by label; with no such chip (or

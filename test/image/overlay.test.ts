@@ -69,8 +69,21 @@ t.test('OS updates: watchdog on, RAUC config and backend in every image', async 
     );
     t.match(get('/etc/rauc/system.conf')?.content, /^bootloader=custom$/m);
     const confirm = get('/usr/lib/systemd/system/vigil-os-confirm.service')?.content ?? '';
-    t.match(confirm, /^After=vigil-hub\.service$/m, 'the trial is judged once the hub is up');
+    t.match(confirm, /^ExecStart=\/usr\/bin\/vigil ota os-confirm --deadline$/m);
     t.match(confirm, /^ConditionPathExists=\/boot\/firmware\/vigil-os\.json$/m);
+    t.notMatch(confirm, /\[Install\]/, 'started by its timer only');
+    t.match(
+      get('/usr/lib/systemd/system/vigil-os-confirm.timer')?.content,
+      /^OnBootSec=900s$/m,
+      'the hub confirms first; the deadline comes later',
+    );
+    t.equal(get('/etc/vigil/os-version')?.content, '0.0.0\n', 'the default OS version');
+    t.equal(
+      rootOverlay(board, planLayout(board.sizes), '2.1.0').find(
+        (f) => f.path === '/etc/vigil/os-version',
+      )?.content,
+      '2.1.0\n',
+    );
     t.match(
       get('/usr/lib/vigil/rauc-bootloader')?.content,
       /exec \/usr\/bin\/vigil ota rauc-backend "\$@"/,
@@ -118,7 +131,7 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   t.same(unitsToEnable(pi), [
     'vigil-hub.service',
     'vigil-grow-data.service',
-    'vigil-os-confirm.service',
+    'vigil-os-confirm.timer',
   ]);
   const tw = rootOverlay(twin, planLayout(twin.sizes));
   t.match(
@@ -131,7 +144,7 @@ t.test('root overlay: no password, empty machine-id, units, mounts', async (t) =
   t.same(unitsToEnable(twin), [
     'vigil-hub.service',
     'vigil-grow-data.service',
-    'vigil-os-confirm.service',
+    'vigil-os-confirm.timer',
     'vigil-twin-report.service',
     'vigil-twin-setup.service',
     'vigil-twin-journey.service',

@@ -44,6 +44,11 @@ t.test('slot command lines follow the slot', async (tt) => {
   );
   tt.match(slotCmdline(base, 'a'), /root=PARTUUID=5649474c-05 rauc\.slot=A\n$/);
   tt.match(bundleHook(), /! -name autoboot\.txt/, 'the hook keeps autoboot.txt');
+  tt.match(
+    bundleHook(),
+    /! -name vigil-ab\.json ! -name tryboot\.flag ! -name vigil-os\.json /,
+    "and the backend's state, the flag and the OS agent's trial record (its bad versions)",
+  );
   tt.notMatch(bundleHook(), /mkfs/, 'the hook never reformats a boot FAT');
 });
 

@@ -7,7 +7,7 @@
 import { lstat, mkdir, readdir, rename, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runPlan } from './lib/boot-plan.js';
+import { guestInitrd, runPlan } from './lib/boot-plan.js';
 import { ensureGuest } from './lib/guest-build.js';
 import { stageProject } from './lib/project.js';
 import { bootQemu } from './lib/qemu.js';
@@ -86,6 +86,7 @@ async function runHostScenario(
   s: Scenario,
   guest: GuestImage,
   runDir: string,
+  projectImage: string | undefined,
 ): Promise<ScenarioResult> {
   const workDir = join(runDir, s.name);
   await rm(workDir, { recursive: true, force: true });
@@ -104,6 +105,29 @@ async function runHostScenario(
     const body = mod.default({
       guest,
       workDir,
+      ...(projectImage !== undefined
+        ? {
+            stage2: {
+              projectImage,
+              initrd: (script: string, timeoutSec: number, boot: number, boots: number) => {
+                const file = join(SYSTEM_DIR, 'scenarios', script);
+                const helper: Scenario = {
+                  name: s.name,
+                  kind: script.endsWith('.sh') ? 'sh' : 'ts',
+                  file,
+                  header: { ...s.header, timeoutSec },
+                };
+                return guestInitrd(
+                  { root: ROOT, systemDir: SYSTEM_DIR, guest },
+                  [helper],
+                  boot,
+                  boots,
+                  workDir,
+                );
+              },
+            },
+          }
+        : {}),
       boot: async (spec) => {
         consoleLogs.push(relative(ROOT, spec.consoleLog));
         return bootQemu(spec);
@@ -259,7 +283,7 @@ async function main(): Promise<void> {
         });
         continue;
       }
-      report(await runHostScenario(s, guest, runDir));
+      report(await runHostScenario(s, guest, runDir, projectImage));
     }
     await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);

@@ -274,3 +274,29 @@ void t.test('audio: off by default; each bad value is one line naming its field'
     }
   }
 });
+
+t.test('ota.os: OS updates on by default, fields checked strictly', async (t) => {
+  t.same(parseConfig({}).ota.os, { enabled: true, pollMinutes: 720 });
+  t.same(parseConfig({ ota: { os: { enabled: false } } }).ota.os, {
+    enabled: false,
+    pollMinutes: 720,
+  });
+  const bad: [unknown, string][] = [
+    [{ enabled: 'yes' }, 'ota.os.enabled'],
+    [{ pollMinutes: 4 }, 'ota.os.pollMinutes'],
+    [{ pollMinutes: 7 * 24 * 60 + 1 }, 'ota.os.pollMinutes'],
+    [{ pollMinutes: 60.5 }, 'ota.os.pollMinutes'],
+    [{ window: '02:00-04:00' }, 'ota.os.window'],
+  ];
+  for (const [os, field] of bad) {
+    let e: unknown;
+    try {
+      parseConfig({ ota: { os } });
+    } catch (err) {
+      e = err;
+    }
+    t.ok(e instanceof ConfigError, JSON.stringify(os));
+    t.match(e, { field, message: new RegExp(field.replace(/\./g, '\\.')) });
+    t.notOk((e as Error).message.includes('\n'), 'one line');
+  }
+});

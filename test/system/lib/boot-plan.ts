@@ -4,7 +4,7 @@
  * helpers, plan), boot, parse "VT-RESULT" lines, bring back the out disk's files.
  */
 import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { run } from '../../../hw/os/run.js';
 import { bootQemu } from './qemu.js';
 import type { BootPlan } from './scenario.js';
@@ -39,7 +39,7 @@ function relPath(root: string, p: string): string {
 
 /** Guest path of a scenario: .sh files ride in the initramfs, .ts ones are compiled to /vigil/dist. */
 function guestFile(root: string, s: Scenario): string {
-  if (s.kind === 'sh') return `/vt/scenarios/${s.name}.sh`;
+  if (s.kind === 'sh') return `/vt/scenarios/${basename(s.file)}`;
   return `/vigil/dist/${relative(root, s.file).replace(/\.ts$/, '.js')}`;
 }
 
@@ -49,6 +49,22 @@ async function buildInitrd(
   boot: number,
   dir: string,
 ): Promise<string> {
+  return guestInitrd(ctx, plan.scenarios, boot, plan.boots, dir);
+}
+
+/**
+ * The initramfs of one boot of the harness's guest that runs `scenarios` through stage 2
+ * (also for host scenarios that boot the guest themselves, e.g. with a kernel command line
+ * of their own).
+ */
+export async function guestInitrd(
+  ctx: Pick<PlanContext, 'root' | 'systemDir' | 'guest'>,
+  scenarios: readonly Scenario[],
+  boot: number,
+  boots: number,
+  dir: string,
+): Promise<string> {
+  const plan = { scenarios, boots };
   const o = join(dir, `initrd-overlay-${boot}`);
   await rm(o, { recursive: true, force: true });
   await mkdir(join(o, 'vt', 'scenarios'), { recursive: true });

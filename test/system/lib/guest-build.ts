@@ -47,6 +47,11 @@ export const GUEST_PACKAGES = [
   'tar',
   'gzip',
   'xz-utils',
+  // OS updates (ota-os-*): RAUC 1.8 and a private D-Bus for its service
+  'rauc',
+  'dbus-daemon',
+  'dbus-bin',
+  'libglib2.0-bin',
 ] as const;
 
 /** Bump when the guest layout changes in a way the hashed scripts do not show. */

@@ -84,6 +84,15 @@ export interface BootResult {
 
 export interface HostContext {
   readonly guest: GuestImage;
+  /**
+   * The harness's guest for a host scenario that boots it itself: the staged project disk
+   * (mount it as serial "project": /vigil in the guest) and an initramfs whose stage 2 runs
+   * `script` (a `_helper.sh` or `.ts` in scenarios/, like a guest scenario) on boot N of M.
+   */
+  readonly stage2?: {
+    readonly projectImage: string;
+    initrd(script: string, timeoutSec: number, boot: number, boots: number): Promise<string>;
+  };
   /** A fresh directory for this scenario's files (under .cache/last-run/). */
   readonly workDir: string;
   readonly boot: (spec: BootSpec) => Promise<BootResult>;
