@@ -118,7 +118,7 @@ async function measure(
   process.stdout.write(
     `  ${label}: hub ${(hub * 100).toFixed(1)} % of one core, encoder ${(enc * 100).toFixed(1)} %` +
       (detection
-        ? ` (inferences ${st.detection.inferences}, dropped ${st.detection.dropped}, clips ${st.counters.clips}, last ${st.detection.lastInferenceMs?.toFixed(0) ?? '-'} ms)`
+        ? ` (inferences ${st.detection.inferences}, dropped ${st.detection.dropped}, recording ${st.recording.active ? 'yes' : 'no'}, last ${st.detection.lastInferenceMs?.toFixed(0) ?? '-'} ms)`
         : '') +
       '\n',
   );

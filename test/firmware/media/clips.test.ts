@@ -1,5 +1,10 @@
 import t from 'tap';
-import { ClipRecorder, GopRing, clipConfigSchema } from '../../../firmware/media/clips.js';
+import {
+  ClipRecorder,
+  GopRing,
+  clipConfigSchema,
+  objectsNote,
+} from '../../../firmware/media/clips.js';
 import type { ClipConfigInput, ClipEvent } from '../../../firmware/media/clips.js';
 import { Fmp4Splitter } from '../../../firmware/media/fmp4.js';
 import type { Fragment, InitSegment } from '../../../firmware/media/fmp4.js';
@@ -208,4 +213,43 @@ t.test('a thumbnail is sealed as its own item for each clip', async (t) => {
 t.test('config validation', async (t) => {
   t.notOk(clipConfigSchema.safeParse({ preRollS: -1 }).success);
   t.match(clipConfigSchema.parse({}), { preRollS: 3, postRollS: 3, maxClipS: 60 });
+});
+
+t.test('objects seen during a clip: best per class, sealed in the end-record note', async (t) => {
+  t.equal(objectsNote([]), '');
+  const { rec, sealer, events, feed, clock } = rig({ preRollS: 1, postRollS: 0 });
+  rec.noteObjects([{ class: 'dog', score: 0.9 }]); // no clip open: nothing to note
+  for (let i = 0; i < 3; i++) feed(i);
+  rec.motionStarted('object (person:0.55)', [{ class: 'person', score: 0.55 }]);
+  feed(3);
+  rec.noteObjects([
+    { class: 'car', score: 0.6 },
+    { class: 'person', score: 0.5 },
+  ]);
+  rec.motionStarted('again', [{ class: 'person', score: 0.7 }]); // same clip, better score
+  clock.now = 4500;
+  rec.motionEnded();
+  feed(4);
+  await rec.idle();
+  const clip = sealer.of('clip')[0];
+  t.equal(clip?.state, 'closed');
+  t.equal(clip?.note, 'objects=person:0.70,car:0.60');
+  t.match(events[0], { type: 'clip-started', objects: [{ class: 'person', score: 0.55 }] });
+  t.match(events.at(-1), {
+    type: 'clip-closed',
+    objects: [
+      { class: 'person', score: 0.7 },
+      { class: 'car', score: 0.6 },
+    ],
+  });
+  // a clip without objects closes without a note
+  const plain = rig({ preRollS: 0, postRollS: 0 });
+  plain.feed(0);
+  plain.rec.motionStarted('motion (video)');
+  plain.clock.now = 1500;
+  plain.rec.motionEnded();
+  plain.feed(1);
+  await plain.rec.idle();
+  t.equal(plain.sealer.of('clip')[0]?.state, 'closed');
+  t.equal(plain.sealer.of('clip')[0]?.note, undefined);
 });

@@ -2,6 +2,7 @@ import t from 'tap';
 import { MemoryLogger } from '../../../base/logger.js';
 import { noticeOf, sendMotionNotices } from '../../../firmware/media/motion-notices.js';
 import type { MediaEvent } from '../../../firmware/media/pipeline.js';
+import { NoticeMessage } from '../../../protocol/e2ee-frames.js';
 
 t.test('a clip start raises one motion notice; other events none', async (t) => {
   t.same(
@@ -58,4 +59,31 @@ t.test('a clip start raises one motion notice; other events none', async (t) => 
   t.ok(logger.lines.some((l) => l.includes('motion notice not sent') && l.includes('relay down')));
   off();
   t.equal(listener, undefined, 'unsubscribed');
+});
+
+t.test('a clip opened by the detector: the notice names the objects, best first', async (t) => {
+  const n = noticeOf({
+    type: 'clip-started',
+    itemId: 'abcdef01',
+    epoch: 1n,
+    at: 7,
+    preRollS: 1,
+    reason: 'object (person:0.82,car:0.51)',
+    objects: [
+      { class: 'person', score: 0.8234 },
+      { class: 'car', score: 0.51 },
+    ],
+  });
+  t.same(n, {
+    at: 7,
+    kind: 'motion',
+    itemId: 'abcdef01',
+    text: 'person, car detected (0.82)',
+    objects: [
+      { class: 'person', score: 0.823 },
+      { class: 'car', score: 0.51 },
+    ],
+  });
+  // what the phones receive must pass the sealed-notice schema
+  t.ok(NoticeMessage.safeParse({ t: 'notice', ...n }).success);
 });
