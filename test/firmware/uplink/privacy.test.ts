@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { ConfigError} from '../../../firmware/config/config.js';
+import type { ConfigError } from '../../../firmware/config/config.js';
 import { parseConfig } from '../../../firmware/config/config.js';
 import {
   describeCost,
