@@ -49,7 +49,7 @@ for (const mode of ['off', 'constant-rate', 'padding-buckets'] as const) {
     thumbnailBytes,
     phoneSyncMs: 3_600_000,
   });
-  const inDay = r.wire.filter((w) => w.t < r.dayMs);
+  const inDay = r.wire.filter((w) => w.t >= 0 && w.t < r.dayMs); // not the warm-up before the day
   const up = inDay.reduce((s, w) => s + w.bytes, 0) * scale;
   const payload = r.payloadBytes * scale;
   const delays = r.events.map((e, i) => (r.sentAt[i] ?? r.dayMs) - e);

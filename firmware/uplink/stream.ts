@@ -7,7 +7,7 @@
  *
  * Lanes (each its own loop, so each lane's MLS messages reach a phone in the
  * order they were sealed):
- *  - data: records of clips and thumbnails (thumbnails first), sealed in each
+ *  - data: records of clips and thumbnails (in queue order), sealed in each
  *    phone's `config` group, posted as relay `kind=message`, `group=config`;
  *  - notice: notice records of NOTICE_RECORD_BYTES, sealed in each phone's
  *    `notification` group, posted as `group=notification` — the relay pushes
@@ -85,16 +85,18 @@ interface Built {
 
 const EMPTY: Built = { records: [], takes: new Map(), notices: 0, cover: 0 };
 
-/** Fragments of queued segments that fit `capacity` bytes (thumbnails first). Pure. */
+/**
+ * Fragments of queued segments that fit `capacity` bytes, strictly in queue order. Pure.
+ * Never reorder: a clip's thumbnail is sealed in the clip's epoch, so a later item's
+ * thumbnail sent before an earlier clip's header would move the phone past that
+ * clip's epoch (the phone accepts headers in the order items first appear).
+ */
 export function planFragments(
   segments: readonly Segment[],
   consumed: ReadonlyMap<number, number>,
   capacity: number,
 ): { seg: Segment; from: number; to: number }[] {
-  const order = [
-    ...segments.filter((s) => s.kind === 'thumbnail'),
-    ...segments.filter((s) => s.kind !== 'thumbnail'),
-  ];
+  const order = [...segments].sort((a, b) => a.seq - b.seq);
   const out: { seg: Segment; from: number; to: number }[] = [];
   let room = capacity;
   for (const seg of order) {

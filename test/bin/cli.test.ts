@@ -3,6 +3,7 @@
  * the registry (bin/cli.ts COMMANDS) and each of its subcommands: a command
  * added to the registry is covered without touching this file.
  */
+import { describeCost, privacyCost, privacySchema } from '../../firmware/uplink/privacy.js';
 import t from 'tap';
 import type { Test } from 'tap';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -130,6 +131,12 @@ void t.test('hub status: the local run, a stale status file, --json', async (t) 
           nextAttemptAt: '2026-01-01T00:01:00.000Z',
         },
       },
+      // what the hub writes with a privacy mode on (issue #20)
+      privacy: {
+        mode: 'constant-rate',
+        notices: 'scheduled',
+        estimate: describeCost(privacyCost(privacySchema.parse({ mode: 'constant-rate' }))),
+      },
     },
   };
   await writeFile(join(dev, 'hub', 'run', 'status.json'), JSON.stringify(status));
@@ -141,6 +148,11 @@ void t.test('hub status: the local run, a stale status file, --json', async (t) 
     up.stdout,
     'relay:    http://169.254.77.1:8080 (bundle); last contact never; meeting waiting, 3 failure(s), next try 2026-01-01T00:01:00.000Z: relay http://169.254.77.1:8080 unreachable: fetch failed\n',
     'the relay and its meeting',
+  );
+  t.match(
+    up.stdout,
+    /\nprivacy: {2}constant-rate: ~1\.06 GiB\/day per phone up and down .*1440 pushes\/day.*leaves ~1\.06 GiB on the relay\n/,
+    'the privacy mode and its cost',
   );
   t.notMatch(up.stdout, /^\{/, 'human output by default');
   const j = await vigil(['hub', 'status', '--dir', dev, '--json']);

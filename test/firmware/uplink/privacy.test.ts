@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ConfigError, parseConfig } from '../../../firmware/config/config.js';
+import type { ConfigError } from '../../../firmware/config/config.js';
+import { parseConfig } from '../../../firmware/config/config.js';
 import {
   describeCost,
   planOf,

@@ -69,22 +69,25 @@ function fragments(p: readonly Posted[]): Fragment[] {
   });
 }
 
-t.test('planFragments: thumbnails first, a segment split at the record boundary', (t) => {
+t.test('planFragments: queue order (epoch order), a segment split at the record boundary', (t) => {
   const segs = [
-    { seq: 1, itemId: 'clip1', kind: 'clip' as const, offset: 0, final: false, size: 100 },
     { seq: 2, itemId: 'th1', kind: 'thumbnail' as const, offset: 0, final: true, size: 30 },
+    { seq: 1, itemId: 'clip1', kind: 'clip' as const, offset: 0, final: false, size: 40 },
+    { seq: 3, itemId: 'clip1', kind: 'clip' as const, offset: 40, final: true, size: 100 },
   ];
-  const p = planFragments(segs, new Map(), 100);
+  const p = planFragments(segs, new Map(), 150);
   t.same(
     p.map((x) => [x.seg.itemId, x.from, x.to]),
     [
+      ['clip1', 0, 40],
       ['th1', 0, 30],
-      ['clip1', 0, 100 - 30 - 2 * 11 - 3 - 5],
+      ['clip1', 0, 150 - 40 - 30 - 3 * 11 - 5 - 3 - 5],
     ],
+    "never reordered: a thumbnail shares its clip's epoch",
   );
   t.same(
-    planFragments(segs, new Map([[2, 30]]), 60).map((x) => x.seg.itemId),
-    ['clip1'],
+    planFragments(segs, new Map([[1, 40]]), 80).map((x) => x.seg.itemId),
+    ['th1', 'clip1'],
     'a taken segment is skipped',
   );
   t.end();
