@@ -340,6 +340,7 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
 
   // npm's own bookkeeping is not needed at runtime
   await rm(join(appDir, 'node_modules', '.package-lock.json'), { force: true });
+  await prunePrebuiltBinaries(join(appDir, 'node_modules'), o.board.nodeArch);
   return {
     appDir,
     nodeBinary,
@@ -348,6 +349,37 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
     srcDir: src.srcDir,
     commit: src.commit,
   };
+}
+
+/**
+ * Packages that ship prebuilt libraries for every platform in their registry tarball
+ * (`<pkg>/<dir>/<os>/<arch>/`): keep only linux/<arch>. onnxruntime-node carries ~290 MiB
+ * for darwin, win32 and both linux arches; the board needs one (25 MiB on arm64), and the
+ * rest would not fit the root slot.
+ */
+const PREBUILT_TREES: readonly string[] = ['onnxruntime-node/bin/napi-v6'];
+
+export async function prunePrebuiltBinaries(
+  nodeModules: string,
+  arch: Board['nodeArch'],
+): Promise<void> {
+  for (const tree of PREBUILT_TREES) {
+    const root = join(nodeModules, tree);
+    let oses: string[];
+    try {
+      oses = await readdir(root);
+    } catch {
+      continue; // the package is not a production dependency (any more)
+    }
+    for (const os of oses) {
+      if (os !== 'linux') {
+        await rm(join(root, os), { recursive: true, force: true });
+        continue;
+      }
+      for (const a of await readdir(join(root, os)))
+        if (a !== arch) await rm(join(root, os, a), { recursive: true, force: true });
+    }
+  }
 }
 
 /** Keep only build/Release/*.node of an addon: intermediates embed build paths. */
