@@ -27,6 +27,8 @@ export const INDEX_HTML = `<!doctype html>
   #health { background: #6b5200; color: #fff; padding: .5rem 1rem; }
   #notices { list-style: none; margin: 0; padding: 0 1rem; color: #ccc; font-size: .9rem; }
   #notices li.untrusted { color: #e8b04a; }
+  #audio { background: #1f5f3a; color: #fff; margin: 0 0 .4rem; }
+  .audio-mark { color: #7fd49b; font-size: .8rem; }
 </style>
 </head>
 <body>
@@ -36,7 +38,7 @@ export const INDEX_HTML = `<!doctype html>
 <ul id="notices" aria-live="polite"></ul>
 <main>
   <section id="events"><h2>Events</h2><ul id="event-list"></ul><p id="empty">No events yet.</p></section>
-  <section id="player"><video id="video" controls muted playsinline></video></section>
+  <section id="player"><button id="audio" type="button" hidden aria-live="polite"></button><video id="video" controls muted playsinline></video></section>
 </main>
 <script src="app.js"></script>
 </body>
@@ -50,6 +52,7 @@ const video = document.getElementById('video');
 const statusEl = document.getElementById('status');
 const alertEl = document.getElementById('alert');
 const healthEl = document.getElementById('health');
+const audioEl = document.getElementById('audio');
 let shown = '';
 let liveAbort = null;
 // notices: browser notifications for what arrives while the page is open
@@ -59,6 +62,16 @@ let noticeCursor = null;
 window.vigilNotified = [];
 
 function fmtTime(ms) { return new Date(ms).toLocaleString(); }
+// an AAC track muxed next to the video (docs/media.md, "Audio"): codecs="avc1...,mp4a.40.2"
+function hasAudio(codec) { return /mp4a\\./.test(codec || ''); }
+// the indicator: shown while what plays has sound; it also mutes and unmutes (pages start muted)
+function showAudio(on) {
+  audioEl.hidden = !on;
+  document.body.dataset.audio = on ? 'on' : 'off';
+  audioEl.textContent = on ? (video.muted ? '\u{1F507} Audio (muted \u2014 click to listen)' : '\u{1F50A} Audio on') : '';
+}
+audioEl.addEventListener('click', () => { video.muted = !video.muted; });
+video.addEventListener('volumechange', () => { if (!audioEl.hidden) showAudio(true); });
 function setStatus(t) { statusEl.textContent = t; }
 
 async function hubStatus() {
@@ -160,18 +173,25 @@ async function refresh() {
       const span = document.createElement('span');
       span.textContent = fmtTime(e.startedAt) + ' (' + Math.round(e.durationMs / 1000) + ' s)';
       li.append(img, span);
+      if (hasAudio(e.codec)) {
+        const mark = document.createElement('span');
+        mark.className = 'audio-mark';
+        mark.textContent = '\u266A audio';
+        li.append(mark);
+      }
       li.addEventListener('click', () => play(e, li));
       list.append(li);
     }
   } catch (err) { setStatus('cannot reach the viewer: ' + err); }
 }
 
-function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } }
+function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } showAudio(false); }
 
 function play(e, li) {
   stopLive();
   for (const x of list.querySelectorAll('li.active')) x.classList.remove('active');
   li.classList.add('active');
+  showAudio(hasAudio(e.codec));
   video.src = 'api/items/' + e.seq + '/media';
   video.play().catch((err) => setStatus('playback: ' + err));
   setStatus('clip of ' + fmtTime(e.startedAt));
@@ -196,6 +216,7 @@ async function live() {
   if (!res.ok || !res.body) { setStatus('live unavailable (' + res.status + ')'); document.body.dataset.live = 'failed'; return; }
   const codec = res.headers.get('x-vigil-codec') || 'video/mp4; codecs="avc1.42E01E"';
   if (!MediaSource.isTypeSupported(codec)) { setStatus('unsupported live codec ' + codec); return; }
+  showAudio(hasAudio(codec));
   const ms = new MediaSource();
   video.src = URL.createObjectURL(ms);
   await new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }));
