@@ -69,6 +69,8 @@ export const INDEX_HTML = `<!doctype html>
     #events { grid-column: 1; grid-row: 2; }
     video { max-height: 32vh; }
   }
+  #audio { background: #1f5f3a; color: #fff; margin: 0 0 .4rem; }
+  .audio-mark { color: #7fd49b; font-size: .8rem; }
 </style>
 </head>
 <body>
@@ -91,6 +93,7 @@ export const INDEX_HTML = `<!doctype html>
 <ul id="notices" aria-live="polite" aria-label="Notices"></ul>
 <main id="review">
   <section id="player" aria-label="Player">
+    <button id="audio" type="button" hidden aria-live="polite"></button>
     <video id="video" controls muted playsinline aria-label="Selected clip"></video>
     <p id="now"></p>
     <p id="status" role="status"></p>
@@ -141,6 +144,17 @@ let selected = null;         // the selected event's item id
 let wanted = null;           // an item id asked for (hash, vigilSelect) but not listed yet
 
 function fmtTime(ms) { return new Date(ms).toLocaleString(); }
+const audioEl = document.getElementById('audio');
+// an AAC track muxed next to the video (docs/media.md, "Audio"): codecs="avc1...,mp4a.40.2"
+function hasAudio(codec) { return /mp4a\\./.test(codec || ''); }
+// the indicator: shown while what plays has sound; it also mutes and unmutes (pages start muted)
+function showAudio(on) {
+  audioEl.hidden = !on;
+  document.body.dataset.audio = on ? 'on' : 'off';
+  audioEl.textContent = on ? (video.muted ? '\u{1F507} Audio (muted \u2014 click to listen)' : '\u{1F50A} Audio on') : '';
+}
+audioEl.addEventListener('click', () => { video.muted = !video.muted; });
+video.addEventListener('volumechange', () => { if (!audioEl.hidden) showAudio(true); });
 function fmtClock(ms) { return new Date(ms).toLocaleTimeString(); }
 function setStatus(t) { statusEl.textContent = t; }
 function pad(n) { return String(n).padStart(2, '0'); }
@@ -190,6 +204,12 @@ function addRow(e) {
   const when = document.createElement('span');
   when.textContent = fmtClock(e.startedAt) + ' (' + Math.round(e.durationMs / 1000) + ' s)';
   pick.append(img, when);
+  if (hasAudio(e.codec)) {
+    const mark = document.createElement('span');
+    mark.className = 'audio-mark';
+    mark.textContent = '\u266A audio';
+    pick.append(mark);
+  }
   pick.addEventListener('click', () => select(e.itemId, true));
   const dl = document.createElement('a');
   dl.className = 'btn dl';
@@ -269,6 +289,7 @@ function select(itemId, byUser) {
   delete document.body.dataset.wanted;
   if (selected === itemId && !byUser) return true;
   stopLive();
+  showAudio(hasAudio(r.e.codec));
   for (const x of daysEl.querySelectorAll('li.event.active')) { x.classList.remove('active'); x.querySelector('.pick').setAttribute('aria-current', 'false'); }
   r.li.classList.add('active');
   r.li.querySelector('.pick').setAttribute('aria-current', 'true');
@@ -555,7 +576,7 @@ async function refresh() {
   } catch (err) { setStatus('cannot reach the viewer: ' + err); }
 }
 
-function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } }
+function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } showAudio(false); }
 
 async function live() {
   stopLive();
@@ -578,6 +599,7 @@ async function live() {
   if (!res.ok || !res.body) { setStatus('live unavailable (' + res.status + ')'); document.body.dataset.live = 'failed'; return; }
   const codec = res.headers.get('x-vigil-codec') || 'video/mp4; codecs="avc1.42E01E"';
   if (!MediaSource.isTypeSupported(codec)) { setStatus('unsupported live codec ' + codec); return; }
+  showAudio(hasAudio(codec));
   const ms = new MediaSource();
   video.src = URL.createObjectURL(ms);
   await new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }));

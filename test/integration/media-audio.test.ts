@@ -153,7 +153,9 @@ t.test(
     await p.start();
     t.teardown(() => p.stop());
     const started = waitFor(p, (e) => e.type === 'clip-started');
+    const thumbnailed = waitFor(p, (e) => e.type === 'thumbnail');
     const closed = await waitFor(p, (e) => e.type === 'clip-closed');
+    await thumbnailed;
     const st = p.status();
     await p.stop();
     const s = await started;
@@ -185,6 +187,11 @@ t.test(
     // Cut from a running stream at a GOP boundary: both tracks rebased by one instant.
     const skew = Math.abs(Number(audio?.start_time) - Number(video?.start_time));
     t.ok(skew < 0.05, `audio starts with the video (skew ${(skew * 1000).toFixed(1)} ms)`);
+    // the thumbnailer reads the same two-track fragments
+    const thumb = sink.order.find((i) => sink.items.get(i)?.kind === 'thumbnail');
+    if (thumb === undefined) throw new Error('no thumbnail sealed');
+    const jpeg = (await phone.decryptItem(sink.bytes(thumb))).plaintext;
+    t.same([jpeg[0], jpeg[1]], [0xff, 0xd8], 'and a JPEG thumbnail is made from them');
   },
 );
 

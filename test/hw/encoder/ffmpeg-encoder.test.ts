@@ -1,5 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { SILENT } from '../../../base/logger.js';
+import { SimulatedTone } from '../../../hw/audio/simulated-tone.js';
+import { run } from '../../../hw/os/run.js';
+import { parseInit } from '../../../firmware/media/fmp4.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
 import type { EncoderChoice } from '../../../hw/encoder/encoder.js';
 import { encoderConfigSchema } from '../../../hw/encoder/encoder.js';
@@ -132,4 +138,110 @@ t.test('stop() ends a running encoder', async (t) => {
   await new Promise((r) => setTimeout(r, 300));
   await enc.stop(2000);
   t.throws(() => process.kill(enc.pid!, 0), { code: 'ESRCH' }, 'the ffmpeg process is gone');
+});
+
+const tone = {
+  input: ['-f', 'alsa', '-i', 'hw:1,0'],
+  sampleRate: 48_000,
+  channels: 1,
+  bitrateKbps: 48,
+};
+
+t.test('audio: the same AAC-LC output on every video path, in the main output only', async (t) => {
+  const choices: EncoderChoice[] = [
+    software,
+    { ...software, path: 'v4l2-m2m', device: '/dev/video11' },
+    { ...software, path: 'camera-h264', inputPixelFormat: 'H264' },
+  ];
+  for (const choice of choices) {
+    const a = buildEncoderArgs({ input, choice, config, motion, audio: tone });
+    const inputs = a.flatMap((x, i) => (x === '-i' ? [a[i + 1]] : []));
+    t.same(inputs, ['/dev/video0', 'hw:1,0'], `${choice.path}: camera is input 0, audio input 1`);
+    const main = a.slice(0, a.indexOf('pipe:1'));
+    const tap = a.slice(a.indexOf('pipe:1'));
+    t.same(
+      main.slice(main.indexOf('1:a') - 1, main.indexOf('1:a') + 11),
+      [
+        '-map',
+        '1:a',
+        '-c:a',
+        'aac',
+        '-profile:a',
+        'aac_low',
+        '-b:a',
+        '48k',
+        '-ar',
+        '48000',
+        '-ac',
+        '1',
+      ],
+      `${choice.path}: native AAC-LC muxed with the video`,
+    );
+    t.notOk(tap.includes('1:a'), `${choice.path}: the motion tap stays video only`);
+    t.ok(
+      after(a, '-thread_queue_size') === '512' &&
+        a.indexOf('-thread_queue_size') < a.indexOf('/dev/video0'),
+      `${choice.path}: a deeper queue for the camera input next to a live microphone`,
+    );
+  }
+  const noAudio = buildEncoderArgs({ input, choice: software, config, motion });
+  t.notOk(noAudio.includes('-c:a'), 'audio off: no audio output');
+  t.notOk(noAudio.includes('-thread_queue_size'));
+});
+
+t.test('a real run on the camera-native path (H.264 copied) muxes the audio too', async (t) => {
+  // A camera that delivers H.264 itself: an elementary stream stands in for its capture node.
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-h264-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const es = join(dir, 'camera.h264');
+  await run(
+    'ffmpeg',
+    [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=s=160x120:r=10',
+      '-t',
+      '2',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-g',
+      '10',
+      '-bf',
+      '0',
+      '-pix_fmt',
+      'yuv420p',
+      '-f',
+      'h264',
+      es,
+    ],
+    { timeoutMs: 60_000 },
+  );
+  const src = new SimulatedTone();
+  const args = buildEncoderArgs({
+    input: ['-re', '-framerate', '10', '-f', 'h264', '-i', es],
+    choice: { ...software, path: 'camera-h264', inputPixelFormat: 'H264' },
+    config,
+    audio: {
+      input: ['-t', '2', ...src.ffmpegInput({ sampleRate: 48_000, channels: 1 })],
+      sampleRate: 48_000,
+      channels: 1,
+      bitrateKbps: 48,
+    },
+  });
+  const enc = startEncoder({ args, logger: SILENT });
+  const chunks: Buffer[] = [];
+  enc.stdout.on('data', (c: Buffer) => chunks.push(c));
+  const x = await enc.exited;
+  t.equal(x.exitCode, 0, enc.stderrTail());
+  const out = Buffer.concat(chunks);
+  const moovAt = out.indexOf(Buffer.from('moov')) - 4;
+  const init = parseInit(out.subarray(0, out.indexOf(Buffer.from('moof')) - 4));
+  t.ok(moovAt > 0);
+  t.match(init.codec, /^avc1\.[0-9a-f]{6},mp4a\.40\.2$/, 'copied H.264 + AAC-LC');
 });
