@@ -231,7 +231,7 @@ export async function pairMain(ctx: CommandContext, io: Io = {}): Promise<number
     const profile = new LazyMlsProfile();
     await mkdir(dir, { recursive: true, mode: 0o700 });
     let phone = await E2eePhone.open({ dir: e2eeDir(dir), fs, profile });
-    const client = await PairingClient.connect(host, port, timeoutS * 1000);
+    const client = await PairingClient.connectRetrying(host, port, timeoutS * 1000);
     try {
       if (phone) say('already paired: sending Wi-Fi settings only');
       else {

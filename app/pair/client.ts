@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { sleep } from '../../base/async.js';
 import { CodedError } from '../../base/errors.js';
 import { b64, decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import {
@@ -45,6 +46,14 @@ export class PairClientError extends CodedError<PairClientErrorCode> {
   }
 }
 
+/** Connection errors of a link still coming up (`PairingClient.connectRetrying`). */
+const TRANSIENT_CONNECT: ReadonlySet<string> = new Set([
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNREFUSED',
+]);
+export const CONNECT_RETRY_MS = 1000;
+
 export class PairingClient {
   readonly #s: Socket;
   readonly #decoder = new FrameDecoder();
@@ -69,6 +78,32 @@ export class PairingClient {
     s.on('error', (e) => {
       this.#closed = `connection error: ${e.message}`;
     });
+  }
+
+  /**
+   * `connect`, tried again (1 s apart, until `timeoutMs` has passed) while the error says the
+   * link is still coming up: a phone that has just joined the hotspot may not reach the hub
+   * for a moment (no neighbour entry yet: EHOSTUNREACH) or the frame server may be starting
+   * (ECONNREFUSED). Any other error, or the deadline, ends it with the last error.
+   */
+  static async connectRetrying(
+    host: string,
+    port: number,
+    timeoutMs = 30_000,
+    onRetry?: (code: string) => void,
+  ): Promise<PairingClient> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        return await PairingClient.connect(host, port, timeoutMs);
+      } catch (e) {
+        const code = (e as { cause?: { code?: unknown } }).cause?.code;
+        if (typeof code !== 'string' || !TRANSIENT_CONNECT.has(code)) throw e;
+        if (Date.now() + CONNECT_RETRY_MS >= deadline) throw e;
+        onRetry?.(code);
+        await sleep(CONNECT_RETRY_MS);
+      }
+    }
   }
 
   static connect(host: string, port: number, timeoutMs = 30_000): Promise<PairingClient> {

@@ -35,7 +35,7 @@ collect() {
     echo "# $(date -u +%FT%TZ) root netns"
     ip -4 addr; ip -6 addr; ip route show table all; ip neigh; iw dev; rfkill list 2>/dev/null
     for ns in home phone; do echo "# netns $ns"; ip -n $ns addr; ip -n $ns route; done
-    echo "# mounts"; findmnt -o TARGET,FSTYPE,OPTIONS /run /var/lib/vigil /var/lib/vigil/data
+    echo "# mounts"; grep -E ' /(run|var/lib/vigil[^ ]*|boot[^ ]*) ' /proc/mounts
     echo "# processes"; ps -eo pid,ppid,etimes,args
   } >"$d/network.txt" 2>&1
   cp /tmp/relay.log /tmp/dnsmasq-home.log /tmp/home-hostapd.log /tmp/home.leases "$STATUS" \
@@ -109,7 +109,10 @@ umask 022
 in_ns home ip addr add 192.168.77.1/24 dev "$home_if" || fail "home address"
 # the relay's address for the hub: link-local (the URL rule for plain http), routed by the router
 in_ns home ip addr add 169.254.77.1/32 dev lo || fail "relay address"
-in_ns home hostapd -B -P /run/home-hostapd.pid -f /tmp/home-hostapd.log /run/home-hostapd.conf ||
+# a real router answers an authentication frame within mac80211's 200 ms retry window; in the
+# emulated twin the router is a process beside the hub, the phone and the relay, so it gets
+# real-time priority (without it the hub's three auth tries timed out under load)
+in_ns home chrt -f 20 hostapd -B -P /run/home-hostapd.pid -f /tmp/home-hostapd.log /run/home-hostapd.conf ||
   fail "home router hostapd did not start"
 wait_for 60 grep -q AP-ENABLED /tmp/home-hostapd.log || fail "home AP not enabled"
 in_ns home dnsmasq --conf-file=/dev/null --user=root --interface="$home_if" --bind-interfaces \
