@@ -11,6 +11,7 @@ import {
   fetchNodeRuntime,
   findNativeAddons,
   integrityOf,
+  prunePrebuiltBinaries,
   triplet,
 } from '../../image/app.js';
 import { BOARDS } from '../../image/boards.js';
@@ -46,6 +47,31 @@ t.test(
     t.equal(addonBuildEnv(BOARDS['qemu-amd64'], '/n', '/r').npm_config_arch, 'x64');
   },
 );
+
+t.test('prebuilt libraries: only linux/<board arch> stays (onnxruntime-node)', async (t) => {
+  const nm = await mkdtemp(join(tmpdir(), 'vigil-prune-'));
+  t.teardown(() => rm(nm, { recursive: true, force: true }));
+  const tree = join(nm, 'onnxruntime-node/bin/napi-v6');
+  const dirs = ['darwin/arm64', 'win32/x64', 'win32/arm64', 'linux/x64', 'linux/arm64'];
+  for (const d of dirs) {
+    await mkdir(join(tree, d), { recursive: true });
+    await writeFile(join(tree, d, 'libonnxruntime.so.1'), d);
+  }
+  await prunePrebuiltBinaries(nm, 'arm64');
+  const present = async (d: string): Promise<boolean> =>
+    lstat(join(tree, d)).then(
+      () => true,
+      () => false,
+    );
+  t.same(
+    await Promise.all(dirs.map(present)),
+    [false, false, false, false, true],
+    'only linux/arm64 is left',
+  );
+  t.equal(await readFile(join(tree, 'linux/arm64/libonnxruntime.so.1'), 'utf8'), 'linux/arm64');
+  // without the package (not a production dependency) nothing happens
+  await t.resolves(prunePrebuiltBinaries(join(nm, 'absent'), 'x64'));
+});
 
 t.test('node runtime: downloaded once, integrity checked', async (t) => {
   const dir = t.testdir();
