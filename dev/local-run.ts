@@ -66,8 +66,8 @@ import { Hub } from '../firmware/supervisor/hub.js';
 import type { HubServices, UnlockResult } from '../firmware/supervisor/hub.js';
 import type { Event } from '../firmware/supervisor/state.js';
 import { createUplink } from '../firmware/uplink/uplink.js';
-import { planOf, type PrivacyConfig, type PrivacyPlan } from '../firmware/uplink/privacy.js';
-import type { StreamPeers } from '../firmware/uplink/stream.js';
+import type { PrivacyConfig } from '../firmware/uplink/privacy.js';
+import { privacyUplinkOption } from '../firmware/uplink/stream.js';
 import type { Uplink } from '../firmware/uplink/uplink.js';
 import { encodeQrPayload } from '../protocol/qr-payload.js';
 import { startPairingPort } from './pairing-port.js';
@@ -426,7 +426,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
         fs,
         logger: log.child('uplink'),
         backoff: { initialMs: 200, maxMs: 5000 },
-        ...streamOption(o.privacy, mls, () => configChannel),
+        ...privacyUplinkOption(o.privacy, mls, () => configChannel),
       });
       uplink.start();
       configChannel = new RelayConfigChannel({
@@ -695,29 +695,6 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       if (hubDone) hub.stop(0);
       await Promise.all([sync.catch(() => undefined), viewer.close(), hubDone]);
       await relay.close();
-    },
-  };
-}
-
-/** The uplink's privacy option for the run's hub (mode off: none). */
-function streamOption(
-  privacy: PrivacyConfig | undefined,
-  mls: MlsHub,
-  channel: () => RelayConfigChannel | undefined,
-): { privacy?: { plan: PrivacyPlan; peers: StreamPeers } } {
-  const plan = privacy === undefined ? undefined : planOf(privacy);
-  if (plan === undefined) return {};
-  return {
-    privacy: {
-      plan,
-      peers: {
-        recipients: () =>
-          mls.phones.map((p) => ({
-            phoneId: p.phoneId,
-            relayPhoneId: channel()?.relayPhoneOf(p.phoneId),
-          })),
-        seal: (id, g, rec) => mls.sealRecord(id, g, rec),
-      },
     },
   };
 }

@@ -17,8 +17,8 @@ import type { Station } from '../../hw/wifi/station.js';
 import { VigilError } from '../../base/errors.js';
 import type { ExternalPsk } from '../../protocol/mls-profile.js';
 import type { VigilConfig } from '../config/config.js';
-import { describeCost, planOf, privacyCost } from '../uplink/privacy.js';
-import type { StreamPeers } from '../uplink/stream.js';
+import { describeCost, privacyCost } from '../uplink/privacy.js';
+import { privacyUplinkOption } from '../uplink/stream.js';
 import type { Logger } from '../../base/logger.js';
 import type { MediaPipeline } from '../media/pipeline.js';
 import type { MlsHub } from '../mls/hub.js';
@@ -576,7 +576,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         logger: log,
         // privacy mode (issue #20): clips, thumbnails and notices on a schedule, as MLS
         // application messages in each phone's config / notification group
-        ...privacyOption(config, hub, () => configChannel),
+        ...privacyUplinkOption(config.privacy, hub, () => configChannel),
         // retention (docs/storage.md): a bounded backlog; what it drops is told to every phone
         backlog: {
           ...backlogFromConfig(config.retention),
@@ -753,30 +753,4 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     }),
   };
   return Promise.resolve(services);
-}
-
-/** The uplink's privacy option from the config: undefined with the mode off. */
-function privacyOption(
-  config: VigilConfig,
-  hub: {
-    readonly phones: readonly { readonly phoneId: string }[];
-    sealRecord(id: string, g: 'config' | 'notification', r: Uint8Array): Promise<Uint8Array>;
-  },
-  channel: () => { relayPhoneOf(phoneId: string): string | undefined } | undefined,
-): { privacy?: { plan: NonNullable<ReturnType<typeof planOf>>; peers: StreamPeers } } {
-  const plan = planOf(config.privacy);
-  if (plan === undefined) return {};
-  return {
-    privacy: {
-      plan,
-      peers: {
-        recipients: () =>
-          hub.phones.map((p) => ({
-            phoneId: p.phoneId,
-            relayPhoneId: channel()?.relayPhoneOf(p.phoneId),
-          })),
-        seal: (id, g, rec) => hub.sealRecord(id, g, rec),
-      },
-    },
-  };
 }

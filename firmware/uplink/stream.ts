@@ -39,7 +39,7 @@ import {
   encodeStreamRecord,
   type Fragment,
 } from '../../protocol/stream-record.js';
-import { NOTICE_RECORD_BYTES, type PrivacyPlan } from './privacy.js';
+import { NOTICE_RECORD_BYTES, planOf, type PrivacyConfig, type PrivacyPlan } from './privacy.js';
 import type { Segment, UplinkQueue } from './queue.js';
 
 /** MLS group and relay group of each lane. */
@@ -52,6 +52,35 @@ export interface StreamPeers {
   recipients(): readonly { readonly phoneId: string; readonly relayPhoneId?: string | undefined }[];
   /** Seal a record as one MLS application message in the phone's group for the lane. */
   seal(phoneId: string, group: 'config' | 'notification', record: Uint8Array): Promise<Uint8Array>;
+}
+
+/**
+ * The uplink's `privacy` option for a hub (the production services and the local run):
+ * empty with the mode off, else the plan and the peers its records are sealed for.
+ */
+export function privacyUplinkOption(
+  privacy: PrivacyConfig | undefined,
+  hub: {
+    readonly phones: readonly { readonly phoneId: string }[];
+    sealRecord(id: string, g: 'config' | 'notification', r: Uint8Array): Promise<Uint8Array>;
+  },
+  channel: () => { relayPhoneOf(phoneId: string): string | undefined } | undefined,
+): { privacy?: { plan: PrivacyPlan; peers: StreamPeers } } {
+  const plan = privacy === undefined ? undefined : planOf(privacy);
+  if (plan === undefined) return {};
+  return {
+    privacy: {
+      plan,
+      peers: {
+        recipients: () =>
+          hub.phones.map((p) => ({
+            phoneId: p.phoneId,
+            relayPhoneId: channel()?.relayPhoneOf(p.phoneId),
+          })),
+        seal: (id, g, rec) => hub.sealRecord(id, g, rec),
+      },
+    },
+  };
 }
 
 /** Post one sealed record to the relay (one `kind=message` item, one append). */
