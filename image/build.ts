@@ -29,7 +29,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DurableFs } from '../hw/os/fs.js';
 import { run, spawnProcess, which } from '../hw/os/run.js';
-import { VigilError } from '../base/errors.js';
+import { VigilError, reasonOf } from '../base/errors.js';
 import { buildAddons, stageApp } from './app.js';
 import type { Board, KernelSource } from './boards.js';
 import { readTable } from './disk.js';
@@ -419,9 +419,16 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
       await mkdir(join(rootfs, 'var/lib/vigil'), { recursive: true });
       await chmod(join(rootfs, 'var/lib/vigil'), 0o700);
       // units: enabled offline with the host's systemctl (no emulation needed)
-      await runner('systemctl', ['--root', rootfs, 'enable', ...unitsToEnable(board)], {
-        timeoutMs: 60_000,
-      });
+      // Once on a loaded CI machine systemctl answered this offline enable with ECHRNG
+      // ("Channel number out of range") and the same command on the same tree then passed:
+      // enabling only creates symlinks, so a second try is safe; it is said, never silent.
+      const enable = ['--root', rootfs, 'enable', ...unitsToEnable(board)];
+      try {
+        await runner('systemctl', enable, { timeoutMs: 60_000 });
+      } catch (e) {
+        o.print(`    systemctl enable failed (${reasonOf(e)}); trying once more`);
+        await runner('systemctl', enable, { timeoutMs: 60_000 });
+      }
       // the hub runs its own hostapd/wpa_supplicant; the packaged services stay off
       await runner(
         'systemctl',

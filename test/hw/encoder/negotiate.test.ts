@@ -28,7 +28,11 @@ t.test('a camera that encodes H.264 keeps it and gets bitrate and GOP as control
   t.same(warnings, []);
   const ctrls = b.devices.get('/dev/video0')?.controlValues;
   t.equal(ctrls?.get(0x009909cf), 4_000_000, 'bitrate control');
-  t.equal(ctrls?.get(0x00990a66), 30, 'I-frame period = 1 s of frames');
+  t.equal(
+    ctrls?.get(0x00990a66),
+    15,
+    'I-frame period = 0.5 s of frames (the default keyframe interval)',
+  );
 });
 
 t.test(
