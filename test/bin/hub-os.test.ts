@@ -1,9 +1,9 @@
 // OS updates inside the hub: the OTA wiring (withOta) runs the OS agent next to the app
 // agent — a real TUF repository over HTTP with a `rootfs` target, the project's RAUC backend
-// on a simulated boot FAT, RAUC simulated at its interface (install marks the target bad,
-// writes it, makes it primary), the hub's own health check for the trial boot.
+// on a simulated boot FAT, RAUC simulated at its interface (SimCard in test/ota/helpers.ts:
+// install marks the target bad, writes it, makes it primary), the hub's own health check for
+// the trial boot.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
@@ -17,16 +17,11 @@ import type { HubServices } from '../../firmware/supervisor/hub.js';
 import { DurableFs } from '../../hw/os/fs.js';
 import { HostPaths } from '../../hw/os/host-paths.js';
 import type { OtaOutcome } from '../../ota/agent.js';
-import type { OsBootPort } from '../../ota/os-agent.js';
-import type { RaucPort, RaucStatus } from '../../ota/rauc.js';
-import { RaucBootBackend } from '../../ota/rauc-backend.js';
 import { release } from '../../ota/repo.js';
 import { FetchTransport } from '../../ota/transport.js';
-import { parseAutoboot } from '../../ota/tryboot.js';
-import { autobootTxt, BOOT_PARTITIONS, FIRMWARE_MOUNT } from '../../protocol/card-layout.js';
-import type { CardSlot } from '../../protocol/card-layout.js';
+import { FIRMWARE_MOUNT } from '../../protocol/card-layout.js';
 import { OS_VERSION_FILE, RAUC_PATHS } from '../../protocol/rauc-system.js';
-import { makeRepo, tempDir } from '../ota/helpers.js';
+import { makeRepo, osBundle, SimCard, tempDir } from '../ota/helpers.js';
 import type { Repo } from '../ota/helpers.js';
 
 function later<T = void>(): { promise: Promise<T>; fire: (v: T) => void } {
@@ -35,89 +30,11 @@ function later<T = void>(): { promise: Promise<T>; fire: (v: T) => void } {
   return { promise, fire };
 }
 
-/** The card as the firmware and RAUC see it: each slot's OS version, autoboot.txt, the flag. */
-class Card {
-  readonly versions: Record<CardSlot, string> = { a: '1.0.0', b: '' };
-  booted: { slot: CardSlot; tryboot: boolean } = { slot: 'a', tryboot: false };
-  flag = false;
-  readonly rebooted = later<'trial' | 'plain'>();
-  readonly backend: RaucBootBackend;
-  readonly installs: string[] = [];
-  readonly marks: string[] = [];
-  onInstall: () => void = () => undefined;
-  readonly boot: string;
-  constructor(boot: string) {
-    this.boot = boot;
-    this.backend = new RaucBootBackend({
-      selectorDir: boot,
-      fs: new DurableFs(),
-      firmware: {
-        booted: () =>
-          Promise.resolve({
-            partition: BOOT_PARTITIONS[this.booted.slot],
-            tryboot: this.booted.tryboot,
-          }),
-        reboot: (tb) => {
-          this.flag = tb;
-          this.rebooted.fire(tb ? 'trial' : 'plain');
-          return Promise.resolve();
-        },
-      },
-    });
-  }
-  get bootPort(): OsBootPort {
-    return {
-      isTrialBoot: () => Promise.resolve(this.booted.tryboot),
-      rebootIntoTrial: async () => {
-        await this.backend.rebootIntoPrimary();
-      },
-      reboot: async () => {
-        await this.backend.rebootIntoPrimary();
-      },
-    };
-  }
-  get rauc(): RaucPort {
-    return {
-      install: async (bundle) => {
-        const version = (await readFile(bundle, 'utf8')).split(' ')[1] ?? '';
-        const target: CardSlot = this.booted.slot === 'a' ? 'b' : 'a';
-        this.installs.push(version);
-        await this.backend.handle(['set-state', target.toUpperCase(), 'bad']);
-        this.versions[target] = version;
-        await this.backend.handle(['set-state', target.toUpperCase(), 'good']);
-        await this.backend.handle(['set-primary', target.toUpperCase()]);
-        this.onInstall();
-      },
-      status: (): Promise<RaucStatus> => Promise.reject(new Error('not used')),
-      markGood: async () => {
-        this.marks.push('good booted');
-        await this.backend.handle(['set-state', this.booted.slot.toUpperCase(), 'good']);
-      },
-      markBad: async (which) => {
-        this.marks.push(`bad ${which}`);
-        const other: CardSlot = this.booted.slot === 'a' ? 'b' : 'a';
-        const slot = which === 'booted' ? this.booted.slot : other;
-        await this.backend.handle(['set-state', slot.toUpperCase(), 'bad']);
-      },
-    };
-  }
-  /** Reset: the firmware reads autoboot.txt and consumes the one-shot flag. */
-  async powerOn(): Promise<void> {
-    const ab = parseAutoboot(await readFile(join(this.boot, 'autoboot.txt'), 'utf8'));
-    const part = this.flag ? ab.tryboot : ab.normal;
-    this.booted = { slot: part === BOOT_PARTITIONS.a ? 'a' : 'b', tryboot: this.flag };
-    this.flag = false;
-  }
-  async committed(): Promise<CardSlot> {
-    return this.backend.committed();
-  }
-}
-
 interface Rig {
   root: string;
   paths: HostPaths;
   repo: Repo;
-  card: Card;
+  card: SimCard;
   data: string;
   /** What the running root says about itself (each slot's /etc/vigil/os-version). */
   setRunning(): Promise<void>;
@@ -134,20 +51,16 @@ async function rig(tt: Test): Promise<Rig> {
   const paths = new HostPaths(root);
   await mkdir(paths.host('/etc/vigil'), { recursive: true });
   await writeFile(paths.host(OTA_PATHS.trustedRoot), repo.rootBytes);
-  const boot = paths.host(FIRMWARE_MOUNT);
-  await mkdir(boot, { recursive: true });
-  await writeFile(join(boot, 'autoboot.txt'), autobootTxt('a'));
+  const card = await SimCard.create(paths.host(FIRMWARE_MOUNT));
   const data = paths.host('/var/lib/vigil/data');
   await mkdir(data, { recursive: true });
-  const card = new Card(boot);
   const r: Rig = {
     root,
     paths,
     repo,
     card,
     data,
-    setRunning: () =>
-      writeFile(paths.host(OS_VERSION_FILE), `${card.versions[card.booted.slot]}\n`),
+    setRunning: () => writeFile(paths.host(OS_VERSION_FILE), `${card.running().version}\n`),
   };
   await r.setRunning();
   return r;
@@ -155,7 +68,7 @@ async function rig(tt: Test): Promise<Rig> {
 
 async function publishOs(repo: Repo, version: string): Promise<void> {
   await release(repo.ctx, {
-    bundle: Buffer.from(`rauc-bundle ${version} ${'x'.repeat(2048)}`),
+    bundle: osBundle(version),
     channel: 'stable',
     version,
     kind: 'rootfs',
@@ -270,7 +183,7 @@ t.test(
     const hub = hubWith(r, inner);
     const ctrl = new AbortController();
     await hub.startServices(r.data, ctrl.signal, () => undefined, undefined as never);
-    tt.equal(await r.card.rebooted.promise, 'trial', 'rebooted once through tryboot');
+    tt.equal(await r.card.firstReboot, 'trial', 'rebooted once through tryboot');
     tt.equal(askedWhileRecording, 3, 'not before the recording ended');
     tt.same(r.card.installs, ['2.0.0']);
     tt.equal(inner.recording, false, 'the reboot came after the recording ended');
@@ -312,7 +225,7 @@ t.test('a trial boot whose hub is unhealthy goes back to v1 without a person', a
   const hub = hubWith(r, new Inner());
   const ctrl = new AbortController();
   await hub.startServices(r.data, ctrl.signal, () => undefined, undefined as never);
-  tt.equal(await r.card.rebooted.promise, 'trial');
+  tt.equal(await r.card.firstReboot, 'trial');
   ctrl.abort();
   await hub.stopServices();
   await r.card.powerOn();
@@ -323,7 +236,7 @@ t.test('a trial boot whose hub is unhealthy goes back to v1 without a person', a
   const o = await os.confirm();
   tt.match(o, { kind: 'rolled-back', version: '3.0.0', to: '1.0.0' });
   tt.same(r.card.marks, ['bad booted']);
-  tt.equal(r.card.flag, false, 'a plain reboot');
+  tt.equal(r.card.trybootFlag, false, 'a plain reboot');
   await r.card.powerOn();
   tt.same(r.card.booted, { slot: 'a', tryboot: false }, 'v1 boots');
   await r.setRunning();

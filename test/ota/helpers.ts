@@ -3,7 +3,8 @@
  * real signatures), real bundles built from small app trees whose
  * `dist/bin/vigil.js` answers the trial probe (healthy, unhealthy or hanging),
  * a real HTTP server on loopback with switchable faults, and a device (state
- * dir + A/B slots) driven by the real agent.
+ * dir + A/B slots) driven by the real agent; for OS updates, a simulated Pi card
+ * (SimCard) behind the project's RAUC backend.
  */
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,12 +19,19 @@ import { buildAppBundle } from '../../ota/bundle.js';
 import { ProcessTrialProbe } from '../../ota/probe.js';
 import { initRepo, release } from '../../ota/repo.js';
 import type { RepoContext } from '../../ota/repo.js';
+import type { OsBootPort } from '../../ota/os-agent.js';
+import { RaucError } from '../../ota/rauc.js';
+import type { RaucPort, RaucStatus } from '../../ota/rauc.js';
+import { RaucBootBackend } from '../../ota/rauc-backend.js';
 import { HostAppSlots, treeDigest } from '../../ota/slots.js';
 import type { SlotName } from '../../ota/slots.js';
 import { serveStatic, startStaticServer } from '../../ota/static-server.js';
 import type { StaticServer } from '../../ota/static-server.js';
 import { FetchTransport } from '../../ota/transport.js';
 import { installTrustedRoot } from '../../ota/verify.js';
+import { parseAutoboot } from '../../ota/tryboot.js';
+import { autobootTxt, BOOT_PARTITIONS } from '../../protocol/card-layout.js';
+import type { CardSlot } from '../../protocol/card-layout.js';
 
 export type AppBehaviour = 'healthy' | 'unhealthy' | 'hang';
 
@@ -346,4 +354,130 @@ export async function vigilOta(
     stderr: (s) => (err += s),
   });
   return { code, out, err };
+}
+
+/** What a simulated OS bundle does once booted ('bad-signature': RAUC refuses to install it). */
+export type OsBehaviour = 'healthy' | 'unhealthy' | 'hang' | 'bad-signature';
+
+/** A simulated RAUC bundle's bytes: "rauc-bundle <version> <behaviour>", then padding. */
+export const osBundle = (version: string, behaviour: OsBehaviour = 'healthy'): Buffer =>
+  Buffer.from(`rauc-bundle ${version} ${behaviour}\n${'x'.repeat(4096)}`);
+
+/**
+ * A Pi card for OS updates: the boot FAT (autoboot.txt and the state of the project's RAUC
+ * backend) and what each root slot holds. The firmware follows autoboot.txt and the one-shot
+ * tryboot flag as the Pi does (`powerOn`). RAUC is simulated at its interface to the backend
+ * (`rauc`: install marks the target bad, writes it, marks it good and primary, as RAUC 1.8
+ * does), and `bootPort` reboots through the backend as the hub does on a board
+ * (bin/hub-os.ts).
+ */
+export class SimCard {
+  readonly slots: Record<CardSlot, { version: string; behaviour: OsBehaviour }> = {
+    a: { version: '1.0.0', behaviour: 'healthy' },
+    b: { version: '', behaviour: 'healthy' },
+  };
+  booted: { slot: CardSlot; tryboot: boolean } = { slot: 'a', tryboot: false };
+  /** The firmware's one-shot flag, consumed by the next power-on. */
+  trybootFlag = false;
+  reboots = 0;
+  /** The first reboot asked of the firmware: through tryboot ('trial') or not. */
+  readonly firstReboot: Promise<'trial' | 'plain'>;
+  /** Versions RAUC installed, in order. */
+  readonly installs: string[] = [];
+  /** `rauc status mark-*` calls, in order ('good booted', 'bad booted', 'bad other'). */
+  readonly marks: string[] = [];
+  /** Called after each install, before the agent reboots. */
+  onInstall: () => void = () => undefined;
+  readonly backend: RaucBootBackend;
+  /** The boot FAT holding autoboot.txt. */
+  readonly dir: string;
+  readonly #rebooted: (how: 'trial' | 'plain') => void;
+
+  /** A card as the image ships it (slot A committed) with its boot FAT at `dir`. */
+  static async create(dir: string): Promise<SimCard> {
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'autoboot.txt'), autobootTxt('a'));
+    return new SimCard(dir);
+  }
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    let fire!: (how: 'trial' | 'plain') => void;
+    this.firstReboot = new Promise((r) => (fire = r));
+    this.#rebooted = fire;
+    this.backend = new RaucBootBackend({
+      selectorDir: dir,
+      fs: new DurableFs(),
+      firmware: {
+        booted: () =>
+          Promise.resolve({
+            partition: BOOT_PARTITIONS[this.booted.slot],
+            tryboot: this.booted.tryboot,
+          }),
+        reboot: (tryboot) => {
+          this.trybootFlag = tryboot;
+          this.reboots++;
+          this.#rebooted(tryboot ? 'trial' : 'plain');
+          return Promise.resolve();
+        },
+      },
+    });
+  }
+
+  /** Power on / reset: the firmware reads autoboot.txt and consumes the flag. */
+  async powerOn(): Promise<void> {
+    const ab = parseAutoboot(await readFile(join(this.dir, 'autoboot.txt'), 'utf8'));
+    const part = this.trybootFlag ? ab.tryboot : ab.normal;
+    this.booted = { slot: part === BOOT_PARTITIONS.a ? 'a' : 'b', tryboot: this.trybootFlag };
+    this.trybootFlag = false;
+  }
+
+  running(): { version: string; behaviour: OsBehaviour } {
+    return this.slots[this.booted.slot];
+  }
+
+  /** The slot a plain boot starts (autoboot.txt's [all]). */
+  committed(): Promise<CardSlot> {
+    return this.backend.committed();
+  }
+
+  readonly rauc: RaucPort = {
+    install: async (bundle) => {
+      const text = (await readFile(bundle, 'utf8')).split('\n')[0] ?? '';
+      const [, version = '', behaviour = 'healthy'] = text.split(' ');
+      if (behaviour === 'bad-signature')
+        throw new RaucError('rauc install: signature verification failed', 'signature');
+      const target: CardSlot = this.booted.slot === 'a' ? 'b' : 'a';
+      const name = target.toUpperCase();
+      this.installs.push(version);
+      await this.backend.handle(['set-state', name, 'bad']);
+      this.slots[target] = { version, behaviour: behaviour as OsBehaviour };
+      // RAUC 1.8 after writing: "Marking target slot as bootable", then primary
+      await this.backend.handle(['set-state', name, 'good']);
+      await this.backend.handle(['set-primary', name]);
+      this.onInstall();
+    },
+    status: (): Promise<RaucStatus> => Promise.reject(new Error('not used')),
+    markGood: async () => {
+      this.marks.push('good booted');
+      await this.backend.handle(['set-state', this.booted.slot.toUpperCase(), 'good']);
+    },
+    markBad: async (which) => {
+      this.marks.push(`bad ${which}`);
+      const booted = this.booted.slot;
+      const slot = which === 'booted' ? booted : booted === 'a' ? 'b' : 'a';
+      await this.backend.handle(['set-state', slot.toUpperCase(), 'bad']);
+    },
+  };
+
+  /** The hub's boot port on a board (bin/hub-os.ts): every reboot goes through the backend. */
+  readonly bootPort: OsBootPort = {
+    isTrialBoot: () => Promise.resolve(this.booted.tryboot),
+    rebootIntoTrial: async () => {
+      await this.backend.rebootIntoPrimary();
+    },
+    reboot: async () => {
+      await this.backend.rebootIntoPrimary();
+    },
+  };
 }

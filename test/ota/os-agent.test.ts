@@ -1,9 +1,9 @@
 // OS updates end to end on the host: a real TUF repository with `kind: rootfs` targets (checked
 // by tuf-js too), the OS agent, and the project's RAUC bootloader backend on a simulated card.
 // RAUC itself is simulated at its interface to the backend (what `rauc install` and
-// `rauc status mark-good/bad` call); the real rauc's signature check is
-// test/ota/rauc-bundle.test.ts.
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+// `rauc status mark-good/bad` call: SimCard in ./helpers.ts); the real rauc's signature check
+// is test/ota/rauc-bundle.test.ts.
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -11,114 +11,18 @@ import { Updater } from 'tuf-js';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { HealthReport, OtaOutcome } from '../../ota/agent.js';
 import { OsUpdateAgent } from '../../ota/os-agent.js';
-import { RaucError } from '../../ota/rauc.js';
-import type { RaucPort, RaucStatus } from '../../ota/rauc.js';
-import { RaucBootBackend } from '../../ota/rauc-backend.js';
 import { release } from '../../ota/repo.js';
 import { FetchTransport } from '../../ota/transport.js';
-import { parseAutoboot } from '../../ota/tryboot.js';
-import { autobootTxt, BOOT_PARTITIONS } from '../../protocol/card-layout.js';
-import type { CardSlot } from '../../protocol/card-layout.js';
-import { healthy, makeDevice, makeRepo, tempDir } from './helpers.js';
-import type { Repo } from './helpers.js';
-
-/** A bundle's bytes: "rauc-bundle <version> <behaviour>", what the simulated RAUC installs. */
-type Behaviour = 'healthy' | 'unhealthy' | 'hang' | 'bad-signature';
-const bundleOf = (version: string, behaviour: Behaviour = 'healthy'): Buffer =>
-  Buffer.from(`rauc-bundle ${version} ${behaviour}\n${'x'.repeat(4096)}`);
-
-/**
- * The card: boot FAT (autoboot.txt + the backend's state) and what each slot holds; the
- * firmware follows autoboot.txt and the one-shot tryboot flag, exactly as the Pi does.
- */
-class Card {
-  readonly slots: Record<CardSlot, { version: string; behaviour: Behaviour }> = {
-    a: { version: '1.0.0', behaviour: 'healthy' },
-    b: { version: '', behaviour: 'healthy' },
-  };
-  booted: { slot: CardSlot; tryboot: boolean } = { slot: 'a', tryboot: false };
-  trybootFlag = false;
-  reboots = 0;
-  readonly backend: RaucBootBackend;
-  readonly dir: string;
-  constructor(dir: string) {
-    this.dir = dir;
-    this.backend = new RaucBootBackend({
-      selectorDir: dir,
-      fs: new DurableFs(),
-      firmware: {
-        booted: () =>
-          Promise.resolve({
-            partition: BOOT_PARTITIONS[this.booted.slot],
-            tryboot: this.booted.tryboot,
-          }),
-        reboot: (tb) => {
-          this.trybootFlag = tb;
-          this.reboots++;
-          return Promise.resolve();
-        },
-      },
-    });
-  }
-  /** Power on / reset: the firmware reads autoboot.txt, consumes the flag. */
-  async powerOn(): Promise<void> {
-    const ab = parseAutoboot(await readFile(join(this.dir, 'autoboot.txt'), 'utf8'));
-    const part = this.trybootFlag ? ab.tryboot : ab.normal;
-    this.booted = { slot: part === BOOT_PARTITIONS.a ? 'a' : 'b', tryboot: this.trybootFlag };
-    this.trybootFlag = false;
-  }
-  /** A plain reboot (no flag): the firmware boots the committed slot. */
-  firmwareReboot(): void {
-    this.trybootFlag = false;
-    this.reboots++;
-  }
-  running(): { version: string; behaviour: Behaviour } {
-    return this.slots[this.booted.slot];
-  }
-}
-
-/** RAUC as the backend sees it: install marks the target bad, writes, makes it primary. */
-class SimRauc implements RaucPort {
-  installs: string[] = [];
-  readonly card: Card;
-  constructor(card: Card) {
-    this.card = card;
-  }
-  async install(bundle: string): Promise<void> {
-    const text = (await readFile(bundle, 'utf8')).split('\n')[0] ?? '';
-    const [, version = '', behaviour = 'healthy'] = text.split(' ');
-    if (behaviour === 'bad-signature')
-      throw new RaucError('rauc install: signature verification failed', 'signature');
-    const target: CardSlot = this.card.booted.slot === 'a' ? 'b' : 'a';
-    const name = target.toUpperCase();
-    this.installs.push(version);
-    await this.card.backend.handle(['set-state', name, 'bad']);
-    this.card.slots[target] = { version, behaviour: behaviour as Behaviour };
-    // RAUC 1.8 after writing: "Marking target slot as bootable", then primary
-    await this.card.backend.handle(['set-state', name, 'good']);
-    await this.card.backend.handle(['set-primary', name]);
-  }
-  status(): Promise<RaucStatus> {
-    return Promise.reject(new Error('not used'));
-  }
-  async markGood(): Promise<void> {
-    await this.card.backend.handle(['set-state', this.card.booted.slot.toUpperCase(), 'good']);
-  }
-  async markBad(which: 'booted' | 'other'): Promise<void> {
-    const booted = this.card.booted.slot;
-    const slot = which === 'booted' ? booted : booted === 'a' ? 'b' : 'a';
-    await this.card.backend.handle(['set-state', slot.toUpperCase(), 'bad']);
-  }
-}
+import { healthy, makeDevice, makeRepo, osBundle, SimCard, tempDir } from './helpers.js';
+import type { OsBehaviour, Repo } from './helpers.js';
 
 interface Rig {
   repo: Repo;
-  card: Card;
-  rauc: SimRauc;
+  card: SimCard;
   outcomes: OtaOutcome[];
   /** The agent of the currently booted slot (a new process after each boot). */
   agent(): OsUpdateAgent;
-  publish(version: string, behaviour?: Behaviour): Promise<void>;
+  publish(version: string, behaviour?: OsBehaviour): Promise<void>;
   committed(): Promise<string>;
 }
 
@@ -129,11 +33,7 @@ async function rig(tt: Test): Promise<Rig> {
   tt.teardown(() => repo.close());
   repo.now = new Date(); // tuf-js checks expiry against the real clock
   const device = await makeDevice(work, repo);
-  const boot = join(work, 'boot-a');
-  await mkdir(boot, { recursive: true });
-  await writeFile(join(boot, 'autoboot.txt'), autobootTxt('a'));
-  const card = new Card(boot);
-  const rauc = new SimRauc(card);
+  const card = await SimCard.create(join(work, 'boot-a'));
   const outcomes: OtaOutcome[] = [];
   const health = (): HealthReport =>
     card.running().behaviour === 'unhealthy'
@@ -142,7 +42,6 @@ async function rig(tt: Test): Promise<Rig> {
   return {
     repo,
     card,
-    rauc,
     outcomes,
     agent: () =>
       new OsUpdateAgent({
@@ -151,17 +50,8 @@ async function rig(tt: Test): Promise<Rig> {
         transport: new FetchTransport({ timeoutMs: 5000, idleMs: 5000 }),
         repoUrl: repo.server.url,
         channel: 'stable',
-        rauc,
-        boot: {
-          isTrialBoot: () => Promise.resolve(card.booted.tryboot),
-          rebootIntoTrial: async () => {
-            await card.backend.rebootIntoPrimary();
-          },
-          reboot: () => {
-            card.firmwareReboot();
-            return Promise.resolve();
-          },
-        },
+        rauc: card.rauc,
+        boot: card.bootPort,
         health: { check: () => Promise.resolve(health()) },
         busy: { isBusy: () => false },
         reporter: { report: (o) => void outcomes.push(o) },
@@ -171,16 +61,13 @@ async function rig(tt: Test): Promise<Rig> {
       }),
     publish: async (version, behaviour = 'healthy') => {
       await release(repo.ctx, {
-        bundle: bundleOf(version, behaviour),
+        bundle: osBundle(version, behaviour),
         channel: 'stable',
         version,
         kind: 'rootfs',
       });
     },
-    committed: async () => {
-      const ab = parseAutoboot(await readFile(join(boot, 'autoboot.txt'), 'utf8'));
-      return card.slots[ab.normal === BOOT_PARTITIONS.a ? 'a' : 'b'].version;
-    },
+    committed: async () => card.slots[await card.committed()].version,
   };
 }
 
@@ -197,7 +84,7 @@ t.test(
     await r.publish('2.0.0');
     const first = await r.agent().check();
     tt.same(first, { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
-    tt.same(r.rauc.installs, ['2.0.0']);
+    tt.same(r.card.installs, ['2.0.0']);
     tt.equal(r.card.trybootFlag, true, 'rebooted with the one-shot tryboot flag');
     tt.equal(await r.committed(), '1.0.0', 'nothing committed before the trial');
 
@@ -243,7 +130,7 @@ t.test(
     });
     tt.equal(await r.card.backend.handle(['get-primary']), 'B\n', 'no trial left pending');
     tt.same(await r.agent().check(), { kind: 'up-to-date', version: '2.0.0' });
-    tt.same(r.rauc.installs, ['2.0.0', '3.0.0', '4.0.0']);
+    tt.same(r.card.installs, ['2.0.0', '3.0.0', '4.0.0']);
     tt.same(
       r.outcomes.map((o) => `${o.kind} ${'version' in o ? o.version : ''}`),
       ['committed 2.0.0', 'rolled-back 3.0.0', 'rolled-back 4.0.0'],
@@ -273,7 +160,7 @@ t.test('a tampered bundle is refused by TUF before RAUC sees it', async (tt) => 
   const r = await rig(tt);
   await r.publish('2.0.0');
   // the server answers the bundle with other bytes of the same length
-  const tampered = bundleOf('2.0.0');
+  const tampered = osBundle('2.0.0');
   tampered[tampered.length - 1] = 0x79;
   const name = (
     await r.repo.ctx.fs.readIfExists(join(r.repo.ctx.repoDir, 'metadata', '2.targets.json'))
@@ -282,7 +169,7 @@ t.test('a tampered bundle is refused by TUF before RAUC sees it', async (tt) => 
   r.repo.faults.replace.set(`/targets/stable/${sha}.vigil-rootfs-2.0.0.raucb`, tampered);
   const o = await r.agent().check();
   tt.match(o, { kind: 'refused', failure: 'hash' });
-  tt.same(r.rauc.installs, [], 'RAUC never saw it');
+  tt.same(r.card.installs, [], 'RAUC never saw it');
   tt.ok(
     r.repo.faults.requests.some((p) => p.endsWith('.vigil-rootfs-2.0.0.raucb')),
     'the bundle was fetched (and refused)',
@@ -318,5 +205,5 @@ t.test('tuf-js verifies the repository with a rootfs target and downloads it', a
   if (info === undefined) throw new Error('tuf-js found no rootfs target');
   tt.same(info.custom, { vigil: { version: '2.0.0', channel: 'stable', kind: 'rootfs' } });
   const path = await updater.downloadTarget(info, join(clientDir, 'targets', 'os.raucb'));
-  tt.same(await readFile(path), bundleOf('2.0.0'), 'tuf-js downloaded the exact bundle');
+  tt.same(await readFile(path), osBundle('2.0.0'), 'tuf-js downloaded the exact bundle');
 });
