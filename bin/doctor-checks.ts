@@ -279,7 +279,7 @@ async function keySource(deps: DoctorDeps): Promise<CheckResult> {
 }
 
 async function tryboot(deps: DoctorDeps): Promise<CheckResult> {
-  // the node ota/tryboot.ts reads: present only when the Pi firmware booted us
+  // the node ota/rauc-backend.ts (PiFirmware) reads: present only when the Pi firmware booted us
   const node = await access(deps.paths.host('/proc/device-tree/chosen/bootloader')).then(
     () => true,
     () => false,

@@ -78,7 +78,7 @@ export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): strin
  * autoboot.txt for the Pi 4 bootloader's A/B switch (`tryboot`) as the image ships it:
  * slot A committed (boot partition 1), a `reboot '0 tryboot'` boots slot B (partition 2)
  * once. The text and the numbers are protocol/card-layout.ts's, which the OTA backend
- * (ota/tryboot.ts) rewrites on commit. The Pi 3 and Zero 2 W ignore this file and always
+ * (ota/rauc-backend.ts) rewrites on commit. The Pi 3 and Zero 2 W ignore this file and always
  * boot partition 1 (docs/image.md).
  */
 export function autobootTxt(): string {

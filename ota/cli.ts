@@ -33,7 +33,6 @@ import { ProcessTrialProbe } from './probe.js';
 import { initRepo, refresh, release, rotateKeys } from './repo.js';
 import type { RepoContext } from './repo.js';
 import { HostAppSlots } from './slots.js';
-import { SELECTOR_DIR, SystemdReboot, TrybootSelector } from './tryboot.js';
 import { startStaticServer } from './static-server.js';
 import { FetchTransport } from './transport.js';
 import { installTrustedRoot } from './verify.js';
@@ -58,7 +57,6 @@ Device side:
   agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
   probe      health answer of this install (JSON line)
   status     [--state DIR] [--slots DIR] [--json]   slots, a pending trial, the last outcome
-  trial-guard [--selector DIR]   on a tryboot trial boot that did not commit: reboot
   os-check   --url URL [--state DIR] [--root ROOT.json] [--busy-file PATH]
              one OS update check: download, rauc install, reboot into the trial slot
   os-confirm [--state DIR] [--deadline]   settle an OS trial (mark-good, or mark-bad + reboot);
@@ -357,28 +355,6 @@ async function runOta(ctx: CommandContext): Promise<number> {
       return raucBackend(ctx);
     case 'agent':
       return device(ctx, true);
-    case 'trial-guard': {
-      // Runs from vigil-ota-trial-guard.timer on tryboot boards: a trial boot that has not
-      // committed by now goes back to the committed slot with a plain reboot.
-      const { values: v } = parse(ctx, { selector: { type: 'string' } });
-      const paths = HostPaths.fromEnv(ctx.env);
-      const sel = new TrybootSelector({
-        selectorDir: opt(v, 'selector') ?? paths.host(SELECTOR_DIR),
-        bootloaderDt: paths.host('/proc/device-tree/chosen/bootloader'),
-        fs,
-        reboot: new SystemdReboot(),
-      });
-      const st = await sel.status();
-      if (!st.trial) {
-        ctx.stdout('not a trial boot: nothing to do\n');
-        return 0;
-      }
-      ctx.stdout(
-        `trial boot of slot ${st.running ?? '?'} did not commit in time: rebooting into slot ${st.committed}\n`,
-      );
-      await new SystemdReboot().reboot();
-      return 0;
-    }
     case 'status': {
       const { values: v } = parse(ctx, {
         state: { type: 'string' },
@@ -491,10 +467,6 @@ const SUBCOMMANDS: Readonly<Record<string, string>> = {
   status: OTA_SUB(
     'status [--state DIR] [--slots DIR] [--json]',
     'The app slots, a pending trial, and the last outcome.',
-  ),
-  'trial-guard': OTA_SUB(
-    'trial-guard [--selector DIR]',
-    'On a tryboot trial boot that did not commit: reboot into the committed slot.',
   ),
 };
 

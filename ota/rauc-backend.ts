@@ -34,10 +34,9 @@ import { z } from 'zod';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import { run } from '../hw/os/run.js';
-import { autobootTxt, BOOT_PARTITIONS } from '../protocol/card-layout.js';
+import { autobootTxt, BOOT_PARTITIONS, parseAutoboot } from '../protocol/card-layout.js';
 import type { CardSlot } from '../protocol/card-layout.js';
 import { SLOT_BOOTNAMES, slotOfBootname } from '../protocol/rauc-system.js';
-import { parseAutoboot } from './tryboot.js';
 
 export class RaucBackendError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {

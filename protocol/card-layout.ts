@@ -1,9 +1,9 @@
 /**
  * The SD card's partition layout: which MBR partition number holds what. One
  * table for the image builder (which writes the partitions, `autoboot.txt` and
- * each slot's `cmdline.txt`), the OTA tryboot backend (which switches boot
- * slots by rewriting `autoboot.txt` and reads the booted partition's number
- * from the device tree) and the tests that check the two agree
+ * each slot's `cmdline.txt`), the OTA's RAUC backend (ota/rauc-backend.ts, which
+ * switches boot slots by rewriting `autoboot.txt` and reads the booted partition's
+ * number from the device tree) and the tests that check the two agree
  * (test/protocol/card-layout.test.ts). Sizes stay with the image (image/layout.ts).
  *
  *   1  boot A        FAT32, also holds autoboot.txt (the firmware reads it from partition 1)
@@ -17,6 +17,7 @@
  * The Pi firmware names boot partitions by MBR number; Linux finds roots by
  * PARTUUID (`<disk id>-<number>`), so both are fixed here.
  */
+import { VigilError } from '../base/errors.js';
 
 /** MBR disk identifier ("VIGL"): PARTUUIDs are `5649474c-NN`. */
 export const CARD_DISK_ID = 0x5649474c;
@@ -87,4 +88,46 @@ export function autobootTxt(committed: CardSlot): string {
     `boot_partition=${String(BOOT_PARTITIONS[other])}`,
     '',
   ].join('\n');
+}
+
+export class AutobootError extends VigilError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EAUTOBOOT', message, options);
+    this.name = 'AutobootError';
+  }
+}
+
+/** Parse autoboot.txt (as autobootTxt writes it, or edited by hand): [all] and [tryboot]. */
+export function parseAutoboot(text: string): {
+  normal: number;
+  tryboot: number;
+  abEnabled: boolean;
+} {
+  let section = 'all';
+  let normal: number | undefined;
+  let tryboot: number | undefined;
+  let abEnabled = false;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line === '') continue;
+    const sec = /^\[(\w+)\]$/.exec(line);
+    if (sec) {
+      section = (sec[1] ?? '').toLowerCase();
+      continue;
+    }
+    const kv = /^(\w+)\s*=\s*(\S+)$/.exec(line);
+    if (!kv) continue;
+    const [, k, v] = kv;
+    if (k === 'tryboot_a_b' && section === 'all') abEnabled = v === '1';
+    if (k === 'boot_partition') {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1)
+        throw new AutobootError(`autoboot.txt: bad boot_partition "${String(v)}"`);
+      if (section === 'tryboot') tryboot = n;
+      else if (section === 'all') normal = n;
+    }
+  }
+  if (normal === undefined || tryboot === undefined)
+    throw new AutobootError('autoboot.txt names no [all] and [tryboot] boot_partition');
+  return { normal, tryboot, abEnabled };
 }

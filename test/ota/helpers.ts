@@ -29,8 +29,7 @@ import { serveStatic, startStaticServer } from '../../ota/static-server.js';
 import type { StaticServer } from '../../ota/static-server.js';
 import { FetchTransport } from '../../ota/transport.js';
 import { installTrustedRoot } from '../../ota/verify.js';
-import { parseAutoboot } from '../../ota/tryboot.js';
-import { autobootTxt, BOOT_PARTITIONS } from '../../protocol/card-layout.js';
+import { autobootTxt, BOOT_PARTITIONS, parseAutoboot } from '../../protocol/card-layout.js';
 import type { CardSlot } from '../../protocol/card-layout.js';
 
 export type AppBehaviour = 'healthy' | 'unhealthy' | 'hang';

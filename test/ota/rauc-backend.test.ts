@@ -11,8 +11,7 @@ import {
   TRYBOOT_FLAG_FILE,
   TwinFirmware,
 } from '../../ota/rauc-backend.js';
-import { parseAutoboot } from '../../ota/tryboot.js';
-import { autobootTxt } from '../../protocol/card-layout.js';
+import { autobootTxt, parseAutoboot } from '../../protocol/card-layout.js';
 import { tempDir } from './helpers.js';
 
 interface Rig {

@@ -1,5 +1,5 @@
 // The card layout is one table (protocol/card-layout.ts); the image builder and the OTA
-// tryboot backend both derive their partition numbers from it. This test builds the
+// RAUC backend both derive their partition numbers from it. This test builds the
 // image's layout and boot files and the backend's view of the same card from that code and
 // checks they agree: autoboot.txt as the image writes it, read by the backend on a boot of
 // each slot, and the commit it writes back, read as the image's partitions.
@@ -10,14 +10,16 @@ import { DurableFs } from '../../hw/os/fs.js';
 import { BOARDS } from '../../image/boards.js';
 import { partitionOf, partUuid, planLayout } from '../../image/layout.js';
 import { bootOverlay, cmdlineTxt, fstab, IMAGE_PATHS, rootOverlay } from '../../image/overlay.js';
-import { RaucBootBackend } from '../../ota/rauc-backend.js';
-import { parseAutoboot, SELECTOR_DIR, TrybootSelector } from '../../ota/tryboot.js';
+import { PiFirmware, RaucBootBackend } from '../../ota/rauc-backend.js';
 import {
   AUTOBOOT_PARTITION,
+  autobootTxt,
   BOOT_PARTITIONS,
   CARD_PARTITIONS,
   CARD_ROLES,
   cardPartUuid,
+  FIRMWARE_MOUNT,
+  parseAutoboot,
   ROOT_PARTITIONS,
 } from '../../protocol/card-layout.js';
 import {
@@ -54,7 +56,25 @@ for (const board of Object.values(BOARDS)) {
   });
 }
 
-t.test('the image writes autoboot.txt the tryboot backend reads and commits', async (tt) => {
+t.test('autoboot.txt: written and read back, hand edits, bad ones refused', async (tt) => {
+  const a = autobootTxt('a');
+  tt.equal(a, '[all]\ntryboot_a_b=1\nboot_partition=1\n[tryboot]\nboot_partition=2\n');
+  tt.same(parseAutoboot(a), { normal: 1, tryboot: 2, abEnabled: true });
+  tt.same(parseAutoboot(autobootTxt('b')), { normal: 2, tryboot: 1, abEnabled: true });
+  tt.same(
+    parseAutoboot(
+      '# comment\r\n[all]\r\nboot_partition=2 # x\r\n[tryboot]\r\nboot_partition=3\r\n',
+    ),
+    { normal: 2, tryboot: 3, abEnabled: false },
+  );
+  tt.throws(() => parseAutoboot('[all]\nboot_partition=2\n'), /no \[all\] and \[tryboot\]/);
+  tt.throws(
+    () => parseAutoboot('[all]\nboot_partition=x\n[tryboot]\nboot_partition=3'),
+    /bad boot_partition "x"/,
+  );
+});
+
+t.test('the image writes autoboot.txt the RAUC backend reads and commits', async (tt) => {
   const board = BOARDS['rpi-arm64'];
   tt.ok(board.piFirmware, 'a board with the Pi firmware');
   const layout = planLayout(board.sizes);
@@ -74,35 +94,50 @@ t.test('the image writes autoboot.txt the tryboot backend reads and commits', as
   );
 
   // Boot A mounted where the backend looks for it, holding the image's autoboot.txt.
-  tt.equal(IMAGE_PATHS.firmware, SELECTOR_DIR, 'the backend reads the partition the image mounts');
-  tt.match(fstab(layout), new RegExp(`PARTUUID=${cardPartUuid('boot-a')} ${SELECTOR_DIR} vfat`));
+  tt.equal(
+    IMAGE_PATHS.firmware,
+    FIRMWARE_MOUNT,
+    'the backend reads the partition the image mounts',
+  );
+  tt.match(fstab(layout), new RegExp(`PARTUUID=${cardPartUuid('boot-a')} ${FIRMWARE_MOUNT} vfat`));
   const root = await tempDir('vigil-card-');
   tt.teardown(() => rm(root, { recursive: true, force: true }));
-  const selectorDir = join(root, SELECTOR_DIR);
+  const selectorDir = join(root, FIRMWARE_MOUNT);
   const dt = join(root, 'proc', 'device-tree', 'chosen', 'bootloader');
   await mkdir(selectorDir, { recursive: true });
   await mkdir(dt, { recursive: true });
   await writeFile(join(selectorDir, 'autoboot.txt'), autoboot);
-  const reboots: (string | undefined)[] = [];
-  const sel = new TrybootSelector({
+  // the Pi's device tree as the firmware leaves it; the reboot is recorded instead
+  const pi = new PiFirmware(dt, new DurableFs());
+  const reboots: boolean[] = [];
+  const backend = new RaucBootBackend({
     selectorDir,
-    bootloaderDt: dt,
     fs: new DurableFs(),
-    reboot: { reboot: async (arg) => void reboots.push(arg) },
+    firmware: {
+      booted: () => pi.booted(),
+      reboot: (tryboot) => {
+        reboots.push(tryboot);
+        return Promise.resolve();
+      },
+    },
   });
 
   // The first boot of a fresh card: the bootloader booted boot A without tryboot.
   await writeFile(join(dt, 'partition'), u32(bootA.number));
   await writeFile(join(dt, 'tryboot'), u32(0));
-  tt.same(await sel.status(), { committed: 'a', running: 'a', trial: false });
-  await sel.tryOther();
-  tt.same(reboots, ['0 tryboot']);
+  tt.same(await backend.booted(), { slot: 'a', trial: false });
+  tt.equal(await backend.committed(), 'a');
+  await backend.setPrimary('b');
+  await backend.rebootIntoPrimary();
+  tt.same(reboots, [true], 'one reboot through tryboot');
 
   // The trial boot: the bootloader followed [tryboot] to boot B.
   await writeFile(join(dt, 'partition'), u32(bootB.number));
   await writeFile(join(dt, 'tryboot'), u32(1));
-  tt.same(await sel.status(), { committed: 'a', running: 'b', trial: true });
-  tt.equal(await sel.commitRunning(), 'b');
+  tt.same(await backend.booted(), { slot: 'b', trial: true });
+  tt.equal(await backend.committed(), 'a', 'nothing committed before the trial says so');
+  await backend.setState('b', 'good');
+  tt.equal(await backend.committed(), 'b');
   tt.same(
     parseAutoboot(await readFile(join(selectorDir, 'autoboot.txt'), 'utf8')),
     { normal: bootB.number, tryboot: bootA.number, abEnabled: true },

@@ -19,8 +19,7 @@ import {
   readTable,
 } from '../../../image/disk.js';
 import { TRYBOOT_FLAG_FILE } from '../../../ota/rauc-backend.js';
-import { parseAutoboot } from '../../../ota/tryboot.js';
-import { AUTOBOOT_PARTITION } from '../../../protocol/card-layout.js';
+import { AUTOBOOT_PARTITION, parseAutoboot } from '../../../protocol/card-layout.js';
 
 export interface FirmwareBoot {
   readonly partition: number;
