@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { VigilError } from '../../base/errors.js';
-import { OtaChannelSchema } from '../../protocol/services.js';
+import { OtaChannelSchema, ServiceUrlSchema } from '../../protocol/services.js';
 import { ALSA_PCM, audioConfigSchema } from '../../hw/audio/audio.js';
 import { PRIVACY_OFF, privacySchema } from '../uplink/privacy.js';
 import { DETECTION_DEFAULTS, detectionConfigSchema } from '../media/detection.js';
@@ -42,7 +42,12 @@ export const configSchema = z
       })
       .strict()
       .default({ dataDir: '/var/lib/vigil/data', keySources: ['otp', 'phone', 'recovery'] }),
-    relay: z.object({ url: z.url().optional() }).strict().default({}),
+    /**
+     * Unset: the provisioning bundle's relay (a phone's choice wins over both). The URL rule of
+     * the bundle and the phone's override (protocol/services.ts): https, http only to loopback
+     * or link-local.
+     */
+    relay: z.object({ url: ServiceUrlSchema.optional() }).strict().default({}),
     camera: z
       .object({
         device: z.string().optional(),
@@ -91,7 +96,8 @@ export const configSchema = z
       .object({
         /** Unset: the provisioning bundle's channel, else "stable" (firmware/config/services.ts). */
         channel: OtaChannelSchema.optional(),
-        repositoryUrl: z.url().optional(),
+        /** Unset: the provisioning bundle's. The same URL rule as relay.url. */
+        repositoryUrl: ServiceUrlSchema.optional(),
         pollMinutes: z
           .number()
           .min(1)

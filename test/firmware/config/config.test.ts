@@ -300,3 +300,54 @@ t.test('ota.os: OS updates on by default, fields checked strictly', async (t) =>
     t.notOk((e as Error).message.includes('\n'), 'one line');
   }
 });
+
+void t.test(
+  'relay.url and ota.repositoryUrl: the URL rule of the bundle and the phone',
+  async (t) => {
+    const withUrl = (field: 'relay.url' | 'ota.repositoryUrl', url: string): unknown =>
+      field === 'relay.url' ? { relay: { url } } : { ota: { repositoryUrl: url } };
+    for (const field of ['relay.url', 'ota.repositoryUrl'] as const) {
+      const esc = field.replace('.', '\\.');
+      for (const [url, why] of [
+        ['ftp://relay.example.net', /must be https, not ftp$/],
+        ['file:///etc/passwd', /must be https, not file$/],
+        ['ws://relay.example.net', /must be https, not ws$/],
+        ['http://relay.example.net', /must be https \(http only to a loopback or link-local/],
+        ['http://192.168.77.1:8080', /must be https \(http only to a loopback or link-local/],
+        ['https://user:secret@relay.example.net', /must not carry a user name or password$/],
+        ['https://relay.example.net/#x', /must not have a #fragment$/],
+        ['relay.example.net', /is not a URL$/],
+      ] as const) {
+        let err: unknown;
+        try {
+          parseConfig(withUrl(field, url));
+        } catch (e) {
+          err = e;
+        }
+        t.ok(err instanceof ConfigError && err.field === field, `${field} ${url}: refused`);
+        const message = err instanceof Error ? err.message : '';
+        t.match(message, new RegExp(`^config: field "${esc}": `), 'names the field');
+        t.match(message, why);
+        t.notMatch(message, /\n/, 'one line');
+        t.notMatch(message, /secret/, 'the password is not repeated');
+      }
+      for (const url of [
+        'https://relay.example.net',
+        'https://relay.example.net:8443/vigil',
+        'http://127.0.0.1:8080',
+        'http://localhost:8080',
+        'http://[::1]:8080',
+        'http://169.254.77.1:8080',
+        'http://[fe80::1]:8080',
+      ]) {
+        const c = parseConfig(withUrl(field, url));
+        t.equal(field === 'relay.url' ? c.relay.url : c.ota.repositoryUrl, url, `${field} ${url}`);
+      }
+    }
+    t.equal(
+      parseConfig({ relay: { url: 'https://relay.example.net/' } }).relay.url,
+      'https://relay.example.net',
+      'a trailing slash is dropped, as for the bundle (one relay, one spelling)',
+    );
+  },
+);

@@ -46,7 +46,7 @@ void t.test('OTA: the config file > the bundle > the default channel', async (t)
       bundle,
     ),
     {
-      repositoryUrl: 'https://mine.example/',
+      repositoryUrl: 'https://mine.example', // trailing slash dropped, as in the bundle
       repositorySource: 'config',
       channel: 'stable',
       channelSource: 'config',
