@@ -39,3 +39,26 @@ export function reasonOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** A system error code (ECONNREFUSED, ENOTFOUND, ...) says it all; others get their message. */
+const ERRNO_CODE = /^E[A-Z0-9]+$/;
+
+/**
+ * What lies under a failed `fetch` ("fetch failed" says nothing): the first error code on its
+ * cause chain (or among an AggregateError's errors: one per address tried), with the message
+ * when the code is not a system one (`CERT_HAS_EXPIRED: certificate has expired`); a timeout of
+ * the request's own deadline is ETIMEDOUT. Undefined when there is no code to name.
+ */
+export function networkCause(err: unknown, depth = 0): string | undefined {
+  if (!(err instanceof Error) || depth > 8) return undefined;
+  if (err.name === 'TimeoutError') return 'ETIMEDOUT';
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && code !== '')
+    return ERRNO_CODE.test(code) ? code : `${code}: ${err.message.replace(/\s*\n\s*/g, ' ')}`;
+  if (err instanceof AggregateError)
+    for (const e of err.errors as unknown[]) {
+      const c = networkCause(e, depth + 1);
+      if (c !== undefined) return c;
+    }
+  return networkCause(err.cause, depth + 1);
+}

@@ -2,9 +2,10 @@
  * A typed client for the relay's HTTP API, used by the hub's uplink, the
  * companion and the tests. Uses the platform `fetch`. Errors from the relay
  * come back as `RelayHttpError` carrying the status and the relay's error code;
- * network failures as `RelayUnreachable`.
+ * network failures as `RelayUnreachable`, whose one-line message names the network cause
+ * (`fetch failed (ECONNREFUSED)`).
  */
-import { VigilError } from '../base/errors.js';
+import { networkCause, reasonOf, VigilError } from '../base/errors.js';
 import {
   CredentialResponse,
   ErrorBody,
@@ -105,9 +106,11 @@ export class RelayClient {
       });
     } catch (e) {
       if (init.signal?.aborted) throw e;
-      throw new RelayUnreachable(`relay ${this.url} unreachable: ${(e as Error).message}`, {
-        cause: e,
-      });
+      const cause = networkCause(e);
+      throw new RelayUnreachable(
+        `relay ${this.url} unreachable: ${reasonOf(e)}${cause !== undefined ? ` (${cause})` : ''}`,
+        { cause: e },
+      );
     }
     if (res.status >= 400) {
       const text = await res.text().catch(() => '');
