@@ -6,8 +6,7 @@
 // stream as long as the video, and volumedetect finds the tone (not silence) in it.
 // @timeout 900
 // @memory 2048
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check, log, outDir, scenario } from '../guest/harness.js';
 import { loadModule, loadVivid } from '../guest/devices.js';
@@ -17,44 +16,8 @@ import { AlsaAudioSource } from '../../../hw/audio/alsa-audio.js';
 import { run, spawnProcess } from '../../../hw/os/run.js';
 import { MemoryLogger } from '../../../base/logger.js';
 import { createMediaPipeline } from '../../../firmware/media/pipeline.js';
-import type { MediaEvent, MediaPipeline } from '../../../firmware/media/pipeline.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import {
-  MemorySink,
-  newDevicePsk,
-  openHub,
-  pair,
-  sealerFor,
-} from '../../../dev/fixtures/paired-hub.js';
-
-function waitFor(
-  p: MediaPipeline,
-  what: string,
-  pred: (e: MediaEvent) => boolean,
-  ms = 300_000,
-): Promise<MediaEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for ${what}`));
-    }, ms);
-    const off = p.on((e) => {
-      if (pred(e)) {
-        clearTimeout(timer);
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
-
-async function until(what: string, cond: () => boolean, ms = 300_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import type { MediaEvent } from '../../../firmware/media/pipeline.js';
+import { ffprobe, manualClip, moreFragments, pairedSealer } from './_media-clip.js';
 
 interface Stream {
   codec_type?: string;
@@ -112,22 +75,11 @@ scenario(async () => {
   );
   log(`vivid ${device}: ${JSON.stringify(fmt)}`);
 
-  const root = await mkdtemp(join(tmpdir(), 'vigil-audio-vm-'));
-  const profile = await loadMlsProfile();
-  const hub = await openHub(profile, join(root, 'hub'));
-  const paired = await pair({
-    p: profile,
-    hub,
-    devicePsk: newDevicePsk(),
-    phoneDir: join(root, 'phone'),
-  });
-  check(paired.phone !== undefined, 'pairing failed');
-  const phone = paired.phone;
-  const sink = new MemorySink();
+  const paired = await pairedSealer('vigil-audio-vm-');
   const logger = new MemoryLogger('vm');
   const p = createMediaPipeline({
     camera: cam,
-    sealer: sealerFor(hub, sink),
+    sealer: paired.sealer,
     logger,
     audio: new AlsaAudioSource({ device: 'hw:Loopback,1,0' }),
     config: {
@@ -144,45 +96,26 @@ scenario(async () => {
   p.on((e) => events.push(e));
   await p.start();
   try {
-    // two whole fragments of the running stream first (the clip then has a pre-roll); the
-    // pipeline has no event per fragment, so its counter is polled (as media-vivid-clip does)
-    await until('the first fragments', () => p.status().counters.fragments >= 2);
+    // two whole fragments of the running stream first (the clip then has a pre-roll)
+    await moreFragments(p, 2, 'the first fragments');
     const st = p.status();
     log(`status: encoder ${String(st.encoder.path)}, audio ${JSON.stringify(st.audio)}`);
     check(
       st.audio.active && st.audio.source === 'alsa:hw:Loopback,1,0',
       `audio is not on: ${JSON.stringify(st.audio)}; warnings: ${st.warnings.join(' | ')}`,
     );
-    const clipClosed = waitFor(p, 'clip-closed', (e) => e.type === 'clip-closed');
-    p.trigger(3000);
-    const closed = await clipClosed;
-    await p.idle();
-    check(closed.type === 'clip-closed', 'no clip');
-    const clipId = sink.order.find((id) => sink.items.get(id)?.kind === 'clip');
-    check(clipId !== undefined, 'no sealed clip reached the sink');
-    const opened = await phone.decryptItem(sink.bytes(clipId));
+    const {
+      closed,
+      opened,
+      file: mp4,
+    } = await manualClip(p, paired, 3000, join(outDir(), 'audio-clip.mp4'));
     const codec = opened.header.core.codec;
     log(`clip codec: ${codec}`);
     check(/mp4a\.40\.2/.test(codec), `the clip's codec string lacks mp4a.40.2: ${codec}`);
-    const mp4 = join(outDir(), 'audio-clip.mp4');
-    await writeFile(mp4, opened.plaintext);
-    const probe = await run(
-      'ffprobe',
-      [
-        '-v',
-        'error',
-        '-show_entries',
-        'format=duration:stream=codec_type,codec_name,profile,sample_rate,channels,start_time,duration',
-        '-of',
-        'json',
-        mp4,
-      ],
-      { timeoutMs: 300_000 },
+    const j = await ffprobe<{ format?: { duration?: string }; streams?: Stream[] }>(
+      mp4,
+      'format=duration:stream=codec_type,codec_name,profile,sample_rate,channels,start_time,duration',
     );
-    const j = JSON.parse(probe.stdout.toString()) as {
-      format?: { duration?: string };
-      streams?: Stream[];
-    };
     log(`decrypted clip: ${JSON.stringify(j)}; sealed duration ${closed.durationMs} ms`);
     const video = j.streams?.find((s) => s.codec_type === 'video');
     const audio = j.streams?.find((s) => s.codec_type === 'audio');

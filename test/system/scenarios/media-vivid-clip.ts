@@ -5,55 +5,16 @@
 // hot-unplug (driver unbind) parks the pipeline and a rebind brings it back.
 // @timeout 900
 // @memory 2048
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check, log, outDir, scenario } from '../guest/harness.js';
 import { loadVivid } from '../guest/devices.js';
 import { LibV4l2Binding } from '../../../hw/camera/v4l2-binding.js';
 import { V4l2Camera, discoverCameras } from '../../../hw/camera/v4l2-camera.js';
 import { FormatMismatchError } from '../../../hw/camera/camera.js';
-import { run } from '../../../hw/os/run.js';
 import { MemoryLogger } from '../../../base/logger.js';
 import { createMediaPipeline } from '../../../firmware/media/pipeline.js';
-import type { MediaEvent, MediaPipeline } from '../../../firmware/media/pipeline.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import {
-  MemorySink,
-  newDevicePsk,
-  openHub,
-  pair,
-  sealerFor,
-} from '../../../dev/fixtures/paired-hub.js';
-
-function waitFor(
-  p: MediaPipeline,
-  what: string,
-  pred: (e: MediaEvent) => boolean,
-  ms = 90_000,
-): Promise<MediaEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`timed out waiting for ${what}`));
-    }, ms);
-    const off = p.on((e) => {
-      if (pred(e)) {
-        clearTimeout(timer);
-        off();
-        resolve(e);
-      }
-    });
-  });
-}
-
-async function until(what: string, cond: () => boolean, ms = 90_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+import { ffprobe, manualClip, moreFragments, pairedSealer, until, waitFor } from './_media-clip.js';
 
 async function vividPlatformDevice(): Promise<string> {
   const { readdir } = await import('node:fs/promises');
@@ -109,22 +70,11 @@ scenario(async () => {
   await writeFile(join(outDir(), 'vivid-still.jpg'), jpeg);
 
   // A paired companion and the real sealer.
-  const root = await mkdtemp(join(tmpdir(), 'vigil-media-vm-'));
-  const profile = await loadMlsProfile();
-  const hub = await openHub(profile, join(root, 'hub'));
-  const paired = await pair({
-    p: profile,
-    hub,
-    devicePsk: newDevicePsk(),
-    phoneDir: join(root, 'phone'),
-  });
-  check(paired.phone !== undefined, 'pairing failed');
-  const phone = paired.phone;
-  const sink = new MemorySink();
+  const paired = await pairedSealer('vigil-media-vm-');
   const logger = new MemoryLogger('vm');
   const p = createMediaPipeline({
     camera: cam,
-    sealer: sealerFor(hub, sink),
+    sealer: paired.sealer,
     logger,
     config: {
       encoder: { width: 320, height: 180, fps: 15, bitrateKbps: 300, softwarePreset: 'ultrafast' },
@@ -154,34 +104,17 @@ scenario(async () => {
       st.encoder.rejected.some((r) => r.path === 'camera-h264' && r.why.includes(device)),
       'camera-native rejection not reported',
     );
-    await until('a first fragment', () => p.status().counters.fragments >= 2);
-    const clipClosed = waitFor(p, 'clip-closed', (e) => e.type === 'clip-closed');
-    p.trigger(2500); // a manual event: vivid's picture has no scripted motion
-    const closed = await clipClosed;
-    await p.idle();
-    check(closed.type === 'clip-closed', 'no clip');
-    const clipId = sink.order.find((id) => sink.items.get(id)?.kind === 'clip');
-    check(clipId !== undefined, 'no sealed clip reached the sink');
-    const opened = await phone.decryptItem(sink.bytes(clipId));
-    const mp4 = join(outDir(), 'vivid-clip.mp4');
-    await writeFile(mp4, opened.plaintext);
-    const probe = await run(
-      'ffprobe',
-      [
-        '-v',
-        'error',
-        '-show_entries',
-        'format=duration:stream=codec_name,width,height',
-        '-of',
-        'json',
-        mp4,
-      ],
-      { timeoutMs: 300_000 },
+    await moreFragments(p, 2, 'the first fragments');
+    const { closed, file: mp4 } = await manualClip(
+      p,
+      paired,
+      2500,
+      join(outDir(), 'vivid-clip.mp4'),
     );
-    const j = JSON.parse(probe.stdout.toString()) as {
+    const j = await ffprobe<{
       format?: { duration?: string };
       streams?: { codec_name?: string; width?: number; height?: number }[];
-    };
+    }>(mp4, 'format=duration:stream=codec_name,width,height');
     const duration = Number(j.format?.duration);
     log(`decrypted clip: ${JSON.stringify(j)}; sealed duration ${closed.durationMs} ms`);
     check(j.streams?.[0]?.codec_name === 'h264', 'decrypted clip is not H.264');
@@ -206,12 +139,7 @@ scenario(async () => {
     );
     await writeFile('/sys/bus/platform/drivers/vivid/bind', pdev);
     await restarted;
-    const before = p.status().counters.fragments;
-    await until(
-      'fragments after replug',
-      () => p.status().counters.fragments >= before + 2,
-      60_000,
-    );
+    await moreFragments(p, 2, 'fragments after replug');
     check(p.status().state === 'running', `state after replug: ${p.status().state}`);
     check(p.status().encoder.pid !== oldPid, 'encoder was not restarted');
     log(`replugged: running again, restarts=${p.status().encoder.restarts}`);
