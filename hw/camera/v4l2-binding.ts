@@ -480,7 +480,8 @@ export class LibV4l2Binding implements V4l2Binding {
     );
   }
 
-  async getFormat(path: string): Promise<CameraFormat> {
+  /** Open `path` through v4l2-camera-ts, run `fn`, and close it again whatever happens. */
+  async #withCamera<T>(path: string, fn: (cam: CamInstance) => Promise<T> | T): Promise<T> {
     const n = await this.#load();
     const cam = new n.cam.Camera();
     try {
@@ -489,15 +490,7 @@ export class LibV4l2Binding implements V4l2Binding {
       throw wrap(path, 'open', e);
     }
     try {
-      const f = cam.queryFormat();
-      return {
-        width: f.width,
-        height: f.height,
-        pixelFormat: f.pixelFormatStr,
-        fps: f.fpsNumerator > 0 ? f.fpsDenominator / f.fpsNumerator : 0,
-      };
-    } catch (e) {
-      throw wrap(path, 'VIDIOC_G_FMT', e);
+      return await fn(cam);
     } finally {
       try {
         cam.close();
@@ -507,53 +500,39 @@ export class LibV4l2Binding implements V4l2Binding {
     }
   }
 
-  async setFormat(path: string, want: CameraFormat): Promise<CameraFormat> {
-    const n = await this.#load();
-    const cam = new n.cam.Camera();
-    try {
-      cam.open(path);
-    } catch (e) {
-      throw wrap(path, 'open', e);
-    }
-    try {
-      // Frame rate as a fraction with 1000 as the denominator keeps 29.97 exact enough.
-      cam.setFormat({
-        width: want.width,
-        height: want.height,
-        pixelFormatStr: want.pixelFormat,
-        fps: { numerator: 1000, denominator: Math.round(want.fps * 1000) },
-      });
-      const f = cam.queryFormat();
-      return {
-        width: f.width,
-        height: f.height,
-        pixelFormat: f.pixelFormatStr,
-        fps: f.fpsNumerator > 0 ? f.fpsDenominator / f.fpsNumerator : 0,
-      };
-    } catch (e) {
-      throw wrap(path, 'VIDIOC_S_FMT', e);
-    } finally {
+  async getFormat(path: string): Promise<CameraFormat> {
+    return this.#withCamera(path, (cam) => {
       try {
-        cam.close();
-      } catch {
-        /* vanished */
+        return formatOf(cam.queryFormat());
+      } catch (e) {
+        throw wrap(path, 'VIDIOC_G_FMT', e);
       }
-    }
+    });
+  }
+
+  async setFormat(path: string, want: CameraFormat): Promise<CameraFormat> {
+    return this.#withCamera(path, (cam) => {
+      try {
+        // Frame rate as a fraction with 1000 as the denominator keeps 29.97 exact enough.
+        cam.setFormat({
+          width: want.width,
+          height: want.height,
+          pixelFormatStr: want.pixelFormat,
+          fps: { numerator: 1000, denominator: Math.round(want.fps * 1000) },
+        });
+        return formatOf(cam.queryFormat());
+      } catch (e) {
+        throw wrap(path, 'VIDIOC_S_FMT', e);
+      }
+    });
   }
 
   async setControls(
     path: string,
     controls: ReadonlyMap<number, number>,
   ): Promise<readonly number[]> {
-    const n = await this.#load();
-    const cam = new n.cam.Camera();
-    try {
-      cam.open(path);
-    } catch (e) {
-      throw wrap(path, 'open', e);
-    }
-    const refused: number[] = [];
-    try {
+    return this.#withCamera(path, (cam) => {
+      const refused: number[] = [];
       for (const [id, value] of controls) {
         try {
           cam.setControl(id, value);
@@ -562,59 +541,53 @@ export class LibV4l2Binding implements V4l2Binding {
         }
       }
       return refused;
-    } finally {
-      try {
-        cam.close();
-      } catch {
-        /* vanished */
-      }
-    }
+    });
   }
 
   async grabFrame(path: string, opts: { timeoutMs: number; skip: number }): Promise<Uint8Array> {
-    const n = await this.#load();
-    const cam = new n.cam.Camera();
-    try {
-      cam.open(path);
-    } catch (e) {
-      throw wrap(path, 'open', e);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      // Read the format before streaming (the same sequence as the proven guest capture).
-      const fmt = cam.queryFormat();
-      cam.start(4);
-      const grab = (async () => {
-        let frame = await cam.getNextFrame();
-        for (let i = 0; i < opts.skip; i++) frame = await cam.getNextFrame();
-        // The mmap'd buffer is reused by the driver: copy before stream-off.
-        const len = fmt.sizeImage > 0 ? Math.min(fmt.sizeImage, frame.length) : frame.length;
-        return new Uint8Array(Buffer.from(frame.subarray(0, len)));
-      })();
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new CameraError('ECAMERA', `${path}: no frame within ${opts.timeoutMs} ms`));
-        }, opts.timeoutMs);
-      });
-      grab.catch(() => undefined);
-      return await Promise.race([grab, timeout]);
-    } catch (e) {
-      if (e instanceof CameraError) throw e;
-      throw wrap(path, 'capture', e);
-    } finally {
-      if (timer) clearTimeout(timer);
+    return this.#withCamera(path, async (cam) => {
+      let timer: NodeJS.Timeout | undefined;
       try {
-        if (cam.started) cam.stop();
-      } catch {
-        /* vanished */
+        // Read the format before streaming (the same sequence as the proven guest capture).
+        const fmt = cam.queryFormat();
+        cam.start(4);
+        const grab = (async () => {
+          let frame = await cam.getNextFrame();
+          for (let i = 0; i < opts.skip; i++) frame = await cam.getNextFrame();
+          // The mmap'd buffer is reused by the driver: copy before stream-off.
+          const len = fmt.sizeImage > 0 ? Math.min(fmt.sizeImage, frame.length) : frame.length;
+          return new Uint8Array(Buffer.from(frame.subarray(0, len)));
+        })();
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new CameraError('ECAMERA', `${path}: no frame within ${opts.timeoutMs} ms`));
+          }, opts.timeoutMs);
+        });
+        grab.catch(() => undefined);
+        return await Promise.race([grab, timeout]);
+      } catch (e) {
+        if (e instanceof CameraError) throw e;
+        throw wrap(path, 'capture', e);
+      } finally {
+        if (timer) clearTimeout(timer);
+        try {
+          if (cam.started) cam.stop();
+        } catch {
+          /* vanished */
+        }
       }
-      try {
-        cam.close();
-      } catch {
-        /* vanished */
-      }
-    }
+    });
   }
+}
+
+/** v4l2-camera-ts's format as the port's CameraFormat (fps from the frame interval). */
+function formatOf(f: CamFormat): CameraFormat {
+  return {
+    width: f.width,
+    height: f.height,
+    pixelFormat: f.pixelFormatStr,
+    fps: f.fpsNumerator > 0 ? f.fpsDenominator / f.fpsNumerator : 0,
+  };
 }
 
 /** Exposed for the M2M probe, which needs the same open/ioctl plumbing. */
