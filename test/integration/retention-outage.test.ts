@@ -12,7 +12,6 @@
  *  - every item that was not dropped arrives at the phone, once.
  */
 import t from 'tap';
-import { createServer } from 'node:net';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -30,21 +29,9 @@ import { ItemStore } from '../../app/store.js';
 import { Syncer } from '../../app/sync.js';
 import { pairedOverRelay, sealItem, sealerFor } from '../../dev/fixtures/paired-hub.js';
 import { tempDir } from '../relay/fixtures.js';
+import { freePort } from '../../dev/fixtures/net.js';
 
 const VIGIL = ['--import', 'tsx', join(import.meta.dirname, '..', '..', 'bin', 'vigil.ts')];
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const addr = srv.address();
-  await new Promise<void>((resolve) =>
-    srv.close(() => {
-      resolve();
-    }),
-  );
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
-}
 
 /** Start `vigil relay` and resolve once it says it listens. */
 async function startRelayProcess(dataDir: string, port: number): Promise<Spawned> {

@@ -1,25 +1,10 @@
 // The relay client's network failures: RelayUnreachable names what lies under "fetch failed".
 // The relay's own answers are exercised against the real relay in test/relay/.
-import { createServer } from 'node:net';
 import t from 'tap';
 import { reasonOf } from '../../base/errors.js';
 import { MemoryLogger } from '../../base/logger.js';
 import { RelayClient, RelayUnreachable } from '../../protocol/relay-client.js';
-
-/** A loopback port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const addr = s.address();
-  if (addr === null || typeof addr === 'string') throw new Error('no port');
-  await new Promise<void>((resolve, reject) => {
-    s.close((e) => {
-      if (e) reject(e);
-      else resolve();
-    });
-  });
-  return addr.port;
-}
+import { freePort } from '../../dev/fixtures/net.js';
 
 /** undici's shape: TypeError("fetch failed") with the socket's or TLS layer's error as cause. */
 const fetchFailed = (cause: unknown): TypeError => new TypeError('fetch failed', { cause });
@@ -30,7 +15,7 @@ const failingFetch =
     Promise.reject(err instanceof Error ? err : new Error(String(err)));
 
 t.test('a closed loopback port: ECONNREFUSED in the one-line message and the log', async (t) => {
-  const port = await closedPort();
+  const port = await freePort();
   const url = `http://127.0.0.1:${String(port)}`;
   const client = new RelayClient({ url });
   let err: unknown;

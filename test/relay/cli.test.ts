@@ -1,22 +1,9 @@
 import t from 'tap';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { UsageError } from '../../base/command.js';
 import { command } from '../../relay/cli.js';
 import { RelayClient } from '../../protocol/relay-client.js';
 import { tempDir } from './fixtures.js';
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) =>
-    s.close(() => {
-      r();
-    }),
-  );
-  return port;
-}
+import { freePort } from '../../dev/fixtures/net.js';
 
 const ctx = (argv: string[], err: string[] = [], out: string[] = []) => ({
   argv,

@@ -1,20 +1,7 @@
 import t from 'tap';
 import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { PairingClient } from '../../../app/pair/client.js';
-
-/** A loopback port nothing listens on (yet). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => {
-    s.close(() => {
-      r();
-    });
-  });
-  return port;
-}
+import { freePort } from '../../../dev/fixtures/net.js';
 
 void t.test('a refused connection is tried again until the hub listens', async (t) => {
   const port = await freePort();

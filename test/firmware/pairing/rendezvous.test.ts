@@ -5,7 +5,6 @@
  */
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +29,7 @@ import { startRelay } from '../../../relay/server.js';
 import { RelayClient } from '../../../protocol/relay-client.js';
 import { SILENT } from '../../../base/logger.js';
 import { manualClock } from '../../fixtures/manual-clock.js';
+import { freePort } from '../../../dev/fixtures/net.js';
 
 void t.test('the backoff doubles from its first delay up to its cap', async (t) => {
   const b = { initialMs: 2000, maxMs: 60_000 };
@@ -148,14 +148,6 @@ void t.test(
     void waiting.catch(() => undefined);
   },
 );
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 void t.test(
   'the relay is down at the handoff and comes up later: the hub meets the phone there without a restart',
