@@ -10,19 +10,17 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
-import { MlsHub } from '../../firmware/mls/hub.js';
 import { PairingResponder } from '../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../app/e2ee/pairing-initiator.js';
-import { loadMlsProfile } from '../../protocol/mls-profile.js';
 import { decodeFrame, encodeFrame } from '../../protocol/e2ee-frames.js';
 import {
   encodeWireFrame,
   FRAME_KIND,
   TRANSPORT_VERSION,
 } from '../../protocol/pairing-transport.js';
-import { deriveIdentity, newIdentity } from '../../protocol/identity.js';
 import { PairingConnection } from '../../firmware/pairing/server.js';
 import { HubPairingSession } from '../../firmware/pairing/session.js';
+import { newDeviceHub } from '../../dev/fixtures/paired-hub.js';
 
 // Stack traces are not what is under test here; capturing one per rejected frame dominates the run.
 Error.stackTraceLimit = 0;
@@ -79,16 +77,7 @@ const SPECIFIC = new Set([
 void t.test(
   `${CASES} random and mutated frames: each rejected with a specific error`,
   async (t) => {
-    const p = await loadMlsProfile();
-    const id = newIdentity();
-    const d = deriveIdentity(id.secret, id.deviceId);
-    const devicePsk = { id: d.mlsPskId, secret: d.mlsPsk };
-    const hub = await MlsHub.open({
-      dir: await mkdtemp(join(tmpdir(), 'vigil-fuzz-')),
-      fs: new DurableFs(),
-      deviceId: id.deviceId,
-      profile: p,
-    });
+    const { profile: p, devicePsk, hub } = await newDeviceHub('vigil-fuzz-');
 
     // a corpus of valid frames from a real initiator
     const ini = new PairingInitiator({

@@ -3,10 +3,8 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
+import { newIdentity } from '../../../protocol/identity.js';
 import { encodeQrPayload } from '../../../protocol/qr-payload.js';
 import { renderLabelPng } from '../../../provisioning/label.js';
 import { PairingServer } from '../../../firmware/pairing/server.js';
@@ -26,6 +24,7 @@ import { loadHotspot } from '../../../app/pair/invite.js';
 import { startRelay } from '../../../relay/server.js';
 import { RelayClient } from '../../../protocol/relay-client.js';
 import { SILENT } from '../../../base/logger.js';
+import { newDeviceHub } from '../../../dev/fixtures/paired-hub.js';
 
 async function vigil(argv: string[]) {
   let stdout = '';
@@ -41,15 +40,7 @@ async function vigil(argv: string[]) {
 void t.test(
   'vigil app pair --qr <label image>: pairs and sends Wi-Fi settings; wrong label fails',
   async (t) => {
-    const p = await loadMlsProfile();
-    const id = newIdentity();
-    const d = deriveIdentity(id.secret, id.deviceId);
-    const hub = await MlsHub.open({
-      dir: await mkdtemp(join(tmpdir(), 'vigil-apppair-')),
-      fs: new DurableFs(),
-      deviceId: id.deviceId,
-      profile: p,
-    });
+    const { id, derived: d, hub } = await newDeviceHub('vigil-apppair-');
     const window = new PairingWindow();
     window.open('first-boot');
     const events: SessionEvent[] = [];
@@ -208,15 +199,7 @@ void t.test(
 void t.test(
   'vigil app pair --invite: a further phone pairs with what phones add prints',
   async (t) => {
-    const p = await loadMlsProfile();
-    const id = newIdentity();
-    const d = deriveIdentity(id.secret, id.deviceId);
-    const hub = await MlsHub.open({
-      dir: await mkdtemp(join(tmpdir(), 'vigil-appinvite-')),
-      fs: new DurableFs(),
-      deviceId: id.deviceId,
-      profile: p,
-    });
+    const { id, derived: d, hub } = await newDeviceHub('vigil-appinvite-');
     const window = new PairingWindow();
     window.open('button');
     const server = new PairingServer({

@@ -9,29 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { FakeHotspot, FakeStation } from '../../../hw/wifi/fake.js';
-import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
 import { E2eePhone } from '../../../app/e2ee/phone.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
 import { PairingController } from '../../../firmware/pairing/controller.js';
 import type { HandoffOutcome } from '../../../firmware/pairing/controller.js';
 import { PairingClient } from '../../../app/pair/client.js';
+import { newDeviceHub } from '../../../dev/fixtures/paired-hub.js';
 
 void t.test(
   'pair, hand off to the home network; a wrong password brings the hotspot back',
   async (t) => {
-    const p = await loadMlsProfile();
-    const id = newIdentity();
-    const d = deriveIdentity(id.secret, id.deviceId);
-    const devicePsk = { id: d.mlsPskId, secret: d.mlsPsk };
-    const hub = await MlsHub.open({
-      dir: await mkdtemp(join(tmpdir(), 'vigil-ctl-')),
-      fs: new DurableFs(),
-      deviceId: id.deviceId,
-      profile: p,
-    });
+    const { profile: p, id, derived: d, devicePsk, hub } = await newDeviceHub('vigil-ctl-');
     const hotspot = new FakeHotspot();
     const station = new FakeStation([{ ssid: 'home-net', passphrase: 'right password' }]);
     const met: string[] = [];

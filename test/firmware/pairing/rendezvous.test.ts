@@ -10,11 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { FakeHotspot, FakeStation } from '../../../hw/wifi/fake.js';
-import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
-import { deriveIdentity, newIdentity } from '../../../protocol/identity.js';
 import { PairingController } from '../../../firmware/pairing/controller.js';
 import type { HandoffOutcome } from '../../../firmware/pairing/controller.js';
 import {
@@ -30,6 +27,7 @@ import { RelayClient } from '../../../protocol/relay-client.js';
 import { SILENT } from '../../../base/logger.js';
 import { manualClock } from '../../fixtures/manual-clock.js';
 import { freePort } from '../../../dev/fixtures/net.js';
+import { newDeviceHub } from '../../../dev/fixtures/paired-hub.js';
 
 void t.test('the backoff doubles from its first delay up to its cap', async (t) => {
   const b = { initialMs: 2000, maxMs: 60_000 };
@@ -152,16 +150,7 @@ void t.test(
 void t.test(
   'the relay is down at the handoff and comes up later: the hub meets the phone there without a restart',
   async (t) => {
-    const p = await loadMlsProfile();
-    const id = newIdentity();
-    const d = deriveIdentity(id.secret, id.deviceId);
-    const devicePsk = { id: d.mlsPskId, secret: d.mlsPsk };
-    const hub = await MlsHub.open({
-      dir: await mkdtemp(join(tmpdir(), 'vigil-meet-')),
-      fs: new DurableFs(),
-      deviceId: id.deviceId,
-      profile: p,
-    });
+    const { profile: p, id, devicePsk, hub } = await newDeviceHub('vigil-meet-');
     const port = await freePort();
     const relayUrl = `http://127.0.0.1:${port}`;
     const { clock, advance } = manualClock();

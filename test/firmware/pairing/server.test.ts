@@ -8,7 +8,6 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
-import { MlsHub } from '../../../firmware/mls/hub.js';
 import { PairingResponder } from '../../../firmware/mls/pairing-responder.js';
 import { PairingInitiator } from '../../../app/e2ee/pairing-initiator.js';
 import { loadMlsProfile } from '../../../protocol/mls-profile.js';
@@ -21,6 +20,7 @@ import { MAX_FAILED_ATTEMPTS, PairingWindow } from '../../../firmware/pairing/wi
 import { PairingClient, PairClientError } from '../../../app/pair/client.js';
 import { encodeWireFrame } from '../../../protocol/pairing-transport.js';
 import { b64 } from '../../../protocol/e2ee-frames.js';
+import { newDeviceHub } from '../../../dev/fixtures/paired-hub.js';
 
 let p: MlsProfile;
 t.before(async () => {
@@ -30,16 +30,7 @@ t.before(async () => {
 async function setup(
   opts: { idleTimeoutMs?: number; networkInRange?: (ssid: string) => Promise<boolean> } = {},
 ) {
-  const id = newIdentity();
-  const d = deriveIdentity(id.secret, id.deviceId);
-  const devicePsk: ExternalPsk = { id: d.mlsPskId, secret: d.mlsPsk };
-  const hubDir = await mkdtemp(join(tmpdir(), 'vigil-pair-hub-'));
-  const hub = await MlsHub.open({
-    dir: hubDir,
-    fs: new DurableFs(),
-    deviceId: id.deviceId,
-    profile: p,
-  });
+  const { id, derived: d, devicePsk, hub, dir: hubDir } = await newDeviceHub('vigil-pair-hub-', p);
   const window = new PairingWindow();
   window.open('first-boot');
   const events: SessionEvent[] = [];
