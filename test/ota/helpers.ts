@@ -107,6 +107,20 @@ export interface Repo {
 
 export const T0 = new Date('2026-11-01T00:00:00Z');
 
+/** The release side's context in `work` (repo/ and keys/), with a quick scrypt for sealed keys. */
+export function repoContext(
+  work: string,
+  extra: Omit<Partial<RepoContext>, 'fs'> = {},
+): RepoContext {
+  return {
+    repoDir: join(work, 'repo'),
+    keysDir: join(work, 'keys'),
+    fs: new DurableFs(),
+    scryptLogN: 12,
+    ...extra,
+  };
+}
+
 /** A repository in `work` (fresh, or a copy of the one in `copyFrom`). */
 export async function makeRepo(work: string, copyFrom?: string): Promise<Repo> {
   const faults: Faults = {
@@ -117,14 +131,10 @@ export async function makeRepo(work: string, copyFrom?: string): Promise<Repo> {
   };
   const repoDir = join(work, 'repo');
   const holder: { now: Date } = { now: T0 };
-  const ctx: RepoContext = {
-    repoDir,
-    keysDir: join(work, 'keys'),
-    fs: new DurableFs(),
+  const ctx = repoContext(work, {
     now: () => holder.now,
     passphrase: Buffer.from('offline root passphrase'),
-    scryptLogN: 12,
-  };
+  });
   if (copyFrom === undefined) await initRepo(ctx);
   else {
     await cp(join(copyFrom, 'repo'), repoDir, { recursive: true });

@@ -21,7 +21,7 @@ import {
 } from '../../ota/repo.js';
 import type { RepoContext } from '../../ota/repo.js';
 import { startStaticServer } from '../../ota/static-server.js';
-import { tempDir } from './helpers.js';
+import { repoContext, tempDir } from './helpers.js';
 
 async function setup(
   tt: Test,
@@ -30,14 +30,10 @@ async function setup(
   const work = await tempDir();
   // tuf-js checks expiry against the real clock: publish with the real time.
   const now = { d: new Date() };
-  const ctx: RepoContext = {
-    repoDir: join(work, 'repo'),
-    keysDir: join(work, 'keys'),
-    fs: new DurableFs(),
+  const ctx = repoContext(work, {
     now: () => now.d,
-    scryptLogN: 12,
     ...(opts.passphrase === false ? {} : { passphrase: Buffer.from('offline root passphrase') }),
-  };
+  });
   await initRepo(ctx, {
     rootKeys: opts.rootKeys ?? 1,
     rootThreshold: opts.rootThreshold ?? opts.rootKeys ?? 1,

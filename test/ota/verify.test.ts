@@ -18,7 +18,7 @@ import { serveStatic, startStaticServer } from '../../ota/static-server.js';
 import { FetchTransport } from '../../ota/transport.js';
 import { installTrustedRoot, TufClient, VerifyError } from '../../ota/verify.js';
 import type { VerifyFailure } from '../../ota/verify.js';
-import { tempDir } from './helpers.js';
+import { repoContext, tempDir } from './helpers.js';
 
 interface Rig {
   ctx: RepoContext;
@@ -33,13 +33,7 @@ interface Rig {
 async function rig(tt: Test): Promise<Rig> {
   const work = await tempDir();
   const now = { d: new Date() };
-  const ctx: RepoContext = {
-    repoDir: join(work, 'repo'),
-    keysDir: join(work, 'keys'),
-    fs: new DurableFs(),
-    now: () => now.d,
-    scryptLogN: 12,
-  };
+  const ctx = repoContext(work, { now: () => now.d });
   await initRepo(ctx);
   await release(ctx, {
     bundle: Buffer.from('one'),
@@ -165,12 +159,7 @@ t.test('arbitrary software: forged signatures and tampered metadata', async (tt)
 t.test('a repeated signature by one key does not meet a threshold of two', async (tt) => {
   const work = await tempDir();
   tt.teardown(() => rm(work, { recursive: true, force: true }));
-  const ctx: RepoContext = {
-    repoDir: join(work, 'repo'),
-    keysDir: join(work, 'keys'),
-    fs: new DurableFs(),
-    scryptLogN: 12,
-  };
+  const ctx = repoContext(work);
   await initRepo(ctx, { rootKeys: 2, rootThreshold: 2 });
   const root = JSON.parse(await readFile(join(ctx.repoDir, 'metadata', '1.root.json'), 'utf8')) as {
     signatures: unknown[];
@@ -211,12 +200,7 @@ t.test(
     // Root with two authorised keys, threshold 1: one valid signature, one empty.
     const work = await tempDir();
     tt.teardown(() => rm(work, { recursive: true, force: true }));
-    const ctx: RepoContext = {
-      repoDir: join(work, 'repo'),
-      keysDir: join(work, 'keys'),
-      fs: new DurableFs(),
-      scryptLogN: 12,
-    };
+    const ctx = repoContext(work);
     await initRepo(ctx, { rootKeys: 2, rootThreshold: 1 });
     const r2 = JSON.parse(await readFile(join(ctx.repoDir, 'metadata', '1.root.json'), 'utf8')) as {
       signatures: { keyid: string; sig: string }[];
@@ -242,12 +226,7 @@ t.test(
 t.test('a root with an ECDSA key is refused with a clear reason', async (tt) => {
   const work = await tempDir();
   tt.teardown(() => rm(work, { recursive: true, force: true }));
-  const ctx: RepoContext = {
-    repoDir: join(work, 'repo'),
-    keysDir: join(work, 'keys'),
-    fs: new DurableFs(),
-    scryptLogN: 12,
-  };
+  const ctx = repoContext(work);
   await initRepo(ctx);
   const root = JSON.parse(await readFile(join(ctx.repoDir, 'metadata', '1.root.json'), 'utf8')) as {
     signed: { keys: Record<string, { keytype: string; scheme: string }> };
