@@ -7,8 +7,9 @@
  * CenterNet detector. At rest the encoder is the very one detection off runs. A person makes a clip whose sealed
  * end record names the person; the empty scene makes none unless configured;
  * an exclude zone over the person makes none. With a stalled detector the
- * hub still records (motionClips), and the governor's motion-only level
- * records every motion without asking the detector.
+ * hub still records (motionClips), the governor's motion-only level records
+ * every motion without asking the detector, and a keyframe decoder that dies
+ * makes the waiting event record.
  */
 import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -262,3 +263,30 @@ t.test(
     t.match(encoderOutputs(atRest.on), /scale=64:48:flags=area,format=gray/, 'the motion size');
   },
 );
+
+t.test('a keyframe decoder that dies makes the waiting event record', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-ffmpeg-fail-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ffmpeg = join(dir, 'ffmpeg');
+  // The encoder runs; the detector's decoder (the only ffmpeg reading H.264 on stdin) fails.
+  await writeFile(
+    ffmpeg,
+    '#!/bin/sh\ncase "$*" in *"-f h264 -i pipe:0"*) echo "no decoder here" >&2; exit 1;; esac\nexec ffmpeg "$@"\n',
+  );
+  await chmod(ffmpeg, 0o755);
+  const { p, sealer, events } = rig('rocket', {}, detector, ffmpeg);
+  await p.start();
+  t.teardown(() => p.stop());
+  const started = await next(p, (e) => e.type === 'clip-started');
+  t.match(started, { reason: /no pictures for the detector/ });
+  t.ok(
+    events.some(
+      (e) =>
+        e.type === 'warning' && /frame decoder exited \(code 1\): no decoder here/.test(e.message),
+    ),
+    'the reason is reported',
+  );
+  await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  t.equal(sealer.of('clip')[0]?.state, 'closed', 'the event is recorded');
+});
