@@ -38,12 +38,13 @@ function rig(
   d: ObjectDetector = detector,
   ffmpeg?: string,
 ) {
-  // Motion (the square crossing) from 1.5 s to 4 s after the camera starts.
+  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for a
+  // cold start on a loaded machine (keyframe decoder, onnxruntime and the model) within the event.
   const camera = new SimulatedCamera({
     width: 320,
     height: 240,
     fps: 10,
-    schedule: { intervals: [[1.5, 4]] },
+    schedule: { intervals: [[1.5, 7]] },
     background: photoPath(photo),
   });
   const sealer = new MemorySealer();
