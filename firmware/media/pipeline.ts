@@ -45,10 +45,7 @@ import type { ObjectDetector } from '../../hw/detector/detector.js';
 import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
 import type { SeenObject } from './detection.js';
 import { DetectionGate, detectionConfigSchema, formatObjects } from './detection.js';
-import type { RunningFrameDecoder } from '../../hw/encoder/frame-decoder.js';
-import { startFrameDecoder } from '../../hw/encoder/frame-decoder.js';
-import type { AvcTrack } from './keyframe.js';
-import { avcTrackOf, keyframeAnnexB } from './keyframe.js';
+import { KeyframeSource } from './keyframe-source.js';
 import type { LoadLevel } from './governor.js';
 
 export const mediaConfigSchema = z.object({
@@ -223,15 +220,8 @@ class Pipeline implements MediaPipeline {
   #level: LoadLevel = 'full';
   #detectorFailed: string | undefined;
   #lastInferenceMs: number | undefined;
-  /** The video track of the running encoder's stream (for the detector's keyframes). */
-  #avc: AvcTrack | undefined;
-  /** The newest fragment (a reference, no copy): its keyframe starts an event's detection. */
-  #lastFragment: Fragment | undefined;
-  /** Decodes keyframes for the detector while a motion event is checked (frame-decoder.ts). */
-  #frames: RunningFrameDecoder | undefined;
-  /** The frame decoder failed in this event: no second try until the next event. */
-  #framesFailed = false;
-  #decodedFrames = 0;
+  /** The detector's pictures, decoded from keyframes while a motion event is checked. */
+  readonly #keyframes: KeyframeSource | undefined;
   /** The current motion event is recording (a clip was asked for). */
   #eventRecording = false;
   #eventSource: 'video' | 'pir' | 'manual' = 'video';
@@ -323,67 +313,32 @@ class Pipeline implements MediaPipeline {
           this.#lastInferenceMs = ms;
         },
       });
+      const gate = this.#gate;
+      this.#keyframes = new KeyframeSource({
+        width: det.width,
+        height: det.height,
+        logger: this.#log.child('frames'),
+        ...(d.ffmpeg !== undefined ? { ffmpeg: d.ffmpeg } : {}),
+        onPicture: (frame) => {
+          gate.offer(frame); // copies the picture only when it runs the detector
+        },
+        onFailed: (reason) => {
+          this.#warn(`detector frame decoder ${reason}`);
+          this.#recordPending('no pictures for the detector');
+        },
+      });
     }
   }
 
   /**
-   * Start or stop the detector's frame source so that it runs exactly while a
-   * motion event is being checked: detection on and working, not paused by
-   * the governor, an encoder stream to take keyframes from.
+   * The detector's pictures run exactly while a motion event is checked:
+   * detection on and working, not paused by the governor.
    */
-  #syncFrames(): void {
-    const gate = this.#gate;
-    const want =
-      gate !== undefined &&
-      this.#motionActive &&
-      this.#level !== 'motion-only' &&
-      this.#detectorFailed === undefined &&
-      !this.#framesFailed &&
-      this.#encoder !== undefined &&
-      this.#avc !== undefined;
-    if (!want) {
-      this.#stopFrames();
-      return;
-    }
-    if (this.#frames) return;
-    const det = this.#cfg.detection;
-    const dec = startFrameDecoder({
-      width: det.width,
-      height: det.height,
-      logger: this.#log.child('frames'),
-      ...(this.#d.ffmpeg ? { ffmpeg: this.#d.ffmpeg } : {}),
-      onFrame: (data) => {
-        if (this.#frames !== dec) return;
-        this.#decodedFrames++;
-        gate.offer({ width: det.width, height: det.height, data });
-      },
-    });
-    this.#frames = dec;
-    void dec.exited.then((x) => {
-      if (this.#frames !== dec) return; // stopped on purpose
-      this.#frames = undefined;
-      this.#framesFailed = true;
-      const tail = dec.stderrTail().trim().split('\n').slice(-1).join('');
-      this.#warn(
-        `detector frame decoder exited (code ${String(x.exitCode)})${tail ? `: ${tail}` : ''}`,
-      );
-      this.#recordPending('no pictures for the detector');
-    });
-    // The newest keyframe first: the detector can answer before the next GOP ends.
-    if (this.#lastFragment) this.#pushKeyframe(this.#lastFragment);
-  }
-
-  #pushKeyframe(f: Fragment): void {
-    const avc = this.#avc;
-    if (!this.#frames || !avc) return;
-    const au = keyframeAnnexB(avc, f.bytes);
-    if (au) this.#frames.push(au);
-  }
-
-  #stopFrames(): void {
-    const dec = this.#frames;
-    this.#frames = undefined;
-    if (dec) void dec.stop(500);
+  #syncFrames(fresh = false): void {
+    this.#keyframes?.want(
+      this.#motionActive && this.#level !== 'motion-only' && this.#detectorFailed === undefined,
+      fresh,
+    );
   }
 
   /** Whether a motion event waits for a wanted object before it records. */
@@ -548,8 +503,7 @@ class Pipeline implements MediaPipeline {
         ...(areaPct !== undefined ? { areaPct } : {}),
       });
       this.#gate?.begin();
-      this.#framesFailed = false;
-      this.#syncFrames();
+      this.#syncFrames(true);
       if (this.#gating(source)) {
         // The pre-roll ring keeps filling; the clip opens (with it) once an object is seen.
         this.#eventRecording = false;
@@ -719,11 +673,8 @@ class Pipeline implements MediaPipeline {
       this.#warn('the encoder was given audio but its stream has no audio track');
     this.#recorder.onInit(init);
     this.#live.onInit(init);
-    if (this.#gate) {
-      this.#avc = avcTrackOf(init.bytes);
-      if (!this.#avc) this.#warn('the stream has no H.264 track the detector can decode');
-      this.#syncFrames();
-    }
+    if (this.#keyframes && !this.#keyframes.onInit(init))
+      this.#warn('the stream has no H.264 track the detector can decode');
   }
 
   #onFragment(f: Fragment): void {
@@ -731,10 +682,7 @@ class Pipeline implements MediaPipeline {
     this.#bytes += f.bytes.length;
     this.#recorder.onFragment(f);
     this.#live.onFragment(f);
-    if (this.#gate) {
-      this.#lastFragment = f;
-      this.#pushKeyframe(f);
-    }
+    this.#keyframes?.onFragment(f);
   }
 
   #onEncoderExit(
@@ -798,9 +746,7 @@ class Pipeline implements MediaPipeline {
     this.#live.encoderLost(reason);
     this.#detector.reset();
     // The next encoder's stream has its own parameter sets: start afresh with its init.
-    this.#avc = undefined;
-    this.#lastFragment = undefined;
-    this.#stopFrames();
+    this.#keyframes?.lost();
     if (this.#videoActive) {
       this.#videoActive = false;
       this.#updateMotion('video');
@@ -902,9 +848,7 @@ class Pipeline implements MediaPipeline {
     // An inference in flight is not awaited (a wedged runtime must not hold up the stop);
     // its answer is dropped since the event is over.
     this.#gate?.end();
-    this.#stopFrames();
-    this.#avc = undefined;
-    this.#lastFragment = undefined;
+    this.#keyframes?.lost();
     this.#eventRecording = false;
     this.#videoActive = false;
     this.#pirActive = false;
@@ -950,7 +894,7 @@ class Pipeline implements MediaPipeline {
         level: this.#level,
         fps: this.#gate?.fps ?? 0,
         ...(this.#detectorFailed !== undefined ? { failed: this.#detectorFailed } : {}),
-        frames: this.#decodedFrames,
+        frames: this.#keyframes?.pictures ?? 0,
         inferences: this.#gate?.stats.inferences ?? 0,
         dropped: this.#gate?.stats.dropped ?? 0,
         ...(this.#lastInferenceMs !== undefined ? { lastInferenceMs: this.#lastInferenceMs } : {}),
