@@ -1,6 +1,7 @@
 /**
  * Events by object class (issue #21): while motion (video or PIR) is active,
- * the side-stream frames go to the object detector at the rate the load
+ * the recording's keyframes, decoded to grey pictures (keyframe.ts,
+ * hw/encoder/frame-decoder.ts), go to the object detector at the rate the load
  * governor allows; the event becomes a clip once a wanted object is seen —
  * a configured class, at or above the minimum score, whose anchor point (the
  * bottom centre of its box: where a person stands) lies inside an include
@@ -95,7 +96,10 @@ export const detectionConfigSchema = z.strictObject({
   classes: z.array(objectClass).min(1).max(80).default(['person']),
   /** Lowest detector score (0..1) that counts. */
   minScore: z.number().min(0.05).max(1).default(0.4),
-  /** Side-stream size the detector sees (multiples of 32; cost grows with the area). */
+  /**
+   * Size of the picture the detector sees (multiples of 32; cost grows with the area): the
+   * event's keyframes, decoded at this size only while motion is checked (pipeline.ts).
+   */
   width: z.number().int().min(64).max(640).multipleOf(32, 'must be a multiple of 32').default(384),
   height: z.number().int().min(64).max(480).multipleOf(32, 'must be a multiple of 32').default(288),
   /** Areas where objects count or never count. */
@@ -281,25 +285,4 @@ export class DetectionGate {
       this.#d.onConfirmed(this.#objects);
     } else if (formatObjects(this.#objects) !== before) this.#d.onUpdate?.(this.#objects);
   }
-}
-
-/** Area-average a grey frame down to `w` x `h` (the motion detector's size). */
-export function downscaleGrey(src: GreyFrame, w: number, h: number): Uint8Array {
-  const out = new Uint8Array(w * h);
-  const { width: W, height: H, data } = src;
-  for (let y = 0; y < h; y++) {
-    const y0 = Math.floor((y * H) / h);
-    const y1 = Math.max(y0 + 1, Math.floor(((y + 1) * H) / h));
-    for (let x = 0; x < w; x++) {
-      const x0 = Math.floor((x * W) / w);
-      const x1 = Math.max(x0 + 1, Math.floor(((x + 1) * W) / w));
-      let s = 0;
-      for (let yy = y0; yy < y1; yy++) {
-        const row = yy * W;
-        for (let xx = x0; xx < x1; xx++) s += data[row + xx] ?? 0;
-      }
-      out[y * w + x] = Math.round(s / ((y1 - y0) * (x1 - x0)));
-    }
-  }
-  return out;
 }

@@ -67,14 +67,15 @@ export class Fmp4Error extends VigilError {
 
 const MAX_BOX = 64 * 1024 * 1024;
 
-interface Box {
+/** One ISO BMFF box within a buffer (exported for keyframe.ts). */
+export interface Box {
   readonly type: string;
   readonly start: number; // offset of the box header within `buf`
   readonly body: number; // offset of the body
   readonly end: number;
 }
 
-function boxes(buf: Uint8Array, from: number, to: number): Box[] {
+export function boxes(buf: Uint8Array, from: number, to: number): Box[] {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const out: Box[] = [];
   let p = from;
@@ -99,7 +100,7 @@ function boxes(buf: Uint8Array, from: number, to: number): Box[] {
   return out;
 }
 
-function child(buf: Uint8Array, parent: Box, type: string, skip = 0): Box | undefined {
+export function child(buf: Uint8Array, parent: Box, type: string, skip = 0): Box | undefined {
   return boxes(buf, parent.body + skip, parent.end).find((b) => b.type === type);
 }
 
@@ -120,7 +121,7 @@ function sampleEntrySkip(buf: Uint8Array, entry: Box): number {
   }
 }
 
-function path(buf: Uint8Array, root: Box, types: readonly string[]): Box | undefined {
+export function path(buf: Uint8Array, root: Box, types: readonly string[]): Box | undefined {
   let cur: Box | undefined = root;
   for (const t of types) {
     if (!cur) return undefined;

@@ -2,7 +2,10 @@
  * The media pipeline: camera -> encoder process (ffmpeg reading the device
  * itself) -> fMP4 fragments -> GOP ring / event clips / live sessions, each
  * sealed through the ItemSealer; motion from a low-rate grey side stream of
- * the same encoder process and/or a PIR edge input.
+ * the same encoder process and/or a PIR edge input. With object detection on,
+ * the detector's larger pictures are decoded from the recording's own
+ * keyframes, and only while a motion event is being checked: at rest the hub
+ * does exactly the work it does with detection off.
  *
  * It survives its children: an encoder that dies closes the open clip at its
  * last whole fragment and is restarted with backoff; an unplugged camera parks
@@ -41,7 +44,8 @@ import { ffmpegThumbnailer } from './thumbnail.js';
 import type { ObjectDetector } from '../../hw/detector/detector.js';
 import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
 import type { SeenObject } from './detection.js';
-import { DetectionGate, detectionConfigSchema, downscaleGrey, formatObjects } from './detection.js';
+import { DetectionGate, detectionConfigSchema, formatObjects } from './detection.js';
+import { KeyframeSource } from './keyframe-source.js';
 import type { LoadLevel } from './governor.js';
 
 export const mediaConfigSchema = z.object({
@@ -136,6 +140,8 @@ export interface MediaStatus {
     readonly fps: number;
     /** The detector failed (the hub records on motion until restarted). */
     readonly failed?: string;
+    /** Pictures decoded for the detector (from keyframes, during motion events only). */
+    readonly frames: number;
     readonly inferences: number;
     readonly dropped: number;
     readonly lastInferenceMs?: number;
@@ -214,6 +220,8 @@ class Pipeline implements MediaPipeline {
   #level: LoadLevel = 'full';
   #detectorFailed: string | undefined;
   #lastInferenceMs: number | undefined;
+  /** The detector's pictures, decoded from keyframes while a motion event is checked. */
+  readonly #keyframes: KeyframeSource | undefined;
   /** The current motion event is recording (a clip was asked for). */
   #eventRecording = false;
   #eventSource: 'video' | 'pir' | 'manual' = 'video';
@@ -305,15 +313,32 @@ class Pipeline implements MediaPipeline {
           this.#lastInferenceMs = ms;
         },
       });
+      const gate = this.#gate;
+      this.#keyframes = new KeyframeSource({
+        width: det.width,
+        height: det.height,
+        logger: this.#log.child('frames'),
+        ...(d.ffmpeg !== undefined ? { ffmpeg: d.ffmpeg } : {}),
+        onPicture: (frame) => {
+          gate.offer(frame); // copies the picture only when it runs the detector
+        },
+        onFailed: (reason) => {
+          this.#warn(`detector frame decoder ${reason}`);
+          this.#recordPending('no pictures for the detector');
+        },
+      });
     }
   }
 
-  /** Side-stream size: the detector's when detection is on, else the motion detector's. */
-  get #side(): { width: number; height: number } {
-    const det = this.#cfg.detection;
-    return det.enabled
-      ? { width: det.width, height: det.height }
-      : { width: this.#cfg.motion.width, height: this.#cfg.motion.height };
+  /**
+   * The detector's pictures run exactly while a motion event is checked:
+   * detection on and working, not paused by the governor.
+   */
+  #syncFrames(fresh = false): void {
+    this.#keyframes?.want(
+      this.#motionActive && this.#level !== 'motion-only' && this.#detectorFailed === undefined,
+      fresh,
+    );
   }
 
   /** Whether a motion event waits for a wanted object before it records. */
@@ -342,6 +367,7 @@ class Pipeline implements MediaPipeline {
     this.#warn(`object detector failed; recording on motion: ${reason}`);
     // An event waiting for an object records now: never lose an event to the detector.
     this.#recordPending('detector failed');
+    this.#syncFrames();
   }
 
   /** A motion event that waits for an object starts recording (detector paused or failed). */
@@ -358,6 +384,7 @@ class Pipeline implements MediaPipeline {
     this.#gate?.setFps(fps);
     this.#emit({ type: 'analysis-level', level, fps, at: this.#now() });
     if (level === 'motion-only') this.#recordPending('detector paused by the load governor');
+    this.#syncFrames();
   }
 
   on(listener: (e: MediaEvent) => void): () => void {
@@ -429,12 +456,12 @@ class Pipeline implements MediaPipeline {
   }
 
   async #openMotionServer(): Promise<void> {
-    // PIR only: no side stream, unless the detector needs its frames.
-    if (this.#cfg.motion.source === 'pir' && !this.#gate) return;
-    const side = this.#side;
+    // PIR only: no side stream (the detector takes its pictures from the keyframes).
+    if (this.#cfg.motion.source === 'pir') return;
+    const m = this.#cfg.motion;
     this.#motionSocket = await MotionFrameSocket.open({
       ...(this.#d.runDir !== undefined ? { runDir: this.#d.runDir } : {}),
-      frameBytes: side.width * side.height,
+      frameBytes: m.width * m.height,
       onFrame: (frame) => {
         this.#onMotionFrame(frame);
       },
@@ -443,18 +470,8 @@ class Pipeline implements MediaPipeline {
 
   #onMotionFrame(frame: Uint8Array): void {
     this.#motionFrames++;
-    const gate = this.#gate;
-    let small: Uint8Array;
-    if (gate) {
-      const side = { ...this.#side, data: frame };
-      gate.offer(side); // copies the frame only when it runs the detector
-      if (this.#cfg.motion.source === 'pir') return;
-      small = downscaleGrey(side, this.#cfg.motion.width, this.#cfg.motion.height);
-    } else {
-      // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
-      small = new Uint8Array(frame);
-    }
-    const sample = this.#detector.push(small, this.#now());
+    // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
+    const sample = this.#detector.push(new Uint8Array(frame), this.#now());
     if (!sample) return;
     this.#lastAreaPct = sample.areaPct;
     if (sample.started) {
@@ -486,6 +503,7 @@ class Pipeline implements MediaPipeline {
         ...(areaPct !== undefined ? { areaPct } : {}),
       });
       this.#gate?.begin();
+      this.#syncFrames(true);
       if (this.#gating(source)) {
         // The pre-roll ring keeps filling; the clip opens (with it) once an object is seen.
         this.#eventRecording = false;
@@ -495,6 +513,7 @@ class Pipeline implements MediaPipeline {
       }
     } else {
       const objects = this.#gate?.end() ?? [];
+      this.#syncFrames();
       this.#log.info('motion ended', {
         source,
         ...(objects.length > 0 ? { objects: formatObjects(objects) } : {}),
@@ -563,7 +582,7 @@ class Pipeline implements MediaPipeline {
     const choice = this.#choice;
     const format = this.#format;
     if (!choice || !format) throw new MediaError('EMEDIA_STATE', 'encoder not configured');
-    const m = { ...this.#cfg.motion, ...this.#side };
+    const m = this.#cfg.motion;
     const a = this.#cfg.audio;
     const source = this.#d.audio;
     const withAudio =
@@ -654,6 +673,8 @@ class Pipeline implements MediaPipeline {
       this.#warn('the encoder was given audio but its stream has no audio track');
     this.#recorder.onInit(init);
     this.#live.onInit(init);
+    if (this.#keyframes && !this.#keyframes.onInit(init))
+      this.#warn('the stream has no H.264 track the detector can decode');
   }
 
   #onFragment(f: Fragment): void {
@@ -661,6 +682,7 @@ class Pipeline implements MediaPipeline {
     this.#bytes += f.bytes.length;
     this.#recorder.onFragment(f);
     this.#live.onFragment(f);
+    this.#keyframes?.onFragment(f);
   }
 
   #onEncoderExit(
@@ -723,6 +745,8 @@ class Pipeline implements MediaPipeline {
     this.#recorder.encoderLost(reason);
     this.#live.encoderLost(reason);
     this.#detector.reset();
+    // The next encoder's stream has its own parameter sets: start afresh with its init.
+    this.#keyframes?.lost();
     if (this.#videoActive) {
       this.#videoActive = false;
       this.#updateMotion('video');
@@ -824,6 +848,7 @@ class Pipeline implements MediaPipeline {
     // An inference in flight is not awaited (a wedged runtime must not hold up the stop);
     // its answer is dropped since the event is over.
     this.#gate?.end();
+    this.#keyframes?.lost();
     this.#eventRecording = false;
     this.#videoActive = false;
     this.#pirActive = false;
@@ -869,6 +894,7 @@ class Pipeline implements MediaPipeline {
         level: this.#level,
         fps: this.#gate?.fps ?? 0,
         ...(this.#detectorFailed !== undefined ? { failed: this.#detectorFailed } : {}),
+        frames: this.#keyframes?.pictures ?? 0,
         inferences: this.#gate?.stats.inferences ?? 0,
         dropped: this.#gate?.stats.dropped ?? 0,
         ...(this.#lastInferenceMs !== undefined ? { lastInferenceMs: this.#lastInferenceMs } : {}),

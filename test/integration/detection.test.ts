@@ -2,14 +2,21 @@
  * Events by class, end to end (issue #21): the simulated camera films a real
  * photograph (dev/fixtures/images/README.md: public domain / CC0, shipped by
  * Debian's python3-skimage) while a white square crosses it; the real
- * pipeline (ffmpeg, side stream, motion detector) hands the side-stream
- * frames to the real CenterNet detector. A person makes a clip whose sealed
+ * pipeline (ffmpeg, the small motion side stream, the motion detector) starts
+ * the keyframe decoder when motion fires and hands its pictures to the real
+ * CenterNet detector. At rest the encoder is the very one detection off runs. A person makes a clip whose sealed
  * end record names the person; the empty scene makes none unless configured;
  * an exclude zone over the person makes none. With a stalled detector the
- * hub still records (motionClips), and the governor's motion-only level
- * records every motion without asking the detector.
+ * hub still records (motionClips), the governor's motion-only level records
+ * every motion without asking the detector, and a keyframe decoder that dies
+ * makes the waiting event record.
  */
+import { readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
 import { photoPath } from '../../dev/fixtures/images.js';
 import type { Photo } from '../../dev/fixtures/images.js';
@@ -25,13 +32,19 @@ import { MemorySealer } from '../firmware/media/memory-sealer.js';
 const detector = new OnnxCenterNetDetector();
 t.teardown(() => detector.close());
 
-function rig(photo: Photo, detection: DetectionConfigInput, d: ObjectDetector = detector) {
-  // Motion (the square crossing) from 1.5 s to 4 s after the camera starts.
+function rig(
+  photo: Photo,
+  detection: DetectionConfigInput,
+  d: ObjectDetector = detector,
+  ffmpeg?: string,
+) {
+  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for a
+  // cold start on a loaded machine (keyframe decoder, onnxruntime and the model) within the event.
   const camera = new SimulatedCamera({
     width: 320,
     height: 240,
     fps: 10,
-    schedule: { intervals: [[1.5, 4]] },
+    schedule: { intervals: [[1.5, 7]] },
     background: photoPath(photo),
   });
   const sealer = new MemorySealer();
@@ -40,6 +53,7 @@ function rig(photo: Photo, detection: DetectionConfigInput, d: ObjectDetector = 
     sealer,
     logger: new MemoryLogger(),
     detector: d,
+    ...(ffmpeg !== undefined ? { ffmpeg } : {}),
     config: {
       encoder: { width: 320, height: 240, fps: 10, bitrateKbps: 300, softwarePreset: 'ultrafast' },
       motion: { quietMs: 800 },
@@ -66,9 +80,14 @@ function next(p: MediaPipeline, pred: (e: MediaEvent) => boolean): Promise<Media
 
 t.test('a person makes a clip; its end record and notice name the person', async (t) => {
   const { p, sealer, events } = rig('astronaut', {});
+  let framesAtRest: number | undefined;
+  p.on((e) => {
+    if (e.type === 'motion-start') framesAtRest ??= p.status().detection.frames;
+  });
   await p.start();
   t.teardown(() => p.stop());
   const closed = await next(p, (e) => e.type === 'clip-closed');
+  t.equal(framesAtRest, 0, 'no picture decoded for the detector before motion');
   await p.idle();
   const started = events.find((e) => e.type === 'clip-started');
   if (started?.type !== 'clip-started') throw new Error('no clip-started event');
@@ -89,6 +108,7 @@ t.test('a person makes a clip; its end record and notice name the person', async
   t.equal(notice?.objects?.[0]?.class, 'person');
   const st = p.status().detection;
   t.ok(st.inferences >= 1, `${st.inferences} inferences`);
+  t.ok(st.frames >= st.inferences, `${st.frames} keyframes decoded for them`);
   t.equal(st.level, 'full');
 });
 
@@ -101,6 +121,7 @@ t.test('the empty scene: motion, no clip; with motionClips: a clip', async (t) =
   t.equal(a.sealer.of('clip').length, 0, 'no clip for motion without a person');
   t.notOk(a.events.some((e) => e.type === 'objects'));
   t.ok(a.p.status().detection.inferences >= 1, 'the detector looked');
+  t.ok(a.p.status().detection.frames >= 1, 'at decoded keyframes');
   await a.p.stop();
 
   const b = rig('rocket', { motionClips: true });
@@ -188,4 +209,85 @@ t.test('governor drops to motion-only during an event: the waiting event records
   const started = await next(p, (e) => e.type === 'clip-started');
   t.match(started, { reason: /detector paused by the load governor/ });
   await next(p, (e) => e.type === 'clip-closed');
+});
+
+/** ffmpeg behind a script that notes each command line (one per line) in a log. */
+async function loggingFfmpeg(t: Test): Promise<{ ffmpeg: string; lines: () => string[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-ffmpeg-log-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const log = join(dir, 'calls.log');
+  const ffmpeg = join(dir, 'ffmpeg');
+  await writeFile(log, '');
+  await writeFile(ffmpeg, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nexec ffmpeg "$@"\n`);
+  await chmod(ffmpeg, 0o755);
+  // Read synchronously so that an event listener sees the processes started before the event.
+  return { ffmpeg, lines: () => readFileSync(log, 'utf8').split('\n').filter(Boolean) };
+}
+
+/** The encoder's command line from its filter graph on, the socket's private path left out. */
+function encoderOutputs(lines: readonly string[]): string {
+  const enc = lines.find((l) => l.includes('-movflags')) ?? 'no encoder';
+  return enc.slice(enc.indexOf('-filter_complex')).replace(/unix:\S+/, 'unix:SOCKET');
+}
+
+t.test(
+  'at rest the hub runs the same encoder as with detection off; motion adds the decoder',
+  async (t) => {
+    const atRest: Record<'off' | 'on', string[]> = { off: [], on: [] };
+    for (const mode of ['off', 'on'] as const) {
+      const { ffmpeg, lines } = await loggingFfmpeg(t);
+      const { p } = rig('astronaut', { enabled: mode === 'on' }, detector, ffmpeg);
+      const off = p.on((e) => {
+        if (e.type !== 'motion-start') return;
+        off();
+        atRest[mode] = lines();
+      });
+      await p.start();
+      await next(p, (e) => e.type === 'clip-closed');
+      const decoders = lines().filter((l) => l.includes('-f h264 -i pipe:0'));
+      if (mode === 'on') {
+        t.ok(decoders.length >= 1, 'detection on: a keyframe decoder for the event');
+        t.match(decoders[0], /scale=320:224:flags=area/, 'at the detector size');
+      } else t.equal(decoders.length, 0, 'detection off: no keyframe decoder');
+      await p.stop();
+    }
+    t.same(
+      atRest.on.map((l) => l.split(' ').slice(0, 3).join(' ')),
+      atRest.off.map((l) => l.split(' ').slice(0, 3).join(' ')),
+      'at rest: the same ffmpeg runs (encoder list, then the encoder)',
+    );
+    t.equal(
+      encoderOutputs(atRest.on),
+      encoderOutputs(atRest.off),
+      'with the same outputs: the small motion side stream, nothing detector-sized',
+    );
+    t.match(encoderOutputs(atRest.on), /scale=64:48:flags=area,format=gray/, 'the motion size');
+  },
+);
+
+t.test('a keyframe decoder that dies makes the waiting event record', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-ffmpeg-fail-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ffmpeg = join(dir, 'ffmpeg');
+  // The encoder runs; the detector's decoder (the only ffmpeg reading H.264 on stdin) fails.
+  await writeFile(
+    ffmpeg,
+    '#!/bin/sh\ncase "$*" in *"-f h264 -i pipe:0"*) echo "no decoder here" >&2; exit 1;; esac\nexec ffmpeg "$@"\n',
+  );
+  await chmod(ffmpeg, 0o755);
+  const { p, sealer, events } = rig('rocket', {}, detector, ffmpeg);
+  await p.start();
+  t.teardown(() => p.stop());
+  const started = await next(p, (e) => e.type === 'clip-started');
+  t.match(started, { reason: /no pictures for the detector/ });
+  t.ok(
+    events.some(
+      (e) =>
+        e.type === 'warning' && /frame decoder exited \(code 1\): no decoder here/.test(e.message),
+    ),
+    'the reason is reported',
+  );
+  await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  t.equal(sealer.of('clip')[0]?.state, 'closed', 'the event is recorded');
 });

@@ -5,7 +5,6 @@ import {
   DetectionGate,
   anchorOf,
   detectionConfigSchema,
-  downscaleGrey,
   formatObjects,
   insidePolygon,
   isWanted,
@@ -190,15 +189,6 @@ t.test('objects: best score per class, formatted for notes', async (t) => {
     { class: 'person', score: 0.6 },
   ]);
   t.equal(formatObjects(m), 'car:0.70,person:0.60');
-});
-
-t.test('downscaleGrey averages blocks', async (t) => {
-  const src: GreyFrame = {
-    width: 4,
-    height: 2,
-    data: new Uint8Array([0, 10, 100, 200, 20, 30, 100, 100]),
-  };
-  t.same([...downscaleGrey(src, 2, 1)], [15, 125]);
 });
 
 /** A detector under test control: each call waits until the test answers it. */

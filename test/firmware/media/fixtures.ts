@@ -6,7 +6,16 @@ import { run } from '../../../hw/os/run.js';
 import { FMP4_MOVFLAGS } from '../../../hw/encoder/ffmpeg-encoder.js';
 
 export async function makeFmp4(
-  opts: { seconds: number; fps?: number; gop?: number; size?: string } = { seconds: 3 },
+  opts: {
+    seconds: number;
+    fps?: number;
+    gop?: number;
+    size?: string;
+    /** A lavfi video source other than testsrc2 (e.g. 'color=c=gray'). */
+    source?: string;
+    /** Mux an AAC tone next to the video (as the audio option does). */
+    audio?: boolean;
+  } = { seconds: 3 },
 ): Promise<Buffer> {
   const fps = opts.fps ?? 10;
   const r = await run(
@@ -18,7 +27,8 @@ export async function makeFmp4(
       '-f',
       'lavfi',
       '-i',
-      `testsrc2=s=${opts.size ?? '160x120'}:r=${fps}`,
+      `${opts.source ?? 'testsrc2'}${opts.source?.includes('=') ? ':' : '='}s=${opts.size ?? '160x120'}:r=${fps}`,
+      ...(opts.audio ? ['-f', 'lavfi', '-i', 'sine=f=440:r=16000'] : []),
       '-t',
       String(opts.seconds),
       '-c:v',
@@ -33,6 +43,7 @@ export async function makeFmp4(
       '0',
       '-pix_fmt',
       'yuv420p',
+      ...(opts.audio ? ['-c:a', 'aac', '-b:a', '32k'] : []),
       '-f',
       'mp4',
       '-movflags',
