@@ -198,10 +198,26 @@ if (args.replay)
   setInterval(() => {
     pipeline.trigger(args.motionFor * 1000);
   }, args.every * 1000).unref();
+// What the process holds, sampled every 2 s (V8 heap, typed arrays / Buffers outside it):
+// the medians go out with the status so the bench can say what the RSS is made of.
+const mem: NodeJS.MemoryUsage[] = [];
+const memTimer = setInterval(() => mem.push(process.memoryUsage()), 2000);
+memTimer.unref();
 await new Promise((r) => setTimeout(r, args.seconds * 1000));
+clearInterval(memTimer);
+const medianOf = (k: keyof NodeJS.MemoryUsage): number => {
+  const xs = mem.map((m) => m[k]).sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)] ?? 0;
+};
+const memory = Object.fromEntries(
+  (['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const).map((k) => [
+    k,
+    medianOf(k),
+  ]),
+);
 const status = pipeline.status();
 await pipeline.stop();
 await uplink?.drained();
 await uplink?.stop();
-process.stdout.write(`${JSON.stringify({ status, ciphertext: counting.bytes })}\n`);
+process.stdout.write(`${JSON.stringify({ status, ciphertext: counting.bytes, memory })}\n`);
 process.exit(0);

@@ -169,6 +169,7 @@ let final:
   | {
       status: { counters: Record<string, number>; encoder: { path?: string; restarts: number } };
       ciphertext: number;
+      memory?: Record<string, number>;
     }
   | undefined;
 let buf = '';
@@ -235,6 +236,9 @@ console.log(
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
     `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? 'hub (local copies + durable uplink queue, stand-in relay)' : 'counting'}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
+    `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
+      .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)
+      .join(', ')}`,
     `  encoder process: CPU ${pct(e0, e1)} of one core, RSS median ${(med(encRss) / MiB).toFixed(1)} MiB (ffmpeg${source === 'replay' ? ': demux + copy + keyframe decode for motion' : ' incl. synthetic source'})`,
   ].join('\n'),
 );
