@@ -81,8 +81,23 @@ export function summaryOf(h: ParsedHeader): ItemSummary {
   };
 }
 
-/** Decrypt a whole stored item with its kept key. */
-export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Promise<OpenedItem> {
+/** A stored item checked end to end (every record authenticated), its plaintext dropped. */
+export interface VerifiedItem {
+  readonly summary: ItemSummary;
+  readonly trailer: Trailer;
+  /** Plaintext bytes in its chunks. */
+  readonly plaintextBytes: number;
+}
+
+/**
+ * Open a stored item with its kept key: every record is decrypted in place (views of
+ * `bytes`) and handed to `onChunk` in order, nothing is joined.
+ */
+async function readItem(
+  crypto: CompanionCrypto,
+  bytes: Uint8Array,
+  onChunk: (plaintext: Buffer) => void,
+): Promise<{ summary: ItemSummary; trailer: Trailer }> {
   const ph = parseHeader(bytes);
   if (!ph.ok) throw containerError(ph);
   const summary = summaryOf(ph.value.header);
@@ -98,9 +113,30 @@ export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Prom
   if (!ev.ok) throw containerError(ev);
   const fin = r.finish();
   if (!fin.ok) throw containerError(fin);
+  for (const e of ev.value) if (e.type === 'chunk') onChunk(e.plaintext);
+  return { summary, trailer: fin.value };
+}
+
+/** Decrypt a whole stored item with its kept key. */
+export async function openItem(crypto: CompanionCrypto, bytes: Uint8Array): Promise<OpenedItem> {
   const parts: Buffer[] = [];
-  for (const e of ev.value) if (e.type === 'chunk') parts.push(e.plaintext);
-  return { summary, plaintext: Buffer.concat(parts), trailer: fin.value };
+  const { summary, trailer } = await readItem(crypto, bytes, (p) => parts.push(p));
+  return { summary, plaintext: Buffer.concat(parts), trailer };
+}
+
+/**
+ * Check a stored item opens (authentic, complete) and read its trailer, without
+ * assembling its plaintext (what sync needs before it keeps and acknowledges an item).
+ */
+export async function verifyItem(
+  crypto: CompanionCrypto,
+  bytes: Uint8Array,
+): Promise<VerifiedItem> {
+  let plaintextBytes = 0;
+  const { summary, trailer } = await readItem(crypto, bytes, (p) => {
+    plaintextBytes += p.length;
+  });
+  return { summary, trailer, plaintextBytes };
 }
 
 /**

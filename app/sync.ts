@@ -16,7 +16,7 @@ import type { Logger } from '../base/logger.js';
 import type { ItemInfo } from '../protocol/relay-api.js';
 import type { RelayClient } from '../protocol/relay-client.js';
 import type { CompanionCrypto } from './crypto.js';
-import { openItem, summaryOf } from './crypto.js';
+import { summaryOf, verifyItem } from './crypto.js';
 import type { ItemStore, StoredItem } from './store.js';
 import type { RelayContact } from './relay-contact.js';
 import type { Fragment } from '../protocol/stream-record.js';
@@ -134,8 +134,7 @@ export class Syncer {
       const bytes = await client.readAll(it.seq);
       let durationMs: number;
       try {
-        const opened = await openItem(crypto, bytes);
-        durationMs = opened.trailer.durationMs;
+        durationMs = (await verifyItem(crypto, bytes)).trailer.durationMs;
       } catch (e) {
         // Tampered or truncated: keep nothing, say so, and release it on the relay.
         logger.error('item failed to decrypt; discarded', { seq: it.seq, err: e });
@@ -215,7 +214,7 @@ export class Syncer {
       const bytes = await stream.take(id);
       let durationMs: number;
       try {
-        durationMs = (await openItem(crypto, bytes)).trailer.durationMs;
+        durationMs = (await verifyItem(crypto, bytes)).trailer.durationMs;
       } catch (e) {
         logger.error('stream item failed to decrypt; discarded', { itemId: id, err: e });
         await stream.drop(id);

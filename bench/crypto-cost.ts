@@ -11,8 +11,9 @@
  *
  *  - seal: `MlsItemSealer` on a hub paired with one phone (epoch advance with
  *    commit + fsynced persist, header, 60 writes, end record);
- *  - open: the phone's streaming reader (`phone.openItem()`: commit processing,
- *    key persist, records, the item assembled);
+ *  - open: the phone's streaming reader (`phone.openItem({ keepPlaintext: false })`:
+ *    commit processing, key persist, records opened and each chunk consumed, the
+ *    item not assembled: like the bare loop, which drops each record's plaintext);
  *  - bare: a node:crypto ChaCha20-Poly1305 loop over the same GOPs with the
  *    same record size and the same writes/reads (ciphertext and tag as parts,
  *    one writev per GOP; opened in place), no framing, no MLS.
@@ -100,8 +101,12 @@ class FileSink implements CiphertextSink {
     return Promise.resolve();
   }
   /** The sealer's zero-copy path: one vectored write per plaintext write (a GOP). */
-  appendParts(_itemId: string, _kind: ItemKind, parts: readonly Uint8Array[]): Promise<void> {
-    this.sizes.push(writev(this.#fd, parts));
+  appendParts(
+    _itemId: string,
+    _kind: ItemKind,
+    records: readonly (readonly Uint8Array[])[],
+  ): Promise<void> {
+    this.sizes.push(writev(this.#fd, records.flat()));
     return Promise.resolve();
   }
   close(): void {
@@ -187,10 +192,14 @@ async function hubSeal(sealer: MlsItemSealer): Promise<void> {
   await w.close(60_000);
 }
 
+/** The phone's streaming open (as sync and a streaming viewer use it): chunks consumed, not joined. */
 async function phoneOpen(phone: E2eePhone, path: string, sizes: readonly number[]) {
-  const r = phone.openItem();
-  for (const rec of readBack(path, sizes)) await r.push(rec);
-  return r.finish().plaintext.length;
+  const r = phone.openItem({ keepPlaintext: false });
+  let n = 0;
+  for (const rec of readBack(path, sizes))
+    for (const e of await r.push(rec)) if (e.type === 'chunk') n += e.plaintext.length;
+  r.end();
+  return n;
 }
 
 // ---- setup: one hub + phone per provider, both sides on that provider ----------------------

@@ -22,6 +22,9 @@ import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import type { CiphertextSink } from '../firmware/items.js';
+import { HubRetention } from '../firmware/storage/hub-retention.js';
+import { DEFAULT_RETENTION_POLICY } from '../firmware/storage/retention.js';
+import { createUplink, type Uplink } from '../firmware/uplink/uplink.js';
 
 const Args = z.object({
   root: z.string(),
@@ -35,6 +38,12 @@ const Args = z.object({
   every: z.number(),
   motionFor: z.number(),
   replay: z.string().optional(),
+  /**
+   * `hub` (default): the production sink — retention's local copies in front of the
+   * durable uplink queue, drained by the uplink's sender into a stand-in relay (a fetch
+   * that acknowledges every append; no network). `counting`: bytes counted, nothing kept.
+   */
+  sink: z.enum(['hub', 'counting']).default('hub'),
 });
 const args = Args.parse(JSON.parse(process.argv[2] ?? '{}'));
 
@@ -106,7 +115,52 @@ const hub = await MlsHub.open({
   deviceId: args.deviceId,
   profile,
 });
-const sink = new CountingSink();
+const counting = new CountingSink();
+const logger = new JsonLogger('bench', {
+  level: 'warn',
+  write: (l) => process.stderr.write(`${l}\n`),
+});
+/** A relay that acknowledges every append at once (what the uplink's sender parses). */
+const relayFetch: typeof fetch = (input, init) => {
+  const url = new URL(input instanceof Request ? input.url : String(input));
+  const body = init?.body as Uint8Array | undefined;
+  const offset = Number(url.searchParams.get('offset') ?? 0);
+  counting.bytes += body?.length ?? 0;
+  return Promise.resolve(
+    Response.json({
+      itemId: decodeURIComponent(url.pathname.split('/').pop() ?? ''),
+      seq: 1,
+      received: offset + (body?.length ?? 0),
+      complete: url.searchParams.get('final') === '1',
+    }),
+  );
+};
+let uplink: Uplink | undefined;
+let sink: CiphertextSink = counting;
+if (args.sink === 'hub') {
+  const fs = new DurableFs();
+  const dataDir = join(args.root, 'data');
+  const up = await createUplink({
+    relayUrl: 'http://relay.invalid',
+    credentials: { deviceId: args.deviceId, token: `d.${args.deviceId}.bench` },
+    stateDir: join(dataDir, 'uplink'),
+    fs,
+    logger,
+    fetch: relayFetch,
+  });
+  const retention = await HubRetention.open({
+    root: dataDir,
+    fs,
+    stats: () => Promise.resolve({ totalBytes: 64 * 2 ** 30, freeBytes: 32 * 2 ** 30 }),
+    logger,
+    policy: DEFAULT_RETENTION_POLICY,
+    intervalMs: 3_600_000,
+    enforceBacklog: () => up.enforceBacklog(),
+  });
+  up.start();
+  uplink = up;
+  sink = retention.sink(up);
+}
 const sealer = new MlsItemSealer({ hub, sink, deviceId: args.deviceId });
 const fmt = { width: args.width, height: args.height, pixelFormat: 'H264', fps: args.fps };
 const camera: Camera = args.replay
@@ -123,7 +177,7 @@ const camera: Camera = args.replay
 const pipeline = createMediaPipeline({
   camera,
   sealer,
-  logger: new JsonLogger('bench', { level: 'warn', write: (l) => process.stderr.write(`${l}\n`) }),
+  logger,
   config: {
     encoder: {
       width: args.width,
@@ -144,8 +198,26 @@ if (args.replay)
   setInterval(() => {
     pipeline.trigger(args.motionFor * 1000);
   }, args.every * 1000).unref();
+// What the process holds, sampled every 2 s (V8 heap, typed arrays / Buffers outside it):
+// the medians go out with the status so the bench can say what the RSS is made of.
+const mem: NodeJS.MemoryUsage[] = [];
+const memTimer = setInterval(() => mem.push(process.memoryUsage()), 2000);
+memTimer.unref();
 await new Promise((r) => setTimeout(r, args.seconds * 1000));
+clearInterval(memTimer);
+const medianOf = (k: keyof NodeJS.MemoryUsage): number => {
+  const xs = mem.map((m) => m[k]).sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)] ?? 0;
+};
+const memory = Object.fromEntries(
+  (['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'] as const).map((k) => [
+    k,
+    medianOf(k),
+  ]),
+);
 const status = pipeline.status();
 await pipeline.stop();
-process.stdout.write(`${JSON.stringify({ status, ciphertext: sink.bytes })}\n`);
+await uplink?.drained();
+await uplink?.stop();
+process.stdout.write(`${JSON.stringify({ status, ciphertext: counting.bytes, memory })}\n`);
 process.exit(0);

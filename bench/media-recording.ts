@@ -8,6 +8,8 @@
  *   options: --source replay|simulated (default replay) --width 1920 --height 1080
  *            --fps 30 --kbps 4000 --preset ultrafast --motion-every 60 --motion-for 10
  *            --malloc hub|none|<GLIBC_TUNABLES> (default hub: the systemd unit's)
+ *            --sink hub|counting (default hub: retention's local copies + the durable
+ *            uplink queue drained into a stand-in relay; counting: bytes counted only)
  *
  * The hub runs as its own plain-node process (bundled with esbuild, no TS loader):
  * MLS hub + real sealer (post-quantum suite) + the full pipeline (fMP4 parsing,
@@ -44,6 +46,9 @@ const warmupS = 15;
  * --malloc=none for glibc's defaults, or --malloc=<GLIBC_TUNABLES value>.
  */
 const mallocArg = strArg('malloc', 'hub');
+const sinkArg = strArg('sink', 'hub');
+if (sinkArg !== 'hub' && sinkArg !== 'counting')
+  throw new Error(`--sink must be hub or counting, got "${sinkArg}"`);
 const tunables =
   mallocArg === 'hub' ? HUB_GLIBC_TUNABLES : mallocArg === 'none' ? undefined : mallocArg;
 /** Extra node flags for the hub process, e.g. --node-flags=--max-semi-space-size=2 */
@@ -151,6 +156,7 @@ const child = spawnProcess(
       every,
       motionFor,
       ...(replay ? { replay } : {}),
+      sink: sinkArg,
     }),
   ],
   { stdout: 'pipe', stderr: 'inherit', env: { ...process.env, GLIBC_TUNABLES: tunables } },
@@ -163,6 +169,7 @@ let final:
   | {
       status: { counters: Record<string, number>; encoder: { path?: string; restarts: number } };
       ciphertext: number;
+      memory?: Record<string, number>;
     }
   | undefined;
 let buf = '';
@@ -227,8 +234,11 @@ console.log(
   [
     `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
-    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}`,
+    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? 'hub (local copies + durable uplink queue, stand-in relay)' : 'counting'}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
+    `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
+      .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)
+      .join(', ')}`,
     `  encoder process: CPU ${pct(e0, e1)} of one core, RSS median ${(med(encRss) / MiB).toFixed(1)} MiB (ffmpeg${source === 'replay' ? ': demux + copy + keyframe decode for motion' : ' incl. synthetic source'})`,
   ].join('\n'),
 );

@@ -49,14 +49,15 @@ export interface CiphertextSink {
   append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void>;
   /**
    * Optional zero-copy form of `append`: the bytes are the concatenation of
-   * `parts` (whole records, each as header | ciphertext | tag), meant for a
-   * vectored write (writev) without assembling them. A sink without it gets
-   * one `append` per record.
+   * `records` (whole records in order, each given as its parts: header |
+   * ciphertext | tag), meant for a vectored write (writev) without assembling
+   * them; a sink that needs records one by one (the live queue) has their
+   * boundaries. A sink without it gets one `append` per record.
    */
   appendParts?(
     itemId: string,
     kind: ItemKind,
-    parts: readonly Uint8Array[],
+    records: readonly (readonly Uint8Array[])[],
     final: boolean,
   ): Promise<void>;
 }

@@ -21,7 +21,7 @@ import {
   type Trailer,
 } from '../../protocol/container.js';
 import { b64, unb64, type ConfigMessage } from '../../protocol/e2ee-frames.js';
-import { reasonOf } from '../../base/errors.js';
+import { VigilError, reasonOf } from '../../base/errors.js';
 import {
   GROUP_FOR_ITEM,
   GROUP_KINDS,
@@ -74,11 +74,24 @@ export interface PhoneOptions {
   readonly now?: () => number;
 }
 
-export interface OpenedItem {
+/** An item read to its end, without its plaintext (a streaming consumer took the chunks). */
+export interface ItemEnd {
   readonly header: ParsedHeader;
   readonly itemId: string;
-  readonly plaintext: Buffer;
   readonly trailer: Trailer;
+}
+
+export interface OpenedItem extends ItemEnd {
+  readonly plaintext: Buffer;
+}
+
+export interface OpenItemOptions {
+  /**
+   * Keep each chunk's plaintext so `finish()` can return the item whole (the default).
+   * False: a streaming reader — the caller consumes the chunks `push` returns and ends
+   * with `end()`; nothing is kept or joined.
+   */
+  readonly keepPlaintext?: boolean;
 }
 
 export class E2eePhone {
@@ -420,8 +433,8 @@ export class E2eePhone {
   }
 
   /** A streaming reader for one item: push bytes as they arrive. */
-  openItem(): PhoneItemReader {
-    return new PhoneItemReader(this);
+  openItem(opts: OpenItemOptions = {}): PhoneItemReader {
+    return new PhoneItemReader(this, opts.keepPlaintext ?? true);
   }
 
   /** Decrypt a whole item (header processed, key persisted). */
@@ -494,11 +507,13 @@ export class E2eePhone {
 export class PhoneItemReader {
   readonly #phone: E2eePhone;
   readonly #reader = new ContainerReader();
-  #chunks: Buffer[] = [];
+  /** Undefined: a streaming reader (chunks are not kept). */
+  readonly #chunks: Buffer[] | undefined;
   #keyed = false;
 
-  constructor(phone: E2eePhone) {
+  constructor(phone: E2eePhone, keepPlaintext = true) {
     this.#phone = phone;
+    this.#chunks = keepPlaintext ? [] : undefined;
   }
 
   get header(): ParsedHeader | undefined {
@@ -509,7 +524,7 @@ export class PhoneItemReader {
   async push(bytes: Uint8Array): Promise<ReaderEvent[]> {
     const first = this.#reader.push(bytes);
     if (!first.ok) throw containerError(first);
-    const events = [...first.value];
+    const events = first.value;
     if (!this.#keyed && this.#reader.header !== undefined) {
       const cek = await this.#phone.acceptHeader(this.#reader.header);
       this.#reader.setKey(cek);
@@ -518,21 +533,24 @@ export class PhoneItemReader {
       if (!more.ok) throw containerError(more);
       events.push(...more.value);
     }
-    for (const e of events) if (e.type === 'chunk') this.#chunks.push(e.plaintext);
+    if (this.#chunks !== undefined)
+      for (const e of events) if (e.type === 'chunk') this.#chunks.push(e.plaintext);
     return events;
   }
 
-  /** The byte stream ended: returns the item or throws (truncated, tampered...). */
-  finish(): OpenedItem {
+  /** The byte stream ended: returns the item's header and trailer or throws (truncated, tampered...). */
+  end(): ItemEnd {
     const fin = this.#reader.finish();
     if (!fin.ok) throw containerError(fin);
     const header = this.#reader.header as ParsedHeader;
-    return {
-      header,
-      itemId: Buffer.from(header.core.itemId).toString('hex'),
-      plaintext: Buffer.concat(this.#chunks),
-      trailer: fin.value,
-    };
+    return { header, itemId: Buffer.from(header.core.itemId).toString('hex'), trailer: fin.value };
+  }
+
+  /** The byte stream ended: returns the item whole or throws (truncated, tampered...). */
+  finish(): OpenedItem {
+    if (this.#chunks === undefined)
+      throw new VigilError('ESTREAMING', 'a streaming reader keeps no plaintext: use end()');
+    return { ...this.end(), plaintext: Buffer.concat(this.#chunks) };
   }
 }
 

@@ -137,8 +137,8 @@ export class MlsItemSealer implements ItemSealer {
           if (writer.ended) throw new SealerError('EITEM_ENDED', `item ${id} is already closed`);
           try {
             if (sink.appendParts !== undefined) {
-              const parts = writer.sealParts(plain);
-              if (parts.length > 0) await sink.appendParts(id, meta.kind, parts, false);
+              const records = writer.sealRecords(plain);
+              if (records.length > 0) await sink.appendParts(id, meta.kind, records, false);
             } else
               for (const rec of writer.seal(plain)) await sink.append(id, meta.kind, rec, false);
           } catch (e) {

@@ -13,7 +13,7 @@
  * Live records pass straight through (nothing of a live view is kept).
  */
 import { join } from 'node:path';
-import type { DurableFs } from '../../hw/os/fs.js';
+import type { AtomicFile, DurableFs } from '../../hw/os/fs.js';
 import type { FsStats } from '../../hw/luks/block.js';
 import type { Logger } from '../../base/logger.js';
 import type { ItemKind } from '../../protocol/items.js';
@@ -31,6 +31,13 @@ const MIB = 1024 * 1024;
 const DAY_MS = 86_400_000;
 /** A local copy larger than this is not kept (the upload still carries the item). */
 export const MAX_LOCAL_COPY_BYTES = 64 * MIB;
+
+/** A local copy being written (`file` undefined: it is not kept). */
+interface LocalCopy {
+  readonly cls: RetentionClass;
+  file: AtomicFile | undefined;
+  bytes: number;
+}
 
 /** The RetentionStore policy of the hub config's `retention` block. */
 export function policyFromConfig(r: VigilConfig['retention']): RetentionPolicy {
@@ -101,7 +108,11 @@ export class HubRetention {
 
   static async open(d: HubRetentionDeps): Promise<HubRetention> {
     const h = new HubRetention(d);
-    for (const cls of ['clips', 'thumbnails'] as const) await d.fs.ensureDir(join(d.root, cls));
+    for (const cls of ['clips', 'thumbnails'] as const) {
+      await d.fs.ensureDir(join(d.root, cls));
+      // copies a crash interrupted (written as their item was sealed, never committed)
+      await d.fs.cleanTemp(join(d.root, cls));
+    }
     await h.store.load();
     return h;
   }
@@ -173,54 +184,109 @@ export class HubRetention {
     };
   }
 
-  /** A sink that keeps local copies and runs retention before each new item. */
+  /**
+   * A sink that keeps local copies and runs retention before each new item. A copy is
+   * written as the item is sealed (appended to a temp file, records as parts, no sync)
+   * and made durable and indexed when its last record arrives, so the hub never holds
+   * an item in memory; an item whose upload fails, that the backlog dropped or that
+   * grows past MAX_LOCAL_COPY_BYTES is not kept.
+   */
   sink(inner: CiphertextSink): CiphertextSink {
-    const open = new Map<string, { cls: RetentionClass; parts: Uint8Array[]; bytes: number }>();
+    const open = new Map<string, LocalCopy>();
+    const copy = async (
+      itemId: string,
+      kind: ItemKind,
+      parts: readonly Uint8Array[],
+      final: boolean,
+    ): Promise<void> => {
+      const cls = CLASS_OF[kind];
+      if (cls === undefined) return;
+      let cur = open.get(itemId);
+      if (cur === undefined) {
+        // before each new item: make room first
+        await this.run().catch((e: unknown) => {
+          this.#log.error('retention before a new item failed', { err: e, itemId });
+        });
+        cur = { cls, file: await this.#startCopy(itemId, cls), bytes: 0 };
+        open.set(itemId, cur);
+      }
+      for (const p of parts) cur.bytes += p.length;
+      if (cur.file !== undefined && cur.bytes > MAX_LOCAL_COPY_BYTES) {
+        this.#log.warn('item too large for a local copy; only the upload carries it', {
+          itemId,
+          bytes: cur.bytes,
+        });
+        await cur.file.discard();
+        cur.file = undefined;
+      }
+      if (cur.file !== undefined)
+        try {
+          await cur.file.append(parts);
+        } catch (e) {
+          // the upload is what delivers: a failed local copy (a full disk) must not stop it
+          this.#log.error('could not keep a local copy', { err: e, itemId });
+          cur.file = undefined; // append removed its temp
+        }
+      if (final) {
+        open.delete(itemId);
+        await this.#keep(itemId, cur);
+      }
+    };
+    /** The upload of an item failed: it will not be delivered, its copy is not kept. */
+    const dropCopy = async (itemId: string): Promise<void> => {
+      const cur = open.get(itemId);
+      open.delete(itemId);
+      await cur?.file?.discard();
+    };
     return {
       append: async (itemId, kind, bytes, final) => {
-        const cls = CLASS_OF[kind];
-        if (cls !== undefined) {
-          let cur = open.get(itemId);
-          if (cur === undefined) {
-            // before each new item: make room first
-            await this.run().catch((e: unknown) => {
-              this.#log.error('retention before a new item failed', { err: e, itemId });
-            });
-            cur = { cls, parts: [], bytes: 0 };
-            open.set(itemId, cur);
-          }
-          if (cur.bytes + bytes.length <= MAX_LOCAL_COPY_BYTES)
-            cur.parts.push(Uint8Array.from(bytes));
-          cur.bytes += bytes.length;
-          if (final) {
-            open.delete(itemId);
-            await this.#keep(itemId, cur);
-          }
-        }
-        await inner.append(itemId, kind, bytes, final);
+        await copy(itemId, kind, [bytes], final);
+        await inner.append(itemId, kind, bytes, final).catch(async (e: unknown) => {
+          await dropCopy(itemId);
+          throw e;
+        });
+      },
+      appendParts: async (itemId, kind, records, final) => {
+        await copy(itemId, kind, records.flat(), final);
+        const done =
+          inner.appendParts !== undefined
+            ? inner.appendParts(itemId, kind, records, final)
+            : (async () => {
+                // a sink without parts: one append per record (the last one final)
+                for (const [i, r] of records.entries())
+                  await inner.append(
+                    itemId,
+                    kind,
+                    Buffer.concat(r),
+                    final && i === records.length - 1,
+                  );
+              })();
+        await done.catch(async (e: unknown) => {
+          await dropCopy(itemId);
+          throw e;
+        });
       },
     };
   }
 
-  async #keep(
-    itemId: string,
-    it: { cls: RetentionClass; parts: Uint8Array[]; bytes: number },
-  ): Promise<void> {
-    if (this.#discarded.delete(itemId)) return;
-    if (it.bytes > MAX_LOCAL_COPY_BYTES) {
-      this.#log.warn('item too large for a local copy; only the upload carries it', {
-        itemId,
-        bytes: it.bytes,
-      });
+  async #startCopy(itemId: string, cls: RetentionClass): Promise<AtomicFile | undefined> {
+    try {
+      return await this.#d.fs.createAtomic(join(this.#d.root, cls, `${itemId}.vgi`), 'local-copy');
+    } catch (e) {
+      this.#log.error('could not keep a local copy', { err: e, itemId });
+      return undefined;
+    }
+  }
+
+  async #keep(itemId: string, it: LocalCopy): Promise<void> {
+    if (this.#discarded.delete(itemId)) {
+      await it.file?.discard();
       return;
     }
+    if (it.file === undefined) return;
     const rel = `${it.cls}/${itemId}.vgi`;
     try {
-      await this.#d.fs.writeFileAtomic(
-        join(this.#d.root, rel),
-        Buffer.concat(it.parts),
-        'local-copy',
-      );
+      await it.file.commit();
       await this.#mutex.run(() =>
         this.store.add({
           id: itemId,

@@ -1,13 +1,17 @@
 /**
- * The hub's durable upload queue: one file per `CiphertextSink.append` call,
- * named by a global sequence number, written through DurableFs before
- * `append` resolves. The sender takes the oldest file first and removes it only
+ * The hub's durable upload queue: one file per `CiphertextSink.append` call
+ * (per `appendParts` call: a GOP's records, split at record boundaries into
+ * files of at most MAX_SEGMENT_BYTES), named by a global sequence number,
+ * written through DurableFs (one vectored write, one fsync of the file and one
+ * of the directory) before the append resolves. The sender takes the oldest file first and removes it only
  * after the relay acknowledged those bytes, so a crash or an outage loses
  * nothing and the backlog drains in the order it was recorded.
  *
  * Segment file: u32 header length | JSON header {itemId, kind, offset, final} | bytes.
+ * Headers are validated (zod) once, when the queue is opened; reads afterwards
+ * trust the in-memory index and only check the file's framing and length.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { open as openFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DurableFs } from '../../hw/os/fs.js';
@@ -45,6 +49,15 @@ export interface QueuedItem {
 
 const NAME_RE = /^([0-9]{12})\.seg$/;
 
+/**
+ * Largest segment file `pushParts` writes (unless one part alone is larger): a GOP of
+ * 1080p at 4 Mbit/s (~0.5 MB) is one file; the relay takes appends up to 4 MiB.
+ */
+export const MAX_SEGMENT_BYTES = 1024 * 1024;
+
+/** A header longer than this is not one of ours (the JSON is ~120 bytes). */
+const MAX_HEADER_BYTES = 4096;
+
 export class UplinkQueue {
   readonly #dir: string;
   readonly #fs: DurableFs;
@@ -67,35 +80,51 @@ export class UplinkQueue {
     const names = (await readdir(dir)).filter((n) => NAME_RE.test(n)).sort();
     for (const name of names) {
       const seq = Number(NAME_RE.exec(name)?.[1]);
-      const raw = await readFile(join(dir, name));
-      const seg = UplinkQueue.#decode(seq, raw);
+      const seg = await UplinkQueue.#readHeader(seq, join(dir, name));
       if (!seg) {
         // An empty file is what a power cut can leave of an unsynced write that was
         // never acknowledged to the caller: drop it.
         await fs.remove(join(dir, name), 'uplink-segment');
         continue;
       }
-      q.#index.set(seq, seg.seg);
-      q.#bytes += seg.seg.size;
+      q.#index.set(seq, seg);
+      q.#bytes += seg.size;
       q.#nextSeq = Math.max(q.#nextSeq, seq + 1);
-      if (seg.seg.final) q.#offsets.delete(seg.seg.itemId);
-      else q.#offsets.set(seg.seg.itemId, seg.seg.offset + seg.seg.size);
+      if (seg.final) q.#offsets.delete(seg.itemId);
+      else q.#offsets.set(seg.itemId, seg.offset + seg.size);
     }
     return q;
   }
 
-  static #decode(seq: number, raw: Buffer): { seg: Segment; data: Buffer } | undefined {
-    if (raw.length < 4) return undefined;
-    const hl = raw.readUInt32BE(0);
-    if (4 + hl > raw.length) return undefined;
-    let h: SegmentHeader;
+  /** A segment file's header (validated) and size, without reading its bytes. */
+  static async #readHeader(seq: number, path: string): Promise<Segment | undefined> {
+    const fh = await openFile(path, 'r');
     try {
-      h = SegmentHeader.parse(JSON.parse(raw.subarray(4, 4 + hl).toString('utf8')));
-    } catch {
-      return undefined;
+      const { size } = await fh.stat();
+      if (size < 4) return undefined;
+      const head = Buffer.alloc(Math.min(size, 4 + MAX_HEADER_BYTES));
+      await fh.read(head, 0, head.length, 0);
+      const hl = head.readUInt32BE(0);
+      if (hl > MAX_HEADER_BYTES || 4 + hl > size) return undefined;
+      let h: SegmentHeader;
+      try {
+        h = SegmentHeader.parse(JSON.parse(head.subarray(4, 4 + hl).toString('utf8')));
+      } catch {
+        return undefined;
+      }
+      return { ...h, seq, size: size - 4 - hl };
+    } finally {
+      await fh.close();
     }
-    const data = raw.subarray(4 + hl);
-    return { seg: { ...h, seq, size: data.length }, data };
+  }
+
+  /** The bytes of an indexed segment: the file's framing and length must match the index. */
+  async #readData(seg: Segment): Promise<Buffer> {
+    const raw = await readFile(this.#path(seg.seq));
+    const hl = raw.length >= 4 ? raw.readUInt32BE(0) : -1;
+    if (hl < 0 || 4 + hl > raw.length || raw.length - 4 - hl !== seg.size)
+      throw new VigilError('ECORRUPT', `uplink segment ${seg.seq} is unreadable`);
+    return raw.subarray(4 + hl);
   }
 
   #path(seq: number): string {
@@ -103,12 +132,55 @@ export class UplinkQueue {
   }
 
   /** Durably enqueue the next bytes of an item. */
-  async push(
+  push(
     itemId: string,
     kind: 'clip' | 'thumbnail',
     bytes: Uint8Array,
     final: boolean,
     at?: number,
+  ): Promise<Segment> {
+    return this.#write(itemId, kind, [bytes], bytes.length, final, at);
+  }
+
+  /**
+   * Durably enqueue the next bytes of an item given as records (each as its parts),
+   * without joining them: one segment file per MAX_SEGMENT_BYTES, split between
+   * records (a record larger than that is a file of its own). Every file is on disk
+   * when this resolves; a crash before that may leave the first files (each complete,
+   * at the right offset, not final) and a later append continues after them. Returns
+   * the segments written, in order.
+   */
+  async pushParts(
+    itemId: string,
+    kind: 'clip' | 'thumbnail',
+    records: readonly (readonly Uint8Array[])[],
+    final: boolean,
+    at?: number,
+  ): Promise<Segment[]> {
+    const sizes = records.map((r) => r.reduce((n, p) => n + p.length, 0));
+    const out: Segment[] = [];
+    let batch: Uint8Array[] = [];
+    let size = 0;
+    for (const [i, r] of records.entries()) {
+      batch.push(...r);
+      size += sizes[i] ?? 0;
+      const next = sizes[i + 1];
+      if (next !== undefined && size + next <= MAX_SEGMENT_BYTES) continue;
+      out.push(await this.#write(itemId, kind, batch, size, final && next === undefined, at));
+      batch = [];
+      size = 0;
+    }
+    if (out.length === 0 && final) out.push(await this.#write(itemId, kind, [], 0, true, at));
+    return out;
+  }
+
+  async #write(
+    itemId: string,
+    kind: 'clip' | 'thumbnail',
+    parts: readonly Uint8Array[],
+    size: number,
+    final: boolean,
+    at: number | undefined,
   ): Promise<Segment> {
     const offset = this.#offsets.get(itemId) ?? 0;
     const h: SegmentHeader = { itemId, kind, offset, final, ...(at === undefined ? {} : { at }) };
@@ -116,28 +188,21 @@ export class UplinkQueue {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(json.length);
     const seq = this.#nextSeq++;
-    await this.#fs.writeFileAtomic(
-      this.#path(seq),
-      Buffer.concat([len, json, bytes]),
-      'uplink-segment',
-    );
-    const seg: Segment = { ...h, seq, size: bytes.length };
+    await this.#fs.writeFileAtomic(this.#path(seq), [len, json, ...parts], 'uplink-segment');
+    const seg: Segment = { ...h, seq, size };
     this.#index.set(seq, seg);
-    this.#bytes += bytes.length;
+    this.#bytes += size;
     if (final) this.#offsets.delete(itemId);
-    else this.#offsets.set(itemId, offset + bytes.length);
+    else this.#offsets.set(itemId, offset + size);
     return seg;
   }
 
   /** The oldest segment and its bytes. */
   async peek(): Promise<{ seg: Segment; data: Buffer } | undefined> {
-    const first = this.#index.keys().next();
+    const first = this.#index.values().next();
     if (first.done) return undefined;
-    const seq = first.value;
-    const raw = await readFile(this.#path(seq));
-    const d = UplinkQueue.#decode(seq, raw);
-    if (!d) throw new VigilError('ECORRUPT', `uplink segment ${seq} is unreadable`);
-    return d;
+    const seg = first.value;
+    return { seg, data: await this.#readData(seg) };
   }
 
   /** Every queued segment, oldest first. */
@@ -151,9 +216,9 @@ export class UplinkQueue {
 
   /** The bytes of one queued segment. */
   async read(seq: number): Promise<Buffer> {
-    const d = UplinkQueue.#decode(seq, await readFile(this.#path(seq)));
-    if (!d) throw new VigilError('ECORRUPT', `uplink segment ${seq} is unreadable`);
-    return d.data;
+    const seg = this.#index.get(seq);
+    if (seg === undefined) throw new VigilError('ENOENT', `uplink segment ${seq} is not queued`);
+    return this.#readData(seg);
   }
 
   /** Remove a sent segment. */

@@ -414,21 +414,46 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
     liveWake?.();
   }
 
+  /** Apply the backlog bounds before a queued write of `bytes` (see UplinkOptions.backlog). */
+  async function beforeQueued(itemId: string, bytes: number, final: boolean): Promise<void> {
+    if (opts.backlog === undefined) return;
+    // before a new item (age and size) and whenever this write would pass the cap
+    const starting = !writingItems.has(itemId);
+    if (starting || queue.bytes + bytes > opts.backlog.maxBytes)
+      await enforceBacklog(bytes, itemId);
+    if (final) writingItems.delete(itemId);
+    else writingItems.add(itemId);
+  }
+
   const uplink: Uplink = {
     async append(itemId: string, kind: ItemKind, bytes: Uint8Array, final: boolean): Promise<void> {
       if (kind === 'live') {
         pushLive(itemId, Uint8Array.from(bytes), final);
         return;
       }
-      if (opts.backlog !== undefined) {
-        // before a new item (age and size) and whenever this write would pass the cap
-        const starting = !writingItems.has(itemId);
-        if (starting || queue.bytes + bytes.length > opts.backlog.maxBytes)
-          await enforceBacklog(bytes.length, itemId);
-        if (final) writingItems.delete(itemId);
-        else writingItems.add(itemId);
-      }
+      await beforeQueued(itemId, bytes.length, final);
       await queue.push(itemId, kind, bytes, final, now());
+      wake?.();
+    },
+    /** A GOP's records as parts: one durable segment file per MAX_SEGMENT_BYTES, no joining. */
+    async appendParts(
+      itemId: string,
+      kind: ItemKind,
+      records: readonly (readonly Uint8Array[])[],
+      final: boolean,
+    ): Promise<void> {
+      if (kind === 'live') {
+        // one live record per record (the live queue holds it past this call)
+        const last = records.length - 1;
+        records.forEach((r, i) => {
+          pushLive(itemId, Buffer.concat(r), final && i === last);
+        });
+        return;
+      }
+      let bytes = 0;
+      for (const r of records) for (const p of r) bytes += p.length;
+      await beforeQueued(itemId, bytes, final);
+      await queue.pushParts(itemId, kind, records, final, now());
       wake?.();
     },
     scheduledNotices:

@@ -200,15 +200,20 @@ export class DurableFs {
 
   // ---- primitive operations (each one a crash point) --------------------------
 
-  async #writeNoSync(path: string, data: Uint8Array | string): Promise<void> {
+  async #writeNoSync(path: string, data: FileData): Promise<void> {
     if (!this.crash.armed) {
-      await writeFile(path, data);
+      await writeData(path, data);
       return;
     }
+    await this.#rememberNew(path);
+    await writeData(path, data);
+  }
+
+  /** Power-loss bookkeeping before `path` is created or overwritten (armed only). */
+  async #rememberNew(path: string): Promise<void> {
     this.#remember(path, await this.#currentContent(path));
     const existed = (await this.#currentContent(path)) !== null;
     if (!existed) this.#pending.push({ dir: dirname(path), path });
-    await writeFile(path, data);
   }
 
   async #fsyncFile(path: string): Promise<void> {
@@ -301,18 +306,73 @@ export class DurableFs {
    * content survives a power cut; a crash at any point inside leaves either the
    * complete old or the complete new content.
    */
-  async writeFileAtomic(
-    path: string,
-    data: Uint8Array | string,
-    label = basename(path),
-  ): Promise<void> {
+  async writeFileAtomic(path: string, data: FileData, label = basename(path)): Promise<void> {
     const dir = dirname(path);
     await this.ensureDir(dir);
-    this.#tmpSeq += 1;
-    const tmp = join(dir, `.${basename(path)}.${process.pid}.${this.#tmpSeq}.tmp`);
+    const tmp = this.#tmpName(path);
     this.crash.point(`${label}:before-write`);
     await this.#orDiscard(tmp, () => this.#writeNoSync(tmp, data));
     this.crash.point(`${label}:written`);
+    await this.#publish(tmp, path, label);
+  }
+
+  #tmpName(path: string): string {
+    this.#tmpSeq += 1;
+    return join(dirname(path), `.${basename(path)}.${process.pid}.${this.#tmpSeq}.tmp`);
+  }
+
+  /**
+   * An atomic write whose content arrives in pieces (a local copy of an item as it is
+   * sealed): `append` writes to a temp file without syncing, `commit` makes it `path`
+   * durably (fsync, rename, fsync dir: the same crash points as `writeFileAtomic`), and
+   * `discard` removes the temp. Until `commit` returns, `path` is untouched; a crash
+   * leaves a temp that `cleanTemp` removes.
+   */
+  async createAtomic(path: string, label = basename(path)): Promise<AtomicFile> {
+    const dir = dirname(path);
+    await this.ensureDir(dir);
+    const tmp = this.#tmpName(path);
+    this.crash.point(`${label}:before-write`);
+    if (this.crash.armed) await this.#rememberNew(tmp);
+    const fh = await open(tmp, 'w');
+    let bytes = 0;
+    let state: 'open' | 'committed' | 'discarded' = 'open';
+    const closeAndRemove = async (): Promise<void> => {
+      await fh.close().catch(() => undefined);
+      await rm(tmp, { force: true }).catch(() => undefined);
+    };
+    return {
+      get bytes() {
+        return bytes;
+      },
+      append: async (parts) => {
+        if (state !== 'open') throw new VigilError('ECLOSED', `${label}: the write is finished`);
+        try {
+          bytes += await writevAll(fh, parts);
+        } catch (e) {
+          state = 'discarded';
+          await closeAndRemove();
+          throw e;
+        }
+      },
+      commit: async () => {
+        if (state !== 'open') throw new VigilError('ECLOSED', `${label}: the write is finished`);
+        state = 'committed';
+        await this.#orDiscard(tmp, () => fh.close());
+        this.crash.point(`${label}:written`);
+        await this.#publish(tmp, path, label);
+      },
+      discard: async () => {
+        if (state !== 'open') return;
+        state = 'discarded';
+        await closeAndRemove();
+      },
+    };
+  }
+
+  /** The durable half of an atomic write: fsync the written temp, rename it over `path`, fsync the directory. */
+  async #publish(tmp: string, path: string, label: string): Promise<void> {
+    const dir = dirname(path);
     await this.#orDiscard(tmp, () => this.#fsyncFile(tmp));
     this.crash.point(`${label}:fsynced`);
     await this.#orDiscard(tmp, () => this.#rename(tmp, path));
@@ -379,6 +439,51 @@ export class DurableFs {
   /** Read a file, or undefined when it does not exist. */
   async readIfExists(path: string): Promise<Buffer | undefined> {
     return (await this.#currentContent(path)) ?? undefined;
+  }
+}
+
+/** What an atomic write takes: bytes, text, or parts written in order (one vectored write). */
+export type FileData = Uint8Array | string | readonly Uint8Array[];
+
+/** An atomic write in progress (`DurableFs.createAtomic`). */
+export interface AtomicFile {
+  /** Bytes appended so far. */
+  readonly bytes: number;
+  /** Append parts in order (vectored, not synced). */
+  append(parts: readonly Uint8Array[]): Promise<void>;
+  /** Make the content the file's, durably; after it returns it survives a power cut. */
+  commit(): Promise<void>;
+  /** Give up: the temp goes, the target stays as it was. */
+  discard(): Promise<void>;
+}
+
+/** Most iovecs one writev takes (Linux IOV_MAX). */
+const IOV_MAX = 1024;
+
+/** Write all parts at the handle's position; returns the bytes written. */
+async function writevAll(fh: FileHandle, parts: readonly Uint8Array[]): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < parts.length; i += IOV_MAX) {
+    const batch = parts.slice(i, i + IOV_MAX);
+    const want = batch.reduce((n, p) => n + p.length, 0);
+    const { bytesWritten } = await fh.writev(batch);
+    // A short write (rare on a regular file): write what is left of this batch in one piece.
+    if (bytesWritten < want) await fh.write(Buffer.concat(batch).subarray(bytesWritten));
+    total += want;
+  }
+  return total;
+}
+
+async function writeData(path: string, data: FileData): Promise<void> {
+  if (typeof data === 'string' || data instanceof Uint8Array) {
+    await writeFile(path, data);
+    return;
+  }
+  const fh = await open(path, 'w');
+  try {
+    await writevAll(fh, data);
+  } finally {
+    await fh.close();
   }
 }
 

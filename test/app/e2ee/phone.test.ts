@@ -185,3 +185,34 @@ void t.test('notices, app messages and refresh validation', async (t) => {
   await t.rejects(phone.heartbeat({ refresh: ['config'] }), { code: 'EVALIDATION' });
   await t.rejects(phone.receive(Buffer.from('junk')), { code: 'EVALIDATION' });
 });
+
+void t.test(
+  'a streaming reader hands out chunks and keeps none; end() checks the end',
+  async (t) => {
+    const { phone, sink, sealer } = await world(t);
+    const plain = Buffer.from(Array.from({ length: 5000 }, (_, i) => i & 0xff));
+    const id = await sealItem(sealer, plain);
+    const bytes = sink.bytes(id);
+    const r = phone.openItem({ keepPlaintext: false });
+    const got: Buffer[] = [];
+    // fed in uneven pieces, as they arrive from the relay
+    for (let off = 0; off < bytes.length; off += 700)
+      for (const e of await r.push(bytes.subarray(off, off + 700)))
+        if (e.type === 'chunk') got.push(Buffer.from(e.plaintext));
+    t.ok(Buffer.concat(got).equals(plain), 'the chunks, in order, are the item');
+    t.ok(got.length >= 5, `in chunks (${got.length})`);
+    const end = r.end();
+    t.equal(end.itemId, id);
+    t.equal(end.trailer.status, 'complete');
+    t.equal(end.trailer.totalBytes, plain.length);
+    t.throws(() => r.finish(), { code: 'ESTREAMING' }, 'nothing was kept to assemble');
+    // a truncated stream fails at end()
+    const cut = phone.openItem({ keepPlaintext: false });
+    await cut.push(bytes.subarray(0, bytes.length - 30));
+    t.throws(() => cut.end(), { code: 'EITEM_TRUNCATED' });
+    // the default reader still returns the item whole
+    const whole = phone.openItem();
+    await whole.push(bytes);
+    t.ok(whole.finish().plaintext.equals(plain));
+  },
+);

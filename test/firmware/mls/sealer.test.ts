@@ -186,7 +186,7 @@ void t.test('item ids and content keys come from the injected random source', as
 });
 
 void t.test(
-  'a sink with appendParts gets whole records as parts; the bytes are the same',
+  'a sink with appendParts gets whole records, each as its parts; the bytes are the same',
   async (t) => {
     const root = tempDir();
     t.teardown(() => {
@@ -196,16 +196,17 @@ void t.test(
     const { phone } = await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'ph') });
     const file = join(root, 'item.bin');
     const fd = openSync(file, 'w');
-    const calls: { parts: number; final: boolean }[] = [];
+    const calls: { records: number; parts: number; final: boolean }[] = [];
     const sink: CiphertextSink = {
       append: (_id, _kind, bytes, final) => {
         writeSync(fd, bytes);
-        calls.push({ parts: 0, final });
+        calls.push({ records: 0, parts: 0, final });
         return Promise.resolve();
       },
-      appendParts: (_id, _kind, parts, final) => {
-        writevSync(fd, [...parts]);
-        calls.push({ parts: parts.length, final });
+      appendParts: (_id, _kind, records, final) => {
+        const parts = records.flat();
+        writevSync(fd, parts);
+        calls.push({ records: records.length, parts: parts.length, final });
         return Promise.resolve();
       },
     };
@@ -219,9 +220,9 @@ void t.test(
     t.same(
       calls,
       [
-        { parts: 0, final: false },
-        { parts: 9, final: false },
-        { parts: 0, final: true },
+        { records: 0, parts: 0, final: false },
+        { records: 3, parts: 9, final: false },
+        { records: 0, parts: 0, final: true },
       ],
       'header, one vectored call with 3 records of 3 parts each, end record',
     );

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { MemoryLogger } from '../../../base/logger.js';
@@ -26,12 +26,18 @@ async function used(dir: string): Promise<number> {
   return n;
 }
 
-async function setup(t: Test, capacity: number, minFree: number, critical: number) {
+async function setup(
+  t: Test,
+  capacity: number,
+  minFree: number,
+  critical: number,
+  innerSink?: CiphertextSink,
+) {
   const { dir, cleanup } = await tempDir('vigil-hub-retention-');
   t.teardown(cleanup);
   let now = 1_800_000_000_000;
   const forwarded: string[] = [];
-  const inner: CiphertextSink = {
+  const inner: CiphertextSink = innerSink ?? {
     append: (itemId, kind, _bytes, final) => {
       if (final) forwarded.push(`${kind}:${itemId}`);
       return Promise.resolve();
@@ -172,4 +178,115 @@ t.test('start runs at once and on the schedule; stop ends it', async (t) => {
   t.ok(s.backlogRuns() >= 1);
   t.match(s.h.status(), { runs: Number, items: 0 });
   await s.h.stop();
+});
+
+/** Records of the given sizes, each as three parts (header, ciphertext, tag). */
+function recs(...sizes: number[]): Buffer[][] {
+  return sizes.map((n, i) => [Buffer.alloc(5, i), Buffer.alloc(n, i + 1), Buffer.alloc(16, i + 2)]);
+}
+
+t.test(
+  'appendParts: the copy is written as the item arrives and exists only once it is complete',
+  async (t) => {
+    const calls: { id: string; kind: string; bytes: Buffer; final: boolean }[] = [];
+    const inner: CiphertextSink = {
+      append: (id, kind, bytes, final) => {
+        calls.push({ id, kind, bytes: Buffer.from(bytes), final });
+        return Promise.resolve();
+      },
+      appendParts: (id, kind, records, final) => {
+        calls.push({ id, kind, bytes: Buffer.concat(records.flat()), final });
+        return Promise.resolve();
+      },
+    };
+    const s = await setup(t, 1_000_000, 1000, 500, inner);
+    const head = Buffer.alloc(100, 9);
+    const gop = recs(300, 200);
+    await s.sink.append('aa01', 'clip', head, false);
+    await s.sink.appendParts?.('aa01', 'clip', gop, false);
+    const during = await readdir(join(s.dir, 'clips'));
+    t.equal(during.length, 1, 'one file while the item is written');
+    t.ok(during[0]?.startsWith('.') && during[0].endsWith('.tmp'), 'a temp, not the copy');
+    t.same(s.h.store.items(), [], 'nothing indexed before the end');
+    const end = Buffer.alloc(40, 8);
+    await s.sink.append('aa01', 'clip', end, true);
+    const whole = Buffer.concat([head, ...gop.flat(), end]);
+    t.same(await readFile(join(s.dir, 'clips', 'aa01.vgi')), whole, 'the copy, byte for byte');
+    t.same(await readdir(join(s.dir, 'clips')), ['aa01.vgi']);
+    t.same(
+      s.h.store.items().map((i) => [i.id, i.bytes]),
+      [['aa01', whole.length]],
+    );
+    t.same(Buffer.concat(calls.map((c) => c.bytes)), whole, 'the upload got the same bytes');
+    t.same(
+      calls.map((c) => c.final),
+      [false, false, true],
+      'parts went on as parts (one call for the GOP)',
+    );
+    // live passes through as parts, nothing kept
+    await s.sink.appendParts?.('cc01', 'live', recs(10), true);
+    t.equal(calls.at(-1)?.kind, 'live');
+    t.same(await readdir(join(s.dir, 'clips')), ['aa01.vgi']);
+  },
+);
+
+t.test(
+  'appendParts to a sink without parts: one append per record, the last one final',
+  async (t) => {
+    const s = await setup(t, 1_000_000, 1000, 500);
+    await s.sink.appendParts?.('bb01', 'thumbnail', recs(10, 20, 30), true);
+    t.same(s.forwarded, ['thumbnail:bb01'], 'ended once');
+    t.equal((await stat(join(s.dir, 'thumbnails', 'bb01.vgi'))).size, 60 + 3 * 21);
+  },
+);
+
+t.test(
+  'an item whose upload fails, or that the backlog dropped while open, keeps no copy',
+  async (t) => {
+    let fail = false;
+    const inner: CiphertextSink = {
+      append: () => (fail ? Promise.reject(new Error('disk full')) : Promise.resolve()),
+      appendParts: () => (fail ? Promise.reject(new Error('disk full')) : Promise.resolve()),
+    };
+    const s = await setup(t, 1_000_000, 1000, 500, inner);
+    await s.sink.append('aa01', 'clip', Buffer.alloc(100), false);
+    fail = true;
+    await t.rejects(s.sink.appendParts!('aa01', 'clip', recs(50), false), /disk full/);
+    t.same(await readdir(join(s.dir, 'clips')), [], 'the temp went with the failed item');
+    fail = false;
+    await s.sink.append('aa02', 'clip', Buffer.alloc(100), false);
+    await s.h.discard(['aa02']);
+    await s.sink.append('aa02', 'clip', Buffer.alloc(10), true);
+    t.same(await readdir(join(s.dir, 'clips')), [], 'a dropped item keeps no copy');
+    t.same(s.h.store.items(), []);
+  },
+);
+
+t.test('a copy a crash interrupted is removed when retention opens', async (t) => {
+  const { dir, cleanup } = await tempDir('vigil-hub-retention-');
+  t.teardown(cleanup);
+  const fs = new DurableFs();
+  const w = await fs.createAtomic(join(dir, 'clips', 'aa01.vgi'));
+  await w.append([Buffer.alloc(1000)]);
+  // (the process dies here: no commit, no discard)
+  t.equal((await readdir(join(dir, 'clips'))).length, 1);
+  const h = await HubRetention.open({
+    root: dir,
+    fs,
+    stats: () => Promise.resolve({ totalBytes: 1e9, freeBytes: 1e9 }),
+    logger: new MemoryLogger(),
+    policy: {
+      classes: {
+        clips: { maxAgeDays: 30 },
+        thumbnails: { maxAgeDays: 10 },
+        pending: { maxAgeDays: 7 },
+      },
+      minFreeBytes: 1000,
+      criticalFreeBytes: 500,
+    },
+    intervalMs: 3_600_000,
+  });
+  t.same(await readdir(join(dir, 'clips')), []);
+  t.same(h.store.items(), []);
+  await w.discard();
 });

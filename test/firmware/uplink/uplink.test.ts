@@ -60,6 +60,52 @@ t.test('items reach the phone in order, byte for byte', async (t) => {
 });
 
 t.test(
+  'appendParts: a GOP of records is one queued file, byte for byte; live records stay records',
+  async (t) => {
+    const { dir, cleanup } = await tempDir();
+    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
+    const up = await createUplink({
+      relayUrl: relay.url,
+      credentials: { deviceId: device.id, token: device.token },
+      stateDir: `${dir}/q`,
+      fs: new DurableFs(),
+      logger: SILENT,
+    });
+    t.teardown(async () => {
+      await up.stop();
+      await relay.close();
+      await cleanup();
+    });
+    const rec = (n: number): Buffer[] => [randomBytes(9), randomBytes(n), randomBytes(16)];
+    const header = randomBytes(200);
+    const gop = [rec(60_000), rec(60_000), rec(1000)];
+    const end = randomBytes(40);
+    await up.append('clip-parts', 'clip', header, false);
+    await up.appendParts?.('clip-parts', 'clip', gop, false);
+    await up.appendParts?.('clip-parts', 'clip', [], false);
+    await up.append('clip-parts', 'clip', end, true);
+    t.equal(up.status().queuedSegments, 3, 'header, the GOP as one file, end record');
+    // live: each record is its own live record (index order), joined from its parts
+    await up.append('live-parts', 'live', Buffer.from('header'), false);
+    await up.appendParts?.('live-parts', 'live', [rec(10), rec(20)], false);
+    await up.appendParts?.('live-parts', 'live', [[Buffer.from('en'), Buffer.from('d')]], true);
+    up.start();
+    await up.drained();
+    await until('live records sent', () => up.status().liveSent === 4);
+    const phone = phones[0]!.client;
+    const list = (await phone.list({})).items;
+    t.same(
+      list.map((i) => [i.itemId, i.complete]),
+      [['clip-parts', true]],
+    );
+    t.same(await phone.readAll(list[0]!.seq), Buffer.concat([header, ...gop.flat(), end]));
+    const info = await phone.liveInfo();
+    t.equal(info.next, 4, 'four live records: header, two records, end');
+    t.equal(info.complete, true, 'the last record of the final call ends the live item');
+  },
+);
+
+t.test(
   `relay away for ${OUTAGE_MS} ms in the middle of an upload: nothing lost, no duplicates, oldest first`,
   async (t) => {
     const { dir, cleanup } = await tempDir();

@@ -85,6 +85,80 @@ for (const mode of ['kill', 'power-loss'] as const satisfies readonly CrashMode[
   });
 }
 
+t.test('writeFileAtomic takes parts: one vectored write of them, in order', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs();
+  const f = join(dir, 'parts.bin');
+  const parts = [
+    Buffer.from('head|'),
+    Buffer.alloc(0),
+    Buffer.alloc(70_000, 7),
+    Buffer.from('|tag'),
+  ];
+  await fs.writeFileAtomic(f, parts);
+  t.same(await readFile(f), Buffer.concat(parts));
+  // more parts than one writev takes (IOV_MAX 1024)
+  const many = Array.from({ length: 2500 }, (_, i) => Buffer.from([i & 0xff]));
+  await fs.writeFileAtomic(f, many);
+  t.same(await readFile(f), Buffer.concat(many));
+  t.same(await readdir(dir), ['parts.bin']);
+});
+
+t.test('createAtomic: appended parts become the file at commit, not before', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs();
+  const f = join(dir, 'copy.vgi');
+  await writeFile(f, OLD);
+  const w = await fs.createAtomic(f, 'copy');
+  await w.append([Buffer.from('a'), Buffer.from('bc')]);
+  await w.append([Buffer.from('def')]);
+  t.equal(w.bytes, 6);
+  t.equal(await readFile(f, 'utf8'), OLD, 'the target is untouched until commit');
+  await w.commit();
+  t.equal(await readFile(f, 'utf8'), 'abcdef');
+  t.same(await readdir(dir), ['copy.vgi'], 'no temp left');
+  t.same(
+    fs.crash.trace.map((p) => p.label),
+    ['copy:before-write', 'copy:written', 'copy:fsynced', 'copy:renamed', 'copy:dir-fsynced'],
+    'the same five crash points as writeFileAtomic',
+  );
+  await t.rejects(w.append([Buffer.from('x')]), { code: 'ECLOSED' });
+  await t.rejects(w.commit(), { code: 'ECLOSED' });
+
+  const d = await fs.createAtomic(join(dir, 'gone.vgi'));
+  await d.append([Buffer.alloc(1000)]);
+  await d.discard();
+  await d.discard();
+  t.same(await readdir(dir), ['copy.vgi'], 'a discarded write leaves nothing');
+});
+
+for (const mode of ['kill', 'power-loss'] as const satisfies readonly CrashMode[]) {
+  t.test(`createAtomic: crash at every point (${mode})`, async (t) => {
+    const write = async (fs: DurableFs, f: string): Promise<void> => {
+      const w = await fs.createAtomic(f);
+      await w.append([Buffer.from(NEW.slice(0, 100))]);
+      await w.append([Buffer.from(NEW.slice(100))]);
+      await w.commit();
+    };
+    const probe = new DurableFs();
+    await write(probe, join(await scratch(), 'f'));
+    const points = probe.crash.count;
+    t.equal(points, 5);
+    for (let at = 1; at <= points; at++) {
+      const dir = await scratch();
+      const f = join(dir, 'f');
+      await new DurableFs().writeFileAtomic(f, OLD);
+      const fs = new DurableFs(new CrashController({ at, mode, delivery: 'throw' }));
+      const err = await write(fs, f).catch((e: unknown) => e);
+      t.ok(err instanceof SimulatedCrash, `point ${at} fired`);
+      const after = await readFile(f, 'utf8');
+      t.ok(after === OLD || after === NEW, `point ${at}: complete old or new`);
+      await new DurableFs().cleanTemp(dir);
+      t.same(await readdir(dir), ['f'], `point ${at}: after cleanTemp only the file is left`);
+    }
+  });
+}
+
 t.test('power loss discards a plain unsynced write of a new file', async (t) => {
   const dir = await scratch();
   const fs = new DurableFs(new CrashController({ at: 2, mode: 'power-loss', delivery: 'throw' }));
