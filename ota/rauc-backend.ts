@@ -33,8 +33,9 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
+import type { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
-import { autobootTxt, BOOT_PARTITIONS } from '../protocol/card-layout.js';
+import { autobootTxt, BOOT_PARTITIONS, FIRMWARE_MOUNT } from '../protocol/card-layout.js';
 import type { CardSlot } from '../protocol/card-layout.js';
 import { SLOT_BOOTNAMES, slotOfBootname } from '../protocol/rauc-system.js';
 import { parseAutoboot } from './tryboot.js';
@@ -342,4 +343,24 @@ export class RaucBootBackend {
         );
     }
   }
+}
+
+/** The firmware this board has: the Pi's device tree, else the twin's command line. */
+async function firmwareOf(paths: HostPaths, fs: DurableFs): Promise<BootFirmware> {
+  const dt = paths.host('/proc/device-tree/chosen/bootloader');
+  if ((await fs.readIfExists(join(dt, 'partition'))) !== undefined) return new PiFirmware(dt, fs);
+  return new TwinFirmware(paths.host('/proc/cmdline'), paths.host(FIRMWARE_MOUNT), fs);
+}
+
+/**
+ * The running board's backend: the Pi firmware when the device tree names the boot partition,
+ * else the twin's (the qemu harness plays the firmware). Used by RAUC's backend process
+ * (bin/rauc-backend.ts), `vigil ota rauc-backend` and the hub's OS agent.
+ */
+export async function boardBackend(paths: HostPaths, fs: DurableFs): Promise<RaucBootBackend> {
+  return new RaucBootBackend({
+    selectorDir: paths.host(FIRMWARE_MOUNT),
+    fs,
+    firmware: await firmwareOf(paths, fs),
+  });
 }
