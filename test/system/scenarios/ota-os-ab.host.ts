@@ -16,7 +16,7 @@
 //   7    v2 boots, reports v4 rolled back; installs v5
 //   8-9  power cut during v5's trial → v2 boots, reports v5 rolled back, does not retry it
 //
-// What is emulated (docs/ota.md): the firmware (the file above), the root filesystem (the
+// What is emulated (docs/ota.md): the firmware (lib/pi-firmware.ts), the root filesystem (the
 // guest's own Debian root with node and rauc; the booted slot's os-version and behaviour are
 // read from the root partition its cmdline names), the initramfs (the harness's) and PID 1's
 // watchdog petting (busybox watchdog with the image's RuntimeWatchdogSec; a hang = it stops).
@@ -92,7 +92,7 @@ const scenario: HostScenario = async (h) => {
   await copyFile(cert, join(ctx.repoDir, 'keyring.pem'));
   // The image's OS update files, written by the project's code (image/overlay.ts): RAUC's
   // system.conf from the card table, the backend's wrapper, the watchdog drop-in. The guest
-  // copies them over its root (it is not the image: docs/ota.md, "What the VM emulates").
+  // copies them over its root (it is not the image: docs/ota.md, "The VM scenario").
   const files = join(work, 'in', 'files');
   for (const f of osUpdateFiles(BOARDS['qemu-amd64'])) {
     if (![RAUC_PATHS.systemConf, RAUC_PATHS.backend, WATCHDOG_CONF_PATH].includes(f.path)) continue;
