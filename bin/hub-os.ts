@@ -27,7 +27,8 @@ import type { BusyPort, HealthCheck, OtaOutcome, OutcomeReporter } from '../ota/
 import { nextDelay } from '../ota/agent.js';
 import type { OsBootPort } from '../ota/os-agent.js';
 import { OsUpdateAgent } from '../ota/os-agent.js';
-import { bootBackend, OS_TRIAL_FILE, runningOsVersion } from '../ota/os-cli.js';
+import { OS_TRIAL_FILE, runningOsVersion } from '../ota/os-cli.js';
+import { boardBackend } from '../ota/rauc-backend.js';
 import { RaucCli } from '../ota/rauc.js';
 import type { RaucPort } from '../ota/rauc.js';
 import type { Transport } from '../ota/transport.js';
@@ -161,7 +162,7 @@ export class HubOsUpdates {
   }
 
   async #boardBoot(): Promise<OsBootPort> {
-    const backend = await bootBackend(this.#d.paths, this.#d.fs);
+    const backend = await boardBackend(this.#d.paths, this.#d.fs);
     return {
       isTrialBoot: async () => (await backend.booted())?.trial === true,
       rebootIntoTrial: async () => {

@@ -66,12 +66,21 @@ export function configTxt(kernelVersion: string): string {
 }
 
 /**
+ * Seconds after a kernel panic before the board resets itself (`panic=`). The hardware
+ * watchdog is armed only once systemd runs (WATCHDOG_CONF); before that, in the kernel and
+ * the initramfs, a panic — and initramfs-tools' "root device not found", which with `panic=`
+ * reboots instead of opening a rescue shell — would otherwise stop a trial boot for good.
+ * The reset clears the firmware's one-shot tryboot flag: the committed slot boots.
+ */
+export const KERNEL_PANIC_REBOOT_SEC = 10;
+
+/**
  * Kernel command line of a slot: root by PARTUUID, so slot B only differs in one digit;
  * `rauc.slot=` tells RAUC which slot booted (protocol/rauc-system.ts boot names).
  */
 export function cmdlineTxt(board: Board, layout: Layout, slot: 'a' | 'b'): string {
   const root = partUuid(layout, slot === 'a' ? 'root-a' : 'root-b');
-  return `${board.console} root=PARTUUID=${root} rootfstype=ext4 rw rootwait fsck.repair=yes rauc.slot=${SLOT_BOOTNAMES[slot]}\n`;
+  return `${board.console} root=PARTUUID=${root} rootfstype=ext4 rw rootwait fsck.repair=yes panic=${String(KERNEL_PANIC_REBOOT_SEC)} rauc.slot=${SLOT_BOOTNAMES[slot]}\n`;
 }
 
 /**
@@ -87,19 +96,27 @@ export function autobootTxt(): string {
 
 /**
  * RAUC's custom bootloader backend as RAUC runs it: the project's implementation of the
- * Pi firmware's autoboot.txt + tryboot rule (ota/rauc-backend.ts) behind `vigil ota`.
+ * Pi firmware's autoboot.txt + tryboot rule (ota/rauc-backend.ts), through its own small
+ * entry point (bin/rauc-backend.ts) rather than the whole CLI: RAUC starts it several
+ * times per install and per commit.
  */
 export function raucBackendWrapper(): string {
   return [
     '#!/bin/sh',
     '# RAUC custom bootloader backend (installed by `vigil image build`): ota/rauc-backend.ts.',
-    `exec ${IMAGE_PATHS.cli} ota rauc-backend "$@"`,
+    `exec ${IMAGE_PATHS.node} ${IMAGE_PATHS.app}/dist/bin/rauc-backend.js "$@"`,
     '',
   ].join('\n');
 }
 
-/** systemd pets the hardware watchdog; a hang (kernel or PID 1) resets the board. */
+/**
+ * systemd (PID 1) opens the hardware watchdog (/dev/watchdog0: bcm2835-wdt on a Pi, i6300esb
+ * on the twin) and pets it at half this period; a hang of the kernel or of PID 1 stops the
+ * petting and the watchdog resets the board. A one-shot tryboot flag is gone by then, so the
+ * firmware boots the committed slot.
+ */
 export const WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=15s\nRebootWatchdogSec=2min\n';
+export const WATCHDOG_CONF_PATH = '/etc/systemd/system.conf.d/vigil-watchdog.conf';
 
 export const OS_CONFIRM_UNIT = 'vigil-os-confirm.service';
 export const OS_CONFIRM_TIMER = 'vigil-os-confirm.timer';
@@ -155,11 +172,7 @@ export function osUpdateFiles(board: Board, osVersion = DEFAULT_OS_VERSION): Ove
     { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_TIMER}`, content: osConfirmTimer(), mode: 0o644 },
     { path: RAUC_PATHS.systemConf, content: raucSystemConf(board.name), mode: 0o644 },
     { path: RAUC_PATHS.backend, content: raucBackendWrapper(), mode: 0o755 },
-    {
-      path: '/etc/systemd/system.conf.d/vigil-watchdog.conf',
-      content: WATCHDOG_CONF,
-      mode: 0o644,
-    },
+    { path: WATCHDOG_CONF_PATH, content: WATCHDOG_CONF, mode: 0o644 },
   ];
 }
 

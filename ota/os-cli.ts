@@ -21,8 +21,7 @@ import { OS_VERSION_FILE } from '../protocol/rauc-system.js';
 import type { HealthCheck } from './agent.js';
 import { OsUpdateAgent } from './os-agent.js';
 import { RaucCli } from './rauc.js';
-import { OS_TRIAL_FILE, PiFirmware, RaucBootBackend, TwinFirmware } from './rauc-backend.js';
-import type { BootFirmware } from './rauc-backend.js';
+import { boardBackend, OS_TRIAL_FILE } from './rauc-backend.js';
 import { buildRootfsBundle } from './rauc-bundle.js';
 import { release } from './repo.js';
 import type { RepoContext } from './repo.js';
@@ -93,25 +92,9 @@ export async function releaseRootfs(
   return 0;
 }
 
-/** The firmware this board has: the Pi's device tree, else the twin's command line. */
-async function firmwareOf(paths: HostPaths, fs: DurableFs): Promise<BootFirmware> {
-  const dt = paths.host('/proc/device-tree/chosen/bootloader');
-  if ((await fs.readIfExists(join(dt, 'partition'))) !== undefined) return new PiFirmware(dt, fs);
-  return new TwinFirmware(paths.host('/proc/cmdline'), paths.host(FIRMWARE_MOUNT), fs);
-}
-
-/** The board's RAUC backend (the CLI here, the hub's OS agent in bin/hub-os.ts). */
-export async function bootBackend(paths: HostPaths, fs: DurableFs): Promise<RaucBootBackend> {
-  return new RaucBootBackend({
-    selectorDir: paths.host(FIRMWARE_MOUNT),
-    fs,
-    firmware: await firmwareOf(paths, fs),
-  });
-}
-
 /** RAUC runs this (RAUC_PATHS.backend): argv is RAUC's. */
 export async function raucBackend(ctx: CommandContext): Promise<number> {
-  const backend = await bootBackend(HostPaths.fromEnv(ctx.env), new DurableFs());
+  const backend = await boardBackend(HostPaths.fromEnv(ctx.env), new DurableFs());
   ctx.stdout(await backend.handle(ctx.argv.slice(1)));
   return 0;
 }
@@ -138,7 +121,7 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
       throw new UsageError(`no trusted root in ${metaDir}: give --root ROOT.json`);
     await installTrustedRoot(fs, metaDir, await readFile(v.root));
   }
-  const backend = await bootBackend(paths, fs);
+  const backend = await boardBackend(paths, fs);
   const busyFile = typeof v['busy-file'] === 'string' ? v['busy-file'] : undefined;
   // The hub's unit reached READY (Type=notify; vigil-os-confirm.service runs After= it): the
   // supervisor opened storage, MLS state and the camera pipeline, or it would not be active.

@@ -30,11 +30,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { VigilError } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
+import type { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
-import { autobootTxt, BOOT_PARTITIONS, parseAutoboot } from '../protocol/card-layout.js';
+import {
+  autobootTxt,
+  BOOT_PARTITIONS,
+  FIRMWARE_MOUNT,
+  parseAutoboot,
+} from '../protocol/card-layout.js';
 import type { CardSlot } from '../protocol/card-layout.js';
 import { SLOT_BOOTNAMES, slotOfBootname } from '../protocol/rauc-system.js';
 
@@ -57,12 +62,39 @@ export const OS_TRIAL_FILE = 'vigil-os.json';
 /** The twin's stand-in for the firmware's one-shot flag (the qemu harness reads and clears it). */
 export const TRYBOOT_FLAG_FILE = 'tryboot.flag';
 
-const StateSchema = z.object({
-  format: z.literal('vigil-ab/1'),
-  trial: z.enum(['a', 'b']).optional(),
-  bad: z.array(z.enum(['a', 'b'])).default([]),
-});
-type BackendState = z.infer<typeof StateSchema>;
+interface BackendState {
+  readonly format: 'vigil-ab/1';
+  /** The slot set-primary recorded for its one tryboot trial. */
+  readonly trial?: CardSlot;
+  readonly bad: readonly CardSlot[];
+}
+
+function isCardSlot(v: unknown): v is CardSlot {
+  return v === 'a' || v === 'b';
+}
+
+/**
+ * The state file's decoder, written out instead of a zod schema (the house rule): RAUC
+ * starts the backend's process up to seven times for one status query and mark-good, and
+ * importing zod costs more than node's own start (~0.4 s of ~0.7 s on the build host, seconds
+ * under TCG and on a Pi Zero 2 W; docs/decisions.md). Unknown keys are ignored, `bad` defaults
+ * to none; anything else that is not this shape decodes to undefined.
+ */
+export function decodeBackendState(text: string): BackendState | undefined {
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) return undefined;
+  const o = j as Record<string, unknown>;
+  if (o.format !== 'vigil-ab/1') return undefined;
+  if (o.trial !== undefined && !isCardSlot(o.trial)) return undefined;
+  const bad = o.bad ?? [];
+  if (!Array.isArray(bad) || !bad.every(isCardSlot)) return undefined;
+  return { format: 'vigil-ab/1', ...(isCardSlot(o.trial) ? { trial: o.trial } : {}), bad };
+}
 
 /** What the firmware tells the running system, and how to reboot through it. */
 export interface BootFirmware {
@@ -202,12 +234,8 @@ export class RaucBootBackend {
     const path = join(this.#o.selectorDir, STATE_FILE);
     const b = await this.#o.fs.readIfExists(path);
     if (b === undefined) return { format: 'vigil-ab/1', bad: [] };
-    try {
-      return StateSchema.parse(JSON.parse(b.toString('utf8')));
-    } catch {
-      // A torn state file loses at most a pending trial: the committed slot stays primary.
-      return { format: 'vigil-ab/1', bad: [] };
-    }
+    // A torn state file loses at most a pending trial: the committed slot stays primary.
+    return decodeBackendState(b.toString('utf8')) ?? { format: 'vigil-ab/1', bad: [] };
   }
 
   async #writeState(s: BackendState): Promise<void> {
@@ -341,4 +369,24 @@ export class RaucBootBackend {
         );
     }
   }
+}
+
+/** The firmware this board has: the Pi's device tree, else the twin's command line. */
+async function firmwareOf(paths: HostPaths, fs: DurableFs): Promise<BootFirmware> {
+  const dt = paths.host('/proc/device-tree/chosen/bootloader');
+  if ((await fs.readIfExists(join(dt, 'partition'))) !== undefined) return new PiFirmware(dt, fs);
+  return new TwinFirmware(paths.host('/proc/cmdline'), paths.host(FIRMWARE_MOUNT), fs);
+}
+
+/**
+ * The running board's backend: the Pi firmware when the device tree names the boot partition,
+ * else the twin's (the qemu harness plays the firmware). Used by RAUC's backend process
+ * (bin/rauc-backend.ts), `vigil ota rauc-backend` and the hub's OS agent.
+ */
+export async function boardBackend(paths: HostPaths, fs: DurableFs): Promise<RaucBootBackend> {
+  return new RaucBootBackend({
+    selectorDir: paths.host(FIRMWARE_MOUNT),
+    fs,
+    firmware: await firmwareOf(paths, fs),
+  });
 }

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
 import { DurableFs } from '../../hw/os/fs.js';
+import { HostPaths } from '../../hw/os/host-paths.js';
 import {
+  boardBackend,
+  decodeBackendState,
   parseTwinCmdline,
   PiFirmware,
   RaucBootBackend,
@@ -114,6 +117,68 @@ t.test('a torn state file loses only the pending trial', async (tt) => {
   tt.equal(await r.backend.handle(['get-primary']), 'A\n');
   tt.equal(await r.backend.handle(['get-state', 'B']), 'good\n');
 });
+
+t.test('the state decoder: the shape or nothing', async (tt) => {
+  tt.same(decodeBackendState('{"format":"vigil-ab/1","trial":"b","bad":["a"]}'), {
+    format: 'vigil-ab/1',
+    trial: 'b',
+    bad: ['a'],
+  });
+  tt.same(
+    decodeBackendState('{"format":"vigil-ab/1","extra":1}'),
+    { format: 'vigil-ab/1', bad: [] },
+    'bad defaults to none; unknown keys are ignored',
+  );
+  for (const text of [
+    '{"format":"vigil-ab/1","tri',
+    'null',
+    '[]',
+    '"vigil-ab/1"',
+    '{"format":"vigil-ab/2","bad":[]}',
+    '{"bad":[]}',
+    '{"format":"vigil-ab/1","trial":"c","bad":[]}',
+    '{"format":"vigil-ab/1","trial":null,"bad":[]}',
+    '{"format":"vigil-ab/1","bad":"a"}',
+    '{"format":"vigil-ab/1","bad":["a","x"]}',
+  ])
+    tt.equal(decodeBackendState(text), undefined, text);
+});
+
+t.test(
+  'boardBackend: the Pi firmware when the device tree names the partition, else the twin',
+  async (tt) => {
+    const root = await tempDir('vigil-rauc-board-');
+    tt.teardown(() => rm(root, { recursive: true, force: true }));
+    const fw = join(root, 'boot', 'firmware');
+    await mkdir(fw, { recursive: true });
+    await writeFile(join(fw, 'autoboot.txt'), autobootTxt('a'));
+    await mkdir(join(root, 'proc'), { recursive: true });
+    await writeFile(
+      join(root, 'proc', 'cmdline'),
+      'root=x vigil.boot_partition=2 vigil.tryboot=1\n',
+    );
+    const fs = new DurableFs();
+    tt.same(
+      await (await boardBackend(new HostPaths(root), fs)).booted(),
+      { slot: 'b', trial: true },
+      'twin',
+    );
+    const dt = join(root, 'proc', 'device-tree', 'chosen', 'bootloader');
+    await mkdir(dt, { recursive: true });
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    await writeFile(join(dt, 'partition'), u32(1));
+    await writeFile(join(dt, 'tryboot'), u32(0));
+    tt.same(
+      await (await boardBackend(new HostPaths(root), fs)).booted(),
+      { slot: 'a', trial: false },
+      'Pi',
+    );
+  },
+);
 
 t.test('bad arguments get one-line reasons', async (tt) => {
   const r = await rig(tt);

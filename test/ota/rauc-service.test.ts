@@ -47,7 +47,8 @@ t.test(
       [
         '#!/bin/sh',
         `echo "$*" >> ${join(dir, 'calls.log')}`,
-        `VIGIL_ROOT=${root} exec ${join(repo, 'node_modules', '.bin', 'tsx')} ${join(repo, 'bin', 'vigil.ts')} ota rauc-backend "$@"`,
+        // the image's backend process (bin/rauc-backend.ts), as RAUC_PATHS.backend runs it
+        `VIGIL_ROOT=${root} exec ${join(repo, 'node_modules', '.bin', 'tsx')} ${join(repo, 'bin', 'rauc-backend.ts')} "$@"`,
         '',
       ].join('\n'),
     );

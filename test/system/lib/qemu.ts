@@ -1,9 +1,14 @@
 /**
  * Boot one qemu guest: x86_64 under TCG (this host's /dev/kvm cannot run a stock kernel),
  * serial console to a log file (and to onLine), a hard timeout, and an optional power cut
- * (SIGKILL) when a console line shows a marker.
+ * (SIGKILL) when a console line shows a marker. With `qmpEvents`, qemu's QMP events
+ * (WATCHDOG, RESET, SHUTDOWN with its cause) are collected: how the host tells a watchdog
+ * reset from the guest's own power-off.
  */
 import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { spawnProcess } from '../../../hw/os/run.js';
 import type { BootResult, BootSpec } from './types.js';
@@ -54,8 +59,64 @@ export function qemuArgs(spec: BootSpec): string[] {
       `virtio-blk-pci,drive=d${i}${d.serial !== undefined ? `,serial=${d.serial}` : ''}`,
     );
   });
+  if (spec.qmpEvents === true) args.push('-qmp', `unix:${qmpSocket(spec)},server=on,wait=off`);
   args.push(...(spec.extraArgs ?? []));
   return args;
+}
+
+function qmpSocket(spec: BootSpec): string {
+  return `${spec.consoleLog}.qmp`;
+}
+
+/**
+ * A QMP client that only listens: connect (qemu creates the socket while it starts, so
+ * retry until it is there or qemu is gone), leave the capabilities negotiation, then hand
+ * every event to `onEvent`.
+ */
+function listenQmp(
+  path: string,
+  gone: () => boolean,
+  onEvent: (e: { event: string; data?: unknown }) => void,
+): { finished(): Promise<void> } {
+  let sock: Socket | undefined;
+  let sockClosed: Promise<void> = Promise.resolve();
+  const attempt = (): void => {
+    if (gone()) return;
+    const s = connect(path);
+    let buf = '';
+    s.on('error', () => {
+      s.destroy();
+      if (sock === undefined) setTimeout(attempt, 50);
+    });
+    s.on('connect', () => {
+      sock = s;
+      // qemu closes the connection when it exits: then every event it sent has been read
+      sockClosed = new Promise<void>((resolve) => {
+        s.once('close', () => {
+          resolve();
+        });
+      });
+      s.write('{"execute":"qmp_capabilities"}\n');
+    });
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      let nl = buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        nl = buf.indexOf('\n');
+        if (line === '') continue;
+        try {
+          const msg = JSON.parse(line) as { event?: unknown; data?: unknown };
+          if (typeof msg.event === 'string') onEvent({ event: msg.event, data: msg.data });
+        } catch {
+          /* not JSON: ignore (QMP speaks one JSON object per line) */
+        }
+      }
+    });
+  };
+  attempt();
+  return { finished: () => sockClosed };
 }
 
 export async function bootQemu(spec: BootSpec): Promise<BootResult> {
@@ -77,6 +138,20 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
   const timer = setTimeout(() => {
     kill('timeout');
   }, spec.timeoutMs);
+  const events: string[] = [];
+  let exitedYet = false;
+  const qmp =
+    spec.qmpEvents === true
+      ? listenQmp(
+          qmpSocket(spec),
+          () => exitedYet,
+          (e) => {
+            const text = `${e.event}${e.data !== undefined ? ` ${JSON.stringify(e.data)}` : ''}`;
+            events.push(text);
+            log.write(`\n[qemu event] ${text}\n`);
+          },
+        )
+      : undefined;
   const stdout = vm.child.stdout;
   const stderr = vm.child.stderr;
   if (stderr) {
@@ -105,8 +180,11 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
     });
   });
   const exit = await vm.exited;
+  exitedYet = true;
   clearTimeout(timer);
   await reading;
+  await qmp?.finished();
+  if (spec.qmpEvents === true) await rm(qmpSocket(spec), { force: true });
   const outcome = state.outcome;
   if (outcome === 'exited' && exit.exitCode !== 0) {
     log.write(
@@ -121,5 +199,5 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
   };
   if (outcome !== 'exited') log.write(`\n[harness] qemu ${why[outcome]}\n`);
   await new Promise<void>((resolve) => log.end(resolve));
-  return { outcome, consoleLog: spec.consoleLog, lines, wallMs: Date.now() - t0 };
+  return { outcome, consoleLog: spec.consoleLog, lines, events, wallMs: Date.now() - t0 };
 }

@@ -69,6 +69,8 @@ export interface BootSpec {
   readonly extraArgs?: readonly string[];
   /** Called for every console line (without the line ending). */
   readonly onLine?: (line: string) => void;
+  /** Listen on qemu's QMP socket and return its events (BootResult.events). */
+  readonly qmpEvents?: boolean;
 }
 
 export interface BootResult {
@@ -79,6 +81,11 @@ export interface BootResult {
   readonly outcome: 'exited' | 'killed' | 'done' | 'timeout';
   readonly consoleLog: string;
   readonly lines: readonly string[];
+  /**
+   * With BootSpec.qmpEvents: qemu's events in order, `NAME {data}`, e.g.
+   * `WATCHDOG {"action":"reset"}` or `SHUTDOWN {"guest":true,"reason":"guest-shutdown"}`.
+   */
+  readonly events: readonly string[];
   readonly wallMs: number;
 }
 

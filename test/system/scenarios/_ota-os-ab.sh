@@ -1,6 +1,6 @@
 #!/bin/bash
 # Guest side of ota-os-ab.host.ts, one boot: the card is the scenario's disk "card" (real MBR
-# layout of protocol/card-layout.ts), the TUF repository a tar on the disk "repo". The host
+# layout of protocol/card-layout.ts), the TUF repository and the image's files a tar on "in". The host
 # played the Pi firmware (test/system/lib/pi-firmware.ts): it booted the kernel of the boot
 # partition autoboot.txt + tryboot.flag chose, with that partition's cmdline.txt (root=,
 # rauc.slot=) plus vigil.boot_partition=N vigil.tryboot=0|1.
@@ -13,6 +13,26 @@ set -euo pipefail
 for m in loop dm_mod dm_verity squashfs vfat i6300esb; do
   modprobe "$m" || vt_fail "modprobe $m"
 done
+
+# The host's disk "in": the TUF repository and the image's OS update files (RAUC's
+# system.conf, the backend's wrapper, the watchdog drop-in, /usr/bin/vigil), written on the host
+# by the project's own code (image/overlay.ts).
+mkdir -p /tmp/in
+tar -xf /dev/vt/in -C /tmp/in
+cp -a /tmp/in/files/. /
+# the image's wrappers run /opt/vigil's node and dist: here the guest's node and /vigil/dist
+mkdir -p /opt/vigil/node/bin
+ln -sfn /usr/local/bin/node /opt/vigil/node/bin/node
+ln -sfn /vigil/dist /opt/vigil/dist
+
+# The hardware watchdog, as systemd arms it at PID 1's start (RuntimeWatchdogSec from the
+# image's drop-in; systemd pets at half the period): qemu's i6300esb in place of the Pi's
+# bcm2835-wdt, busybox's petter in place of PID 1's main loop.
+wd=$(sed -n 's/^RuntimeWatchdogSec=\([0-9]*\)s$/\1/p' /etc/systemd/system.conf.d/vigil-watchdog.conf)
+[ -n "$wd" ] || vt_fail "no RuntimeWatchdogSec=<n>s in the image's watchdog drop-in"
+[ -c /dev/watchdog0 ] || vt_fail "no /dev/watchdog0 (i6300esb)"
+busybox watchdog -F -t $((wd / 2)) -T "$wd" /dev/watchdog0 &
+petter=$!
 
 card=$(readlink -f /dev/vt/card)
 # the names RAUC's system.conf uses (the image has udev; the harness's guest has none)
@@ -31,24 +51,16 @@ mount -o ro "/dev/disk/by-partuuid/$root" /mnt/slot
 cp /mnt/slot/etc/vigil/os-version /etc/vigil/os-version
 behaviour=$(cat /mnt/slot/etc/vigil/test-behaviour 2>/dev/null || echo healthy)
 umount /mnt/slot
-echo "VT-OS-ROOT partuuid=$root version=$(cat /etc/vigil/os-version) behaviour=$behaviour"
-
-# The SoC watchdog stand-in (qemu's i6300esb), petted like systemd's RuntimeWatchdogSec.
-[ -c /dev/watchdog ] || vt_fail "no /dev/watchdog (i6300esb)"
-busybox watchdog -F -t 2 -T 15 /dev/watchdog &
-petter=$!
+echo "VT-OS-ROOT partuuid=$root version=$(cat /etc/vigil/os-version) behaviour=$behaviour watchdog=${wd}s"
 
 if [ "$behaviour" = hang ]; then
-  # a new OS that hangs at boot: nothing pets the watchdog any more (PID 1 stuck)
-  kill -9 "$petter"
+  # A new OS that hangs at boot: PID 1 (or the kernel) stops, so nobody pets the watchdog
+  # any more. Frozen, not killed: the device stays open, as it does in a hung PID 1.
+  kill -STOP "$petter"
   echo "VT-OS-HANG"
   sleep infinity
 fi
 
-mkdir -p /tmp/repo
-tar -xf /dev/vt/repo -C /tmp/repo
-
-# A system bus for `rauc service` (the image has dbus via systemd; here a minimal one).
 mkdir -p /run/dbus
 cat >/tmp/bus.conf <<'EOF'
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -73,19 +85,15 @@ cat >/tmp/bus.conf <<'EOF'
 EOF
 dbus-daemon --config-file=/tmp/bus.conf --fork
 
-# The image's RAUC files (system.conf from the card table, the backend wrapper, the keyring)
-# and its /usr/bin/vigil, written by the project's own code.
-printf '#!/bin/sh\nexec node /vigil/dist/bin/vigil.js "$@"\n' >/usr/bin/vigil
-chmod 0755 /usr/bin/vigil
-node /vigil/dist/test/system/scenarios/_ota-os-ab.js files
-cp /tmp/repo/keyring.pem /etc/rauc/keyring.pem
+cp /tmp/in/repo/keyring.pem /etc/rauc/keyring.pem
 
 rauc service >/run/rauc-service.log 2>&1 &
 gdbus wait --system --timeout 120 de.pengutronix.rauc || {
   cat /run/rauc-service.log
   vt_fail "rauc service did not come up"
 }
-# RAUC's progress on the console: the host cuts the power on "Copying image to"
+echo "VT-OS-RAUC up"
+# RAUC's progress on the console: the host cuts the power on "writing data to device"
 tail -n +1 -f /run/rauc-service.log &
 
 VT_OS_BEHAVIOUR=$behaviour node /vigil/dist/test/system/scenarios/_ota-os-ab.js device

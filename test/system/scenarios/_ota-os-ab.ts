@@ -1,38 +1,26 @@
-// Guest side of ota-os-ab.host.ts (run by _ota-os-ab.sh):
-//   files   write the image's RAUC files (system.conf from the card table, the backend wrapper)
-//   device  one boot of the hub's OS agent (bin/hub-os.ts) with the real `rauc` CLI and service,
-//           the project's backend with the twin firmware, the TUF repository on loopback:
-//           settle a trial (confirm), then one update check. A reboot is a power-off the host
-//           sees; it then plays the Pi firmware (autoboot.txt + tryboot.flag) for the next boot.
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+// Guest side of ota-os-ab.host.ts (run by _ota-os-ab.sh): one boot of the hub's OS agent
+// (bin/hub-os.ts) with the real `rauc` CLI and service, the project's backend with the twin
+// firmware, the TUF repository on loopback: settle a trial (confirm), then one update check.
+// A reboot is a power-off the host sees; it then plays the Pi firmware (autoboot.txt +
+// tryboot.flag) for the next boot.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { MemoryLogger } from '../../../base/logger.js';
 import { HubOsUpdates } from '../../../bin/hub-os.js';
 import { parseConfig } from '../../../firmware/config/config.js';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { HostPaths } from '../../../hw/os/host-paths.js';
 import { run } from '../../../hw/os/run.js';
-import { BOARDS } from '../../../image/boards.js';
-import { osUpdateFiles } from '../../../image/overlay.js';
 import { RaucBootBackend, TwinFirmware } from '../../../ota/rauc-backend.js';
 import { startStaticServer } from '../../../ota/static-server.js';
 import { FetchTransport } from '../../../ota/transport.js';
 import { FIRMWARE_MOUNT } from '../../../protocol/card-layout.js';
-import { OS_VERSION_FILE, RAUC_PATHS } from '../../../protocol/rauc-system.js';
+import { OS_VERSION_FILE } from '../../../protocol/rauc-system.js';
 
-const REPO = '/tmp/repo';
+const REPO = '/tmp/in/repo';
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
-}
-
-async function files(): Promise<void> {
-  for (const f of osUpdateFiles(BOARDS['qemu-amd64'])) {
-    if (f.path !== RAUC_PATHS.systemConf && f.path !== RAUC_PATHS.backend) continue;
-    await mkdir(dirname(f.path), { recursive: true });
-    await writeFile(f.path, f.content);
-    await chmod(f.path, f.mode);
-  }
 }
 
 /** The power goes off after the FAT is clean: what a reboot leaves on the card. */
@@ -98,12 +86,12 @@ async function device(): Promise<void> {
   });
   if (!(await os.setup())) throw new Error(`OS updates off: ${os.status().note ?? '?'}`);
   await os.confirm();
+  say('VT-OS-CONFIRMED');
   const o = await os.check();
   say(`VT-OS-CHECK ${JSON.stringify(o)}`);
   await server.close();
 }
 
 const mode = process.argv[2];
-if (mode === 'files') await files();
-else if (mode === 'device') await device();
-else throw new Error(`usage: _ota-os-ab.js files|device (got ${String(mode)})`);
+if (mode === 'device') await device();
+else throw new Error(`usage: _ota-os-ab.js device (got ${String(mode)})`);
