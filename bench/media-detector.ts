@@ -1,7 +1,7 @@
 /**
  * Object detector cost (issue #21).
  *
- * 1. Inference per frame: the CenterNet model on onnxruntime-node, one thread,
+ * 1. Inference per frame: the NanoDet-g model on onnxruntime-node, one thread,
  *    on real photographs (dev/fixtures/images), at the detector sizes.
  * 2. Hub CPU at rest, detection off vs on, in interleaved rounds of the real
  *    pipeline (simulated camera filming a photo, software H.264, real sealer):
@@ -23,7 +23,7 @@ import { createMediaPipeline } from '../firmware/media/pipeline.js';
 import type { MediaPipeline } from '../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../hw/camera/simulated-camera.js';
-import { OnnxCenterNetDetector } from '../hw/detector/onnx-detector.js';
+import { OnnxDetector } from '../hw/detector/onnx-detector.js';
 import { CountingSink, arg, realSealer } from './media-common.js';
 
 const frames = arg('frames', 40);
@@ -40,8 +40,8 @@ function pct(xs: number[], p: number): number {
 }
 
 // ---- 1. inference per frame --------------------------------------------------
-process.stdout.write(`object detector: CenterNet MobileNetV3 (COCO), onnxruntime-node, 1 thread\n`);
-const detector = new OnnxCenterNetDetector({ threads: 1 });
+process.stdout.write(`object detector: NanoDet-g (COCO), onnxruntime-node, 1 thread\n`);
+const detector = new OnnxDetector({ threads: 1 });
 const t0 = performance.now();
 await detector.detect(await greyPhoto('rocket', 128, 96), 0.4);
 process.stdout.write(`  runtime + model load: ${(performance.now() - t0).toFixed(0)} ms\n`);

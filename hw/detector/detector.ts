@@ -6,7 +6,7 @@
  * loads it.
  */
 
-/** The 80 COCO classes, in the order the CenterNet model's heatmap channels use. */
+/** The 80 COCO classes, in the order the model's class scores use. */
 export const COCO_CLASSES = [
   'person',
   'bicycle',

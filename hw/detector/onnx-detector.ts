@@ -1,31 +1,33 @@
 /**
- * The CenterNet (MobileNetV3, COCO) object detector on onnxruntime-node, CPU.
+ * The NanoDet-g (COCO) object detector on onnxruntime-node, CPU.
  *
  * The runtime is imported on the first `detect` (never at hub start: a hub
  * that sees no motion never loads it) and the session uses one thread, so
  * the encoder keeps the other cores. `session.run` works off the event loop
  * (the addon's own thread): fragments keep flowing while a frame is analysed.
  *
- * The model (models/centernet-mbv3.onnx, docs/decisions.md "Object detector")
- * takes [1, 3, H, W] RGB 0..255 with H and W multiples of 32; the hub's side
- * stream is grey, so the one channel is given three times.
+ * The model (models/nanodet-g.onnx, docs/decisions.md "Object detector:
+ * NanoDet-g") takes [1, 3, H, W] BGR, each channel as (value - mean) / std,
+ * with H and W multiples of 32; the hub's side stream is grey, so the one
+ * channel is given three times (each normalised with its channel's constants).
  */
 import { fileURLToPath } from 'node:url';
 import { VigilError } from '../../base/errors.js';
-import { decodeCenterNet } from './centernet.js';
+import { decodeNanoDet } from './nanodet.js';
 import type { Detection, GreyFrame, ObjectDetector } from './detector.js';
 import type * as OrtModule from 'onnxruntime-node';
 
 type Ort = typeof OrtModule;
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
-export const CENTERNET_MODEL = fileURLToPath(
-  new URL('./models/centernet-mbv3.onnx', import.meta.url),
-);
+export const NANODET_MODEL = fileURLToPath(new URL('./models/nanodet-g.onnx', import.meta.url));
 
-const INPUT = 'tower_0/images';
-const HEAT = 'tower_0/keypoints';
-const EDGES = 'tower_0/wh';
+const INPUT = 'input_1';
+/** Input pixels per cell of the three output levels (outputs `cls_<stride>`, `reg_<stride>`). */
+const STRIDES = [8, 16, 32] as const;
+/** NanoDet's training normalisation, B, G, R. */
+const MEAN = [103.53, 116.28, 123.675] as const;
+const STD = [57.375, 57.12, 58.395] as const;
 
 export class DetectorError extends VigilError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -35,7 +37,7 @@ export class DetectorError extends VigilError {
 }
 
 export interface OnnxDetectorOptions {
-  /** Default: the CenterNet model beside this file. */
+  /** Default: the NanoDet model beside this file. */
   readonly modelPath?: string;
   /** Intra-op threads (default 1: leave the other cores to the encoder). */
   readonly threads?: number;
@@ -43,7 +45,7 @@ export interface OnnxDetectorOptions {
   readonly loadRuntime?: () => Promise<Ort>;
 }
 
-export class OnnxCenterNetDetector implements ObjectDetector {
+export class OnnxDetector implements ObjectDetector {
   readonly #o: OnnxDetectorOptions;
   #session: Promise<{ ort: Ort; session: Session }> | undefined;
   #input: Float32Array | undefined;
@@ -61,7 +63,7 @@ export class OnnxCenterNetDetector implements ObjectDetector {
     this.#session ??= (async () => {
       const ort = await (this.#o.loadRuntime ?? (() => import('onnxruntime-node')))();
       const threads = this.#o.threads ?? 1;
-      const session = await ort.InferenceSession.create(this.#o.modelPath ?? CENTERNET_MODEL, {
+      const session = await ort.InferenceSession.create(this.#o.modelPath ?? NANODET_MODEL, {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         executionMode: 'sequential',
@@ -85,27 +87,23 @@ export class OnnxCenterNetDetector implements ObjectDetector {
     const plane = W * H;
     if (this.#input?.length !== 3 * plane) this.#input = new Float32Array(3 * plane);
     const input = this.#input;
-    for (let i = 0; i < plane; i++) {
-      const v = data[i] ?? 0;
-      input[i] = v;
-      input[plane + i] = v;
-      input[2 * plane + i] = v;
+    for (let c = 0; c < 3; c++) {
+      const mean = MEAN[c] ?? 0;
+      const scale = 1 / (STD[c] ?? 1);
+      const base = c * plane;
+      for (let i = 0; i < plane; i++) input[base + i] = ((data[i] ?? 0) - mean) * scale;
     }
     const out = await session.run({ [INPUT]: new ort.Tensor('float32', input, [1, 3, H, W]) });
-    const heat = out[HEAT];
-    const edges = out[EDGES];
-    if (!heat || !edges) throw new DetectorError('model output is missing its heads');
-    const [, classes = 0, gridH = 0, gridW = 0] = heat.dims;
-    return decodeCenterNet(
-      {
-        heat: heat.data as Float32Array,
-        edges: edges.data as Float32Array,
-        classes,
-        gridH,
-        gridW,
-      },
-      minScore,
-    );
+    const levels = STRIDES.map((stride) => {
+      const scores = out[`cls_${stride}`];
+      const edges = out[`reg_${stride}`];
+      if (!scores || !edges)
+        throw new DetectorError(`model output is missing its stride ${stride} heads`);
+      return { stride, scores: scores.data as Float32Array, edges: edges.data as Float32Array };
+    });
+    const classes = out.cls_8?.dims[2] ?? 0;
+    const bins = (out.reg_8?.dims[2] ?? 0) / 4;
+    return decodeNanoDet({ levels, classes, bins, width: W, height: H }, minScore);
   }
 
   async close(): Promise<void> {
@@ -115,3 +113,6 @@ export class OnnxCenterNetDetector implements ObjectDetector {
     if (s) await (await s.catch(() => undefined))?.session.release();
   }
 }
+
+/** The adapter's name before the NanoDet switch (firmware/media/pipeline.ts still uses it). */
+export { OnnxDetector as OnnxCenterNetDetector };

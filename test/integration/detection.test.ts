@@ -4,7 +4,7 @@
  * Debian's python3-skimage) while a white square crosses it; the real
  * pipeline (ffmpeg, the small motion side stream, the motion detector) starts
  * the keyframe decoder when motion fires and hands its pictures to the real
- * CenterNet detector. At rest the encoder is the very one detection off runs. A person makes a clip whose sealed
+ * NanoDet-g detector. At rest the encoder is the very one detection off runs. A person makes a clip whose sealed
  * end record names the person; the empty scene makes none unless configured;
  * an exclude zone over the person makes none. With a stalled detector the
  * hub still records (motionClips), the governor's motion-only level records
@@ -26,10 +26,10 @@ import { createMediaPipeline } from '../../firmware/media/pipeline.js';
 import type { MediaEvent, MediaPipeline } from '../../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../../hw/camera/simulated-camera.js';
 import type { Detection, GreyFrame, ObjectDetector } from '../../hw/detector/detector.js';
-import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
+import { OnnxDetector } from '../../hw/detector/onnx-detector.js';
 import { MemorySealer } from '../firmware/media/memory-sealer.js';
 
-const detector = new OnnxCenterNetDetector();
+const detector = new OnnxDetector();
 t.teardown(() => detector.close());
 
 function rig(

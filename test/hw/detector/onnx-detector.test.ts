@@ -1,18 +1,18 @@
 /**
- * The real detector (CenterNet on onnxruntime-node) on real photographs
+ * The real detector (NanoDet-g on onnxruntime-node) on real photographs
  * (dev/fixtures/images/README.md: public-domain and CC0 pictures shipped by
  * Debian's python3-skimage).
  */
 import t from 'tap';
 import { greyPhoto } from '../../../dev/fixtures/images.js';
-import { OnnxCenterNetDetector } from '../../../hw/detector/onnx-detector.js';
+import { OnnxDetector } from '../../../hw/detector/onnx-detector.js';
 
-const detector = new OnnxCenterNetDetector();
+const detector = new OnnxDetector();
 t.teardown(() => detector.close());
 
 t.test('the runtime loads on the first frame, not before', async (t) => {
   let loads = 0;
-  const d = new OnnxCenterNetDetector({
+  const d = new OnnxDetector({
     loadRuntime: () => {
       loads++;
       return import('onnxruntime-node');
@@ -67,7 +67,7 @@ t.test('a frame the model cannot take is refused with its size', async (t) => {
 });
 
 t.test('a model that does not load is a DetectorError, and a retry loads again', async (t) => {
-  const d = new OnnxCenterNetDetector({ modelPath: '/nonexistent/model.onnx' });
+  const d = new OnnxDetector({ modelPath: '/nonexistent/model.onnx' });
   await t.rejects(d.detect(await greyPhoto('rocket', 128, 96), 0.4), {
     code: 'EDETECTOR',
     message: /object detector did not load/,
