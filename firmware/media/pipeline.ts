@@ -42,7 +42,7 @@ import type { EdgeInput } from './motion.js';
 import { MotionDetector, motionConfigSchema } from './motion.js';
 import { ffmpegThumbnailer } from './thumbnail.js';
 import type { ObjectDetector } from '../../hw/detector/detector.js';
-import { OnnxCenterNetDetector } from '../../hw/detector/onnx-detector.js';
+import { OnnxDetector } from '../../hw/detector/onnx-detector.js';
 import type { SeenObject } from './detection.js';
 import { DetectionGate, detectionConfigSchema, formatObjects } from './detection.js';
 import { KeyframeSource } from './keyframe-source.js';
@@ -174,7 +174,7 @@ export interface MediaPipelineDeps {
   readonly ffmpegEncoders?: () => Promise<ReadonlySet<string>>;
   readonly ffmpeg?: string;
   readonly thumbnailer?: Thumbnailer;
-  /** The object detector (default: CenterNet on onnxruntime, loaded on first use). */
+  /** The object detector (default: NanoDet-g on onnxruntime, loaded on first use). */
   readonly detector?: ObjectDetector;
   /** Parent of the private directory holding the motion socket (default os.tmpdir()). */
   readonly runDir?: string;
@@ -294,7 +294,7 @@ class Pipeline implements MediaPipeline {
     this.#detector = new MotionDetector(this.#cfg.motion);
     const det = this.#cfg.detection;
     if (det.enabled) {
-      const detector = d.detector ?? new OnnxCenterNetDetector();
+      const detector = d.detector ?? new OnnxDetector();
       this.#gate = new DetectionGate({
         detector,
         config: det,

@@ -113,6 +113,3 @@ export class OnnxDetector implements ObjectDetector {
     if (s) await (await s.catch(() => undefined))?.session.release();
   }
 }
-
-/** The adapter's name before the NanoDet switch (firmware/media/pipeline.ts still uses it). */
-export { OnnxDetector as OnnxCenterNetDetector };
