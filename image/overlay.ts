@@ -212,7 +212,7 @@ export function twinReportUnit(): string {
     `ExecStart=${IMAGE_PATHS.cli} image twin-report`,
     // with a journey to walk (vigil.journey=1), the journey unit powers off when done
     "ExecStopPost=/bin/sh -c 'grep -qw vigil.journey=1 /proc/cmdline || exec /usr/bin/systemctl --no-block poweroff'",
-    'TimeoutStartSec=1200',
+    'TimeoutStartSec=1800',
     '',
     '[Install]',
     'WantedBy=multi-user.target',

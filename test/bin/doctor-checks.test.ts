@@ -229,6 +229,49 @@ void t.test(
   },
 );
 
+void t.test(
+  'the volume mounted in the hub unit\'s own mount namespace is open and mounted, not "unmounted"',
+  async (t) => {
+    const lsblk = LSBLK.replace('"mountpoint":"/var/lib/vigil/data"', '"mountpoint":null');
+    t.not(lsblk, LSBLK);
+    const paths = await host(t, false);
+    // pid 1 (the caller's namespace) lacks the mount; pid 812 (the hub, ProtectSystem=full) has it
+    await mkdir(paths.host('/proc/1'), { recursive: true });
+    await writeFile(
+      paths.host('/proc/1/mountinfo'),
+      '22 1 254:2 / / rw,relatime shared:1 - ext4 /dev/vda2 rw\n',
+    );
+    await mkdir(paths.host('/proc/812'), { recursive: true });
+    await writeFile(
+      paths.host('/proc/812/mountinfo'),
+      '300 299 254:2 / / ro,relatime master:1 - ext4 /dev/vda2 rw\n' +
+        '341 300 253:0 / /var/lib/vigil/data rw,nosuid,nodev,relatime - ext4 /dev/mapper/vigil-data rw\n',
+    );
+    const run = async (lsblkOut: string, p: HostPaths): Promise<unknown> => {
+      const report = await runDoctor(
+        {
+          binding: new FakeV4l2Binding(),
+          run: runner({ lsblk: lsblkOut }).run,
+          paths: p,
+          httpStatus: () => Promise.resolve(200),
+          now: () => NOW,
+        },
+        SETTINGS,
+      );
+      return report.checks.find((c) => c.id === 'luks');
+    };
+    t.match(await run(lsblk, paths), {
+      status: 'pass',
+      details: { state: 'open-mounted', mountedAt: '/var/lib/vigil/data' },
+    });
+    // nobody has it mounted: open, a warning
+    t.match(await run(lsblk, await host(t, false)), {
+      status: 'warn',
+      details: { state: 'open', mountedAt: null },
+    });
+  },
+);
+
 void t.test('no camera, no tools: fails, never throws', async (t) => {
   const report = await runDoctor(
     {

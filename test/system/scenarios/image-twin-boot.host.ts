@@ -129,6 +129,61 @@ async function unpackDiagnostics(diskFile: string, workDir: string): Promise<str
   return names.length === 0 ? 'none (empty archive)' : `${dir} (${names.sort().join(', ')})`;
 }
 
+interface DoctorCheck {
+  readonly id: string;
+  readonly status: string;
+  readonly summary?: string;
+  readonly details?: Record<string, unknown>;
+}
+
+/**
+ * The twin's `vigil doctor --json` report (the `VIGIL-DOCTOR` console line of the report unit,
+ * run once the hub is pairing): what the product found and chose on the twin's hardware.
+ * Returns the problems, one line each (empty: the report says what the twin is).
+ */
+export function doctorProblems(lines: readonly string[]): { problems: string[]; summary: string } {
+  const line = lines.find((l) => l.includes('VIGIL-DOCTOR '));
+  if (line === undefined) return { problems: ['no VIGIL-DOCTOR line on the console'], summary: '' };
+  const text = line.slice(line.indexOf('VIGIL-DOCTOR ') + 'VIGIL-DOCTOR '.length);
+  if (text.startsWith('error=')) return { problems: [`vigil doctor --json: ${text}`], summary: '' };
+  let report: { format?: unknown; checks?: unknown };
+  try {
+    report = JSON.parse(text) as typeof report;
+  } catch (e) {
+    return {
+      problems: [
+        `the VIGIL-DOCTOR line is not JSON (${text.length} chars, ${e instanceof Error ? e.message : String(e)})`,
+      ],
+      summary: '',
+    };
+  }
+  if (report.format !== 'vigil-doctor/1' || !Array.isArray(report.checks))
+    return {
+      problems: [`not a vigil-doctor/1 report: format ${String(report.format)}`],
+      summary: '',
+    };
+  const checks = report.checks as DoctorCheck[];
+  const by = new Map(checks.map((c) => [c.id, c]));
+  const say = (c: DoctorCheck | undefined): string =>
+    c === undefined ? 'absent' : `${c.status}: ${c.summary ?? ''}`;
+  const problems: string[] = [];
+  const camera = by.get('camera');
+  const cameras = (camera?.details?.cameras ?? []) as { driver?: unknown }[];
+  if (camera?.status !== 'pass' || !cameras.some((c) => c.driver === 'vivid'))
+    problems.push(`camera: no vivid camera found (${say(camera)})`);
+  const encoder = by.get('encoder');
+  if (encoder?.details?.path !== 'software')
+    problems.push(`encoder: the software path was not chosen (${say(encoder)})`);
+  const luks = by.get('luks');
+  if (luks?.details?.state !== 'open-mounted' || luks.status !== 'pass')
+    problems.push(`luks: the data volume is not open and mounted (${say(luks)})`);
+  const ap = by.get('wifi-ap');
+  if (ap?.status !== 'pass' || ap.details?.ap !== true)
+    problems.push(`wifi-ap: no radio with AP mode (${say(ap)})`);
+  const summary = checks.map((c) => `${c.id}=${c.status}`).join(' ');
+  return { problems, summary };
+}
+
 async function exists(p: string): Promise<boolean> {
   try {
     await access(p);
@@ -271,6 +326,10 @@ const scenario: HostScenario = async (h) => {
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
     }
+    const doctor = doctorProblems(r.lines);
+    if (doctor.problems.length > 0)
+      throw new Error(`vigil doctor on the twin: ${doctor.problems.join('; ')}`);
+    h.log(`vigil doctor: ${doctor.summary}`);
     if (!walk) {
       h.log('journey 1 not walked (VIGIL_TWIN_JOURNEY=1 walks it)');
       return undefined;
