@@ -354,7 +354,9 @@ interface LsblkNode {
  * with its own (ProtectSystem=full): its mount of the volume does not show in the caller's
  * namespace, so lsblk sees the mapping open but unmounted while the hub uses it.
  */
-async function mountedElsewhere(paths: HostPaths): Promise<string | null> {
+async function mountedElsewhere(
+  paths: HostPaths,
+): Promise<{ readonly pid: string; readonly at: string } | null> {
   const source = `/dev/mapper/${DATA_VOLUME_NAME}`;
   const pids = await readdir(paths.host('/proc')).catch(() => [] as string[]);
   for (const pid of pids.filter((p) => /^\d+$/.test(p))) {
@@ -362,7 +364,8 @@ async function mountedElsewhere(paths: HostPaths): Promise<string | null> {
     for (const line of info.split('\n')) {
       // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
       const [left, right] = line.split(' - ');
-      if (right?.split(' ')[1] === source) return left?.split(' ')[4] ?? null;
+      const at = left?.split(' ')[4];
+      if (right?.split(' ')[1] === source && at !== undefined) return { pid, at };
     }
   }
   return null;
@@ -391,7 +394,9 @@ async function luks(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
   const containers = all.filter((n) => n.fstype === 'crypto_LUKS').map((n) => n.name ?? '?');
   const mapping = all.find((n) => n.type === 'crypt' && n.name === DATA_VOLUME_NAME);
   const mountedAt =
-    mapping === undefined ? null : (mapping.mountpoint ?? (await mountedElsewhere(deps.paths)));
+    mapping === undefined
+      ? null
+      : (mapping.mountpoint ?? (await mountedElsewhere(deps.paths))?.at ?? null);
   const state = mapping
     ? mountedAt !== null
       ? 'open-mounted'
@@ -449,6 +454,17 @@ async function luks(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
 async function freeSpace(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
   let target = deps.paths.host(s.dataDir);
   let r = await tool(deps, 'df', ['-P', '-B1', target]);
+  // the data directory is no mount here but the volume is mounted there in the hub unit's
+  // own mount namespace: its free space, seen through that process's root
+  const mountedAt = r.ok ? r.out.trim().split('\n').at(-1)?.trim().split(/\s+/)[5] : undefined;
+  if (mountedAt !== s.dataDir) {
+    const there = await mountedElsewhere(deps.paths);
+    if (there?.at === s.dataDir) {
+      const via = deps.paths.host(`/proc/${there.pid}/root${s.dataDir}`);
+      const r2 = await tool(deps, 'df', ['-P', '-B1', via]);
+      if (r2.ok) r = r2;
+    }
+  }
   if (!r.ok) {
     target = deps.paths.host('/');
     r = await tool(deps, 'df', ['-P', '-B1', target]);
