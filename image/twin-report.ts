@@ -72,10 +72,12 @@ async function processRunning(paths: HostPaths, name: string): Promise<boolean> 
 export async function twinReport(o: TwinReportOptions): Promise<number> {
   const runner = o.runner ?? run;
   const paths = HostPaths.fromEnv(o.env);
-  const deadline = Date.now() + (o.timeoutMs ?? 900_000);
+  const deadline = Date.now() + (o.timeoutMs ?? 1_200_000);
   const poll = o.pollMs ?? 1000;
   // once the hub reports a state, give it this long to reach pairing with the hotspot up
-  const settleMs = o.settleMs ?? 180_000;
+  // (at load average ~8 the emulated twin took 80 s from "locked" to the hotspot; CI's
+  // loaded machines are slower still)
+  const settleMs = o.settleMs ?? 600_000;
   let firstStatusAt: number | undefined;
   let state = 'none';
   let aps: string[];

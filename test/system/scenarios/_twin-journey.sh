@@ -188,10 +188,10 @@ pir=/sys/kernel/debug/gpio-mockup/$chip/$PIR_LINE
 step camera "encoder started; PIR on gpio-mockup-A line $PIR_LINE"
 echo 1 >"$pir" || fail "cannot drive $pir"
 pir_started() { hub_log | grep '"msg":"motion started"' | grep -q '"source":"pir"'; }
-wait_for 300 pir_started || fail "no PIR motion start after the line went high"
+wait_for 600 pir_started || fail "no PIR motion start after the line went high"
 step pir "motion started (source pir)"
 echo 0 >"$pir"
-wait_for 300 hub_logged '"msg":"motion ended"' || fail "no motion end after the line went low"
+wait_for 600 hub_logged '"msg":"motion ended"' || fail "no motion end after the line went low"
 
 # --- the phone lists, downloads and decrypts the clip; ffprobe reads it
 clip_seq() {
