@@ -8,7 +8,7 @@
  * The JSON report (`DoctorReport`, format "vigil-doctor/1") is documented in
  * docs/doctor.md and stable: fields are added, never renamed or removed.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { reasonOf } from '../base/errors.js';
 import type { V4l2Binding } from '../hw/camera/v4l2-binding.js';
 import { BUF_TYPE, FMT_FLAG } from '../hw/camera/v4l2-binding.js';
@@ -349,6 +349,28 @@ interface LsblkNode {
   children?: LsblkNode[];
 }
 
+/**
+ * Where the data volume is mounted in another process's mount namespace. The hub unit runs
+ * with its own (ProtectSystem=full): its mount of the volume does not show in the caller's
+ * namespace, so lsblk sees the mapping open but unmounted while the hub uses it.
+ */
+async function mountedElsewhere(
+  paths: HostPaths,
+): Promise<{ readonly pid: string; readonly at: string } | null> {
+  const source = `/dev/mapper/${DATA_VOLUME_NAME}`;
+  const pids = await readdir(paths.host('/proc')).catch(() => [] as string[]);
+  for (const pid of pids.filter((p) => /^\d+$/.test(p))) {
+    const info = await readFile(paths.host(`/proc/${pid}/mountinfo`), 'utf8').catch(() => '');
+    for (const line of info.split('\n')) {
+      // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+      const [left, right] = line.split(' - ');
+      const at = left?.split(' ')[4];
+      if (right?.split(' ')[1] === source && at !== undefined) return { pid, at };
+    }
+  }
+  return null;
+}
+
 async function luks(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
   const r = await tool(deps, 'lsblk', ['--json', '-o', 'NAME,FSTYPE,TYPE,MOUNTPOINT']);
   if (!r.ok)
@@ -371,7 +393,10 @@ async function luks(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
   }
   const containers = all.filter((n) => n.fstype === 'crypto_LUKS').map((n) => n.name ?? '?');
   const mapping = all.find((n) => n.type === 'crypt' && n.name === DATA_VOLUME_NAME);
-  const mountedAt = mapping?.mountpoint ?? null;
+  const mountedAt =
+    mapping === undefined
+      ? null
+      : (mapping.mountpoint ?? (await mountedElsewhere(deps.paths))?.at ?? null);
   const state = mapping
     ? mountedAt !== null
       ? 'open-mounted'
@@ -429,6 +454,17 @@ async function luks(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
 async function freeSpace(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResult> {
   let target = deps.paths.host(s.dataDir);
   let r = await tool(deps, 'df', ['-P', '-B1', target]);
+  // the data directory is no mount here but the volume is mounted there in the hub unit's
+  // own mount namespace: its free space, seen through that process's root
+  const mountedAt = r.ok ? r.out.trim().split('\n').at(-1)?.trim().split(/\s+/)[5] : undefined;
+  if (mountedAt !== s.dataDir) {
+    const there = await mountedElsewhere(deps.paths);
+    if (there?.at === s.dataDir) {
+      const via = deps.paths.host(`/proc/${there.pid}/root${s.dataDir}`);
+      const r2 = await tool(deps, 'df', ['-P', '-B1', via]);
+      if (r2.ok) r = r2;
+    }
+  }
   if (!r.ok) {
     target = deps.paths.host('/');
     r = await tool(deps, 'df', ['-P', '-B1', target]);

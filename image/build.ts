@@ -29,7 +29,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DurableFs } from '../hw/os/fs.js';
 import { run, spawnProcess, which } from '../hw/os/run.js';
-import { VigilError, reasonOf } from '../base/errors.js';
+import { VigilError } from '../base/errors.js';
 import { buildAddons, stageApp } from './app.js';
 import type { Board, KernelSource } from './boards.js';
 import { readTable } from './disk.js';
@@ -48,6 +48,7 @@ import {
   unmountUnder,
 } from './rootfs.js';
 import { StageRunner } from './stages.js';
+import { disableUnits, enableUnits } from './enable.js';
 import { imagerRepository } from './imager.js';
 
 export class BuildError extends VigilError {
@@ -122,7 +123,6 @@ export const REQUIRED_TOOLS = [
   'truncate',
   'tar',
   'npm',
-  'systemctl',
 ] as const;
 
 const TOOL_PACKAGES: Readonly<Record<string, string>> = {
@@ -134,7 +134,6 @@ const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   debugfs: 'e2fsprogs',
   e2fsck: 'e2fsprogs',
   xz: 'xz-utils',
-  systemctl: 'systemd',
 };
 
 export async function missingTools(tools: readonly string[] = REQUIRED_TOOLS): Promise<string[]> {
@@ -418,26 +417,15 @@ export async function buildImage(o: BuildOptions): Promise<BuildResult> {
       await chmod(join(rootfs, IMAGE_PATHS.provisioning), 0o700);
       await mkdir(join(rootfs, 'var/lib/vigil'), { recursive: true });
       await chmod(join(rootfs, 'var/lib/vigil'), 0o700);
-      // units: enabled offline with the host's systemctl (no emulation needed)
-      // Once on a loaded CI machine systemctl answered this offline enable with ECHRNG
-      // ("Channel number out of range") and the same command on the same tree then passed:
-      // enabling only creates symlinks, so a second try is safe; it is said, never silent.
-      const enable = ['--root', rootfs, 'enable', ...unitsToEnable(board)];
-      try {
-        await runner('systemctl', enable, { timeoutMs: 60_000 });
-      } catch (e) {
-        o.print(`    systemctl enable failed (${reasonOf(e)}); trying once more`);
-        await runner('systemctl', enable, { timeoutMs: 60_000 });
-      }
-      // the hub runs its own hostapd/wpa_supplicant; the packaged services stay off
-      await runner(
-        'systemctl',
-        ['--root', rootfs, 'disable', 'hostapd.service', 'wpa_supplicant.service'],
-        {
-          timeoutMs: 60_000,
-          okExitCodes: [0, 1],
-        },
+      // units: enabled offline by the image's own symlinks (image/enable.ts: the host's
+      // systemctl failed this with ECHRNG under load); the hub runs its own
+      // hostapd/wpa_supplicant, so the packaged services stay off
+      const enabled = await enableUnits(rootfs, unitsToEnable(board));
+      o.print(
+        `    enabled: ${enabled.map((l) => basename(dirname(l)) + '/' + basename(l)).join(', ')}`,
       );
+      const disabled = await disableUnits(rootfs, ['hostapd.service', 'wpa_supplicant.service']);
+      if (disabled.length > 0) o.print(`    disabled: ${disabled.join(', ')}`);
       // no password anywhere; SSH is not installed at all
       const shadowPath = join(rootfs, 'etc', 'shadow');
       const locked = lockPasswords(await readFile(shadowPath, 'utf8'));

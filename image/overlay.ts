@@ -225,7 +225,7 @@ export function twinReportUnit(): string {
     `ExecStart=${IMAGE_PATHS.cli} image twin-report`,
     // with a journey to walk (vigil.journey=1), the journey unit powers off when done
     "ExecStopPost=/bin/sh -c 'grep -qw vigil.journey=1 /proc/cmdline || exec /usr/bin/systemctl --no-block poweroff'",
-    'TimeoutStartSec=1200',
+    'TimeoutStartSec=1800',
     '',
     '[Install]',
     'WantedBy=multi-user.target',
@@ -325,6 +325,24 @@ export function hubDropIn(layout: Layout): string {
   ]);
 }
 
+/** Twin only: the hub unit's drop-in for a software-emulated machine. */
+export const TWIN_HUB_DROPIN = `/etc/systemd/system/${HUB_UNIT}.d/twin.conf`;
+
+/**
+ * Twin only: the hub's systemd watchdog. Under qemu's software emulation (TCG) on a loaded
+ * 2-core CI machine the twin's CPU runs tens of times slower than a Pi's: starting the
+ * services after pairing (module loading, MLS state) kept the hub's event loop from its 15 s
+ * WATCHDOG=1 ping for over 30 s, and systemd killed a healthy hub (journey 1, docs/
+ * system-tests.md). The Pi keeps the shipped 30 s; a hung twin hub is still killed.
+ */
+export function twinHubDropIn(): string {
+  return unit([
+    '# Vigil twin - written by `vigil image build` for the qemu-amd64 board only.',
+    '[Service]',
+    'WatchdogSec=600s',
+  ]);
+}
+
 export function fstab(layout: Layout): string {
   return [
     '# Vigil - the root filesystem comes from the kernel command line (root=PARTUUID=..., per slot).',
@@ -404,6 +422,7 @@ export function rootOverlay(
     files.push(
       // not TWIN_SYSTEM_CONF: with a 900 s device wait the plain (non-journey) twin boot
       // waited 15 min for the absent journey disk and ran past the scenario's limit
+      { path: TWIN_HUB_DROPIN, content: twinHubDropIn(), mode: 0o644 },
       { path: `${IMAGE_PATHS.units}/${TWIN_REPORT_UNIT}`, content: twinReportUnit(), mode: 0o644 },
       { path: `${IMAGE_PATHS.units}/${TWIN_SETUP_UNIT}`, content: twinSetupUnit(), mode: 0o644 },
       {

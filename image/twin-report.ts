@@ -14,6 +14,7 @@ import type { Runner } from './disk.js';
 import { BUNDLE_FILE } from '../protocol/provisioning-bundle.js';
 import { DATA_VOLUME_NAME } from '../protocol/data-volume.js';
 import { grownSize } from './grow.js';
+import { IMAGE_PATHS } from './overlay.js';
 
 const Status = z.looseObject({ state: z.string() });
 
@@ -24,6 +25,27 @@ export interface TwinReportOptions {
   readonly timeoutMs?: number;
   readonly pollMs?: number;
   readonly settleMs?: number;
+  /** Bound on `vigil doctor --json` (node under TCG starts slowly). Default 300 s. */
+  readonly doctorTimeoutMs?: number;
+}
+
+/**
+ * `vigil doctor --json` on the twin, as one `VIGIL-DOCTOR <report>` console line (the
+ * `vigil-doctor/1` JSON, compact), or `VIGIL-DOCTOR error=<why>` when it gave no report.
+ * Exit code 1 (a failed check, e.g. no relay reachable before pairing) still has a report.
+ */
+async function doctorLine(runner: Runner, timeoutMs: number): Promise<string> {
+  try {
+    const r = await runner(IMAGE_PATHS.cli, ['doctor', '--json', '--timeout', '30'], {
+      timeoutMs,
+      okExitCodes: [0, 1],
+    });
+    const report: unknown = JSON.parse(r.stdout.toString('utf8'));
+    return `VIGIL-DOCTOR ${JSON.stringify(report)}`;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    return `VIGIL-DOCTOR error=${why.split('\n')[0] ?? ''}`;
+  }
 }
 
 /** Interfaces in AP mode per `iw dev`. */
@@ -50,10 +72,12 @@ async function processRunning(paths: HostPaths, name: string): Promise<boolean> 
 export async function twinReport(o: TwinReportOptions): Promise<number> {
   const runner = o.runner ?? run;
   const paths = HostPaths.fromEnv(o.env);
-  const deadline = Date.now() + (o.timeoutMs ?? 900_000);
+  const deadline = Date.now() + (o.timeoutMs ?? 1_200_000);
   const poll = o.pollMs ?? 1000;
   // once the hub reports a state, give it this long to reach pairing with the hotspot up
-  const settleMs = o.settleMs ?? 180_000;
+  // (at load average ~8 the emulated twin took 80 s from "locked" to the hotspot; CI's
+  // loaded machines are slower still)
+  const settleMs = o.settleMs ?? 600_000;
   let firstStatusAt: number | undefined;
   let state = 'none';
   let aps: string[];
@@ -91,6 +115,9 @@ export async function twinReport(o: TwinReportOptions): Promise<number> {
   o.print(
     `VIGIL-TWIN data-volume=${volume ? 'open' : 'closed'} bundle-plaintext=${plaintext ? 'present' : 'gone'}`,
   );
+  // what the device found and chose (camera, encoder path, LUKS, AP mode): before the verdict
+  // line, at which the system test stops the twin
+  o.print(await doctorLine(runner, o.doctorTimeoutMs ?? 300_000));
   const ok = state === 'pairing' && hostapd && aps.length > 0;
   o.print(`VIGIL-TWIN result=${ok ? 'ok' : 'fail'}`);
   return ok ? 0 : 1;

@@ -229,6 +229,60 @@ void t.test(
   },
 );
 
+void t.test(
+  "the volume mounted in the hub unit's own mount namespace: open and mounted, its free space",
+  async (t) => {
+    const lsblk = LSBLK.replace('"mountpoint":"/var/lib/vigil/data"', '"mountpoint":null');
+    t.not(lsblk, LSBLK);
+    const paths = await host(t, false);
+    // pid 1 (the caller's namespace) lacks the mount; pid 812 (the hub, ProtectSystem=full) has it
+    await mkdir(paths.host('/proc/1'), { recursive: true });
+    await writeFile(
+      paths.host('/proc/1/mountinfo'),
+      '22 1 254:2 / / rw,relatime shared:1 - ext4 /dev/vda2 rw\n',
+    );
+    await mkdir(paths.host('/proc/812'), { recursive: true });
+    await writeFile(
+      paths.host('/proc/812/mountinfo'),
+      '300 299 254:2 / / ro,relatime master:1 - ext4 /dev/vda2 rw\n' +
+        '341 300 253:0 / /var/lib/vigil/data rw,nosuid,nodev,relatime - ext4 /dev/mapper/vigil-data rw\n',
+    );
+    // df of the data directory here is the root filesystem (nearly full); through the hub's
+    // root it is the data volume
+    const df = (args: readonly string[]): string =>
+      args.at(-1)?.includes('/proc/812/root/') === true
+        ? 'Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/mapper/vigil-data 30000000000 1000000000 29000000000 4% /var/lib/vigil/data\n'
+        : 'Filesystem 1-blocks Used Available Capacity Mounted on\n/dev/vda5 1547051008 1426112512 120938496 93% /\n';
+    const run = async (lsblkOut: string, p: HostPaths): Promise<Map<string, unknown>> => {
+      const base = runner({ lsblk: lsblkOut }).run;
+      const report = await runDoctor(
+        {
+          binding: new FakeV4l2Binding(),
+          run: (cmd, args) => (cmd === 'df' ? Promise.resolve(df(args)) : base(cmd, args)),
+          paths: p,
+          httpStatus: () => Promise.resolve(200),
+          now: () => NOW,
+        },
+        SETTINGS,
+      );
+      return new Map(report.checks.map((c) => [c.id, c]));
+    };
+    const seen = await run(lsblk, paths);
+    t.match(seen.get('luks'), {
+      status: 'pass',
+      details: { state: 'open-mounted', mountedAt: '/var/lib/vigil/data' },
+    });
+    t.match(seen.get('free-space'), {
+      status: 'pass',
+      details: { path: join(paths.host('/'), 'var/lib/vigil/data'), freeBytes: 29000000000 },
+    });
+    // nobody has it mounted: open, a warning; the free space is the root filesystem's
+    const none = await run(lsblk, await host(t, false));
+    t.match(none.get('luks'), { status: 'warn', details: { state: 'open', mountedAt: null } });
+    t.match(none.get('free-space'), { status: 'warn', details: { freeBytes: 120938496 } });
+  },
+);
+
 void t.test('no camera, no tools: fails, never throws', async (t) => {
   const report = await runDoctor(
     {

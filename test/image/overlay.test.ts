@@ -11,6 +11,7 @@ import {
   growUnit,
   rootOverlay,
   twinJourneyUnit,
+  TWIN_HUB_DROPIN,
   TWIN_SYSTEM_CONF,
   twinReportUnit,
   twinSetupUnit,
@@ -185,5 +186,10 @@ t.test('units: the twin journey hook runs only on request, setup before the hub'
   // no longer device wait on either board: the plain twin boot would wait for the absent journey disk
   t.notOk(rootOverlay(twin, planLayout(twin.sizes)).some((f) => f.path === TWIN_SYSTEM_CONF));
   t.notOk(pi.some((f) => f.path === TWIN_SYSTEM_CONF));
+  // the twin's hub watchdog is relaxed for emulation; the Pi keeps the unit's 30 s
+  const dropIn = rootOverlay(twin, planLayout(twin.sizes)).find((f) => f.path === TWIN_HUB_DROPIN);
+  t.equal(dropIn?.path, '/etc/systemd/system/vigil-hub.service.d/twin.conf');
+  t.match(dropIn?.content, /^\[Service\]\nWatchdogSec=600s$/m);
+  t.notOk(pi.some((f) => f.path === TWIN_HUB_DROPIN));
   t.notOk(unitsToEnable(BOARDS['rpi-arm64']).some((u) => u.startsWith('vigil-twin')));
 });

@@ -35,7 +35,21 @@ async function root(dir: string, state: string | undefined, hostapd: boolean): P
   }
 }
 
-const iw = (out: string) => async () => ({ stdout: Buffer.from(out), stderr: '', exitCode: 0 });
+const DOCTOR = {
+  format: 'vigil-doctor/1',
+  checks: [{ id: 'camera', status: 'pass', details: { cameras: [{ driver: 'vivid' }] } }],
+  counts: { pass: 1, warn: 0, fail: 0 },
+};
+
+/** `iw dev` answers `out`; `vigil doctor --json` answers `doctor` (pretty-printed, as the CLI). */
+const iw =
+  (out: string, doctor: string = JSON.stringify(DOCTOR, null, 2)) =>
+  async (cmd: string, args: readonly string[]) => {
+    if (cmd === 'iw') return { stdout: Buffer.from(out), stderr: '', exitCode: 0 };
+    if (cmd === '/usr/bin/vigil' && args.join(' ').startsWith('doctor --json'))
+      return { stdout: Buffer.from(doctor), stderr: '', exitCode: 1 };
+    throw new Error(`unexpected command ${cmd} ${args.join(' ')}`);
+  };
 
 t.test('reports ok once the hub pairs and hostapd runs an AP', async (t) => {
   const dir = t.testdir();
@@ -55,8 +69,26 @@ t.test('reports ok once the hub pairs and hostapd runs an AP', async (t) => {
     'VIGIL-TWIN machine-id=generated',
     'VIGIL-TWIN data-grown=no',
     'VIGIL-TWIN data-volume=open bundle-plaintext=gone',
+    `VIGIL-DOCTOR ${JSON.stringify(DOCTOR)}`,
     'VIGIL-TWIN result=ok',
   ]);
+});
+
+t.test('a doctor that gives no JSON report is said on its line, before the verdict', async (t) => {
+  const dir = t.testdir();
+  await root(dir, 'pairing', true);
+  const lines: string[] = [];
+  const rc = await twinReport({
+    print: (l) => lines.push(l),
+    env: { VIGIL_ROOT: dir },
+    runner: iw(IW_AP, 'vigil: unknown command doctor'),
+    timeoutMs: 2000,
+    pollMs: 10,
+  });
+  t.equal(rc, 0);
+  const doctor = lines.find((l) => l.startsWith('VIGIL-DOCTOR '));
+  t.match(doctor, /^VIGIL-DOCTOR error=.*JSON/);
+  t.equal(lines.indexOf(doctor ?? ''), lines.length - 2);
 });
 
 t.test(

@@ -12,8 +12,10 @@
 // downloads and decrypts it and ffprobe reads it (VIGIL-JOURNEY lines).
 // Uses image/out/qemu-amd64-ci/build-1 (CI's image step) or image/out/qemu-amd64, building the
 // twin when neither exists and VIGIL_IMAGE_CI=1 or VIGIL_TWIN_BUILD=1 (else it is reported as SKIP).
-// VIGIL_TWIN_IMAGE=path picks another image. The journey runs only with VIGIL_TWIN_JOURNEY=1
-// until it has passed on CI (docs/system-tests.md); without it, the boot ends at the report.
+// VIGIL_TWIN_IMAGE=path picks another image. The journey is walked by default (CI);
+// VIGIL_TWIN_JOURNEY=0 ends the boot at the report (a quicker check of the boot alone).
+// Both check the report unit's `vigil doctor --json` (VIGIL-DOCTOR line): vivid found, the
+// software encoder chosen, the LUKS volume open and mounted, a radio with AP mode.
 // Pass: the supervisor reached the pairing state with hostapd up on a hwsim radio, after opening
 // LUKS on the data partition and moving the provisioned bundle into it; and the journey ended
 // with result=ok (an H.264 clip, PIR-triggered, decrypted by the phone).
@@ -129,6 +131,61 @@ async function unpackDiagnostics(diskFile: string, workDir: string): Promise<str
   return names.length === 0 ? 'none (empty archive)' : `${dir} (${names.sort().join(', ')})`;
 }
 
+interface DoctorCheck {
+  readonly id: string;
+  readonly status: string;
+  readonly summary?: string;
+  readonly details?: Record<string, unknown>;
+}
+
+/**
+ * The twin's `vigil doctor --json` report (the `VIGIL-DOCTOR` console line of the report unit,
+ * run once the hub is pairing): what the product found and chose on the twin's hardware.
+ * Returns the problems, one line each (empty: the report says what the twin is).
+ */
+export function doctorProblems(lines: readonly string[]): { problems: string[]; summary: string } {
+  const line = lines.find((l) => l.includes('VIGIL-DOCTOR '));
+  if (line === undefined) return { problems: ['no VIGIL-DOCTOR line on the console'], summary: '' };
+  const text = line.slice(line.indexOf('VIGIL-DOCTOR ') + 'VIGIL-DOCTOR '.length);
+  if (text.startsWith('error=')) return { problems: [`vigil doctor --json: ${text}`], summary: '' };
+  let report: { format?: unknown; checks?: unknown };
+  try {
+    report = JSON.parse(text) as typeof report;
+  } catch (e) {
+    return {
+      problems: [
+        `the VIGIL-DOCTOR line is not JSON (${text.length} chars, ${e instanceof Error ? e.message : String(e)})`,
+      ],
+      summary: '',
+    };
+  }
+  if (report.format !== 'vigil-doctor/1' || !Array.isArray(report.checks))
+    return {
+      problems: [`not a vigil-doctor/1 report: format ${String(report.format)}`],
+      summary: '',
+    };
+  const checks = report.checks as DoctorCheck[];
+  const by = new Map(checks.map((c) => [c.id, c]));
+  const say = (c: DoctorCheck | undefined): string =>
+    c === undefined ? 'absent' : `${c.status}: ${c.summary ?? ''}`;
+  const problems: string[] = [];
+  const camera = by.get('camera');
+  const cameras = (camera?.details?.cameras ?? []) as { driver?: unknown }[];
+  if (camera?.status !== 'pass' || !cameras.some((c) => c.driver === 'vivid'))
+    problems.push(`camera: no vivid camera found (${say(camera)})`);
+  const encoder = by.get('encoder');
+  if (encoder?.details?.path !== 'software')
+    problems.push(`encoder: the software path was not chosen (${say(encoder)})`);
+  const luks = by.get('luks');
+  if (luks?.details?.state !== 'open-mounted' || luks.status !== 'pass')
+    problems.push(`luks: the data volume is not open and mounted (${say(luks)})`);
+  const ap = by.get('wifi-ap');
+  if (ap?.status !== 'pass' || ap.details?.ap !== true)
+    problems.push(`wifi-ap: no radio with AP mode (${say(ap)})`);
+  const summary = checks.map((c) => `${c.id}=${c.status}`).join(' ');
+  return { problems, summary };
+}
+
 async function exists(p: string): Promise<boolean> {
   try {
     await access(p);
@@ -209,7 +266,7 @@ const scenario: HostScenario = async (h) => {
   const provisioned = await provisionImage(disk, bundle);
   if (provisioned.services.relay !== RELAY_URL)
     throw new Error(`the provisioned card's relay is ${provisioned.services.relay ?? 'none'}`);
-  const walk = process.env.VIGIL_TWIN_JOURNEY === '1';
+  const walk = process.env.VIGIL_TWIN_JOURNEY !== '0';
   const twinKernel = kernelName.slice('vmlinuz-'.length);
   const journey = walk
     ? await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity))
@@ -233,7 +290,8 @@ const scenario: HostScenario = async (h) => {
           : []),
       ],
       memoryMiB: 2048,
-      timeoutMs: walk ? 3_000_000 : 900_000,
+      // the report unit waits up to 20 min for pairing, then up to 5 min for the doctor
+      timeoutMs: walk ? 3_000_000 : 1_800_000,
       consoleLog: join(h.workDir, 'console.log'),
       doneLine: walk ? 'VIGIL-JOURNEY result=' : 'VIGIL-TWIN result=',
     });
@@ -271,8 +329,12 @@ const scenario: HostScenario = async (h) => {
         `hub state ${twin.get('state') ?? '?'}, hostapd ${twin.get('hostapd') ?? '?'}, AP ${twin.get('ap') ?? '?'}: not pairing with a hotspot`,
       );
     }
+    const doctor = doctorProblems(r.lines);
+    if (doctor.problems.length > 0)
+      throw new Error(`vigil doctor on the twin: ${doctor.problems.join('; ')}`);
+    h.log(`vigil doctor: ${doctor.summary}`);
     if (!walk) {
-      h.log('journey 1 not walked (VIGIL_TWIN_JOURNEY=1 walks it)');
+      h.log('journey 1 not walked (VIGIL_TWIN_JOURNEY=0)');
       return undefined;
     }
     // journey 1: every step's time since the journey started, then its verdict
