@@ -18,11 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JsonLogger } from '../base/logger.js';
-import { HubRetention } from '../firmware/storage/hub-retention.js';
-import { DEFAULT_RETENTION_POLICY } from '../firmware/storage/retention.js';
-import { createUplink } from '../firmware/uplink/uplink.js';
-import { DurableFs } from '../hw/os/fs.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
+import { ackingRelayFetch, openBenchHubSink } from './hub-sink-common.js';
 import {
   DEVICE_ID,
   newDevicePsk,
@@ -53,44 +50,22 @@ const logger = new JsonLogger('bench', {
   write: (l) => process.stderr.write(`${l}\n`),
 });
 let relayed = 0;
-const relayFetch: typeof fetch = (input, init) => {
-  const url = new URL(input instanceof Request ? input.url : String(input));
-  const body = init?.body as Uint8Array | undefined;
-  relayed += body?.length ?? 0;
-  return Promise.resolve(
-    Response.json({
-      itemId: decodeURIComponent(url.pathname.split('/').pop() ?? ''),
-      seq: 1,
-      received: Number(url.searchParams.get('offset') ?? 0) + (body?.length ?? 0),
-      complete: url.searchParams.get('final') === '1',
-    }),
-  );
-};
+const relayFetch = ackingRelayFetch((n) => {
+  relayed += n;
+});
 
 try {
   const p = await loadMlsProfile();
   const hub = await openHub(p, join(root, 'hub'));
   const paired = await pair({ p, hub, devicePsk: newDevicePsk(), phoneDir: join(root, 'ph') });
   if (paired.phone === undefined) throw new Error('pairing failed');
-  const fs = new DurableFs();
-  const dataDir = join(root, 'data');
-  const queueDir = join(dataDir, 'uplink');
-  const uplink = await createUplink({
-    relayUrl: 'http://relay.invalid',
-    credentials: { deviceId: DEVICE_ID, token: `d.${DEVICE_ID}.bench` },
-    stateDir: queueDir,
-    fs,
+  const { uplink, retention, dataDir } = await openBenchHubSink({
+    root,
+    deviceId: DEVICE_ID,
     logger,
     fetch: relayFetch,
   });
-  const retention = await HubRetention.open({
-    root: dataDir,
-    fs,
-    stats: () => Promise.resolve({ totalBytes: 64 * 2 ** 30, freeBytes: 32 * 2 ** 30 }),
-    logger,
-    policy: DEFAULT_RETENTION_POLICY,
-    intervalMs: 3_600_000,
-  });
+  const queueDir = join(dataDir, 'uplink');
   const sealer = sealerFor(hub, retention.sink(uplink));
 
   const seal: number[] = [];

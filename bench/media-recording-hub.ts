@@ -22,9 +22,8 @@ import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { DurableFs } from '../hw/os/fs.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import type { CiphertextSink } from '../firmware/items.js';
-import { HubRetention } from '../firmware/storage/hub-retention.js';
-import { DEFAULT_RETENTION_POLICY } from '../firmware/storage/retention.js';
-import { createUplink, type Uplink } from '../firmware/uplink/uplink.js';
+import type { Uplink } from '../firmware/uplink/uplink.js';
+import { ackingRelayFetch, openBenchHubSink } from './hub-sink-common.js';
 
 const Args = z.object({
   root: z.string(),
@@ -120,42 +119,18 @@ const logger = new JsonLogger('bench', {
   level: 'warn',
   write: (l) => process.stderr.write(`${l}\n`),
 });
-/** A relay that acknowledges every append at once (what the uplink's sender parses). */
-const relayFetch: typeof fetch = (input, init) => {
-  const url = new URL(input instanceof Request ? input.url : String(input));
-  const body = init?.body as Uint8Array | undefined;
-  const offset = Number(url.searchParams.get('offset') ?? 0);
-  counting.bytes += body?.length ?? 0;
-  return Promise.resolve(
-    Response.json({
-      itemId: decodeURIComponent(url.pathname.split('/').pop() ?? ''),
-      seq: 1,
-      received: offset + (body?.length ?? 0),
-      complete: url.searchParams.get('final') === '1',
-    }),
-  );
-};
+const relayFetch = ackingRelayFetch((n) => {
+  counting.bytes += n;
+});
 let uplink: Uplink | undefined;
 let sink: CiphertextSink = counting;
 if (args.sink === 'hub') {
-  const fs = new DurableFs();
-  const dataDir = join(args.root, 'data');
-  const up = await createUplink({
-    relayUrl: 'http://relay.invalid',
-    credentials: { deviceId: args.deviceId, token: `d.${args.deviceId}.bench` },
-    stateDir: join(dataDir, 'uplink'),
-    fs,
+  const { uplink: up, retention } = await openBenchHubSink({
+    root: args.root,
+    deviceId: args.deviceId,
     logger,
     fetch: relayFetch,
-  });
-  const retention = await HubRetention.open({
-    root: dataDir,
-    fs,
-    stats: () => Promise.resolve({ totalBytes: 64 * 2 ** 30, freeBytes: 32 * 2 ** 30 }),
-    logger,
-    policy: DEFAULT_RETENTION_POLICY,
-    intervalMs: 3_600_000,
-    enforceBacklog: () => up.enforceBacklog(),
+    backlog: true,
   });
   up.start();
   uplink = up;
