@@ -4,7 +4,7 @@
  * cut off past a maximum length, and every request has a deadline and an idle
  * timeout. Ranged GETs make target downloads resumable.
  */
-import { VigilError } from '../base/errors.js';
+import { networkCause, VigilError } from '../base/errors.js';
 
 export class TransportError extends VigilError {
   readonly status: number | undefined;
@@ -18,6 +18,18 @@ export class TransportError extends VigilError {
     this.name = 'TransportError';
     this.status = status;
   }
+}
+
+/** "cannot fetch URL", with the network cause (ECONNREFUSED, ENOTFOUND, certificate errors…). */
+function fetchFailed(url: string, e: unknown): TransportError {
+  const inner = e instanceof Error ? e.cause : undefined;
+  const cause = networkCause(e) ?? (inner instanceof Error ? inner.message : undefined);
+  return new TransportError(
+    'EOTA_FETCH',
+    `cannot fetch ${url}${cause === undefined ? '' : ` (${cause})`}`,
+    undefined,
+    { cause: e },
+  );
 }
 
 export interface RangeResponse {
@@ -113,7 +125,7 @@ export class FetchTransport implements Transport {
           headers: { 'accept-encoding': 'identity' },
         });
       } catch (e) {
-        throw new TransportError('EOTA_FETCH', `cannot fetch ${url}`, undefined, { cause: e });
+        throw fetchFailed(url, e);
       }
       if (res.status === 404 || res.status === 403) {
         await res.body?.cancel();
@@ -174,7 +186,7 @@ export class FetchTransport implements Transport {
       });
     } catch (e) {
       signal?.removeEventListener('abort', onAbort);
-      throw new TransportError('EOTA_FETCH', `cannot fetch ${url}`, undefined, { cause: e });
+      throw fetchFailed(url, e);
     }
     const release = (): void => {
       signal?.removeEventListener('abort', onAbort);

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
+import { freePort } from '../../dev/fixtures/net.js';
 import { FetchTransport, TransportError } from '../../ota/transport.js';
 
 async function server(tt: Test, handler: Parameters<typeof createServer>[1]) {
@@ -46,7 +47,13 @@ t.test('getBytes: limits, 404, errors', async (tt) => {
   });
   await tt.rejects(tr.getBytes(`${url}/slow`, 1000), /slow retrieval/);
   await tt.rejects(tr.getBytes(`${url}/err`, 1000), TransportError);
-  await tt.rejects(tr.getBytes('http://127.0.0.1:9/x', 1000), /cannot fetch/);
+  // the cause is named: a port fetch refuses by rule, and a closed one
+  await tt.rejects(tr.getBytes('http://127.0.0.1:9/x', 1000), /^cannot fetch \S+ \(bad port\)$/);
+  const closed = await freePort();
+  await tt.rejects(
+    tr.getBytes(`http://127.0.0.1:${String(closed)}/x`, 1000),
+    /^cannot fetch \S+ \(ECONNREFUSED\)$/,
+  );
 });
 
 t.test('getFrom: ranges and their answers', async (tt) => {
