@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { MemoryLogger, SILENT } from '../../../base/logger.js';
@@ -22,7 +23,8 @@ async function until(
   }
 }
 
-t.test('items reach the phone in order, byte for byte', async (t) => {
+/** An uplink (queue in a temp dir) sending to a fresh relay with one paired phone; torn down with `t`. */
+async function uplinkToRelay(t: Test) {
   const { dir, cleanup } = await tempDir();
   const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
   const up = await createUplink({
@@ -37,6 +39,11 @@ t.test('items reach the phone in order, byte for byte', async (t) => {
     await relay.close();
     await cleanup();
   });
+  return { up, phones };
+}
+
+t.test('items reach the phone in order, byte for byte', async (t) => {
+  const { up, phones } = await uplinkToRelay(t);
   up.start();
   const a = [randomBytes(300), randomBytes(200), randomBytes(10)];
   const th = randomBytes(50);
@@ -62,20 +69,7 @@ t.test('items reach the phone in order, byte for byte', async (t) => {
 t.test(
   'appendParts: a GOP of records is one queued file, byte for byte; live records stay records',
   async (t) => {
-    const { dir, cleanup } = await tempDir();
-    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
-    const up = await createUplink({
-      relayUrl: relay.url,
-      credentials: { deviceId: device.id, token: device.token },
-      stateDir: `${dir}/q`,
-      fs: new DurableFs(),
-      logger: SILENT,
-    });
-    t.teardown(async () => {
-      await up.stop();
-      await relay.close();
-      await cleanup();
-    });
+    const { up, phones } = await uplinkToRelay(t);
     const rec = (n: number): Buffer[] => [randomBytes(9), randomBytes(n), randomBytes(16)];
     const header = randomBytes(200);
     const gop = [rec(60_000), rec(60_000), rec(1000)];
