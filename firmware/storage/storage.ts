@@ -349,6 +349,11 @@ export class Storage {
         return true;
       } catch (e) {
         if (e instanceof LuksError && e.code === 'ELUKS_WRONG_KEY') continue;
+        if (e instanceof LuksError && e.code === 'ELUKS_NO_KEYSLOT') {
+          // no key of any source can open it: say so once, do not try the rest
+          failures?.push(`${src.id}: ${device} has no usable keyslot`);
+          return false;
+        }
         if (e instanceof LuksError && e.code === 'ELUKS_NOT_LUKS')
           throw new Locked(
             'header-corrupt',

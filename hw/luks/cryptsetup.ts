@@ -312,7 +312,8 @@ export class CryptsetupLuks implements Luks {
       );
       return true;
     } catch (e) {
-      if (e instanceof LuksError && e.code === 'ELUKS_WRONG_KEY') return false;
+      if (e instanceof LuksError && (e.code === 'ELUKS_WRONG_KEY' || e.code === 'ELUKS_NO_KEYSLOT'))
+        return false;
       throw e;
     }
   }
@@ -459,6 +460,9 @@ export function classify(e: unknown, op: string, device: string, keyed: boolean)
     return mk('ELUKS_NOT_LUKS', `${device} has no valid LUKS header (missing or corrupt): ${tail}`);
   if (e.exitCode === 2 && keyed)
     return mk('ELUKS_WRONG_KEY', `no keyslot of ${device} accepts this key`);
+  // exit 1: a header without a single complete keyslot (luksFormat writes the header first)
+  if (keyed && /No usable keyslot is available/i.test(err))
+    return mk('ELUKS_NO_KEYSLOT', `${device} has no usable keyslot: no key can open it`);
   if (e.exitCode === 4 || /does not exist or access denied/.test(err))
     return mk('ELUKS_NO_DEVICE', `device ${device} not found: ${tail}`);
   if (e.exitCode === 5) return mk('ELUKS_BUSY', `${device} is busy or already mapped: ${tail}`);

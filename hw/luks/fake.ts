@@ -113,6 +113,8 @@ export class FakeLuks implements Luks {
     const v = this.#vol(device);
     if (this.mappings.has(name))
       throw new LuksError('ELUKS_BUSY', device, `Device ${name} already exists`);
+    if (v.slots.size === 0)
+      throw new LuksError('ELUKS_NO_KEYSLOT', device, `${device} has no usable keyslot`);
     if (this.#slotOf(v, key) === undefined)
       throw new LuksError('ELUKS_WRONG_KEY', device, `no keyslot of ${device} accepts this key`);
     this.mappings.set(name, { device });

@@ -11,6 +11,8 @@ import { VigilError } from '../../base/errors.js';
 
 export type LuksErrorCode =
   | 'ELUKS_WRONG_KEY'
+  /** The header holds no usable keyslot at all (e.g. power lost inside luksFormat): no key can open it. */
+  | 'ELUKS_NO_KEYSLOT'
   | 'ELUKS_NO_DEVICE'
   | 'ELUKS_BUSY'
   | 'ELUKS_NOT_LUKS'

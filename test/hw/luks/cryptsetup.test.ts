@@ -181,6 +181,37 @@ void t.test(
   },
 );
 
+void t.test(
+  'a header without a keyslot (power lost inside luksFormat) is told apart from a wrong key',
+  { skip: haveCryptsetup ? false : 'cryptsetup not installed' },
+  async (t) => {
+    const { img, luks } = await setup(t);
+    const k0 = randomBytes(32);
+    await luks.format(img, k0, {
+      ...CIPHER_PROFILES['aes-xts'],
+      pbkdf: CHEAP,
+      subsystem: 'vigil-new',
+      keyslotsSizeBytes: 2 * 1024 * 1024,
+    });
+    // luksFormat writes the header before its first keyslot: the state a power cut leaves
+    await luks.killSlot(img, 0, k0);
+    t.same((await luks.dump(img)).keyslots, [], 'no keyslot left');
+    t.equal(await luks.testKey(img, k0), false, 'testKey: the key does not open it');
+    // the real tool's own words, classified (open itself needs device-mapper, absent here)
+    const e = await run(
+      BIN,
+      ['open', '--test-passphrase', '--type', 'luks2', '--key-file', '-', img],
+      {
+        stdin: k0,
+      },
+    ).catch((x: unknown) => x);
+    t.ok(e instanceof CommandError, 'cryptsetup refuses');
+    const c = classify(e, 'open', img, true);
+    t.equal(c.code, 'ELUKS_NO_KEYSLOT');
+    t.match(c.message, /has no usable keyslot/);
+  },
+);
+
 async function readRange(path: string, offset: number, len: number): Promise<Buffer> {
   const fh = await open(path, 'r');
   try {
@@ -278,6 +309,10 @@ void t.test('error classification', async (t) => {
       true,
     ).code,
     'ELUKS_UNSUPPORTED',
+  );
+  t.equal(
+    classify(ce(1, 'No usable keyslot is available.'), 'open', '/dev/x', true).code,
+    'ELUKS_NO_KEYSLOT',
   );
   t.equal(classify(ce(1, 'weird'), 'format', '/dev/x', true).code, 'ELUKS_FAILED');
   t.equal(classify(new Error('x'), 'format', '/dev/x', true).code, 'ELUKS_FAILED');
