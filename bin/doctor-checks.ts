@@ -9,7 +9,7 @@
  * docs/doctor.md and stable: fields are added, never renamed or removed.
  */
 import { access, readdir, readFile } from 'node:fs/promises';
-import { reasonOf } from '../base/errors.js';
+import { networkCause, reasonOf } from '../base/errors.js';
 import type { V4l2Binding } from '../hw/camera/v4l2-binding.js';
 import { BUF_TYPE, FMT_FLAG } from '../hw/camera/v4l2-binding.js';
 import { discoverCameras } from '../hw/camera/v4l2-camera.js';
@@ -499,6 +499,13 @@ async function freeSpace(deps: DoctorDeps, s: DoctorSettings): Promise<CheckResu
   return check('free-space', 'Free space', 'pass', line, '', details);
 }
 
+/** fetch says only "fetch failed": name the network cause beside it (ECONNREFUSED, ENOTFOUND, ...). */
+function unreachableWhy(e: unknown): string {
+  const first = reasonOf(e).split('\n')[0] ?? '';
+  const cause = networkCause(e);
+  return cause === undefined || first.includes(cause) ? first : `${first} (${cause})`;
+}
+
 async function reach(
   deps: DoctorDeps,
   id: string,
@@ -527,9 +534,9 @@ async function reach(
       id,
       title,
       'fail',
-      `${url} unreachable: ${reasonOf(e).split('\n')[0] ?? ''}`,
+      `${url} unreachable: ${unreachableWhy(e)}`,
       'check the network, DNS and the URL',
-      { url, reachable: false },
+      { url, reachable: false, cause: networkCause(e) ?? null },
     );
   }
 }

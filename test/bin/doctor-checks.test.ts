@@ -353,7 +353,9 @@ void t.test('no relay in the config: the one the running hub uses (its status fi
       { env: {}, stdout: (s) => (stdout += s), stderr: () => undefined },
     );
     return (
-      JSON.parse(stdout) as { checks: { id: string; status: string; details: unknown }[] }
+      JSON.parse(stdout) as {
+        checks: { id: string; status: string; summary: string; details: unknown }[];
+      }
     ).checks.find((c) => c.id === 'relay');
   };
   t.match(await relayOf(), { status: 'warn', details: { url: null } }, 'no hub running: none');
@@ -365,4 +367,20 @@ void t.test('no relay in the config: the one the running hub uses (its status fi
   t.match(await relayOf(), { status: 'pass', details: { url, reachable: true, httpStatus: 204 } });
   await writeFile(paths.host('/run/vigil/status.json'), '{"state": "runn');
   t.match(await relayOf(), { status: 'warn' }, 'a half-written status file: as if none');
+  // the relay stops: the check names the network cause, not only fetch's "fetch failed"
+  await writeFile(
+    paths.host('/run/vigil/status.json'),
+    JSON.stringify({ state: 'running', services: { relay: { url, source: 'bundle' } } }),
+  );
+  server.closeAllConnections();
+  await new Promise<void>((r) =>
+    server.close(() => {
+      r();
+    }),
+  );
+  t.match(await relayOf(), {
+    status: 'fail',
+    summary: new RegExp(`^${url} unreachable: .*\\(ECONNREFUSED\\)$`),
+    details: { url, reachable: false, cause: 'ECONNREFUSED' },
+  });
 });
