@@ -29,10 +29,12 @@ export const INDEX_HTML = `<!doctype html>
   button, a.btn { background: #444; color: #eee; border: 0; padding: 0 .8rem; border-radius: 4px; cursor: pointer; min-height: 44px; min-width: 44px; font: inherit; display: inline-flex; align-items: center; justify-content: center; text-decoration: none; }
   button:disabled { opacity: .5; cursor: default; }
   :focus-visible { outline: 3px solid #6cf; outline-offset: 1px; }
-  #strip { display: flex; flex-wrap: wrap; gap: .15rem 1rem; margin: 0; padding: .3rem .75rem; background: #1a1a1a; font-size: .8rem; color: #bbb; }
-  #strip div { display: flex; gap: .3rem; }
-  #strip dt { color: #888; }
-  #strip dd { margin: 0; }
+  /* one line per cell and columns set by the screen width alone: the strip keeps its height
+     whatever the hub reports, so the event list below never moves when the status arrives */
+  #strip { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .15rem 1rem; margin: 0; padding: .3rem .75rem; background: #1a1a1a; font-size: .8rem; color: #bbb; }
+  #strip div { display: flex; gap: .3rem; min-width: 0; }
+  #strip dt { color: #888; flex: none; }
+  #strip dd { margin: 0; min-width: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
   #strip [data-level="bad"] { color: #ff8a80; }
   #strip [data-level="warn"] { color: #e8b04a; }
   #alert { background: #7a1f1f; color: #fff; padding: .5rem 1rem; }
@@ -345,6 +347,7 @@ daysEl.addEventListener('keydown', (ev) => {
 function put(id, text, level) {
   const el = document.getElementById(id);
   el.textContent = text;
+  el.title = text; // the whole text where the cell cuts it short
   el.dataset.level = level || 'ok';
 }
 function gb(n) { return (n / 1e9).toFixed(1) + ' GB'; }

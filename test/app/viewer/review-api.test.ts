@@ -443,6 +443,28 @@ t.test('the viewer as a daily review page', async (t) => {
     t.match(await strip('encoder'), /^software \(no hardware encoder found\)/);
     t.equal(await page.locator('#st-encoder').getAttribute('data-level'), 'warn');
     t.match(await strip('storage'), /^12\.5 GB free of 50\.0 GB \(LUKS2 open\)/);
+    t.equal(await page.locator('#st-camera').getAttribute('title'), await strip('camera'));
+    // the strip's height does not depend on what it says (placeholders, today's text, a long
+    // reason): the rows below never move when the status arrives or changes
+    const heights = await page.evaluate(() => {
+      const el = document.getElementById('strip') as HTMLElement;
+      const cells = [...el.querySelectorAll('dd')];
+      const saved = cells.map((c) => c.textContent);
+      const h = (text: (i: number) => string | null): number => {
+        cells.forEach((c, i) => (c.textContent = text(i)));
+        return el.getBoundingClientRect().height;
+      };
+      const r = [
+        h((i) => saved[i] ?? ''),
+        h(() => '…'),
+        h(() =>
+          'unreachable since 07/12/2026, 10:42:17 (ECONNREFUSED: connect refused) '.repeat(3),
+        ),
+      ];
+      cells.forEach((c, i) => (c.textContent = saved[i] ?? ''));
+      return r;
+    });
+    t.same(new Set(heights).size, 1, `one strip height whatever it says: ${heights.join(', ')} px`);
     // the relay goes away: the sync loop fails and the strip says since when
     await relay.close();
     relayUp = false;
