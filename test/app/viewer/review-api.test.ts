@@ -341,6 +341,54 @@ t.test('the viewer as a daily review page', async (t) => {
     t.match(await page.locator('#status').textContent(), /^Deleted the clip at /);
   });
 
+  await t.test('an event list asked for before a delete does not bring the row back', async (t) => {
+    // on a slow machine the 2 s refresh can be answered after a delete it was asked before
+    const doomed = today[1]!;
+    let fetched!: () => void;
+    const listFetched = new Promise<void>((r) => (fetched = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let delivered!: () => void;
+    const staleDelivered = new Promise<void>((r) => (delivered = r));
+    await page.route('**/api/events', async (route) => {
+      const response = await route.fetch(); // the list as it is now: the row still in it
+      fetched();
+      await released;
+      await route.fulfill({ response });
+      delivered();
+    });
+    await listFetched;
+    await page.click(`li.event[data-item-id="${doomed}"] button.del`);
+    await page.waitForFunction(
+      (id) => !document.querySelector(`li.event[data-item-id="${id}"]`),
+      doomed,
+    );
+    // from now on: does the row come back, or wait behind "1 new event"?
+    await page.evaluate((id) => {
+      const w = window as unknown as { vigilBack: number };
+      w.vigilBack = 0;
+      new MutationObserver(() => {
+        if (
+          document.querySelector(`li.event[data-item-id="${id}"]`) ||
+          document.body.dataset.pending !== '0'
+        )
+          w.vigilBack++;
+      }).observe(document.body, { subtree: true, childList: true, attributes: true });
+    }, doomed);
+    const ticks = Number(await page.evaluate(() => document.body.dataset.refreshes));
+    release();
+    await staleDelivered;
+    await page.unroute('**/api/events');
+    // a fresh list after the stale one has been handled
+    await page.waitForFunction((n) => Number(document.body.dataset.refreshes) >= n + 1, ticks);
+    t.equal(
+      await page.evaluate(() => (window as unknown as { vigilBack: number }).vigilBack),
+      0,
+      'the stale list neither re-added the row nor held it as new',
+    );
+    t.equal(await page.locator(`li.event[data-item-id="${doomed}"]`).count(), 0);
+  });
+
   await t.test('test event (development)', async (t) => {
     const n = await page.locator('li.event').count();
     t.equal(await page.locator('#test-btn').isVisible(), true, 'the button is shown');
