@@ -160,11 +160,14 @@ t.test('an exclude zone over the person: no clip', async (t) => {
 /** The real detector, whose answers are held until `release` (a slow, loaded hub). */
 class LateDetector implements ObjectDetector {
   calls = 0;
-  constructor(readonly release: Promise<void>) {}
+  readonly #release: Promise<void>;
+  constructor(release: Promise<void>) {
+    this.#release = release;
+  }
   async detect(f: GreyFrame, minScore: number): Promise<Detection[]> {
     this.calls++;
     const found = await detector.detect(f, minScore);
-    await this.release;
+    await this.#release;
     return found;
   }
   close(): Promise<void> {
