@@ -131,6 +131,9 @@ const alertEl = document.getElementById('alert');
 const healthEl = document.getElementById('health');
 const testBtn = document.getElementById('test-btn');
 let liveAbort = null;
+// a poll (events, status, notices) that has no answer by then is given up; the next tick asks
+// again (one of each kind runs at a time: a hung one must not stop the page's updates)
+const POLL_LIMIT_MS = 60000;
 // notices: browser notifications for what arrives while the page is open
 const noticesEl = document.getElementById('notices');
 const notifyBtn = document.getElementById('notify-btn');
@@ -352,7 +355,7 @@ function gb(n) { return (n / 1e9).toFixed(1) + ' GB'; }
 
 async function hubStatus() {
   try {
-    const r = await fetch('api/status', { cache: 'no-store' });
+    const r = await fetch('api/status', { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) return;
     const { hub, relay, device, features } = await r.json();
     const offline = !!(hub && hub.offline);
@@ -413,7 +416,7 @@ function showNotice(n) {
 
 async function pollNotices() {
   try {
-    const r = await fetch('api/notices?after=' + (noticeCursor === null ? 0 : noticeCursor), { cache: 'no-store' });
+    const r = await fetch('api/notices?after=' + (noticeCursor === null ? 0 : noticeCursor), { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) return;
     const { notices, last } = await r.json();
     // notices from before the page opened are listed, not raised again
@@ -578,7 +581,7 @@ let listChanges = 0;         // bumped when this page changes the list (remove()
 const refreshEvents = single(async () => {
   const asked = listChanges;
   try {
-    const r = await fetch('api/events', { cache: 'no-store' });
+    const r = await fetch('api/events', { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
     const { events } = await r.json();
     if (asked !== listChanges) return; // stale: the next tick asks again
