@@ -38,8 +38,9 @@ function rig(
   d: ObjectDetector = detector,
   ffmpeg?: string,
 ) {
-  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for a
-  // cold start on a loaded machine (keyframe decoder, onnxruntime and the model) within the event.
+  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for the
+  // keyframe decoder's first picture on a loaded machine; the detector's answer about it (cold
+  // onnxruntime and model) may come after the motion ended and still decides the event.
   const camera = new SimulatedCamera({
     width: 320,
     height: 240,
