@@ -133,6 +133,9 @@ const alertEl = document.getElementById('alert');
 const healthEl = document.getElementById('health');
 const testBtn = document.getElementById('test-btn');
 let liveAbort = null;
+// a poll (events, status, notices) that has no answer by then is given up; the next tick asks
+// again (one of each kind runs at a time: a hung one must not stop the page's updates)
+const POLL_LIMIT_MS = 60000;
 // notices: browser notifications for what arrives while the page is open
 const noticesEl = document.getElementById('notices');
 const notifyBtn = document.getElementById('notify-btn');
@@ -317,6 +320,7 @@ async function remove(seq) {
   const next = picks[picks.indexOf(r.li.querySelector('.pick')) + 1] || picks[picks.indexOf(r.li.querySelector('.pick')) - 1];
   const res = await fetch('api/items/' + seq, { method: 'DELETE', headers: { 'content-type': 'application/json' } });
   if (!res.ok) { let m = 'delete failed (' + res.status + ')'; try { m = (await res.json()).message; } catch (err) { /* keep */ } setStatus(m); return; }
+  listChanges++;
   dropRow(seq);
   setStatus('Deleted the ' + describe(r.e) + '.');
   empty.hidden = rows.size > 0;
@@ -354,7 +358,7 @@ function gb(n) { return (n / 1e9).toFixed(1) + ' GB'; }
 
 async function hubStatus() {
   try {
-    const r = await fetch('api/status', { cache: 'no-store' });
+    const r = await fetch('api/status', { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) return;
     const { hub, relay, device, features } = await r.json();
     const offline = !!(hub && hub.offline);
@@ -415,7 +419,7 @@ function showNotice(n) {
 
 async function pollNotices() {
   try {
-    const r = await fetch('api/notices?after=' + (noticeCursor === null ? 0 : noticeCursor), { cache: 'no-store' });
+    const r = await fetch('api/notices?after=' + (noticeCursor === null ? 0 : noticeCursor), { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) return;
     const { notices, last } = await r.json();
     // notices from before the page opened are listed, not raised again
@@ -565,18 +569,34 @@ window.addEventListener('hashchange', onHash);
 { const clip = new URLSearchParams(location.search).get('clip'); if (clip) select(clip, false); }
 
 // ---- refresh ---------------------------------------------------------------------------
+// On a slow machine an answer can take longer than the 2 s tick: one request of each kind at
+// a time (two notice polls would raise a notice twice), and an event list asked for before
+// this page changed the list (a delete) is stale: applied, it would bring the deleted row back.
+/** fn, but a call while one is in flight joins it rather than starting another. */
+function single(fn) {
+  let running = null;
+  return () => { running ??= fn().finally(() => { running = null; }); return running; };
+}
+const hubStatusOnce = single(hubStatus);
+const pollNoticesOnce = single(pollNotices);
 let refreshes = 0;
-async function refresh() {
-  hubStatus();
-  pollNotices();
+let listChanges = 0;         // bumped when this page changes the list (remove())
+const refreshEvents = single(async () => {
+  const asked = listChanges;
   try {
-    const r = await fetch('api/events', { cache: 'no-store' });
+    const r = await fetch('api/events', { cache: 'no-store', signal: AbortSignal.timeout(POLL_LIMIT_MS) });
     if (!r.ok) { setStatus('viewer error ' + r.status); return; }
     const { events } = await r.json();
+    if (asked !== listChanges) return; // stale: the next tick asks again
     showEvents(events);
     refreshes++;
     document.body.dataset.refreshes = String(refreshes);
   } catch (err) { setStatus('cannot reach the viewer: ' + err); }
+});
+function refresh() {
+  hubStatusOnce();
+  pollNoticesOnce();
+  return refreshEvents();
 }
 
 function stopLive() { if (liveAbort) { liveAbort.abort(); liveAbort = null; } showAudio(false); }

@@ -188,6 +188,8 @@ export class DetectionGate {
   #lastRunAt = -Infinity;
   #objects: SeenObject[] = [];
   #event = 0;
+  /** settled() callers of the event that ended, woken when the next begins (or cancel). */
+  #settling: (() => void)[] = [];
   #inferences = 0;
   #dropped = 0;
 
@@ -228,13 +230,51 @@ export class DetectionGate {
     this.#confirmed = false;
     this.#objects = [];
     this.#lastRunAt = -Infinity;
-    this.#event++;
+    this.#newEvent();
   }
 
-  /** The motion event ended; returns what was seen. */
+  /** The motion event ended; returns what was seen so far (see settled()). */
   end(): readonly SeenObject[] {
     this.#active = false;
     return this.#objects;
+  }
+
+  /** Stopping: the event is over and an answer still in flight counts for nothing. */
+  cancel(): void {
+    this.#active = false;
+    this.#newEvent();
+  }
+
+  #newEvent(): void {
+    this.#event++;
+    const waiting = this.#settling;
+    this.#settling = [];
+    for (const wake of waiting) wake();
+  }
+
+  /** Whether an inference is in flight. */
+  get busy(): boolean {
+    return this.#busy !== undefined;
+  }
+
+  /**
+   * After end(): what the ended event showed once the inference in flight at its end (a
+   * picture taken during the event) has answered. On a slow machine the first answer (cold
+   * runtime, model, decoder) can come after the motion ended; it still decides the event.
+   * Resolves [] when the next event begins (or cancel()) first: a wedged detector holds
+   * nothing up.
+   */
+  settled(): Promise<readonly SeenObject[]> {
+    const event = this.#event;
+    const busy = this.#busy;
+    if (busy === undefined) return Promise.resolve(this.#objects);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        resolve(event === this.#event ? this.#objects : []);
+      };
+      this.#settling.push(done);
+      void busy.then(done);
+    });
   }
 
   /** Resolves once no inference is in flight. */
@@ -271,7 +311,7 @@ export class DetectionGate {
     }
     this.#inferences++;
     this.#d.onInference?.(performance.now() - t0);
-    if (event !== this.#event || !this.#active) return; // the event is over
+    if (event !== this.#event) return; // another event began (or the pipeline stopped)
     const wanted = found.filter((d) => isWanted(d, cfg));
     if (wanted.length === 0) return;
     const before = formatObjects(this.#objects);
@@ -279,6 +319,8 @@ export class DetectionGate {
       this.#objects,
       wanted.map((d) => ({ class: d.class, score: d.score })),
     );
+    // the event has ended: whoever waits in settled() decides with these objects
+    if (!this.#active) return;
     if (!this.#confirmed) {
       this.#confirmed = true;
       this.#d.logger.info('object seen', { objects: formatObjects(this.#objects) });

@@ -522,9 +522,34 @@ class Pipeline implements MediaPipeline {
       if (this.#eventRecording) {
         if (objects.length > 0) this.#recorder.noteObjects(objects);
         this.#recorder.motionEnded();
-      } else this.#emit({ type: 'motion-ignored', source, at });
+      } else if (this.#gate?.busy) this.#decideLate(this.#gate, source, at);
+      else this.#emit({ type: 'motion-ignored', source, at });
       this.#eventRecording = false;
     }
+  }
+
+  /**
+   * The motion ended while the detector still looked at a picture of it (on a slow or busy
+   * hub the first answer can take longer than the event): that answer decides. A wanted
+   * object records the event now (its clip holds the pre-roll, the last seconds of the
+   * motion, and the post-roll); none, or a new event first, and the event is ignored.
+   */
+  #decideLate(gate: DetectionGate, source: 'video' | 'pir' | 'manual', at: number): void {
+    void gate.settled().then((objects) => {
+      const up = this.#state !== 'stopped' && this.#state !== 'failed';
+      if (up && !this.#motionActive && objects.length > 0) {
+        this.#log.info('object seen after the motion ended', {
+          objects: formatObjects(objects),
+        });
+        this.#emit({ type: 'objects', at: this.#now(), objects, first: true });
+        this.#recorder.motionStarted(`object (${formatObjects(objects)})`, objects);
+        this.#recorder.motionEnded();
+      } else if (up && !this.#motionActive && this.#detectorFailed !== undefined) {
+        // never lose an event to the detector (as #onDetectorFailed during the event)
+        this.#recorder.motionStarted(`motion (${source}; detector failed)`);
+        this.#recorder.motionEnded();
+      } else this.#emit({ type: 'motion-ignored', source, at });
+    });
   }
 
   trigger(durationMs: number): void {
@@ -847,7 +872,7 @@ class Pipeline implements MediaPipeline {
     if (motion) await motion.close();
     // An inference in flight is not awaited (a wedged runtime must not hold up the stop);
     // its answer is dropped since the event is over.
-    this.#gate?.end();
+    this.#gate?.cancel();
     this.#keyframes?.lost();
     this.#eventRecording = false;
     this.#videoActive = false;

@@ -162,7 +162,8 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   // view prints its URL and serves until SIGTERM
   const v = io();
   const viewRun = command.run(v.ctx(['view', '--dir', appDir, '--no-sync']));
-  for (let i = 0; i < 100 && v.out.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  const printed = Date.now() + 120_000; // a deadline for a loaded machine, not a pace
+  while (v.out.length === 0 && Date.now() < printed) await new Promise((r) => setTimeout(r, 50));
   const url = v.out.join('').trim();
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/\?t=/);
   const res = await fetch(url);

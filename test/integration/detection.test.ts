@@ -38,8 +38,9 @@ function rig(
   d: ObjectDetector = detector,
   ffmpeg?: string,
 ) {
-  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for a
-  // cold start on a loaded machine (keyframe decoder, onnxruntime and the model) within the event.
+  // Motion (the square crossing) from 1.5 s to 7 s after the camera starts: long enough for the
+  // keyframe decoder's first picture on a loaded machine; the detector's answer about it (cold
+  // onnxruntime and model) may come after the motion ended and still decides the event.
   const camera = new SimulatedCamera({
     width: 320,
     height: 240,
@@ -155,6 +156,47 @@ t.test('an exclude zone over the person: no clip', async (t) => {
   await p.idle();
   t.equal(sealer.of('clip').length, 0);
   t.notOk(events.some((e) => e.type === 'objects'));
+});
+
+/** The real detector, whose answers are held until `release` (a slow, loaded hub). */
+class LateDetector implements ObjectDetector {
+  calls = 0;
+  readonly #release: Promise<void>;
+  constructor(release: Promise<void>) {
+    this.#release = release;
+  }
+  async detect(f: GreyFrame, minScore: number): Promise<Detection[]> {
+    this.calls++;
+    const found = await detector.detect(f, minScore);
+    await this.#release;
+    return found;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+t.test('an answer that comes after the motion ended still makes the clip', async (t) => {
+  let ended!: () => void;
+  const motionEnded = new Promise<void>((r) => (ended = r));
+  const late = new LateDetector(motionEnded);
+  const { p, sealer, events } = rig('astronaut', {}, late);
+  p.on((e) => {
+    if (e.type === 'motion-end') ended();
+  });
+  await p.start();
+  t.teardown(() => p.stop());
+  const decided = await next(p, (e) => e.type === 'clip-started' || e.type === 'motion-ignored');
+  t.equal(decided.type, 'clip-started', 'the event was not ignored');
+  t.match(decided, { reason: /^object \(person:0\.\d\d\)$/ });
+  if (decided.type !== 'clip-started') return;
+  await next(p, (e) => e.type === 'clip-closed');
+  await p.idle();
+  const at = (type: MediaEvent['type']) => events.findIndex((e) => e.type === type);
+  t.ok(at('motion-end') >= 0 && at('motion-end') < at('objects'), 'the answer came after the end');
+  t.equal(sealer.of('clip').length, 1);
+  t.match(sealer.of('clip')[0], { state: 'closed', note: /^objects=person:0\.\d\d/ });
+  t.equal(late.calls, 1, 'one picture was in flight when the motion ended');
 });
 
 /** A detector that never answers (a wedged runtime). */

@@ -17,7 +17,12 @@ import type { CiphertextSink } from '../../firmware/items.js';
 import type { ItemKind } from '../../protocol/items.js';
 import { MemoryLogger } from '../../base/logger.js';
 import { createMediaPipeline } from '../../firmware/media/pipeline.js';
-import type { MediaConfigInput, MediaEvent, MediaPipeline } from '../../firmware/media/pipeline.js';
+import type {
+  MediaConfigInput,
+  MediaEvent,
+  MediaPipeline,
+  MediaStatus,
+} from '../../firmware/media/pipeline.js';
 import { SimulatedCamera } from '../../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../../protocol/mls-profile.js';
@@ -64,10 +69,13 @@ class TimedSink implements CiphertextSink {
   }
 }
 
+// Deadlines for a loaded machine (CI: load about 12 on two cores): they end a stuck test.
+const PATIENCE_MS = 240_000;
+
 function waitFor(
   p: MediaPipeline,
   pred: (e: MediaEvent) => boolean,
-  ms = 30_000,
+  ms = PATIENCE_MS,
 ): Promise<MediaEvent> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -82,6 +90,21 @@ function waitFor(
       }
     });
   });
+}
+
+/** Until the pipeline's status says so (encoded fragments, watched frames...). */
+async function untilStatus(
+  p: MediaPipeline,
+  pred: (s: MediaStatus) => boolean,
+  what: string,
+): Promise<MediaStatus> {
+  const end = Date.now() + PATIENCE_MS;
+  for (;;) {
+    const s = p.status();
+    if (pred(s)) return s;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 const root = tempDir('vigil-media-it-');
@@ -131,9 +154,12 @@ t.test(
   'motion -> sealed clip with pre-roll; the companion decrypts it and ffprobe agrees',
   async (t) => {
     const { p, sink, events } = rig({ intervals: [[4, 6]] });
+    const thumbnail = waitFor(p, (e) => e.type === 'thumbnail');
+    thumbnail.catch(() => undefined); // awaited below
     await p.start();
     t.teardown(() => p.stop());
     const closed = await waitFor(p, (e) => e.type === 'clip-closed');
+    await thumbnail; // sealed beside the clip, off its chain
     await p.stop();
     if (closed.type !== 'clip-closed') throw new Error('unexpected event');
     const clips = sink.ids('clip');
@@ -164,7 +190,6 @@ t.test(
     );
     t.ok(pr.frames >= Math.floor(pr.duration * 10) - 1, `${pr.frames} frames decode`);
     // the thumbnail is its own sealed item (thumbnail group), also decryptable
-    await new Promise((r) => setTimeout(r, 200));
     const thumbs = await decryptAll(sink, 'thumbnail');
     t.equal(thumbs.size, 1);
     const jpeg = [...thumbs.values()][0]!;
@@ -176,8 +201,12 @@ t.test('no motion, no clip', async (t) => {
   const { p, sink } = rig({ intervals: [] });
   await p.start();
   t.teardown(() => p.stop());
-  await new Promise((r) => setTimeout(r, 6000));
-  const st = p.status();
+  // watch a stretch of video (five 1 s GOPs) however slowly the machine encodes it
+  const st = await untilStatus(
+    p,
+    (s) => s.counters.fragments >= 5 && s.counters.motionFrames >= 10,
+    'five fragments encoded and watched',
+  );
   await p.stop();
   t.ok(st.counters.fragments >= 3, `video was encoded (${st.counters.fragments} fragments)`);
   t.ok(st.counters.motionFrames >= 10, 'and watched for motion');
@@ -191,7 +220,9 @@ t.test('encoder killed mid-clip: the clip closes cleanly and recording resumes',
   t.teardown(() => p.stop());
   await waitFor(p, (e) => e.type === 'clip-started');
   await waitFor(p, (e) => e.type === 'clip-first-chunk');
-  await new Promise((r) => setTimeout(r, 2200));
+  // two more fragments (2 s of video) in the clip before the kill
+  const f0 = p.status().counters.fragments;
+  await untilStatus(p, (s) => s.counters.fragments >= f0 + 2, 'two more fragments');
   const pid = p.status().encoder.pid;
   if (pid === undefined) throw new Error('no encoder pid');
   process.kill(pid, 'SIGKILL');
@@ -200,7 +231,8 @@ t.test('encoder killed mid-clip: the clip closes cleanly and recording resumes',
   await waitFor(p, (e) => e.type === 'encoder-started');
   t.not(p.status().encoder.pid, pid, 'a new encoder process');
   await waitFor(p, (e) => e.type === 'clip-started');
-  await new Promise((r) => setTimeout(r, 1500));
+  const f1 = p.status().counters.fragments;
+  await untilStatus(p, (s) => s.counters.fragments >= f1 + 2, 'two fragments after the restart');
   await p.stop();
   t.match(p.status().encoder.lastExit, /signal SIGKILL/);
   const clips = sink.ids('clip');

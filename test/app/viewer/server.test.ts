@@ -90,14 +90,10 @@ t.test(
     });
     t.pass('the thumbnail is shown');
     await page.click('li.event');
-    await page.waitForFunction(
-      () => {
-        const v = document.getElementById('video');
-        return v instanceof HTMLVideoElement && v.currentTime > 0.5;
-      },
-      undefined,
-      { timeout: 20_000 },
-    );
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video');
+      return v instanceof HTMLVideoElement && v.currentTime > 0.5;
+    });
     const played = await page.evaluate(
       () => (document.getElementById('video') as HTMLVideoElement).currentTime,
     );
@@ -118,18 +114,12 @@ t.test(
       }
       await w.close(6000);
     })();
-    await page.waitForFunction(
-      () => {
-        const v = document.getElementById('video');
-        return (
-          document.body.dataset.live === 'on' &&
-          v instanceof HTMLVideoElement &&
-          v.currentTime > 0.3
-        );
-      },
-      undefined,
-      { timeout: 30_000 },
-    );
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video');
+      return (
+        document.body.dataset.live === 'on' && v instanceof HTMLVideoElement && v.currentTime > 0.3
+      );
+    });
     t.ok(sent > 0, 'live video advanced in the page while fragments were still arriving');
     await feeder;
     t.notOk(

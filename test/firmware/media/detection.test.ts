@@ -277,3 +277,44 @@ t.test('gate: one inference at a time, at the governed rate, confirmed once', as
   t.same(failures, ['model gone']);
   t.equal(gate.stats.inferences, 4);
 });
+
+t.test('gate: the answer in flight when the event ends still decides it', async (t) => {
+  const d = new ScriptedDetector();
+  const confirmed: (readonly SeenObject[])[] = [];
+  const gate = new DetectionGate({
+    detector: d,
+    config: cfg(),
+    logger: new MemoryLogger(),
+    onConfirmed: (o) => confirmed.push(o),
+    onFailed: () => undefined,
+  });
+  const frame: GreyFrame = { width: 64, height: 64, data: new Uint8Array(64 * 64) };
+  gate.begin();
+  gate.offer(frame);
+  t.same(gate.end(), [], 'nothing seen when the motion ends');
+  t.equal(gate.busy, true, 'an inference of a picture from the event is in flight');
+  const late = gate.settled();
+  d.calls[0]?.answer([det('person', 0.7, 0.1, 0.1)]);
+  t.same(await late, [{ class: 'person', score: 0.7 }], 'its answer decides the ended event');
+  t.same(confirmed, [], 'not confirmed as a running event (the pipeline decides)');
+  t.same(await gate.settled(), [{ class: 'person', score: 0.7 }], 'nothing in flight: at once');
+
+  // a new event before the answer: the old one settles empty, the answer counts for nothing
+  gate.begin();
+  gate.offer(frame);
+  gate.end();
+  const superseded = gate.settled();
+  gate.begin();
+  t.same(await superseded, [], 'the next event began first');
+  d.calls[1]?.answer([det('person', 0.9, 0.1, 0.1)]);
+  await gate.idle();
+  t.same(confirmed, [], 'the old answer does not confirm the new event');
+  t.same(gate.objects, []);
+
+  // stopping: a wedged inference never answers; the waiter is released
+  gate.offer(frame);
+  gate.end();
+  const stopped = gate.settled();
+  gate.cancel();
+  t.same(await stopped, [], 'cancel releases the wait');
+});

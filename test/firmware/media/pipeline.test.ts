@@ -1,7 +1,7 @@
 import t from 'tap';
 import { MemoryLogger } from '../../../base/logger.js';
 import { createMediaPipeline, mediaConfigSchema } from '../../../firmware/media/pipeline.js';
-import type { MediaEvent, MediaPipeline } from '../../../firmware/media/pipeline.js';
+import type { MediaEvent, MediaPipeline, MediaStatus } from '../../../firmware/media/pipeline.js';
 import type { EdgeInput } from '../../../firmware/media/motion.js';
 import { SimulatedCamera } from '../../../hw/camera/simulated-camera.js';
 import type { MotionSchedule } from '../../../hw/camera/simulated-camera.js';
@@ -23,10 +23,13 @@ const small = {
   cameraWatchMs: 100,
 };
 
+// Deadlines for a loaded machine (CI: load about 12 on two cores): they end a stuck test.
+const PATIENCE_MS = 240_000;
+
 function waitFor(
   p: MediaPipeline,
   pred: (e: MediaEvent) => boolean,
-  ms = 20_000,
+  ms = PATIENCE_MS,
 ): Promise<MediaEvent> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -41,6 +44,19 @@ function waitFor(
       }
     });
   });
+}
+
+/** Until the pipeline's status says so (e.g. video encoded into the pre-roll ring). */
+async function untilStatus(
+  p: MediaPipeline,
+  pred: (s: MediaStatus) => boolean,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + PATIENCE_MS;
+  while (!pred(p.status())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function rig(
@@ -114,7 +130,9 @@ t.test(
     const started = events.find((e) => e.type === 'clip-started');
     t.match(started, { preRollS: 1 });
     t.ok(events.some((e) => e.type === 'motion-start' && e.source === 'video'));
-    await new Promise((r) => setTimeout(r, 500));
+    // the thumbnail is made off the clip's chain: it may be sealed after the clip closed
+    if (!events.some((e) => e.type === 'thumbnail'))
+      await waitFor(p, (e) => e.type === 'thumbnail');
     await p.idle();
     t.equal(sealer.of('thumbnail').length, 1, 'one thumbnail for the clip');
     t.equal(p.status().counters.clips, 1);
@@ -191,11 +209,12 @@ t.test('PIR edges drive clips (motion.source pir)', async (t) => {
   await p.start();
   t.teardown(() => p.stop());
   t.ok(cb, 'subscribed');
-  await new Promise((r) => setTimeout(r, 2500)); // fill the ring
+  await untilStatus(p, (s) => s.counters.fragments >= 2, 'video in the pre-roll ring');
   cb?.(1, Date.now());
   await waitFor(p, (e) => e.type === 'clip-started');
   t.equal(p.status().motion.active, true);
-  await new Promise((r) => setTimeout(r, 1200));
+  const f = p.status().counters.fragments;
+  await untilStatus(p, (s) => s.counters.fragments > f, 'a fragment during the motion');
   cb?.(0, Date.now());
   await waitFor(p, (e) => e.type === 'clip-closed');
   t.equal(sealer.of('clip').length, 1);
@@ -213,7 +232,7 @@ t.test('manual trigger records like motion', async (t) => {
   const { p, sealer } = rig({ intervals: [] });
   await p.start();
   t.teardown(() => p.stop());
-  await new Promise((r) => setTimeout(r, 2000));
+  await untilStatus(p, (s) => s.counters.fragments >= 2, 'video in the pre-roll ring');
   p.trigger(1000);
   await waitFor(p, (e) => e.type === 'clip-closed');
   t.match(sealer.of('clip')[0], { state: 'closed' });

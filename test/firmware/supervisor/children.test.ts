@@ -13,7 +13,7 @@ const POLICY = {
   crashLoopWindowMs: 60_000,
 };
 
-async function until(pred: () => boolean, ms = 20_000): Promise<void> {
+async function until(pred: () => boolean, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > end) throw new Error('condition not reached');

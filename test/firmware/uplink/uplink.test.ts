@@ -14,7 +14,7 @@ const OUTAGE_MS = Number(process.env.VIGIL_TEST_OUTAGE_MS ?? 1500);
 async function until(
   what: string,
   cond: () => boolean | Promise<boolean>,
-  ms = 20_000,
+  ms = 120_000,
 ): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
