@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { openItem } from '../../app/crypto.js';
 import { STREAM_SEQ_BASE } from '../../app/stream.js';
+import type { StoredItem } from '../../app/store.js';
 import type { NoticeMessage } from '../../protocol/e2ee-frames.js';
 import { startLocalRun } from '../../dev/local-run.js';
 import { MemoryLogger } from '../../base/logger.js';
@@ -45,12 +46,19 @@ t.test(
         resolve(n);
       });
     });
-    // wait for the event: the store tells when the clip was stored (each sync pass)
-    let clip;
-    while (!clip) {
-      clip = (await lr.store.list()).find((it) => it.summary.kind === 'clip');
-      if (!clip) await new Promise((r) => setTimeout(r, 250));
-    }
+    // wait for the event: the companion's sync passes say what they stored
+    const clip = await new Promise<StoredItem>((resolve, reject) => {
+      const check = (): void => {
+        lr.store.list().then((all) => {
+          const c = all.find((it) => it.summary.kind === 'clip');
+          if (!c) return;
+          off();
+          resolve(c);
+        }, reject);
+      };
+      const off = lr.onStored(check);
+      check();
+    });
     t.ok(clip.seq >= STREAM_SEQ_BASE, 'the clip was reassembled from stream records');
     const stored = await lr.store.get(clip.seq);
     const opened = await openItem(lr.crypto, stored?.bytes ?? Buffer.alloc(0));
