@@ -9,6 +9,8 @@
 // the service worker does, opens with MLS to the motion notice naming the clip
 // the viewer stores — although the companion read the same notice from its
 // mailbox first (the usual order while it runs; MLS opens a message once).
+// Then the hub stops and the relay's own "unseen since" push arrives, which
+// the viewer labels relay-reported (journey 4's fast path).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +41,8 @@ t.test('local run: motion -> sealed notice -> relay Web Push -> viewer opens it'
     fps: 10,
     // no scheduled motion: the test triggers one once the endpoint is registered
     motion: { intervals: [], periodS: 3600 },
+    // the relay's fast offline push: a hub unseen for 3 s (its long-polls stop)
+    unseenAfterMs: 3000,
   });
   t.teardown(async () => {
     await lr.stop();
@@ -121,4 +125,35 @@ t.test('local run: motion -> sealed notice -> relay Web Push -> viewer opens it'
     check();
   });
   t.equal(clip, n.itemId, 'the notice names a clip the viewer stores');
+
+  // journey 4, the fast path: the hub stops; the relay, which no longer sees its requests,
+  // pushes its own "unseen since" notice; the viewer labels it relay-reported
+  await lr.stopHub();
+  const stopped = Date.now();
+  const unseen = await service.next('/phone');
+  t.ok(unseen.body.length < 4096, 'the unseen push is under 4 KiB too');
+  const unseenPlain = decryptAes128gcm(unseen.body, keys);
+  t.match(decodePushMessage(unseenPlain), { ok: true, value: { t: 'unseen' } });
+  t.comment(`relay-reported push ${((Date.now() - stopped) / 1000).toFixed(1)} s after the stop`);
+  const u = await fetch(api('/api/push/open'), {
+    method: 'POST',
+    body: new Uint8Array(unseenPlain),
+  });
+  const said = (await u.json()) as Record<string, unknown>;
+  t.notOk('itemId' in said, 'it names no clip');
+  t.match(
+    said,
+    {
+      title: 'Vigil: hub not seen (relay-reported)',
+      body: /^relay-reported \(not verified by the hub\): the hub has not been seen since /,
+      trusted: false,
+      source: 'relay',
+    },
+    'the viewer labels it relay-reported (the relay is untrusted)',
+  );
+  t.notOk(
+    unseen.body.includes(Buffer.from('unseen')),
+    'the push service sees RFC 8291 ciphertext only',
+  );
+  await lr.startHub();
 });
