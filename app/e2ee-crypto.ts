@@ -103,7 +103,8 @@ export class E2eeCrypto implements CompanionCrypto {
     this.inbound.push(m);
     if (m.kind === 'notice' || m.kind === 'stream-record') {
       this.#notices.set(digest(bytes), m);
-      if (this.#notices.size > 64) this.#notices.delete(this.#notices.keys().next().value!);
+      const oldest = this.#notices.keys().next().value;
+      if (this.#notices.size > 64 && oldest !== undefined) this.#notices.delete(oldest);
     }
     if (m.kind === 'notice') for (const fn of this.#noticeListeners) fn(m.notice);
     if (m.kind === 'stream-record')

@@ -201,8 +201,8 @@ export class Syncer {
         this.#streamAccepted.delete(id);
         // its later records are ignored, not started over as a new item (kept for a while)
         this.#streamLost.add(id);
-        if (this.#streamLost.size > 256)
-          this.#streamLost.delete(this.#streamLost.values().next().value!);
+        const oldest = this.#streamLost.values().next().value;
+        if (this.#streamLost.size > 256 && oldest !== undefined) this.#streamLost.delete(oldest);
         continue;
       }
       if (!this.#streamAccepted.has(id)) {

@@ -652,7 +652,9 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   };
   await syncer
     .syncOnce()
-    .then((r) => stored(r.stored))
+    .then((r) => {
+      stored(r.stored);
+    })
     .catch(() => undefined); // run() below logs and retries a failure
   const syncAbort = new AbortController();
   const sync = syncer.run(syncAbort.signal, stored);

@@ -290,7 +290,7 @@ t.test(
       'A (no first bytes) and B (a hole) are discarded, one warning each; their later records are ignored',
     );
     t.same((await phones[0]!.client.list({})).items, [], 'every record acknowledged');
-    const left = await (await new ItemStore(`${dir}/app`, new DurableFs()).openStream()).pending();
+    const left = (await new ItemStore(`${dir}/app`, new DurableFs()).openStream()).pending();
     t.same(left, [], 'no fragments kept for the discarded items');
   },
 );

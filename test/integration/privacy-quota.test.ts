@@ -73,7 +73,7 @@ t.test(
       },
     });
     t.ok(r.relayExpired > 0, `the age limit deleted records (${r.relayExpired})`);
-    const expected: boolean[] = [];
+    const expected: (boolean | undefined)[] = [];
     for (const [i, e] of r.events.entries()) {
       const sent = r.sentAt[i] ?? Infinity;
       // the sync that found this event's records, and the oldest record it could still read
