@@ -58,6 +58,7 @@ export class E2eeCrypto implements CompanionCrypto {
   readonly inbound: Inbound[] = [];
   readonly #appHandlers = new Map<string, PhoneAppHandler>();
   readonly #noticeListeners = new Set<(n: NoticeMessage) => void>();
+  readonly #inboundListeners = new Set<(m: Inbound) => void>();
   /** The newest 64 notice-carrying hub messages opened, by digest of their ciphertext. */
   readonly #notices = new Map<string, Inbound>();
 
@@ -97,10 +98,17 @@ export class E2eeCrypto implements CompanionCrypto {
     return () => this.#noticeListeners.delete(fn);
   }
 
+  /** Called with every hub message this companion opens. Returns the unsubscribe. */
+  onInbound(fn: (m: Inbound) => void): () => void {
+    this.#inboundListeners.add(fn);
+    return () => this.#inboundListeners.delete(fn);
+  }
+
   /** Open one hub message with MLS and return what it was (receive() prints it). */
   async receiveInbound(bytes: Uint8Array): Promise<Inbound> {
     const m = await this.phone.receive(bytes);
     this.inbound.push(m);
+    for (const fn of this.#inboundListeners) fn(m);
     if (m.kind === 'notice' || m.kind === 'stream-record') {
       this.#notices.set(digest(bytes), m);
       const oldest = this.#notices.keys().next().value;

@@ -94,6 +94,8 @@ export interface LocalRunOptions {
   readonly offlineAfterMs?: number;
   /** The companion's heartbeat schedule (default 1 h). */
   readonly heartbeatMs?: number;
+  /** The companion's post-compromise refresh cadence per group (default a week). */
+  readonly refreshMs?: number;
   /** The relay's "hub unseen" push threshold (default 30 min; 0 = off). */
   readonly unseenAfterMs?: number;
   /**
@@ -143,6 +145,8 @@ export interface LocalRun {
   /** Notices the companion received (the viewer raises browser notifications for them). */
   readonly notices: NoticeFeed;
   readonly relay: RunningRelay;
+  /** The companion's heartbeat and refresh schedule (app/follow.ts). */
+  readonly follow: FollowScheduler;
   /** Called with the items each sync pass stored (tests wait on it). Returns the unsubscribe. */
   onStored(fn: (items: readonly StoredItem[]) => void): () => void;
   media(): MediaPipeline | undefined;
@@ -667,6 +671,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     dir: appDir,
     fs,
     ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+    ...(o.refreshMs !== undefined ? { refreshMs: o.refreshMs } : {}),
   });
   await follow.start();
 
@@ -684,6 +689,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     link,
     notices,
     relay,
+    follow,
     onStored(fn) {
       storedListeners.add(fn);
       return () => storedListeners.delete(fn);
