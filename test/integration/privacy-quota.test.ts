@@ -43,6 +43,13 @@ t.test('constant-rate mode against a relay at its item cap: nothing lost, cap he
     `slots refused: ${r.failedSlots}, most items on the relay at a sync: ${r.relayPeakItems}`,
   );
   t.ok(r.failedSlots > 0, 'the relay refused slots once its cap was reached (the cap applies)');
+  const refused = r.wire.filter((w) => w.status !== 200 && w.status !== 201);
+  t.ok(refused.length > 0, `the relay's access log shows ${refused.length} refused uploads`);
+  t.same(
+    [...new Set(refused.map((w) => w.status))],
+    [507],
+    'every refusal a 507 (the ordinary item cap), nothing else failed',
+  );
   t.ok(r.relayPeakItems <= CAP, `the relay never held more than ${CAP} items`);
   t.equal(r.relayPeakItems, CAP, 'and it was full between syncs');
   t.equal(
