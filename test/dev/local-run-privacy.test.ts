@@ -3,7 +3,8 @@
 // companion sync — delivers a clip end to end although the relay only ever
 // sees fixed-size `kind=message` records on a schedule; the motion notice
 // arrives inside a notice record, not as a notice of its own, and the relay pushes
-// every notice record — covers included — to the phone's endpoint at the same size.
+// every notice record — covers included — to the phone's endpoint at the same size;
+// live view works with the mode on.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,5 +113,21 @@ t.test(
       'under 4 KiB',
     );
     t.ok(covers > 0, 'cover pushes went out on the schedule and showed nothing');
+
+    // live view still works with the mode on (the one thing that breaks the pattern)
+    const ac = new AbortController();
+    const live = await fetch(api('/api/live'), { signal: ac.signal });
+    t.equal(live.status, 200, 'live view answers');
+    const reader = live.body?.getReader();
+    let got = Buffer.alloc(0);
+    while (reader && !got.includes(Buffer.from('moof'))) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      got = Buffer.concat([got, Buffer.from(value)]);
+    }
+    t.ok(got.includes(Buffer.from('ftyp')), 'the live stream starts with its init segment');
+    t.ok(got.includes(Buffer.from('moof')), 'and a media fragment follows');
+    ac.abort();
+    await reader?.cancel().catch(() => undefined);
   },
 );
