@@ -549,7 +549,7 @@ async function view(c: Ctx, a: Args, ctx: CommandContext): Promise<number> {
     ...(phonesAdmin ? { phones: phonesAdmin } : {}),
     notices: {
       feed,
-      ...(paired ? { receive: (b: Uint8Array) => paired.crypto.receiveInbound(b) } : {}),
+      ...(paired ? { receive: (b: Uint8Array) => paired.crypto.openPushed(b) } : {}),
       ...(acct ? { deviceId: acct.deviceId } : {}),
     },
     ...(client ? { client } : {}),

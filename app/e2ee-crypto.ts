@@ -2,6 +2,7 @@
  * `CompanionCrypto` over the E2EE layer's phone (app/e2ee/phone.ts): MLS
  * epochs, item keys kept durably by the phone, heartbeats and config messages.
  */
+import { createHash } from 'node:crypto';
 import type { ParsedHeader } from '../protocol/container.js';
 import type { NoticeMessage } from '../protocol/e2ee-frames.js';
 import type { E2eePhone, Inbound } from './e2ee/phone.js';
@@ -30,6 +31,10 @@ function describe(m: Inbound): string {
   }
 }
 
+function digest(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('base64url');
+}
+
 /** One line for a sealed hub notice (authenticated by MLS). */
 export function describeNotice(n: NoticeMessage): string {
   const item = n.itemId !== undefined ? ` (item ${n.itemId})` : '';
@@ -53,6 +58,9 @@ export class E2eeCrypto implements CompanionCrypto {
   readonly inbound: Inbound[] = [];
   readonly #appHandlers = new Map<string, PhoneAppHandler>();
   readonly #noticeListeners = new Set<(n: NoticeMessage) => void>();
+  readonly #inboundListeners = new Set<(m: Inbound) => void>();
+  /** The newest 64 notice-carrying hub messages opened, by digest of their ciphertext. */
+  readonly #notices = new Map<string, Inbound>();
 
   constructor(phone: E2eePhone) {
     this.phone = phone;
@@ -90,14 +98,37 @@ export class E2eeCrypto implements CompanionCrypto {
     return () => this.#noticeListeners.delete(fn);
   }
 
+  /** Called with every hub message this companion opens. Returns the unsubscribe. */
+  onInbound(fn: (m: Inbound) => void): () => void {
+    this.#inboundListeners.add(fn);
+    return () => this.#inboundListeners.delete(fn);
+  }
+
   /** Open one hub message with MLS and return what it was (receive() prints it). */
   async receiveInbound(bytes: Uint8Array): Promise<Inbound> {
     const m = await this.phone.receive(bytes);
     this.inbound.push(m);
+    for (const fn of this.#inboundListeners) fn(m);
+    if (m.kind === 'notice' || m.kind === 'stream-record') {
+      this.#notices.set(digest(bytes), m);
+      const oldest = this.#notices.keys().next().value;
+      if (this.#notices.size > 64 && oldest !== undefined) this.#notices.delete(oldest);
+    }
     if (m.kind === 'notice') for (const fn of this.#noticeListeners) fn(m.notice);
     if (m.kind === 'stream-record')
       for (const n of m.notices) for (const fn of this.#noticeListeners) fn(n);
     return m;
+  }
+
+  /**
+   * Open a push message's MLS ciphertext (app/push.ts `openPush`). The relay pushes the very
+   * bytes it keeps in the mailbox, and MLS opens a message only once: when this companion has
+   * already read the notice from its mailbox (the usual order while it runs), the push gets
+   * what that message said then instead of a refusal. Any other message is opened here.
+   */
+  openPushed(bytes: Uint8Array): Promise<Inbound> {
+    const seen = this.#notices.get(digest(bytes));
+    return seen ? Promise.resolve(seen) : this.receiveInbound(bytes);
   }
 
   async receiveMessage(bytes: Uint8Array): Promise<ReceivedMessage> {

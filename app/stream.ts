@@ -124,6 +124,21 @@ export class StreamReassembler {
     return p?.end !== undefined && StreamReassembler.#contiguous(p) >= p.end;
   }
 
+  /**
+   * Bytes of the item will never all arrive: the hub sends an item's bytes in
+   * order, one record after another, and the phone reads records in the relay's
+   * order, so a hole before bytes already held (or before the final fragment)
+   * was lost for good — a record deleted by the relay's age limit before this
+   * phone read it, one this phone could not open, or sent before it joined.
+   */
+  broken(id: string): boolean {
+    const p = this.#items.get(id);
+    if (p === undefined) return false;
+    const have = StreamReassembler.#contiguous(p);
+    if (p.end !== undefined) return have < p.end;
+    return p.parts.some((x) => x.offset > have);
+  }
+
   async #read(p: Pending, upTo: number): Promise<Buffer> {
     const out = Buffer.alloc(upTo);
     for (const part of p.parts) {

@@ -94,7 +94,7 @@ export class Syncer {
         if (fragments.length > 0) {
           this.#lastRecordSeq = it.seq;
           const stream = await this.#stream();
-          for (const f of fragments) await stream.add(f);
+          for (const f of fragments) if (!this.#streamLost.has(f.id)) await stream.add(f);
           if (!gap) gap = await this.#reassembled(it.seq, stored);
         }
         await client.ack(it.seq);
@@ -177,6 +177,8 @@ export class Syncer {
   /** Stream items whose header this syncer accepted (or found already accepted). */
   readonly #streamAccepted = new Set<string>();
   #streamStored = 0;
+  /** Items discarded by `#reassembled` for lost bytes (the newest 256). */
+  readonly #streamLost = new Set<string>();
   #lastRecordSeq = 0;
 
   /**
@@ -189,6 +191,20 @@ export class Syncer {
     const now = this.#d.now ?? Date.now;
     const stream = await this.#stream();
     for (const id of stream.pending()) {
+      if (stream.broken(id)) {
+        // its missing bytes cannot come any more (app/stream.ts): waiting for them would hold
+        // every later item back, so it goes, as an item deleted on the relay unread would
+        logger.warn('stream item lost bytes before this phone read them; discarded', {
+          itemId: id,
+        });
+        await stream.drop(id);
+        this.#streamAccepted.delete(id);
+        // its later records are ignored, not started over as a new item (kept for a while)
+        this.#streamLost.add(id);
+        const oldest = this.#streamLost.values().next().value;
+        if (this.#streamLost.size > 256 && oldest !== undefined) this.#streamLost.delete(oldest);
+        continue;
+      }
       if (!this.#streamAccepted.has(id)) {
         const ph = parseHeader(await stream.prefix(id));
         if (!ph.ok) {

@@ -2,6 +2,7 @@
  * What each privacy mode costs (issue #20), at the default settings: bandwidth
  * per phone per day, relay storage a phone away for a day leaves behind, and
  * the added delivery delay of a clip — measured on a compressed stretch of day
+ * (the phone stays away until its end, so the relay's storage is read, not derived)
  * (dev/fixtures/privacy-day.ts: real MLS hub, uplink, relay over HTTP, phone)
  * and scaled to 24 h, next to the estimate `vigil hub status` shows
  * (firmware/uplink/privacy.ts `privacyCost`).
@@ -34,7 +35,7 @@ console.log(
     `${events} events (${perDay}/day), clip ${clipBytes / 1000} kB + thumbnail ${thumbnailBytes / 1000} kB`,
 );
 console.log(
-  'mode             up/day/phone   overhead   relay/offline-day  clip delay mean/max   estimate up/day  wall',
+  'mode             up/day/phone   overhead   relay, phone away a day (measured)  clip delay mean/max   estimate up/day  wall',
 );
 let offMean = 0;
 for (const mode of ['off', 'constant-rate', 'padding-buckets'] as const) {
@@ -47,10 +48,17 @@ for (const mode of ['off', 'constant-rate', 'padding-buckets'] as const) {
     events,
     clipBytes,
     thumbnailBytes,
-    phoneSyncMs: 3_600_000,
+    // the phone stays away all day: what the relay holds at its one sync is measured storage
+    phoneSyncMs: 0,
   });
   const inDay = r.wire.filter((w) => w.t >= 0 && w.t < r.dayMs); // not the warm-up before the day
   const up = inDay.reduce((s, w) => s + w.bytes, 0) * scale;
+  // relay storage as the phone found it (listed sizes), less what the hub sent outside the day
+  const out = r.wire.filter((w) => w.t < 0 || w.t >= r.dayMs);
+  const relay = (r.relayPeakBytes - out.reduce((s, w) => s + w.bytes, 0)) * scale;
+  const dayItems = new Set(inDay.map((w) => w.item));
+  const outItems = new Set(out.map((w) => w.item).filter((id) => !dayItems.has(id)));
+  const relayItems = (r.relayPeakItems - outItems.size) * scale;
   const payload = r.payloadBytes * scale;
   const delays = r.events.map((e, i) => (r.sentAt[i] ?? r.dayMs) - e);
   const mean = delays.reduce((a, b) => a + b, 0) / delays.length;
@@ -58,7 +66,7 @@ for (const mode of ['off', 'constant-rate', 'padding-buckets'] as const) {
   const max = Math.max(...delays);
   const est = privacyCost(cfg, { eventsPerDay: perDay, clipBytes, thumbnailBytes });
   console.log(
-    `${mode.padEnd(16)} ${mib(up).padStart(12)}   ${`${(up / payload).toFixed(2)}x`.padStart(8)}   ${mib(up).padStart(17)}  ${`${((mean - offMean) / 1000).toFixed(0)} s / ${((max - offMean) / 1000).toFixed(0)} s`.padStart(20)}   ${mib(est.upBytesPerDay).padStart(14)}  ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    `${mode.padEnd(16)} ${mib(up).padStart(12)}   ${`${(up / payload).toFixed(2)}x`.padStart(8)}   ${`${mib(relay)}, ${Math.round(relayItems)} items`.padStart(26)}  ${`${((mean - offMean) / 1000).toFixed(0)} s / ${((max - offMean) / 1000).toFixed(0)} s`.padStart(20)}   ${mib(est.upBytesPerDay).padStart(14)}  ${((Date.now() - t0) / 1000).toFixed(0)} s`,
   );
   if (r.delivered.some((d) => d === undefined))
     console.log(

@@ -23,7 +23,7 @@ import { PairingInitiator } from '../app/e2ee/pairing-initiator.js';
 import { E2eePhone } from '../app/e2ee/phone.js';
 import { E2eeCrypto } from '../app/e2ee-crypto.js';
 import { devPairRelay, e2eeDir, loadAccount, saveAccount } from '../app/account.js';
-import { ItemStore } from '../app/store.js';
+import { ItemStore, type StoredItem } from '../app/store.js';
 import { Syncer } from '../app/sync.js';
 import { FollowScheduler } from '../app/follow.js';
 import { HubLink } from '../app/hub-link.js';
@@ -94,6 +94,8 @@ export interface LocalRunOptions {
   readonly offlineAfterMs?: number;
   /** The companion's heartbeat schedule (default 1 h). */
   readonly heartbeatMs?: number;
+  /** The companion's post-compromise refresh cadence per group (default a week). */
+  readonly refreshMs?: number;
   /** The relay's "hub unseen" push threshold (default 30 min; 0 = off). */
   readonly unseenAfterMs?: number;
   /**
@@ -143,6 +145,10 @@ export interface LocalRun {
   /** Notices the companion received (the viewer raises browser notifications for them). */
   readonly notices: NoticeFeed;
   readonly relay: RunningRelay;
+  /** The companion's heartbeat and refresh schedule (app/follow.ts). */
+  readonly follow: FollowScheduler;
+  /** Called with the items each sync pass stored (tests wait on it). Returns the unsubscribe. */
+  onStored(fn: (items: readonly StoredItem[]) => void): () => void;
   media(): MediaPipeline | undefined;
   /** Stop only the hub (relay and companion keep running), as if it lost power. */
   stopHub(): Promise<void>;
@@ -618,7 +624,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     link,
     notices: {
       feed: notices,
-      receive: (b) => crypto.receiveInbound(b),
+      receive: (b) => crypto.openPushed(b),
       deviceId: account.deviceId,
     },
     host,
@@ -644,9 +650,18 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   });
   started.push(() => viewer.close());
   // One pass before we report ready: what arrived while the run was stopped is listed first.
-  await syncer.syncOnce().catch(() => undefined); // run() below logs and retries a failure
+  const storedListeners = new Set<(items: readonly StoredItem[]) => void>();
+  const stored = (items: readonly StoredItem[]): void => {
+    for (const fn of storedListeners) fn(items);
+  };
+  await syncer
+    .syncOnce()
+    .then((r) => {
+      stored(r.stored);
+    })
+    .catch(() => undefined); // run() below logs and retries a failure
   const syncAbort = new AbortController();
-  const sync = syncer.run(syncAbort.signal);
+  const sync = syncer.run(syncAbort.signal, stored);
   // heartbeats on a schedule, refresh by re-add on a cadence (app/follow.ts)
   const follow = new FollowScheduler({
     sendHeartbeat: async (refresh) => {
@@ -656,6 +671,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     dir: appDir,
     fs,
     ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
+    ...(o.refreshMs !== undefined ? { refreshMs: o.refreshMs } : {}),
   });
   await follow.start();
 
@@ -673,6 +689,11 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
     link,
     notices,
     relay,
+    follow,
+    onStored(fn) {
+      storedListeners.add(fn);
+      return () => storedListeners.delete(fn);
+    },
     media: () => media,
     uplink: () => uplink,
     async stopHub(): Promise<void> {

@@ -9,7 +9,8 @@
  *
  * — the fields of a browser's `PushSubscription.toJSON()`, which UnifiedPush
  * distributors hand out too. What the relay pushes (the plaintext that RFC
- * 8291 encrypts for the endpoint's keys; JSON, at most PUSH_MAX_PLAINTEXT bytes):
+ * 8291 encrypts for the endpoint's keys; JSON, at most PUSH_MAX_PLAINTEXT bytes,
+ * padded with spaces to a multiple of PUSH_PAD_STEP):
  *
  *   {"v":1,"t":"notice","seq":12,"group":"notification","mls":"<b64url MLSMessage>"}
  *       the hub's sealed notice, exactly the bytes of mailbox item `seq`: the
@@ -112,6 +113,20 @@ export type PushDecode = { ok: true; value: PushMessage } | { ok: false; reason:
 export function encodePushMessage(m: PushMessage): Buffer | undefined {
   const b = Buffer.from(JSON.stringify(PushMessage.parse(m)), 'utf8');
   return b.length <= PUSH_MAX_PLAINTEXT ? b : undefined;
+}
+
+/** Push plaintexts are padded to a multiple of this many bytes (`padPushMessage`). */
+export const PUSH_PAD_STEP = 256;
+
+/**
+ * Pad an encoded push plaintext with trailing spaces (JSON whitespace: the decoder is
+ * unchanged) to the next multiple of PUSH_PAD_STEP, at most PUSH_MAX_PLAINTEXT. The push
+ * service then sees one size for every notice of one record size, not the length of `seq`
+ * in decimal (docs/relay.md "Privacy modes": constant-rate notice records, cover or not).
+ */
+export function padPushMessage(b: Buffer): Buffer {
+  const to = Math.min(PUSH_MAX_PLAINTEXT, Math.ceil(b.length / PUSH_PAD_STEP) * PUSH_PAD_STEP);
+  return b.length >= to ? b : Buffer.concat([b, Buffer.alloc(to - b.length, 0x20)]);
 }
 
 /** Decode an untrusted push plaintext (what the push service handed the phone). */

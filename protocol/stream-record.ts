@@ -1,7 +1,7 @@
 /**
  * Stream records (docs/protocol.md section 4.4): the plaintext the hub seals
- * as one MLS application message in a phone's `notification` group when a
- * privacy mode is on (docs/relay.md "Privacy modes"). A record has a fixed
+ * as one MLS application message in a phone's `config` group (data lane) or
+ * `notification` group (notice lane) when a privacy mode is on (docs/relay.md "Privacy modes"). A record has a fixed
  * length chosen by the hub; it carries fragments of real items (containers,
  * notices) or nothing at all (a cover record), followed by zero padding. The
  * relay only ever sees the MLS ciphertext, whose length follows from the

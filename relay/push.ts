@@ -43,7 +43,7 @@ import { SYSTEM_CLOCK } from '../base/clock.js';
 import { reasonOf } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import type { DurableFs } from '../hw/os/fs.js';
-import { encodePushMessage } from '../protocol/push.js';
+import { encodePushMessage, padPushMessage } from '../protocol/push.js';
 import type { PushMessage, PushRegistration } from '../protocol/push.js';
 import type { Cluster } from './cluster.js';
 import { RelayError } from './errors.js';
@@ -474,13 +474,14 @@ export class RelayPush {
     group: string,
     ciphertext: Uint8Array,
   ): Promise<number> {
-    const payload = encodePushMessage({
+    const encoded = encodePushMessage({
       v: 1,
       t: 'notice',
       seq,
       group,
       mls: Buffer.from(ciphertext).toString('base64url'),
     });
+    const payload = encoded && padPushMessage(encoded);
     if (!payload) {
       this.#log.info('notice too large to push; it waits in the mailbox', {
         seq,
@@ -708,7 +709,7 @@ export class RelayPush {
       await this.#o.records.put(PUSH_NS.seen, deviceId, announced);
       this.#seen.set(deviceId, announced);
       const msg: PushMessage = { v: 1, t: 'unseen', deviceId, since, at: now };
-      const payload = encodePushMessage(msg) as Buffer;
+      const payload = padPushMessage(encodePushMessage(msg) as Buffer);
       const n = this.#fanOut(
         this.#phonesOf(deviceId).map((f) => f.phoneId),
         payload,

@@ -635,10 +635,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         );
       })
       .finally(() => {
+        // what the relay's operator can see of every request (docs/relay.md "Privacy modes"):
+        // route, the group and kind it names, body size, status, time — never the body
+        const q = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+        const length = Number(req.headers['content-length'] ?? 0);
         log.debug('request', {
           method: req.method,
           path: (req.url ?? '').split('?')[0],
+          ...(q.has('group') ? { group: q.get('group') } : {}),
+          ...(q.has('kind') ? { kind: q.get('kind') } : {}),
+          bytes: Number.isSafeInteger(length) ? length : 0,
           status: aborted ? 'aborted' : res.statusCode,
+          at: t0,
           ms: now() - t0,
         });
       });

@@ -15,13 +15,22 @@ import { StaticKeySealer, sealWhole } from './fixtures.js';
 function io() {
   const out: string[] = [];
   const err: string[] = [];
+  let printed: (s: string) => void = () => undefined;
+  /** Resolves with the first line written to stdout (an event, not a poll). */
+  const firstOut = new Promise<string>((resolve) => {
+    printed = resolve;
+  });
   return {
     out,
     err,
+    firstOut,
     ctx: (argv: string[]) => ({
       argv,
       env: {},
-      stdout: (s: string) => out.push(s),
+      stdout: (s: string) => {
+        out.push(s);
+        printed(s);
+      },
       stderr: (s: string) => err.push(s),
     }),
   };
@@ -143,7 +152,7 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   const liveRun = command.run(
     l.ctx(['live', '-o', join(dir, 'live.mp4'), '--seconds', '20', '--dir', appDir]),
   );
-  await new Promise((r) => setTimeout(r, 300));
+  // the follower finds the live item whether it starts before or after the hub seals it
   const liveBytes = randomBytes(30_000);
   await sealWhole(
     sealer,
@@ -162,9 +171,7 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   // view prints its URL and serves until SIGTERM
   const v = io();
   const viewRun = command.run(v.ctx(['view', '--dir', appDir, '--no-sync']));
-  const printed = Date.now() + 120_000; // a deadline for a loaded machine, not a pace
-  while (v.out.length === 0 && Date.now() < printed) await new Promise((r) => setTimeout(r, 50));
-  const url = v.out.join('').trim();
+  const url = (await v.firstOut).trim();
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+\/\?t=/);
   const res = await fetch(url);
   t.equal(res.status, 200);

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { MemoryLogger } from '../../base/logger.js';
+import { JsonLogger } from '../../base/logger.js';
 import {
   frameLatency,
   launchChromium,
@@ -22,7 +22,30 @@ const PATIENCE = { timeout: 240_000 };
 
 t.test('local run in Chromium: live on request, offline alert raised and cleared', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-journey2-'));
-  const logger = new MemoryLogger('dev');
+  // log lines as events: the test waits for the hub to say its live session ended
+  const lines: string[] = [];
+  const waiters = new Set<(l: string) => void>();
+  const logger = new JsonLogger('dev', {
+    level: 'debug',
+    write: (l) => {
+      lines.push(l);
+      for (const w of waiters) w(l);
+    },
+  });
+  const logged = (re: RegExp): Promise<string> =>
+    new Promise((resolve) => {
+      const hit = lines.find((l) => re.test(l));
+      if (hit !== undefined) {
+        resolve(hit);
+        return;
+      }
+      const w = (l: string): void => {
+        if (!re.test(l)) return;
+        waiters.delete(w);
+        resolve(l);
+      };
+      waiters.add(w);
+    });
   const aliveIntervalMs = 1000;
   const offlineAfterMs = 4000;
   const lr = await startLocalRun({
@@ -94,6 +117,15 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
   t.same(seen.slice(0, 2), ['starting\u2026', 'live'], 'the page said "starting…", then "live"');
   t.equal(lr.media()?.status().live.sessions, 1, 'the hub runs one live session');
 
+  // ---- stop: the page leaves live view (its stream closes), the viewer sends live-stop ----
+  const ended = logged(/"msg":"stopping live session".*"why":"stopped by a phone"/);
+  await page.evaluate(() => {
+    // what choosing a clip or closing the page does: the page aborts its live stream
+    (window as unknown as { stopLive(): void }).stopLive();
+  });
+  await ended;
+  t.pass("the hub stopped the live session on the phone's live-stop (not the idle timer)");
+
   // ---- offline alert -------------------------------------------------------------------
   await page.waitForFunction(() => document.body.dataset.hubOffline === 'no', undefined, PATIENCE);
   t.pass('the hub is shown online (sealed hub-alive beats arrive)');
@@ -121,6 +153,6 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
   t.notOk(lr.link.status().offline, 'the alert clears when the hub is back');
   t.equal(await page.locator('#alert').isHidden(), true, 'the page hides the alert');
 
-  const secret = logger.lines.filter((l) => /"(psk|secret|token)":"(?!\[redacted\])/.test(l));
+  const secret = lines.filter((l) => /"(psk|secret|token)":"(?!\[redacted\])/.test(l));
   t.same(secret, [], 'no secret fields in the logs');
 });

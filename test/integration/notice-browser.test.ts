@@ -6,6 +6,9 @@
 // clip: the in-page notification's click, the service worker's
 // notificationclick with a viewer page open (a message to it) and without
 // one (a new page at the clip's URL) each end with the clip selected and playing.
+// The motion notice's real Web Push (from the local run's relay to a local RFC 8030
+// service, handed to the service worker through DevTools) is shown by the worker
+// with its clip, though the companion had already read the notice from its mailbox.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +22,7 @@ import {
   waitForClipPlaying,
 } from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { decryptAes128gcm, newSubscriptionKeys, startPushService } from '../fixtures/web-push.js';
 
 t.setTimeout(600_000);
 const PATIENCE = { timeout: 240_000 };
@@ -37,9 +41,11 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
     motion: { intervals: [], periodS: 3600 },
   });
   const { browser, close } = await launchChromium();
+  const service = await startPushService();
   t.teardown(async () => {
     await close();
     await lr.stop();
+    await service.close();
     await rm(dir, { recursive: true, force: true });
   });
   const origin = new URL(lr.viewerUrl).origin;
@@ -68,6 +74,17 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
     undefined,
     PATIENCE,
   );
+
+  // a push endpoint registered through the viewer (headless Chromium has no push service:
+  // a local RFC 8030 one stands in, and DevTools hands its messages to the service worker)
+  const keys = newSubscriptionKeys();
+  const viewerToken = new URL(lr.viewerUrl).searchParams.get('t') ?? '';
+  const reg = await fetch(`${origin}/api/push/subscription?t=${viewerToken}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ endpoint: service.endpoint('/phone', [201]), keys: keys.json }),
+  });
+  t.equal(reg.status, 200, 'push endpoint registered through the viewer');
 
   lr.media()?.trigger(3000);
   await page.waitForFunction(
@@ -132,6 +149,31 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
       },
     ],
     'the worker showed the relay-reported notice, labelled, naming no clip',
+  );
+  // the motion notice's real push (the relay's RFC 8291 message, decrypted as the browser
+  // would): the worker has the viewer open it — the companion read it from its mailbox
+  // already — and shows the motion notification naming the clip
+  const motionPush = decryptAes128gcm((await service.next('/phone')).body, keys);
+  await cdp.send('ServiceWorker.deliverPushMessage', {
+    origin,
+    registrationId,
+    data: motionPush.toString('utf8'),
+  });
+  const shownMotion = await (
+    await viewerServiceWorker(browser, PATIENCE.timeout)
+  ).evaluate(async () => {
+    const reg = (self as unknown as { registration: ServiceWorkerRegistration }).registration;
+    for (;;) {
+      const ns = await reg.getNotifications();
+      const n = ns.find((x) => x.title === 'Vigil: motion');
+      if (n) return { title: n.title, body: n.body, data: n.data as unknown };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+  t.match(
+    shownMotion,
+    { title: 'Vigil: motion', body: /^motion detected at /, data: { itemId } },
+    'the worker showed the pushed motion notice, naming its clip (what a tap opens)',
   );
   await cdp.detach();
   await page.evaluate(() => {

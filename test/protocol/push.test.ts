@@ -4,6 +4,7 @@ import {
   PushRegistrationBody,
   decodePushMessage,
   encodePushMessage,
+  padPushMessage,
 } from '../../protocol/push.js';
 import { newSubscriptionKeys } from '../fixtures/web-push.js';
 
@@ -38,5 +39,22 @@ t.test('registration body: the PushSubscription JSON, strictly', (t) => {
       .success,
   );
   t.notOk(PushRegistrationBody.safeParse({ endpoint: '', keys: k }).success);
+  t.end();
+});
+
+t.test('padding: one size for notices whose seq differs in length; decodes unchanged', (t) => {
+  const enc = (seq: number): Buffer =>
+    padPushMessage(
+      encodePushMessage({ v: 1, t: 'notice', seq, group: 'notification', mls: 'A'.repeat(2900) })!,
+    );
+  t.equal(enc(99).length, enc(100).length, 'seq 99 and 100 pad to the same length');
+  t.equal(enc(99).length % 256, 0, 'a multiple of 256 bytes');
+  t.same(decodePushMessage(enc(100)), {
+    ok: true,
+    value: { v: 1, t: 'notice', seq: 100, group: 'notification', mls: 'A'.repeat(2900) },
+  });
+  const big = Buffer.alloc(PUSH_MAX_PLAINTEXT - 5, 0x41);
+  t.equal(padPushMessage(big).length, PUSH_MAX_PLAINTEXT, 'never past the limit');
+  t.equal(padPushMessage(Buffer.alloc(512)).length, 512, 'an exact multiple stays as it is');
   t.end();
 });
