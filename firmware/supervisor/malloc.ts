@@ -9,11 +9,11 @@
  * live data.
  *
  * V8: a young generation of at most 1 MiB per semi-space (V8 grows it up to 16
- * MiB, and the pages it touched stay resident) and `--optimize-for-size` (V8
- * grows and keeps the heap for size rather than speed). Together they take the
- * hub's resident memory after start-up from ~70 to ~61 MiB; an epoch advance
- * costs the same CPU with and without them. docs/performance.md has the
- * measurements.
+ * MiB, and the pages it touched stay resident) and `--optimize-for-size` (heap
+ * sized for memory rather than speed). With the recording path loaded and the MLS
+ * profile in place, the process holds ~60 instead of ~67 MiB (bench/hub-floor.ts);
+ * an epoch advance costs the same CPU with and without them. docs/performance.md
+ * has the measurements.
  *
  * Both must be set where the process starts: the systemd unit
  * (firmware/supervisor/vigil-hub.service: the environment, and the flags on
