@@ -8,6 +8,7 @@
  *   options: --source replay|simulated (default replay) --width 1920 --height 1080
  *            --fps 30 --kbps 4000 --preset ultrafast --motion-every 60 --motion-for 10
  *            --malloc hub|none|<GLIBC_TUNABLES> (default hub: the systemd unit's)
+ *            --node-flags=none|"<flags>" (default: the unit's HUB_NODE_FLAGS)
  *            --sink hub|counting (default hub: retention's local copies + the durable
  *            uplink queue drained into a stand-in relay; counting: bytes counted only)
  *
@@ -28,7 +29,7 @@ import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
 import { MiB, arg, procUsage, strArg } from './media-common.js';
-import { HUB_GLIBC_TUNABLES } from '../firmware/supervisor/malloc.js';
+import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
 
 const minutes = arg('minutes', 10);
 const source = strArg('source', 'replay');
@@ -51,12 +52,20 @@ if (sinkArg !== 'hub' && sinkArg !== 'counting')
   throw new Error(`--sink must be hub or counting, got "${sinkArg}"`);
 const tunables =
   mallocArg === 'hub' ? HUB_GLIBC_TUNABLES : mallocArg === 'none' ? undefined : mallocArg;
-/** Extra node flags for the hub process, e.g. --node-flags=--max-semi-space-size=2 */
-const nodeFlags = (
-  process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? ''
-)
-  .split(' ')
-  .filter(Boolean);
+/**
+ * Node flags for the hub process: default the hub's own (HUB_NODE_FLAGS, as the systemd
+ * unit's ExecStart passes them); --node-flags=none for none, or e.g.
+ * --node-flags="--max-semi-space-size=2".
+ */
+const nodeFlagsArg = process.argv
+  .find((a) => a.startsWith('--node-flags='))
+  ?.slice('--node-flags='.length);
+const nodeFlags =
+  nodeFlagsArg === undefined
+    ? [...HUB_NODE_FLAGS]
+    : nodeFlagsArg === 'none'
+      ? []
+      : nodeFlagsArg.split(' ').filter(Boolean);
 
 const root = tempDir('vigil-media-bench-');
 const cacheDir = join(process.cwd(), 'node_modules', '.cache', 'vigil-bench');

@@ -18,6 +18,7 @@
 import type {
   AuthenticationService,
   CiphersuiteImpl,
+  CryptoProvider,
   ClientConfig,
   ClientState,
   Credential,
@@ -88,7 +89,6 @@ export type MlsModule = Pick<
   | 'decodeGroupState'
   | 'decodeMlsMessage'
   | 'defaultCapabilities'
-  | 'defaultCryptoProvider'
   | 'defaultKeyPackageEqualityConfig'
   | 'defaultLifetime'
   | 'defaultPaddingConfig'
@@ -99,7 +99,6 @@ export type MlsModule = Pick<
   | 'generateKeyPackageWithKey'
   | 'bytesToBase64'
   | 'getCiphersuiteFromName'
-  | 'getCiphersuiteImpl'
   | 'joinGroup'
   | 'makePskIndex'
   | 'mlsExporter'
@@ -120,35 +119,52 @@ const MLS_MODULE_FILES: Readonly<Record<string, readonly (keyof MlsModule)[]>> =
   ],
   'message.js': ['decodeMlsMessage', 'encodeMlsMessage'],
   'defaultCapabilities.js': ['defaultCapabilities'],
-  'crypto/implementation/default/provider.js': ['defaultCryptoProvider'],
   'keyPackageEqualityConfig.js': ['defaultKeyPackageEqualityConfig'],
   'lifetime.js': ['defaultLifetime'],
   'paddingConfig.js': ['defaultPaddingConfig'],
   'pskIndex.js': ['emptyPskIndex'],
   'keyPackage.js': ['generateKeyPackage', 'generateKeyPackageWithKey'],
   'crypto/ciphersuite.js': ['getCiphersuiteFromName'],
-  'crypto/getCiphersuiteImpl.js': ['getCiphersuiteImpl'],
   'keySchedule.js': ['mlsExporter'],
   'processMessages.js': ['processPrivateMessage'],
   'util/byteArray.js': ['bytesToBase64', 'zeroOutUint8Array'],
 };
 
-async function loadMlsModule(): Promise<MlsModule> {
-  // By file URL beside the package's entry point: the package exports these
-  // modules ("./*.js"), but tap's TypeScript loader does not resolve subpath
-  // patterns. Each name is checked, so a ts-mls that moved one fails here, clearly.
+/**
+ * One module of ts-mls by file URL beside the package's entry point: the package
+ * exports these modules ("./*.js"), but tap's TypeScript loader does not resolve
+ * subpath patterns. Each name is checked, so a ts-mls that moved one fails here, clearly.
+ */
+async function loadMlsFile(
+  file: string,
+  names: readonly string[],
+): Promise<(readonly [string, unknown])[]> {
   const entry = pathToFileURL(createRequire(import.meta.url).resolve('ts-mls'));
+  const m = (await import(new URL(`./${file}`, entry).href)) as Record<string, unknown>;
+  return names.map((n) => {
+    if (m[n] === undefined)
+      throw new MlsProfileError('EMLS_LIBRARY', `ts-mls: ${file} does not export ${n}`);
+    return [n, m[n]] as const;
+  });
+}
+
+async function loadMlsModule(): Promise<MlsModule> {
   const parts = await Promise.all(
-    Object.entries(MLS_MODULE_FILES).map(async ([file, names]) => {
-      const m = (await import(new URL(`./${file}`, entry).href)) as Record<string, unknown>;
-      return names.map((n) => {
-        if (m[n] === undefined)
-          throw new MlsProfileError('EMLS_LIBRARY', `ts-mls: ${file} does not export ${n}`);
-        return [n, m[n]] as const;
-      });
-    }),
+    Object.entries(MLS_MODULE_FILES).map(([file, names]) => loadMlsFile(file, names)),
   );
   return Object.fromEntries(parts.flat()) as unknown as MlsModule;
+}
+
+/**
+ * ts-mls's default (noble + WebCrypto) provider, for the `js` profile only: it
+ * loads @hpke/core's HPKE, KEMs and AEADs (16 modules) that the native provider
+ * never calls (issue #19, memory).
+ */
+async function loadDefaultProvider(): Promise<CryptoProvider> {
+  const [entry] = await loadMlsFile('crypto/implementation/default/provider.js', [
+    'defaultCryptoProvider',
+  ]);
+  return entry?.[1] as CryptoProvider;
 }
 
 export class MlsProfileError extends VigilError {
@@ -185,8 +201,10 @@ export async function loadMlsProfile(opts: MlsProfileOptions = {}): Promise<MlsP
   const provider =
     crypto === 'native'
       ? (await import('./native-crypto.js')).nativeCryptoProvider
-      : mls.defaultCryptoProvider;
-  const cs = await mls.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME), provider);
+      : await loadDefaultProvider();
+  // The provider's own method: ts-mls's getCiphersuiteImpl() wrapper imports the default
+  // provider statically for its default argument.
+  const cs = await provider.getCiphersuiteImpl(mls.getCiphersuiteFromName(CIPHERSUITE_NAME));
   return { mls, cs, crypto };
 }
 

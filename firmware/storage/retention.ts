@@ -223,8 +223,10 @@ export class RetentionStore {
     const before = await this.#d.stats();
     let free = before.freeBytes;
     const deleted: DeletedItem[] = [];
+    // Ties broken by id as code units (hex item ids, `adopted:<path>`): localeCompare would
+    // run ICU collation, whose data alone adds ~2.7 MiB of resident pages (issue #19, memory).
     const oldestFirst = (xs: RetainedItem[]): RetainedItem[] =>
-      [...xs].sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+      [...xs].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const drop = async (it: RetainedItem, why: DeletedItem['why']): Promise<void> => {
       await this.#d.fs.remove(join(this.#d.root, it.path), `retention-${it.cls}`);
       this.#items.delete(it.id);

@@ -1,15 +1,27 @@
 /**
- * glibc malloc settings for the hub process (issue #19, memory). The hub moves
- * ~0.5 MiB of video per second through short-lived Buffers (GOPs, 64 KiB
- * sealed records); with glibc's defaults the freed memory stays in the heap
- * and its per-thread arenas between collections (20-30 MiB of RSS). Returning
- * every block of 32 KiB or more to the kernel at once (mmap threshold), trimming
- * the heap top past 32 KiB and one arena keep RSS near the live data.
- * docs/performance.md has the measurements.
+ * Memory settings for the hub process (issue #19, memory).
  *
- * The environment must be set before the process starts: the systemd unit
- * (firmware/supervisor/vigil-hub.service) and the local run (`npm run vigil`,
- * package.json) carry this exact string; a test keeps them equal.
+ * glibc malloc: the hub moves ~0.5 MiB of video per second through short-lived
+ * Buffers (GOPs, 64 KiB sealed records); with glibc's defaults the freed memory
+ * stays in the heap and its per-thread arenas between collections (20-30 MiB of
+ * RSS). Returning every block of 32 KiB or more to the kernel at once (mmap
+ * threshold), trimming the heap top past 32 KiB and one arena keep RSS near the
+ * live data.
+ *
+ * V8: a young generation of at most 1 MiB per semi-space (V8 grows it up to 16
+ * MiB, and the pages it touched stay resident) and `--optimize-for-size` (heap
+ * sized for memory rather than speed). With the recording path loaded and the MLS
+ * profile in place, the process holds ~60 instead of ~67 MiB (bench/hub-floor.ts);
+ * an epoch advance costs the same CPU with and without them. docs/performance.md
+ * has the measurements.
+ *
+ * Both must be set where the process starts: the systemd unit
+ * (firmware/supervisor/vigil-hub.service: the environment, and the flags on
+ * ExecStart before the script) and the local run (`npm run vigil`, package.json)
+ * carry these exact strings; a test keeps them equal.
  */
 export const HUB_GLIBC_TUNABLES =
   'glibc.malloc.mmap_threshold=32768:glibc.malloc.trim_threshold=32768:glibc.malloc.arena_max=1';
+
+/** Node/V8 flags for the hub process (not allowed in NODE_OPTIONS: on the command line). */
+export const HUB_NODE_FLAGS: readonly string[] = ['--optimize-for-size', '--max-semi-space-size=1'];

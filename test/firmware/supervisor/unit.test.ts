@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { run } from '../../../hw/os/run.js';
-import { HUB_GLIBC_TUNABLES } from '../../../firmware/supervisor/malloc.js';
+import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../../../firmware/supervisor/malloc.js';
 
 const UNIT = join(
   import.meta.dirname,
@@ -51,18 +51,25 @@ t.test('the check catches a broken unit (it can fail)', async (t) => {
   t.match(r.stderr, /Unknown key 'WatchdgSec'/);
 });
 
-t.test('the unit and the local run (npm run vigil) set the hub malloc tunables', async (t) => {
-  const text = await readFile(UNIT, 'utf8');
-  t.ok(
-    text.split('\n').includes(`Environment=GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES}`),
-    'vigil-hub.service',
-  );
-  const pkg = JSON.parse(
-    await readFile(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8'),
-  ) as { scripts: Record<string, string> };
-  t.equal(
-    pkg.scripts.vigil,
-    `GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES} tsx bin/vigil.ts`,
-    'package.json',
-  );
-});
+t.test(
+  'the unit and the local run (npm run vigil) set the hub malloc tunables and node flags',
+  async (t) => {
+    const text = await readFile(UNIT, 'utf8');
+    const lines = text.split('\n');
+    t.ok(lines.includes(`Environment=GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES}`), 'vigil-hub.service');
+    const exec = lines.find((l) => l.startsWith('ExecStart='));
+    t.equal(
+      exec,
+      `ExecStart=/usr/local/bin/node ${HUB_NODE_FLAGS.join(' ')} /opt/vigil/dist/ota/launch.js -- hub --config /etc/vigil/config.json`,
+      'vigil-hub.service: node flags before the script',
+    );
+    const pkg = JSON.parse(
+      await readFile(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8'),
+    ) as { scripts: Record<string, string> };
+    t.equal(
+      pkg.scripts.vigil,
+      `GLIBC_TUNABLES=${HUB_GLIBC_TUNABLES} tsx ${HUB_NODE_FLAGS.join(' ')} bin/vigil.ts`,
+      'package.json',
+    );
+  },
+);
