@@ -418,10 +418,15 @@ const scenario: HostScenario = async (h) => {
     b.booted.startsWith(
       `slot=${slot} partition=${slot === 'A' ? '1' : '2'} tryboot=${tryboot ? '1' : '0'} version=${version} `,
     );
-  /** RAUC's success, then the agent's tryboot reboot (qemu ends on the guest's reset). */
+  /**
+   * RAUC's success, then the agent's tryboot reboot: the guest ends qemu itself (the journey
+   * unit's stop may turn the reboot into a power-off; the next boot shows the tryboot flag).
+   */
   const installed = (b: Boot) =>
     b.result.lines.some((l) => /VIGIL-RAUC .*succeeded/.test(l)) &&
-    b.result.events.some((e) => e.includes('guest-reset'));
+    b.result.outcome === 'exited' &&
+    b.result.events.some((e) => e.startsWith('SHUTDOWN')) &&
+    !b.result.events.some((e) => e.startsWith('WATCHDOG'));
 
   try {
     // 1. power cut during the RAUC write of the first install
