@@ -25,7 +25,7 @@ say "boot slot=$slot partition=$part tryboot=$tryboot version=$version watchdog=
 journalctl -f -n 0 -o cat -u rauc.service | sed -u 's/^/VIGIL-RAUC /' &
 
 # The agent's downloads and TUF metadata: a scratch disk (a bundle does not fit in the
-# test's shrunk roots; docs/ota.md, "The VM scenario")
+# root filesystem: ~200 MiB free on the twin; docs/ota.md, "The VM scenario")
 mkdir -p /run/osab
 mount /dev/disk/by-id/virtio-vigil-osab-state /run/osab || fail "cannot mount the state disk"
 state=/run/osab/state-$slot
