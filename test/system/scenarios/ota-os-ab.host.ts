@@ -101,6 +101,9 @@ const HANG_SCRIPT = [
   '',
 ].join('\n');
 
+/** RAUC's D-Bus activation file (package rauc-service). */
+const RAUC_DBUS_SERVICE = '/usr/share/dbus-1/system-services/de.pengutronix.rauc.service';
+
 const SETUP_SCRIPT = '#!/bin/bash\necho "VIGIL-OSAB setup"\n';
 
 interface Boot {
@@ -221,10 +224,6 @@ const scenario: HostScenario = async (h) => {
   const table = await readTable(card);
   const rootA = partitionNumbered(table, CARD_PARTITIONS['root-a'], card);
   const rootAt = `${card}?offset=${String(rootA.start * 512)}`;
-  const osFiles = (version: string) => [
-    { path: OS_VERSION_FILE, content: `${version}\n`, mode: 0o644 },
-    { path: RAUC_PATHS.keyring, content: keyring, mode: 0o644 },
-  ];
   // the pristine root A, before v1's edits: what every version starts from
   const pristine = join(work, 'root-pristine.ext4');
   await run(
@@ -241,6 +240,35 @@ const scenario: HostScenario = async (h) => {
     ],
     { timeoutMs: 10 * 60_000 },
   );
+  // An image built before the image's package list had rauc-service has no `rauc service`
+  // (`rauc install` then fails at D-Bus): its files from Debian's package, into every root.
+  const serviceFiles: { path: string; content: string; mode: number }[] = [];
+  if ((await catFile(pristine, RAUC_DBUS_SERVICE)) === '') {
+    const deb = join(work, 'rauc-service');
+    await mkdir(deb, { recursive: true });
+    await run('apt-get', ['download', 'rauc-service'], { cwd: deb, timeoutMs: 300_000 });
+    const x = join(deb, 'x');
+    await run('sh', ['-c', 'dpkg-deb -x rauc-service_*.deb x'], { cwd: deb, timeoutMs: 60_000 });
+    for (const [from, to, mode] of [
+      ['lib/systemd/system/rauc.service', '/usr/lib/systemd/system/rauc.service', 0o644],
+      [RAUC_DBUS_SERVICE.slice(1), RAUC_DBUS_SERVICE, 0o644],
+      [
+        'usr/share/dbus-1/system.d/de.pengutronix.rauc.conf',
+        '/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf',
+        0o644,
+      ],
+      ['usr/share/rauc/rauc-service.sh', '/usr/share/rauc/rauc-service.sh', 0o755],
+    ] as const)
+      serviceFiles.push({ path: to, content: await readFile(join(x, from), 'utf8'), mode });
+    h.log(
+      'the twin image has no rauc-service (built before it was added): installed from its .deb',
+    );
+  }
+  const osFiles = (version: string) => [
+    { path: OS_VERSION_FILE, content: `${version}\n`, mode: 0o644 },
+    { path: RAUC_PATHS.keyring, content: keyring, mode: 0o644 },
+    ...serviceFiles,
+  ];
   await putFiles(rootAt, osFiles('1.0.0'), [], work);
 
   // v2..v5: copies of the pristine root, edited, shrunk, bundled one after the other in the
