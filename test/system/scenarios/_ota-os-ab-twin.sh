@@ -27,7 +27,9 @@ journalctl -f -n 0 -o cat -u rauc.service | sed -u 's/^/VIGIL-RAUC /' &
 # The agent's downloads and TUF metadata: a scratch disk (a bundle does not fit in the
 # root filesystem: ~200 MiB free on the twin; docs/ota.md, "The VM scenario")
 mkdir -p /run/osab
-mount /dev/disk/by-id/virtio-vigil-osab-state /run/osab || fail "cannot mount the state disk"
+disk=/dev/disk/by-id/virtio-vigil-osab-state
+udevadm wait --timeout=600 "$disk" || fail "no state disk ($disk)"
+mount "$disk" /run/osab || fail "cannot mount the state disk"
 state=/run/osab/state-$slot
 mkdir -p "$state"
 
