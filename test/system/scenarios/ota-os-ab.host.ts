@@ -20,6 +20,7 @@
 //   8  v5's trial: power cut as soon as the twin's test unit runs
 //   9  v2 boots, reports v5 rolled back, does not retry it
 //
+// VIGIL_OSAB_BOOTS=N ends the story after N boots (development; logged).
 // The twin image: VIGIL_TWIN_IMAGE, else CI's image step's build-1, else image/out/qemu-amd64
 // (SKIP when none; docs/system-tests.md, "OS updates A/B").
 // @timeout 7200
@@ -105,6 +106,13 @@ const HANG_SCRIPT = [
 const RAUC_DBUS_SERVICE = '/usr/share/dbus-1/system-services/de.pengutronix.rauc.service';
 
 const SETUP_SCRIPT = '#!/bin/bash\necho "VIGIL-OSAB setup"\n';
+
+/** VIGIL_OSAB_BOOTS reached: the story ends early, on purpose. */
+class StopAfter extends Error {
+  constructor(boots: number) {
+    super(`stopped after ${String(boots)} boots`);
+  }
+}
 
 interface Boot {
   readonly n: number;
@@ -360,8 +368,11 @@ const scenario: HostScenario = async (h) => {
   await run('mkfs.ext4', ['-q', '-F', stateDisk], { timeoutMs: 120_000 });
   h.log(`release side and card ready in ${String(secs(t0))} s`);
 
+  // VIGIL_OSAB_BOOTS=N: stop (pass, said in the log) after N boots and their checks
+  const limit = Number(process.env.VIGIL_OSAB_BOOTS ?? String(BOOTS));
   let n = 0;
   const boot = async (what: string, killAtLine?: string): Promise<Boot> => {
+    if (n >= limit) throw new StopAfter(n);
     n++;
     const fw = await playPiFirmware(card, work);
     const tb = Date.now();
@@ -523,6 +534,11 @@ const scenario: HostScenario = async (h) => {
     );
     if (n !== BOOTS) throw new Error(`${String(n)} boots, planned ${String(BOOTS)}`);
     h.log(`done: ${String(n)} boots in ${String(secs(t0))} s`);
+  } catch (e) {
+    if (!(e instanceof StopAfter)) throw e;
+    h.log(
+      `stopped after ${String(n)} of ${String(BOOTS)} boots (VIGIL_OSAB_BOOTS) in ${String(secs(t0))} s`,
+    );
   } finally {
     await server.close();
     for (const f of [card, stateDisk, pristine]) await rm(f, { force: true });
