@@ -25,7 +25,7 @@
 // VIGIL_OSAB_BOOTS=N ends the story after N boots (development; logged).
 // The twin image: VIGIL_TWIN_IMAGE, else CI's image step's build-1, else image/out/qemu-amd64
 // (SKIP when none; docs/system-tests.md, "OS updates A/B").
-// @timeout 7200
+// @timeout 3600
 import { access, copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
