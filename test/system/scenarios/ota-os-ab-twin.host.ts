@@ -170,6 +170,7 @@ async function putFiles(
   symlinks: readonly { path: string; to: string }[],
   work: string,
 ): Promise<void> {
+  await mkdir(work, { recursive: true });
   const cmds: string[] = [];
   for (const [i, f] of files.entries()) {
     const src = join(work, `put-${String(i)}`);
