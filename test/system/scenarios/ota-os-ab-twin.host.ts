@@ -64,7 +64,9 @@ const MILESTONES: readonly [string, RegExp][] = [
   ['writing', /writing data to device/],
   ['installed', /VIGIL-RAUC .*succeeded/],
   ['hang', /VIGIL-OSAB hang/],
-  ['end', /VIGIL-OSAB (result=|check )/],
+  ['check', /VIGIL-OSAB check start/],
+  ['available', /OS update available/],
+  ['end', /VIGIL-OSAB (result=|check \{)/],
 ];
 
 /** v3's hub: the unit fails before the hub runs (the health check's `systemctl is-active`). */
