@@ -57,8 +57,11 @@ export const RUNTIME_PACKAGES: readonly string[] = [
   'procps',
   // udhcpc: the hub's DHCP client on the home Wi-Fi (firmware/supervisor/production-services.ts)
   'busybox',
-  // OS updates: the A/B slot engine (ota/rauc.ts, /etc/rauc/system.conf)
+  // OS updates: the A/B slot engine (ota/rauc.ts, /etc/rauc/system.conf); `rauc install`
+  // talks to `rauc service` over D-Bus: rauc-service ships its unit, D-Bus activation and
+  // bus policy (without it every install fails: found by ota-os-ab on the twin)
   'rauc',
+  'rauc-service',
   // headers + pkg-config file for building v4l2-camera-ts's addon against the image (sysroot)
   'libv4l-dev',
 ];

@@ -151,6 +151,13 @@ export interface RootfsBundleInput {
   readonly workDir: string;
   /** RAUC's adaptive mode for the rootfs image (block-hash-index). */
   readonly adaptive?: boolean;
+  /**
+   * An ext4 image to ship as the root instead of the image's root A (tests: the same root
+   * edited, or shrunk with resize2fs); boot A's files still come from `image`.
+   */
+  readonly rootfs?: string;
+  /** Extra mksquashfs arguments (RAUC's --mksquashfs-args), e.g. "-noI -noD -noF -noX". */
+  readonly mksquashfsArgs?: string;
   readonly signal?: AbortSignal;
 }
 
@@ -179,7 +186,13 @@ export async function buildRootfsBundle(input: RootfsBundleInput): Promise<Rootf
   await mkdir(bootFiles, { recursive: true });
   const signal = input.signal ? { signal: input.signal } : {};
   try {
-    await copyRange(input.image, rootA, join(dir, 'rootfs.ext4'));
+    if (input.rootfs === undefined) await copyRange(input.image, rootA, join(dir, 'rootfs.ext4'));
+    // sparse: an ext4 image is mostly holes
+    else
+      await run('cp', ['--sparse=always', input.rootfs, join(dir, 'rootfs.ext4')], {
+        timeoutMs: 600_000,
+        ...signal,
+      });
     const bootImg = join(work, 'boot.vfat');
     await copyRange(input.image, bootA, bootImg);
     await run('mcopy', ['-s', '-n', '-i', bootImg, '::/*', `${bootFiles}/`], {
@@ -244,15 +257,21 @@ export async function buildRootfsBundle(input: RootfsBundleInput): Promise<Rootf
     );
     const tmpOut = `${input.out}.partial`;
     await rm(tmpOut, { force: true });
-    await run('rauc', ['bundle', `--cert=${input.cert}`, `--key=${input.key}`, dir, tmpOut], {
-      timeoutMs: 60 * 60_000,
-      ...signal,
-    });
+    const squash =
+      input.mksquashfsArgs !== undefined ? [`--mksquashfs-args=${input.mksquashfsArgs}`] : [];
+    await run(
+      'rauc',
+      ['bundle', `--cert=${input.cert}`, `--key=${input.key}`, ...squash, dir, tmpOut],
+      {
+        timeoutMs: 60 * 60_000,
+        ...signal,
+      },
+    );
     await rename(tmpOut, input.out);
     return {
       out: input.out,
       bytes: (await stat(input.out)).size,
-      rootfsBytes: rootA.length,
+      rootfsBytes: input.rootfs === undefined ? rootA.length : (await stat(input.rootfs)).size,
     };
   } finally {
     await rm(work, { recursive: true, force: true });

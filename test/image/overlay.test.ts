@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BOARDS } from '../../image/boards.js';
+import { BOARDS, RUNTIME_PACKAGES } from '../../image/boards.js';
 import { planLayout } from '../../image/layout.js';
 import {
   autobootTxt,
@@ -92,6 +92,9 @@ t.test('OS updates: watchdog on, RAUC config and backend in every image', async 
       /^exec \/opt\/vigil\/node\/bin\/node \/opt\/vigil\/dist\/bin\/rauc-backend\.js "\$@"$/m,
     );
   }
+  // `rauc install` asks `rauc service` over D-Bus: without its unit, activation file and bus
+  // policy (Debian's rauc-service) no OS update can install
+  t.ok(RUNTIME_PACKAGES.includes('rauc') && RUNTIME_PACKAGES.includes('rauc-service'));
 });
 
 t.test('root overlay: no password, empty machine-id, units, mounts', async (t) => {

@@ -107,3 +107,43 @@ t.test('a signed verity bundle from the image; another key is refused', async (t
     'the rootfs image is root A byte for byte in size',
   );
 });
+
+t.test(
+  'another root image, uncompressed squashfs (the VM scenario: cheap under TCG)',
+  async (tt) => {
+    const dir = await tempDir('vigil-rauc-rootfs-');
+    tt.teardown(() => rm(dir, { recursive: true, force: true }));
+    const { image } = await makeOsImage({ dir, version: '1.0.0' });
+    // a root that is not root A: 8 MiB of a repeating pattern (squashfs would compress it)
+    const root = join(dir, 'other-root.ext4');
+    await writeFile(root, Buffer.alloc(8 * 2 ** 20, 'vigil-'));
+    const dev = await makeDevSigningKey(join(dir, 'keys'), 'dev');
+    const build = (mksquashfsArgs?: string) =>
+      buildRootfsBundle({
+        image,
+        rootfs: root,
+        board: 'qemu-amd64',
+        version: '1.1.0',
+        cert: dev.cert,
+        key: dev.key,
+        out: join(dir, `b-${mksquashfsArgs === undefined ? 'default' : 'plain'}.raucb`),
+        workDir: join(dir, 'work'),
+        ...(mksquashfsArgs !== undefined ? { mksquashfsArgs } : {}),
+      });
+    const plain = await build('-noI -noD -noF -noX -no-duplicates');
+    tt.equal(plain.rootfsBytes, 8 * 2 ** 20, 'the given root, not root A');
+    const packed = await build();
+    tt.ok(
+      plain.bytes > 8 * 2 ** 20 && packed.bytes < 2 ** 20,
+      `uncompressed ${String(plain.bytes)} bytes, default ${String(packed.bytes)} bytes`,
+    );
+    const x = join(dir, 'x');
+    await run('unsquashfs', ['-q', '-n', '-d', x, plain.out], { timeoutMs: 120_000 });
+    tt.same(await readFile(join(x, 'rootfs.ext4')), await readFile(root), 'shipped byte for byte');
+    tt.same(await new RaucCli({ keyring: dev.cert }).info(plain.out), {
+      compatible: 'vigil-qemu-amd64',
+      version: '1.1.0',
+      images: ['rootfs', 'boot'],
+    });
+  },
+);

@@ -1,0 +1,63 @@
+#!/bin/bash
+# Twin side of ota-os-ab.host.ts, one boot: run by the image's twin journey unit (vigil.journey=1)
+# once systemd has started the shipped units; its lines reach the console (journal+console).
+# The host played the Pi firmware (test/system/lib/pi-firmware.ts) and serves the TUF
+# repository at the address in repo-url over qemu's user network. Everything else is the
+# booted slot's own: systemd (PID 1, petting the i6300esb watchdog), the hub unit, RAUC's
+# service and system.conf, the backend, `vigil ota os-confirm` / `os-check`.
+set -uo pipefail
+here=$(dirname "$0")
+say() { echo "VIGIL-OSAB $*"; }
+fail() {
+  say "result=fail reason=$*"
+  exit 1
+}
+
+version=$(cat /etc/vigil/os-version)
+tryboot=$(sed -n 's/.*vigil\.tryboot=\([01]\).*/\1/p' /proc/cmdline)
+part=$(sed -n 's/.*vigil\.boot_partition=\([0-9]*\).*/\1/p' /proc/cmdline)
+slot=$(sed -n 's/.*rauc\.slot=\([AB]\).*/\1/p' /proc/cmdline)
+# PID 1 holds the watchdog device open once it armed it (RuntimeWatchdogSec)
+wd=$(ls -l /proc/1/fd | grep -o '/dev/watchdog[0-9]*' | head -n 1)
+say "boot slot=$slot partition=$part tryboot=$tryboot version=$version watchdog=${wd:-none}"
+
+# RAUC's progress on the console: the host cuts the power at "writing data to device"
+journalctl -f -n 0 -o cat -u rauc.service | sed -u 's/^/VIGIL-RAUC /' &
+
+# The agent's downloads and TUF metadata: a scratch disk (a bundle does not fit in the
+# root filesystem: ~200 MiB free on the twin; docs/ota.md, "The VM scenario")
+mkdir -p /run/osab
+disk=/dev/disk/by-id/virtio-vigil-osab-state
+udevadm wait --timeout=600 "$disk" || fail "no state disk ($disk)"
+mount "$disk" /run/osab || fail "cannot mount the state disk"
+state=/run/osab/state-$slot
+mkdir -p "$state"
+
+# The hub's verdict for the health check (`systemctl is-active vigil-hub.service`): wait until
+# the unit is active, or failed, or restarting after a failure.
+for _ in $(seq 1 600); do
+  s=$(systemctl show -p ActiveState --value vigil-hub.service)
+  r=$(systemctl show -p NRestarts --value vigil-hub.service)
+  [ "$s" = active ] || [ "$s" = failed ] || [ "${r:-0}" -gt 0 ] && break
+  sleep 1
+done
+say "hub state=$s restarts=$r"
+
+if [ -f /boot/firmware/vigil-os.json ]; then
+  # a pending trial: settled by the product's confirm (mark-good, or mark-bad + reboot)
+  say "confirm start"
+  vigil ota os-confirm --state "$state" --root "$here/root.json" | sed -u 's/^/VIGIL-OSAB outcome /'
+  say "confirm done"
+fi
+
+# the network to the host's repository (qemu user networking: 10.0.2.15, host 10.0.2.2)
+dev=
+for d in /sys/class/net/*; do
+  [ "$(basename "$(readlink -f "$d/device/driver" 2>/dev/null)")" = virtio_net ] && dev=$(basename "$d")
+done
+[ -n "$dev" ] || fail "no virtio network device"
+ip link set "$dev" up && ip addr add 10.0.2.15/24 dev "$dev" || fail "cannot configure $dev"
+say "check start"
+vigil ota os-check --state "$state" --root "$here/root.json" --url "$(cat "$here/repo-url")" |
+  sed -u 's/^/VIGIL-OSAB check /'
+say "result=done"
