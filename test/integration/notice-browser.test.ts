@@ -22,6 +22,7 @@ import {
   waitForClipPlaying,
 } from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import type { Page } from 'playwright-core';
 import { decryptAes128gcm, newSubscriptionKeys, startPushService } from '../fixtures/web-push.js';
 
 t.setTimeout(600_000);
@@ -113,10 +114,17 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
   // a push message reaches the service worker (DevTools stands in for the push service,
   // which headless Chromium lacks): the worker has the viewer open it and shows the answer
   const cdp = await browser.newCDPSession(page);
+  // a push to a registration whose worker is not active yet is dropped: wait for the page's
+  // registration to be ready, then take the id of its activated version
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+  });
   const registrationId = await new Promise<string>((resolve) => {
-    cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
-      const r = e.registrations.find((x) => x.scopeURL === `${origin}/` && !x.isDeleted);
-      if (r) resolve(r.registrationId);
+    cdp.on('ServiceWorker.workerVersionUpdated', (e) => {
+      const v = e.versions.find(
+        (x) => x.scriptURL.startsWith(`${origin}/`) && x.status === 'activated',
+      );
+      if (v) resolve(v.registrationId);
     });
     void cdp.send('ServiceWorker.enable');
   });
@@ -127,18 +135,9 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
     registrationId,
     data: JSON.stringify({ v: 1, t: 'unseen', deviceId: account?.deviceId, since, at: since + 1 }),
   });
-  // the worker as it runs now (an idle worker is stopped and started again for the push)
-  const shown = await (
-    await viewerServiceWorker(browser, PATIENCE.timeout)
-  ).evaluate(async () => {
-    const reg = (self as unknown as { registration: ServiceWorkerRegistration }).registration;
-    for (;;) {
-      const ns = await reg.getNotifications();
-      if (ns.length > 0)
-        return ns.map((n) => ({ title: n.title, body: n.body, data: n.data as unknown }));
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  });
+  // read from the page's registration, not through a worker handle: Chromium may stop an
+  // idle worker and start another for the push, and a stopped worker's handle never answers
+  const shown = await persistentNotifications(page, (ns) => ns.length > 0);
   t.same(
     shown,
     [
@@ -159,17 +158,9 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
     registrationId,
     data: motionPush.toString('utf8'),
   });
-  const shownMotion = await (
-    await viewerServiceWorker(browser, PATIENCE.timeout)
-  ).evaluate(async () => {
-    const reg = (self as unknown as { registration: ServiceWorkerRegistration }).registration;
-    for (;;) {
-      const ns = await reg.getNotifications();
-      const n = ns.find((x) => x.title === 'Vigil: motion');
-      if (n) return { title: n.title, body: n.body, data: n.data as unknown };
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  });
+  const shownMotion = (
+    await persistentNotifications(page, (ns) => ns.some((n) => n.title === 'Vigil: motion'))
+  ).find((n) => n.title === 'Vigil: motion');
   t.match(
     shownMotion,
     { title: 'Vigil: motion', body: /^motion detected at /, data: { itemId } },
@@ -214,3 +205,36 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
   await waitForClipPlaying(page3, itemId, 0.5, PATIENCE.timeout);
   t.pass('a page opened at the clip URL plays the clip');
 });
+
+interface Shown {
+  readonly title: string;
+  readonly body: string;
+  readonly data: unknown;
+}
+
+/**
+ * The notifications the viewer's service worker shows (its registration's persistent ones),
+ * once `until` holds for them: polled from the page, which outlives the worker.
+ */
+async function persistentNotifications(
+  page: Page,
+  until: (ns: readonly Shown[]) => boolean,
+): Promise<Shown[]> {
+  // a deadline only to end a stuck test (waitForFunction cannot await the registration)
+  const end = Date.now() + PATIENCE.timeout;
+  for (;;) {
+    const ns = await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.ready;
+      return (await reg.getNotifications()).map((n) => ({
+        title: n.title,
+        body: n.body,
+        data: n.data as unknown,
+      }));
+    });
+    if (until(ns)) return ns;
+    if (Date.now() > end)
+      throw new Error(`no such notification from the service worker: ${JSON.stringify(ns)}`);
+    // the worker shows it after the push event's own work (an HTTP call to the viewer)
+    await page.waitForTimeout(100);
+  }
+}
