@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { JsonLogger } from '../../base/logger.js';
 import { e2eeDir } from '../../app/account.js';
-import type { StoredItem } from '../../app/store.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { SMALL_IDLE, nextStored } from '../fixtures/local-run.js';
 
 t.setTimeout(600_000);
 
@@ -40,11 +40,7 @@ t.test('local run: scheduled heartbeats and a refresh by re-add, no manual step'
   const lr = await startLocalRun({
     dir,
     logger,
-    viewerPort: 0,
-    width: 320,
-    height: 240,
-    fps: 10,
-    motion: { intervals: [], periodS: 3600 },
+    ...SMALL_IDLE,
     heartbeatMs: 1000,
     refreshMs: 2500,
   });
@@ -74,18 +70,7 @@ t.test('local run: scheduled heartbeats and a refresh by re-add, no manual step'
     t.ok(await exists(kp(g)), `a refresh key package is pending for ${g}`);
 
   lr.media()?.trigger(3000);
-  const clip = await new Promise<StoredItem>((resolve, reject) => {
-    const check = (): void => {
-      lr.store.list().then((all) => {
-        const c = all.find((it) => it.summary.kind === 'clip');
-        if (!c) return;
-        off();
-        resolve(c);
-      }, reject);
-    };
-    const off = lr.onStored(check);
-    check();
-  });
+  const clip = await nextStored(lr, (it) => it.summary.kind === 'clip');
   t.equal(clip.summary.kind, 'clip', 'the clip after the refresh was stored (it opened)');
   t.notOk(await exists(kp('motion')), 'the phone joined the motion group by the Welcome');
   t.ok(await exists(kp('livestream')), 'livestream: still pending (no live item since)');

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { openItem } from '../../app/crypto.js';
 import { STREAM_SEQ_BASE } from '../../app/stream.js';
-import type { StoredItem } from '../../app/store.js';
 import type { NoticeMessage } from '../../protocol/e2ee-frames.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { SMALL_IDLE, nextStored } from '../fixtures/local-run.js';
 import { MemoryLogger } from '../../base/logger.js';
 import { privacySchema } from '../../firmware/uplink/privacy.js';
 import { decryptAes128gcm, newSubscriptionKeys, startPushService } from '../fixtures/web-push.js';
@@ -27,12 +27,8 @@ t.test(
     const lr = await startLocalRun({
       dir,
       logger: new MemoryLogger('dev'),
-      viewerPort: 0,
-      width: 320,
-      height: 240,
-      fps: 10,
       // no scheduled motion: the test triggers one once the push endpoint is registered
-      motion: { intervals: [], periodS: 3600 },
+      ...SMALL_IDLE,
       preRollS: 1,
       postRollS: 1,
       privacy: privacySchema.parse({
@@ -65,18 +61,7 @@ t.test(
       });
     });
     // wait for the event: the companion's sync passes say what they stored
-    const clip = await new Promise<StoredItem>((resolve, reject) => {
-      const check = (): void => {
-        lr.store.list().then((all) => {
-          const c = all.find((it) => it.summary.kind === 'clip');
-          if (!c) return;
-          off();
-          resolve(c);
-        }, reject);
-      };
-      const off = lr.onStored(check);
-      check();
-    });
+    const clip = await nextStored(lr, (it) => it.summary.kind === 'clip');
     t.ok(clip.seq >= STREAM_SEQ_BASE, 'the clip was reassembled from stream records');
     const stored = await lr.store.get(clip.seq);
     const opened = await openItem(lr.crypto, stored?.bytes ?? Buffer.alloc(0));

@@ -15,6 +15,7 @@ import {
   startLiveInViewer,
 } from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { SMALL_IDLE } from '../fixtures/local-run.js';
 
 // The simulated camera and x264 are slow on a loaded CI machine: waits are for events, generous.
 t.setTimeout(600_000);
@@ -51,12 +52,8 @@ t.test('local run in Chromium: live on request, offline alert raised and cleared
   const lr = await startLocalRun({
     dir,
     logger,
-    viewerPort: 0,
-    width: 320,
-    height: 240,
-    fps: 10,
     // no motion: the hub is idle until a phone asks for live view
-    motion: { intervals: [], periodS: 3600 },
+    ...SMALL_IDLE,
     aliveIntervalMs,
     offlineAfterMs,
     // frames carry their capture time (what bench/live-glass-to-glass.ts measures with)

@@ -22,6 +22,7 @@ import {
   waitForClipPlaying,
 } from '../../dev/fixtures/browser.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { SMALL_IDLE } from '../fixtures/local-run.js';
 import type { Page } from 'playwright-core';
 import { decryptAes128gcm, newSubscriptionKeys, startPushService } from '../fixtures/web-push.js';
 
@@ -34,12 +35,8 @@ t.test('local run in Chromium: a motion event raises a notification in the page'
   const lr = await startLocalRun({
     dir,
     logger,
-    viewerPort: 0,
-    width: 320,
-    height: 240,
-    fps: 10,
     // no scheduled motion: the test triggers one when the page is ready
-    motion: { intervals: [], periodS: 3600 },
+    ...SMALL_IDLE,
   });
   const { browser, close } = await launchChromium();
   const service = await startPushService();

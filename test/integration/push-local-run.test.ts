@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { MemoryLogger } from '../../base/logger.js';
 import { startLocalRun } from '../../dev/local-run.js';
+import { SMALL_IDLE, nextStored } from '../fixtures/local-run.js';
 import type { NoticeMessage } from '../../protocol/e2ee-frames.js';
 import { decodePushMessage } from '../../protocol/push.js';
 import {
@@ -35,12 +36,8 @@ t.test('local run: motion -> sealed notice -> relay Web Push -> viewer opens it'
   const lr = await startLocalRun({
     dir,
     logger: new MemoryLogger('dev'),
-    viewerPort: 0,
-    width: 320,
-    height: 240,
-    fps: 10,
     // no scheduled motion: the test triggers one once the endpoint is registered
-    motion: { intervals: [], periodS: 3600 },
+    ...SMALL_IDLE,
     // the relay's fast offline push: a hub unseen for 3 s (its long-polls stop)
     unseenAfterMs: 3000,
   });
@@ -112,18 +109,9 @@ t.test('local run: motion -> sealed notice -> relay Web Push -> viewer opens it'
   t.equal(bad.status, 422, 'a tampered push is refused');
 
   // the clip it names arrives in the store
-  const clip = await new Promise<string>((resolve, reject) => {
-    const check = (): void => {
-      lr.store.list().then((all) => {
-        const c = all.find((it) => it.summary.itemId === n.itemId);
-        if (!c) return;
-        off();
-        resolve(c.summary.itemId);
-      }, reject);
-    };
-    const off = lr.onStored(check);
-    check();
-  });
+  const clip = await nextStored(lr, (it) => it.summary.itemId === n.itemId).then(
+    (c) => c.summary.itemId,
+  );
   t.equal(clip, n.itemId, 'the notice names a clip the viewer stores');
 
   // journey 4, the fast path: the hub stops; the relay, which no longer sees its requests,
