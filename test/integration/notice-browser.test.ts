@@ -232,6 +232,8 @@ async function persistentNotifications(
   let delivered = 0;
   for (;;) {
     if (Date.now() - delivered > REDELIVER_MS) {
+      if (delivered !== 0)
+        process.stderr.write('notice-browser: push not answered, delivered again\n');
       await deliver();
       delivered = Date.now();
     }
