@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { DurableFs } from '../../hw/os/fs.js';
 import { MemoryLogger } from '../../base/logger.js';
@@ -27,18 +28,24 @@ class Collect implements CiphertextSink {
   }
 }
 
+/** A relay with one phone and a static-key sealer whose records are collected. */
+async function relayAndSealer(t: Test, prefix: string) {
+  const { dir, cleanup } = await tempDir(prefix);
+  const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
+  t.teardown(async () => {
+    await relay.close();
+    await cleanup();
+  });
+  const key = randomBytes(32);
+  const sink = new Collect();
+  const sealer = new StaticKeySealer(key, sink, 'dev-static', 1024);
+  return { dir, relay, device, phones, key, sink, sealer };
+}
+
 t.test(
   'sync: order, partial uploads, messages, tampering, crash between store and ack',
   async (t) => {
-    const { dir, cleanup } = await tempDir('vigil-sync-');
-    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
-    t.teardown(async () => {
-      await relay.close();
-      await cleanup();
-    });
-    const key = randomBytes(32);
-    const sink = new Collect();
-    const sealer = new StaticKeySealer(key, sink, 'dev-static', 1024);
+    const { dir, device, phones, key, sink, sealer } = await relayAndSealer(t, 'vigil-sync-');
     const a = randomBytes(5000);
     const b = randomBytes(3000);
     const idA = await sealWhole(
@@ -206,15 +213,10 @@ t.test('run() stops at once when aborted during a retry delay', async (t) => {
 t.test(
   'stream records (privacy modes): an item that lost its first record or a middle one is discarded, later items go on',
   async (t) => {
-    const { dir, cleanup } = await tempDir('vigil-sync-stream-');
-    const { relay, device, phones } = await relayWith(`${dir}/relay`, 1);
-    t.teardown(async () => {
-      await relay.close();
-      await cleanup();
-    });
-    const key = randomBytes(32);
-    const sink = new Collect();
-    const sealer = new StaticKeySealer(key, sink, 'dev-static', 1024);
+    const { dir, device, phones, key, sink, sealer } = await relayAndSealer(
+      t,
+      'vigil-sync-stream-',
+    );
     const seal = async (startedAt: number, n: number): Promise<[string, Buffer]> => {
       const id = await sealWhole(
         sealer,
