@@ -150,6 +150,8 @@ export interface LocalRun {
   /** Called with the items each sync pass stored (tests wait on it). Returns the unsubscribe. */
   onStored(fn: (items: readonly StoredItem[]) => void): () => void;
   media(): MediaPipeline | undefined;
+  /** The hub's simulated camera (tests unplug and replug it), while the hub runs. */
+  camera(): SimulatedCamera | undefined;
   /** Stop only the hub (relay and companion keep running), as if it lost power. */
   stopHub(): Promise<void>;
   /** Start the hub again after stopHub (its state is kept). */
@@ -381,6 +383,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
   });
 
   let media: MediaPipeline | undefined;
+  let camera: SimulatedCamera | undefined;
   let uplink: Uplink | undefined;
   let configChannel: RelayConfigChannel | undefined;
   let liveness: HubLiveness | undefined;
@@ -452,7 +455,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       const width = o.width ?? DEFAULT_SIZE.width;
       const height = o.height ?? DEFAULT_SIZE.height;
       const fps = o.fps ?? DEFAULT_FPS;
-      const camera = new SimulatedCamera({
+      camera = new SimulatedCamera({
         name: 'simulated',
         width,
         height,
@@ -695,6 +698,7 @@ async function startAfterRelay(c: AfterRelay): Promise<LocalRun> {
       return () => storedListeners.delete(fn);
     },
     media: () => media,
+    camera: () => camera,
     uplink: () => uplink,
     async stopHub(): Promise<void> {
       if (!hubDone) return;

@@ -15,7 +15,7 @@ import type { Logger } from '../../base/logger.js';
 import { HUB_HEALTH_TOPIC, encodeControl } from '../../protocol/live-control.js';
 import type { HealthCondition } from '../../protocol/live-control.js';
 import type { ConfigChannel } from '../mls/config-channel.js';
-import type { MediaEvent } from './pipeline.js';
+import type { MediaEvent, MediaStatus } from './pipeline.js';
 
 /** The condition a media event starts, if any (pure). */
 export function conditionOf(
@@ -50,9 +50,32 @@ export function conditionOf(
   }
 }
 
-/** Follow `media` events and send a notice when a condition starts; returns the unsubscribe. */
+/**
+ * The condition the pipeline is in now, if any (pure): what a phone must hear when the
+ * notices start after the pipeline did (the encoder's choice and an early camera failure
+ * happen during `start()`, before the config channel's services run).
+ */
+export function conditionNow(
+  s: Pick<MediaStatus, 'state' | 'camera' | 'encoder'>,
+): { condition: HealthCondition; detail: string } | undefined {
+  if (s.state === 'failed')
+    return { condition: 'camera-failed', detail: 'the video pipeline gave up' };
+  if (s.state === 'camera-missing' || !s.camera.present)
+    return { condition: 'camera-failed', detail: 'the camera was unplugged' };
+  if (s.encoder.path === 'software')
+    return { condition: 'encoder-software', detail: 'no hardware H.264 encoder' };
+  return undefined;
+}
+
+/**
+ * Send the pipeline's present condition, then follow `media` events and send a notice when
+ * a condition starts; returns the unsubscribe.
+ */
 export function sendHealthNotices(o: {
-  media: { on(listener: (e: MediaEvent) => void): () => void };
+  media: {
+    on(listener: (e: MediaEvent) => void): () => void;
+    status(): Pick<MediaStatus, 'state' | 'camera' | 'encoder'>;
+  };
   channel: Pick<ConfigChannel, 'sendApp'>;
   logger: Logger;
   clock?: Clock;
@@ -60,9 +83,8 @@ export function sendHealthNotices(o: {
   const clock = o.clock ?? SYSTEM_CLOCK;
   const log = o.logger.child('health');
   let current: HealthCondition | undefined;
-  return o.media.on((e) => {
-    const c = conditionOf(e);
-    if (!c || c.condition === current) return;
+  const send = (c: { condition: HealthCondition; detail: string }): void => {
+    if (c.condition === current) return;
     if (c.condition === 'recovered' && current === undefined) return;
     current = c.condition === 'recovered' ? undefined : c.condition;
     const body = encodeControl(HUB_HEALTH_TOPIC, {
@@ -74,5 +96,12 @@ export function sendHealthNotices(o: {
     o.channel.sendApp(HUB_HEALTH_TOPIC, body).catch((err: unknown) => {
       log.warn('health notice not sent', { condition: c.condition, err: reasonOf(err) });
     });
+  };
+  const off = o.media.on((e) => {
+    const c = conditionOf(e);
+    if (c) send(c);
   });
+  const now = conditionNow(o.media.status());
+  if (now) send(now);
+  return off;
 }

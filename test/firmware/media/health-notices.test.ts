@@ -1,9 +1,20 @@
 import t from 'tap';
 import { MemoryLogger } from '../../../base/logger.js';
-import { conditionOf, sendHealthNotices } from '../../../firmware/media/health-notices.js';
-import type { MediaEvent } from '../../../firmware/media/pipeline.js';
+import {
+  conditionNow,
+  conditionOf,
+  sendHealthNotices,
+} from '../../../firmware/media/health-notices.js';
+import type { MediaEvent, MediaStatus } from '../../../firmware/media/pipeline.js';
 import { HUB_HEALTH_TOPIC, decodeControl } from '../../../protocol/live-control.js';
 import { manualClock } from '../../fixtures/manual-clock.js';
+
+type Now = Pick<MediaStatus, 'state' | 'camera' | 'encoder'>;
+const RUNNING: Now = {
+  state: 'running',
+  camera: { id: 'cam', kind: 'v4l2', present: true },
+  encoder: { path: 'v4l2-m2m', rejected: [], restarts: 0 },
+};
 
 t.test('conditions from media events', async (t) => {
   t.equal(conditionOf({ type: 'camera-unplugged', at: 1 })?.condition, 'camera-failed');
@@ -31,6 +42,7 @@ t.test('a notice when a condition starts, once; recovery clears it', async (t) =
           listener = () => undefined;
         };
       },
+      status: () => RUNNING,
     },
     channel: {
       sendApp: (topic, body) => {
@@ -56,4 +68,44 @@ t.test('a notice when a condition starts, once; recovery clears it', async (t) =
   off();
   listener({ type: 'camera-unplugged', at: 4 });
   t.equal(sent.length, 3, 'nothing after unsubscribe');
+});
+
+t.test('the present condition is sent when the notices start after the pipeline', async (t) => {
+  t.equal(conditionNow(RUNNING), undefined, 'a healthy pipeline: nothing');
+  const soft: Now = { ...RUNNING, encoder: { ...RUNNING.encoder, path: 'software' } };
+  t.equal(conditionNow(soft)?.condition, 'encoder-software');
+  t.equal(conditionNow({ ...soft, state: 'failed' })?.condition, 'camera-failed');
+  t.equal(
+    conditionNow({
+      ...RUNNING,
+      state: 'camera-missing',
+      camera: { ...RUNNING.camera, present: false },
+    })?.detail,
+    'the camera was unplugged',
+  );
+
+  // the software encoder started during media.start(), before the config channel's services
+  let listener: (e: MediaEvent) => void = () => undefined;
+  const sent: string[] = [];
+  sendHealthNotices({
+    media: {
+      on: (l) => {
+        listener = l;
+        return () => undefined;
+      },
+      status: () => soft,
+    },
+    channel: {
+      sendApp: (_topic, body) => {
+        const d = decodeControl(HUB_HEALTH_TOPIC, body);
+        if (!d.ok) throw d.error;
+        sent.push(d.value.condition);
+        return Promise.resolve();
+      },
+    },
+    logger: new MemoryLogger(),
+  });
+  t.same(sent, ['encoder-software'], 'sent at once');
+  listener({ type: 'encoder-started', path: 'software', pid: 4, at: 4 });
+  t.same(sent, ['encoder-software'], 'not again for the same condition');
 });
