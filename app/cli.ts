@@ -34,7 +34,7 @@ import { defaultAppDir, devKeyPath, e2eeDir, loadAccount } from './account.js';
 import type { RelayAccount } from './account.js';
 import type { Inbound } from './e2ee/phone.js';
 import type { CompanionCrypto } from './crypto.js';
-import { StaticKeyCrypto, openItem } from './crypto.js';
+import { StaticKeyCrypto, streamItem } from './crypto.js';
 import { followLive } from './live.js';
 import { FollowScheduler } from './follow.js';
 import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S, linkOver } from './hub-link.js';
@@ -268,10 +268,20 @@ async function fetchItem(c: Ctx, a: Args): Promise<number> {
   const { store, crypto } = await syncAndStore(c);
   const got = await store.get(seq);
   if (!got) throw new VigilError('ENOTFOUND', `no item ${seq} (see vigil app list)`);
-  const opened = await openItem(crypto, got.bytes);
-  await c.fs.writeFileAtomic(outFile, opened.plaintext, 'app-export');
+  // Streamed: each chunk goes to a temp file as it is authenticated (the item is never held
+  // whole); the file takes the output name only once the end record checked out. A tampered
+  // or truncated item leaves no output file (and an existing one untouched).
+  const out = await c.fs.createAtomic(outFile, 'app-export');
+  let opened: Awaited<ReturnType<typeof streamItem>>;
+  try {
+    opened = await streamItem(crypto, got.bytes, (p) => out.append([p]));
+  } catch (e) {
+    await out.discard();
+    throw e;
+  }
+  await out.commit();
   c.out(
-    `${outFile}: ${opened.plaintext.length} bytes, ${opened.summary.codec}, ${(opened.trailer.durationMs / 1000).toFixed(1)} s\n`,
+    `${outFile}: ${out.bytes} bytes, ${opened.summary.codec}, ${(opened.trailer.durationMs / 1000).toFixed(1)} s\n`,
   );
   return 0;
 }

@@ -13,7 +13,9 @@
  *    commit + fsynced persist, header, 60 writes, end record);
  *  - open: the phone's streaming reader (`phone.openItem({ keepPlaintext: false })`:
  *    commit processing, key persist, records opened and each chunk consumed, the
- *    item not assembled: like the bare loop, which drops each record's plaintext);
+ *    item not assembled: like the bare loop, which drops each record's plaintext, and
+ *    like the companion, whose sync, viewer and CLI stream an item's chunks and never
+ *    join them — app/crypto.ts `streamItem`, `openStoredItem`);
  *  - bare: a node:crypto ChaCha20-Poly1305 loop over the same GOPs with the
  *    same record size and the same writes/reads (ciphertext and tag as parts,
  *    one writev per GOP; opened in place), no framing, no MLS.

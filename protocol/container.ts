@@ -383,7 +383,16 @@ export function unwrapContentKey(
 }
 
 function recordHeader(type: RecordType, itemId: Uint8Array, index: number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(RECORD_HEADER_LENGTH);
+  return writeRecordHeader(Buffer.allocUnsafe(RECORD_HEADER_LENGTH), type, itemId, index, length);
+}
+
+function writeRecordHeader(
+  b: Buffer,
+  type: RecordType,
+  itemId: Uint8Array,
+  index: number,
+  length: number,
+): Buffer {
   b[0] = type;
   b.set(itemId, 1);
   b.writeUInt32BE(index, 1 + ITEM_ID_LENGTH);
@@ -447,21 +456,25 @@ function view(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
 
-function chunkNonce(index: number): Buffer {
-  const n = Buffer.alloc(12);
-  n.writeUInt32BE(index, 8);
-  return n;
-}
-
-/** label | itemId | index u32 | final u8 | digest, written in place (one small allocation). */
-function chunkAad(itemId: Uint8Array, index: number, final: boolean, digest: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(CHUNK_LABEL.length + itemId.length + 5 + digest.length);
-  let o = CHUNK_LABEL.copy(b, 0);
-  b.set(itemId, o);
-  o = b.writeUInt32BE(index, o + itemId.length);
-  b[o] = final ? 1 : 0;
-  b.set(digest, o + 1);
-  return b;
+/**
+ * A chunk's AAD: label | itemId | index u32 | final u8 | digest. One buffer per item
+ * (writer or reader): `at` rewrites the index and the flag in place, so the bytes are
+ * valid until the next `at` (the cipher absorbs them in setAAD).
+ */
+class ChunkAad {
+  readonly #b: Buffer;
+  readonly #at: number;
+  constructor(itemId: Uint8Array, digest: Uint8Array) {
+    this.#b = Buffer.allocUnsafe(CHUNK_LABEL.length + itemId.length + 5 + digest.length);
+    this.#at = CHUNK_LABEL.copy(this.#b, 0) + itemId.length;
+    this.#b.set(itemId, CHUNK_LABEL.length);
+    this.#b.set(digest, this.#at + 5);
+  }
+  at(index: number, final: boolean): Buffer {
+    this.#b.writeUInt32BE(index, this.#at);
+    this.#b[this.#at + 4] = final ? 1 : 0;
+    return this.#b;
+  }
 }
 
 function encodeTrailer(t: Trailer): Buffer {
@@ -476,7 +489,8 @@ function encodeTrailer(t: Trailer): Buffer {
     .done();
 }
 
-function decodeTrailer(bytes: Uint8Array): ContainerResult<Trailer> {
+/** An end record's plaintext (the trailer), decoded. */
+export function decodeTrailer(bytes: Uint8Array): ContainerResult<Trailer> {
   const r = new ByteReader(bytes);
   const status = r.u8();
   const duration = r.u64();
@@ -539,7 +553,9 @@ export class ContainerWriter {
   readonly itemId: Uint8Array;
   readonly chunkSize: number;
   readonly #cek: Buffer;
-  readonly #digest: Uint8Array;
+  /** This item's nonce and AAD, rewritten in place per record (the cipher copies both at once). */
+  readonly #nonce = Buffer.alloc(12);
+  readonly #aad: ChunkAad;
   #index = 0;
   #total = 0;
   #ended = false;
@@ -549,7 +565,7 @@ export class ContainerWriter {
       throw new ContainerError('ECONTAINER_FORMAT', 'content key must be 32 bytes');
     this.#cek = Buffer.from(cek);
     this.itemId = itemId;
-    this.#digest = digest;
+    this.#aad = new ChunkAad(itemId, digest);
     this.chunkSize = chunkSize;
   }
 
@@ -577,13 +593,16 @@ export class ContainerWriter {
     return this.sealRecords(plain).flat();
   }
 
-  /** Records of `plain`, each as its parts. */
+  /** Records of `plain`, each as its parts (the record headers of one call share one allocation). */
   sealRecords(plain: Uint8Array): Buffer[][] {
     if (this.#ended) throw new ContainerError('ECONTAINER_FORMAT', 'item already ended');
+    const n = Math.ceil(plain.length / this.chunkSize);
+    const heads = Buffer.allocUnsafe(n * RECORD_HEADER_LENGTH);
     const out: Buffer[][] = [];
-    for (let off = 0; off < plain.length; off += this.chunkSize) {
+    for (let i = 0, off = 0; i < n; i++, off += this.chunkSize) {
       const piece = plain.subarray(off, Math.min(plain.length, off + this.chunkSize));
-      out.push(this.#record(RECORD_TYPE.data, piece, false));
+      const head = heads.subarray(i * RECORD_HEADER_LENGTH, (i + 1) * RECORD_HEADER_LENGTH);
+      out.push(this.#record(RECORD_TYPE.data, piece, false, head));
       this.#total += piece.length;
     }
     return out;
@@ -599,26 +618,32 @@ export class ContainerWriter {
       totalBytes: this.#total,
       reason,
     });
-    const rec = this.#record(RECORD_TYPE.end, trailer, true);
+    const rec = this.#record(
+      RECORD_TYPE.end,
+      trailer,
+      true,
+      Buffer.allocUnsafe(RECORD_HEADER_LENGTH),
+    );
     this.#ended = true;
     this.#cek.fill(0);
     return Buffer.concat(rec);
   }
 
-  /** Record header, ciphertext, tag. */
-  #record(type: RecordType, plain: Uint8Array, final: boolean): Buffer[] {
+  /** Record header (written into `head`), ciphertext, tag. */
+  #record(type: RecordType, plain: Uint8Array, final: boolean, head: Buffer): Buffer[] {
     const index = this.#index;
     if (index >= 0xffffffff) throw new ContainerError('ECONTAINER_FORMAT', 'too many chunks');
-    const sealed = aeadParts(
-      this.#cek,
-      chunkNonce(index),
-      chunkAad(this.itemId, index, final, this.#digest),
-      plain,
-    );
+    this.#nonce.writeUInt32BE(index, 8);
+    const c = createCipheriv('chacha20-poly1305', this.#cek, this.#nonce, {
+      authTagLength: TAG_LENGTH,
+    });
+    c.setAAD(this.#aad.at(index, final), { plaintextLength: plain.length });
+    const body = c.update(plain);
+    const rest = c.final(); // ChaCha20 is a stream cipher: no bytes here
+    const tag = c.getAuthTag();
     this.#index += 1;
-    let length = 0;
-    for (const part of sealed) length += part.length;
-    return [recordHeader(type, this.itemId, index, length), ...sealed];
+    writeRecordHeader(head, type, this.itemId, index, body.length + rest.length + tag.length);
+    return rest.length === 0 ? [head, body, tag] : [head, body, rest, tag];
   }
 }
 
@@ -654,6 +679,7 @@ export class ContainerReader {
   #preambleSeen = false;
   #header: ParsedHeader | undefined;
   #cek: Buffer | undefined;
+  #scratch: RecordScratch | undefined;
   #next = 0;
   #total = 0;
   #trailer: Trailer | undefined;
@@ -752,6 +778,7 @@ export class ContainerReader {
         events.push({ type: 'header', header: h.value });
       } else {
         const header = this.#header as ParsedHeader;
+        this.#scratch ??= scratchFor(header);
         const opened = openRecord(
           header,
           this.#cek as Buffer,
@@ -760,6 +787,7 @@ export class ContainerReader {
           index,
           body,
           this.#next,
+          this.#scratch,
         );
         if (!opened.ok) return opened;
         if (type === RECORD_TYPE.data) {
@@ -784,6 +812,15 @@ export class ContainerReader {
   }
 }
 
+/** What opening a record rewrites in place: the nonce and the AAD (one of each per item). */
+interface RecordScratch {
+  readonly nonce: Buffer;
+  readonly aad: ChunkAad;
+}
+function scratchFor(header: ParsedHeader): RecordScratch {
+  return { nonce: Buffer.alloc(12), aad: new ChunkAad(header.core.itemId, header.digest) };
+}
+
 function openRecord(
   header: ParsedHeader,
   cek: Buffer,
@@ -792,6 +829,7 @@ function openRecord(
   index: number,
   body: Uint8Array,
   expected: number,
+  scratch: RecordScratch = scratchFor(header),
 ): ContainerResult<Buffer> {
   const itemId = header.core.itemId;
   if (!view(recordItemId).equals(itemId)) {
@@ -807,12 +845,8 @@ function openRecord(
     );
   }
   const final = type === RECORD_TYPE.end;
-  const plain = aeadOpen(
-    cek,
-    chunkNonce(index),
-    chunkAad(itemId, index, final, header.digest),
-    body,
-  );
+  scratch.nonce.writeUInt32BE(index, 8);
+  const plain = aeadOpen(cek, scratch.nonce, scratch.aad.at(index, final), body);
   if (plain === undefined) {
     return fail(
       'ECHUNK_TAMPERED',

@@ -34,7 +34,7 @@ import { listen } from '../../hw/os/net.js';
 import type { Logger } from '../../base/logger.js';
 import type { RelayClient } from '../../protocol/relay-client.js';
 import type { CompanionCrypto } from '../crypto.js';
-import { openItem } from '../crypto.js';
+import { openStoredItem, type StoredItemReader } from '../crypto.js';
 import { followLive } from '../live.js';
 import type { HubLink } from '../hub-link.js';
 import { DEFAULT_LIVE_SECONDS, RENEW_EVERY_S } from '../hub-link.js';
@@ -133,7 +133,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
   const log = opts.logger.child('viewer');
   const token = opts.token ?? randomBytes(24).toString('base64url');
   const host = opts.host ?? '127.0.0.1';
-  const cache = new Map<number, { mime: string; data: Buffer; name: string }>();
+  const cache = new Map<number, { mime: string; item: StoredItemReader; name: string }>();
   let port = 0;
   const lives = new Set<AbortController>();
   const client = opts.client;
@@ -155,36 +155,52 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
     return a.length === b.length && timingSafeEqual(a, b);
   };
 
+  /**
+   * An item's media, opened for reading by range: the records indexed and the end record
+   * checked (a truncated item fails here, before any byte is sent), each chunk decrypted
+   * only when a response reaches it. The last few are kept (their ciphertext and key,
+   * not their plaintext) for the player's successive range requests.
+   */
   async function media(
     seq: number,
-  ): Promise<{ mime: string; data: Buffer; name: string } | undefined> {
+  ): Promise<{ mime: string; item: StoredItemReader; name: string } | undefined> {
     const hit = cache.get(seq);
     if (hit) return hit;
     const got = await opts.store.get(seq);
     if (!got) return undefined;
-    const opened = await openItem(opts.crypto, got.bytes);
-    const mime = mimeOf(opened.summary.codec);
-    const v = { mime, data: opened.plaintext, name: downloadName(opened.summary.startedAt, mime) };
+    const item = await openStoredItem(opts.crypto, got.bytes);
+    const mime = mimeOf(item.summary.codec);
+    const v = { mime, item, name: downloadName(item.summary.startedAt, mime) };
     cache.set(seq, v);
     while (cache.size > 4) cache.delete(cache.keys().next().value as number);
     return v;
   }
 
-  function sendMedia(
+  /**
+   * The plaintext (or the requested range) streamed chunk by chunk as it is decrypted,
+   * never assembled. The first chunk is opened before the status line, so an item whose
+   * first chunk fails is a 500; a chunk failing later aborts the response (the socket is
+   * destroyed, the client sees fewer bytes than the content-length: never a good clip).
+   */
+  async function sendMedia(
     req: IncomingMessage,
     res: ServerResponse,
-    m: { mime: string; data: Buffer },
+    m: { mime: string; item: StoredItemReader },
     attachment?: string,
-  ): void {
-    const size = m.data.length;
+  ): Promise<void> {
+    const size = m.item.size;
     const disposition =
       attachment !== undefined
         ? { 'content-disposition': `attachment; filename="${attachment}"` }
         : {};
+    let start = 0;
+    let end = size - 1;
+    let status = 200;
+    let extra: Record<string, string> = {};
     const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
     if (range && (range[1] !== '' || range[2] !== '')) {
-      let start = range[1] === '' ? size - Number(range[2]) : Number(range[1]);
-      let end = range[1] === '' || range[2] === '' ? size - 1 : Number(range[2]);
+      start = range[1] === '' ? size - Number(range[2]) : Number(range[1]);
+      end = range[1] === '' || range[2] === '' ? size - 1 : Number(range[2]);
       start = Math.max(0, start);
       end = Math.min(size - 1, end);
       if (start > end) {
@@ -192,25 +208,33 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         res.end();
         return;
       }
-      res.writeHead(206, {
-        ...SECURITY_HEADERS,
-        ...disposition,
-        'content-type': m.mime,
-        'accept-ranges': 'bytes',
-        'content-range': `bytes ${start}-${end}/${size}`,
-        'content-length': String(end - start + 1),
-      });
-      res.end(m.data.subarray(start, end + 1));
-      return;
+      status = 206;
+      extra = { 'content-range': `bytes ${start}-${end}/${size}` };
     }
-    res.writeHead(200, {
+    const pieces = m.item.read(start, end);
+    let next = pieces.next(); // the first chunk authenticated before the status line
+    res.writeHead(status, {
       ...SECURITY_HEADERS,
       ...disposition,
       'content-type': m.mime,
       'accept-ranges': 'bytes',
-      'content-length': String(size),
+      ...extra,
+      'content-length': String(end - start + 1),
     });
-    res.end(m.data);
+    for (; !next.done; next = pieces.next()) {
+      if (res.destroyed) return; // the client went away: decrypt no further
+      if (!res.write(next.value))
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+    }
+    res.end();
   }
 
   async function live(_req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -365,7 +389,7 @@ export async function startViewer(opts: ViewerOptions): Promise<RunningViewer> {
         res.end('no such item');
         return;
       }
-      sendMedia(req, res, got, url.searchParams.has('download') ? got.name : undefined);
+      await sendMedia(req, res, got, url.searchParams.has('download') ? got.name : undefined);
       return;
     }
     if (p === '/api/live') {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DurableFs } from '../../hw/os/fs.js';
 import { SILENT } from '../../base/logger.js';
@@ -117,6 +118,39 @@ t.test('development mode: list, fetch, heartbeat, live, view', async (t) => {
   await t.rejects(command.run(f.ctx(['fetch', '999', '-o', join(dir, 'x'), '--dir', appDir])), {
     code: 'ENOTFOUND',
   });
+  // a stored item altered on disk: fetch refuses it and writes nothing under the output name
+  // (the chunks are streamed to a temp file that is published only after the end record)
+  const vgi = join(appDir, 'items', `${seq}.vgi`);
+  const stored = (await fs.readIfExists(vgi)) ?? Buffer.alloc(0);
+  const altered = Buffer.from(stored);
+  const mid = Math.floor(altered.length / 2);
+  altered[mid] = (altered[mid] ?? 0) ^ 1;
+  await fs.writeFileAtomic(vgi, altered);
+  await t.rejects(
+    command.run(f.ctx(['fetch', String(seq), '-o', join(dir, 'out.mp4'), '--dir', appDir])),
+    { code: 'ECHUNK_TAMPERED' },
+  );
+  t.same(await fs.readIfExists(join(dir, 'out.mp4')), clip, 'the earlier export is untouched');
+  await t.rejects(
+    command.run(f.ctx(['fetch', String(seq), '-o', join(dir, 'new.mp4'), '--dir', appDir])),
+    { code: 'ECHUNK_TAMPERED' },
+  );
+  t.same(
+    (await readdir(dir)).filter((n) => n.includes('new.mp4')),
+    [],
+    'no output file and no half-written temp file',
+  );
+  await fs.writeFileAtomic(vgi, stored.subarray(0, stored.length - 10));
+  await t.rejects(
+    command.run(f.ctx(['fetch', String(seq), '-o', join(dir, 'new.mp4'), '--dir', appDir])),
+    { code: 'EITEM_TRUNCATED' },
+  );
+  t.same(
+    (await readdir(dir)).filter((n) => n.includes('new.mp4')),
+    [],
+    'truncated: nothing',
+  );
+  await fs.writeFileAtomic(vgi, stored);
 
   // heartbeat: the "hub" answers through the relay
   const hub = new RelayClient({ url: relay.url, token: acc.device.token });
