@@ -4,26 +4,45 @@
  * append at once. Shared by bench/hub-sink.ts and bench/media-recording-hub.ts.
  */
 import { join } from 'node:path';
+import type { HttpRequester } from '../base/http.js';
 import type { Logger } from '../base/logger.js';
 import { HubRetention } from '../firmware/storage/hub-retention.js';
 import { DEFAULT_RETENTION_POLICY } from '../firmware/storage/retention.js';
 import { createUplink, type Uplink } from '../firmware/uplink/uplink.js';
 import { DurableFs } from '../hw/os/fs.js';
 
-/** A relay that acknowledges every append at once (what the uplink's sender parses). */
-export function ackingRelayFetch(onBytes: (n: number) => void): typeof fetch {
+/**
+ * A relay that acknowledges every append at once (what the uplink's sender parses), in
+ * memory: no socket, the hub's own work only (the HTTP client's cost: bench/hub-floor.ts).
+ */
+export function ackingRelayHttp(onBytes: (n: number) => void): HttpRequester {
   return (input, init) => {
-    const url = new URL(input instanceof Request ? input.url : String(input));
-    const body = init?.body as Uint8Array | undefined;
-    onBytes(body?.length ?? 0);
-    return Promise.resolve(
-      Response.json({
+    const url = new URL(input);
+    const body = init?.body;
+    const n = typeof body === 'string' ? Buffer.byteLength(body) : (body?.length ?? 0);
+    onBytes(n);
+    const answer = Buffer.from(
+      JSON.stringify({
         itemId: decodeURIComponent(url.pathname.split('/').pop() ?? ''),
         seq: 1,
-        received: Number(url.searchParams.get('offset') ?? 0) + (body?.length ?? 0),
+        received: Number(url.searchParams.get('offset') ?? 0) + n,
         complete: url.searchParams.get('final') === '1',
       }),
     );
+    const bytes = (): Promise<Buffer> => Promise.resolve(answer);
+    return Promise.resolve({
+      status: 200,
+      ok: true,
+      header: (name: string) =>
+        name.toLowerCase() === 'content-type' ? 'application/json' : undefined,
+      bytes,
+      text: async () => (await bytes()).toString('utf8'),
+      json: async () => JSON.parse((await bytes()).toString('utf8')) as unknown,
+      chunks: async function* () {
+        yield answer;
+      },
+      discard: () => undefined,
+    });
   };
 }
 
@@ -42,7 +61,7 @@ export async function openBenchHubSink(opts: {
   root: string;
   deviceId: string;
   logger: Logger;
-  fetch: typeof fetch;
+  http: HttpRequester;
   backlog?: boolean;
 }): Promise<BenchHubSink> {
   const fs = new DurableFs();
@@ -53,7 +72,7 @@ export async function openBenchHubSink(opts: {
     stateDir: join(dataDir, 'uplink'),
     fs,
     logger: opts.logger,
-    fetch: opts.fetch,
+    http: opts.http,
   });
   const retention = await HubRetention.open({
     root: dataDir,

@@ -23,7 +23,7 @@ import { DurableFs } from '../hw/os/fs.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import type { CiphertextSink } from '../firmware/items.js';
 import type { Uplink } from '../firmware/uplink/uplink.js';
-import { ackingRelayFetch, openBenchHubSink } from './hub-sink-common.js';
+import { ackingRelayHttp, openBenchHubSink } from './hub-sink-common.js';
 
 const Args = z.object({
   root: z.string(),
@@ -39,7 +39,7 @@ const Args = z.object({
   replay: z.string().optional(),
   /**
    * `hub` (default): the production sink — retention's local copies in front of the
-   * durable uplink queue, drained by the uplink's sender into a stand-in relay (a fetch
+   * durable uplink queue, drained by the uplink's sender into a stand-in relay (an HTTP client
    * that acknowledges every append; no network). `counting`: bytes counted, nothing kept.
    */
   sink: z.enum(['hub', 'counting']).default('hub'),
@@ -119,7 +119,7 @@ const logger = new JsonLogger('bench', {
   level: 'warn',
   write: (l) => process.stderr.write(`${l}\n`),
 });
-const relayFetch = ackingRelayFetch((n) => {
+const relayHttp = ackingRelayHttp((n) => {
   counting.bytes += n;
 });
 let uplink: Uplink | undefined;
@@ -129,7 +129,7 @@ if (args.sink === 'hub') {
     root: args.root,
     deviceId: args.deviceId,
     logger,
-    fetch: relayFetch,
+    http: relayHttp,
     backlog: true,
   });
   up.start();
