@@ -3,6 +3,8 @@
  * the durable uplink queue, whose sender posts to a stand-in relay that acknowledges every
  * append at once. Shared by bench/hub-sink.ts and bench/media-recording-hub.ts.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { HttpRequester } from '../base/http.js';
 import type { Logger } from '../base/logger.js';
@@ -46,6 +48,36 @@ export function ackingRelayHttp(onBytes: (n: number) => void): HttpRequester {
   };
 }
 
+/**
+ * The same stand-in relay on a loopback port (run it in another process than the hub's): the
+ * hub's HTTP client, sockets and buffers are then part of what the hub process holds.
+ */
+export async function startAckingRelay(): Promise<{ url: string; close: () => void }> {
+  const s = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://relay');
+    let n = 0;
+    req.on('data', (d: Buffer) => (n += d.length));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          itemId: decodeURIComponent(url.pathname.split('/').pop() ?? ''),
+          seq: 1,
+          received: Number(url.searchParams.get('offset') ?? 0) + n,
+          complete: url.searchParams.get('final') === '1',
+        }),
+      );
+    });
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${String((s.address() as AddressInfo).port)}`,
+    close: () => {
+      s.closeAllConnections();
+      s.close();
+    },
+  };
+}
+
 export interface BenchHubSink {
   readonly uplink: Uplink;
   readonly retention: HubRetention;
@@ -62,12 +94,14 @@ export async function openBenchHubSink(opts: {
   deviceId: string;
   logger: Logger;
   http: HttpRequester;
+  /** The stand-in relay's URL (default: an invalid one, for the in-memory client). */
+  relayUrl?: string;
   backlog?: boolean;
 }): Promise<BenchHubSink> {
   const fs = new DurableFs();
   const dataDir = join(opts.root, 'data');
   const uplink = await createUplink({
-    relayUrl: 'http://relay.invalid',
+    relayUrl: opts.relayUrl ?? 'http://relay.invalid',
     credentials: { deviceId: opts.deviceId, token: `d.${opts.deviceId}.bench` },
     stateDir: join(dataDir, 'uplink'),
     fs,

@@ -4,6 +4,8 @@
  * MLS hub + real sealer (post-quantum suite) + the media pipeline. Prints
  * JSON lines: {"encoderPid":N} when an encoder starts, {"status":...} at the end.
  */
+import { httpRequest } from '../base/http.js';
+import type { HttpRequester } from '../base/http.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { JsonLogger } from '../base/logger.js';
@@ -43,6 +45,8 @@ const Args = z.object({
    * that acknowledges every append; no network). `counting`: bytes counted, nothing kept.
    */
   sink: z.enum(['hub', 'counting']).default('hub'),
+  /** A loopback stand-in relay (bench/media-recording.ts runs it); none: in memory. */
+  relayUrl: z.string().optional(),
 });
 const args = Args.parse(JSON.parse(process.argv[2] ?? '{}'));
 
@@ -119,9 +123,17 @@ const logger = new JsonLogger('bench', {
   level: 'warn',
   write: (l) => process.stderr.write(`${l}\n`),
 });
-const relayHttp = ackingRelayHttp((n) => {
-  counting.bytes += n;
-});
+const relayUrl = args.relayUrl;
+const relayHttp: HttpRequester =
+  relayUrl === undefined
+    ? ackingRelayHttp((n) => {
+        counting.bytes += n;
+      })
+    : (url, init) => {
+        const b = init?.body;
+        counting.bytes += typeof b === 'string' ? Buffer.byteLength(b) : (b?.length ?? 0);
+        return httpRequest(url, init);
+      };
 let uplink: Uplink | undefined;
 let sink: CiphertextSink = counting;
 if (args.sink === 'hub') {
@@ -130,6 +142,7 @@ if (args.sink === 'hub') {
     deviceId: args.deviceId,
     logger,
     http: relayHttp,
+    ...(relayUrl !== undefined ? { relayUrl } : {}),
     backlog: true,
   });
   up.start();
