@@ -52,8 +52,15 @@ export function ackingRelayHttp(onBytes: (n: number) => void): HttpRequester {
  * The same stand-in relay on a loopback port (run it in another process than the hub's): the
  * hub's HTTP client, sockets and buffers are then part of what the hub process holds.
  */
-export async function startAckingRelay(): Promise<{ url: string; close: () => void }> {
+export async function startAckingRelay(): Promise<{
+  url: string;
+  close: () => void;
+  stats: () => { requests: number; connections: number };
+}> {
+  let requests = 0;
+  let connections = 0;
   const s = createServer((req, res) => {
+    requests++;
     const url = new URL(req.url ?? '/', 'http://relay');
     let n = 0;
     req.on('data', (d: Buffer) => (n += d.length));
@@ -68,8 +75,10 @@ export async function startAckingRelay(): Promise<{ url: string; close: () => vo
       );
     });
   });
+  s.on('connection', () => connections++);
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   return {
+    stats: () => ({ requests, connections }),
     url: `http://127.0.0.1:${String((s.address() as AddressInfo).port)}`,
     close: () => {
       s.closeAllConnections();
