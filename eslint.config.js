@@ -56,6 +56,29 @@ export default tseslint.config(
     },
   },
   {
+    // The hub's code path speaks HTTP through base/http.ts (node:http): the platform fetch
+    // loads undici, 3-4 MiB of the hub's resident memory (issue #19; test/base/no-undici.test.ts).
+    files: [
+      'base/**/*.ts',
+      'hw/**/*.ts',
+      'protocol/**/*.ts',
+      'firmware/**/*.ts',
+      'ota/**/*.ts',
+      'bin/**/*.ts',
+    ],
+    rules: {
+      'no-restricted-globals': [
+        'error',
+        ...['fetch', 'Response', 'Request', 'Headers', 'FormData', 'WebSocket', 'EventSource'].map(
+          (name) => ({
+            name,
+            message: 'The hub does not load undici: use base/http.ts (httpRequest).',
+          }),
+        ),
+      ],
+    },
+  },
+  {
     // The one process runner is the only module allowed to spawn processes.
     files: ['hw/os/run.ts'],
     rules: { 'no-restricted-imports': 'off' },

@@ -44,7 +44,7 @@ export function reasonOf(err: unknown): string {
 const ERRNO_CODE = /^E[A-Z0-9]+$/;
 
 /**
- * What lies under a failed `fetch` ("fetch failed" says nothing): the first error code on its
+ * What lies under a failed request ("request failed", "fetch failed" say nothing): the first error code on its
  * cause chain (or among an AggregateError's errors: one per address tried), with the message
  * when the code is not a system one (`CERT_HAS_EXPIRED: certificate has expired`); a timeout of
  * the request's own deadline is ETIMEDOUT. Undefined when there is no code to name.
@@ -52,6 +52,9 @@ const ERRNO_CODE = /^E[A-Z0-9]+$/;
 export function networkCause(err: unknown, depth = 0): string | undefined {
   if (!(err instanceof Error) || depth > 8) return undefined;
   if (err.name === 'TimeoutError') return 'ETIMEDOUT';
+  // base/http.ts's "request failed" only wraps the socket's or TLS layer's error: name that
+  if (err instanceof VigilError && err.code === 'EHTTP_FAILED')
+    return networkCause(err.cause, depth + 1);
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string' && code !== '')
     return ERRNO_CODE.test(code) ? code : `${code}: ${err.message.replace(/\s*\n\s*/g, ' ')}`;

@@ -2,9 +2,10 @@
  * The child of bench/hub-floor.ts (bundled with esbuild, run by plain node with
  * --expose-gc): loads what the recording hub loads (media pipeline, uplink,
  * retention, MLS hub and sealer, the MLS profile), collects garbage twice and
- * prints one JSON line of its resident memory. With `undici` as its argument it
- * then builds a fetch Response (what the uplink's first request to the relay
- * loads) and prints a second line.
+ * prints one JSON line of its resident memory. With `http URL` as its arguments
+ * it then makes the uplink's kind of request (a 64 KiB PUT, a JSON answer) to URL
+ * through base/http.ts and prints a second line; with `undici URL` the same through
+ * the platform fetch (what the hub loaded before it had its own client).
  */
 import { readFileSync } from 'node:fs';
 import '../firmware/media/pipeline.js';
@@ -13,6 +14,7 @@ import '../firmware/storage/hub-retention.js';
 import '../firmware/mls/hub.js';
 import '../firmware/mls/sealer.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
+import { httpRequest } from '../base/http.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with --expose-gc');
@@ -39,8 +41,13 @@ function sample(stage: string): void {
 // kept referenced to the end, as the hub keeps its profile
 const profile = await loadMlsProfile();
 sample('loaded');
-if (process.argv[2] === 'undici') {
-  Response.json({ ok: true });
+const [how, url] = process.argv.slice(2);
+const body = new Uint8Array(64 * 1024);
+if (how === 'http' && url !== undefined) {
+  await (await httpRequest(url, { method: 'PUT', body })).json();
+  sample('http');
+} else if (how === 'undici' && url !== undefined) {
+  await (await fetch(url, { method: 'PUT', body })).json();
   sample('undici');
 }
 if (profile.crypto !== 'native') process.stderr.write(`profile: ${profile.crypto}\n`);

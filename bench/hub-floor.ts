@@ -2,13 +2,16 @@
  * The hub process's resident memory once its recording path is loaded (modules,
  * zod schemas, the MLS profile), before any video: with glibc's defaults for V8
  * and with the hub's node flags (HUB_NODE_FLAGS, as the systemd unit passes them),
- * alternating, in fresh plain-node processes (the child is bundled with esbuild
- * like bench/media-recording.ts's hub, packages external). Also what loading
- * undici (the platform fetch, first used by the uplink's first request) adds.
+ * alternating, in fresh plain-node processes. The child is bundled with esbuild twice:
+ * packages external (like bench/media-recording.ts's hub) and packages bundled in (like
+ * a hub shipped as one bundle would be). Then what one request to a loopback relay adds:
+ * through base/http.ts (the hub's client), or through the platform fetch (undici).
  *
  *   npx tsx bench/hub-floor.ts [runs=4]
  */
 import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { run } from '../hw/os/run.js';
 import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
@@ -17,20 +20,47 @@ import { MiB } from './media-common.js';
 const runs = Math.max(1, Number(process.argv[2] ?? 4));
 const cacheDir = join(process.cwd(), 'node_modules', '.cache', 'vigil-bench');
 await mkdir(cacheDir, { recursive: true });
-const childJs = join(cacheDir, 'hub-floor-child.mjs');
-await run(
-  join(process.cwd(), 'node_modules', 'esbuild', 'bin', 'esbuild'),
-  [
-    'bench/hub-floor-child.ts',
-    '--bundle',
-    '--platform=node',
-    '--format=esm',
-    '--packages=external',
-    `--outfile=${childJs}`,
-    '--log-level=warning',
-  ],
-  { timeoutMs: 120_000 },
-);
+/** Packages with native code or files beside their modules stay in node_modules. */
+const BUNDLE_EXTERNALS = [
+  'onnxruntime-node',
+  'onoff',
+  'unix-dgram',
+  'v4l2-camera-ts',
+  'libv4l2-ts',
+  '*.node',
+  'pdfkit',
+  'pg',
+  '@aws-sdk/*',
+  'qrcode',
+  'web-push',
+];
+const children = { external: 'packages external', bundled: 'packages bundled in' } as const;
+for (const kind of Object.keys(children))
+  await run(
+    join(process.cwd(), 'node_modules', 'esbuild', 'bin', 'esbuild'),
+    [
+      'bench/hub-floor-child.ts',
+      '--bundle',
+      '--platform=node',
+      '--format=esm',
+      ...(kind === 'external'
+        ? ['--packages=external']
+        : BUNDLE_EXTERNALS.map((p) => `--external:${p}`)),
+      `--outfile=${join(cacheDir, `hub-floor-${kind}.mjs`)}`,
+      '--log-level=warning',
+    ],
+    { timeoutMs: 120_000 },
+  );
+
+// a stand-in relay in this process: reads the body, answers a small JSON
+const relay = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true,"received":65536}');
+  });
+});
+await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+const relayUrl = `http://127.0.0.1:${String((relay.address() as AddressInfo).port)}/v1/items/x`;
 
 interface Sample {
   readonly stage: string;
@@ -46,17 +76,24 @@ const configs = [
 ];
 const got = new Map<string, Sample[]>();
 for (let i = 0; i < runs; i++)
-  for (const c of i % 2 === 0 ? configs : [...configs].reverse()) {
-    const r = await run(process.execPath, ['--expose-gc', ...c.flags, childJs, 'undici'], {
-      timeoutMs: 120_000,
-      env: { ...process.env, GLIBC_TUNABLES: HUB_GLIBC_TUNABLES },
-    });
-    for (const line of r.stdout.toString('utf8').trim().split('\n')) {
-      const s = JSON.parse(line) as Sample;
-      const k = `${c.name} | ${s.stage}`;
-      got.set(k, [...(got.get(k) ?? []), s]);
-    }
-  }
+  for (const c of i % 2 === 0 ? configs : [...configs].reverse())
+    for (const kind of Object.keys(children) as (keyof typeof children)[])
+      for (const how of ['http', 'undici']) {
+        const r = await run(
+          process.execPath,
+          ['--expose-gc', ...c.flags, join(cacheDir, `hub-floor-${kind}.mjs`), how, relayUrl],
+          {
+            timeoutMs: 120_000,
+            env: { ...process.env, GLIBC_TUNABLES: HUB_GLIBC_TUNABLES },
+          },
+        );
+        for (const line of r.stdout.toString('utf8').trim().split('\n')) {
+          const s = JSON.parse(line) as Sample;
+          const k = `${c.name} | ${children[kind]} | ${s.stage}`;
+          got.set(k, [...(got.get(k) ?? []), s]);
+        }
+      }
+relay.close();
 
 const med = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -67,5 +104,5 @@ console.log(
 );
 for (const [k, xs] of got)
   console.log(
-    `  ${k.padEnd(58)} RSS ${f(xs, 'rss')} (anon ${f(xs, 'anon')}, file ${f(xs, 'file')}); V8 heap total ${f(xs, 'heapTotal')}, used ${f(xs, 'heapUsed')}`,
+    `  ${k.padEnd(80)} RSS ${f(xs, 'rss')} (anon ${f(xs, 'anon')}, file ${f(xs, 'file')}); V8 heap total ${f(xs, 'heapTotal')}, used ${f(xs, 'heapUsed')}`,
   );

@@ -4,7 +4,7 @@
  * sealed by the real `MlsItemSealer` into what the hub composes —
  * `HubRetention.sink(uplink)`: the local copy kept in the data volume, then the
  * durable uplink queue — and drained by the uplink's sender into a stand-in relay
- * (a fetch that acknowledges every append: no network, the hub's own work only).
+ * (an in-memory HTTP client that acknowledges every append: no network, the hub's own work only).
  *
  * Prints, min / median / max over the rounds: CPU-s of sealing into the sink (what
  * the sealer waits for: every append durable), wall seconds of the same, CPU-s of
@@ -19,7 +19,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JsonLogger } from '../base/logger.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
-import { ackingRelayFetch, openBenchHubSink } from './hub-sink-common.js';
+import { ackingRelayHttp, openBenchHubSink } from './hub-sink-common.js';
 import {
   DEVICE_ID,
   newDevicePsk,
@@ -50,7 +50,7 @@ const logger = new JsonLogger('bench', {
   write: (l) => process.stderr.write(`${l}\n`),
 });
 let relayed = 0;
-const relayFetch = ackingRelayFetch((n) => {
+const relayHttp = ackingRelayHttp((n) => {
   relayed += n;
 });
 
@@ -63,7 +63,7 @@ try {
     root,
     deviceId: DEVICE_ID,
     logger,
-    fetch: relayFetch,
+    http: relayHttp,
   });
   const queueDir = join(dataDir, 'uplink');
   const sealer = sealerFor(hub, retention.sink(uplink));

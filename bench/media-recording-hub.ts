@@ -4,6 +4,8 @@
  * MLS hub + real sealer (post-quantum suite) + the media pipeline. Prints
  * JSON lines: {"encoderPid":N} when an encoder starts, {"status":...} at the end.
  */
+import { httpRequest } from '../base/http.js';
+import type { HttpRequester } from '../base/http.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { JsonLogger } from '../base/logger.js';
@@ -23,7 +25,7 @@ import { DurableFs } from '../hw/os/fs.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import type { CiphertextSink } from '../firmware/items.js';
 import type { Uplink } from '../firmware/uplink/uplink.js';
-import { ackingRelayFetch, openBenchHubSink } from './hub-sink-common.js';
+import { ackingRelayHttp, openBenchHubSink } from './hub-sink-common.js';
 
 const Args = z.object({
   root: z.string(),
@@ -39,10 +41,12 @@ const Args = z.object({
   replay: z.string().optional(),
   /**
    * `hub` (default): the production sink — retention's local copies in front of the
-   * durable uplink queue, drained by the uplink's sender into a stand-in relay (a fetch
+   * durable uplink queue, drained by the uplink's sender into a stand-in relay (an HTTP client
    * that acknowledges every append; no network). `counting`: bytes counted, nothing kept.
    */
   sink: z.enum(['hub', 'counting']).default('hub'),
+  /** A loopback stand-in relay (bench/media-recording.ts runs it); none: in memory. */
+  relayUrl: z.string().optional(),
 });
 const args = Args.parse(JSON.parse(process.argv[2] ?? '{}'));
 
@@ -119,9 +123,17 @@ const logger = new JsonLogger('bench', {
   level: 'warn',
   write: (l) => process.stderr.write(`${l}\n`),
 });
-const relayFetch = ackingRelayFetch((n) => {
-  counting.bytes += n;
-});
+const relayUrl = args.relayUrl;
+const relayHttp: HttpRequester =
+  relayUrl === undefined
+    ? ackingRelayHttp((n) => {
+        counting.bytes += n;
+      })
+    : (url, init) => {
+        const b = init?.body;
+        counting.bytes += typeof b === 'string' ? Buffer.byteLength(b) : (b?.length ?? 0);
+        return httpRequest(url, init);
+      };
 let uplink: Uplink | undefined;
 let sink: CiphertextSink = counting;
 if (args.sink === 'hub') {
@@ -129,7 +141,8 @@ if (args.sink === 'hub') {
     root: args.root,
     deviceId: args.deviceId,
     logger,
-    fetch: relayFetch,
+    http: relayHttp,
+    ...(relayUrl !== undefined ? { relayUrl } : {}),
     backlog: true,
   });
   up.start();

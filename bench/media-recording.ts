@@ -11,6 +11,10 @@
  *            --node-flags=none|"<flags>" (default: the unit's HUB_NODE_FLAGS)
  *            --sink hub|counting (default hub: retention's local copies + the durable
  *            uplink queue drained into a stand-in relay; counting: bytes counted only)
+ *            --relay loopback|memory (default loopback: the stand-in relay listens on a
+ *            loopback port in this process and the hub sends with its HTTP client;
+ *            memory: the hub's client is replaced by an in-memory answer, as before #19's
+ *            sixth pass)
  *
  * The hub runs as its own plain-node process (bundled with esbuild, no TS loader):
  * MLS hub + real sealer (post-quantum suite) + the full pipeline (fMP4 parsing,
@@ -29,6 +33,7 @@ import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
 import { MiB, arg, procUsage, strArg } from './media-common.js';
+import { startAckingRelay } from './hub-sink-common.js';
 import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
 
 const minutes = arg('minutes', 10);
@@ -57,6 +62,11 @@ const tunables =
  * unit's ExecStart passes them); --node-flags=none for none, or e.g.
  * --node-flags="--max-semi-space-size=2".
  */
+const relayArg = process.argv.includes('--relay')
+  ? process.argv[process.argv.indexOf('--relay') + 1]
+  : 'loopback';
+if (relayArg !== 'loopback' && relayArg !== 'memory')
+  throw new Error('--relay is loopback or memory');
 const nodeFlagsArg = process.argv
   .find((a) => a.startsWith('--node-flags='))
   ?.slice('--node-flags='.length);
@@ -148,6 +158,8 @@ await run(
   { timeoutMs: 120_000 },
 );
 const seconds = warmupS + minutes * 60;
+// the stand-in relay on loopback, in this process (`--relay memory`: the hub answers itself)
+const relay = relayArg === 'loopback' && sinkArg === 'hub' ? await startAckingRelay() : undefined;
 const child = spawnProcess(
   process.execPath,
   [
@@ -166,6 +178,7 @@ const child = spawnProcess(
       motionFor,
       ...(replay ? { replay } : {}),
       sink: sinkArg,
+      ...(relay ? { relayUrl: relay.url } : {}),
     }),
   ],
   { stdout: 'pipe', stderr: 'inherit', env: { ...process.env, GLIBC_TUNABLES: tunables } },
@@ -229,6 +242,7 @@ const progress = setInterval(() => {
   );
 }, 60_000);
 await child.exited;
+relay?.close();
 clearInterval(sampler);
 clearInterval(progress);
 const wallS = (performance.now() - t0) / 1000;
@@ -243,7 +257,7 @@ console.log(
   [
     `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
-    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? 'hub (local copies + durable uplink queue, stand-in relay)' : 'counting'}`,
+    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? `hub (local copies + durable uplink queue, stand-in relay ${relay ? `on loopback: ${String(relay.stats().requests)} requests on ${String(relay.stats().connections)} connections` : 'in memory'})` : 'counting'}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
     `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
       .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command, CommandContext } from '../base/command.js';
 import { parseOptions, secondsOption } from '../base/command.js';
+import { httpRequest } from '../base/http.js';
 import { reasonOf } from '../base/errors.js';
 import { LibV4l2Binding } from '../hw/camera/v4l2-binding.js';
 import { HostPaths } from '../hw/os/host-paths.js';
@@ -93,8 +94,11 @@ async function runCommand(ctx: CommandContext): Promise<number> {
       binding: new LibV4l2Binding({ devDir: paths.host('/dev') }),
       run: async (cmd, args) => (await run(cmd, args, { timeoutMs })).stdout.toString('utf8'),
       paths,
-      httpStatus: async (url) =>
-        (await fetch(url, { method: 'GET', signal: AbortSignal.timeout(timeoutMs) })).status,
+      httpStatus: async (url) => {
+        const a = await httpRequest(url, { signal: AbortSignal.timeout(timeoutMs) });
+        a.discard();
+        return a.status;
+      },
       now: () => new Date(),
     },
     s,

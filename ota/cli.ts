@@ -34,7 +34,7 @@ import { initRepo, refresh, release, rotateKeys } from './repo.js';
 import type { RepoContext } from './repo.js';
 import { HostAppSlots } from './slots.js';
 import { startStaticServer } from './static-server.js';
-import { FetchTransport } from './transport.js';
+import { HttpTransport } from './transport.js';
 import { installTrustedRoot } from './verify.js';
 
 const USAGE = `Usage: vigil ota <subcommand> [options]
@@ -193,7 +193,7 @@ async function device(ctx: CommandContext, loop: boolean): Promise<number> {
     stateDir,
     fs,
     slots: new HostAppSlots(resolve(req(v, 'slots')), fs),
-    transport: new FetchTransport(),
+    transport: new HttpTransport(),
     repoUrl: req(v, 'url'),
     channel: opt(v, 'channel') ?? 'stable',
     probe: new ProcessTrialProbe(),
@@ -370,7 +370,7 @@ async function runOta(ctx: CommandContext): Promise<number> {
         stateDir,
         fs,
         slots,
-        transport: new FetchTransport(),
+        transport: new HttpTransport(),
         repoUrl: 'http://unused.invalid/',
         channel: 'stable',
         probe: new ProcessTrialProbe(),

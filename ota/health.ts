@@ -14,7 +14,8 @@
 import { access, constants, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAborted, pause } from '../base/async.js';
-import { reasonOf } from '../base/errors.js';
+import { networkCause, reasonOf, VigilError } from '../base/errors.js';
+import { httpRequest } from '../base/http.js';
 import type { BusyPort, HealthCheck, HealthReport } from './agent.js';
 
 /** What the health check reads of the hub (a view of HubServices + its state). */
@@ -30,7 +31,7 @@ export interface HubHealthOptions {
   readonly hub: HubView;
   readonly mode: 'production' | 'development';
   readonly relayUrl: string | undefined;
-  /** GET <relay>/v1/health; default uses fetch. */
+  /** GET <relay>/v1/health; default `fetchRelayHealth` (base/http.ts). */
   readonly relayHealth?: (url: string, signal: AbortSignal) => Promise<boolean>;
   /** Pause between rounds while some check still fails. Default 1 s. */
   readonly retryMs?: number;
@@ -45,9 +46,22 @@ function mediaState(status: Record<string, unknown>): string | undefined {
   return typeof s === 'string' ? s : undefined;
 }
 
+/** GET <relay>/v1/health through base/http.ts; a network failure names its cause. */
 export async function fetchRelayHealth(url: string, signal: AbortSignal): Promise<boolean> {
-  const res = await fetch(new URL('/v1/health', url), { signal });
-  await res.body?.cancel();
+  let res;
+  try {
+    res = await httpRequest(new URL('/v1/health', url), { signal, maxBytes: 64 * 1024 });
+  } catch (e) {
+    const cause = networkCause(e);
+    throw new VigilError(
+      'EUNREACHABLE',
+      `${reasonOf(e)}${cause !== undefined ? ` (${cause})` : ''}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  res.discard();
   return res.ok;
 }
 

@@ -5,6 +5,8 @@
  * timeout. Ranged GETs make target downloads resumable.
  */
 import { networkCause, VigilError } from '../base/errors.js';
+import { HttpError, httpRequest } from '../base/http.js';
+import type { HttpAnswer, HttpRequester } from '../base/http.js';
 
 export class TransportError extends VigilError {
   readonly status: number | undefined;
@@ -23,7 +25,10 @@ export class TransportError extends VigilError {
 /** "cannot fetch URL", with the network cause (ECONNREFUSED, ENOTFOUND, certificate errors…). */
 function fetchFailed(url: string, e: unknown): TransportError {
   const inner = e instanceof Error ? e.cause : undefined;
-  const cause = networkCause(e) ?? (inner instanceof Error ? inner.message : undefined);
+  const cause =
+    e instanceof HttpError && e.code !== 'EHTTP_FAILED'
+      ? e.message
+      : (networkCause(e) ?? (inner instanceof Error ? inner.message : undefined));
   return new TransportError(
     'EOTA_FETCH',
     `cannot fetch ${url}${cause === undefined ? '' : ` (${cause})`}`,
@@ -48,59 +53,42 @@ export interface Transport {
   getFrom(url: string, offset: number, signal?: AbortSignal): Promise<RangeResponse>;
 }
 
-export interface FetchTransportOptions {
+export interface HttpTransportOptions {
   /** Whole-request deadline for metadata (ms). */
   readonly timeoutMs?: number;
   /** Abort when no byte arrives for this long (ms). */
   readonly idleMs?: number;
+  /** The HTTP client (default base/http.ts's `httpRequest`: node:http, not undici). */
+  readonly http?: HttpRequester;
+}
+/** The old name (it ran on the platform fetch). */
+export type FetchTransportOptions = HttpTransportOptions;
+
+/** A failure while the body streams in, as the agent reads it. */
+function bodyFailed(url: string, e: unknown, idleMs: number): unknown {
+  if (e instanceof TransportError) return e;
+  if (e instanceof HttpError && e.code === 'EHTTP_IDLE')
+    return new TransportError(
+      'EOTA_FETCH',
+      `no data for ${String(idleMs)} ms (slow retrieval)`,
+      undefined,
+      {
+        cause: e,
+      },
+    );
+  return new TransportError('EOTA_FETCH', `${url}: transfer failed`, undefined, { cause: e });
 }
 
-async function* idleGuard(
-  body: ReadableStream<Uint8Array>,
-  idleMs: number,
-  abort: AbortController,
-): AsyncIterable<Uint8Array> {
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const idle = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          // Settle first: the abort also fails the pending read, and the race must
-          // report the reason, not the abort.
-          reject(
-            new TransportError('EOTA_FETCH', `no data for ${String(idleMs)} ms (slow retrieval)`),
-          );
-          abort.abort();
-        }, idleMs);
-      });
-      try {
-        const r = await Promise.race([reader.read(), idle]);
-        if (r.done) return;
-        yield r.value;
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-  } finally {
-    // Cancelling settles a pending read; only then can the lock go.
-    await reader.cancel().catch(() => undefined);
-    try {
-      reader.releaseLock();
-    } catch {
-      /* already released */
-    }
-  }
-}
-
-/** Transport over the global fetch (undici). */
-export class FetchTransport implements Transport {
+/** Transport over base/http.ts (node:http/https). */
+export class HttpTransport implements Transport {
   readonly #timeoutMs: number;
   readonly #idleMs: number;
+  readonly #http: HttpRequester;
 
-  constructor(opts: FetchTransportOptions = {}) {
+  constructor(opts: HttpTransportOptions = {}) {
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
     this.#idleMs = opts.idleMs ?? 30_000;
+    this.#http = opts.http ?? httpRequest;
   }
 
   async getBytes(
@@ -108,123 +96,98 @@ export class FetchTransport implements Transport {
     maxLength: number,
     signal?: AbortSignal,
   ): Promise<Buffer | undefined> {
-    const abort = new AbortController();
-    const timer = setTimeout(() => {
-      abort.abort();
-    }, this.#timeoutMs);
-    const onAbort = (): void => {
-      abort.abort();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const deadline = AbortSignal.timeout(this.#timeoutMs);
+    const all = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    let res: HttpAnswer;
     try {
-      let res: Response;
-      try {
-        res = await fetch(url, {
-          signal: abort.signal,
-          redirect: 'error',
-          headers: { 'accept-encoding': 'identity' },
-        });
-      } catch (e) {
-        throw fetchFailed(url, e);
-      }
-      if (res.status === 404 || res.status === 403) {
-        await res.body?.cancel();
-        return undefined;
-      }
-      if (res.status !== 200 || res.body === null) {
-        await res.body?.cancel();
-        throw new TransportError('EOTA_FETCH', `${url}: HTTP ${String(res.status)}`, res.status);
-      }
-      const declared = Number(res.headers.get('content-length') ?? NaN);
-      if (Number.isFinite(declared) && declared > maxLength) {
-        await res.body.cancel();
+      res = await this.#http(url, {
+        signal: all,
+        idleMs: this.#idleMs,
+        maxBytes: maxLength,
+        headers: { 'accept-encoding': 'identity' },
+      });
+    } catch (e) {
+      throw fetchFailed(url, e);
+    }
+    if (res.status === 404 || res.status === 403) {
+      res.discard();
+      return undefined;
+    }
+    if (res.status !== 200) {
+      res.discard();
+      throw new TransportError('EOTA_FETCH', `${url}: HTTP ${String(res.status)}`, res.status);
+    }
+    const declared = Number(res.header('content-length') ?? NaN);
+    if (Number.isFinite(declared) && declared > maxLength) {
+      res.discard();
+      throw new TransportError(
+        'EOTA_TOO_LONG',
+        `${url} is ${String(declared)} bytes, more than the ${String(maxLength)} allowed`,
+      );
+    }
+    try {
+      return await res.bytes();
+    } catch (e) {
+      if (e instanceof HttpError && e.code === 'EHTTP_TOO_LARGE')
         throw new TransportError(
           'EOTA_TOO_LONG',
-          `${url} is ${String(declared)} bytes, more than the ${String(maxLength)} allowed`,
+          `${url} sent more than the ${String(maxLength)} bytes allowed (endless data)`,
+          undefined,
+          { cause: e },
         );
-      }
-      const parts: Buffer[] = [];
-      let n = 0;
-      try {
-        for await (const chunk of idleGuard(res.body, this.#idleMs, abort)) {
-          n += chunk.length;
-          if (n > maxLength) {
-            abort.abort();
-            throw new TransportError(
-              'EOTA_TOO_LONG',
-              `${url} sent more than the ${String(maxLength)} bytes allowed (endless data)`,
-            );
-          }
-          parts.push(Buffer.from(chunk));
-        }
-      } catch (e) {
-        if (e instanceof TransportError) throw e;
-        throw new TransportError('EOTA_FETCH', `${url}: transfer failed`, undefined, { cause: e });
-      }
-      return Buffer.concat(parts);
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      throw bodyFailed(url, e, this.#idleMs);
     }
   }
 
   async getFrom(url: string, offset: number, signal?: AbortSignal): Promise<RangeResponse> {
-    const abort = new AbortController();
-    const onAbort = (): void => {
-      abort.abort();
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let res: Response;
+    let res: HttpAnswer;
     try {
-      res = await fetch(url, {
-        signal: abort.signal,
-        redirect: 'error',
+      res = await this.#http(url, {
+        ...(signal ? { signal } : {}),
+        idleMs: this.#idleMs,
+        // a target's length is checked by the download against its metadata
+        maxBytes: Number.MAX_SAFE_INTEGER,
         headers: {
           'accept-encoding': 'identity',
           ...(offset > 0 ? { range: `bytes=${String(offset)}-` } : {}),
         },
       });
     } catch (e) {
-      signal?.removeEventListener('abort', onAbort);
       throw fetchFailed(url, e);
     }
-    const release = (): void => {
-      signal?.removeEventListener('abort', onAbort);
-    };
     if (res.status === 404 || res.status === 403) {
-      release();
-      await res.body?.cancel();
+      res.discard();
       throw new TransportError('EOTA_NOT_FOUND', `${url}: not found`, res.status);
     }
-    if ((res.status !== 200 && res.status !== 206) || res.body === null) {
-      release();
-      await res.body?.cancel();
+    if (res.status !== 200 && res.status !== 206) {
+      res.discard();
       throw new TransportError('EOTA_FETCH', `${url}: HTTP ${String(res.status)}`, res.status);
     }
     let start = 0;
     let total: number | undefined;
     if (res.status === 206) {
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.header('content-range') ?? '');
       if (!m) {
-        release();
-        await res.body.cancel();
+        res.discard();
         throw new TransportError('EOTA_FETCH', `${url}: bad Content-Range`);
       }
       start = Number(m[1]);
       total = m[3] === '*' ? undefined : Number(m[3]);
     } else {
-      const len = Number(res.headers.get('content-length') ?? NaN);
+      const len = Number(res.header('content-length') ?? NaN);
       total = Number.isFinite(len) ? len : undefined;
     }
-    const body = res.body;
     const idleMs = this.#idleMs;
     async function* guarded(): AsyncIterable<Uint8Array> {
       try {
-        yield* idleGuard(body, idleMs, abort);
-      } finally {
-        release();
+        yield* res.chunks();
+      } catch (e) {
+        throw bodyFailed(url, e, idleMs);
       }
     }
     return { offset: start, total, body: guarded() };
   }
 }
+
+/** The old name (it ran on the platform fetch), kept for its users: HttpTransport. */
+export const FetchTransport = HttpTransport;

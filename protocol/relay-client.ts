@@ -1,11 +1,14 @@
 /**
  * A typed client for the relay's HTTP API, used by the hub's uplink, the
- * companion and the tests. Uses the platform `fetch`. Errors from the relay
+ * companion and the tests. Speaks HTTP through base/http.ts (node:http, not the
+ * platform `fetch`: the hub does not load undici). Errors from the relay
  * come back as `RelayHttpError` carrying the status and the relay's error code;
  * network failures as `RelayUnreachable`, whose one-line message names the network cause
- * (`fetch failed (ECONNREFUSED)`).
+ * (`request failed (ECONNREFUSED)`).
  */
 import { networkCause, reasonOf, VigilError } from '../base/errors.js';
+import { httpRequest } from '../base/http.js';
+import type { HttpAnswer, HttpRequester } from '../base/http.js';
 import {
   CredentialResponse,
   ErrorBody,
@@ -43,9 +46,12 @@ export interface RelayClientOptions {
   readonly url: string;
   /** Bearer token from registration or rendezvous (`d.…` or `p.…`). */
   readonly token?: string;
-  readonly fetch?: typeof fetch;
+  /** The HTTP client (default base/http.ts's `httpRequest`); tests and the hub wrap it. */
+  readonly http?: HttpRequester;
   /** Per-request timeout for non-long-poll calls (ms). */
   readonly timeoutMs?: number;
+  /** Largest answer accepted (bytes; default 64 MiB, the relay sends at most 8 per read). */
+  readonly maxResponseBytes?: number;
 }
 
 export interface AppendParams {
@@ -67,26 +73,29 @@ interface ReqInit {
 export class RelayClient {
   readonly url: string;
   readonly #token: string | undefined;
-  readonly #fetch: typeof fetch;
+  readonly #http: HttpRequester;
   readonly #timeoutMs: number;
+  readonly #maxBytes: number | undefined;
 
   constructor(opts: RelayClientOptions) {
     this.url = opts.url.replace(/\/+$/, '');
     this.#token = opts.token;
-    this.#fetch = opts.fetch ?? fetch;
+    this.#http = opts.http ?? httpRequest;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#maxBytes = opts.maxResponseBytes;
   }
 
   withToken(token: string): RelayClient {
     return new RelayClient({
       url: this.url,
       token,
-      fetch: this.#fetch,
+      http: this.#http,
       timeoutMs: this.#timeoutMs,
+      ...(this.#maxBytes !== undefined ? { maxResponseBytes: this.#maxBytes } : {}),
     });
   }
 
-  async #req(method: string, path: string, init: ReqInit = {}): Promise<Response> {
+  async #req(method: string, path: string, init: ReqInit = {}): Promise<HttpAnswer> {
     const headers: Record<string, string> = { ...init.headers };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
     let body: Uint8Array | string | undefined = init.body;
@@ -96,13 +105,14 @@ export class RelayClient {
     } else if (body !== undefined) headers['content-type'] = 'application/octet-stream';
     const timeout = AbortSignal.timeout(this.#timeoutMs + (init.waitMs ?? 0));
     const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
-    let res: Response;
+    let res: HttpAnswer;
     try {
-      res = await this.#fetch(`${this.url}${path}`, {
+      res = await this.#http(`${this.url}${path}`, {
         method,
         headers,
-        ...(body !== undefined ? { body: body as BodyInit } : {}),
+        ...(body !== undefined ? { body } : {}),
         signal,
+        ...(this.#maxBytes !== undefined ? { maxBytes: this.#maxBytes } : {}),
       });
     } catch (e) {
       if (init.signal?.aborted) throw e;
@@ -110,6 +120,17 @@ export class RelayClient {
       throw new RelayUnreachable(
         `relay ${this.url} unreachable: ${reasonOf(e)}${cause !== undefined ? ` (${cause})` : ''}`,
         { cause: e },
+      );
+    }
+    if (res.status >= 300 && res.status < 400) {
+      // not followed: a PUT's body is not sent twice, and the configured URL should be the real one
+      res.discard();
+      const to = res.header('location');
+      throw new RelayHttpError(
+        res.status,
+        'EREDIRECT',
+        `redirected${to !== undefined ? ` to ${to}` : ''}; configure the relay's final URL`,
+        undefined,
       );
     }
     if (res.status >= 400) {
@@ -138,7 +159,7 @@ export class RelayClient {
 
   async health(): Promise<boolean> {
     const r = await this.#req('GET', '/v1/health');
-    await r.body?.cancel();
+    r.discard();
     return r.ok;
   }
 
@@ -244,11 +265,11 @@ export class RelayClient {
       ...(opts.signal ? { signal: opts.signal } : {}),
       waitMs: opts.waitMs ?? 0,
     });
-    const data = Buffer.from(await res.arrayBuffer());
+    const data = await res.bytes();
     return {
       data,
-      received: Number(res.headers.get(H.received)),
-      complete: res.headers.get(H.complete) === '1',
+      received: Number(res.header(H.received)),
+      complete: res.header(H.complete) === '1',
     };
   }
 
@@ -318,12 +339,15 @@ export class RelayClient {
       ...(opts.signal ? { signal: opts.signal } : {}),
       waitMs: opts.waitMs ?? 0,
     });
-    if (res.status === 204) return undefined;
-    const data = Buffer.from(await res.arrayBuffer());
+    if (res.status === 204) {
+      res.discard();
+      return undefined;
+    }
+    const data = await res.bytes();
     return {
-      itemId: res.headers.get(H.itemId) ?? '',
-      index: Number(res.headers.get(H.index)),
-      final: res.headers.get(H.final) === '1',
+      itemId: res.header(H.itemId) ?? '',
+      index: Number(res.header(H.index)),
+      final: res.header(H.final) === '1',
       data,
     };
   }

@@ -17,6 +17,8 @@
 import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError } from '../../base/errors.js';
+import { httpRequest } from '../../base/http.js';
+import type { HttpRequester } from '../../base/http.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { ProvisioningBundle } from '../../protocol/provisioning-bundle.js';
 import { DEFAULT_OTA_CHANNEL, RelayServiceSchema } from '../../protocol/services.js';
@@ -131,10 +133,10 @@ export class ServiceContacts {
     return this.#relay === undefined ? null : new Date(this.#relay).toISOString();
   }
 
-  /** A fetch that records each answer from the relay. */
-  relayFetch(inner: typeof fetch = fetch): typeof fetch {
-    return async (input, init) => {
-      const res = await inner(input, init);
+  /** An HTTP client that records each answer from the relay. */
+  relayHttp(inner: HttpRequester = httpRequest): HttpRequester {
+    return async (url, init) => {
+      const res = await inner(url, init);
       this.relayContacted();
       return res;
     };

@@ -14,6 +14,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { reasonOf } from '../../base/errors.js';
+import { httpRequest } from '../../base/http.js';
+import type { HttpRequester } from '../../base/http.js';
 import type { Clock } from '../../base/clock.js';
 import { SYSTEM_CLOCK } from '../../base/clock.js';
 import type { Logger } from '../../base/logger.js';
@@ -39,13 +41,13 @@ export async function registerAndOffer(o: {
   readonly save: (acct: RelayAccountRecord) => Promise<void>;
   readonly token: string | undefined;
   readonly signal: AbortSignal;
-  readonly fetch?: typeof fetch;
+  readonly http?: HttpRequester;
 }): Promise<RelayAccountRecord> {
-  const inner = o.fetch ?? fetch;
+  const inner = o.http ?? httpRequest;
   const anon = new RelayClient({
     url: o.relay.url,
-    fetch: (input, init) =>
-      inner(input, {
+    http: (url, init) =>
+      inner(url, {
         ...init,
         signal: init?.signal ? AbortSignal.any([init.signal, o.signal]) : o.signal,
       }),

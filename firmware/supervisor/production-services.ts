@@ -267,7 +267,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
         ),
       token,
       signal,
-      fetch: contacts.relayFetch(),
+      http: contacts.relayHttp(),
     });
   }
 
@@ -317,7 +317,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
     ]);
     const channel = new RelayConfigChannel({
       hub,
-      client: new RelayClient({ url: acct.url, token: acct.token, fetch: contacts.relayFetch() }),
+      client: new RelayClient({ url: acct.url, token: acct.token, http: contacts.relayHttp() }),
       logger: log,
       stateDir: join(dataDir, 'config'),
       fs,
@@ -568,7 +568,7 @@ export function createProductionServices(deps: ProductionDeps): Promise<Producti
       // without a relay account (the meeting at the end of pairing is still being retried)
       // the uplink queues durably and the hub records; the relay part starts once met
       uplink = await createUplink({
-        fetch: contacts.relayFetch(),
+        http: contacts.relayHttp(),
         relayUrl: acct?.url,
         credentials: acct ? { deviceId: acct.deviceId, token: acct.token } : undefined,
         stateDir: join(dataDir, 'uplink'),

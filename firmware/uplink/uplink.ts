@@ -11,6 +11,7 @@
  *    are dropped (never a live item's header or its end record, never a clip).
  */
 import { VigilError, reasonOf } from '../../base/errors.js';
+import type { HttpRequester } from '../../base/http.js';
 import { isAborted, pause } from '../../base/async.js';
 import type { DurableFs } from '../../hw/os/fs.js';
 import type { CiphertextSink } from '../items.js';
@@ -47,7 +48,8 @@ export interface UplinkOptions {
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
   /** Live records kept in memory while the relay is slow (bytes). */
   readonly liveQueueBytes?: number;
-  readonly fetch?: typeof fetch;
+  /** The HTTP client towards the relay (default base/http.ts's). */
+  readonly http?: HttpRequester;
   /** Per-request timeout (ms). */
   readonly requestTimeoutMs?: number;
   /**
@@ -137,7 +139,7 @@ export async function createUplink(opts: UplinkOptions): Promise<Uplink> {
     new RelayClient({
       url,
       token: c.token,
-      ...(opts.fetch ? { fetch: opts.fetch } : {}),
+      ...(opts.http ? { http: opts.http } : {}),
       timeoutMs: opts.requestTimeoutMs ?? 30_000,
     });
   let relayUrl = opts.relayUrl;

@@ -39,15 +39,19 @@ async function hubTree(dir: string, version: string, fault: Fault): Promise<void
     join(dir, 'package.json'),
     JSON.stringify({ name: 'vigil', version, type: 'module' }),
   );
+  // the hub speaks HTTP through node:http (base/http.ts): the defect patches http.request
+  // and publishes the patch to ES module importers (syncBuiltinESMExports)
+  const patch = (body: string): string => `import http from 'node:http';
+import { syncBuiltinESMExports } from 'node:module';
+const real = http.request;
+http.request = (o, cb) => { const health = String(o?.path ?? o).includes('/v1/health'); ${body} return real(o, cb); };
+syncBuiltinESMExports();`;
   const defect =
     fault === 'relay-broken'
-      ? `const real = globalThis.fetch;
-globalThis.fetch = (u, i) => String(u).includes('/v1/health')
-  ? Promise.reject(new TypeError('fetch failed (this build cannot reach the relay)'))
-  : real(u, i);`
+      ? patch(`if (health) { const req = real({ ...o, host: '127.0.0.1', hostname: '127.0.0.1', port: 9 }, cb);
+  req.destroy(Object.assign(new Error('this build cannot reach the relay'), { code: 'BROKEN_BUILD' })); return req; }`)
       : fault === 'hang'
-        ? `const real = globalThis.fetch;
-globalThis.fetch = (u, i) => { if (String(u).includes('/v1/health')) for (;;) {} return real(u, i); };`
+        ? patch('if (health) for (;;) {}')
         : '';
   await writeFile(
     join(dir, 'dist', 'bin', 'vigil.js'),
@@ -258,7 +262,7 @@ t.test(
       version: '2.0.0',
       to: '1.0.0',
       reason:
-        /health check failed: relay \(relay .* unreachable: fetch failed \(this build cannot reach the relay\)\)/,
+        /health check failed: relay \(relay .* unreachable: request failed \(BROKEN_BUILD: this build cannot reach the relay\)\)/,
     });
     tt.same((await agentState(device)).bad, ['2.0.0'], 'the version is never tried again');
     const end = await committedVersion(device, repo);

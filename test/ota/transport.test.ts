@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
 import { freePort } from '../../dev/fixtures/net.js';
-import { FetchTransport, TransportError } from '../../ota/transport.js';
+import { HttpTransport, TransportError } from '../../ota/transport.js';
 
 async function server(tt: Test, handler: Parameters<typeof createServer>[1]) {
   const s = createServer(handler);
@@ -38,7 +38,7 @@ t.test('getBytes: limits, 404, errors', async (tt) => {
     } else if (req.url === '/err') res.writeHead(500).end();
     else res.writeHead(404).end();
   });
-  const tr = new FetchTransport({ timeoutMs: 5000, idleMs: 300 });
+  const tr = new HttpTransport({ timeoutMs: 5000, idleMs: 300 });
   tt.same(await tr.getBytes(`${url}/small`, 100), Buffer.from('hello'));
   tt.equal(await tr.getBytes(`${url}/missing`, 100), undefined, '404 is "absent"');
   await tt.rejects(tr.getBytes(`${url}/big`, 1000), { code: 'EOTA_TOO_LONG' });
@@ -47,8 +47,11 @@ t.test('getBytes: limits, 404, errors', async (tt) => {
   });
   await tt.rejects(tr.getBytes(`${url}/slow`, 1000), /slow retrieval/);
   await tt.rejects(tr.getBytes(`${url}/err`, 1000), TransportError);
-  // the cause is named: a port fetch refuses by rule, and a closed one
-  await tt.rejects(tr.getBytes('http://127.0.0.1:9/x', 1000), /^cannot fetch \S+ \(bad port\)$/);
+  // the cause is named: a scheme the client does not speak, and a closed port
+  await tt.rejects(
+    tr.getBytes('ftp://127.0.0.1/x', 1000),
+    /^cannot fetch \S+ \(ftp: URLs are not supported \(http or https\)\)$/,
+  );
   const closed = await freePort();
   await tt.rejects(
     tr.getBytes(`http://127.0.0.1:${String(closed)}/x`, 1000),
@@ -69,7 +72,7 @@ t.test('getFrom: ranges and their answers', async (tt) => {
         .end(data.subarray(start));
     } else res.writeHead(200, { 'content-length': 10 }).end(data);
   });
-  const tr = new FetchTransport();
+  const tr = new HttpTransport();
   const collect = async (it: AsyncIterable<Uint8Array>) => {
     const parts: Buffer[] = [];
     for await (const c of it) parts.push(Buffer.from(c));

@@ -104,11 +104,24 @@ void t.test('last contact: any answer from the relay counts', async (t) => {
   let now = Date.parse('2026-12-06T10:00:00Z');
   const c = new ServiceContacts(() => now);
   t.equal(c.lastRelayContact, null);
-  const f = c.relayFetch(() => Promise.resolve(new Response('nope', { status: 503 })));
+  const f = c.relayHttp(() =>
+    Promise.resolve({
+      status: 503,
+      ok: false,
+      header: () => undefined,
+      bytes: () => Promise.resolve(Buffer.from('nope')),
+      text: () => Promise.resolve('nope'),
+      json: () => Promise.reject(new Error('not JSON')),
+      chunks: async function* () {
+        yield Buffer.from('nope');
+      },
+      discard: () => undefined,
+    }),
+  );
   await f('https://relay.example/v1/x');
   t.equal(c.lastRelayContact, '2026-12-06T10:00:00.000Z');
   now += 1000;
-  const down = c.relayFetch(() => Promise.reject(new Error('ECONNREFUSED')));
+  const down = c.relayHttp(() => Promise.reject(new Error('ECONNREFUSED')));
   await t.rejects(down('https://relay.example/v1/x'));
   t.equal(c.lastRelayContact, '2026-12-06T10:00:00.000Z', 'no answer, no contact');
 });
