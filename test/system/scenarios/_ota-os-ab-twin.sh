@@ -44,8 +44,9 @@ if [ -f /boot/firmware/vigil-os.json ]; then
   vigil ota os-confirm --state "$state" --root "$here/root.json" | sed -u 's/^/VIGIL-OSAB outcome /'
   confirmed=$?
   say "confirm done"
-  # a failed trial: os-confirm asked for the plain reboot into the committed slot
-  [ "$confirmed" -eq 0 ] || { say "result=rolled-back"; exit 0; }
+  # a failed trial: os-confirm asked for the plain reboot into the committed slot (on a plain
+  # boot a rollback is only reported: the check follows)
+  [ "$confirmed" -eq 0 ] || [ "$tryboot" != 1 ] || { say "result=rolled-back"; exit 0; }
 fi
 
 # the network to the host's repository (qemu user networking: 10.0.2.15, host 10.0.2.2)
