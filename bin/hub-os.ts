@@ -37,8 +37,10 @@ import { FIRMWARE_MOUNT } from '../protocol/card-layout.js';
 import { RAUC_PATHS } from '../protocol/rauc-system.js';
 
 export const OS_PATHS = {
-  /** TUF metadata and downloads of the OS agent (apart from the app agent's: no shared writer). */
+  /** TUF metadata of the OS agent (apart from the app agent's: no shared writer). */
   state: '/var/lib/vigil/ota-os',
+  /** The bundle download, in the data volume (the root filesystem has no room for an OS). */
+  downloads: 'ota-os',
   /** The trial record: on the boot FAT, seen by both root slots. */
   trial: join(FIRMWARE_MOUNT, OS_TRIAL_FILE),
 } as const;
@@ -52,6 +54,8 @@ export interface HubOsDeps {
   readonly repoUrl: string;
   readonly channel: string;
   readonly trustedRoot: () => Promise<Buffer | undefined>;
+  /** The mounted data volume (undefined while locked): bundles are downloaded there. */
+  readonly dataDir?: () => string | undefined;
   readonly health: HealthCheck;
   readonly busy: BusyPort;
   readonly reporter: OutcomeReporter;
@@ -127,9 +131,18 @@ export class HubOsUpdates {
       await installTrustedRoot(fs, metaDir, root);
     }
     const boot = this.#d.boot ?? (await this.#boardBoot());
+    const dataDir = this.#d.dataDir;
     this.#agent = new OsUpdateAgent({
       stateDir,
       stateFile: paths.host(OS_PATHS.trial),
+      ...(dataDir !== undefined
+        ? {
+            downloadDir: () => {
+              const d = dataDir();
+              return d === undefined ? undefined : join(d, OS_PATHS.downloads);
+            },
+          }
+        : {}),
       fs,
       transport: this.#d.transport,
       repoUrl: this.#d.repoUrl,

@@ -389,6 +389,7 @@ export class OtaWiring {
       repoUrl: resolved.repositoryUrl ?? 'http://invalid.invalid/',
       channel: resolved.channel,
       trustedRoot: () => this.#trustedRoot(),
+      dataDir: () => this.#dataDir,
       health: this.#health(),
       busy: new MediaBusy(() => this.#status()),
       reporter: {

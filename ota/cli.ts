@@ -57,8 +57,9 @@ Device side:
   agent      (same options) [--interval SECONDS] [--jitter 0.25]   poll until stopped
   probe      health answer of this install (JSON line)
   status     [--state DIR] [--slots DIR] [--json]   slots, a pending trial, the last outcome
-  os-check   --url URL [--state DIR] [--root ROOT.json] [--busy-file PATH]
-             one OS update check: download, rauc install, reboot into the trial slot
+  os-check   --url URL [--state DIR] [--root ROOT.json] [--busy-file PATH] [--downloads DIR]
+             one OS update check: download (to the data volume, or DIR), rauc install,
+             reboot into the trial slot
   os-confirm [--state DIR] [--deadline]   settle an OS trial (mark-good, or mark-bad + reboot);
                              --deadline: a trial still pending fails (the hub never confirmed it)
   rauc-backend CMD ...       RAUC's custom bootloader backend (run by RAUC)

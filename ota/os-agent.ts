@@ -16,6 +16,7 @@
  * The trial record (pending trial, bad versions) must be seen by both slots, so
  * the committed slot reports a rollback: the CLI keeps it on the boot FAT.
  */
+import { readdir, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { sleep } from '../base/async.js';
@@ -50,9 +51,23 @@ const StateSchema = z.object({
 });
 type OsAgentState = z.infer<typeof StateSchema>;
 
+/** Free space kept on the download volume beyond the bundle (the hub's recordings). */
+export const DOWNLOAD_RESERVE_BYTES = 64 * 2 ** 20;
+
 export interface OsAgentOptions {
-  /** metadata/ and downloads/ (and os-agent.json unless `stateFile` says otherwise). */
+  /** metadata/ (and downloads/ and os-agent.json unless the options below say otherwise). */
   readonly stateDir: string;
+  /**
+   * Where a bundle is downloaded, asked at each check: on a card the data volume (the root
+   * filesystem has no room for a whole OS), undefined while it is not mounted (the update
+   * waits). Default: `stateDir/downloads`. The agent owns the directory: anything in it that
+   * is not the download in progress is removed.
+   */
+  readonly downloadDir?: () => string | undefined;
+  /** Bytes free for an unprivileged writer under a directory (default: statfs). */
+  readonly freeBytes?: (dir: string) => Promise<number>;
+  /** Free space left beyond the bundle (default DOWNLOAD_RESERVE_BYTES). */
+  readonly reserveBytes?: number;
   /**
    * The trial record (pending version, bad versions). It must outlive a slot switch, so on
    * a card it sits on the boot FAT both slots mount (the CLI: /boot/firmware/vigil-os.json).
@@ -74,6 +89,21 @@ export interface OsAgentOptions {
   readonly trialTimeoutMs?: number;
   readonly busyPollMs?: number;
 }
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function statfsFree(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return s.bavail * s.bsize;
+}
+
+const mib = (bytes: number): string => String(Math.ceil(bytes / 2 ** 20));
 
 export class OsUpdateAgent {
   readonly #o: OsAgentOptions;
@@ -181,6 +211,31 @@ export class OsUpdateAgent {
     return o;
   }
 
+  /** Remove everything in the download directory but `keep` and its `.part`. */
+  async #clearDownloads(dir: string, keep?: string): Promise<void> {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const p = join(dir, name);
+      if (keep !== undefined && (p === keep || p === `${keep}.part`)) continue;
+      await rm(p, { recursive: true, force: true });
+    }
+  }
+
+  /** Why the bundle cannot be downloaded into `dir` (one line), or undefined when it fits. */
+  async #noRoom(
+    dir: string,
+    file: string,
+    length: number,
+    version: string,
+  ): Promise<string | undefined> {
+    const whole = await sizeOf(file);
+    const have = whole === length ? whole : Math.min(await sizeOf(`${file}.part`), length);
+    const need = length - have + (this.#o.reserveBytes ?? DOWNLOAD_RESERVE_BYTES);
+    const free = await (this.#o.freeBytes ?? statfsFree)(dir);
+    if (have === length || free >= need) return undefined;
+    return `OS update ${version} (${mib(length)} MiB) does not fit in ${dir}: ${mib(free)} MiB free, ${mib(need)} MiB needed`;
+  }
+
   /** One OS update check. Expected failures are outcomes, not exceptions. */
   async check(signal?: AbortSignal): Promise<OtaOutcome> {
     const installed = await this.#o.runningVersion();
@@ -207,9 +262,22 @@ export class OsUpdateAgent {
     const cand = pickCandidate(trusted.targets, this.#o.channel, 'rootfs', installed, state.bad);
     if (cand === undefined) return { kind: 'up-to-date', version: installed };
     this.#log.info('OS update available', { from: installed, to: cand.version });
-    const downloads = join(this.#o.stateDir, 'downloads');
+    const downloads = (this.#o.downloadDir ?? (() => join(this.#o.stateDir, 'downloads')))();
+    if (downloads === undefined)
+      return this.#report({
+        kind: 'failed',
+        reason: `OS update ${cand.version} waits: the data volume (where it is downloaded) is not mounted`,
+        version: installed,
+      });
     await this.#o.fs.ensureDir(downloads);
     const file = join(downloads, `${cand.sha256}.raucb`);
+    // what another target left (an older candidate's half download) goes first
+    await this.#clearDownloads(downloads, file);
+    const noRoom = await this.#noRoom(downloads, file, cand.target.length, cand.version);
+    if (noRoom !== undefined) {
+      await this.#clearDownloads(downloads);
+      return this.#report({ kind: 'failed', reason: noRoom, version: installed });
+    }
     try {
       await downloadTarget({
         transport: this.#o.transport,
@@ -221,6 +289,8 @@ export class OsUpdateAgent {
       });
     } catch (e) {
       if (!(e instanceof DownloadError)) throw e;
+      // a refused download is gone; an interrupted one stays and resumes at the next check
+      if (e.failure !== 'fetch') await this.#clearDownloads(downloads);
       return this.#report(
         e.failure === 'fetch'
           ? { kind: 'failed', reason: reasonOf(e), version: installed }
@@ -236,7 +306,7 @@ export class OsUpdateAgent {
     }
     // The file is checked again right before RAUC sees it (it sat on disk meanwhile).
     if (!(await fileMatches(file, cand.target))) {
-      await this.#o.fs.remove(file, 'ota-download');
+      await this.#clearDownloads(downloads);
       return this.#report({
         kind: 'refused',
         reason: 'the download changed on disk before install',
@@ -247,7 +317,7 @@ export class OsUpdateAgent {
     try {
       await this.#o.rauc.install(file, signal);
     } catch (e) {
-      await this.#o.fs.remove(file, 'ota-download');
+      await this.#clearDownloads(downloads);
       if (!(e instanceof RaucError)) throw e;
       if (e.failure !== 'tool') {
         // RAUC refused the bundle itself (signature, compatible): never retried
@@ -260,7 +330,7 @@ export class OsUpdateAgent {
           : { kind: 'failed', reason: e.message, version: installed },
       );
     }
-    await this.#o.fs.remove(file, 'ota-download');
+    await this.#clearDownloads(downloads);
     const after = await this.#state();
     await this.#writeState({ ...after, pending: { version: cand.version, from: installed } });
     this.#log.info('OS installed into the inactive slot; rebooting into its trial', {

@@ -6,7 +6,7 @@
  *   os-check                 one OS update check (download, rauc install, tryboot reboot)
  *   os-confirm               settle a trial boot (health → mark-good, or mark-bad + reboot)
  */
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
@@ -17,6 +17,7 @@ import { CrashController, DurableFs } from '../hw/os/fs.js';
 import { HostPaths } from '../hw/os/host-paths.js';
 import { run } from '../hw/os/run.js';
 import { FIRMWARE_MOUNT } from '../protocol/card-layout.js';
+import { DATA_VOLUME_NAME } from '../protocol/data-volume.js';
 import { OS_VERSION_FILE } from '../protocol/rauc-system.js';
 import type { HealthCheck } from './agent.js';
 import { OsUpdateAgent } from './os-agent.js';
@@ -40,6 +41,36 @@ export async function runningOsVersion(paths: HostPaths, fs: DurableFs): Promise
   return text !== undefined && isVersion(text) ? text : '0.0.0';
 }
 const HUB_SERVICE = 'vigil-hub.service';
+
+/** The OS agent's download directory in the data volume (as bin/hub-os.ts's OS_PATHS). */
+export const DATA_DOWNLOADS_DIR = 'ota-os';
+
+/**
+ * Where the data volume is mounted, as a path this process can use: its own mount, else the
+ * hub's (the hub unit mounts it in its own mount namespace: reached through /proc/PID/root).
+ * Undefined when it is not mounted (locked).
+ */
+export async function dataVolumeDir(paths: HostPaths): Promise<string | undefined> {
+  const source = `/dev/mapper/${DATA_VOLUME_NAME}`;
+  const mountedIn = async (pid: string): Promise<string | undefined> => {
+    const info = await readFile(paths.host(`/proc/${pid}/mountinfo`), 'utf8').catch(() => '');
+    for (const line of info.split('\n')) {
+      // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+      const [left, right] = line.split(' - ');
+      const at = left?.split(' ')[4];
+      if (right?.split(' ')[1] === source && at !== undefined) return at;
+    }
+    return undefined;
+  };
+  const here = await mountedIn('self');
+  if (here !== undefined) return paths.host(here);
+  const pids = await readdir(paths.host('/proc')).catch(() => [] as string[]);
+  for (const pid of pids.filter((p) => /^\d+$/.test(p))) {
+    const at = await mountedIn(pid);
+    if (at !== undefined) return paths.host(`/proc/${pid}/root${at}`);
+  }
+  return undefined;
+}
 
 function parse(ctx: CommandContext, options: ParseArgsConfig['options']): Values {
   try {
@@ -107,6 +138,7 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
     channel: { type: 'string' },
     root: { type: 'string' },
     'busy-file': { type: 'string' },
+    downloads: { type: 'string' },
     deadline: { type: 'boolean' },
   });
   if (v.deadline === true && !confirm) throw new UsageError('--deadline is for os-confirm');
@@ -150,9 +182,18 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
       return { ok: r.exitCode === 0, checks: { hub: { ok: r.exitCode === 0, detail: state } } };
     },
   };
+  // the bundle goes to the data volume (the root filesystem has no room for an OS), or --downloads
+  const data = typeof v.downloads === 'string' || confirm ? undefined : await dataVolumeDir(paths);
+  const downloads =
+    typeof v.downloads === 'string'
+      ? resolve(v.downloads)
+      : data === undefined
+        ? undefined
+        : join(data, DATA_DOWNLOADS_DIR);
   const agent = new OsUpdateAgent({
     stateDir,
     stateFile: paths.host(join(FIRMWARE_MOUNT, OS_TRIAL_FILE)),
+    downloadDir: () => downloads,
     fs,
     transport: new FetchTransport(),
     repoUrl: confirm ? 'http://unused.invalid/' : req(v, 'url'),

@@ -109,15 +109,37 @@ export function slotCmdline(imageCmdline: string, slot: CardSlot): string {
 }
 
 /**
- * The bundle's hook: installs a boot slot by replacing its files. Runs as root
- * under RAUC with RAUC_SLOT_NAME, RAUC_SLOT_DEVICE and RAUC_IMAGE_NAME set.
+ * The card's own state on the root filesystem (not the OS's): what the running root's
+ * /var/lib/vigil holds but `data` (the data volume's mount point) and `ota` (the app agent's
+ * slots, which are per root slot). The storage key material (the board key's salt, the
+ * twin's development key file, the phone-unlock channel), the grown-partition flag and the OS
+ * agent's TUF metadata: without them the new OS could not unlock the data volume.
+ */
+export const CARD_STATE_DIR = '/var/lib/vigil';
+export const CARD_STATE_SKIP = ['data', 'ota'] as const;
+
+/**
+ * The bundle's hook. A boot slot (`slot-install`): its files replaced. A root slot
+ * (`slot-post-install`, RAUC has it mounted at RAUC_SLOT_MOUNT_POINT): the card's state
+ * (CARD_STATE_DIR) copied in from the running root. Runs as root under RAUC with
+ * RAUC_SLOT_NAME, RAUC_SLOT_DEVICE, RAUC_IMAGE_NAME (and RAUC_SLOT_MOUNT_POINT) set.
  */
 export function bundleHook(): string {
   return [
     '#!/bin/sh',
     '# Vigil RAUC bundle hook (ota/rauc-bundle.ts): a boot slot gets its files replaced;',
     '# the FAT is never reformatted (boot A also holds autoboot.txt and the A/B state).',
+    '# A root slot gets the card state of the running root (key material: the data volume).',
     'set -eu',
+    'if [ "${1:-}" = slot-post-install ]; then',
+    '  case "$RAUC_SLOT_NAME" in rootfs.*) ;; *) exit 0 ;; esac',
+    `  [ -d ${CARD_STATE_DIR} ] || exit 0`,
+    `  dest="$RAUC_SLOT_MOUNT_POINT${CARD_STATE_DIR}"`,
+    '  mkdir -p "$dest"',
+    `  find ${CARD_STATE_DIR} -mindepth 1 -maxdepth 1 ${CARD_STATE_SKIP.map((n) => `! -name ${n}`).join(' ')} -exec cp -a -t "$dest" {} +`,
+    '  sync',
+    '  exit 0',
+    'fi',
     '[ "${1:-}" = slot-install ] || exit 0',
     'case "$RAUC_SLOT_NAME" in',
     `  boot.0) name=${SLOT_BOOTNAMES.a} ;;`,
@@ -247,6 +269,7 @@ export async function buildRootfsBundle(input: RootfsBundleInput): Promise<Rootf
         '',
         '[image.rootfs]',
         'filename=rootfs.ext4',
+        'hooks=post-install',
         ...(input.adaptive === true ? ['adaptive=block-hash-index'] : []),
         '',
         '[image.boot]',

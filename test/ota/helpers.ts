@@ -94,6 +94,8 @@ export interface Faults {
   /** Ignore Range headers (always 200 with the whole file). */
   ignoreRange: boolean;
   requests: string[];
+  /** Each request's Range header ('' without one), in the order of `requests`. */
+  ranges: string[];
 }
 
 export interface Repo {
@@ -128,6 +130,7 @@ export async function makeRepo(work: string, copyFrom?: string): Promise<Repo> {
     replace: new Map(),
     ignoreRange: false,
     requests: [],
+    ranges: [],
   };
   const repoDir = join(work, 'repo');
   const holder: { now: Date } = { now: T0 };
@@ -144,6 +147,7 @@ export async function makeRepo(work: string, copyFrom?: string): Promise<Repo> {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     faults.requests.push(path);
+    faults.ranges.push(req.headers.range ?? '');
     const replaced = faults.replace.get(path);
     if (replaced !== undefined) {
       res.writeHead(200, { 'content-length': replaced.length }).end(replaced);

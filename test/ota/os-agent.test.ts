@@ -3,7 +3,7 @@
 // RAUC itself is simulated at its interface to the backend (what `rauc install` and
 // `rauc status mark-good/bad` call: SimCard in ./helpers.ts); the real rauc's signature check
 // is test/ota/rauc-bundle.test.ts.
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -11,12 +11,14 @@ import { Updater } from 'tuf-js';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { HealthReport, OtaOutcome } from '../../ota/agent.js';
 import { OsUpdateAgent } from '../../ota/os-agent.js';
+import type { OsAgentOptions } from '../../ota/os-agent.js';
 import { release } from '../../ota/repo.js';
 import { FetchTransport } from '../../ota/transport.js';
 import { healthy, makeDevice, makeRepo, osBundle, SimCard, tempDir } from './helpers.js';
 import type { OsBehaviour, Repo } from './helpers.js';
 
 interface Rig {
+  work: string;
   repo: Repo;
   card: SimCard;
   outcomes: OtaOutcome[];
@@ -26,7 +28,9 @@ interface Rig {
   committed(): Promise<string>;
 }
 
-async function rig(tt: Test): Promise<Rig> {
+type Place = Pick<OsAgentOptions, 'downloadDir' | 'freeBytes'>;
+
+async function rig(tt: Test, place: Place = {}): Promise<Rig> {
   const work = await tempDir('vigil-os-agent-');
   tt.teardown(() => rm(work, { recursive: true, force: true }));
   const repo = await makeRepo(work);
@@ -40,6 +44,7 @@ async function rig(tt: Test): Promise<Rig> {
       ? { ok: false, checks: { camera: { ok: false, detail: 'no frames' } } }
       : healthy();
   return {
+    work,
     repo,
     card,
     outcomes,
@@ -58,6 +63,7 @@ async function rig(tt: Test): Promise<Rig> {
         runningVersion: () => Promise.resolve(card.running().version),
         now: () => repo.now,
         busyPollMs: 10,
+        ...place,
       }),
     publish: async (version, behaviour = 'healthy') => {
       await release(repo.ctx, {
@@ -206,4 +212,108 @@ t.test('tuf-js verifies the repository with a rootfs target and downloads it', a
   tt.same(info.custom, { vigil: { version: '2.0.0', channel: 'stable', kind: 'rootfs' } });
   const path = await updater.downloadTarget(info, join(clientDir, 'targets', 'os.raucb'));
   tt.same(await readFile(path), osBundle('2.0.0'), 'tuf-js downloaded the exact bundle');
+});
+
+/** The rootfs target's path on the server for `version` (its consistent-snapshot name). */
+async function bundlePath(r: Rig, version: string): Promise<string> {
+  const dir = join(r.repo.ctx.repoDir, 'metadata');
+  const latest = (await readdir(dir))
+    .map((n) => /^(\d+)\.targets\.json$/.exec(n)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => b - a)[0];
+  const meta = JSON.parse(await readFile(join(dir, `${String(latest)}.targets.json`), 'utf8')) as {
+    signed: { targets: Record<string, { hashes: { sha256: string } }> };
+  };
+  const target = meta.signed.targets[`stable/vigil-rootfs-${version}.raucb`];
+  if (target === undefined) throw new Error(`no target for ${version}`);
+  return `/targets/stable/${target.hashes.sha256}.vigil-rootfs-${version}.raucb`;
+}
+
+t.test(
+  'the bundle downloads to the data volume, resumes a cut transfer, and nothing stays after the install',
+  async (tt) => {
+    const volume: { mounted?: string } = {};
+    const r = await rig(tt, { downloadDir: () => volume.mounted });
+    await r.publish('2.0.0');
+    tt.match(
+      await r.agent().check(),
+      { kind: 'failed', version: '1.0.0', reason: /waits: the data volume .* is not mounted/ },
+      'locked data volume: the update waits',
+    );
+    tt.same(r.card.installs, []);
+    const data = join(r.work, 'data', 'ota-os');
+    volume.mounted = data;
+    await mkdir(data, { recursive: true });
+    // an older candidate's half download: not this target's, removed
+    await writeFile(join(data, `${'0'.repeat(64)}.raucb.part`), 'stale');
+    const path = await bundlePath(r, '2.0.0');
+    r.repo.faults.truncateOnce.set(path, 1000);
+    tt.match(await r.agent().check(), { kind: 'failed', reason: /interrupted|ended at/ });
+    const half = await readdir(data);
+    tt.same(half.length, 1, 'only the interrupted download is left');
+    tt.match(half[0], /^[0-9a-f]{64}\.raucb\.part$/);
+    tt.equal((await stat(join(data, half[0] ?? ''))).size, 1000);
+    tt.same(await r.agent().check(), { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+    const tries = r.repo.faults.requests.flatMap((p, i) =>
+      p === path ? [r.repo.faults.ranges[i]] : [],
+    );
+    tt.same(tries, ['', 'bytes=1000-'], 'the second check resumed at byte 1000');
+    tt.same(r.card.installs, ['2.0.0']);
+    tt.same(await readdir(data), [], 'the bundle is removed after the install');
+    tt.same(
+      await readdir(join(r.work, 'device', 'var', 'lib', 'vigil', 'ota')).then((n) =>
+        n.includes('downloads'),
+      ),
+      false,
+      'nothing downloaded to the root filesystem',
+    );
+  },
+);
+
+t.test(
+  'a bundle that does not fit is not downloaded: one clear line, the half removed',
+  async (tt) => {
+    let free = 10 * 2 ** 20;
+    const data = await tempDir('vigil-os-data-');
+    tt.teardown(() => rm(data, { recursive: true, force: true }));
+    const r = await rig(tt, { downloadDir: () => data, freeBytes: () => Promise.resolve(free) });
+    await r.publish('2.0.0');
+    const path = await bundlePath(r, '2.0.0');
+    // a transfer cut earlier left a half; now the volume is full (recordings)
+    r.repo.faults.truncateOnce.set(path, 1000);
+    free = 2 ** 30;
+    tt.match(await r.agent().check(), { kind: 'failed' });
+    tt.equal((await readdir(data)).length, 1, 'the half download');
+    free = 10 * 2 ** 20;
+    const o = await r.agent().check();
+    tt.match(o, {
+      kind: 'failed',
+      version: '1.0.0',
+      reason: /^OS update 2\.0\.0 \(1 MiB\) does not fit in .*: 10 MiB free, 65 MiB needed$/,
+    });
+    tt.notOk('reason' in o && o.reason.includes('\n'), 'one line');
+    tt.same(await readdir(data), [], 'the half download is removed');
+    tt.equal(
+      r.repo.faults.requests.filter((p) => p === path).length,
+      1,
+      'no transfer without room',
+    );
+    free = 2 ** 30;
+    tt.same(await r.agent().check(), { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+    tt.same(r.card.installs, ['2.0.0']);
+  },
+);
+
+t.test('a refused download leaves nothing behind', async (tt) => {
+  const data = await tempDir('vigil-os-data-');
+  tt.teardown(() => rm(data, { recursive: true, force: true }));
+  const r = await rig(tt, { downloadDir: () => data });
+  await r.publish('2.0.0');
+  const tampered = osBundle('2.0.0');
+  tampered[tampered.length - 1] = 0x79;
+  r.repo.faults.replace.set(await bundlePath(r, '2.0.0'), tampered);
+  tt.match(await r.agent().check(), { kind: 'refused', failure: 'hash' });
+  tt.same(await readdir(data), []);
+  tt.same(r.card.installs, []);
 });

@@ -147,3 +147,39 @@ t.test(
     });
   },
 );
+
+t.test(
+  "a root slot gets the card's state from the running root (its key material: the data volume)",
+  async (tt) => {
+    const work = await tempDir('vigil-hook-');
+    tt.teardown(() => rm(work, { recursive: true, force: true }));
+    const hook = join(work, 'hook.sh');
+    await writeFile(hook, bundleHook(), { mode: 0o755 });
+    const slot = join(work, 'slot');
+    // the running root's /var/lib/vigil, in a private mount namespace (the host's is not touched)
+    const script = [
+      'set -eu',
+      'mount -t tmpfs none /var/lib/vigil',
+      'mkdir -p /var/lib/vigil/storage /var/lib/vigil/data /var/lib/vigil/ota',
+      'echo salt > /var/lib/vigil/storage/board-key.salt',
+      'echo key > /var/lib/vigil/dev-luks.key && chmod 600 /var/lib/vigil/dev-luks.key',
+      'echo rec > /var/lib/vigil/data/recording && echo app > /var/lib/vigil/ota/state.json',
+      `mkdir -p ${slot}`,
+      `RAUC_SLOT_NAME=rootfs.1 RAUC_SLOT_MOUNT_POINT=${slot} ${hook} slot-post-install`,
+      // a boot slot's post-install is not this (its install is the slot-install above)
+      `RAUC_SLOT_NAME=boot.1 RAUC_SLOT_MOUNT_POINT=${slot}/boot ${hook} slot-post-install`,
+    ].join('\n');
+    await run('mkdir', ['-p', '/var/lib/vigil']);
+    await run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], {
+      timeoutMs: 60_000,
+    });
+    const copied = join(slot, 'var/lib/vigil');
+    tt.equal(await readFile(join(copied, 'storage/board-key.salt'), 'utf8'), 'salt\n');
+    tt.equal(await readFile(join(copied, 'dev-luks.key'), 'utf8'), 'key\n');
+    const mode = (await run('stat', ['-c', '%a', join(copied, 'dev-luks.key')])).stdout;
+    tt.equal(mode.toString().trim(), '600', 'modes kept');
+    const names = (await run('ls', ['-A', copied])).stdout.toString().split('\n').filter(Boolean);
+    tt.same(names.sort(), ['dev-luks.key', 'storage'], 'not the data volume, not the app slots');
+    tt.notOk(names.includes('boot'), 'a boot slot gets nothing');
+  },
+);

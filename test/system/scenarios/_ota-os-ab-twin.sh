@@ -1,5 +1,5 @@
 #!/bin/bash
-# Twin side of ota-os-ab.host.ts, one boot: run by the image's twin journey unit (vigil.journey=1)
+# Twin side of ota-os-ab-twin.host.ts, one boot: run by the image's twin journey unit (vigil.journey=1)
 # once systemd has started the shipped units; its lines reach the console (journal+console).
 # The host played the Pi firmware (test/system/lib/pi-firmware.ts) and serves the TUF
 # repository at the address in repo-url over qemu's user network. Everything else is the
@@ -24,13 +24,8 @@ say "boot slot=$slot partition=$part tryboot=$tryboot version=$version watchdog=
 # RAUC's progress on the console: the host cuts the power at "writing data to device"
 journalctl -f -n 0 -o cat -u rauc.service | sed -u 's/^/VIGIL-RAUC /' &
 
-# The agent's downloads and TUF metadata: a scratch disk (a bundle does not fit in the
-# root filesystem: ~200 MiB free on the twin; docs/ota.md, "The VM scenario")
-mkdir -p /run/osab
-disk=/dev/disk/by-id/virtio-vigil-osab-state
-udevadm wait --timeout=600 "$disk" || fail "no state disk ($disk)"
-mount "$disk" /run/osab || fail "cannot mount the state disk"
-state=/run/osab/state-$slot
+# The agent's TUF metadata: per slot on its root, as on a card
+state=/var/lib/vigil/osab-$slot
 mkdir -p "$state"
 
 # The hub's verdict for the health check (`systemctl is-active vigil-hub.service`): wait until
@@ -47,7 +42,11 @@ if [ -f /boot/firmware/vigil-os.json ]; then
   # a pending trial: settled by the product's confirm (mark-good, or mark-bad + reboot)
   say "confirm start"
   vigil ota os-confirm --state "$state" --root "$here/root.json" | sed -u 's/^/VIGIL-OSAB outcome /'
+  confirmed=$?
   say "confirm done"
+  # a failed trial: os-confirm asked for the plain reboot into the committed slot (on a plain
+  # boot a rollback is only reported: the check follows)
+  [ "$confirmed" -eq 0 ] || [ "$tryboot" != 1 ] || { say "result=rolled-back"; exit 0; }
 fi
 
 # the network to the host's repository (qemu user networking: 10.0.2.15, host 10.0.2.2)
@@ -57,7 +56,33 @@ for d in /sys/class/net/*; do
 done
 [ -n "$dev" ] || fail "no virtio network device"
 ip link set "$dev" up && ip addr add 10.0.2.15/24 dev "$dev" || fail "cannot configure $dev"
+# The agent downloads the bundle to the data volume: the hub unlocks and mounts it (in the hub
+# unit's own mount namespace, where os-check finds it: ota/os-cli.ts). The first boot formats
+# it first (LUKS under TCG: minutes).
+for i in $(seq 1 1200); do
+  grep -qs ' /dev/mapper/vigil-data ' /proc/[0-9]*/mountinfo && break
+  sleep 1
+done
+grep -qs ' /dev/mapper/vigil-data ' /proc/[0-9]*/mountinfo || fail "the hub never mounted the data volume"
+say "data volume mounted (waited ${i} s)"
+# boot 1 starts while the host still bundles v2: wait until the host says it is released
+url=$(cat "$here/repo-url")
+port=${url##*:}
+released() {
+  exec 3<>"/dev/tcp/10.0.2.2/$port" || return 1
+  printf 'GET /osab-ready HTTP/1.0\r\n\r\n' >&3
+  local status
+  read -r status <&3
+  exec 3<&-
+  [[ $status == *" 200 "* ]]
+}
+for i in $(seq 1 900); do
+  released && break
+  sleep 1
+done
+released || fail "the host released nothing"
+say "release ready (waited ${i} s)"
 say "check start"
-vigil ota os-check --state "$state" --root "$here/root.json" --url "$(cat "$here/repo-url")" |
+vigil ota os-check --state "$state" --root "$here/root.json" --url "$url" |
   sed -u 's/^/VIGIL-OSAB check /'
 say "result=done"

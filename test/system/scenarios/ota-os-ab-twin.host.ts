@@ -1,52 +1,51 @@
 // OS updates A/B on the image twin itself (`vigil image build --board qemu-amd64`): its own
 // kernel, initramfs and root filesystem in both root slots, systemd as PID 1 petting qemu's
-// i6300esb watchdog (the image's RuntimeWatchdogSec), the shipped hub unit, RAUC 1.8's
-// service with the image's system.conf and the project's bootloader backend, and the
-// product's `vigil ota os-confirm` / `vigil ota os-check` against a real TUF repository that
-// the host serves over qemu's user network. Bundles: `buildRootfsBundle` (what `vigil ota
-// release --rootfs` runs) from copies of the twin's root A edited with debugfs (os-version,
-// the test's RAUC keyring, and per version what it does), packed with lz4 (cheap to build
-// and to verify under TCG). The host plays the Raspberry Pi
-// firmware between boots (test/system/lib/pi-firmware.ts); a reboot ends qemu (-no-reboot).
+// i6300esb watchdog (the image's RuntimeWatchdogSec), the shipped hub unit (which unlocks the
+// data volume, where the agent downloads a bundle), RAUC 1.8's service with the image's
+// system.conf and the project's bootloader backend, and the product's `vigil ota os-confirm` /
+// `vigil ota os-check` against a real TUF repository that the host serves over qemu's user
+// network. Bundles: `buildRootfsBundle` (what `vigil ota release --rootfs` runs), packed with
+// lz4 (cheap to build and to verify under TCG): v2 from a copy of the twin's root A edited with
+// debugfs (os-version, the test's RAUC keyring) — the one full OS download and write; v3..v5,
+// whose behaviour is all that matters, from small roots (the pristine tree pruned: smallRoot).
+// The host plays the Raspberry Pi firmware between boots (test/system/lib/pi-firmware.ts); a
+// reboot ends qemu (-no-reboot).
 //
-//   1  v1 finds v2: power cut during the RAUC write (the first install)
-//   2  v1 boots again, installs v2; tryboot reboot
-//   3  v2's trial: the hub is active → committed; finds v3, installs it
+//   1  v1 installs v2 (released while v1 boots); tryboot reboot
+//   2  v2's trial on B: the hub is active → committed; finds v3: power cut in the RAUC write
+//   3  v2 boots again (a plain boot: committed), installs v3
 //   4  v3's trial: its hub fails to start → os-confirm marks it bad, plain reboot
-//   5  v2 boots (a plain boot: committed); finds v4, installs it
+//   5  v2 boots; finds v4, installs it
 //   6  v4 hangs at boot: a SCHED_FIFO busy loop per vCPU, RT throttling off, so that nothing
 //      (PID 1 included) runs → the watchdog resets the machine (QMP WATCHDOG event)
 //   7  v2 boots, reports v4 rolled back; finds v5, installs it
 //   8  v5's trial: power cut as soon as the twin's test unit runs
 //   9  v2 boots, reports v5 rolled back, does not retry it
 //
-// Opt-in (VIGIL_OSAB_TWIN=1) until a full run is measured against CI's budget; the
-// harness-guest version (ota-os-ab) stays in CI meanwhile.
 // VIGIL_OSAB_BOOTS=N ends the story after N boots (development; logged).
 // The twin image: VIGIL_TWIN_IMAGE, else CI's image step's build-1, else image/out/qemu-amd64
 // (SKIP when none; docs/system-tests.md, "OS updates A/B").
 // @timeout 3600
-import { access, copyFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, copyFile, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { run, which } from '../../../hw/os/run.js';
 import { findRepo } from '../../../image/build.js';
 import { partitionNumbered, readTable } from '../../../image/disk.js';
-import { provisionImage } from '../../../image/provision.js';
 import { buildRootfsBundle, makeDevSigningKey } from '../../../ota/rauc-bundle.js';
 import { initRepo, release } from '../../../ota/repo.js';
 import type { RepoContext } from '../../../ota/repo.js';
 import { startStaticServer } from '../../../ota/static-server.js';
-import { provisionBatch } from '../../../provisioning/batch.js';
 import { CARD_PARTITIONS } from '../../../protocol/card-layout.js';
 import { OS_VERSION_FILE, RAUC_PATHS } from '../../../protocol/rauc-system.js';
 import { playPiFirmware } from '../lib/pi-firmware.js';
+import { twinCard, twinImage } from '../lib/twin-card.js';
 import type { BootResult, HostScenario } from '../lib/types.js';
 
-type Behaviour = 'healthy' | 'unhealthy' | 'hang';
+type Behaviour = 'healthy' | 'unhealthy' | 'hang' | 'cut';
 
 /** One boot's budget: boot + hub + a download and RAUC write under TCG on a loaded host. */
-const BOOT_TIMEOUT_MS = 30 * 60_000;
+const BOOT_TIMEOUT_MS = 20 * 60_000;
 const BOOTS = 9;
 /**
  * lz4: fast to build on the host and to decompress under TCG, and half the bytes the guest
@@ -129,27 +128,6 @@ interface Boot {
   readonly check: readonly Record<string, unknown>[];
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function twinImage(): Promise<string | undefined> {
-  const fromEnv = process.env.VIGIL_TWIN_IMAGE;
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  const repo = await findRepo();
-  for (const p of [
-    join(repo, 'image/out/qemu-amd64-ci/build-1/vigil-qemu-amd64.img'),
-    join(repo, 'image/out/qemu-amd64/vigil-qemu-amd64.img'),
-  ])
-    if (await exists(p)) return p;
-  return undefined;
-}
-
 /** Run debugfs commands on an ext4 image (`file` or `file?offset=N`); argv only. */
 async function debugfs(target: string, cmds: readonly string[], work: string): Promise<void> {
   const script = join(work, 'debugfs.cmds');
@@ -191,6 +169,111 @@ async function putFiles(
       throw new Error(`debugfs did not write ${f.path} into ${target}`);
 }
 
+/**
+ * What a small test OS leaves out of the twin's root (paths relative to /): ffmpeg's codec
+ * and GPU libraries (the hub's camera pipeline), documentation, and the app's object detector
+ * and S3 client; and every kernel module but KEPT_MODULES. The small versions never record,
+ * unlock the data volume or install anything.
+ */
+const PRUNED = [
+  'usr/share/doc',
+  'usr/share/man',
+  'usr/share/locale',
+  'usr/share/perl',
+  'usr/share/fonts',
+  'usr/share/icons',
+  'boot',
+  ...[
+    'dri',
+    'mfx',
+    'lapack',
+    'blas',
+    'perl*',
+    'libLLVM*',
+    'libz3*',
+    'libx26*',
+    'libcodec2*',
+    'libmfx*',
+    'libav*',
+    'libsw*',
+    'libpostproc*',
+    'libplacebo*',
+    'librsvg*',
+    'libgallium*',
+    'libvulkan*',
+    'libOpenCL*',
+    'libSvtAv1*',
+    'librav1e*',
+    'libaom*',
+    'libdav1d*',
+    'libvpx*',
+    'libtesseract*',
+    'liblept*',
+    'libicu*',
+    'libgfortran*',
+    'libopenmpt*',
+    'libzvbi*',
+    'libflite*',
+  ].map((f) => `usr/lib/x86_64-linux-gnu/${f}`),
+  'opt/vigil/node_modules/onnxruntime-node',
+  'opt/vigil/node_modules/@aws-sdk',
+  'opt/vigil/node_modules/@smithy',
+];
+
+/** The kernel modules a small test OS keeps: the boot FAT, the watchdog, virtio, dm. */
+const KEPT_MODULES = '^\\./(fs/(fat|nls)|drivers/(watchdog|virtio|block|char|md)|crypto|lib|arch)/';
+
+/**
+ * A small test OS from the pristine root: its tree (debugfs rdump), pruned (PRUNED; without
+ * the app and node too when `keepApp` is false), the version's files written in, packed
+ * into an ext4 image just big enough (RAUC writes the image, not the whole slot).
+ */
+async function smallRoot(
+  pristine: string,
+  out: string,
+  keepApp: boolean,
+  files: readonly { path: string; content: string; mode: number }[],
+  symlinks: readonly { path: string; to: string }[],
+  tree: string,
+): Promise<void> {
+  await rm(tree, { recursive: true, force: true });
+  await mkdir(tree, { recursive: true });
+  await run('debugfs', ['-R', `rdump / ${tree}`, pristine], { timeoutMs: 600_000 });
+  const drop = keepApp ? PRUNED : [...PRUNED, 'opt/vigil', 'usr/local/bin/node'];
+  // the globs are the shell's, inside the tree only (cwd)
+  await run('sh', ['-c', `rm -rf -- ${drop.join(' ')}`], { cwd: tree, timeoutMs: 300_000 });
+  await run(
+    'sh',
+    [
+      '-c',
+      'cd usr/lib/modules/*/kernel && find . -name "*.ko*" | grep -Ev "$1" | xargs -r rm -f',
+      'prune',
+      KEPT_MODULES,
+    ],
+    { cwd: tree, timeoutMs: 300_000 },
+  );
+  for (const f of files) {
+    const p = join(tree, f.path);
+    await mkdir(dirname(p), { recursive: true });
+    await writeFile(p, f.content, { mode: f.mode });
+    await chmod(p, f.mode);
+  }
+  for (const l of symlinks) {
+    const p = join(tree, l.path);
+    await mkdir(dirname(p), { recursive: true });
+    await rm(p, { force: true });
+    await symlink(l.to, p);
+  }
+  const du = await run('du', ['-sx', '--block-size=1M', tree], { timeoutMs: 300_000 });
+  const mib = Number(du.stdout.toString('utf8').split(/\s/)[0]);
+  if (!Number.isFinite(mib) || mib <= 0) throw new Error(`du of ${tree}: ${du.stdout.toString()}`);
+  await rm(out, { force: true });
+  await run('mkfs.ext4', ['-q', '-F', '-d', tree, out, `${String(Math.ceil(mib * 1.15) + 64)}M`], {
+    timeoutMs: 600_000,
+  });
+  await rm(tree, { recursive: true, force: true });
+}
+
 const scenario: HostScenario = async (h) => {
   if (process.env.VIGIL_OSAB_TWIN !== '1')
     return {
@@ -223,21 +306,10 @@ const scenario: HostScenario = async (h) => {
   const server = await startStaticServer(ctx.repoDir);
   const port = new URL(server.url).port;
 
-  // the card: the twin image, provisioned (the hub reaches its pairing state), a little
-  // bigger (first boot grows the data partition), root A made v1 with the test's keyring
-  const card = join(work, 'card.img');
-  await run('cp', ['--sparse=always', image, card], { timeoutMs: 10 * 60_000 });
-  await run('truncate', ['-s', '+256M', card]);
-  const batch = join(work, 'batch');
-  const manifest = await provisionBatch({
-    count: 1,
-    outDir: batch,
-    fs: new DurableFs(),
-    batchId: 'ota-os-ab',
-  });
-  const device = manifest.devices[0];
-  if (device === undefined) throw new Error('the factory made no device');
-  await provisionImage(card, join(batch, device.bundle));
+  // the card: the twin image, provisioned (the hub reaches its pairing state), 2 GiB bigger
+  // (first boot grows the data partition, where the agent downloads a bundle), root A made
+  // v1 with the test's keyring
+  const { card } = await twinCard({ image, workDir: work, grow: '2G', batchId: 'ota-os-ab' });
   const table = await readTable(card);
   const rootA = partitionNumbered(table, CARD_PARTITIONS['root-a'], card);
   const rootAt = `${card}?offset=${String(rootA.start * 512)}`;
@@ -288,13 +360,15 @@ const scenario: HostScenario = async (h) => {
   ];
   await putFiles(rootAt, osFiles('1.0.0'), [], work);
 
-  // v2..v5: copies of the pristine root, edited, shrunk, bundled one after the other in the
-  // background while the twin boots; each released (TUF) only when the story needs it
+  // v2: a copy of the pristine root, edited; v3..v5: small roots (the pristine tree pruned of
+  // what their behaviour does not use), so that only v2 is a full OS download and write.
+  // Bundled one after the other in the background while the twin boots; each released (TUF)
+  // only when the story needs it.
   const plan: readonly [string, Behaviour][] = [
     ['2.0.0', 'healthy'],
     ['3.0.0', 'unhealthy'],
     ['4.0.0', 'hang'],
-    ['5.0.0', 'healthy'],
+    ['5.0.0', 'cut'],
   ];
   const bundles = new Map<string, Promise<string>>();
   let chain: Promise<unknown> = Promise.resolve();
@@ -303,7 +377,6 @@ const scenario: HostScenario = async (h) => {
     const built = chain.then(async () => {
       const tb = Date.now();
       const root = join(work, `root-${version}.ext4`);
-      await run('cp', ['--sparse=always', pristine, root], { timeoutMs: 10 * 60_000 });
       const files = osFiles(version);
       const links: { path: string; to: string }[] = [];
       if (behaviour === 'unhealthy')
@@ -322,7 +395,20 @@ const scenario: HostScenario = async (h) => {
           to: '/etc/systemd/system/ota-os-ab-hang.service',
         });
       }
-      await putFiles(root, files, links, join(work, `edit-${version}`));
+      if (behaviour === 'healthy') {
+        await run('cp', ['--sparse=always', pristine, root], { timeoutMs: 10 * 60_000 });
+        await putFiles(root, files, links, join(work, `edit-${version}`));
+      } else {
+        // v3 runs `vigil ota os-confirm` (node and the app stay); v4 and v5 never get that far
+        await smallRoot(
+          pristine,
+          root,
+          behaviour === 'unhealthy',
+          files,
+          links,
+          join(work, `tree-${version}`),
+        );
+      }
       const r = await buildRootfsBundle({
         image,
         rootfs: root,
@@ -355,6 +441,8 @@ const scenario: HostScenario = async (h) => {
       kind: 'rootfs',
     });
     await rm(await out, { force: true });
+    // the twin's test unit waits for this before its check (boot 1 starts before v2 is out)
+    await writeFile(join(ctx.repoDir, 'osab-ready'), `${version}\n`);
     h.log(`released ${version} (waited ${String(secs(tp))} s)`);
   };
 
@@ -371,10 +459,6 @@ const scenario: HostScenario = async (h) => {
   await writeFile(join(jdir, 'repo-url'), `http://10.0.2.2:${port}\n`);
   const jtar = join(work, 'journey.tar');
   await run('tar', ['-cf', jtar, '--owner=0', '--group=0', '-C', jdir, '.'], { timeoutMs: 60_000 });
-  // the agent's state (downloads): an ext4 scratch disk
-  const stateDisk = join(work, 'state.img');
-  await run('truncate', ['-s', '8G', stateDisk]);
-  await run('mkfs.ext4', ['-q', '-F', stateDisk], { timeoutMs: 120_000 });
   h.log(`release side and card ready in ${String(secs(t0))} s`);
 
   // VIGIL_OSAB_BOOTS=N: stop (pass, said in the log) after N boots and their checks
@@ -394,7 +478,6 @@ const scenario: HostScenario = async (h) => {
       disks: [
         { file: card, format: 'raw' },
         { file: jtar, format: 'raw', readonly: true, serial: 'vigil-journey' },
-        { file: stateDisk, format: 'raw', serial: 'vigil-osab-state' },
       ],
       memoryMiB: 2048,
       timeoutMs: BOOT_TIMEOUT_MS,
@@ -462,28 +545,35 @@ const scenario: HostScenario = async (h) => {
     !b.result.events.some((e) => e.startsWith('WATCHDOG'));
 
   try {
-    // 1. power cut during the RAUC write of the first install
-    await publish('2.0.0');
-    let b = await boot('v1 finds v2, power cut in the RAUC write', 'writing data to device');
+    // 1. v1 installs v2 (the full OS, downloaded to the data volume)
+    // v2 is bundled and released while v1 boots: its check waits for the release
+    const released = publish('2.0.0');
+    released.catch(() => undefined);
+    let b = await boot('v1 installs v2');
+    await released;
     expect(on(b, 'A', false, '1.0.0'), 'v1 on A', b);
-    expect(b.result.outcome === 'killed', 'power cut during the RAUC write', b);
-    b = await boot('v1 after the cut write, installs v2');
-    expect(on(b, 'A', false, '1.0.0'), 'v1 on A after the cut write', b);
-    expect(b.outcomes.length === 0, 'nothing to settle after the cut write', b);
+    expect(b.outcomes.length === 0, 'nothing to settle on v1', b);
     expect(installed(b), 'v2 installed by RAUC, then a tryboot reboot', b);
-
-    // 2. v2's trial: the hub is active → committed; it finds v3 at once
     await publish('3.0.0');
-    b = await boot('v2 trial, finds v3');
+
+    // 2. v2's trial: the hub is active → committed; it finds v3 at once: power cut in the
+    // RAUC write (slot A, v1's, half written)
+    b = await boot('v2 trial, finds v3, power cut in the RAUC write', 'writing data to device');
     expect(on(b, 'B', true, '2.0.0'), 'trial of v2 on B', b);
     expect(
       b.outcomes.some((o) => o.kind === 'committed' && o.version === '2.0.0'),
       'v2 committed',
       b,
     );
+    expect(b.result.outcome === 'killed', 'power cut during the RAUC write', b);
+
+    // 3. a plain boot runs the committed v2 (slot B); it installs v3 again
+    b = await boot('v2 after the cut write (a plain boot), installs v3');
+    expect(on(b, 'B', false, '2.0.0'), 'v2 boots after a plain reboot: committed', b);
+    expect(b.outcomes.length === 0, 'nothing to settle after the cut write', b);
     expect(installed(b), 'v3 installed by RAUC, then a tryboot reboot', b);
 
-    // 3. v3's hub fails → marked bad, a plain reboot → v2 (committed)
+    // 4. v3's hub fails → marked bad, a plain reboot → v2 (committed)
     b = await boot('v3 trial (its hub fails)');
     expect(on(b, 'A', true, '3.0.0'), 'trial of v3 on A', b);
     expect(
@@ -498,8 +588,8 @@ const scenario: HostScenario = async (h) => {
       b,
     );
     await publish('4.0.0');
-    b = await boot('v2 after v3 (a plain boot), finds v4');
-    expect(on(b, 'B', false, '2.0.0'), 'v2 boots after a plain reboot: committed', b);
+    b = await boot('v2 after v3, finds v4');
+    expect(on(b, 'B', false, '2.0.0'), 'v2 after the failed v3', b);
     expect(installed(b), 'v4 installed by RAUC, then a tryboot reboot', b);
 
     // 4. v4 hangs at boot → the hardware watchdog resets the machine → v2
@@ -551,7 +641,7 @@ const scenario: HostScenario = async (h) => {
     );
   } finally {
     await server.close();
-    for (const f of [card, stateDisk, pristine]) await rm(f, { force: true });
+    for (const f of [card, pristine]) await rm(f, { force: true });
     await stat(work).catch(() => undefined);
   }
   return undefined;
