@@ -3,14 +3,14 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import t from 'tap';
 import type { Test } from 'tap';
 import { networkCause, reasonOf } from '../../base/errors.js';
 import { HttpError, httpRequest } from '../../base/http.js';
 import { freePort } from '../../dev/fixtures/net.js';
 import { tempDir } from '../../dev/fixtures/paired-hub.js';
-import { run } from '../../hw/os/run.js';
+import { loopbackCertificate } from '../fixtures/tls.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -203,31 +203,8 @@ t.test('network failures: a clear one-line cause', async (tt) => {
 t.test('TLS: a loopback server with its own certificate', async (tt) => {
   const dir = tempDir('vigil-http-tls-');
   tt.teardown(() => rm(dir, { recursive: true, force: true }));
-  await run(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${dir}/key.pem`,
-      '-out',
-      `${dir}/cert.pem`,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { timeoutMs: 60_000 },
-  );
-  const cert = await readFile(`${dir}/cert.pem`);
-  const s = createTlsServer({ cert, key: await readFile(`${dir}/key.pem`) }, (req, res) => {
+  const { cert, key } = await loopbackCertificate(dir);
+  const s = createTlsServer({ cert, key }, (req, res) => {
     void bodyOf(req).then((b) => res.end(`got ${String(b.length)}`));
   });
   const url = `https://127.0.0.1:${String(await listen(tt, s))}/v1/health`;

@@ -4,6 +4,7 @@ import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { RelayClient, RelayHttpError } from '../../protocol/relay-client.js';
 import { pairPhone, raw, relayWith, tempDir } from './fixtures.js';
+import { loopbackCertificate } from '../fixtures/tls.js';
 
 async function rejects(p: Promise<unknown>, status: number): Promise<RelayHttpError> {
   try {
@@ -568,39 +569,14 @@ t.test('up messages, long-poll and live records', async (t) => {
 t.test('serves HTTPS directly with a certificate', async (t) => {
   const { dir, cleanup } = await tempDir();
   t.teardown(cleanup);
-  const { run } = await import('../../hw/os/run.js');
-  const { readFile } = await import('node:fs/promises');
   const { request } = await import('node:https');
-  await run(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${dir}/key.pem`,
-      '-out',
-      `${dir}/cert.pem`,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { timeoutMs: 30_000 },
-  );
-  const cert = await readFile(`${dir}/cert.pem`);
+  const { cert, key } = await loopbackCertificate(dir);
   const { startRelay } = await import('../../relay/server.js');
   const { SILENT } = await import('../../base/logger.js');
   const relay = await startRelay({
     dataDir: `${dir}/data`,
     logger: SILENT,
-    tls: { cert, key: await readFile(`${dir}/key.pem`) },
+    tls: { cert, key },
   });
   t.teardown(() => relay.close());
   t.match(relay.url, /^https:\/\/127\.0\.0\.1:\d+$/);
