@@ -1,8 +1,7 @@
 // base/http.ts against real loopback servers (plain and TLS): answers, limits, timeouts, errors.
 import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -10,23 +9,10 @@ import { networkCause, reasonOf } from '../../base/errors.js';
 import { HttpError, httpRequest } from '../../base/http.js';
 import { freePort } from '../../dev/fixtures/net.js';
 import { tempDir } from '../../dev/fixtures/paired-hub.js';
+import { listenOnLoopback } from '../fixtures/loopback.js';
 import { loopbackCertificate } from '../fixtures/tls.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-async function listen(tt: Test, s: Server): Promise<number> {
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  tt.teardown(
-    () =>
-      new Promise<void>((r) => {
-        s.closeAllConnections();
-        s.close(() => {
-          r();
-        });
-      }),
-  );
-  return (s.address() as AddressInfo).port;
-}
 
 async function server(
   tt: Test,
@@ -35,7 +21,7 @@ async function server(
   const s = createServer(handler);
   let n = 0;
   s.on('connection', () => n++);
-  const port = await listen(tt, s);
+  const port = await listenOnLoopback(tt, s);
   return { url: `http://127.0.0.1:${String(port)}`, connections: () => n };
 }
 
@@ -207,7 +193,7 @@ t.test('TLS: a loopback server with its own certificate', async (tt) => {
   const s = createTlsServer({ cert, key }, (req, res) => {
     void bodyOf(req).then((b) => res.end(`got ${String(b.length)}`));
   });
-  const url = `https://127.0.0.1:${String(await listen(tt, s))}/v1/health`;
+  const url = `https://127.0.0.1:${String(await listenOnLoopback(tt, s))}/v1/health`;
   const a = await httpRequest(url, { ca: cert, method: 'POST', body: 'hello' });
   tt.equal(await a.text(), 'got 5', 'verified against the given certificate');
   const untrusted = await httpRequest(url).catch((e: unknown) => e);

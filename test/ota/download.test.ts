@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
@@ -10,6 +9,7 @@ import { DownloadError, downloadTarget, fileMatches } from '../../ota/download.j
 import type { TargetFile } from '../../ota/metadata.js';
 import { startStaticServer } from '../../ota/static-server.js';
 import { FetchTransport } from '../../ota/transport.js';
+import { listenOnLoopback } from '../fixtures/loopback.js';
 import { tempDir } from './helpers.js';
 
 const body = randomBytes(200_000);
@@ -122,16 +122,7 @@ t.test('endless data, a wrong size and servers that ignore ranges', async (tt) =
   const srv = createServer((_req, res) => {
     res.writeHead(200, { 'content-length': body.length }).end(body);
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  tt.teardown(
-    () =>
-      new Promise<void>((r) =>
-        srv.close(() => {
-          r();
-        }),
-      ),
-  );
-  const u2 = `http://127.0.0.1:${String((srv.address() as AddressInfo).port)}/x`;
+  const u2 = `http://127.0.0.1:${String(await listenOnLoopback(tt, srv))}/x`;
   const dest2 = join(dir, 'dl2', 'out.bin');
   await (await import('node:fs/promises')).mkdir(join(dir, 'dl2'), { recursive: true });
   await writeFile(`${dest2}.part`, body.subarray(0, 777));
@@ -170,17 +161,7 @@ t.test('an endless target is refused and leaves no part file behind', async (tt)
     res.on('drain', pump);
     pump();
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  tt.teardown(
-    () =>
-      new Promise<void>((r) => {
-        srv.closeAllConnections();
-        srv.close(() => {
-          r();
-        });
-      }),
-  );
-  const url = `http://127.0.0.1:${String((srv.address() as AddressInfo).port)}/endless`;
+  const url = `http://127.0.0.1:${String(await listenOnLoopback(tt, srv))}/endless`;
   const dest = join(dir, 'dl3', 'out.bin');
   for (const [what, before] of [
     ['a fresh download', undefined],

@@ -1,23 +1,13 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
 import { freePort } from '../../dev/fixtures/net.js';
 import { HttpTransport, TransportError } from '../../ota/transport.js';
+import { listenOnLoopback } from '../fixtures/loopback.js';
 
 async function server(tt: Test, handler: Parameters<typeof createServer>[1]) {
-  const s = createServer(handler);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  tt.teardown(
-    () =>
-      new Promise<void>((r) => {
-        s.closeAllConnections();
-        s.close(() => {
-          r();
-        });
-      }),
-  );
-  return `http://127.0.0.1:${String((s.address() as AddressInfo).port)}`;
+  const port = await listenOnLoopback(tt, createServer(handler));
+  return `http://127.0.0.1:${String(port)}`;
 }
 
 t.test('getBytes: limits, 404, errors', async (tt) => {
