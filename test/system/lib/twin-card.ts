@@ -41,6 +41,8 @@ export interface TwinCard {
   readonly card: string;
   /** The device's provisioning bundle the card holds. */
   readonly bundle: string;
+  /** What `provisionImage` installed (the services the card points at). */
+  readonly provisioned: Awaited<ReturnType<typeof provisionImage>>;
 }
 
 /** A provisioned card from `image` in `workDir` (card.img), `grow` bigger (truncate's size). */
@@ -65,6 +67,6 @@ export async function twinCard(o: {
   const device = manifest.devices[0];
   if (device === undefined) throw new Error('the factory made no device');
   const bundle = join(batch, device.bundle);
-  await provisionImage(card, bundle);
-  return { card, bundle };
+  const provisioned = await provisionImage(card, bundle);
+  return { card, bundle, provisioned };
 }

@@ -23,15 +23,13 @@
 import { copyFile, access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig } from '../../../firmware/config/config.js';
-import { DurableFs } from '../../../hw/os/fs.js';
 import { run } from '../../../hw/os/run.js';
 import { boardOf } from '../../../image/boards.js';
 import { buildImage, findRepo } from '../../../image/build.js';
 import { fatRead, mtoolsTarget, partitionNumbered, readTable } from '../../../image/disk.js';
-import { provisionImage } from '../../../image/provision.js';
-import { provisionBatch } from '../../../provisioning/batch.js';
 import { readBundle } from '../../../protocol/provisioning-bundle.js';
 import { encodeQrPayload } from '../../../protocol/qr-payload.js';
+import { twinCard, twinImage as foundTwinImage } from '../lib/twin-card.js';
 import type { GuestImage, HostScenario } from '../lib/types.js';
 
 /** Where the journey's relay listens, as the hub sees it (link-local: plain http is allowed). */
@@ -186,25 +184,10 @@ export function doctorProblems(lines: readonly string[]): { problems: string[]; 
   return { problems, summary };
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function twinImage(log: (t: string) => void): Promise<string | undefined> {
-  const fromEnv = process.env.VIGIL_TWIN_IMAGE;
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const found = await foundTwinImage();
+  if (found !== undefined) return found;
   const repo = await findRepo();
-  for (const p of [
-    join(repo, 'image/out/qemu-amd64-ci/build-1/vigil-qemu-amd64.img'),
-    join(repo, 'image/out/qemu-amd64/vigil-qemu-amd64.img'),
-  ]) {
-    if (await exists(p)) return p;
-  }
   if (process.env.VIGIL_IMAGE_CI !== '1' && process.env.VIGIL_TWIN_BUILD !== '1') return undefined;
   log('no twin image yet: building one (vigil image build --board qemu-amd64)');
   const r = await buildImage({
@@ -243,27 +226,23 @@ const scenario: HostScenario = async (h) => {
   await writeFile(kernel, await fatRead(boot, kernelName));
   await writeFile(initrd, await fatRead(boot, initrdName));
   const cmdline = (await fatRead(boot, 'cmdline.txt')).toString('utf8').trim();
-  // a card bigger than the image: the first boot must grow the data partition into it
-  const disk = join(h.workDir, 'card.img');
-  await run('cp', ['--sparse=always', image, disk], { timeoutMs: 10 * 60_000 });
-  await run('truncate', ['-s', '+512M', disk]);
+  // a card bigger than the image (the first boot must grow the data partition into it) with
   // one device, as the factory makes it (`vigil factory provision --relay URL`) and the image
   // step installs it (`vigil image provision`): without an identity the hub cannot open its MLS
   // group nor derive the hotspot's credentials; the relay is where it meets its phones
-  const batch = join(h.workDir, 'batch');
-  const manifest = await provisionBatch({
-    count: 1,
-    outDir: batch,
-    fs: new DurableFs(),
+  const {
+    card: disk,
+    bundle,
+    provisioned,
+  } = await twinCard({
+    image,
+    workDir: h.workDir,
+    grow: '512M',
     batchId: 'twin-boot',
-    services: { relay: { url: RELAY_URL } },
+    relayUrl: RELAY_URL,
   });
-  const device = manifest.devices[0];
-  if (device === undefined) throw new Error('the factory made no device');
-  const bundle = join(batch, device.bundle);
   const identity = await readBundle(bundle);
   if (identity === undefined) throw new Error(`no bundle in ${bundle}`);
-  const provisioned = await provisionImage(disk, bundle);
   if (provisioned.services.relay !== RELAY_URL)
     throw new Error(`the provisioned card's relay is ${provisioned.services.relay ?? 'none'}`);
   const walk = process.env.VIGIL_TWIN_JOURNEY !== '0';
@@ -361,7 +340,7 @@ const scenario: HostScenario = async (h) => {
   } finally {
     await rm(disk, { force: true });
     await rm(diagDisk, { force: true });
-    await rm(batch, { recursive: true, force: true });
+    await rm(join(h.workDir, 'batch'), { recursive: true, force: true });
   }
   return undefined;
 };
