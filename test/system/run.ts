@@ -189,6 +189,7 @@ async function main(): Promise<void> {
         h.boots > 1 ? `boots=${h.boots}` : '',
         h.killAt.size ? `kill-at=${[...h.killAt].map(([b, m]) => `${b}:${m}`).join(',')}` : '',
         h.group !== undefined ? `group=${h.group}` : '',
+        h.beside ? 'beside' : '',
         `disks=${h.disks.map((d) => `${d.name}:${d.sizeMiB}M`).join(',')}`,
       ].filter(Boolean);
       out(`${s.name} (${s.kind}) ${extras.join(' ')}`);
@@ -253,27 +254,8 @@ async function main(): Promise<void> {
     }
     const plans = planBoots(scenarios);
     const tRun = Date.now();
-    for (const plan of plans) {
-      if (guest === undefined || projectImage === undefined) {
-        for (const s of plan.scenarios) {
-          report({
-            name: s.name,
-            ok: false,
-            reason: `setup failed: ${setupError ?? '?'}`,
-            ms: 0,
-            consoleLogs: [],
-          });
-        }
-        continue;
-      }
-      const results = await runPlan(
-        { root: ROOT, systemDir: SYSTEM_DIR, guest, projectImage, runDir, log: say },
-        plan,
-      );
-      results.forEach(report);
-    }
-    for (const s of scenarios.filter((x) => x.kind === 'host')) {
-      if (guest === undefined) {
+    const setupFailed = (list: readonly Scenario[]): void => {
+      for (const s of list)
         report({
           name: s.name,
           ok: false,
@@ -281,9 +263,39 @@ async function main(): Promise<void> {
           ms: 0,
           consoleLogs: [],
         });
-        continue;
+    };
+    const hostLane = async (list: readonly Scenario[]): Promise<void> => {
+      for (const s of list) {
+        if (guest === undefined) setupFailed([s]);
+        else report(await runHostScenario(s, guest, runDir, projectImage));
       }
-      report(await runHostScenario(s, guest, runDir, projectImage));
+    };
+    const hosts = scenarios.filter((x) => x.kind === 'host');
+    // the main lane: every guest boot plan, then the host scenarios, one at a time
+    const mainLane = async (): Promise<void> => {
+      for (const plan of plans) {
+        if (guest === undefined || projectImage === undefined) {
+          setupFailed(plan.scenarios);
+          continue;
+        }
+        const results = await runPlan(
+          { root: ROOT, systemDir: SYSTEM_DIR, guest, projectImage, runDir, log: say },
+          plan,
+        );
+        results.forEach(report);
+      }
+      await hostLane(hosts.filter((x) => !x.header.beside));
+    };
+    // the second lane: `@beside` host scenarios (the long twin stories), started with the
+    // main lane; VIGIL_SYSTEM_SERIAL=1 runs them after it instead (one guest at a time)
+    const besides = hosts.filter((x) => x.header.beside);
+    if (process.env.VIGIL_SYSTEM_SERIAL === '1') {
+      await mainLane();
+      await hostLane(besides);
+    } else {
+      if (besides.length > 0)
+        say(`beside the others (a second lane): ${besides.map((x) => x.name).join(', ')}`);
+      await Promise.all([mainLane(), hostLane(besides)]);
     }
     await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);

@@ -39,6 +39,7 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
   let group: string | undefined;
   let memoryMiB = DEFAULT_MEMORY_MIB;
   let quarantine: string | undefined;
+  let beside = false;
   const killAt = new Map<number, string>();
   const disks = new Map<string, DiskSpec>([[SCRATCH_DISK.name, SCRATCH_DISK]]);
   for (const raw of text.split('\n')) {
@@ -83,6 +84,12 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
         quarantine = value;
         break;
       }
+      case 'beside': {
+        if (kind !== 'host') bad('only host scenarios (.host.ts) run beside the others');
+        if (value !== '') bad('takes no value');
+        beside = true;
+        break;
+      }
       case 'group': {
         if (words.length !== 1 || !NAME.test(words[0] ?? '')) bad('expected one name [a-z0-9-]');
         group = words[0];
@@ -103,7 +110,7 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
         break;
       }
       default:
-        bad('unknown key (timeout, boots, disk, kill-at, group, memory, quarantine)');
+        bad('unknown key (timeout, boots, disk, kill-at, group, memory, quarantine, beside)');
     }
   }
   for (const b of killAt.keys()) {
@@ -116,7 +123,16 @@ export function parseHeader(text: string, kind: ScenarioKind): ScenarioHeader {
   if (group !== undefined && (boots > 1 || killAt.size > 0)) {
     throw new ValidationError('@group is only for single-boot scenarios without @kill-at');
   }
-  return { timeoutSec, boots, killAt, disks: [...disks.values()], group, memoryMiB, quarantine };
+  return {
+    timeoutSec,
+    boots,
+    killAt,
+    disks: [...disks.values()],
+    group,
+    memoryMiB,
+    quarantine,
+    beside,
+  };
 }
 
 export interface Discovered {

@@ -22,6 +22,11 @@ export interface ScenarioHeader {
    * (never as a pass) unless VIGIL_SYSTEM_ALL=1 runs it anyway.
    */
   readonly quarantine: string | undefined;
+  /**
+   * `@beside` (host scenarios only): runs in a second lane, beside the rest of the suite
+   * (which runs one scenario at a time), instead of after it.
+   */
+  readonly beside: boolean;
 }
 
 export interface Scenario {

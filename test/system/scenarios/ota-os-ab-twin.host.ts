@@ -25,7 +25,10 @@
 // VIGIL_OSAB_BOOTS=N ends the story after N boots (development; logged).
 // The twin image: VIGIL_TWIN_IMAGE, else CI's image step's build-1, else image/out/qemu-amd64
 // (SKIP when none; docs/system-tests.md, "OS updates A/B").
+// It runs beside the rest of the suite (a second lane: ~25 min of twin boots against ~20 of
+// the harness's scenarios on the 2 cores; docs/system-tests.md).
 // @timeout 3600
+// @beside
 import { chmod, copyFile, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
@@ -275,10 +278,6 @@ async function smallRoot(
 }
 
 const scenario: HostScenario = async (h) => {
-  if (process.env.VIGIL_OSAB_TWIN !== '1')
-    return {
-      skip: 'opt-in: VIGIL_OSAB_TWIN=1 (nine twin boots, ~25 min measured: over what the 60 min of CI leave; docs/system-tests.md)',
-    };
   const missing: string[] = [];
   for (const tool of ['rauc', 'mcopy', 'mksquashfs', 'debugfs', 'mkfs.ext4'])
     if ((await which(tool)) === null) missing.push(tool);
