@@ -69,6 +69,22 @@ export function initramfsHooks(modules: readonly string[]): string[] {
   ];
 }
 
+/**
+ * Files dpkg never unpacks (`path-exclude`): the GPU side of ffmpeg's dependency tree, which
+ * a headless camera loads only to render with OpenGL or Intel Quick Sync, never to record:
+ * mesa's DRI drivers (libGL dlopens them for a GL context), the LLVM and Z3 libraries only
+ * those drivers link, and Intel's Media SDK runtime (libmfx's dispatcher dlopens it). About
+ * 190 MiB of the 1.3 GiB root, so of every OS update (docs/decisions.md, "A headless root").
+ * test/image/ci-image.ts checks the built twin: none of them there, its ffmpeg still encodes.
+ */
+export const HEADLESS_EXCLUDES: readonly string[] = [
+  '/usr/lib/*/dri/*',
+  '/usr/lib/*/libLLVM-*',
+  '/usr/lib/*/libz3.so*',
+  '/usr/lib/*/libmfxhw64.so*',
+  '/usr/lib/*/mfx/*',
+];
+
 /** The argv for mmdebstrap (hooks are mmdebstrap's own mini-language, not ours). */
 export function mmdebstrapArgs(o: RootfsOptions): string[] {
   const mirror = o.mirror ?? DEFAULT_MIRROR;
@@ -88,6 +104,7 @@ export function mmdebstrapArgs(o: RootfsOptions): string[] {
     '--dpkgopt=path-exclude=/usr/share/doc/*',
     '--dpkgopt=path-include=/usr/share/doc/*/copyright',
     '--dpkgopt=path-exclude=/usr/share/locale/*',
+    ...HEADLESS_EXCLUDES.map((p) => `--dpkgopt=path-exclude=${p}`),
     // mkinitramfs is slow under emulation: divert it while packages install, run it once at the end
     '--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs',
     '--essential-hook=printf "#!/bin/sh\\nexit 0\\n" > "$1/usr/sbin/update-initramfs" && chmod 755 "$1/usr/sbin/update-initramfs"',

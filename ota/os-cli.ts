@@ -10,6 +10,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
+import { pause } from '../base/async.js';
 import { UsageError } from '../base/command.js';
 import type { CommandContext } from '../base/command.js';
 import { JsonLogger } from '../base/logger.js';
@@ -41,6 +42,53 @@ export async function runningOsVersion(paths: HostPaths, fs: DurableFs): Promise
   return text !== undefined && isVersion(text) ? text : '0.0.0';
 }
 const HUB_SERVICE = 'vigil-hub.service';
+
+/** What the CLI health check reads of the running system (ports, for tests). */
+export interface HubServicePorts {
+  /** `systemctl is-active` of the hub unit. */
+  unitState(signal: AbortSignal): Promise<{ active: boolean; state: string }>;
+  /** The data volume is unlocked and mounted (by the hub, in its namespace, or here). */
+  storageOpen(): Promise<boolean>;
+  /** Pause between looks while the hub is still unlocking. Default 2 s. */
+  readonly pollMs?: number;
+}
+
+/**
+ * `vigil ota os-confirm`'s health check: the hub unit is active **and** its data volume is open.
+ * An active unit alone is not enough: a hub that cannot unlock storage stays active (locked,
+ * retrying, waiting for a key), and a new OS that cannot open the card's volume must roll back,
+ * not be committed (found on the twin in session 8). A unit that is not active fails at once; a
+ * locked volume is looked at again until the trial's deadline (`signal`) ends the check: the
+ * first boot of a slot may take a while to unlock.
+ */
+export function hubServiceHealth(ports: HubServicePorts): HealthCheck {
+  const pollMs = ports.pollMs ?? 2000;
+  return {
+    check: async ({ signal }) => {
+      for (;;) {
+        const unit = await ports.unitState(signal);
+        if (!unit.active) return { ok: false, checks: { hub: { ok: false, detail: unit.state } } };
+        if (await ports.storageOpen())
+          return {
+            ok: true,
+            checks: {
+              hub: { ok: true, detail: unit.state },
+              storage: { ok: true, detail: 'data volume open' },
+            },
+          };
+        await pause(pollMs, signal);
+        if (signal.aborted)
+          return {
+            ok: false,
+            checks: {
+              hub: { ok: true, detail: unit.state },
+              storage: { ok: false, detail: 'the data volume is still locked' },
+            },
+          };
+      }
+    },
+  };
+}
 
 /** The OS agent's download directory in the data volume (as bin/hub-os.ts's OS_PATHS). */
 export const DATA_DOWNLOADS_DIR = 'ota-os';
@@ -171,17 +219,17 @@ export async function osDevice(ctx: CommandContext, confirm: boolean): Promise<n
         },
       }),
   };
-  const health: HealthCheck = {
-    check: async ({ signal }) => {
+  const health = hubServiceHealth({
+    unitState: async (signal) => {
       const r = await run('systemctl', ['is-active', HUB_SERVICE], {
         okExitCodes: [0, 3, 4],
         timeoutMs: 30_000,
         signal,
       });
-      const state = r.stdout.toString('utf8').trim();
-      return { ok: r.exitCode === 0, checks: { hub: { ok: r.exitCode === 0, detail: state } } };
+      return { active: r.exitCode === 0, state: r.stdout.toString('utf8').trim() };
     },
-  };
+    storageOpen: async () => (await dataVolumeDir(paths)) !== undefined,
+  });
   // the bundle goes to the data volume (the root filesystem has no room for an OS), or --downloads
   const data = typeof v.downloads === 'string' || confirm ? undefined : await dataVolumeDir(paths);
   const downloads =

@@ -5,13 +5,17 @@
 //      planned layout and the boot files of every supported board.
 // Run: npx tap --disable-coverage --timeout=5400 test/image/ci-image.ts
 import t from 'tap';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { run } from '../../hw/os/run.js';
 import { boardOf } from '../../image/boards.js';
 import { buildImage, findRepo } from '../../image/build.js';
 import { resolveEpoch } from '../../image/cli.js';
 import { diffImages } from '../../image/diff.js';
 import { fatList, mtoolsTarget, partitionNumbered, readTable } from '../../image/disk.js';
 import { compareWithPlan } from '../../image/layout.js';
+import { CARD_PARTITIONS } from '../../protocol/card-layout.js';
 
 const repo = await findRepo();
 const epoch = await resolveEpoch(undefined, process.env, repo);
@@ -42,6 +46,64 @@ t.test('the amd64 twin builds twice byte-identical', async (t) => {
   const d = await diffImages(a.image, b.image, join(out, 'diff-work'));
   t.ok(d.identical, d.summary);
   t.equal(a.sha256, b.sha256, 'same SHA-256');
+
+  // the headless root (image/rootfs.ts HEADLESS_EXCLUDES): no GPU drivers, and the root's
+  // own ffmpeg (run in a chroot of root A: same architecture as this host) still records
+  // H.264 and writes a JPEG thumbnail with the libraries that are there
+  const table = await readTable(a.image);
+  const rootA = partitionNumbered(table, CARD_PARTITIONS['root-a'], a.image);
+  const tree = await mkdtemp(join(tmpdir(), 'vigil-twin-root-'));
+  try {
+    await run(
+      'debugfs',
+      ['-R', `rdump / ${tree}`, `${a.image}?offset=${String(rootA.start * 512)}`],
+      {
+        timeoutMs: 600_000,
+      },
+    );
+    const libs = join(tree, 'usr/lib/x86_64-linux-gnu');
+    const names = await readdir(libs);
+    t.same(
+      names.filter((n) => /^(dri|mfx|libLLVM-|libz3\.so|libmfxhw64\.so)/.test(n)),
+      [],
+      'no GPU drivers, LLVM, Z3 or Media SDK runtime in the root',
+    );
+    t.ok(names.includes('libavcodec.so.59'), 'ffmpeg libraries present');
+    const ffmpeg = (args: string[]) =>
+      run(
+        'chroot',
+        [tree, '/usr/bin/ffmpeg', '-nostdin', '-hide_banner', '-loglevel', 'error', ...args],
+        {
+          timeoutMs: 120_000,
+        },
+      );
+    await ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=10',
+      '-frames:v',
+      '10',
+      '-c:v',
+      'libx264',
+      '-y',
+      '/tmp/clip.mp4',
+    ]);
+    await ffmpeg([
+      '-i',
+      '/tmp/clip.mp4',
+      '-frames:v',
+      '1',
+      '-c:v',
+      'mjpeg',
+      '-y',
+      '/tmp/thumb.jpg',
+    ]);
+    t.ok((await stat(join(tree, 'tmp/clip.mp4'))).size > 0, "the root's ffmpeg encodes H.264");
+    t.ok((await stat(join(tree, 'tmp/thumb.jpg'))).size > 0, 'and a JPEG thumbnail');
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+  }
 });
 
 t.test(

@@ -7,6 +7,7 @@ import {
   ensureBinfmt,
   hostArch,
   initramfsHooks,
+  HEADLESS_EXCLUDES,
   mmdebstrapArgs,
   mountsUnder,
   packagesFor,
@@ -193,4 +194,32 @@ t.test('mountsUnder: leftovers of an interrupted mmdebstrap, deepest first', asy
   );
   t.equal(got.length, 4);
   t.same(calls[0], ['umount', '--lazy', '/w/image/.cache/work/rpi-arm64/rootfs/dev/pts']);
+});
+
+t.test('headless root: dpkg leaves out the GPU drivers, never what ffmpeg links', async (t) => {
+  const args = mmdebstrapArgs({ board: pi, target: '/w', kernelSource: 'debian' });
+  for (const p of HEADLESS_EXCLUDES) t.ok(args.includes(`--dpkgopt=path-exclude=${p}`), p);
+  // dpkg matches with fnmatch(3) without FNM_PATHNAME: `*` crosses "/"
+  const excluded = (path: string): boolean =>
+    HEADLESS_EXCLUDES.some((p) =>
+      new RegExp(`^${p.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(path),
+    );
+  for (const gone of [
+    '/usr/lib/aarch64-linux-gnu/dri/vc4_dri.so',
+    '/usr/lib/x86_64-linux-gnu/dri/swrast_dri.so',
+    '/usr/lib/aarch64-linux-gnu/libLLVM-15.so.1',
+    '/usr/lib/x86_64-linux-gnu/libz3.so.4',
+    '/usr/lib/x86_64-linux-gnu/libmfxhw64.so.1.35',
+    '/usr/lib/x86_64-linux-gnu/mfx/libmfx_h264la_hw64.so',
+  ])
+    t.ok(excluded(gone), `left out: ${gone}`);
+  for (const kept of [
+    '/usr/lib/aarch64-linux-gnu/libavcodec.so.59.37.100',
+    '/usr/lib/x86_64-linux-gnu/libmfx.so.1',
+    '/usr/lib/aarch64-linux-gnu/libx264.so.164',
+    '/usr/lib/aarch64-linux-gnu/libGL.so.1',
+    '/usr/lib/aarch64-linux-gnu/libdrm.so.2',
+    '/usr/bin/ffmpeg',
+  ])
+    t.notOk(excluded(kept), `kept: ${kept}`);
 });
