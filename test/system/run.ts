@@ -84,7 +84,7 @@ function report(r: ScenarioResult): void {
 
 async function runHostScenario(
   s: Scenario,
-  guest: GuestImage,
+  guest: GuestImage | undefined,
   runDir: string,
   projectImage: string | undefined,
 ): Promise<ScenarioResult> {
@@ -103,9 +103,9 @@ async function runHostScenario(
     if (typeof mod.default !== 'function')
       throw new Error('no default export (a HostScenario function)');
     const body = mod.default({
-      guest,
+      ...(guest !== undefined ? { guest } : {}),
       workDir,
-      ...(projectImage !== undefined
+      ...(guest !== undefined && projectImage !== undefined
         ? {
             stage2: {
               projectImage,
@@ -220,6 +220,17 @@ async function main(): Promise<void> {
   if (scenarios.length > 0) {
     const runDir = await newRunDir();
     say(`run directory: ${relative(ROOT, runDir)} (also .cache/last-run)`);
+    // The second lane: `@beside` host scenarios (the long twin stories) boot their own images,
+    // so they start at once, before the harness's guest is built and the project staged, and
+    // run beside the main lane; VIGIL_SYSTEM_SERIAL=1 runs them after it (one qemu at a time).
+    const serial = process.env.VIGIL_SYSTEM_SERIAL === '1';
+    const besides = scenarios.filter((x) => x.kind === 'host' && x.header.beside);
+    const besideLane = async (): Promise<void> => {
+      for (const s of besides) report(await runHostScenario(s, undefined, runDir, undefined));
+    };
+    if (!serial && besides.length > 0)
+      say(`beside the others (a second lane): ${besides.map((x) => x.name).join(', ')}`);
+    const second = serial ? Promise.resolve() : besideLane();
     let guest: GuestImage | undefined;
     let projectImage: string | undefined;
     let setupError: string | undefined;
@@ -264,14 +275,7 @@ async function main(): Promise<void> {
           consoleLogs: [],
         });
     };
-    const hostLane = async (list: readonly Scenario[]): Promise<void> => {
-      for (const s of list) {
-        if (guest === undefined) setupFailed([s]);
-        else report(await runHostScenario(s, guest, runDir, projectImage));
-      }
-    };
-    const hosts = scenarios.filter((x) => x.kind === 'host');
-    // the main lane: every guest boot plan, then the host scenarios, one at a time
+    // the main lane: every guest boot plan, then the other host scenarios, one at a time
     const mainLane = async (): Promise<void> => {
       for (const plan of plans) {
         if (guest === undefined || projectImage === undefined) {
@@ -284,19 +288,14 @@ async function main(): Promise<void> {
         );
         results.forEach(report);
       }
-      await hostLane(hosts.filter((x) => !x.header.beside));
+      for (const s of scenarios.filter((x) => x.kind === 'host' && !x.header.beside)) {
+        if (guest === undefined) setupFailed([s]);
+        else report(await runHostScenario(s, guest, runDir, projectImage));
+      }
     };
-    // the second lane: `@beside` host scenarios (the long twin stories), started with the
-    // main lane; VIGIL_SYSTEM_SERIAL=1 runs them after it instead (one guest at a time)
-    const besides = hosts.filter((x) => x.header.beside);
-    if (process.env.VIGIL_SYSTEM_SERIAL === '1') {
-      await mainLane();
-      await hostLane(besides);
-    } else {
-      if (besides.length > 0)
-        say(`beside the others (a second lane): ${besides.map((x) => x.name).join(', ')}`);
-      await Promise.all([mainLane(), hostLane(besides)]);
-    }
+    await mainLane();
+    if (serial) await besideLane();
+    else await second;
     await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);
     out(`    # scenarios: ${scenarios.length} in ${plans.length} boot plan(s), ${runSecs}s`);

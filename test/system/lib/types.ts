@@ -24,7 +24,8 @@ export interface ScenarioHeader {
   readonly quarantine: string | undefined;
   /**
    * `@beside` (host scenarios only): runs in a second lane, beside the rest of the suite
-   * (which runs one scenario at a time), instead of after it.
+   * (which runs one scenario at a time), instead of after it; it starts at once (before the
+   * harness's guest is built) and gets no `guest` or `stage2`.
    */
   readonly beside: boolean;
 }
@@ -95,7 +96,8 @@ export interface BootResult {
 }
 
 export interface HostContext {
-  readonly guest: GuestImage;
+  /** The harness's guest; not for `@beside` scenarios (they start before it is built). */
+  readonly guest?: GuestImage;
   /**
    * The harness's guest for a host scenario that boots it itself: the staged project disk
    * (mount it as serial "project": /vigil in the guest) and an initramfs whose stage 2 runs

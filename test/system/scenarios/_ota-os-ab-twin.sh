@@ -59,11 +59,17 @@ ip link set "$dev" up && ip addr add 10.0.2.15/24 dev "$dev" || fail "cannot con
 # The agent downloads the bundle to the data volume: the hub unlocks and mounts it (in the hub
 # unit's own mount namespace, where os-check finds it: ota/os-cli.ts). The first boot formats
 # it first (LUKS under TCG: minutes).
-for i in $(seq 1 1200); do
+# (the hub's state on the console every minute meanwhile; its journal's tail if it never does)
+hub_state() { sed -n 's/^  "summary": "\(.*\)",$/\1/p' /run/vigil/status.json 2>/dev/null | head -n 1; }
+for i in $(seq 1 900); do
   grep -qs ' /dev/mapper/vigil-data ' /proc/[0-9]*/mountinfo && break
+  [ $((i % 60)) -eq 0 ] && say "waiting for the data volume (${i} s): hub $(hub_state)"
   sleep 1
 done
-grep -qs ' /dev/mapper/vigil-data ' /proc/[0-9]*/mountinfo || fail "the hub never mounted the data volume"
+if ! grep -qs ' /dev/mapper/vigil-data ' /proc/[0-9]*/mountinfo; then
+  journalctl -q -u vigil-hub.service -o cat --no-pager -n 40 | cut -c1-400 | sed 's/^/VIGIL-OSAB hub-log /'
+  fail "the hub never mounted the data volume (hub: $(hub_state))"
+fi
 say "data volume mounted (waited ${i} s)"
 # boot 1 starts while the host still bundles v2: wait until the host says it is released
 url=$(cat "$here/repo-url")

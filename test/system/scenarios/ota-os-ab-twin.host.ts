@@ -29,7 +29,7 @@
 // the harness's scenarios on the 2 cores; docs/system-tests.md).
 // @timeout 3600
 // @beside
-import { chmod, copyFile, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DurableFs } from '../../../hw/os/fs.js';
 import { run, which } from '../../../hw/os/run.js';
@@ -543,6 +543,7 @@ const scenario: HostScenario = async (h) => {
     b.result.events.some((e) => e.startsWith('SHUTDOWN')) &&
     !b.result.events.some((e) => e.startsWith('WATCHDOG'));
 
+  let passed = false;
   try {
     // 1. v1 installs v2 (the full OS, downloaded to the data volume)
     // v2 is bundled and released while v1 boots: its check waits for the release
@@ -633,15 +634,20 @@ const scenario: HostScenario = async (h) => {
     );
     if (n !== BOOTS) throw new Error(`${String(n)} boots, planned ${String(BOOTS)}`);
     h.log(`done: ${String(n)} boots in ${String(secs(t0))} s`);
+    passed = true;
   } catch (e) {
     if (!(e instanceof StopAfter)) throw e;
     h.log(
       `stopped after ${String(n)} of ${String(BOOTS)} boots (VIGIL_OSAB_BOOTS) in ${String(secs(t0))} s`,
     );
+    passed = true;
   } finally {
     await server.close();
-    for (const f of [card, pristine]) await rm(f, { force: true });
-    await stat(work).catch(() => undefined);
+    await rm(pristine, { force: true });
+    // a failed story keeps its card (sparse): the slots' journals say what the twin did
+    // (`debugfs -R "rdump /var/log/journal DIR" card.img?offset=...`, then `journalctl -D`)
+    if (passed) await rm(card, { force: true });
+    else h.log(`the card is kept for a look: ${card}`);
   }
   return undefined;
 };
