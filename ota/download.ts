@@ -9,9 +9,12 @@
  * writes (DurableFs has no append) and fsynced every few MiB and at the end. A
  * power cut may leave it short or with garbage at the tail; the length check
  * and the hashes catch both, and a mismatch restarts the download from zero.
+ * The hashes cover the bytes as written (a resumed part's prefix as read back
+ * from the file), computed during the transfer.
  * The rename to `dest` goes through DurableFs like every durable step.
  */
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -64,14 +67,23 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
+/** The target's hashes this client checks (sha256/sha512); none means nothing to check. */
+function hashAlgs(target: TargetFile): string[] {
+  return Object.keys(target.hashes).filter((a) => a === 'sha256' || a === 'sha512');
+}
+
+function digestsMatch(hs: readonly Hash[], algs: readonly string[], target: TargetFile): boolean {
+  return hs.every((h, i) => h.digest('hex') === target.hashes[algs[i] ?? '']);
+}
+
 /** Hash a file with every algorithm the target names (sha256/sha512). */
 export async function fileMatches(path: string, target: TargetFile): Promise<boolean> {
-  const algs = Object.keys(target.hashes).filter((a) => a === 'sha256' || a === 'sha512');
+  const algs = hashAlgs(target);
   if (algs.length === 0) return false; // nothing we can check: refuse
   if ((await sizeOf(path)) !== target.length) return false;
   const hs = algs.map((a) => createHash(a));
   for await (const chunk of createReadStream(path)) for (const h of hs) h.update(chunk as Buffer);
-  return hs.every((h, i) => h.digest('hex') === target.hashes[algs[i] ?? '']);
+  return digestsMatch(hs, algs, target);
 }
 
 /** Download (resuming) and verify; resolves once `dest` holds the verified file. */
@@ -87,6 +99,14 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
     have = 0;
   }
   const resumedFrom = have;
+  // The hashes are computed as the bytes arrive (a part from an earlier attempt is read once
+  // first), not by reading the whole file back afterwards: on a card that read costs as much
+  // as the download's own writes.
+  const algs = hashAlgs(o.target);
+  let hs = algs.map((a) => createHash(a));
+  if (have > 0)
+    for await (const chunk of createReadStream(part, { end: have - 1 }))
+      for (const h of hs) h.update(chunk as Buffer);
   if (have < total) {
     let res;
     try {
@@ -100,6 +120,7 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
       // The server ignored the range: start over from its offset (0).
       await rm(part, { force: true });
       have = res.offset;
+      hs = algs.map((a) => createHash(a));
     }
     if (res.total !== undefined && res.total !== total) {
       throw new DownloadError(
@@ -121,6 +142,7 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
           break; // stops the transfer
         }
         await fh.write(chunk);
+        for (const h of hs) h.update(chunk);
         have += chunk.length;
         sinceSync += chunk.length;
         if (sinceSync >= syncEvery) {
@@ -151,7 +173,7 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
       );
     }
   }
-  if (!(await fileMatches(part, o.target))) {
+  if (algs.length === 0 || (await sizeOf(part)) !== total || !digestsMatch(hs, algs, o.target)) {
     await rm(part, { force: true });
     throw new DownloadError(
       'hash',

@@ -304,8 +304,10 @@ export class OsUpdateAgent {
       logged = true;
       await sleep(this.#o.busyPollMs ?? 5000, signal);
     }
-    // The file is checked again right before RAUC sees it (it sat on disk meanwhile).
-    if (!(await fileMatches(file, cand.target))) {
+    // After a wait for a recording the file is checked again right before RAUC sees it (it sat
+    // on disk meanwhile); straight after its download (hashed as it arrived) it is not read a
+    // third time: RAUC checks the bundle's signature and dm-verity hashes as it installs.
+    if (logged && !(await fileMatches(file, cand.target))) {
       await this.#clearDownloads(downloads);
       return this.#report({
         kind: 'refused',

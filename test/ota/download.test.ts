@@ -183,3 +183,36 @@ t.test('an endless target is refused and leaves no part file behind', async (tt)
     await tt.rejects(stat(dest), { code: 'ENOENT' }, `${what}: no download either`);
   }
 });
+
+t.test(
+  'a complete part left before its rename is verified and kept, without a transfer',
+  async (tt) => {
+    const { dir, dest } = await setup(tt);
+    await (await import('node:fs/promises')).mkdir(join(dir, 'dl'), { recursive: true });
+    await writeFile(`${dest}.part`, body);
+    // nothing listens here: a transfer would fail
+    const r = await downloadTarget({
+      transport: new FetchTransport(),
+      fs: new DurableFs(),
+      url: 'http://127.0.0.1:9/file.bin',
+      dest,
+      target,
+    });
+    tt.equal(r.resumedFrom, body.length);
+    tt.same(await readFile(dest), body);
+    // the same with a flipped bit: refused, and the part is gone
+    const bad = Buffer.from(body);
+    bad[7] = (bad[7] ?? 0) ^ 1;
+    await rm(dest);
+    await writeFile(`${dest}.part`, bad);
+    const e = await downloadTarget({
+      transport: new FetchTransport(),
+      fs: new DurableFs(),
+      url: 'http://127.0.0.1:9/file.bin',
+      dest,
+      target,
+    }).catch((x: unknown) => x);
+    tt.ok(e instanceof DownloadError && e.failure === 'hash', 'hash mismatch');
+    await tt.rejects(stat(`${dest}.part`), 'the bad part is gone');
+  },
+);

@@ -28,7 +28,8 @@ interface Rig {
   committed(): Promise<string>;
 }
 
-type Place = Pick<OsAgentOptions, 'downloadDir' | 'freeBytes'>;
+type Place = Pick<OsAgentOptions, 'downloadDir' | 'freeBytes'> &
+  Partial<Pick<OsAgentOptions, 'busy'>>;
 
 async function rig(tt: Test, place: Place = {}): Promise<Rig> {
   const work = await tempDir('vigil-os-agent-');
@@ -58,11 +59,11 @@ async function rig(tt: Test, place: Place = {}): Promise<Rig> {
         rauc: card.rauc,
         boot: card.bootPort,
         health: { check: () => Promise.resolve(health()) },
-        busy: { isBusy: () => false },
         reporter: { report: (o) => void outcomes.push(o) },
         runningVersion: () => Promise.resolve(card.running().version),
         now: () => repo.now,
         busyPollMs: 10,
+        busy: { isBusy: () => false },
         ...place,
       }),
     publish: async (version, behaviour = 'healthy') => {
@@ -181,6 +182,37 @@ t.test('a tampered bundle is refused by TUF before RAUC sees it', async (tt) => 
     'the bundle was fetched (and refused)',
   );
 });
+
+t.test(
+  'a bundle changed on disk while a recording runs is refused before RAUC sees it',
+  async (tt) => {
+    const dl = await tempDir('vigil-os-dl-');
+    tt.teardown(() => rm(dl, { recursive: true, force: true }));
+    let asked = 0;
+    const r = await rig(tt, {
+      downloadDir: () => dl,
+      busy: {
+        // the first look finds a recording: meanwhile the verified download is altered on disk
+        isBusy: async () => {
+          if (++asked > 1) return false;
+          for (const f of await readdir(dl)) {
+            const p = join(dl, f);
+            const bytes = await readFile(p);
+            bytes[0] = (bytes[0] ?? 0) ^ 0xff;
+            await writeFile(p, bytes);
+          }
+          return true;
+        },
+      },
+    });
+    await r.publish('2.0.0');
+    const o = await r.agent().check();
+    tt.match(o, { kind: 'refused', failure: 'hash', reason: /changed on disk/ });
+    tt.same(r.card.installs, [], 'RAUC never saw it');
+    tt.same(await readdir(dl), [], 'the altered file is removed');
+    tt.equal(asked, 2, 'checked again after the wait');
+  },
+);
 
 t.test('a bundle RAUC refuses (CMS signature) is reported and not retried', async (tt) => {
   const r = await rig(tt);
