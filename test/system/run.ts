@@ -190,7 +190,8 @@ async function main(): Promise<void> {
         h.killAt.size ? `kill-at=${[...h.killAt].map(([b, m]) => `${b}:${m}`).join(',')}` : '',
         h.group !== undefined ? `group=${h.group}` : '',
         h.beside ? 'beside' : '',
-        `disks=${h.disks.map((d) => `${d.name}:${d.sizeMiB}M`).join(',')}`,
+        // a host scenario boots its own images: the harness's disks are not its
+        s.kind === 'host' ? '' : `disks=${h.disks.map((d) => `${d.name}:${d.sizeMiB}M`).join(',')}`,
       ].filter(Boolean);
       out(`${s.name} (${s.kind}) ${extras.join(' ')}`);
     }
