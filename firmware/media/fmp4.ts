@@ -400,6 +400,8 @@ export class Fmp4Splitter {
   #init: InitSegment | undefined;
   #trexDurations = new Map<number, number>();
   #pendingMoof: Uint8Array | undefined;
+  /** The fragment being filled: its moof, then its mdat as the bytes arrive. */
+  #fill: { readonly moof: Uint8Array; readonly bytes: Uint8Array; at: number } | undefined;
   readonly #onInit: (init: InitSegment) => void;
   readonly #onFragment: (f: Fragment) => void;
   readonly #now: () => number;
@@ -423,16 +425,43 @@ export class Fmp4Splitter {
     this.#chunks.push(chunk);
     this.#len += chunk.length;
     for (;;) {
+      if (this.#fill !== undefined) {
+        // an mdat after its moof: copied into the fragment's buffer as the bytes arrive,
+        // so the encoder's pipe chunks die young instead of waiting for the whole GOP
+        const f = this.#fill;
+        const k = Math.min(this.#len, f.bytes.length - f.at);
+        this.#takeInto(f.bytes, f.at, k);
+        f.at += k;
+        if (f.at < f.bytes.length) return;
+        this.#fill = undefined;
+        this.#fragment(f.moof, f.bytes);
+        continue;
+      }
       if (this.#need === undefined) {
         if (this.#len < 8) return;
         const head = this.#peek(Math.min(16, this.#len));
         const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
         let size = dv.getUint32(0);
+        let headLength = 8;
         if (size === 1) {
           if (head.length < 16) return;
           size = Number(dv.getBigUint64(8));
+          headLength = 16;
         }
         if (size < 8 || size > MAX_BOX) throw new Fmp4Error(`implausible MP4 box size ${size}`);
+        const moof = this.#pendingMoof;
+        if (
+          moof !== undefined &&
+          this.#init !== undefined &&
+          size >= headLength &&
+          String.fromCharCode(head[4] ?? 0, head[5] ?? 0, head[6] ?? 0, head[7] ?? 0) === 'mdat'
+        ) {
+          this.#pendingMoof = undefined;
+          const bytes = new Uint8Array(moof.length + size);
+          bytes.set(moof, 0);
+          this.#fill = { moof, bytes, at: moof.length };
+          continue;
+        }
         this.#need = size;
       }
       if (this.#len < this.#need) return;
@@ -458,23 +487,28 @@ export class Fmp4Splitter {
 
   #take(n: number): Uint8Array {
     const out = new Uint8Array(n);
+    this.#takeInto(out, 0, n);
+    return out;
+  }
+
+  /** Move the next `n` buffered bytes into `out` at `at`. */
+  #takeInto(out: Uint8Array, at: number, n: number): void {
     let o = 0;
     while (o < n) {
       const c = this.#chunks[0];
       if (!c) break;
       const k = Math.min(c.length, n - o);
-      out.set(c.subarray(0, k), o);
+      out.set(c.subarray(0, k), at + o);
       o += k;
       if (k === c.length) this.#chunks.shift();
       else this.#chunks[0] = c.subarray(k);
     }
-    this.#len -= n;
-    return out;
+    this.#len -= o;
   }
 
   /** Bytes held back waiting for the rest of a box (dropped if the encoder dies). */
   get pendingBytes(): number {
-    return this.#len + (this.#pendingMoof?.length ?? 0);
+    return this.#len + (this.#pendingMoof?.length ?? 0) + (this.#fill?.at ?? 0);
   }
 
   #box(type: string, box: Uint8Array): void {
@@ -499,42 +533,41 @@ export class Fmp4Splitter {
       this.#pendingMoof = box;
       return;
     }
-    if (type === 'mdat' && this.#pendingMoof) {
-      const moofBytes = this.#pendingMoof;
-      this.#pendingMoof = undefined;
-      const info = parseMoof(
-        moofBytes,
-        boxes(moofBytes, 0, moofBytes.length)[0] as Box,
-        this.#trexDurations,
-      );
-      const bytes = new Uint8Array(moofBytes.length + box.length);
-      bytes.set(moofBytes, 0);
-      bytes.set(box, moofBytes.length);
-      const init = this.#init;
-      const videoId = init.tracks.find((t) => t.kind === 'video')?.id;
-      const main = info.trafs.find((t) => t.trackId === videoId) ?? info.trafs[0];
-      if (!main) throw new Fmp4Error('moof has no traf');
-      const timescaleOf = (id: number): number =>
-        init.tracks.find((t) => t.id === id)?.timescale ?? init.timescale;
-      const tracks: TrackTime[] = [main, ...info.trafs.filter((t) => t !== main)].map((t) => ({
-        trackId: t.trackId,
-        timescale: timescaleOf(t.trackId),
-        baseTime: t.baseTime,
-        ...(t.tfdt ? { tfdt: t.tfdt } : {}),
-      }));
-      const ts = timescaleOf(main.trackId);
-      this.#onFragment({
-        bytes,
-        sequence: info.sequence,
-        startS: main.baseTime / ts,
-        durationS: main.duration / ts,
-        keyframe: main.keyframe,
-        receivedAt: this.#now(),
-        baseTime: main.baseTime,
-        ...(main.tfdt ? { tfdt: main.tfdt } : {}),
-        tracks,
-      });
-    }
+    // an mdat after its moof never gets here: push() fills the fragment as it arrives
     // mfra, free, styp, sidx: not needed for clips.
+  }
+
+  /** A whole fragment: `bytes` is its moof (`moofBytes`) followed by its mdat. */
+  #fragment(moofBytes: Uint8Array, bytes: Uint8Array): void {
+    const init = this.#init;
+    if (init === undefined) throw new Fmp4Error('fragment before the init segment');
+    const info = parseMoof(
+      moofBytes,
+      boxes(moofBytes, 0, moofBytes.length)[0] as Box,
+      this.#trexDurations,
+    );
+    const videoId = init.tracks.find((t) => t.kind === 'video')?.id;
+    const main = info.trafs.find((t) => t.trackId === videoId) ?? info.trafs[0];
+    if (!main) throw new Fmp4Error('moof has no traf');
+    const timescaleOf = (id: number): number =>
+      init.tracks.find((t) => t.id === id)?.timescale ?? init.timescale;
+    const tracks: TrackTime[] = [main, ...info.trafs.filter((t) => t !== main)].map((t) => ({
+      trackId: t.trackId,
+      timescale: timescaleOf(t.trackId),
+      baseTime: t.baseTime,
+      ...(t.tfdt ? { tfdt: t.tfdt } : {}),
+    }));
+    const ts = timescaleOf(main.trackId);
+    this.#onFragment({
+      bytes,
+      sequence: info.sequence,
+      startS: main.baseTime / ts,
+      durationS: main.duration / ts,
+      keyframe: main.keyframe,
+      receivedAt: this.#now(),
+      baseTime: main.baseTime,
+      ...(main.tfdt ? { tfdt: main.tfdt } : {}),
+      tracks,
+    });
   }
 }
