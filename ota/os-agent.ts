@@ -298,16 +298,16 @@ export class OsUpdateAgent {
       );
     }
     // Never cut a recording or a live session: install and reboot only when idle.
-    let logged = false;
+    let waited = false;
     while (await this.#o.busy.isBusy()) {
-      if (!logged) this.#log.info('OS update staged; waiting for the recording to finish');
-      logged = true;
+      if (!waited) this.#log.info('OS update staged; waiting for the recording to finish');
+      waited = true;
       await sleep(this.#o.busyPollMs ?? 5000, signal);
     }
     // After a wait for a recording the file is checked again right before RAUC sees it (it sat
     // on disk meanwhile); straight after its download (hashed as it arrived) it is not read a
     // third time: RAUC checks the bundle's signature and dm-verity hashes as it installs.
-    if (logged && !(await fileMatches(file, cand.target))) {
+    if (waited && !(await fileMatches(file, cand.target))) {
       await this.#clearDownloads(downloads);
       return this.#report({
         kind: 'refused',

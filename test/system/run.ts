@@ -232,6 +232,8 @@ async function main(): Promise<void> {
     if (!serial && besides.length > 0)
       say(`beside the others (a second lane): ${besides.map((x) => x.name).join(', ')}`);
     const second = serial ? Promise.resolve() : besideLane();
+    // awaited after the main lane; until then a throw must not end the run as unhandled
+    second.catch(() => undefined);
     let guest: GuestImage | undefined;
     let projectImage: string | undefined;
     let setupError: string | undefined;

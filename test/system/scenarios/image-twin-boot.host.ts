@@ -247,12 +247,11 @@ const scenario: HostScenario = async (h) => {
     throw new Error(`the provisioned card's relay is ${provisioned.services.relay ?? 'none'}`);
   const walk = process.env.VIGIL_TWIN_JOURNEY !== '0';
   const twinKernel = kernelName.slice('vmlinuz-'.length);
-  if (walk && h.guest === undefined)
-    throw new Error('no harness guest (gpio-mockup comes from it)');
-  const journey =
-    walk && h.guest !== undefined
-      ? await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity))
-      : undefined;
+  let journey: Awaited<ReturnType<typeof journeyDisk>> | undefined;
+  if (walk) {
+    if (h.guest === undefined) throw new Error('no harness guest (gpio-mockup comes from it)');
+    journey = await journeyDisk(h.workDir, h.guest, twinKernel, encodeQrPayload(identity));
+  }
   // the journey's diagnostics (journal, addresses, routes, the home router's logs): a tar the
   // twin writes on this raw disk before its verdict, unpacked into workDir/diagnostics
   const diagDisk = join(h.workDir, 'diagnostics.tar');

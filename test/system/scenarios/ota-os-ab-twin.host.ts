@@ -25,8 +25,9 @@
 // VIGIL_OSAB_BOOTS=N ends the story after N boots (development; logged).
 // The twin image: VIGIL_TWIN_IMAGE, else CI's image step's build-1, else image/out/qemu-amd64
 // (SKIP when none; docs/system-tests.md, "OS updates A/B").
-// It runs beside the rest of the suite (a second lane: ~25 min of twin boots against ~20 of
-// the harness's scenarios on the 2 cores; docs/system-tests.md).
+// It runs beside the rest of the suite (`@beside`: a second lane, started before the harness's
+// guest is built; ~18 min of twin boots beside ~23 min of the harness's scenarios in session 9;
+// docs/system-tests.md).
 // @timeout 3600
 // @beside
 import { chmod, copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
