@@ -5,10 +5,13 @@
  * (WATCHDOG, RESET, SHUTDOWN with its cause) are collected: how the host tells a watchdog
  * reset from the guest's own power-off.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
 import { createInterface } from 'node:readline';
 import { spawnProcess } from '../../../hw/os/run.js';
 import type { BootResult, BootSpec } from './types.js';
@@ -64,8 +67,20 @@ export function qemuArgs(spec: BootSpec): string[] {
   return args;
 }
 
-function qmpSocket(spec: BootSpec): string {
-  return `${spec.consoleLog}.qmp`;
+/** sun_path holds 108 bytes with its NUL: a longer socket path makes qemu refuse to start. */
+export const UNIX_PATH_MAX = 107;
+
+/**
+ * The QMP socket: in the temporary directory, named by a hash of the console log's path (one
+ * per boot, the same in a printed reproduction). Never beside the console log: a run
+ * directory under a deep checkout (CI's /check/work/main/test/system/.cache/runs/<stamp>/...)
+ * passes the socket-path limit, and qemu then exits at once without booting.
+ */
+export function qmpSocket(spec: BootSpec): string {
+  const id = createHash('sha256').update(resolvePath(spec.consoleLog)).digest('hex').slice(0, 16);
+  let dir = tmpdir();
+  if (dir.length + 32 > UNIX_PATH_MAX) dir = '/tmp';
+  return join(dir, `vigil-qmp-${id}.sock`);
 }
 
 /**
@@ -154,9 +169,12 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
       : undefined;
   const stdout = vm.child.stdout;
   const stderr = vm.child.stderr;
+  let stderrTail = '';
   if (stderr) {
     stderr.on('data', (d: Buffer) => {
-      log.write(`[qemu stderr] ${d.toString('utf8')}`);
+      const text = d.toString('utf8');
+      log.write(`[qemu stderr] ${text}`);
+      stderrTail = (stderrTail + text).slice(-2000);
     });
   }
   const reading = new Promise<void>((resolve) => {
@@ -198,6 +216,21 @@ export async function bootQemu(spec: BootSpec): Promise<BootResult> {
     timeout: 'timed out',
   };
   if (outcome !== 'exited') log.write(`\n[harness] qemu ${why[outcome]}\n`);
-  await new Promise<void>((resolve) => log.end(resolve));
+  await new Promise<void>((done) => log.end(done));
+  // qemu that never ran a guest (bad argument, socket path, missing file): its own words, not
+  // a boot that seems to have ended by itself with nothing on the console
+  if (outcome === 'exited' && exit.exitCode !== 0 && lines.length === 0)
+    throw new Error(
+      `qemu exited with code ${String(exit.exitCode)} before the guest printed anything: ${oneLine(stderrTail) || '(nothing on stderr)'}`,
+    );
   return { outcome, consoleLog: spec.consoleLog, lines, events, wallMs: Date.now() - t0 };
+}
+
+function oneLine(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .slice(-3)
+    .join(' | ');
 }
