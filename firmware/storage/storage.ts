@@ -63,6 +63,9 @@ export { DEFAULT_STORAGE_CONFIG } from './context.js';
 export type { StorageConfig, StorageDeps, StorageRecord } from './context.js';
 export type { EscrowPort, RecoveryMaterial } from './recovery.js';
 
+/** The longest gap between two asks of the automatic key sources while locked with `no-key`. */
+const RECHECK_MAX_MS = 60_000;
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -81,6 +84,8 @@ export class Storage {
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   readonly #now: () => Date;
   readonly #ctx: StorageContext;
+  /** While locked for want of a key: when the automatic sources are asked again, and the gap after. */
+  readonly #recheck = { atMs: 0, gapMs: 0 };
   #status: StorageStatus = { state: 'finding-device' };
 
   constructor(deps: StorageDeps) {
@@ -486,11 +491,31 @@ export class Storage {
       }
       case 'no-machine-key':
         return (await this.#machineKey(signal)) !== undefined;
-      case 'wrong-key':
       case 'no-key':
+        return this.#automaticKeyAppeared(signal);
+      case 'wrong-key':
       case 'error':
         return false;
     }
+  }
+
+  /**
+   * `no-key` means no automatic source had a key at boot, which may be passing: a source that
+   * failed to answer (an OTP read, a mailbox under load) is a read, not a verdict. Asked again
+   * with a gap that doubles from pollMs up to RECHECK_MAX_MS, and only its key is fetched here
+   * (a cheap read): the volume is opened only once one exists. Without this, a hub whose key
+   * source failed once at boot stayed locked until a person came with the phone or the
+   * recovery key. `wrong-key` is not asked again: the same source gives the same key.
+   */
+  async #automaticKeyAppeared(signal: AbortSignal): Promise<boolean> {
+    const now = this.#now().getTime();
+    if (now < this.#recheck.atMs) return false;
+    this.#recheck.gapMs = Math.min(
+      Math.max(this.#recheck.gapMs * 2, this.config.pollMs),
+      RECHECK_MAX_MS,
+    );
+    this.#recheck.atMs = now + this.#recheck.gapMs;
+    return (await this.#machineKey(signal)) !== undefined;
   }
 
   /** Unlock with a key from a specific (e.g. console) source, then mount. */

@@ -223,6 +223,25 @@ void t.test('locked hub notices a console unlock and aborts cleanly', async (t) 
 });
 
 void t.test(
+  'a key source that failed at boot is asked again: the hub unlocks by itself',
+  async (t) => {
+    const w = await world(t);
+    await w.make().unlockAndMount(sig());
+    await w.block.reboot();
+    const otp = await readFile(w.otpFile, 'utf8');
+    await rm(w.otpFile);
+    const hub = w.make();
+    const p = hub.unlockAndMount(sig());
+    await until(() => w.phone.waiting);
+    t.match(hub.status, { state: 'locked', reason: 'no-key' });
+    // the OTP answers again (a read that failed once at boot); nobody sends a key
+    await writeFile(w.otpFile, otp);
+    t.match(await p, { state: 'unlocked', source: 'otp' }, 'no phone, no recovery key');
+    t.same(w.luks.formats, [DEV], 'never formatted again');
+  },
+);
+
+void t.test(
   'corrupt header: locked, never formatted; restore from backup brings the data back',
   async (t) => {
     const w = await world(t);
