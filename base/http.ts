@@ -8,7 +8,10 @@
  *
  * - The deadline is the caller's `signal` (`AbortSignal.timeout(ms)`): an abort rejects with
  *   the signal's reason, as `fetch` does (`networkCause` names a timeout ETIMEDOUT).
- * - `idleMs`: no byte for that long (headers or body) ends the request (slow retrieval).
+ * - `idleMs`: no byte for that long (headers or body) ends the request (slow retrieval). Within
+ *   the body it counts only while the reader waits for the next chunk: a reader that takes its
+ *   time with a chunk (a download's fsync on a busy card) holds the socket back itself, and
+ *   that is not the server being slow.
  * - `maxBytes`: a body longer than that (declared or sent) is cut off with EHTTP_TOO_LARGE.
  * - A network failure is `HttpError` EHTTP_FAILED "request failed" whose cause is the socket's
  *   or TLS layer's error (ECONNREFUSED, ENOTFOUND, CERT_HAS_EXPIRED...).
@@ -34,7 +37,10 @@ export interface HttpRequestInit {
   readonly signal?: AbortSignal;
   /** Largest body accepted, in bytes. Default 64 MiB. */
   readonly maxBytes?: number;
-  /** End the request when no byte arrives for this long (ms). Default: no idle limit. */
+  /**
+   * End the request when no byte arrives for this long (ms) while the caller waits for one
+   * (the headers, then each chunk it asks for). Default: no idle limit.
+   */
   readonly idleMs?: number;
   /** https: trust these certificates (PEM) instead of the system's (tests, a private CA). */
   readonly ca?: string | Buffer;
@@ -102,6 +108,7 @@ class Answer implements HttpAnswer {
   readonly #res: IncomingMessage;
   readonly #max: number;
   readonly #signal: AbortSignal | undefined;
+  readonly #idleMs: number | undefined;
   readonly #done: () => void;
   #used = false;
 
@@ -109,6 +116,7 @@ class Answer implements HttpAnswer {
     res: IncomingMessage,
     max: number,
     signal: AbortSignal | undefined,
+    idleMs: number | undefined,
     done: () => void,
   ) {
     this.status = res.statusCode ?? 0;
@@ -116,6 +124,7 @@ class Answer implements HttpAnswer {
     this.#res = res;
     this.#max = max;
     this.#signal = signal;
+    this.#idleMs = idleMs;
     this.#done = done;
   }
 
@@ -136,7 +145,11 @@ class Answer implements HttpAnswer {
     try {
       if (Number.isFinite(declared) && declared > this.#max) throw tooLarge(this.#max, declared);
       let n = 0;
-      for await (const chunk of res as AsyncIterable<Buffer>) {
+      const it = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await this.#next(it, res);
+        if (next.done === true) break;
+        const chunk = next.value;
         n += chunk.length;
         if (n > this.#max) throw tooLarge(this.#max);
         yield chunk;
@@ -151,6 +164,23 @@ class Answer implements HttpAnswer {
     } finally {
       if (!res.complete) res.destroy();
       this.#done();
+    }
+  }
+
+  /** The next chunk; with idleMs, the wait for it (and only that wait) is limited. */
+  async #next(
+    it: AsyncIterator<Buffer>,
+    res: IncomingMessage,
+  ): Promise<IteratorResult<Buffer, unknown>> {
+    const ms = this.#idleMs;
+    if (ms === undefined) return it.next();
+    const timer = setTimeout(() => {
+      res.destroy(idle(ms));
+    }, ms);
+    try {
+      return await it.next();
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -178,6 +208,13 @@ class Answer implements HttpAnswer {
     if (empty || (Number.isFinite(declared) && declared <= 64 * 1024)) {
       res.once('end', this.#done);
       res.once('error', this.#done);
+      const ms = this.#idleMs;
+      if (ms !== undefined && !res.complete) {
+        res.setTimeout(ms, () => {
+          res.destroy(idle(ms));
+        });
+        res.once('end', () => res.setTimeout(0));
+      }
       res.resume();
     } else {
       res.destroy();
@@ -208,7 +245,6 @@ export async function httpRequest(
 
   return new Promise<HttpAnswer>((resolve, reject) => {
     let settled = false;
-    let answered: IncomingMessage | undefined;
     const req = requestFn(
       {
         protocol: u.protocol,
@@ -228,8 +264,10 @@ export async function httpRequest(
           return;
         }
         settled = true;
-        answered = res;
-        resolve(new Answer(res, max, signal, release));
+        // from here the body's reader times its own waits (Answer.#next): the socket's idle
+        // timer would also fire while the reader is busy and the socket held back for it
+        if (idleMs !== undefined) req.setTimeout(0);
+        resolve(new Answer(res, max, signal, idleMs, release));
       },
     );
     const onAbort = (): void => {
@@ -244,12 +282,10 @@ export async function httpRequest(
       signal?.removeEventListener('abort', onAbort);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    // the socket's idle timer covers the wait for the headers and every wait within the body
+    // the socket's idle timer covers the wait for the headers
     if (idleMs !== undefined)
       req.setTimeout(idleMs, () => {
-        if (answered !== undefined) {
-          if (!answered.complete) answered.destroy(idle(idleMs));
-        } else req.destroy(idle(idleMs));
+        if (!settled) req.destroy(idle(idleMs));
       });
     req.on('error', (e) => {
       if (settled) return;

@@ -18,7 +18,7 @@ import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { VigilError } from '../base/errors.js';
+import { VigilError, reasonOf } from '../base/errors.js';
 import type { DurableFs } from '../hw/os/fs.js';
 import type { TargetFile } from './metadata.js';
 import type { Transport } from './transport.js';
@@ -155,7 +155,7 @@ export async function downloadTarget(o: DownloadOptions): Promise<{ resumedFrom:
     } catch (e) {
       throw new DownloadError(
         'fetch',
-        `download of ${o.url} interrupted at ${String(have)}/${String(total)} bytes`,
+        `download of ${o.url} interrupted at ${String(have)}/${String(total)} bytes: ${reasonOf(e)}`,
         { cause: e },
       );
     } finally {

@@ -135,6 +135,26 @@ t.test('timeouts: the deadline, an idle body, an idle wait for the headers', asy
   await tt.rejects(trickle.bytes(), { code: 'EHTTP_IDLE' });
 });
 
+t.test('idleMs counts the wait for data, not a reader that takes its time', async (tt) => {
+  const body = Buffer.alloc(8 * 1024 * 1024, 7);
+  const { url } = await server(tt, (_req, res) => {
+    res.writeHead(200, { 'content-length': String(body.length) }).end(body);
+  });
+  const a = await httpRequest(`${url}/big`, { idleMs: 300, maxBytes: body.length });
+  let got = 0;
+  let held = 0;
+  for await (const c of a.chunks()) {
+    got += c.length;
+    // the reader is busy (a download's fsync on a slow card) for three idle periods, three
+    // times: the socket is held back for it, the server is not slow
+    if (held < 3) {
+      held++;
+      await new Promise((r) => setTimeout(r, 900));
+    }
+  }
+  tt.equal(got, body.length, 'the whole body, no EHTTP_IDLE');
+});
+
 t.test("the caller's abort, before and during the body, rejects with its reason", async (tt) => {
   const { url } = await server(tt, (_req, res) => {
     res.writeHead(200);
