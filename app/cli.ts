@@ -606,10 +606,9 @@ export const command: Command = {
   async run(ctx: CommandContext): Promise<number> {
     const sub = ctx.argv[0];
     if (sub === 'pair') {
-      // Owned by the pairing area; loaded only when used.
-      // A non-literal specifier: that module is written concurrently by the pairing area.
-      const pairModule = './pair/cli.js';
-      const { pairCommand } = (await import(pairModule)) as { pairCommand: Command };
+      // Loaded only when used. A literal specifier: the shipped bundle (image/app-bundle.ts)
+      // must see it to include the module.
+      const { pairCommand } = await import('./pair/cli.js');
       return pairCommand.run({ ...ctx, argv: ctx.argv.slice(1) });
     }
     const a = parse(ctx.argv);

@@ -11,12 +11,15 @@
  *            --node-flags=none|"<flags>" (default: the unit's HUB_NODE_FLAGS)
  *            --sink hub|counting (default hub: retention's local copies + the durable
  *            uplink queue drained into a stand-in relay; counting: bytes counted only)
+ *            --packages bundled|external (default bundled: the hub built as it ships,
+ *            image/app-bundle.ts; external: packages loaded from node_modules)
  *            --relay loopback|memory (default loopback: the stand-in relay listens on a
  *            loopback port in this process and the hub sends with its HTTP client;
  *            memory: the hub's client is replaced by an in-memory answer, as before #19's
  *            sixth pass)
  *
- * The hub runs as its own plain-node process (bundled with esbuild, no TS loader):
+ * The hub runs as its own plain-node process (bundled with esbuild as the product ships,
+ * no TS loader):
  * MLS hub + real sealer (post-quantum suite) + the full pipeline (fMP4 parsing,
  * GOP ring, motion on the grey side stream, clips + thumbnails sealed for real).
  *
@@ -28,7 +31,9 @@
  */
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import { spawnProcess, run } from '../hw/os/run.js';
+import { HUB_BUNDLE_OPTIONS } from '../image/app-bundle.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
@@ -67,6 +72,9 @@ const relayArg = process.argv.includes('--relay')
   : 'loopback';
 if (relayArg !== 'loopback' && relayArg !== 'memory')
   throw new Error('--relay is loopback or memory');
+const packagesArg = strArg('packages', 'bundled');
+if (packagesArg !== 'bundled' && packagesArg !== 'external')
+  throw new Error('--packages is bundled or external');
 const nodeFlagsArg = process.argv
   .find((a) => a.startsWith('--node-flags='))
   ?.slice('--node-flags='.length);
@@ -142,21 +150,16 @@ if (source === 'replay') {
   }
 }
 
-// 3. The hub process.
-const hubJs = join(cacheDir, 'media-recording-hub.mjs');
-await run(
-  join(process.cwd(), 'node_modules', 'esbuild', 'bin', 'esbuild'),
-  [
-    'bench/media-recording-hub.ts',
-    '--bundle',
-    '--platform=node',
-    '--format=esm',
-    '--packages=external',
-    `--outfile=${hubJs}`,
-    '--log-level=warning',
-  ],
-  { timeoutMs: 120_000 },
-);
+// 3. The hub process, bundled as the product ships (image/app-bundle.ts: packages bundled in,
+// zod's translations left out); `--packages external` for the old harness (project code
+// bundled, every package loaded from node_modules).
+const hubJs = join(cacheDir, `media-recording-hub-${packagesArg}.mjs`);
+await build({
+  ...HUB_BUNDLE_OPTIONS,
+  ...(packagesArg === 'external' ? { packages: 'external', plugins: [], external: [] } : {}),
+  entryPoints: ['bench/media-recording-hub.ts'],
+  outfile: hubJs,
+});
 const seconds = warmupS + minutes * 60;
 // the stand-in relay on loopback, in this process (`--relay memory`: the hub answers itself)
 const relay = relayArg === 'loopback' && sinkArg === 'hub' ? await startAckingRelay() : undefined;
@@ -257,7 +260,7 @@ console.log(
   [
     `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
-    `  hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? `hub (local copies + durable uplink queue, stand-in relay ${relay ? `on loopback: ${String(relay.stats().requests)} requests on ${String(relay.stats().connections)} connections` : 'in memory'})` : 'counting'}`,
+    `  hub bundle: packages ${packagesArg === 'bundled' ? 'bundled in, as shipped (image/app-bundle.ts)' : 'external (node_modules)'}; hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? `hub (local copies + durable uplink queue, stand-in relay ${relay ? `on loopback: ${String(relay.stats().requests)} requests on ${String(relay.stats().connections)} connections` : 'in memory'})` : 'counting'}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
     `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
       .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)

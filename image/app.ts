@@ -1,5 +1,6 @@
 /**
- * Stage Vigil for the image: compiled JavaScript, production node_modules
+ * Stage Vigil for the image: compiled JavaScript (the entry points bundled,
+ * image/app-bundle.ts), production node_modules
  * (native addons rebuilt for the board's CPU) and the Node 20 runtime from the
  * npm registry's node-linux-<arch> package, integrity-checked.
  */
@@ -8,6 +9,7 @@ import { cp, mkdir, readFile, readdir, rm, stat, symlink } from 'node:fs/promise
 import { join } from 'node:path';
 import { CommandError, run, which } from '../hw/os/run.js';
 import { VigilError, reasonOf } from '../base/errors.js';
+import { bundleApp } from './app-bundle.js';
 import type { Board } from './boards.js';
 import type { Runner } from './disk.js';
 
@@ -295,7 +297,17 @@ export async function stageApp(o: StageAppOptions): Promise<StagedApp> {
       cause: e,
     });
   }
-  // the object detector's model, beside its compiled adapter (hw/detector/onnx-detector.ts)
+  // the two entry points a device runs (the CLI and hub, the OTA launcher), bundled over
+  // tsc's output of them: packages and modules in a few files, less memory (issue #19)
+  try {
+    await bundleApp({ srcDir: src.srcDir, outDir: join(appDir, 'dist') });
+  } catch (e) {
+    throw new AppStageError(`bundling the app (image/app-bundle.ts) failed: ${reasonOf(e)}`, {
+      cause: e,
+    });
+  }
+  // the object detector's model, beside its compiled adapter (hw/detector/onnx-detector.ts;
+  // the bundle's chunks in dist/bin/ find it there too)
   await cp(join(src.srcDir, 'hw/detector/models'), join(appDir, 'dist/hw/detector/models'), {
     recursive: true,
   });

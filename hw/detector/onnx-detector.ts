@@ -11,6 +11,7 @@
  * with H and W multiples of 32; the hub's side stream is grey, so the one
  * channel is given three times (each normalised with its channel's constants).
  */
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { VigilError } from '../../base/errors.js';
 import { decodeNanoDet } from './nanodet.js';
@@ -20,7 +21,18 @@ import type * as OrtModule from 'onnxruntime-node';
 type Ort = typeof OrtModule;
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 
-export const NANODET_MODEL = fileURLToPath(new URL('./models/nanodet-g.onnx', import.meta.url));
+/**
+ * The model file beside this module (the source tree, tsc's dist/hw/detector/); from the
+ * shipped bundle, whose chunks sit in dist/bin/ (image/app-bundle.ts), it is the copy
+ * in dist/hw/detector/models/ that the image stages.
+ */
+export function modelBeside(moduleUrl: string, file: string): string {
+  const beside = fileURLToPath(new URL(`./models/${file}`, moduleUrl));
+  const fromBundle = fileURLToPath(new URL(`../hw/detector/models/${file}`, moduleUrl));
+  return !existsSync(beside) && existsSync(fromBundle) ? fromBundle : beside;
+}
+
+export const NANODET_MODEL = modelBeside(import.meta.url, 'nanodet-g.onnx');
 
 const INPUT = 'input_1';
 /** Input pixels per cell of the three output levels (outputs `cls_<stride>`, `reg_<stride>`). */

@@ -3,9 +3,14 @@
  * (dev/fixtures/images/README.md: public-domain and CC0 pictures shipped by
  * Debian's python3-skimage).
  */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { greyPhoto } from '../../../dev/fixtures/images.js';
-import { OnnxDetector } from '../../../hw/detector/onnx-detector.js';
+import { NANODET_MODEL, OnnxDetector, modelBeside } from '../../../hw/detector/onnx-detector.js';
+import { pathExists } from '../../../hw/os/fs.js';
 
 const detector = new OnnxDetector();
 t.teardown(() => detector.close());
@@ -74,3 +79,35 @@ t.test('a model that does not load is a DetectorError, and a retry loads again',
   });
   t.equal(d.loaded, false);
 });
+
+t.test('the model: beside the module in the source tree', async (t) => {
+  t.ok(await pathExists(NANODET_MODEL), NANODET_MODEL);
+  t.match(NANODET_MODEL, /hw\/detector\/models\/nanodet-g\.onnx$/);
+});
+
+t.test(
+  "the model from tsc's tree and from the bundle (chunks in dist/bin/, image/app-bundle.ts)",
+  async (t) => {
+    const dist = await mkdtemp(join(tmpdir(), 'vigil-model-'));
+    t.teardown(() => rm(dist, { recursive: true, force: true }));
+    await mkdir(join(dist, 'hw/detector/models'), { recursive: true });
+    await mkdir(join(dist, 'bin'), { recursive: true });
+    const model = join(dist, 'hw/detector/models/m.onnx');
+    await writeFile(model, 'model');
+    t.equal(
+      modelBeside(pathToFileURL(join(dist, 'hw/detector/onnx-detector.js')).href, 'm.onnx'),
+      model,
+      'tsc: beside',
+    );
+    t.equal(
+      modelBeside(pathToFileURL(join(dist, 'bin/chunk-ABC.js')).href, 'm.onnx'),
+      model,
+      'a bundle chunk in dist/bin/: the staged copy',
+    );
+    // neither exists: the path beside the module, so the error names where it was expected
+    t.equal(
+      modelBeside(pathToFileURL(join(dist, 'bin/chunk-ABC.js')).href, 'other.onnx'),
+      join(dist, 'bin/models/other.onnx'),
+    );
+  },
+);
