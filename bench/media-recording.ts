@@ -154,12 +154,18 @@ if (source === 'replay') {
 // zod's translations left out); `--packages external` for the old harness (project code
 // bundled, every package loaded from node_modules).
 const hubJs = join(cacheDir, `media-recording-hub-${packagesArg}.mjs`);
-await build({
-  ...HUB_BUNDLE_OPTIONS,
-  ...(packagesArg === 'external' ? { packages: 'external', plugins: [], external: [] } : {}),
-  entryPoints: ['bench/media-recording-hub.ts'],
-  outfile: hubJs,
-});
+await build(
+  packagesArg === 'external'
+    ? {
+        ...HUB_BUNDLE_OPTIONS,
+        packages: 'external',
+        plugins: [],
+        external: [],
+        entryPoints: ['bench/media-recording-hub.ts'],
+        outfile: hubJs,
+      }
+    : { ...HUB_BUNDLE_OPTIONS, entryPoints: ['bench/media-recording-hub.ts'], outfile: hubJs },
+);
 const seconds = warmupS + minutes * 60;
 // the stand-in relay on loopback, in this process (`--relay memory`: the hub answers itself)
 const relay = relayArg === 'loopback' && sinkArg === 'hub' ? await startAckingRelay() : undefined;

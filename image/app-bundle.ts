@@ -11,19 +11,47 @@
  * the CLI, so code that finds files relative to its own module (`import.meta.url`) keeps
  * the depth it has in tsc's tree: `../../package.json` from bin/ (hub-ota.ts's
  * treeVersion, vigil.ts's version), node_modules for the packages left outside
- * (createRequire: unix-dgram, ts-mls's files in protocol/mls-profile.ts); the detector
+ * (createRequire: unix-dgram); the detector
  * looks beside itself, then in `../hw/detector/models/` (hw/detector/onnx-detector.ts).
  *
- * Packages are bundled in (zod, @hpke, @noble: one module each instead of ~150 files),
- * except those with native code or files beside their modules. zod's 64 translations of
+ * Packages are bundled in (zod, ts-mls, @hpke, @noble: a few chunks instead of ~250 files),
+ * except those with native code or files beside their modules; ts-mls's files, which the
+ * MLS profile loads by URL from node_modules in the source tree, are imported by literal
+ * specifiers in the bundle (protocol/ts-mls-files.ts, tsMlsFilesBundled). zod's 64 translations of
  * its error messages are left out: Vigil uses the default (English) messages only, which
  * zod imports on its own (`locales/en.js`); `z.locales` is empty in the bundle.
  *
  *   npx tsx image/app-bundle.ts [OUTDIR=dist]     (part of `npm run build`)
  */
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { BuildOptions, Plugin } from 'esbuild';
+import { TS_MLS_FILES } from '../protocol/ts-mls-files.js';
+
+/**
+ * The part of esbuild's API used here. esbuild is a development dependency (the shipped
+ * code's dependency rule, .dependency-cruiser.cjs): it is loaded from the source tree being
+ * built and not imported here, not even for its types.
+ */
+interface Plugin {
+  readonly name: string;
+  setup(b: {
+    onResolve(
+      o: { filter: RegExp },
+      cb: (a: {
+        path: string;
+        importer: string;
+      }) => { path: string; namespace: string } | undefined,
+    ): void;
+    onLoad(
+      o: { filter: RegExp; namespace?: string },
+      cb: () => { contents: string; loader: 'js' },
+    ): void;
+  }): void;
+}
+interface Esbuild {
+  build(o: Record<string, unknown>): Promise<{ metafile?: { outputs: Record<string, unknown> } }>;
+}
 
 /** The entry points bundled, as [source, output path under the out dir without .js]. */
 export const APP_BUNDLE_ENTRIES: readonly { readonly in: string; readonly out: string }[] = [
@@ -46,8 +74,6 @@ export const APP_BUNDLE_EXTERNALS: readonly string[] = [
   'qrcode',
   'web-push',
   'playwright-core',
-  // loaded module by module from its own files by URL (protocol/mls-profile.ts)
-  'ts-mls',
 ];
 
 /** zod's `locales/index.js` (every translation) replaced by an empty module. */
@@ -67,26 +93,73 @@ export const zodWithoutLocales: Plugin = {
 };
 
 /**
+ * protocol/ts-mls-files.ts replaced by literal imports of the same ts-mls files, which esbuild
+ * resolves through the package's exports ("./*.js") and bundles: the profile's modules come
+ * from the bundle instead of ~90 files in node_modules, still loaded only when the profile is.
+ */
+export const tsMlsFilesBundled: Plugin = {
+  name: 'ts-mls-files-bundled',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]protocol[\\/]ts-mls-files\.ts$/ }, () => ({
+      contents: [
+        `export const TS_MLS_FILES = ${JSON.stringify(TS_MLS_FILES)};`,
+        'const files = {',
+        ...TS_MLS_FILES.map(
+          (f) => `  ${JSON.stringify(f)}: () => import(${JSON.stringify(`ts-mls/${f}`)}),`,
+        ),
+        '};',
+        'export async function importMlsFile(file) {',
+        '  const load = files[file];',
+        '  if (load === undefined) throw new Error(`ts-mls: ${file} is not in the bundle`);',
+        '  return load();',
+        '}',
+        '',
+      ].join('\n'),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * esbuild options shared by the shipped bundle and the benchmarks that build a hub the
  * way it ships (bench/media-recording.ts, bench/hub-floor.ts).
  */
-export const HUB_BUNDLE_OPTIONS = {
+export const HUB_BUNDLE_OPTIONS: {
+  readonly bundle: true;
+  readonly platform: 'node';
+  readonly format: 'esm';
+  readonly target: string;
+  readonly external: string[];
+  readonly plugins: Plugin[];
+  readonly logLevel: 'warning';
+  readonly legalComments: 'none';
+} = {
   bundle: true,
   platform: 'node',
   format: 'esm',
   target: 'node20',
   external: [...APP_BUNDLE_EXTERNALS],
-  plugins: [zodWithoutLocales],
+  plugins: [zodWithoutLocales, tsMlsFilesBundled],
   logLevel: 'warning',
   legalComments: 'none',
-} as const satisfies BuildOptions;
+};
+
+/**
+ * The esbuild of the source tree being built (its node_modules, a development dependency),
+ * as the app stage runs that tree's tsc: building an image is a development host's job, and
+ * nothing on a device imports esbuild.
+ */
+async function esbuildOf(srcDir: string): Promise<Esbuild> {
+  const main = createRequire(join(srcDir, 'package.json')).resolve('esbuild');
+  return (await import(pathToFileURL(main).href)) as Esbuild;
+}
 
 /** Bundle the shipped entry points of the sources in `srcDir` into `outDir` (dist/). */
 export async function bundleApp(o: { readonly srcDir: string; readonly outDir: string }): Promise<{
   readonly files: readonly string[];
 }> {
-  const { build } = await import('esbuild');
-  const r = await build({
+  const esbuild = await esbuildOf(o.srcDir);
+  const r = await esbuild.build({
     ...HUB_BUNDLE_OPTIONS,
     absWorkingDir: o.srcDir,
     entryPoints: APP_BUNDLE_ENTRIES.map((e) => ({ in: e.in, out: e.out })),
@@ -95,7 +168,7 @@ export async function bundleApp(o: { readonly srcDir: string; readonly outDir: s
     chunkNames: 'bin/[name]-[hash]',
     metafile: true,
   });
-  return { files: Object.keys(r.metafile.outputs).sort() };
+  return { files: Object.keys(r.metafile?.outputs ?? {}).sort() };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -30,9 +30,9 @@ import type {
 } from 'ts-mls';
 import type * as TsMls from 'ts-mls';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { VigilError } from '../base/errors.js';
+import { importMlsFile } from './ts-mls-files.js';
+import type { TsMlsFile } from './ts-mls-files.js';
 import type { ItemKind } from './items.js';
 
 export const CIPHERSUITE_NAME = 'MLS_256_XWING_CHACHA20POLY1305_SHA512_Ed25519' as const;
@@ -107,7 +107,7 @@ export type MlsModule = Pick<
 >;
 
 /** Where each part of MlsModule lives in the package (dist/src/, beside its entry point). */
-const MLS_MODULE_FILES: Readonly<Record<string, readonly (keyof MlsModule)[]>> = {
+const MLS_MODULE_FILES: Readonly<Partial<Record<TsMlsFile, readonly (keyof MlsModule)[]>>> = {
   'createCommit.js': ['createCommit'],
   'createMessage.js': ['createApplicationMessage'],
   'clientState.js': [
@@ -131,16 +131,14 @@ const MLS_MODULE_FILES: Readonly<Record<string, readonly (keyof MlsModule)[]>> =
 };
 
 /**
- * One module of ts-mls by file URL beside the package's entry point: the package
- * exports these modules ("./*.js"), but tap's TypeScript loader does not resolve
- * subpath patterns. Each name is checked, so a ts-mls that moved one fails here, clearly.
+ * One module of ts-mls by file (protocol/ts-mls-files.ts). Each name is checked, so a
+ * ts-mls that moved one fails here, clearly.
  */
 async function loadMlsFile(
-  file: string,
+  file: TsMlsFile,
   names: readonly string[],
 ): Promise<(readonly [string, unknown])[]> {
-  const entry = pathToFileURL(createRequire(import.meta.url).resolve('ts-mls'));
-  const m = (await import(new URL(`./${file}`, entry).href)) as Record<string, unknown>;
+  const m = await importMlsFile(file);
   return names.map((n) => {
     if (m[n] === undefined)
       throw new MlsProfileError('EMLS_LIBRARY', `ts-mls: ${file} does not export ${n}`);
@@ -150,7 +148,9 @@ async function loadMlsFile(
 
 async function loadMlsModule(): Promise<MlsModule> {
   const parts = await Promise.all(
-    Object.entries(MLS_MODULE_FILES).map(([file, names]) => loadMlsFile(file, names)),
+    (Object.entries(MLS_MODULE_FILES) as [TsMlsFile, readonly (keyof MlsModule)[]][]).map(
+      ([file, names]) => loadMlsFile(file, names),
+    ),
   );
   return Object.fromEntries(parts.flat()) as unknown as MlsModule;
 }

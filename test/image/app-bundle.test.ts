@@ -9,7 +9,8 @@ import { mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promis
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { APP_BUNDLE_ENTRIES, bundleApp } from '../../image/app-bundle.js';
+import { build } from 'esbuild';
+import { APP_BUNDLE_ENTRIES, HUB_BUNDLE_OPTIONS, bundleApp } from '../../image/app-bundle.js';
 import { run } from '../../hw/os/run.js';
 import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../../firmware/supervisor/malloc.js';
 import { tempDir } from '../ota/helpers.js';
@@ -46,9 +47,41 @@ void t.test('entries, chunks beside the CLI, packages inside, no zod translation
   text += await readFile(join(app, 'dist', 'ota', 'launch.js'), 'utf8');
   t.notMatch(text, /from\s*"zod"|import\("zod"\)/, 'zod is bundled in, not imported');
   t.notMatch(text, /from\s*"@hpke\//, '@hpke is bundled in');
+  t.notMatch(
+    text,
+    /"ts-mls"|"ts-mls\//,
+    "ts-mls's files are bundled in, not loaded from node_modules",
+  );
   t.match(text, /Invalid input/, "zod's English messages are there");
   t.notMatch(text, /Ungültige Eingabe|Entrada inválida/, 'its other languages are not');
   t.match(text, /from\s*"onnxruntime-node"|import\("onnxruntime-node"\)/, 'native addons stay out');
+});
+
+void t.test("the bundle's MLS profile needs no node_modules (ts-mls inside)", async (t) => {
+  const dir = await tempDir('vigil-app-bundle-mls-');
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // the hub's MLS profile built with the shipped options, run where no node_modules is reachable
+  await build({
+    ...HUB_BUNDLE_OPTIONS,
+    stdin: {
+      contents: [
+        "import { loadMlsProfile } from './protocol/mls-profile.ts';",
+        "import { TS_MLS_FILES, importMlsFile } from './protocol/ts-mls-files.ts';",
+        'const p = await loadMlsProfile();',
+        'for (const f of TS_MLS_FILES) await importMlsFile(f);',
+        "const js = await loadMlsProfile({ crypto: 'js' });",
+        'console.log(JSON.stringify({ crypto: p.crypto, js: js.crypto, files: TS_MLS_FILES.length }));',
+      ].join('\n'),
+      resolveDir: ROOT,
+      loader: 'ts',
+    },
+    splitting: true,
+    outdir: join(dir, 'dist', 'bin'),
+  });
+  const r = await run(process.execPath, [join(dir, 'dist', 'bin', 'stdin.js')], {
+    timeoutMs: 120_000,
+  });
+  t.same(JSON.parse(r.stdout.toString()), { crypto: 'native', js: 'js', files: 15 });
 });
 
 void t.test('the bundled CLI answers from its own tree', async (t) => {
