@@ -3,8 +3,8 @@
  * zod schemas, the MLS profile), before any video: with glibc's defaults for V8
  * and with the hub's node flags (HUB_NODE_FLAGS, as the systemd unit passes them),
  * alternating, in fresh plain-node processes. The child is bundled with esbuild twice:
- * packages external (like bench/media-recording.ts's hub) and packages bundled in (like
- * a hub shipped as one bundle would be). Then what one request to a loopback relay adds:
+ * packages external (the harness before #19's seventh pass) and as the hub ships
+ * (image/app-bundle.ts: packages and ts-mls bundled in, zod's translations out). Then what one request to a loopback relay adds:
  * through base/http.ts (the hub's client), or through the platform fetch (undici).
  *
  *   npx tsx bench/hub-floor.ts [runs=4]
@@ -13,44 +13,35 @@ import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import { run } from '../hw/os/run.js';
+import { HUB_BUNDLE_OPTIONS } from '../image/app-bundle.js';
 import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
 import { MiB } from './media-common.js';
 
 const runs = Math.max(1, Number(process.argv[2] ?? 4));
 const cacheDir = join(process.cwd(), 'node_modules', '.cache', 'vigil-bench');
 await mkdir(cacheDir, { recursive: true });
-/** Packages with native code or files beside their modules stay in node_modules. */
-const BUNDLE_EXTERNALS = [
-  'onnxruntime-node',
-  'onoff',
-  'unix-dgram',
-  'v4l2-camera-ts',
-  'libv4l2-ts',
-  '*.node',
-  'pdfkit',
-  'pg',
-  '@aws-sdk/*',
-  'qrcode',
-  'web-push',
-];
-const children = { external: 'packages external', bundled: 'packages bundled in' } as const;
-for (const kind of Object.keys(children))
-  await run(
-    join(process.cwd(), 'node_modules', 'esbuild', 'bin', 'esbuild'),
-    [
-      'bench/hub-floor-child.ts',
-      '--bundle',
-      '--platform=node',
-      '--format=esm',
-      ...(kind === 'external'
-        ? ['--packages=external']
-        : BUNDLE_EXTERNALS.map((p) => `--external:${p}`)),
-      `--outfile=${join(cacheDir, `hub-floor-${kind}.mjs`)}`,
-      '--log-level=warning',
-    ],
-    { timeoutMs: 120_000 },
+const children = {
+  external: 'packages external',
+  bundled: 'bundled as shipped (image/app-bundle.ts)',
+} as const;
+for (const kind of Object.keys(children)) {
+  const outfile = join(cacheDir, `hub-floor-${kind}.mjs`);
+  const entryPoints = ['bench/hub-floor-child.ts'];
+  await build(
+    kind === 'external'
+      ? {
+          ...HUB_BUNDLE_OPTIONS,
+          packages: 'external',
+          plugins: [],
+          external: [],
+          entryPoints,
+          outfile,
+        }
+      : { ...HUB_BUNDLE_OPTIONS, entryPoints, outfile },
   );
+}
 
 // a stand-in relay in this process: reads the body, answers a small JSON
 const relay = createServer((req, res) => {
