@@ -23,6 +23,7 @@
  *
  *   npx tsx image/app-bundle.ts [OUTDIR=dist]     (part of `npm run build`)
  */
+import { readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -154,11 +155,18 @@ async function esbuildOf(srcDir: string): Promise<Esbuild> {
   return (await import(pathToFileURL(main).href)) as Esbuild;
 }
 
+/** A chunk's file name (`chunkNames`): tsc's files in bin/ never end in an 8-character hash. */
+const CHUNK_FILE = /^[\w.-]+-[A-Z0-9]{8}\.js$/;
+
 /** Bundle the shipped entry points of the sources in `srcDir` into `outDir` (dist/). */
 export async function bundleApp(o: { readonly srcDir: string; readonly outDir: string }): Promise<{
   readonly files: readonly string[];
 }> {
   const esbuild = await esbuildOf(o.srcDir);
+  // an earlier build's chunks (other hashes) would otherwise stay and be packed into app bundles
+  const binDir = join(o.outDir, 'bin');
+  for (const f of await readdir(binDir).catch(() => [] as string[]))
+    if (CHUNK_FILE.test(f)) await rm(join(binDir, f), { force: true });
   const r = await esbuild.build({
     ...HUB_BUNDLE_OPTIONS,
     absWorkingDir: o.srcDir,

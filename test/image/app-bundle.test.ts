@@ -27,6 +27,10 @@ async function appTree(t: Test): Promise<{ app: string; files: readonly string[]
     JSON.stringify({ name: 'vigil', version: VERSION, type: 'module' }),
   );
   await symlink(join(ROOT, 'node_modules'), join(app, 'node_modules'));
+  // what tsc wrote before (kept) and an earlier bundle's chunk (removed)
+  await mkdir(join(app, 'dist', 'bin'), { recursive: true });
+  await writeFile(join(app, 'dist', 'bin', 'rauc-backend.js'), '// tsc\n');
+  await writeFile(join(app, 'dist', 'bin', 'hub-ota-ABCD2345.js'), '// an older chunk\n');
   const { files } = await bundleApp({ srcDir: ROOT, outDir: join(app, 'dist') });
   return { app, files };
 }
@@ -42,8 +46,11 @@ void t.test('entries, chunks beside the CLI, packages inside, no zod translation
   const ota = await readdir(join(app, 'dist', 'ota'));
   t.same(ota, ['launch.js'], 'only the launcher in dist/ota/: its shared code is in dist/bin/');
   t.ok(bin.length > 2, `${String(bin.length)} files in dist/bin/`);
+  t.ok(bin.includes('rauc-backend.js'), "tsc's other files stay");
+  t.notOk(bin.includes('hub-ota-ABCD2345.js'), "an earlier build's chunk is gone");
   let text = '';
-  for (const f of bin) text += await readFile(join(app, 'dist', 'bin', f), 'utf8');
+  for (const f of bin.filter((f) => f !== 'rauc-backend.js'))
+    text += await readFile(join(app, 'dist', 'bin', f), 'utf8');
   text += await readFile(join(app, 'dist', 'ota', 'launch.js'), 'utf8');
   t.notMatch(text, /from\s*"zod"|import\("zod"\)/, 'zod is bundled in, not imported');
   t.notMatch(text, /from\s*"@hpke\//, '@hpke is bundled in');
