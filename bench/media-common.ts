@@ -50,14 +50,17 @@ export async function realSealer(
 }
 
 /** CPU seconds (user+system) and RSS (bytes) of another process, from /proc. */
-export async function procUsage(pid: number): Promise<{ cpuS: number; rss: number } | undefined> {
+export async function procUsage(
+  pid: number,
+): Promise<{ cpuS: number; rss: number; anon: number; file: number } | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? '0');
-    return { cpuS: ticks / 100, rss: rssKb * 1024 };
+    const kb = (k: string): number =>
+      Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? '0') * 1024;
+    return { cpuS: ticks / 100, rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
   } catch {
     return undefined;
   }

@@ -227,6 +227,8 @@ const e0 = encoderPid !== undefined ? await procUsage(encoderPid) : undefined;
 const encPid0 = encoderPid;
 const t0 = performance.now();
 const hubRss: number[] = [];
+const hubAnon: number[] = [];
+const hubFile: number[] = [];
 const encRss: number[] = [];
 let h1 = h0;
 let e1 = e0;
@@ -234,6 +236,8 @@ const sampler = setInterval(() => {
   void procUsage(hubPid).then((u) => {
     if (u) {
       hubRss.push(u.rss);
+      hubAnon.push(u.anon);
+      hubFile.push(u.file);
       h1 = u;
     }
   });
@@ -267,7 +271,7 @@ console.log(
     `media-recording${nodeFlags.length ? ` (node ${nodeFlags.join(' ')})` : ''}: ${source === 'replay' ? 'replayed H.264 loop (camera-native path, -c:v copy)' : `simulated camera + libx264 ${preset}`}, ${width}x${height}@${fps}, ${kbps} kbit/s, GOP 1 s; ${wallS.toFixed(0)} s measured after ${warmupS} s warm-up`,
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
     `  hub bundle: packages ${packagesArg === 'bundled' ? 'bundled in, as shipped (image/app-bundle.ts)' : 'external (node_modules)'}; hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? `hub (local copies + durable uplink queue, stand-in relay ${relay ? `on loopback: ${String(relay.stats().requests)} requests on ${String(relay.stats().connections)} connections` : 'in memory'})` : 'counting'}`,
-    `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB)`,
+    `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB); medians anon ${(med(hubAnon) / MiB).toFixed(1)}, file ${(med(hubFile) / MiB).toFixed(1)} MiB`,
     `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
       .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)
       .join(', ')}`,
