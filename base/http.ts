@@ -210,10 +210,14 @@ class Answer implements HttpAnswer {
       res.once('error', this.#done);
       const ms = this.#idleMs;
       if (ms !== undefined && !res.complete) {
-        res.setTimeout(ms, () => {
+        // the drain's own idle timer (the socket's is off, and may serve another request next)
+        const timer = setTimeout(() => {
           res.destroy(idle(ms));
+        }, ms);
+        res.on('data', () => timer.refresh());
+        res.once('close', () => {
+          clearTimeout(timer);
         });
-        res.once('end', () => res.setTimeout(0));
       }
       res.resume();
     } else {

@@ -155,6 +155,20 @@ t.test('idleMs counts the wait for data, not a reader that takes its time', asyn
   tt.equal(got, body.length, 'the whole body, no EHTTP_IDLE');
 });
 
+t.test('a discarded short answer whose server stalls is cut after idleMs', async (tt) => {
+  let closed: Promise<void> | undefined;
+  const { url } = await server(tt, (req, res) => {
+    closed = new Promise((resolve) => req.socket.once('close', () => { resolve(); }));
+    res.writeHead(500, { 'content-length': '100' });
+    res.write('0123456789'); // and never the rest
+  });
+  const a = await httpRequest(`${url}/stall`, { idleMs: 200 });
+  tt.equal(a.status, 500);
+  a.discard();
+  await closed;
+  tt.pass('the connection was closed, not left draining');
+});
+
 t.test("the caller's abort, before and during the body, rejects with its reason", async (tt) => {
   const { url } = await server(tt, (_req, res) => {
     res.writeHead(200);
