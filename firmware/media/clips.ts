@@ -211,11 +211,23 @@ export class ClipRecorder {
   }
 
   onFragment(f: Fragment): void {
-    // Motion began before the encoder had a stream: the clip starts with this GOP.
-    if (!this.#clip && this.#waitingForStream !== undefined && this.#motionActive && this.#init) {
+    // Motion began before the encoder had a stream: the clip starts with this GOP, even if the
+    // motion has ended meanwhile (someone who walked past while the encoder started is still an
+    // event): then the post-roll counts from this first GOP. A stream that comes more than a
+    // clip's length after the motion ended records nothing.
+    if (!this.#clip && this.#waitingForStream !== undefined && this.#init) {
       const reason = this.#waitingForStream;
       this.#waitingForStream = undefined;
-      this.#open(reason, 0);
+      const now = this.#now();
+      if (this.#motionActive) this.#open(reason, 0);
+      else if (now - this.#motionEndedAt <= this.config.maxClipS * 1000) {
+        this.#motionEndedAt = now;
+        this.#open(reason, 0);
+      } else
+        this.#d.logger.info('the stream came too long after the motion ended: no clip', {
+          reason,
+          endedMsAgo: now - this.#motionEndedAt,
+        });
     }
     this.ring.push(f);
     const clip = this.#clip;
@@ -254,7 +266,7 @@ export class ClipRecorder {
   }
 
   motionEnded(): void {
-    this.#waitingForStream = undefined;
+    // a clip waiting for the stream still opens when it comes (onFragment)
     if (!this.#motionActive) return;
     this.#motionActive = false;
     this.#motionEndedAt = this.#now();

@@ -162,6 +162,42 @@ t.test('encoder lost mid-clip: the clip is closed at its last whole fragment', a
   t.ok(Math.abs(p.duration - 3) < 0.25);
 });
 
+t.test('motion that ends before the encoder has a stream still gets its clip', async (t) => {
+  const { rec, sealer, events, feed, clock } = rig({ preRollS: 1, postRollS: 2, maxClipS: 10 });
+  rec.encoderLost('restarting'); // no stream yet, as at start
+  clock.now = 500;
+  rec.motionStarted('pir');
+  clock.now = 900;
+  rec.motionEnded(); // someone walked past while the encoder started
+  await rec.idle();
+  t.equal(sealer.of('clip').length, 0, 'nothing to record yet');
+  rec.onInit(INIT);
+  feed(0);
+  feed(1);
+  await rec.idle();
+  t.equal(sealer.of('clip').length, 1, 'the first GOP of the stream opens the clip');
+  t.equal(sealer.of('clip')[0]?.state, 'open', 'the post-roll counts from that GOP');
+  feed(2);
+  feed(3);
+  await rec.idle();
+  const clip = sealer.of('clip')[0]!;
+  t.equal(clip.state, 'closed');
+  t.match(events.at(-1), { type: 'clip-closed', why: 'post-roll elapsed' });
+  t.equal(clip.durationMs, 3000, 'the first GOP and a post-roll after it');
+
+  // a stream that comes more than a clip's length after the motion: no clip
+  const late = rig({ preRollS: 1, postRollS: 2, maxClipS: 10 });
+  late.rec.encoderLost('restarting');
+  late.clock.now = 500;
+  late.rec.motionStarted('pir');
+  late.rec.motionEnded();
+  late.rec.onInit(INIT);
+  late.feed(11); // at 12 s: 11.5 s after the motion ended
+  late.feed(11);
+  await late.rec.idle();
+  t.equal(late.sealer.of('clip').length, 0, 'too late to be that event');
+});
+
 t.test('a sealer failure aborts the item and recording goes on', async (t) => {
   const { rec, sealer, events, feed } = rig({ preRollS: 1, postRollS: 0 });
   feed(0);
