@@ -158,7 +158,11 @@ t.test('idleMs counts the wait for data, not a reader that takes its time', asyn
 t.test('a discarded short answer whose server stalls is cut after idleMs', async (tt) => {
   let closed: Promise<void> | undefined;
   const { url } = await server(tt, (req, res) => {
-    closed = new Promise((resolve) => req.socket.once('close', () => { resolve(); }));
+    closed = new Promise((resolve) =>
+      req.socket.once('close', () => {
+        resolve();
+      }),
+    );
     res.writeHead(500, { 'content-length': '100' });
     res.write('0123456789'); // and never the rest
   });
