@@ -76,7 +76,13 @@ function bodyFailed(url: string, e: unknown, idleMs: number): unknown {
         cause: e,
       },
     );
-  return new TransportError('EOTA_FETCH', `${url}: transfer failed`, undefined, { cause: e });
+  const cause = networkCause(e) ?? (e instanceof Error ? e.message : undefined);
+  return new TransportError(
+    'EOTA_FETCH',
+    `${url}: transfer failed${cause === undefined ? '' : ` (${cause})`}`,
+    undefined,
+    { cause: e },
+  );
 }
 
 /** Transport over base/http.ts (node:http/https). */

@@ -140,16 +140,16 @@ t.test('idleMs counts the wait for data, not a reader that takes its time', asyn
   const { url } = await server(tt, (_req, res) => {
     res.writeHead(200, { 'content-length': String(body.length) }).end(body);
   });
-  const a = await httpRequest(`${url}/big`, { idleMs: 300, maxBytes: body.length });
+  const a = await httpRequest(`${url}/big`, { idleMs: 1000, maxBytes: body.length });
   let got = 0;
   let held = 0;
   for await (const c of a.chunks()) {
     got += c.length;
-    // the reader is busy (a download's fsync on a slow card) for three idle periods, three
+    // the reader is busy (a download's fsync on a slow card) for 2.5 idle periods, three
     // times: the socket is held back for it, the server is not slow
     if (held < 3) {
       held++;
-      await new Promise((r) => setTimeout(r, 900));
+      await new Promise((r) => setTimeout(r, 2500));
     }
   }
   tt.equal(got, body.length, 'the whole body, no EHTTP_IDLE');

@@ -78,9 +78,9 @@ export const UNIX_PATH_MAX = 107;
  */
 export function qmpSocket(spec: BootSpec): string {
   const id = createHash('sha256').update(resolvePath(spec.consoleLog)).digest('hex').slice(0, 16);
-  let dir = tmpdir();
-  if (dir.length + 32 > UNIX_PATH_MAX) dir = '/tmp';
-  return join(dir, `vigil-qmp-${id}.sock`);
+  const name = `vigil-qmp-${id}.sock`;
+  const inTmp = join(tmpdir(), name);
+  return inTmp.length <= UNIX_PATH_MAX ? inTmp : join('/tmp', name);
 }
 
 /**
