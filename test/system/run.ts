@@ -221,53 +221,22 @@ async function main(): Promise<void> {
   if (scenarios.length > 0) {
     const runDir = await newRunDir();
     say(`run directory: ${relative(ROOT, runDir)} (also .cache/last-run)`);
-    // The second lane: `@beside` host scenarios (the long twin stories) boot their own images,
-    // so they start at once, before the harness's guest is built and the project staged, and
-    // run beside the main lane; VIGIL_SYSTEM_SERIAL=1 runs them after it (one qemu at a time).
+    // Two lanes share one queue of work (VIGIL_SYSTEM_SERIAL=1: one lane, one qemu at a time).
+    // The second lane starts at once with the `@beside` host scenarios (the long twin stories
+    // boot their own images, so they need neither the harness's guest nor the staged project);
+    // the first lane builds the guest and stages the project, then takes from the queue; the
+    // second joins it when its stories are done. The queue holds the longest work first (by
+    // its timeout: the twin journey, the production hub's pairing) so that the lanes end
+    // together on short boots instead of one lane ending on a long one. Every boot has its
+    // own disks; the guest's root is a snapshot and the project image read-only, so two
+    // guests may run at once.
     const serial = process.env.VIGIL_SYSTEM_SERIAL === '1';
     const besides = scenarios.filter((x) => x.kind === 'host' && x.header.beside);
-    const besideLane = async (): Promise<void> => {
-      for (const s of besides) report(await runHostScenario(s, undefined, runDir, undefined));
-    };
     if (!serial && besides.length > 0)
       say(`beside the others (a second lane): ${besides.map((x) => x.name).join(', ')}`);
-    const second = serial ? Promise.resolve() : besideLane();
-    // awaited after the main lane; until then a throw must not end the run as unhandled
-    second.catch(() => undefined);
     let guest: GuestImage | undefined;
     let projectImage: string | undefined;
     let setupError: string | undefined;
-    try {
-      const g = await ensureGuest({
-        systemDir: SYSTEM_DIR,
-        cacheDir: CACHE,
-        rebuild: opts.rebuild,
-        log: say,
-      });
-      guest = g.guest;
-      const cold =
-        g.coldBuildSeconds !== undefined ? `${g.coldBuildSeconds.toFixed(1)}s` : 'unknown';
-      const line = g.built
-        ? `guest ${g.key}: built from scratch in ${g.seconds.toFixed(1)}s (cold)`
-        : `guest ${g.key}: cache hit in ${g.seconds.toFixed(1)}s (warm; its cold build took ${cold})`;
-      out(`    # ${line}`);
-      say(line);
-      const p = await stageProject(ROOT, SYSTEM_DIR, CACHE, runDir);
-      projectImage = p.image;
-      const staged = `project staged in ${p.seconds.toFixed(1)}s (${p.sizeMiB} MiB image)`;
-      out(`    # ${staged}`);
-      say(staged);
-      if (p.typeErrors.length > 0) {
-        out(
-          `    # warning: tsc reported ${p.typeErrors.length} type errors (code emitted anyway); first: ${p.typeErrors[0] ?? ''}`,
-        );
-      }
-    } catch (err) {
-      setupError = err instanceof Error ? err.message : String(err);
-      say(`setup failed: ${setupError}`);
-    }
-    const plans = planBoots(scenarios);
-    const tRun = Date.now();
     const setupFailed = (list: readonly Scenario[]): void => {
       for (const s of list)
         report({
@@ -278,27 +247,83 @@ async function main(): Promise<void> {
           consoleLogs: [],
         });
     };
-    // the main lane: every guest boot plan, then the other host scenarios, one at a time
-    const mainLane = async (): Promise<void> => {
-      for (const plan of plans) {
-        if (guest === undefined || projectImage === undefined) {
-          setupFailed(plan.scenarios);
-          continue;
+    const setup = (async (): Promise<void> => {
+      try {
+        const g = await ensureGuest({
+          systemDir: SYSTEM_DIR,
+          cacheDir: CACHE,
+          rebuild: opts.rebuild,
+          log: say,
+        });
+        guest = g.guest;
+        const cold =
+          g.coldBuildSeconds !== undefined ? `${g.coldBuildSeconds.toFixed(1)}s` : 'unknown';
+        const line = g.built
+          ? `guest ${g.key}: built from scratch in ${g.seconds.toFixed(1)}s (cold)`
+          : `guest ${g.key}: cache hit in ${g.seconds.toFixed(1)}s (warm; its cold build took ${cold})`;
+        out(`    # ${line}`);
+        say(line);
+        const p = await stageProject(ROOT, SYSTEM_DIR, CACHE, runDir);
+        projectImage = p.image;
+        const staged = `project staged in ${p.seconds.toFixed(1)}s (${p.sizeMiB} MiB image)`;
+        out(`    # ${staged}`);
+        say(staged);
+        if (p.typeErrors.length > 0) {
+          out(
+            `    # warning: tsc reported ${p.typeErrors.length} type errors (code emitted anyway); first: ${p.typeErrors[0] ?? ''}`,
+          );
         }
-        const results = await runPlan(
-          { root: ROOT, systemDir: SYSTEM_DIR, guest, projectImage, runDir, log: say },
-          plan,
-        );
-        results.forEach(report);
+      } catch (err) {
+        setupError = err instanceof Error ? err.message : String(err);
+        say(`setup failed: ${setupError}`);
       }
-      for (const s of scenarios.filter((x) => x.kind === 'host' && !x.header.beside)) {
-        if (guest === undefined) setupFailed([s]);
-        else report(await runHostScenario(s, guest, runDir, projectImage));
-      }
+    })();
+    const plans = planBoots(scenarios);
+    const tRun = Date.now();
+    const queue: { readonly timeoutSec: number; readonly run: () => Promise<void> }[] = [
+      ...plans.map((plan) => ({
+        timeoutSec: plan.timeoutSec,
+        run: async (): Promise<void> => {
+          if (guest === undefined || projectImage === undefined) {
+            setupFailed(plan.scenarios);
+            return;
+          }
+          const results = await runPlan(
+            { root: ROOT, systemDir: SYSTEM_DIR, guest, projectImage, runDir, log: say },
+            plan,
+          );
+          results.forEach(report);
+        },
+      })),
+      ...scenarios
+        .filter((x) => x.kind === 'host' && !x.header.beside)
+        .map((s) => ({
+          timeoutSec: s.header.timeoutSec,
+          run: async (): Promise<void> => {
+            if (guest === undefined) setupFailed([s]);
+            else report(await runHostScenario(s, guest, runDir, projectImage));
+          },
+        })),
+    ].sort((a, b) => b.timeoutSec - a.timeoutSec); // stable: ties keep the discovery order
+    const takeFromQueue = async (): Promise<void> => {
+      await setup;
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) await next.run();
     };
-    await mainLane();
-    if (serial) await besideLane();
-    else await second;
+    const besideLane = async (): Promise<void> => {
+      for (const s of besides) report(await runHostScenario(s, undefined, runDir, undefined));
+    };
+    if (serial) {
+      await takeFromQueue();
+      await besideLane();
+    } else {
+      await Promise.all([
+        takeFromQueue(),
+        (async (): Promise<void> => {
+          await besideLane();
+          await takeFromQueue();
+        })(),
+      ]);
+    }
     await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);
     out(`    # scenarios: ${scenarios.length} in ${plans.length} boot plan(s), ${runSecs}s`);
