@@ -9,6 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { guestInitrd, runPlan } from './lib/boot-plan.js';
 import { ensureGuest } from './lib/guest-build.js';
+import { runLanes, type LaneJob } from './lib/lanes.js';
 import { stageProject } from './lib/project.js';
 import { bootQemu } from './lib/qemu.js';
 import { discover, filterScenarios, planBoots } from './lib/scenario.js';
@@ -221,15 +222,11 @@ async function main(): Promise<void> {
   if (scenarios.length > 0) {
     const runDir = await newRunDir();
     say(`run directory: ${relative(ROOT, runDir)} (also .cache/last-run)`);
-    // Two lanes share one queue of work (VIGIL_SYSTEM_SERIAL=1: one lane, one qemu at a time).
-    // The second lane starts at once with the `@beside` host scenarios (the long twin stories
-    // boot their own images, so they need neither the harness's guest nor the staged project);
-    // the first lane builds the guest and stages the project, then takes from the queue; the
-    // second joins it when its stories are done. The queue holds the longest work first (by
-    // its timeout: the twin journey, the production hub's pairing) so that the lanes end
-    // together on short boots instead of one lane ending on a long one. Every boot has its
-    // own disks; the guest's root is a snapshot and the project image read-only, so two
-    // guests may run at once.
+    // Two lanes (lib/lanes.ts): the second starts at once with the `@beside` host scenarios
+    // (the twin stories boot their own images: no guest, no staged project), the first builds
+    // the guest and stages the project; both then take boot plans and host scenarios from one
+    // queue, longest first. Each boot has its own disks, the guest's root is a snapshot and the
+    // project image read-only, so two guests may run at once. VIGIL_SYSTEM_SERIAL=1: one lane.
     const serial = process.env.VIGIL_SYSTEM_SERIAL === '1';
     const besides = scenarios.filter((x) => x.kind === 'host' && x.header.beside);
     if (!serial && besides.length > 0)
@@ -280,9 +277,10 @@ async function main(): Promise<void> {
     })();
     const plans = planBoots(scenarios);
     const tRun = Date.now();
-    const queue: { readonly timeoutSec: number; readonly run: () => Promise<void> }[] = [
+    const queue: LaneJob[] = [
       ...plans.map((plan) => ({
-        timeoutSec: plan.timeoutSec,
+        name: plan.id,
+        weight: plan.timeoutSec,
         run: async (): Promise<void> => {
           if (guest === undefined || projectImage === undefined) {
             setupFailed(plan.scenarios);
@@ -298,32 +296,26 @@ async function main(): Promise<void> {
       ...scenarios
         .filter((x) => x.kind === 'host' && !x.header.beside)
         .map((s) => ({
-          timeoutSec: s.header.timeoutSec,
+          name: s.name,
+          weight: s.header.timeoutSec,
           run: async (): Promise<void> => {
             if (guest === undefined) setupFailed([s]);
             else report(await runHostScenario(s, guest, runDir, projectImage));
           },
         })),
-    ].sort((a, b) => b.timeoutSec - a.timeoutSec); // stable: ties keep the discovery order
-    const takeFromQueue = async (): Promise<void> => {
-      await setup;
-      for (let next = queue.shift(); next !== undefined; next = queue.shift()) await next.run();
-    };
-    const besideLane = async (): Promise<void> => {
-      for (const s of besides) report(await runHostScenario(s, undefined, runDir, undefined));
-    };
-    if (serial) {
-      await takeFromQueue();
-      await besideLane();
-    } else {
-      await Promise.all([
-        takeFromQueue(),
-        (async (): Promise<void> => {
-          await besideLane();
-          await takeFromQueue();
-        })(),
-      ]);
-    }
+    ];
+    await runLanes({
+      setup,
+      queue,
+      beside: besides.map((s) => ({
+        name: s.name,
+        weight: s.header.timeoutSec,
+        run: async (): Promise<void> => {
+          report(await runHostScenario(s, undefined, runDir, undefined));
+        },
+      })),
+      serial,
+    });
     await rm(join(runDir, 'project.img'), { force: true });
     const runSecs = ((Date.now() - tRun) / 1000).toFixed(1);
     out(`    # scenarios: ${scenarios.length} in ${plans.length} boot plan(s), ${runSecs}s`);
