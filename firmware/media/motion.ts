@@ -69,93 +69,60 @@ export function buildMask(cfg: Pick<MotionConfig, 'width' | 'height' | 'masks'>)
   return m;
 }
 
-/**
- * Working memory of `largestRegion`, reused from frame to frame (a detector makes one): the
- * side stream runs all day, and three fresh arrays per frame are garbage the hub's collector
- * would have to find (issue #19, CPU).
- */
-export interface RegionScratch {
-  readonly changed: Uint8Array;
-  readonly kept: Uint8Array;
-  readonly stack: Int32Array;
-}
-
-export function regionScratch(pixels: number): RegionScratch {
-  return {
-    changed: new Uint8Array(pixels),
-    kept: new Uint8Array(pixels),
-    stack: new Int32Array(pixels),
-  };
-}
-
-/** Largest changed region (pixels) after threshold, mask and noise filter. Pure but for `scratch`. */
+/** Largest changed region (pixels) after threshold, mask and noise filter. Pure. */
 export function largestRegion(
   prev: Uint8Array,
   cur: Uint8Array,
   mask: Uint8Array,
   cfg: Pick<MotionConfig, 'width' | 'height' | 'threshold' | 'noiseNeighbours'>,
-  scratch?: RegionScratch,
 ): number {
   const { width: W, height: H, threshold, noiseNeighbours } = cfg;
   const n = W * H;
-  const s = scratch !== undefined && scratch.changed.length === n ? scratch : regionScratch(n);
-  const changed = s.changed;
+  const changed = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
-    if (mask[i] === 1) {
-      changed[i] = 0;
-      continue;
-    }
+    if (mask[i] === 1) continue;
     const d = (cur[i] ?? 0) - (prev[i] ?? 0);
-    changed[i] = d > threshold || -d > threshold ? 1 : 0;
+    if (d > threshold || -d > threshold) changed[i] = 1;
   }
   let kept = changed;
   if (noiseNeighbours > 0) {
-    kept = s.kept;
+    kept = new Uint8Array(n);
     for (let y = 0; y < H; y++) {
       for (let x = 0; x < W; x++) {
         const i = y * W + x;
-        if (changed[i] !== 1) {
-          kept[i] = 0;
-          continue;
-        }
+        if (changed[i] !== 1) continue;
         const nb =
           (x > 0 ? (changed[i - 1] ?? 0) : 0) +
           (x < W - 1 ? (changed[i + 1] ?? 0) : 0) +
           (y > 0 ? (changed[i - W] ?? 0) : 0) +
           (y < H - 1 ? (changed[i + W] ?? 0) : 0);
-        kept[i] = nb >= noiseNeighbours ? 1 : 0;
+        if (nb >= noiseNeighbours) kept[i] = 1;
       }
     }
   }
-  // 4-connected components by iterative flood fill (visited pixels become 2).
+  // 4-connected components by iterative flood fill.
   let best = 0;
-  const stack = s.stack;
-  for (let start = 0; start < n; start++) {
-    if (kept[start] !== 1) continue;
+  const stack = new Int32Array(n);
+  for (let s = 0; s < n; s++) {
+    if (kept[s] !== 1) continue;
     let size = 0;
     let top = 0;
-    stack[top++] = start;
-    kept[start] = 2;
+    stack[top++] = s;
+    kept[s] = 2;
     while (top > 0) {
       const i = stack[--top] ?? 0;
       size++;
       const x = i % W;
-      if (x > 0 && kept[i - 1] === 1) {
-        kept[i - 1] = 2;
-        stack[top++] = i - 1;
-      }
-      if (x < W - 1 && kept[i + 1] === 1) {
-        kept[i + 1] = 2;
-        stack[top++] = i + 1;
-      }
-      if (i >= W && kept[i - W] === 1) {
-        kept[i - W] = 2;
-        stack[top++] = i - W;
-      }
-      if (i + W < n && kept[i + W] === 1) {
-        kept[i + W] = 2;
-        stack[top++] = i + W;
-      }
+      const push = (j: number): void => {
+        if (kept[j] === 1) {
+          kept[j] = 2;
+          stack[top++] = j;
+        }
+      };
+      if (x > 0) push(i - 1);
+      if (x < W - 1) push(i + 1);
+      if (i >= W) push(i - W);
+      if (i + W < n) push(i + W);
     }
     if (size > best) best = size;
   }
@@ -166,10 +133,7 @@ export class MotionDetector {
   readonly config: MotionConfig;
   readonly #mask: Uint8Array;
   readonly #usable: number;
-  /** The previous frame (the detector's own copy), and the buffer the next one is copied into. */
   #prev: Uint8Array | undefined;
-  #spare: Uint8Array | undefined;
-  readonly #scratch: RegionScratch;
   #streak = 0;
   #active = false;
   #lastMotionAt = 0;
@@ -178,7 +142,6 @@ export class MotionDetector {
     this.config = motionConfigSchema.parse(config);
     this.#mask = buildMask(this.config);
     this.#usable = Math.max(1, this.#mask.length - this.#mask.reduce((a, b) => a + b, 0));
-    this.#scratch = regionScratch(this.frameBytes);
   }
 
   get frameBytes(): number {
@@ -191,24 +154,17 @@ export class MotionDetector {
 
   /** Forget the previous frame (after an encoder restart the picture may jump). */
   reset(): void {
-    this.#spare ??= this.#prev;
     this.#prev = undefined;
     this.#streak = 0;
   }
 
-  /** `frame` is copied (the caller may reuse its buffer): two frame buffers serve all day. */
   push(frame: Uint8Array, at: number): MotionSample | undefined {
     if (frame.length !== this.frameBytes) return undefined;
     const prev = this.#prev;
     if (prev && Buffer.compare(prev, frame) === 0) return undefined; // repeated frame
-    const cur = this.#spare ?? new Uint8Array(this.frameBytes);
-    cur.set(frame);
-    this.#prev = cur;
-    this.#spare = prev;
+    this.#prev = frame;
     let areaPct = 0;
-    if (prev)
-      areaPct =
-        (largestRegion(prev, cur, this.#mask, this.config, this.#scratch) / this.#usable) * 100;
+    if (prev) areaPct = (largestRegion(prev, frame, this.#mask, this.config) / this.#usable) * 100;
     const motion = prev !== undefined && areaPct >= this.config.minAreaPct && areaPct > 0;
     this.#streak = motion ? this.#streak + 1 : 0;
     if (motion) this.#lastMotionAt = at;

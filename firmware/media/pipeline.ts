@@ -470,8 +470,8 @@ class Pipeline implements MediaPipeline {
 
   #onMotionFrame(frame: Uint8Array): void {
     this.#motionFrames++;
-    // The detector copies the frame into its own buffers (the socket's may be reused).
-    const sample = this.#detector.push(frame, this.#now());
+    // Copy: the socket's buffer may be reused, the detector keeps the previous frame.
+    const sample = this.#detector.push(new Uint8Array(frame), this.#now());
     if (!sample) return;
     this.#lastAreaPct = sample.areaPct;
     if (sample.started) {

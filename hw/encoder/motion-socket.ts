@@ -62,8 +62,7 @@ export class MotionFrameSocket {
       pending.push(chunk);
       len += chunk.length;
       if (len < frameBytes) return;
-      // one chunk (the usual case: a frame per write) is cut as it is, without a copy
-      const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, len);
+      const all = Buffer.concat(pending);
       let p = 0;
       for (; p + frameBytes <= all.length; p += frameBytes)
         o.onFrame(all.subarray(p, p + frameBytes));
