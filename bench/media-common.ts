@@ -4,7 +4,7 @@
  * that timestamps and counts ciphertext instead of keeping it.
  */
 import { rmSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CiphertextSink } from '../firmware/items.js';
 import type { ItemKind } from '../protocol/items.js';
@@ -64,6 +64,68 @@ export async function procUsage(
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Per-thread CPU ticks (user, system) and minor page faults of a process, from
+ * /proc/PID/task: where a process's CPU goes (its main thread vs V8's and libuv's helpers).
+ */
+export async function procThreads(
+  pid: number,
+): Promise<Map<number, { user: number; sys: number; minflt: number }>> {
+  const out = new Map<number, { user: number; sys: number; minflt: number }>();
+  let tids: string[];
+  try {
+    tids = await readdir(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), {
+        minflt: Number(f[7]),
+        user: Number(f[11]) / 100,
+        sys: Number(f[12]) / 100,
+      });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+/**
+ * What a process's threads used between two `procThreads` samples, as % of one core over
+ * `wallS`: the main thread (user / system) and all other threads, and minor faults per second.
+ */
+export function threadSplit(
+  pid: number,
+  a: Map<number, { user: number; sys: number; minflt: number }>,
+  b: Map<number, { user: number; sys: number; minflt: number }>,
+  wallS: number,
+): string {
+  let mainUser = 0;
+  let mainSys = 0;
+  let otherUser = 0;
+  let otherSys = 0;
+  let faults = 0;
+  for (const [tid, end] of b) {
+    const start = a.get(tid) ?? { user: 0, sys: 0, minflt: 0 };
+    const user = end.user - start.user;
+    const sys = end.sys - start.sys;
+    faults += end.minflt - start.minflt;
+    if (tid === pid) {
+      mainUser += user;
+      mainSys += sys;
+    } else {
+      otherUser += user;
+      otherSys += sys;
+    }
+  }
+  const p = (x: number): string => `${((x / wallS) * 100).toFixed(2)} %`;
+  return `main thread ${p(mainUser + mainSys)} (user ${p(mainUser)}, system ${p(mainSys)}), other threads ${p(otherUser + otherSys)} (user ${p(otherUser)}, system ${p(otherSys)}; threads ended meanwhile not counted); minor faults ${(faults / wallS).toFixed(0)}/s`;
 }
 
 export const MiB = 1024 * 1024;

@@ -37,7 +37,7 @@ import { HUB_BUNDLE_OPTIONS } from '../image/app-bundle.js';
 import { SimulatedCamera } from '../hw/camera/simulated-camera.js';
 import { loadMlsProfile } from '../protocol/mls-profile.js';
 import { DEVICE_ID, newDevicePsk, openHub, pair, tempDir } from '../dev/fixtures/paired-hub.js';
-import { MiB, arg, procUsage, strArg } from './media-common.js';
+import { MiB, arg, procThreads, procUsage, strArg, threadSplit } from './media-common.js';
 import { startAckingRelay } from './hub-sink-common.js';
 import { HUB_GLIBC_TUNABLES, HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
 
@@ -223,6 +223,7 @@ child.child.stdout?.on('data', (s: string) => {
 // 4. Sample both processes from /proc after the warm-up.
 await new Promise((r) => setTimeout(r, warmupS * 1000));
 const h0 = await procUsage(hubPid);
+const threads0 = await procThreads(hubPid);
 const e0 = encoderPid !== undefined ? await procUsage(encoderPid) : undefined;
 const encPid0 = encoderPid;
 const t0 = performance.now();
@@ -232,7 +233,11 @@ const hubFile: number[] = [];
 const encRss: number[] = [];
 let h1 = h0;
 let e1 = e0;
+let threads1 = threads0;
 const sampler = setInterval(() => {
+  void procThreads(hubPid).then((t) => {
+    if (t.size > 0) threads1 = t;
+  });
   void procUsage(hubPid).then((u) => {
     if (u) {
       hubRss.push(u.rss);
@@ -272,6 +277,7 @@ console.log(
     `  stream: ${c.fragments ?? 0} fragments, ${((c.bytes ?? 0) / MiB).toFixed(1)} MiB; clips sealed ${c.clips ?? 0}, thumbnails ${c.thumbnails ?? 0}; ciphertext ${((final?.ciphertext ?? 0) / MiB).toFixed(1)} MiB; encoder path ${final?.status.encoder.path ?? '?'}, encoder processes ${encoderPids}`,
     `  hub bundle: packages ${packagesArg === 'bundled' ? 'bundled in, as shipped (image/app-bundle.ts)' : 'external (node_modules)'}; hub malloc: ${tunables === undefined ? 'glibc defaults' : `GLIBC_TUNABLES=${tunables}`}; sink: ${sinkArg === 'hub' ? `hub (local copies + durable uplink queue, stand-in relay ${relay ? `on loopback: ${String(relay.stats().requests)} requests on ${String(relay.stats().connections)} connections` : 'in memory'})` : 'counting'}`,
     `  hub process:     CPU ${pct(h0, h1)} of one core (target <= 3 %), RSS median ${(med(hubRss) / MiB).toFixed(1)} MiB, max ${(Math.max(...hubRss) / MiB).toFixed(1)} MiB (target <= 64 MiB); medians anon ${(med(hubAnon) / MiB).toFixed(1)}, file ${(med(hubFile) / MiB).toFixed(1)} MiB`,
+    `  hub CPU by thread: ${threadSplit(hubPid, threads0, threads1, wallS)}`,
     `  hub memory (process.memoryUsage medians, MiB): ${Object.entries(final?.memory ?? {})
       .map(([k, v]) => `${k} ${(v / MiB).toFixed(1)}`)
       .join(', ')}`,

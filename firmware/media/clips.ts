@@ -178,8 +178,11 @@ export class ClipRecorder {
     this.#d = d;
     this.config = clipConfigSchema.parse(d.config);
     this.#now = d.now ?? Date.now;
-    // Keep one extra GOP so the pre-roll is never short by the GOP in progress.
-    this.ring = new GopRing(this.config.preRollS + 1, this.config.ringMaxBytes);
+    // Whole GOPs covering exactly the pre-roll: the ring drops its oldest GOP only while the
+    // rest still covers `preRollS`, so `preRoll(preRollS)` always finds it; the GOP in progress
+    // at a trigger comes after the pre-roll. (An extra GOP here, as before issue #19's session
+    // 11, was ~0.5 MB of video at 4 Mbit/s held all day and never written.)
+    this.ring = new GopRing(this.config.preRollS, this.config.ringMaxBytes);
   }
 
   get recording(): boolean {

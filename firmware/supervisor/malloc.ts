@@ -6,7 +6,10 @@
  * stays in the heap and its per-thread arenas between collections (20-30 MiB of
  * RSS). Returning every block of 32 KiB or more to the kernel at once (mmap
  * threshold), trimming the heap top past 32 KiB and one arena keep RSS near the
- * live data.
+ * live data. Its price is page faults (every 64 KiB record and GOP buffer is a
+ * fresh mapping): measured while recording 1080p30 (session 11), ~0.1-0.3 points of
+ * one core against a 128 KiB threshold (+1.7 MiB) and ~0.4 against glibc's
+ * defaults (+10 MiB); docs/decisions.md "The hub keeps its 32 KiB mmap threshold".
  *
  * V8: a young generation of at most 1 MiB per semi-space (V8 grows it up to 16
  * MiB, and the pages it touched stay resident) and `--optimize-for-size` (heap

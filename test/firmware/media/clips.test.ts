@@ -69,6 +69,21 @@ t.test('ring keeps whole GOPs covering the pre-roll', async (t) => {
   t.equal(ring.durationS, 0);
 });
 
+t.test('the recorder keeps GOPs covering the pre-roll, and a clip gets all of it', async (t) => {
+  for (const preRollS of [1, 2, 3]) {
+    const { rec, sealer, events, feed } = rig({ preRollS, postRollS: 0 });
+    for (let i = 0; i < 8; i++) feed(i);
+    // the fixture's GOPs are 1 s: exactly preRollS of them, not one more
+    t.equal(rec.ring.length, preRollS, `ring of ${preRollS} s`);
+    t.ok(rec.ring.durationS >= preRollS, 'covers the pre-roll');
+    rec.motionStarted('test');
+    await rec.idle();
+    const clip = sealer.of('clip')[0];
+    t.equal(clip?.chunks.length, 1 + preRollS, 'init + the whole pre-roll');
+    t.match(events[0], { type: 'clip-started', preRollS });
+  }
+});
+
 t.test(
   'motion -> clip with pre-roll, streamed while recording, closed after post-roll; playable',
   async (t) => {
