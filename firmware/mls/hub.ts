@@ -479,6 +479,7 @@ export class MlsHub {
   }
 
   async #pruneOverflow(): Promise<void> {
+    if (this.journal.size <= MAX_JOURNAL_RECORDS) return; // no sorted copy per advance
     const recs = this.journal.records;
     for (let i = 0; i < recs.length - MAX_JOURNAL_RECORDS; i++) {
       const r = recs[i];

@@ -124,6 +124,11 @@ export class Journal {
     this.#records.delete(seq);
   }
 
+  /** How many records are held. */
+  get size(): number {
+    return this.#records.size;
+  }
+
   get records(): JournalRecord[] {
     return [...this.#records.values()].sort((a, b) => a.seq - b.seq);
   }
