@@ -6,9 +6,14 @@
  * answered in heartbeat.ts.
  *
  * Durable order per item (`advance`): create commits (memory) -> journal record
- * with the next states -> replace the group files -> strip the journal record
- * of secrets -> merge in memory and forget the past epoch. Every write goes
- * through DurableFs, so the crash suite can stop the process at each step.
+ * (the handshakes only, no secrets) -> per phone: replace its group file, then
+ * merge in memory and forget the past epoch. Two durable writes per item with
+ * one phone (issue #19; was three: the record carried the next states and was
+ * rewritten without them). A group file is the only copy of a group's secrets;
+ * a journal entry above its phone's group file epoch was never applied and is
+ * dropped on open (docs/decisions.md "The epoch advance: two durable writes").
+ * Every write goes through DurableFs, so the crash suite can stop the process
+ * at each step.
  */
 import type { ClientConfig, ClientState, KeyPackage } from 'ts-mls';
 import { randomBytes } from 'node:crypto';
@@ -192,7 +197,8 @@ export class MlsHub {
 
   async #recover(): Promise<void> {
     const known = new Set(this.#hub.phones.map((r) => r.phoneId));
-    // 1. apply journal records that still carry states (crash between journal and merge)
+    // 1. records that still carry states: written by a hub before the two-write advance
+    //    (it journalled the next states first); apply them once, then strip them
     for (const rec of await this.journal.load()) {
       if (isApplied(rec)) continue;
       for (const e of rec.entries) {
@@ -234,6 +240,45 @@ export class MlsHub {
         groups.set(kind, st);
       }
       this.#phones.set(rec.phoneId, { rec, cred, groups, confirmed: new Map() });
+    }
+    // 4. the journal against the group files
+    await this.#reconcileJournal();
+  }
+
+  /**
+   * Entries the group files do not back, dropped: an entry above its phone's group epoch was
+   * never applied (a crash between the record and the group file, or a failed group write)
+   * and its handshake never left; of two entries for one phone, group and epoch (a failed
+   * group write, then that epoch made again), the later record's is the group file's.
+   * Entries of phones no longer paired are left to pruning.
+   */
+  async #reconcileJournal(): Promise<void> {
+    const recs = this.journal.records;
+    const later = new Set<string>();
+    const kept = new Map<number, JournalRecord['entries']>();
+    for (const rec of [...recs].reverse()) {
+      kept.set(
+        rec.seq,
+        rec.entries.filter((e) => {
+          const st = this.#phones.get(e.phoneId)?.groups.get(rec.group);
+          if (st === undefined) return true;
+          const key = `${e.phoneId}/${rec.group}/${e.epoch}`;
+          if (BigInt(e.epoch) > st.groupContext.epoch || later.has(key)) return false;
+          later.add(key);
+          return true;
+        }),
+      );
+    }
+    for (const rec of recs) {
+      const entries = kept.get(rec.seq) ?? rec.entries;
+      if (entries.length === rec.entries.length) continue;
+      if (entries.length === 0) await this.journal.remove(rec.seq);
+      else await this.journal.write({ ...rec, entries }, 'mls-journal-reconciled');
+      this.log.info('dropped unapplied journal entries after restart', {
+        seq: rec.seq,
+        group: rec.group,
+        dropped: rec.entries.length - entries.length,
+      });
     }
   }
 
@@ -320,37 +365,43 @@ export class MlsHub {
         made.push({ ph, next, handshake, consumed });
       }
       const seq = this.journal.nextSeq();
-      // each next state encoded once: into the journal (base64) and the group file (bytes)
-      const states = made.map((m) => encodeState(this.p, m.next));
       const rec: JournalRecord = {
         v: 1,
         seq,
         itemId: hex(itemId),
         group: kind,
         createdAt: this.now(),
-        entries: made.map((m, i) => ({
+        entries: made.map((m) => ({
           phoneId: m.ph.rec.phoneId,
           epoch: m.next.groupContext.epoch.toString(),
           handshake: b64(m.handshake),
-          state: b64(states[i] as Uint8Array),
         })),
       };
+      // 1. the handshakes, durable before any group file moves: a phone that misses this item
+      //    catches up from here. No secrets: the group files are the only copy of those.
       await this.journal.write(rec, 'mls-journal');
-      // The record is now the truth: merge in memory (a failure below is repaired from it on restart).
-      for (const m of made) {
+      // 2. per phone: its group file, then the merge. A phone whose write failed stays in its
+      //    epoch, and its entry leaves the record in memory so no heartbeat sends it (on disk
+      //    the entry is dropped on open: #reconcileJournal).
+      for (const [i, m] of made.entries()) {
+        try {
+          await this.store.writeGroup(
+            m.ph.rec.phoneId,
+            kind,
+            m.next.groupContext.epoch,
+            encodeState(this.p, m.next),
+          );
+        } catch (e) {
+          this.journal.dropEntries(
+            seq,
+            made.slice(i).map((x) => x.ph.rec.phoneId),
+          );
+          throw e;
+        }
         m.ph.groups.set(kind, forgetPastEpochs(this.p, m.next));
         zeroAll(this.p, m.consumed);
         this.#pendingRefresh.delete(`${m.ph.rec.phoneId}/${kind}`);
       }
-      for (const [i, m] of made.entries()) {
-        await this.store.writeGroup(
-          m.ph.rec.phoneId,
-          kind,
-          m.next.groupContext.epoch,
-          states[i] as Uint8Array,
-        );
-      }
-      await this.journal.write(stripStates(rec), 'mls-journal-applied');
       await this.#pruneOverflow();
       const wrapKeys: Uint8Array[] = [];
       for (const m of made)
@@ -428,6 +479,7 @@ export class MlsHub {
   }
 
   async #pruneOverflow(): Promise<void> {
+    if (this.journal.size <= MAX_JOURNAL_RECORDS) return; // no sorted copy per advance
     const recs = this.journal.records;
     for (let i = 0; i < recs.length - MAX_JOURNAL_RECORDS; i++) {
       const r = recs[i];

@@ -6,14 +6,16 @@
  *     entries: [{ phoneId, epoch, handshake, state? }] }
  *
  * Life of a record:
- *  1. written with `state` (the next group state) for every recipient BEFORE
- *     any group file changes: from here on the record is the truth;
- *  2. each group file is replaced from it;
- *  3. rewritten without `state` ("applied"): no secrets of a superseded epoch
- *     survive in it (forward secrecy), only the public handshakes;
- *  4. kept as the re-send log until every phone's heartbeat shows it passed
+ *  1. written (public handshakes only) BEFORE any group file changes;
+ *  2. each phone's group file is replaced with the state its entry leads to;
+ *  3. kept as the re-send log until every phone's heartbeat shows it passed
  *     `epoch`, then removed.
- * On start, a record that still has states is applied (never re-created).
+ * On start, an entry above its phone's group file epoch is dropped (never
+ * applied: its handshake never left the hub), as is the earlier of two entries
+ * for one phone, group and epoch (the hub, firmware/mls/hub.ts).
+ * `state` is only in records of hubs before issue #19's two-write advance (the
+ * record carried the next states, then was rewritten without them): a record
+ * that still has states is applied on start, then stripped.
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -107,9 +109,24 @@ export class Journal {
     this.#records.set(rec.seq, rec);
   }
 
+  /** Remove phones' entries from a record in memory only (their group write failed: never send them). */
+  dropEntries(seq: number, phoneIds: readonly string[]): void {
+    const rec = this.#records.get(seq);
+    if (rec === undefined) return;
+    this.#records.set(seq, {
+      ...rec,
+      entries: rec.entries.filter((e) => !phoneIds.includes(e.phoneId)),
+    });
+  }
+
   async remove(seq: number): Promise<void> {
     await this.fs.remove(this.file(seq), 'mls-journal-prune');
     this.#records.delete(seq);
+  }
+
+  /** How many records are held. */
+  get size(): number {
+    return this.#records.size;
   }
 
   get records(): JournalRecord[] {

@@ -1,10 +1,16 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrashController, DurableFs, SimulatedCrash } from '../../../hw/os/fs.js';
 import { MlsHub } from '../../../firmware/mls/hub.js';
-import { loadMlsProfile } from '../../../protocol/mls-profile.js';
+import {
+  decodeState,
+  encodeMessage,
+  encodeState,
+  loadMlsProfile,
+} from '../../../protocol/mls-profile.js';
+import { b64 } from '../../../protocol/e2ee-frames.js';
 import {
   DEVICE_ID,
   MemorySink,
@@ -20,7 +26,7 @@ import {
 const p = await loadMlsProfile();
 
 void t.test(
-  'journal: a record written before a crash is applied on open, never re-created',
+  'journal: a crash after the record, before the group file: the entry is dropped on open, the epoch made again',
   async (t) => {
     const root = tempDir();
     t.teardown(() => {
@@ -34,7 +40,7 @@ void t.test(
       phoneDir: join(root, 'phone'),
     });
     const before = hub.epoch(phone!.phoneId, 'motion');
-    // trace one advance, then crash right after the journal record is durable
+    // trace one advance: the record, then the group file; nothing else
     const trace = new CrashController();
     const h1 = await MlsHub.open({
       dir: join(root, 'hub'),
@@ -45,41 +51,164 @@ void t.test(
     const n0 = trace.count;
     await h1.advance('motion', randomBytes(16));
     const labels = trace.trace.slice(n0).map((x) => x.label);
-    t.ok(
-      labels.includes('mls-journal:dir-fsynced') &&
-        labels.includes('mls-group-motion:renamed') &&
-        labels.includes('mls-journal-applied:renamed'),
+    t.same(
+      [...new Set(labels.map((l) => l.split(':')[0]))],
+      ['mls-journal', 'mls-group-motion'],
+      'two durable writes per advance with one phone: the record, then the group file',
     );
+    t.ok(
+      h1.journal.records.every((r) => r.entries.every((e) => e.state === undefined)),
+      'the record never holds a state',
+    );
+    // crash right after the record is durable, before the group file moves
     const at = trace.trace.find((x, i) => i >= n0 && x.label === 'mls-journal:dir-fsynced')!.n - n0;
-    const crash = new CrashController({ at: at + 0, mode: 'power-loss', delivery: 'throw' });
+    const crash = new CrashController({ at, mode: 'power-loss', delivery: 'throw' });
     const h2 = await MlsHub.open({
       dir: join(root, 'hub'),
       fs: new DurableFs(crash),
       deviceId: DEVICE_ID,
       profile: p,
     });
-    const skip = crash.count; // points passed while opening
-    t.equal(skip, 0, 'opening a clean hub passes no crash point');
+    t.equal(crash.count, 0, 'opening a clean hub passes no crash point');
     await t.rejects(h2.advance('motion', randomBytes(16)), SimulatedCrash);
+    t.equal(readdirSync(join(root, 'hub', 'journal')).length, 2, 'both records are on disk');
     const h3 = await openHub(p, join(root, 'hub'));
-    t.equal(
-      h3.epoch(phone!.phoneId, 'motion'),
-      before + 2n,
-      'the journaled epoch was applied on open',
+    t.equal(h3.epoch(phone!.phoneId, 'motion'), before + 1n, 'the group file decides the epoch');
+    t.same(
+      h3.journal.records.flatMap((r) => r.entries.map((e) => e.epoch)),
+      [(before + 1n).toString()],
+      'the entry the group file does not back is gone, on disk too',
     );
-    t.ok(
-      h3.journal.records.every((r) => r.entries.every((e) => e.state === undefined)),
-      'journal holds no states after recovery',
-    );
-    // the phone catches up through a heartbeat and keeps decrypting
+    t.equal(readdirSync(join(root, 'hub', 'journal')).length, 1);
+    // the phone catches up through a heartbeat; the next epoch is made again and opens
     const out = await heartbeatRound(h3, phone!);
     t.same(out.out.desync, []);
-    t.equal(phone!.epoch('motion'), before + 2n);
+    t.equal(phone!.epoch('motion'), before + 1n);
     const sink = new MemorySink();
     const id = await sealItem(sealerFor(h3, sink), Buffer.from('after recovery'));
     t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'after recovery');
+    t.equal(phone!.epoch('motion'), before + 2n);
   },
 );
+
+void t.test(
+  'journal: a record with states (a hub before the two-write advance) is applied on open, then stripped',
+  async (t) => {
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const dir = join(root, 'hub');
+    const hub = await openHub(p, dir);
+    const { phone } = await pair({
+      p,
+      hub,
+      devicePsk: newDevicePsk(),
+      phoneDir: join(root, 'phone'),
+    });
+    const phoneId = phone!.phoneId;
+    const before = hub.epoch(phoneId, 'motion');
+    // what that hub left when it died after its first write: the record with the next state
+    const f = await hub.store.readGroup(phoneId, 'motion');
+    const st = decodeState(p, f!.state, hub.config)!;
+    const r = await p.mls.createCommit({ state: st, cipherSuite: p.cs });
+    const seq = 7;
+    writeFileSync(
+      hub.journal.file(seq),
+      JSON.stringify({
+        v: 1,
+        seq,
+        itemId: randomBytes(16).toString('hex'),
+        group: 'motion',
+        createdAt: 1,
+        entries: [
+          {
+            phoneId,
+            epoch: r.newState.groupContext.epoch.toString(),
+            handshake: b64(encodeMessage(p, r.commit)),
+            state: b64(encodeState(p, r.newState)),
+          },
+        ],
+      }),
+    );
+    const h2 = await openHub(p, dir);
+    t.equal(h2.epoch(phoneId, 'motion'), before + 1n, 'the journalled state was applied');
+    const onDisk = JSON.parse(readFileSync(hub.journal.file(seq), 'utf8')) as {
+      entries: { state?: string }[];
+    };
+    t.ok(
+      onDisk.entries.every((e) => e.state === undefined),
+      'the record on disk holds no state any more',
+    );
+    const out = await heartbeatRound(h2, phone!);
+    t.same(out.out.desync, []);
+    t.equal(phone!.epoch('motion'), before + 1n, 'the phone caught up with its handshake');
+    const sink = new MemorySink();
+    const id = await sealItem(sealerFor(h2, sink), Buffer.from('next'));
+    t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'next');
+  },
+);
+
+/** Fails the next write of a motion group file, before it or after it reached the disk. */
+class FlakyFs extends DurableFs {
+  fail: 'before' | 'after' | undefined;
+  override async writeFileAtomic(
+    path: string,
+    data: Uint8Array | string | readonly Uint8Array[],
+    label?: string,
+  ): Promise<void> {
+    const mode = label === 'mls-group-motion' ? this.fail : undefined;
+    if (mode !== undefined) this.fail = undefined;
+    if (mode === 'before') throw new Error('EIO (simulated) before the write');
+    await super.writeFileAtomic(path, data, label);
+    if (mode === 'after') throw new Error('EIO (simulated) after the write');
+  }
+}
+
+for (const mode of ['before', 'after'] as const)
+  void t.test(
+    `a group write that fails (${mode} it reached the disk): that phone stays in its epoch, its entry is never sent`,
+    async (t) => {
+      const root = tempDir();
+      t.teardown(() => {
+        rmSync(root, { recursive: true, force: true });
+      });
+      const dir = join(root, 'hub');
+      const hub = await openHub(p, dir);
+      const { phone } = await pair({
+        p,
+        hub,
+        devicePsk: newDevicePsk(),
+        phoneDir: join(root, 'phone'),
+      });
+      const phoneId = phone!.phoneId;
+      const e = hub.epoch(phoneId, 'motion');
+      const fs = new FlakyFs();
+      const h1 = await MlsHub.open({ dir, fs, deviceId: DEVICE_ID, profile: p });
+      fs.fail = mode;
+      await t.rejects(h1.advance('motion', randomBytes(16)), /EIO \(simulated\)/);
+      t.equal(h1.epoch(phoneId, 'motion'), e, 'not merged');
+      t.same(
+        h1.journal.records.flatMap((r) => r.entries),
+        [],
+        'its entry left the record in memory',
+      );
+      await h1.advance('motion', randomBytes(16));
+      t.equal(h1.epoch(phoneId, 'motion'), e + 1n, 'the epoch is made again');
+      t.equal(readdirSync(join(dir, 'journal')).length, 2, 'both records are on disk');
+      // across a restart: one entry per epoch, the group file's
+      const h2 = await openHub(p, dir);
+      t.equal(h2.epoch(phoneId, 'motion'), e + 1n);
+      t.equal(h2.journal.records.flatMap((r) => r.entries).length, 1);
+      t.equal(readdirSync(join(dir, 'journal')).length, 1, 'the dropped entry left the disk too');
+      const out = await heartbeatRound(h2, phone!);
+      t.same(out.out.desync, [], 'the phone catches up with the commit the group file took');
+      t.equal(phone!.epoch('motion'), e + 1n);
+      const sink = new MemorySink();
+      const id = await sealItem(sealerFor(h2, sink), Buffer.from('still in step'));
+      t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'still in step');
+    },
+  );
 
 void t.test('open: wrong device, corrupt files, orphan group files', async (t) => {
   const root = tempDir();

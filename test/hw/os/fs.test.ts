@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -84,6 +84,16 @@ for (const mode of ['kill', 'power-loss'] as const satisfies readonly CrashMode[
     else t.equal(sawNew, 1, 'power loss keeps the new content only once the directory is synced');
   });
 }
+
+t.test('writeFileAtomic re-makes a directory removed after it was ensured', async (t) => {
+  const dir = join(await scratch(), 'sub');
+  const fs = new DurableFs();
+  await fs.writeFileAtomic(join(dir, 'a'), 'one');
+  await rm(dir, { recursive: true });
+  await fs.writeFileAtomic(join(dir, 'a'), 'two');
+  t.equal(await readFile(join(dir, 'a'), 'utf8'), 'two');
+  t.same(await readdir(dir), ['a'], 'no temp left');
+});
 
 t.test('writeFileAtomic takes parts: one vectored write of them, in order', async (t) => {
   const dir = await scratch();
