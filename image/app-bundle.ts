@@ -134,6 +134,7 @@ export const HUB_BUNDLE_OPTIONS: {
   readonly plugins: Plugin[];
   readonly logLevel: 'warning';
   readonly legalComments: 'none';
+  readonly minifyWhitespace: true;
 } = {
   bundle: true,
   platform: 'node',
@@ -143,6 +144,12 @@ export const HUB_BUNDLE_OPTIONS: {
   plugins: [zodWithoutLocales, tsMlsFilesBundled],
   logLevel: 'warning',
   legalComments: 'none',
+  // The module sources live in the V8 heap for the process's life (lazy compilation and
+  // Function.prototype.toString): without their whitespace the loaded hub holds 1.4 MiB
+  // less heap (bench: the hub-floor child, 6 fresh processes each, 16:02, load ~1:
+  // RSS 53.4 -> 52.0 MiB). Names stay (no identifier minification): stack traces keep
+  // their function names; their columns point into long lines (decisions.md, #19).
+  minifyWhitespace: true,
 };
 
 /**
