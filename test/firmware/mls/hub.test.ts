@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,21 +26,29 @@ import {
 
 const p = await loadMlsProfile();
 
+/** A hub in a temporary directory (removed after the test) paired with one phone. */
+async function pairedInTemp(t: Test) {
+  const root = tempDir();
+  t.teardown(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+  const dir = join(root, 'hub');
+  const hub = await openHub(p, dir);
+  const { phone } = await pair({
+    p,
+    hub,
+    devicePsk: newDevicePsk(),
+    phoneDir: join(root, 'phone'),
+  });
+  if (phone === undefined) throw new Error('pairing failed');
+  return { root, dir, hub, phone, phoneId: phone.phoneId };
+}
+
 void t.test(
   'journal: a crash after the record, before the group file: the entry is dropped on open, the epoch made again',
   async (t) => {
-    const root = tempDir();
-    t.teardown(() => {
-      rmSync(root, { recursive: true, force: true });
-    });
-    const hub = await openHub(p, join(root, 'hub'));
-    const { phone } = await pair({
-      p,
-      hub,
-      devicePsk: newDevicePsk(),
-      phoneDir: join(root, 'phone'),
-    });
-    const before = hub.epoch(phone!.phoneId, 'motion');
+    const { root, hub, phone } = await pairedInTemp(t);
+    const before = hub.epoch(phone.phoneId, 'motion');
     // trace one advance: the record, then the group file; nothing else
     const trace = new CrashController();
     const h1 = await MlsHub.open({
@@ -73,7 +82,7 @@ void t.test(
     await t.rejects(h2.advance('motion', randomBytes(16)), SimulatedCrash);
     t.equal(readdirSync(join(root, 'hub', 'journal')).length, 2, 'both records are on disk');
     const h3 = await openHub(p, join(root, 'hub'));
-    t.equal(h3.epoch(phone!.phoneId, 'motion'), before + 1n, 'the group file decides the epoch');
+    t.equal(h3.epoch(phone.phoneId, 'motion'), before + 1n, 'the group file decides the epoch');
     t.same(
       h3.journal.records.flatMap((r) => r.entries.map((e) => e.epoch)),
       [(before + 1n).toString()],
@@ -81,32 +90,20 @@ void t.test(
     );
     t.equal(readdirSync(join(root, 'hub', 'journal')).length, 1);
     // the phone catches up through a heartbeat; the next epoch is made again and opens
-    const out = await heartbeatRound(h3, phone!);
+    const out = await heartbeatRound(h3, phone);
     t.same(out.out.desync, []);
-    t.equal(phone!.epoch('motion'), before + 1n);
+    t.equal(phone.epoch('motion'), before + 1n);
     const sink = new MemorySink();
     const id = await sealItem(sealerFor(h3, sink), Buffer.from('after recovery'));
-    t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'after recovery');
-    t.equal(phone!.epoch('motion'), before + 2n);
+    t.equal((await phone.decryptItem(sink.bytes(id))).plaintext.toString(), 'after recovery');
+    t.equal(phone.epoch('motion'), before + 2n);
   },
 );
 
 void t.test(
   'journal: a record with states (a hub before the two-write advance) is applied on open, then stripped',
   async (t) => {
-    const root = tempDir();
-    t.teardown(() => {
-      rmSync(root, { recursive: true, force: true });
-    });
-    const dir = join(root, 'hub');
-    const hub = await openHub(p, dir);
-    const { phone } = await pair({
-      p,
-      hub,
-      devicePsk: newDevicePsk(),
-      phoneDir: join(root, 'phone'),
-    });
-    const phoneId = phone!.phoneId;
+    const { dir, hub, phone, phoneId } = await pairedInTemp(t);
     const before = hub.epoch(phoneId, 'motion');
     // what that hub left when it died after its first write: the record with the next state
     const f = await hub.store.readGroup(phoneId, 'motion');
@@ -140,12 +137,12 @@ void t.test(
       onDisk.entries.every((e) => e.state === undefined),
       'the record on disk holds no state any more',
     );
-    const out = await heartbeatRound(h2, phone!);
+    const out = await heartbeatRound(h2, phone);
     t.same(out.out.desync, []);
-    t.equal(phone!.epoch('motion'), before + 1n, 'the phone caught up with its handshake');
+    t.equal(phone.epoch('motion'), before + 1n, 'the phone caught up with its handshake');
     const sink = new MemorySink();
     const id = await sealItem(sealerFor(h2, sink), Buffer.from('next'));
-    t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'next');
+    t.equal((await phone.decryptItem(sink.bytes(id))).plaintext.toString(), 'next');
   },
 );
 
@@ -169,19 +166,7 @@ for (const mode of ['before', 'after'] as const)
   void t.test(
     `a group write that fails (${mode} it reached the disk): that phone stays in its epoch, its entry is never sent`,
     async (t) => {
-      const root = tempDir();
-      t.teardown(() => {
-        rmSync(root, { recursive: true, force: true });
-      });
-      const dir = join(root, 'hub');
-      const hub = await openHub(p, dir);
-      const { phone } = await pair({
-        p,
-        hub,
-        devicePsk: newDevicePsk(),
-        phoneDir: join(root, 'phone'),
-      });
-      const phoneId = phone!.phoneId;
+      const { dir, hub, phone, phoneId } = await pairedInTemp(t);
       const e = hub.epoch(phoneId, 'motion');
       const fs = new FlakyFs();
       const h1 = await MlsHub.open({ dir, fs, deviceId: DEVICE_ID, profile: p });
@@ -201,12 +186,12 @@ for (const mode of ['before', 'after'] as const)
       t.equal(h2.epoch(phoneId, 'motion'), e + 1n);
       t.equal(h2.journal.records.flatMap((r) => r.entries).length, 1);
       t.equal(readdirSync(join(dir, 'journal')).length, 1, 'the dropped entry left the disk too');
-      const out = await heartbeatRound(h2, phone!);
+      const out = await heartbeatRound(h2, phone);
       t.same(out.out.desync, [], 'the phone catches up with the commit the group file took');
-      t.equal(phone!.epoch('motion'), e + 1n);
+      t.equal(phone.epoch('motion'), e + 1n);
       const sink = new MemorySink();
       const id = await sealItem(sealerFor(h2, sink), Buffer.from('still in step'));
-      t.equal((await phone!.decryptItem(sink.bytes(id))).plaintext.toString(), 'still in step');
+      t.equal((await phone.decryptItem(sink.bytes(id))).plaintext.toString(), 'still in step');
     },
   );
 
