@@ -11,9 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import type * as Fixtures from '../dev/fixtures/paired-hub.js';
-import type * as Profile from '../protocol/mls-profile.js';
+import { resolve } from 'node:path';
+import { cpuMs, pairedCheckout } from './checkout-ab.js';
 
 interface Rig {
   readonly root: string;
@@ -25,24 +24,9 @@ const other = process.argv[2];
 if (other === undefined) throw new Error('usage: bench/epoch-ab.ts <other checkout> [rounds]');
 const ROUNDS = Math.max(10, Number(process.argv[3] ?? 100));
 const payload = randomBytes(1000);
-const cpuMs = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 
 async function rig(name: string, dir: string): Promise<Rig> {
-  const fx = (await import(join(dir, 'dev/fixtures/paired-hub.ts'))) as typeof Fixtures;
-  const { loadMlsProfile } = (await import(join(dir, 'protocol/mls-profile.ts'))) as typeof Profile;
-  const p = await loadMlsProfile({ crypto: 'native' });
-  const root = fx.tempDir(`vigil-epoch-ab-${name}-`);
-  const hub = await fx.openHub(p, join(root, 'hub'));
-  const { phone } = await fx.pair({
-    p,
-    hub,
-    devicePsk: fx.newDevicePsk(),
-    phoneDir: join(root, 'ph'),
-  });
-  if (phone === undefined) throw new Error(`pairing failed (${name})`);
+  const { fx, root, hub, phone } = await pairedCheckout(name, dir, 'vigil-epoch-ab-');
   return {
     root,
     async item() {

@@ -16,8 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type * as Fixtures from '../dev/fixtures/paired-hub.js';
-import type * as Profile from '../protocol/mls-profile.js';
+import { cpuMs, pairedCheckout } from './checkout-ab.js';
 
 interface Reader {
   push(b: Uint8Array): Promise<readonly { type: string; plaintext?: Uint8Array }[]>;
@@ -36,24 +35,9 @@ const ROUNDS = Math.max(5, Number(process.argv[3] ?? 30));
 const GOPS = 60;
 const GOP_BYTES = 500_000;
 const gops = Array.from({ length: GOPS }, () => randomBytes(GOP_BYTES));
-const cpuMs = (): number => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 
 async function rig(name: string, dir: string, streaming: boolean): Promise<Rig> {
-  const fx = (await import(join(dir, 'dev/fixtures/paired-hub.ts'))) as typeof Fixtures;
-  const { loadMlsProfile } = (await import(join(dir, 'protocol/mls-profile.ts'))) as typeof Profile;
-  const p = await loadMlsProfile({ crypto: 'native' });
-  const root = fx.tempDir(`vigil-ab-${name}-`);
-  const hub = await fx.openHub(p, join(root, 'hub'));
-  const { phone } = await fx.pair({
-    p,
-    hub,
-    devicePsk: fx.newDevicePsk(),
-    phoneDir: join(root, 'ph'),
-  });
-  if (phone === undefined) throw new Error(`pairing failed (${name})`);
+  const { fx, root, hub, phone } = await pairedCheckout(name, dir, 'vigil-ab-');
   const file = join(root, 'item.bin');
   const pieces: number[] = [];
   return {

@@ -324,11 +324,7 @@ export class DurableFs {
       if (!(e instanceof SimulatedCrash)) await rm(tmp, { force: true }).catch(() => undefined);
       throw e;
     }
-    this.crash.point(`${label}:fsynced`);
-    await this.#orDiscard(tmp, () => this.#rename(tmp, path));
-    this.crash.point(`${label}:renamed`);
-    await this.#fsyncDir(dir);
-    this.crash.point(`${label}:dir-fsynced`);
+    await this.#replace(tmp, path, label);
   }
 
   /** Directories this instance made sure of (writeFileAtomic skips the stat for them). */
@@ -393,14 +389,18 @@ export class DurableFs {
     };
   }
 
-  /** The durable half of an atomic write: fsync the written temp, rename it over `path`, fsync the directory. */
+  /** The durable half of an atomic write: fsync the written temp, then `#replace`. */
   async #publish(tmp: string, path: string, label: string): Promise<void> {
-    const dir = dirname(path);
     await this.#orDiscard(tmp, () => this.#fsyncFile(tmp));
+    await this.#replace(tmp, path, label);
+  }
+
+  /** An fsynced temp renamed over `path`, then the directory fsynced (the last crash points). */
+  async #replace(tmp: string, path: string, label: string): Promise<void> {
     this.crash.point(`${label}:fsynced`);
     await this.#orDiscard(tmp, () => this.#rename(tmp, path));
     this.crash.point(`${label}:renamed`);
-    await this.#fsyncDir(dir);
+    await this.#fsyncDir(dirname(path));
     this.crash.point(`${label}:dir-fsynced`);
   }
 
