@@ -419,6 +419,41 @@ export class DurableFs {
     }
   }
 
+  /**
+   * Durably append `data` at the end of `path` (created, with its directory entry synced, when
+   * absent): one write through an O_APPEND handle, then fdatasync (the file's size is synced with
+   * its data). After it returns the appended bytes survive a power cut. Crash points
+   * `before-append`, `appended` (written, not synced) and `append-synced`; the power-loss model
+   * rolls an unsynced append back to the last synced content, while a real power cut may also
+   * keep a torn prefix of `data`: a reader of an append-only file must detect one (a frame per
+   * record), and a writer whose append failed must not append after the partial bytes.
+   */
+  async append(path: string, data: FileData, label = basename(path)): Promise<void> {
+    const dir = dirname(path);
+    this.crash.point(`${label}:before-append`);
+    if (this.crash.armed) await this.#rememberNew(path);
+    let fh: FileHandle;
+    let created = false;
+    try {
+      fh = await open(path, FS.O_WRONLY | FS.O_APPEND);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (!this.#ensured.has(dir)) await this.#ensureDirOnce(dir);
+      fh = await open(path, FS.O_WRONLY | FS.O_APPEND | FS.O_CREAT, 0o666);
+      created = true;
+    }
+    try {
+      await writeAll(fh, data);
+      this.crash.point(`${label}:appended`);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await this.#noteSynced(path);
+    if (created) await this.#fsyncDir(dir);
+    this.crash.point(`${label}:append-synced`);
+  }
+
   /** Durably remove a file (no error when absent). */
   async remove(path: string, label = basename(path)): Promise<void> {
     if (this.crash.armed) {
