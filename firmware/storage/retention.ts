@@ -383,7 +383,12 @@ export class RetentionStore {
   /** Record an item whose file already exists under <root>/<cls>/. */
   async add(item: RetainedItem): Promise<void> {
     const r = ItemSchema.safeParse(item);
-    if (!r.success) throw new ValidationError(`invalid retention item: ${r.error.message}`);
+    if (!r.success) {
+      const i = r.error.issues[0];
+      throw new ValidationError(
+        `invalid retention item: ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`,
+      );
+    }
     if (!item.path.startsWith(`${item.cls}/`) || item.path.split('/').includes('..'))
       throw new ValidationError(`item path ${item.path} must live under ${item.cls}/`);
     this.#items.set(item.id, r.data);

@@ -222,3 +222,47 @@ t.test('pathExists: files and directories yes; missing paths and dangling links 
   t.equal(await pathExists(join(dir, 'missing')), false);
   t.equal(await pathExists(join(dir, 'dangling')), false);
 });
+
+t.test('append adds at the end, creates the file, and passes three crash points', async (t) => {
+  const dir = await scratch();
+  const fs = new DurableFs();
+  const f = join(dir, 'sub', 'log');
+  await fs.append(f, 'one\n', 'log');
+  await fs.append(f, [Buffer.from('two'), Buffer.from('\n')], 'log');
+  t.equal(await readFile(f, 'utf8'), 'one\ntwo\n');
+  t.same(await readdir(join(dir, 'sub')), ['log'], 'no temp files');
+  t.same(
+    fs.crash.trace.slice(0, 3).map((p) => p.label),
+    ['log:before-append', 'log:appended', 'log:append-synced'],
+  );
+  t.equal(fs.crash.count, 6);
+});
+
+// Crash at every point of an append, in both modes: the file is the old content or the old
+// content followed by the whole append; a power cut keeps the append only once it was synced.
+for (const mode of ['kill', 'power-loss'] as const satisfies readonly CrashMode[]) {
+  for (const fresh of [false, true]) {
+    t.test(
+      `append: crash at every point (${mode}, ${fresh ? 'new file' : 'existing'})`,
+      async (t) => {
+        let sawNew = 0;
+        for (let at = 1; at <= 3; at++) {
+          const dir = await scratch();
+          const f = join(dir, 'log');
+          if (!fresh) await new DurableFs().writeFileAtomic(f, OLD);
+          const fs = new DurableFs(new CrashController({ at, mode, delivery: 'throw' }));
+          const err = await fs.append(f, NEW).catch((e: unknown) => e);
+          t.ok(err instanceof SimulatedCrash, `point ${at} fired`);
+          const old = fresh ? '' : OLD;
+          const after = (await fs.readIfExists(f))?.toString('utf8') ?? '';
+          t.ok(
+            after === old || after === old + NEW,
+            `point ${at}: old, or old and the whole append`,
+          );
+          if (after === old + NEW) sawNew++;
+        }
+        t.equal(sawNew, mode === 'kill' ? 2 : 1, 'a power cut keeps only a synced append');
+      },
+    );
+  }
+}
