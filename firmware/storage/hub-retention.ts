@@ -152,10 +152,13 @@ export class HubRetention {
     await this.#running?.catch(() => undefined);
   }
 
-  /** Every phone holds these items: their local copies may now age out. */
+  /**
+   * Every phone holds these items: their local copies may now age out. Marked together,
+   * so the index logs them in one append (one fdatasync for a heartbeat's acks).
+   */
   async markDelivered(itemIds: readonly string[]): Promise<void> {
     await this.#mutex.run(async () => {
-      for (const id of itemIds) await this.store.markDelivered(id);
+      await Promise.all(itemIds.map((id) => this.store.markDelivered(id)));
     });
   }
 
