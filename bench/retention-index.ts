@@ -19,7 +19,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { run } from '../hw/os/run.js';
 import { cpuMs } from './checkout-ab.js';
 import type * as Retention from '../firmware/storage/retention.js';
 import type * as Fs from '../hw/os/fs.js';
@@ -113,6 +113,9 @@ async function measure(make: (root: string) => Store, n: number, events: number)
     const event = async (out: Record<Op, Sample[]>) => {
       const clip = { ...item(next++, 'clips'), delivered: false };
       const thumb = { ...item(next++, 'thumbnails'), delivered: false };
+      // The pipeline writes an item's file before recording it (not timed).
+      await writeFile(join(root, clip.path), '');
+      await writeFile(join(root, thumb.path), '');
       await one('add', () => s.add(clip), out);
       await one('add', () => s.add(thumb), out);
       fifo.push(clip.id, thumb.id);
@@ -143,16 +146,16 @@ const q = (xs: number[], p: number): number => {
 };
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-const rev = (dir: string): string => {
+const rev = async (dir: string): Promise<string> => {
   try {
-    return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD']).toString().trim();
+    return (await run('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'])).stdout.toString().trim();
   } catch {
     return '?';
   }
 };
 const impls = {
-  other: { make: await checkout(resolve(other)), rev: rev(resolve(other)) },
-  this: { make: await checkout(resolve('.')), rev: rev(resolve('.')) },
+  other: { make: await checkout(resolve(other)), rev: await rev(resolve(other)) },
+  this: { make: await checkout(resolve('.')), rev: await rev(resolve('.')) },
 };
 console.log(
   `retention index, per operation; other=${resolve(other)} (${impls.other.rev}), this=${resolve('.')} (${impls.this.rev})`,
