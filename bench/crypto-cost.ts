@@ -19,9 +19,18 @@
  *  - bare: a node:crypto ChaCha20-Poly1305 loop over the same GOPs with the
  *    same record size and the same writes/reads (ciphertext and tag as parts,
  *    one writev per GOP; opened in place), no framing, no MLS.
- * The paths run interleaved in one process, in a rotating order, ≥ 5 rounds;
- * CPU is process.cpuUsage() (user + system) so load on a shared machine
- * matters less than for wall-clock figures.
+ * The paths run interleaved in one process, ≥ 5 rounds; the bare loop and the native
+ * path back to back in alternating order (the machine's speed drifts within seconds on
+ * this VM), the JS path after them. CPU is CPU time, not wall-clock, so load on a shared
+ * machine matters less. Settled (the default since session 12; VIGIL_BENCH_SETTLE=0 for
+ * the old way, process.cpuUsage over each run): each run starts with V8's background
+ * threads idle and is billed its process CPU plus the background work it left running
+ * until they are idle again, so a scavenge helper's or buffer sweeper's work for earlier
+ * runs' garbage no longer lands in the next measurement. Printed beside the figures: the
+ * split (main thread / libuv pool / V8 background), main-thread GC events, minor faults,
+ * and a speed probe (a fixed SHA-256 job before each seal and open group).
+ * VIGIL_BENCH_DETAIL=1 prints every round; VIGIL_BENCH_PROVIDERS=native leaves the JS
+ * provider out.
  *
  * Also, per crypto provider (native = node:crypto, js = ts-mls default):
  * the fixed cost per motion event (a clip and its thumbnail: two items, two
@@ -32,8 +41,18 @@
  *
  * Run: npx tsx bench/crypto-cost.ts [rounds=5] [advances=20] [events=6] [restarts=2]
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { closeSync, openSync, readSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { createCipheriv, createDecipheriv, createHash, pbkdf2, randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  writeSync,
+  writevSync,
+} from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { join } from 'node:path';
 import type { CiphertextSink } from '../firmware/items.js';
 import type { MlsHub } from '../firmware/mls/hub.js';
@@ -60,19 +79,148 @@ const GOP_BYTES = 500_000; // 4 Mbit/s, one GOP per second
 const GOPS_PER_MINUTE = 60;
 const RECORD = 64 * 1024;
 const TAG = 16;
-const PROVIDERS: readonly MlsCrypto[] = ['native', 'js'];
+// VIGIL_BENCH_PROVIDERS=native leaves the JS provider out (its rig shares the container and MLS code)
+const PROVIDERS: readonly MlsCrypto[] =
+  process.env.VIGIL_BENCH_PROVIDERS === 'native' ? ['native'] : ['native', 'js'];
 
 // ---- small helpers -------------------------------------------------------------------
 
-function cpuMs(): number {
-  const u = process.cpuUsage();
+/**
+ * Every thread's CPU time, ms, by thread id: the scheduler's run time from /proc (Linux
+ * only). Exact for a thread that is not running when read; a running thread's (the
+ * reader's own) lags by up to a scheduler tick, so the main thread's share is taken as the
+ * process's precise total (process.cpuUsage) minus the other threads'.
+ */
+function threadTimes(): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const t of readdirSync('/proc/self/task'))
+      try {
+        out.set(
+          t,
+          Number(readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e6,
+        );
+      } catch {
+        /* the thread ended */
+      }
+  } catch {
+    /* not Linux */
+  }
+  return out;
+}
+/** The libuv pool's threads (found by giving it work: pbkdf2 runs there), filled in at setup. */
+const poolThreads = new Set<string>();
+async function findPoolThreads(): Promise<void> {
+  const before = threadTimes();
+  await Promise.all(
+    Array.from(
+      { length: 8 },
+      () =>
+        new Promise<void>((res, rej) => {
+          pbkdf2('x', 'y', 200_000, 32, 'sha256', (e) => {
+            if (e === null) res();
+            else rej(e);
+          });
+        }),
+    ),
+  );
+  for (const [t, ms] of threadTimes()) if (ms - (before.get(t) ?? 0) > 20) poolThreads.add(t);
+  poolThreads.delete(String(process.pid));
+}
+/**
+ * The machine's speed now: main-thread CPU-ms of a fixed job (SHA-256 of 16 MiB, no allocation,
+ * no I/O). Printed beside the rounds (VIGIL_BENCH_DETAIL=1) so drift is visible.
+ */
+const probeData = Buffer.alloc(16 << 20, 7);
+function probe(): number {
+  const u0 = process.cpuUsage();
+  createHash('sha256').update(probeData).digest();
+  const u = process.cpuUsage(u0);
   return (u.user + u.system) / 1000;
 }
-async function measure(fn: () => Promise<void> | void): Promise<{ cpu: number; wall: number }> {
-  const c = cpuMs();
+/** All threads but the main one and the libuv pool's: V8's (GC helpers, compilers) and any other. */
+function backgroundMs(times = threadTimes()): number {
+  let n = 0;
+  for (const [t, ms] of times) if (t !== String(process.pid) && !poolThreads.has(t)) n += ms;
+  return n;
+}
+const sleep = (ms: number): Promise<void> =>
+  new Promise((res) => {
+    setTimeout(res, ms);
+  });
+/** Wait until V8's background threads are idle: under 0.05 CPU-ms in 5 ms, twice running. */
+async function drain(): Promise<void> {
+  let last = backgroundMs();
+  for (let quiet = 0, i = 0; quiet < 2 && i < 400; i++) {
+    await sleep(5);
+    const b = backgroundMs();
+    quiet = b - last < 0.05 ? quiet + 1 : 0;
+    last = b;
+  }
+}
+/**
+ * Settled measurements (the default; VIGIL_BENCH_SETTLE=0 measures as before): each path
+ * starts with V8's background threads idle (a concurrent marking or sweeping that earlier
+ * paths started has finished: waited for, not forced, so the heap and malloc stay warm),
+ * and is billed for what it ran and started: its main thread and the libuv pool during the
+ * run, plus V8's background threads from its start until they are idle again (a GC cycle
+ * its own allocation triggered finishes after it returns). Without this, a concurrent GC
+ * cycle that earlier paths' garbage started lands in whichever measurement runs beside it,
+ * and slows its main thread too (session 12).
+ */
+const SETTLE = process.env.VIGIL_BENCH_SETTLE !== '0';
+/** One measurement: process CPU (user + system), its split, the main thread's share, faults. */
+interface Sample {
+  /** Billed CPU-ms: settled, main + pool + background to idle; else process.cpuUsage over the run. */
+  cpu: number;
+  /** process.cpuUsage over the run (user + system) */
+  raw: number;
+  wall: number;
+  user: number;
+  system: number;
+  main: number;
+  /** CPU of the libuv pool's threads (async file operations) */
+  pool: number;
+  /** V8's background threads, from the start until idle again (settled) or over the run */
+  bg: number;
+  faults: number;
+  t0: number;
+  t1: number;
+}
+const samples = new Map<string, Sample[]>();
+async function measure(fn: () => Promise<void> | void, key?: string): Promise<Sample> {
+  if (SETTLE) await drain();
+  const r0 = process.resourceUsage();
+  const p0 = threadTimes();
+  const u0 = process.cpuUsage();
   const w = performance.now();
   await fn();
-  return { cpu: cpuMs() - c, wall: performance.now() - w };
+  const w1 = performance.now();
+  const u = process.cpuUsage(u0);
+  const p1 = threadTimes();
+  const r1 = process.resourceUsage();
+  let pool = 0;
+  for (const t of poolThreads) pool += (p1.get(t) ?? 0) - (p0.get(t) ?? 0);
+  const bgRun = backgroundMs(p1) - backgroundMs(p0);
+  if (SETTLE) await drain();
+  const bg = backgroundMs() - backgroundMs(p0);
+  const raw = (u.user + u.system) / 1000;
+  const s: Sample = {
+    // settled: the run's precise process CPU plus V8's background work it left running
+    cpu: SETTLE ? raw + (bg - bgRun) : raw,
+    raw,
+    wall: w1 - w,
+    user: u.user / 1000,
+    system: u.system / 1000,
+    main: raw - pool - bgRun,
+    pool,
+    bg,
+    faults: r1.minorPageFault - r0.minorPageFault,
+    t0: w,
+    t1: w1,
+  };
+  if (key !== undefined) samples.set(key, [...(samples.get(key) ?? []), s]);
+  return s;
 }
 function sorted(xs: readonly number[]): number[] {
   return [...xs].sort((a, b) => a - b);
@@ -213,9 +361,29 @@ interface Rig {
   readonly phone: E2eePhone;
 }
 
+/** perf_hooks' GC kinds (constants.NODE_PERFORMANCE_GC_*) */
+const GC_KIND: Record<number, string> = {
+  1: 'minor',
+  4: 'major',
+  8: 'incremental',
+  16: 'weak callbacks',
+};
+/** Main-thread GC pauses (start, duration), to attribute to the measurements afterwards. */
+const gcs: { start: number; duration: number; kind: number }[] = [];
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries())
+    gcs.push({
+      start: e.startTime,
+      duration: e.duration,
+      kind: (e as { detail?: { kind?: number } }).detail?.kind ?? 0,
+    });
+});
+gcObserver.observe({ entryTypes: ['gc'] });
+
 const root = tempDir('vigil-bench-crypto-');
 const rigs: Rig[] = [];
 try {
+  await findPoolThreads();
   for (const crypto of PROVIDERS) {
     const p = await loadMlsProfile({ crypto });
     const hubDir = join(root, `hub-${crypto}`);
@@ -248,7 +416,7 @@ try {
         const fd = openSync(f, 'w');
         const m = await measure(() => {
           bareSizes = bareSeal(f, fd);
-        });
+        }, 'bare seal');
         closeSync(fd);
         add('bare seal', m.cpu);
       },
@@ -256,7 +424,7 @@ try {
         const f = join(root, 'bare.bin');
         const m = await measure(() => {
           if (bareOpen(f, bareSizes) !== total) throw new Error('bare open size');
-        });
+        }, 'bare open');
         add('bare open', m.cpu);
       },
     },
@@ -268,7 +436,7 @@ try {
         seal: async () => {
           const sink = new FileSink(f);
           const sealer = sealerFor(rig.hub, sink);
-          const m = await measure(() => hubSeal(sealer));
+          const m = await measure(() => hubSeal(sealer), `vigil seal (${rig.crypto})`);
           sink.close();
           sizes = sink.sizes;
           add(`vigil seal (${rig.crypto})`, m.cpu);
@@ -276,7 +444,7 @@ try {
         open: async () => {
           const m = await measure(async () => {
             if ((await phoneOpen(rig.phone, f, sizes)) !== total) throw new Error('open size');
-          });
+          }, `vigil open (${rig.crypto})`);
           add(`vigil open (${rig.crypto})`, m.cpu);
         },
       };
@@ -288,15 +456,27 @@ try {
     await pth.open();
   }
   cpu.clear();
+  samples.clear();
+  // The bare loop and the native path (the acceptance pair) run back to back, in alternating
+  // order (A B, B A, ...): the machine's speed drifts within seconds on this VM (session 12),
+  // so a pair measured together is compared under the same conditions; the JS path follows.
+  const probes: number[] = [];
+  const roundsFrom = performance.now();
   for (let r = 0; r < ROUNDS; r++) {
-    const order = paths.map((_, i) => paths[(i + r) % paths.length] as Path);
+    const [bare, native, ...rest] = paths as [Path, Path, ...Path[]];
+    const order = [...(r % 2 === 0 ? [bare, native] : [native, bare]), ...rest];
+    probes.push(probe());
     for (const pth of order) await pth.seal();
+    probes.push(probe());
     for (const pth of order) await pth.open();
   }
 
   console.log(
     `# crypto CPU per video-minute: 1080p30 4 Mbit/s = ${GOPS_PER_MINUTE} x ${GOP_BYTES} B GOPs ` +
-      `(random bytes), 64 KiB records, one item per minute, ${ROUNDS} interleaved rounds`,
+      `(random bytes), 64 KiB records, one item per minute, ${ROUNDS} interleaved rounds, ` +
+      (SETTLE
+        ? 'settled (each run starts with V8 background idle; billed main + pool + V8 background until idle)'
+        : 'unsettled (process.cpuUsage over each run)'),
   );
   const bare = { seal: cpu.get('bare seal') ?? [], open: cpu.get('bare open') ?? [] };
   console.log(
@@ -325,6 +505,41 @@ try {
         )}; ratio to bare ${(median(xs) / median(bare[dir])).toFixed(2)} (per round ${mmm(ratios, 2)})`,
       );
     }
+
+  // where each path's CPU goes: user / system, the main thread / other threads (GC helpers,
+  // the libuv pool), minor faults, main-thread GC pauses that fell inside the measurement
+  const gcIn = (x: Sample): number =>
+    gcs.filter((g) => g.start >= x.t0 && g.start < x.t1).reduce((n, g) => n + g.duration, 0);
+  console.log(
+    `# where it goes (medians, CPU-ms): main thread + libuv pool + V8 background = billed; raw = process.cpuUsage over the run (user / system, tick-split); ` +
+      `main-thread GC pauses inside the run; minor faults`,
+  );
+  for (const [k, xs] of samples) {
+    const med = (f: (x: Sample) => number): string => median(xs.map(f)).toFixed(1);
+    console.log(
+      `${k}: billed ${med((x) => x.cpu)} = main ${med((x) => x.main)} + pool ${med((x) => x.pool)} + background ${med((x) => x.bg)}; raw ${med((x) => x.raw)} (user ${med((x) => x.user)} / system ${med((x) => x.system)}); gc pauses ${med(gcIn)}; faults ${med((x) => x.faults)}`,
+    );
+  }
+  const inRounds = gcs.filter((g) => g.start >= roundsFrom);
+  const kinds = new Map<number, number>();
+  for (const g of inRounds) kinds.set(g.kind, (kinds.get(g.kind) ?? 0) + 1);
+  console.log(
+    `main-thread GC events in the rounds: ${[...kinds]
+      .sort((a, b) => a[0] - b[0])
+      .map(([k, n]) => `${GC_KIND[k] ?? String(k)} ${String(n)}`)
+      .join(', ')}`,
+  );
+  console.log(
+    `speed probe (SHA-256 of 16 MiB, main-thread CPU-ms, before each seal and open group): ${mmm(probes, 2)}`,
+  );
+  if (process.env.VIGIL_BENCH_DETAIL === '1') {
+    console.log(`  probes: ${probes.map((x) => x.toFixed(2)).join(' ')}`);
+    for (const [k, xs] of samples)
+      for (const [i, x] of xs.entries())
+        console.log(
+          `  ${k} round ${String(i + 1)}: billed ${x.cpu.toFixed(1)} (main ${x.main.toFixed(1)}, pool ${x.pool.toFixed(1)}, background ${x.bg.toFixed(1)}) raw ${x.raw.toFixed(1)} (user ${x.user.toFixed(1)}, system ${x.system.toFixed(1)}) wall ${x.wall.toFixed(1)} gc ${gcIn(x).toFixed(1)} faults ${String(x.faults)}`,
+        );
+  }
 
   // ---- per event (clip + thumbnail) and epoch advance, per provider ---------------------------
   console.log('# fixed MLS cost per motion event (clip + thumbnail items, tiny payloads)');

@@ -367,18 +367,15 @@ export class E2eePhone {
           `item ${itemId} is not sealed for this phone (removed, or another hub)`,
         );
       const r = header.core.recipients[idx] as (typeof header.core.recipients)[number];
-      const existing = await this.#store.readKey(itemId);
-      if (existing !== undefined) {
-        // Crash between the key and the state write: finish the state.
-        if (g.state.groupContext.epoch < r.epoch) {
-          const next = await this.#process(kind, g, r.handshake, r.epoch);
-          await this.#merge(
-            kind,
-            next,
-            decodeMessage(this.p, r.handshake)?.wireformat === 'mls_welcome',
-          );
-        }
-        return Buffer.from(unb64(existing.cek));
+      // An item of the group's current or an earlier epoch may be one this phone accepted
+      // (opened again): its stored key answers. An item of a later epoch has no key that
+      // counts yet: at most a crash between the key and the state write left one, and
+      // processing the same commit from the same state unwraps the same content key, so
+      // the path below writes that key again and finishes the state (one file operation
+      // fewer per new item: no failed read of its key file).
+      if (r.epoch <= g.state.groupContext.epoch) {
+        const existing = await this.#store.readKey(itemId);
+        if (existing !== undefined) return Buffer.from(unb64(existing.cek));
       }
       const next = await this.#process(kind, g, r.handshake, r.epoch);
       const wrapKey = await itemWrapKey(this.p, next.state, header.core.itemId);

@@ -216,3 +216,75 @@ void t.test(
     t.ok(whole.finish().plaintext.equals(plain));
   },
 );
+
+void t.test(
+  "a new item's key file is not read first; a key its failed state write left is written again, unchanged",
+  async (t) => {
+    class CountingFs extends DurableFs {
+      readonly reads: string[] = [];
+      failNextState = false;
+      override async readIfExists(path: string): Promise<Buffer | undefined> {
+        this.reads.push(path);
+        return super.readIfExists(path);
+      }
+      override async writeFileAtomic(
+        path: string,
+        data: Parameters<DurableFs['writeFileAtomic']>[1],
+        label?: string,
+      ): Promise<void> {
+        if (this.failNextState && label?.startsWith('phone-group-') === true) {
+          this.failNextState = false;
+          throw Object.assign(new Error('EIO (test)'), { code: 'EIO' });
+        }
+        return super.writeFileAtomic(path, data, label);
+      }
+    }
+    const root = tempDir();
+    t.teardown(() => {
+      rmSync(root, { recursive: true, force: true });
+    });
+    const fs = new CountingFs();
+    const hub = await openHub(p, join(root, 'hub'));
+    const phone = (
+      await pair({
+        p,
+        hub,
+        devicePsk: newDevicePsk(),
+        phoneDir: join(root, 'phone'),
+        phoneFs: fs,
+      })
+    ).phone!;
+    const sink = new MemorySink();
+    const sealer = sealerFor(hub, sink, 1024);
+    const keyFile = (id: string): string => join(root, 'phone', 'keys', `${id}.key`);
+
+    const x = await sealItem(sealer, Buffer.from('x'));
+    fs.reads.length = 0;
+    t.equal((await phone.decryptItem(sink.bytes(x))).plaintext.toString(), 'x');
+    t.notOk(fs.reads.includes(keyFile(x)), 'a new item: its key file is not read');
+    // opened again (its epoch is the group's now): the stored key answers
+    t.equal((await phone.decryptItem(sink.bytes(x))).plaintext.toString(), 'x');
+    t.ok(fs.reads.includes(keyFile(x)), 'an accepted item: its key file is read');
+
+    // the key is durable, the state write fails: the group stays at the earlier epoch
+    const y = await sealItem(sealer, Buffer.from('y'));
+    const before = phone.epoch('motion');
+    fs.failNextState = true;
+    await t.rejects(phone.decryptItem(sink.bytes(y)), { code: 'EIO' });
+    t.equal(phone.epoch('motion'), before, 'not merged');
+    const { readFileSync } = await import('node:fs');
+    const left = JSON.parse(readFileSync(keyFile(y), 'utf8')) as { cek: string };
+    // the same item again: the commit is processed from the same state, the same key results
+    t.equal((await phone.decryptItem(sink.bytes(y))).plaintext.toString(), 'y');
+    t.equal(phone.epoch('motion'), before + 1n, 'merged');
+    const again = JSON.parse(readFileSync(keyFile(y), 'utf8')) as { cek: string };
+    t.equal(again.cek, left.cek, 'the key file holds the same content key');
+    // and after a restart the state is the later one
+    const reopened = await E2eePhone.open({
+      dir: join(root, 'phone'),
+      fs: new DurableFs(),
+      profile: p,
+    });
+    t.equal(reopened?.epoch('motion'), before + 1n);
+  },
+);
