@@ -329,7 +329,7 @@ export class RetentionStore {
       await this.#compact();
       return;
     }
-    const data = records.map(frame).join('');
+    const data = records.map(frameJson).join('');
     try {
       await this.#d.fs.append(this.logPath, data, 'retention-log');
     } catch (e) {
@@ -495,8 +495,6 @@ function frameJson(rec: unknown): string {
   const json = JSON.stringify(rec);
   return `${json}\t${crc32(json).toString(16).padStart(8, '0')}\n`;
 }
-
-const frame = (rec: LogRecord): string => frameJson(rec);
 
 /** A log line's JSON value, or undefined when its frame or CRC does not hold. */
 function unframe(line: string): unknown {

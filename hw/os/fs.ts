@@ -130,6 +130,12 @@ interface PendingEntry {
   readonly path: string;
 }
 
+/** Close a temp's handle and remove the temp (a failed or abandoned write holds no space). */
+async function closeAndRemove(fh: FileHandle, tmp: string): Promise<void> {
+  await fh.close().catch(() => undefined);
+  await rm(tmp, { force: true }).catch(() => undefined);
+}
+
 /**
  * Durable, crash-testable file operations. All paths are real paths (already
  * mapped through HostPaths by the caller).
@@ -300,9 +306,23 @@ export class DurableFs {
       await this.#ensureDirOnce(dir);
       fh = await open(tmp, 'w');
     }
-    let open_ = true;
     try {
       await writeAll(fh, data);
+    } catch (e) {
+      await closeAndRemove(fh, tmp);
+      throw e;
+    }
+    await this.#syncAndReplace(fh, tmp, path, label);
+  }
+
+  /**
+   * The durable tail of an atomic write whose content is in `tmp`: fsync and close through
+   * the handle it was written with (no reopening), then `#replace`. A failure closes the
+   * handle and removes the temp; a simulated crash leaves the temp as a real one would.
+   */
+  async #syncAndReplace(fh: FileHandle, tmp: string, path: string, label: string): Promise<void> {
+    let open_ = true;
+    try {
       this.crash.point(`${label}:written`);
       await fh.sync();
       await this.#noteSynced(tmp);
@@ -310,7 +330,6 @@ export class DurableFs {
       await fh.close();
     } catch (e) {
       if (open_) await fh.close().catch(() => undefined);
-      // a simulated crash leaves the temp as a real one would; a failed write holds no space
       if (!(e instanceof SimulatedCrash)) await rm(tmp, { force: true }).catch(() => undefined);
       throw e;
     }
@@ -346,10 +365,6 @@ export class DurableFs {
     const fh = await open(tmp, 'w');
     let bytes = 0;
     let state: 'open' | 'committed' | 'discarded' = 'open';
-    const closeAndRemove = async (): Promise<void> => {
-      await fh.close().catch(() => undefined);
-      await rm(tmp, { force: true }).catch(() => undefined);
-    };
     return {
       get bytes() {
         return bytes;
@@ -360,33 +375,19 @@ export class DurableFs {
           bytes += await writevAll(fh, parts);
         } catch (e) {
           state = 'discarded';
-          await closeAndRemove();
+          await closeAndRemove(fh, tmp);
           throw e;
         }
       },
       commit: async () => {
         if (state !== 'open') throw new VigilError('ECLOSED', `${label}: the write is finished`);
         state = 'committed';
-        // fsync and close through the handle the content was written with (as
-        // `writeFileAtomic` does): two file operations fewer than reopening the temp
-        let open_ = true;
-        try {
-          this.crash.point(`${label}:written`);
-          await fh.sync();
-          await this.#noteSynced(tmp);
-          open_ = false;
-          await fh.close();
-        } catch (e) {
-          if (open_) await fh.close().catch(() => undefined);
-          if (!(e instanceof SimulatedCrash)) await rm(tmp, { force: true }).catch(() => undefined);
-          throw e;
-        }
-        await this.#replace(tmp, path, label);
+        await this.#syncAndReplace(fh, tmp, path, label);
       },
       discard: async () => {
         if (state !== 'open') return;
         state = 'discarded';
-        await closeAndRemove();
+        await closeAndRemove(fh, tmp);
       },
     };
   }
