@@ -59,7 +59,12 @@ import type { MlsHub } from '../firmware/mls/hub.js';
 import type { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { E2eePhone } from '../app/e2ee/phone.js';
 import type { ItemKind } from '../protocol/items.js';
-import { loadMlsProfile, type MlsCrypto } from '../protocol/mls-profile.js';
+import {
+  decodeState,
+  leafIndexOf,
+  loadMlsProfile,
+  type MlsCrypto,
+} from '../protocol/mls-profile.js';
 import { run } from '../hw/os/run.js';
 import {
   DEVICE_ID,
@@ -352,6 +357,19 @@ async function phoneOpen(phone: E2eePhone, path: string, sizes: readonly number[
   return n;
 }
 
+/**
+ * The hub's own leaf key in its motion group with the rig's phone (from the group file):
+ * an advance that changed it carried an UpdatePath, one that did not was pathless.
+ */
+async function hubLeafKey(rig: Rig): Promise<Buffer> {
+  const f = await rig.hub.store.readGroup(rig.phone.phoneId, 'motion');
+  const st = f && decodeState(rig.hub.p, f.state, rig.hub.config);
+  const leaf = st && leafIndexOf(st, rig.hub.signing.identity);
+  const node = leaf === undefined ? undefined : st?.ratchetTree[leaf * 2];
+  if (node?.nodeType !== 'leaf') throw new Error('the hub has no leaf in its motion group');
+  return Buffer.from(node.leaf.hpkePublicKey);
+}
+
 // ---- setup: one hub + phone per provider, both sides on that provider ----------------------
 
 interface Rig {
@@ -405,6 +423,8 @@ try {
     cpu.set(k, [...(cpu.get(k) ?? []), v]);
   };
   type Path = { name: string; seal: () => Promise<void>; open: () => Promise<void> };
+  /** Per provider and round: whether that round's epoch advance carried an UpdatePath. */
+  const withPath = new Map<MlsCrypto, boolean[]>();
   let bareSizes: number[] = [];
   const paths: Path[] = [
     {
@@ -436,10 +456,15 @@ try {
         seal: async () => {
           const sink = new FileSink(f);
           const sealer = sealerFor(rig.hub, sink);
+          const before = await hubLeafKey(rig);
           const m = await measure(() => hubSeal(sealer), `vigil seal (${rig.crypto})`);
           sink.close();
           sizes = sink.sizes;
           add(`vigil seal (${rig.crypto})`, m.cpu);
+          withPath.set(rig.crypto, [
+            ...(withPath.get(rig.crypto) ?? []),
+            !before.equals(await hubLeafKey(rig)),
+          ]);
         },
         open: async () => {
           const m = await measure(async () => {
@@ -457,6 +482,7 @@ try {
   }
   cpu.clear();
   samples.clear();
+  withPath.clear();
   // The bare loop and the native path (the acceptance pair) run back to back, in alternating
   // order (A B, B A, ...): the machine's speed drifts within seconds on this VM (session 12),
   // so a pair measured together is compared under the same conditions; the JS path follows.
@@ -497,12 +523,15 @@ try {
     for (const dir of ['seal', 'open'] as const) {
       const xs = cpu.get(`vigil ${dir} (${rig.crypto})`) ?? [];
       const ratios = xs.map((x, i) => x / (bare[dir][i] ?? NaN));
+      const paths = withPath.get(rig.crypto) ?? [];
+      const sum = (ys: readonly number[]): number => ys.reduce((a, b) => a + b, 0);
       console.log(
         `vigil ${dir} (${rig.crypto} crypto): ${mmm(
           xs.map((x) => x / 1000),
           3,
           ' CPU-s',
-        )}; ratio to bare ${(median(xs) / median(bare[dir])).toFixed(2)} (per round ${mmm(ratios, 2)})`,
+        )}; ratio to bare ${(median(xs) / median(bare[dir])).toFixed(2)} (per round ${mmm(ratios, 2)}); ` +
+          `over all rounds ${(sum(xs) / sum(bare[dir])).toFixed(2)} (${String(paths.filter(Boolean).length)} of ${String(paths.length)} advances with an UpdatePath)`,
       );
     }
 
@@ -544,10 +573,10 @@ try {
   // ---- per event (clip + thumbnail) and epoch advance, per provider ---------------------------
   console.log('# fixed MLS cost per motion event (clip + thumbnail items, tiny payloads)');
   const small = randomBytes(1000);
-  const adv = new Map<MlsCrypto, { wall: number[]; cpu: number[] }>();
+  const adv = new Map<MlsCrypto, { wall: number[]; cpu: number[]; path: boolean[] }>();
   /** Per provider and mode: 'shared' = thumbnail in the clip's epoch (now), 'own' = its own epoch (before). */
   const ev = new Map<string, { hub: number[]; phone: number[] }>();
-  for (const rig of rigs) adv.set(rig.crypto, { wall: [], cpu: [] });
+  for (const rig of rigs) adv.set(rig.crypto, { wall: [], cpu: [], path: [] });
   /** One clip and its thumbnail through one sealer; the two items go to two files. */
   const sealEvent = async (rig: Rig, shared: boolean): Promise<FileSink[]> => {
     const files = new Map<string, FileSink>();
@@ -609,6 +638,7 @@ try {
       const sink = new FileSink(join(root, `adv-${rig.crypto}.bin`));
       const sealer = sealerFor(rig.hub, sink);
       let w: Awaited<ReturnType<MlsItemSealer['begin']>> | undefined;
+      const before = await hubLeafKey(rig);
       const m = await measure(async () => {
         w = await sealer.begin({ kind: 'clip', startedAt: Date.now(), codec: 'video/mp4' });
       });
@@ -617,6 +647,7 @@ try {
       await phoneOpen(rig.phone, sink.path, sink.sizes); // keeps the journal short, not timed
       adv.get(rig.crypto)?.wall.push(m.wall);
       adv.get(rig.crypto)?.cpu.push(m.cpu);
+      adv.get(rig.crypto)?.path.push(!before.equals(await hubLeafKey(rig)));
     }
   for (const rig of rigs) {
     const a = adv.get(rig.crypto);
@@ -624,6 +655,14 @@ try {
     console.log(
       `epoch advance, ${rig.crypto} crypto: p50 ${pct(a.wall, 0.5).toFixed(1)} ms, p90 ${pct(a.wall, 0.9).toFixed(1)} ms wall; CPU median ${median(a.cpu).toFixed(1)} ms (n=${ADVANCES})`,
     );
+    for (const withP of [true, false]) {
+      const at = a.path.flatMap((x, i) => (x === withP ? [i] : []));
+      const pick = (xs: readonly number[]): number[] => at.map((i) => xs[i] ?? NaN);
+      if (at.length > 0)
+        console.log(
+          `  ${withP ? 'with an UpdatePath' : 'pathless'}: p50 ${pct(pick(a.wall), 0.5).toFixed(1)} ms, p90 ${pct(pick(a.wall), 0.9).toFixed(1)} ms wall; CPU median ${median(pick(a.cpu)).toFixed(1)} ms (n=${String(at.length)})`,
+        );
+    }
   }
 
   // ---- first item after a restart (fresh process on the persisted hub) -----------------------

@@ -17,6 +17,7 @@
  */
 import type {
   AuthenticationService,
+  Capabilities,
   CiphersuiteImpl,
   CryptoProvider,
   ClientConfig,
@@ -384,15 +385,74 @@ export async function newKeyPackage(
   who: SigningIdentity,
   nowMs: number,
   otherClockMs: number = nowMs,
+  opts: LeafCapabilityOptions = {},
 ): Promise<{ publicPackage: KeyPackage; privatePackage: PrivateKeyPackage }> {
   return p.mls.generateKeyPackageWithKey(
     basicCredential(who.identity),
-    p.mls.defaultCapabilities(),
+    leafCapabilities(p, opts),
     keyPackageLifetime(nowMs, otherClockMs),
     [],
     { signKey: who.signaturePrivateKey, publicKey: who.signaturePublicKey },
     p.cs,
   );
+}
+
+// ---- pathless epoch advance ----------------------------------------------------------
+
+/**
+ * A private-use extension type (RFC 9420 §17.3: 0xF000–0xFFFF) that a member
+ * lists in its leaf's capabilities to say it processes a **pathless advance**:
+ * a commit whose only proposal is a resumption PSK of the group's current
+ * epoch, and which carries no UpdatePath (RFC 9420 §12.4: the path may be
+ * omitted when no Update or Remove is covered and the list is not empty).
+ * It is a capability only: no extension of this type is ever sent. A
+ * companion from before it lacks the resumption PSK lookup and would reject
+ * such a commit, so the hub sends one only to a phone whose leaf lists it
+ * (docs/decisions.md, "Pathless epoch advances").
+ */
+export const PATHLESS_ADVANCE_CAPABILITY = 0xf1a0;
+
+export interface LeafCapabilityOptions {
+  /**
+   * Leave PATHLESS_ADVANCE_CAPABILITY out, as a companion before it did (tests
+   * of the hub's fallback to a commit with a path for every advance).
+   */
+  readonly withoutPathlessAdvance?: boolean;
+}
+
+/** The capabilities of a Vigil leaf: ts-mls's defaults plus PATHLESS_ADVANCE_CAPABILITY. */
+export function leafCapabilities(p: MlsProfile, opts: LeafCapabilityOptions = {}): Capabilities {
+  const c = p.mls.defaultCapabilities();
+  if (opts.withoutPathlessAdvance === true) return c;
+  return { ...c, extensions: [...c.extensions, PATHLESS_ADVANCE_CAPABILITY] };
+}
+
+/** Whether the member at `leaf` (a leaf index) lists PATHLESS_ADVANCE_CAPABILITY. */
+export function acceptsPathlessAdvance(state: ClientState, leaf: number): boolean {
+  const n = state.ratchetTree[leaf * 2];
+  return (
+    n?.nodeType === 'leaf' && n.leaf.capabilities.extensions.includes(PATHLESS_ADVANCE_CAPABILITY)
+  );
+}
+
+/**
+ * The one proposal of a pathless advance: the group's own resumption PSK of its
+ * current epoch (usage `application`) with a fresh nonce. It adds no secret the
+ * members lack; it only makes the commit one that RFC 9420 lets go without a path.
+ */
+export function pathlessAdvanceProposal(p: MlsProfile, state: ClientState): Proposal {
+  return {
+    proposalType: 'psk',
+    psk: {
+      preSharedKeyId: {
+        psktype: 'resumption',
+        usage: 'application',
+        pskGroupId: state.groupContext.groupId,
+        pskEpoch: state.groupContext.epoch,
+        pskNonce: randomBytes(p.cs.kdf.size),
+      },
+    },
+  };
 }
 
 // ---- external PSK -------------------------------------------------------------

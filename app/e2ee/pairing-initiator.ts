@@ -34,6 +34,7 @@ import {
   hubIdentity,
   leafIndexOf,
   newKeyPackage,
+  type LeafCapabilityOptions,
   newSigningIdentity,
   pairingConfirmMac,
   phoneIdentity,
@@ -68,6 +69,8 @@ export interface PairingInitiatorOptions {
   readonly now?: () => number;
   /** Versions this client speaks (tests use it to force a mismatch). */
   readonly versions?: readonly number[];
+  /** Leaf capabilities as a companion before a feature had them (tests of the hub's fallback). */
+  readonly leaf?: LeafCapabilityOptions;
 }
 
 type Phase = 'new' | 'hello' | 'groups' | 'confirm' | 'done' | 'failed';
@@ -146,7 +149,13 @@ export class PairingInitiator {
 
   async #keyPackageFor(kind: GroupKind): Promise<PairingFrame> {
     const p = this.#p as MlsProfile;
-    const kp = await newKeyPackage(p, this.#signing as SigningIdentity, this.#now(), this.#hubTime);
+    const kp = await newKeyPackage(
+      p,
+      this.#signing as SigningIdentity,
+      this.#now(),
+      this.#hubTime,
+      this.#o.leaf,
+    );
     this.#pending = { kind, pub: kp.publicPackage, priv: kp.privatePackage };
     return {
       t: 'key-package',

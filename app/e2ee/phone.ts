@@ -34,6 +34,7 @@ import {
   forgetPastEpochs,
   hubIdentity,
   itemWrapKey,
+  pskIndexOf,
   zeroAll,
   type GroupKind,
   type MlsProfile,
@@ -270,10 +271,11 @@ export class E2eePhone {
     let consumed: Uint8Array[] = [];
     try {
       if (m?.wireformat === 'mls_private_message') {
+        // the group's own resumption PSK: a pathless advance (PATHLESS_ADVANCE_CAPABILITY)
         const r = await this.p.mls.processPrivateMessage(
           g.state,
           m.privateMessage,
-          this.p.mls.emptyPskIndex,
+          pskIndexOf(this.p, g.state, []),
           this.p.cs,
         );
         if (r.kind !== 'newState')

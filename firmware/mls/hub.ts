@@ -31,6 +31,8 @@ import {
 import {
   GROUP_KINDS,
   LazyMlsProfile,
+  acceptsPathlessAdvance,
+  pathlessAdvanceProposal,
   PinnedAuthService,
   clientConfig,
   decodeMessage,
@@ -84,7 +86,23 @@ export interface MlsHubOptions {
   readonly profile: MlsProfile | LazyMlsProfile;
   readonly logger?: Logger;
   readonly now?: () => number;
+  /** How often an epoch advance carries an UpdatePath; default PATH_EVERY. */
+  readonly pathEvery?: PathCadence;
 }
+
+/**
+ * The post-compromise cadence: an advance carries an UpdatePath at least every
+ * `advances` advances of a phone's group (1: every advance, as before) and once the
+ * last one is `ms` old. Between them an advance is pathless
+ * (docs/decisions.md "Pathless epoch advances").
+ */
+export interface PathCadence {
+  readonly advances: number;
+  readonly ms: number;
+}
+
+/** Every 10th advance and at least every 10 minutes (the first after a quiet spell heals). */
+export const PATH_EVERY: PathCadence = { advances: 10, ms: 10 * 60 * 1000 };
 
 export interface PhoneInfo {
   readonly phoneId: string;
@@ -135,6 +153,14 @@ export class MlsHub {
   #hub: HubFile;
   #phones = new Map<string, PhoneRuntime>();
   #pendingRefresh = new Map<string, KeyPackage>();
+  /**
+   * Per `phoneId/kind`: when the last advance with an UpdatePath was merged and how
+   * many pathless ones followed it. In memory only: after a restart the first
+   * advance of every group carries a path.
+   */
+  #lastPath = new Map<string, { at: number; pathless: number }>();
+  /** How often an advance carries an UpdatePath (MlsHubOptions.pathEvery). */
+  readonly pathEvery: PathCadence;
   #mutex = new Mutex();
   readonly #heartbeats: HeartbeatHandler;
 
@@ -145,6 +171,7 @@ export class MlsHub {
     this.journal = new Journal(this.store.journalDir, o.fs);
     this.log = (o.logger ?? SILENT).child('mls');
     this.now = o.now ?? Date.now;
+    this.pathEvery = o.pathEvery ?? PATH_EVERY;
     this.#hub = hub;
     this.signing = signing;
     this.auth = new PinnedAuthService([signing]);
@@ -163,6 +190,13 @@ export class MlsHub {
 
   /** Open (or initialise) the hub state in `dir`, applying any journal record left by a crash. */
   static async open(o: MlsHubOptions): Promise<MlsHub> {
+    const every = o.pathEvery ?? PATH_EVERY;
+    if (!Number.isInteger(every.advances) || every.advances < 1)
+      throw new ValidationError(
+        `pathEvery.advances must be a whole number ≥ 1, got ${String(every.advances)}`,
+      );
+    if (!(every.ms >= 0))
+      throw new ValidationError(`pathEvery.ms must be ≥ 0, got ${String(every.ms)}`);
     const p = o.profile instanceof LazyMlsProfile ? await o.profile.get() : o.profile;
     const store = new HubStore(o.dir, o.fs);
     await store.init();
@@ -332,6 +366,8 @@ export class MlsHub {
         next: ClientState;
         handshake: Uint8Array;
         consumed: Uint8Array[];
+        /** A commit without an UpdatePath (no fresh entropy): counts toward the next path. */
+        pathless: boolean;
       }[] = [];
       for (const ph of phones) {
         const st = ph.groups.get(kind) as ClientState;
@@ -340,6 +376,7 @@ export class MlsHub {
         let next: ClientState;
         let handshake: Uint8Array;
         let consumed: Uint8Array[];
+        let pathless = false;
         let refreshed:
           { next: ClientState; handshake: Uint8Array; consumed: Uint8Array[] } | undefined;
         if (refresh !== undefined) {
@@ -357,12 +394,16 @@ export class MlsHub {
         if (refreshed !== undefined) {
           ({ next, handshake, consumed } = refreshed);
         } else {
-          const r = await this.p.mls.createCommit({ state: st, cipherSuite: this.p.cs });
+          pathless = !this.#pathDue(ph, kind, st);
+          const r = await this.p.mls.createCommit(
+            { state: st, cipherSuite: this.p.cs },
+            pathless ? { extraProposals: [pathlessAdvanceProposal(this.p, st)] } : undefined,
+          );
           next = r.newState;
           consumed = r.consumed;
           handshake = encodeMessage(this.p, r.commit);
         }
-        made.push({ ph, next, handshake, consumed });
+        made.push({ ph, next, handshake, consumed, pathless });
       }
       const seq = this.journal.nextSeq();
       const rec: JournalRecord = {
@@ -401,6 +442,7 @@ export class MlsHub {
         m.ph.groups.set(kind, forgetPastEpochs(this.p, m.next));
         zeroAll(this.p, m.consumed);
         this.#pendingRefresh.delete(`${m.ph.rec.phoneId}/${kind}`);
+        this.#notePath(m.ph, kind, m.pathless);
       }
       await this.#pruneOverflow();
       const wrapKeys: Uint8Array[] = [];
@@ -444,6 +486,30 @@ export class MlsHub {
       for (const st of states) keys.push(await itemWrapKey(this.p, st, itemId));
       return keys;
     });
+  }
+
+  /**
+   * Whether this phone's next advance in `kind` must carry an UpdatePath (fresh
+   * X-Wing leaf and path secrets from the hub: post-compromise recovery), or may
+   * be a pathless advance (docs/decisions.md "Pathless epoch advances"): a path
+   * is due for the first advance after the hub starts, when the phone's leaf does
+   * not list PATHLESS_ADVANCE_CAPABILITY, after `pathEvery.advances - 1` pathless
+   * ones in a row, and when the last path is `pathEvery.ms` old or older.
+   */
+  #pathDue(ph: PhoneRuntime, kind: GroupKind, st: ClientState): boolean {
+    const last = this.#lastPath.get(`${ph.rec.phoneId}/${kind}`);
+    if (last === undefined) return true;
+    if (last.pathless + 1 >= this.pathEvery.advances) return true;
+    if (this.now() - last.at >= this.pathEvery.ms) return true;
+    const leaf = leafIndexOf(st, ph.cred.identity);
+    return leaf === undefined || !acceptsPathlessAdvance(st, leaf);
+  }
+
+  #notePath(ph: PhoneRuntime, kind: GroupKind, pathless: boolean): void {
+    const key = `${ph.rec.phoneId}/${kind}`;
+    const last = this.#lastPath.get(key);
+    if (!pathless) this.#lastPath.set(key, { at: this.now(), pathless: 0 });
+    else if (last !== undefined) last.pathless++;
   }
 
   /** Remove(phone leaf) + Add(fresh key package): the phone re-joins from the Welcome. */
@@ -579,6 +645,7 @@ export class MlsHub {
       await this.store.writeHub(next); // commit point: from here the phone is gone
       this.#hub = next;
       this.#phones.delete(phoneId);
+      for (const kind of GROUP_KINDS) this.#lastPath.delete(`${phoneId}/${kind}`);
       this.auth.unpin(ph.cred.identity);
       for (const [kind, st] of ph.groups) {
         forgetPastEpochs(this.p, st);
