@@ -443,6 +443,12 @@ export class MlsHub {
         zeroAll(this.p, m.consumed);
         this.#pendingRefresh.delete(`${m.ph.rec.phoneId}/${kind}`);
         this.#notePath(m.ph, kind, m.pathless);
+        this.log.debug('epoch advanced', {
+          group: kind,
+          phoneId: m.ph.rec.phoneId,
+          epoch: m.next.groupContext.epoch.toString(),
+          updatePath: !m.pathless,
+        });
       }
       await this.#pruneOverflow();
       const wrapKeys: Uint8Array[] = [];

@@ -70,6 +70,30 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
     `clip covers pre-roll + motion (${info.format.duration} s)`,
   );
 
+  // the next motion event (the simulated motion repeats every 20 s): its clip's epoch
+  // advance is pathless (docs/decisions.md "Pathless epoch advances"), and it opens too
+  let second;
+  for (let i = 0; i < 440 && !second; i++) {
+    second = (await lr.store.list()).find(
+      (it) => it.summary.kind === 'clip' && it.seq !== clip.seq,
+    );
+    if (!second) await sleep(500);
+  }
+  if (!second) throw new Error('no second clip reached the companion');
+  const secondOpened = await openItem(
+    lr.crypto,
+    (await lr.store.get(second.seq))?.bytes ?? Buffer.alloc(0),
+  );
+  t.equal(secondOpened.summary.kind, 'clip', 'the next event clip opens');
+  const advances = logger.lines
+    .filter((l) => l.includes('"msg":"epoch advanced"') && l.includes('"group":"motion"'))
+    .map((l) => (JSON.parse(l) as { updatePath: boolean }).updatePath);
+  t.same(
+    advances.slice(0, 2),
+    [true, false],
+    'the first motion advance carried an UpdatePath, the next one was pathless',
+  );
+
   const res = await fetch(
     new URL('/api/events', lr.viewerUrl).toString() + new URL(lr.viewerUrl).search,
   );
