@@ -113,9 +113,9 @@ export class LiveSessions {
     for (const s of [...this.#sessions]) {
       s.writtenS += f.durationS;
       s.baseTicks ??= clipOrigin(f);
-      const bytes = rebaseFragment(f, s.baseTicks);
+      const parts = rebaseFragment(f, s.baseTicks); // a copy of the moof's head, a view of the rest
       s.chain = s.chain
-        .then(() => s.writer.write(bytes))
+        .then(() => s.writer.write(parts))
         .catch((e: unknown) => {
           this.#failed(s, e);
         });

@@ -14,6 +14,7 @@ import {
   newItemId,
   sealHeader,
   type HeaderCore,
+  type Plaintext,
 } from '../../protocol/container.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
 import type { RandomSource } from '../../base/random.js';
@@ -130,7 +131,7 @@ export class MlsItemSealer implements ItemSealer {
     return {
       itemId: id,
       epoch: first.epoch,
-      write: (plain: Uint8Array) =>
+      write: (plain: Plaintext) =>
         enqueue(async () => {
           if (failed !== undefined)
             throw new SealerError('EITEM_FAILED', `item ${id} already failed: ${reasonOf(failed)}`);

@@ -375,6 +375,73 @@ void t.test('vector: sealParts writes the same frozen bytes as parts (no assembl
 });
 
 void t.test(
+  'vector: plaintext given as parts seals to the same frozen bytes, wherever it is cut',
+  async (t) => {
+    const payload = hex(vin.payload);
+    const before = Buffer.from(payload);
+    const cuts: Uint8Array[][] = [];
+    for (let a = 0; a <= payload.length; a++) {
+      cuts.push([payload.subarray(0, a), payload.subarray(a)]);
+      for (let b = a; b <= payload.length; b++)
+        cuts.push([
+          payload.subarray(0, a),
+          payload.subarray(a, b),
+          new Uint8Array(0),
+          payload.subarray(b),
+        ]);
+    }
+    const wrong: string[] = [];
+    for (const parts of cuts) {
+      const h = sealHeader(vectorCore, hex(vin.contentKey), vin.wrapKeys.map(hex));
+      const w = new ContainerWriter(
+        hex(vin.contentKey),
+        hex(vin.itemId),
+        h.digest,
+        vin.core.chunkSize,
+      );
+      const sealed = [
+        ...w.seal(parts).map((r) => r.toString('hex')),
+        w.end(vin.end.status, vin.end.durationMs, vin.end.reason).toString('hex'),
+      ];
+      if (sealed.join('|') !== [...vector.bytes.dataRecords, vector.bytes.endRecord].join('|'))
+        wrong.push(parts.map((x) => x.length).join('+'));
+    }
+    t.ok(cuts.length > 400, `${cuts.length} ways to cut the payload`);
+    t.same(wrong, [], 'every cut gives the frozen data and end records');
+    t.ok(payload.equals(before), 'the parts are not changed');
+  },
+);
+
+void t.test(
+  'a fragment as a small head and a view of the rest: the records of the whole',
+  async (t) => {
+    const chunkSize = 64 * 1024;
+    const plain = randomBytes(500_000);
+    const itemId = newItemId();
+    const cek = newContentKey();
+    const core: HeaderCore = { ...vectorCore, itemId, chunkSize };
+    const h = sealHeader(core, cek, vin.wrapKeys.map(hex));
+    const whole = new ContainerWriter(cek, itemId, h.digest, chunkSize).sealRecords(plain);
+    for (const cut of [1, 300, chunkSize - 1, chunkSize, chunkSize + 1, plain.length - 1]) {
+      const w = new ContainerWriter(cek, itemId, h.digest, chunkSize);
+      const head = Buffer.from(plain.subarray(0, cut));
+      const records = w.sealRecords([head, plain.subarray(cut)]);
+      t.same(
+        records.map((r) => Buffer.concat(r).toString('base64')),
+        whole.map((r) => Buffer.concat(r).toString('base64')),
+        `cut at ${cut}: byte for byte the records of the joined plaintext`,
+      );
+      t.same(
+        records.map((r) => r.length),
+        whole.map((_, i) => (i === Math.floor(cut / chunkSize) && cut % chunkSize !== 0 ? 4 : 3)),
+        'the record the cut falls in has two ciphertext pieces, the others one',
+      );
+      t.equal(w.totalBytes, plain.length);
+    }
+  },
+);
+
+void t.test(
   'reader: reads whole records in place but keeps no view of the caller bytes',
   async (t) => {
     const r = new ContainerReader();
