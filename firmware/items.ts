@@ -7,7 +7,6 @@
  */
 
 import type { ItemKind } from '../protocol/items.js';
-import type { Plaintext } from '../protocol/container.js';
 
 export interface ItemMeta {
   readonly kind: ItemKind;
@@ -28,12 +27,8 @@ export interface SealedItemWriter {
   readonly itemId: string;
   /** MLS epoch the item was sealed in. */
   readonly epoch: bigint;
-  /**
-   * Append plaintext, one buffer or its parts in order (written as their
-   * concatenation: where one part ends is no chunk boundary). Chunking is the
-   * writer's business. The writer does not change the bytes it is given.
-   */
-  write(plain: Plaintext): Promise<void>;
+  /** Append plaintext; chunking is the writer's business. */
+  write(plain: Uint8Array): Promise<void>;
   /**
    * Finish the item (the last chunk is marked final). `note`: a short text
    * sealed in the end record (a clip's detected objects, `objects=person:0.82`).

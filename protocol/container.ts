@@ -545,14 +545,6 @@ export function sealHeader(
 }
 
 /**
- * Plaintext for one `seal`: a buffer, or its parts in order. Parts are sealed as
- * their concatenation (records are cut from the joined bytes, never at a part's
- * edge), without joining them: a fragment whose head was rewritten is passed as
- * that small head and a view of the rest.
- */
-export type Plaintext = Uint8Array | readonly Uint8Array[];
-
-/**
  * Seals one item's chunks. Each `seal(plain)` returns records ready to append;
  * nothing is buffered across calls (a live fragment leaves at once). `end()`
  * writes the final record; after it the writer refuses more data.
@@ -588,7 +580,7 @@ export class ContainerWriter {
   }
 
   /** Seal plaintext as one or more data records (at most chunkSize each), one buffer per record. */
-  seal(plain: Plaintext): Buffer[] {
+  seal(plain: Uint8Array): Buffer[] {
     return this.sealRecords(plain).map((parts) => Buffer.concat(parts));
   }
 
@@ -597,43 +589,21 @@ export class ContainerWriter {
    * ciphertext as the cipher produced it, tag), in order, for a vectored write
    * (writev). The bytes are those of `seal`, without assembling them.
    */
-  sealParts(plain: Plaintext): Buffer[] {
+  sealParts(plain: Uint8Array): Buffer[] {
     return this.sealRecords(plain).flat();
   }
 
-  /**
-   * Records of `plain`, each as its parts: record header, ciphertext (one piece
-   * per plaintext part the record spans), tag. The record headers of one call
-   * share one allocation.
-   */
-  sealRecords(plain: Plaintext): Buffer[][] {
+  /** Records of `plain`, each as its parts (the record headers of one call share one allocation). */
+  sealRecords(plain: Uint8Array): Buffer[][] {
     if (this.#ended) throw new ContainerError('ECONTAINER_FORMAT', 'item already ended');
-    const parts = plain instanceof Uint8Array ? [plain] : plain;
-    let length = 0;
-    for (const part of parts) length += part.length;
-    const n = Math.ceil(length / this.chunkSize);
+    const n = Math.ceil(plain.length / this.chunkSize);
     const heads = Buffer.allocUnsafe(n * RECORD_HEADER_LENGTH);
     const out: Buffer[][] = [];
-    let p = 0; // the part the next record starts in
-    let at = 0; // and where in it
-    for (let i = 0; i < n; i++) {
-      const size = Math.min(this.chunkSize, length - i * this.chunkSize);
-      const pieces: Uint8Array[] = [];
-      for (let need = size; need > 0;) {
-        const part = parts[p];
-        if (part === undefined) break; // cannot happen: `length` counts every part
-        const k = Math.min(need, part.length - at);
-        if (k > 0) pieces.push(part.subarray(at, at + k));
-        need -= k;
-        at += k;
-        if (at === part.length) {
-          p++;
-          at = 0;
-        }
-      }
+    for (let i = 0, off = 0; i < n; i++, off += this.chunkSize) {
+      const piece = plain.subarray(off, Math.min(plain.length, off + this.chunkSize));
       const head = heads.subarray(i * RECORD_HEADER_LENGTH, (i + 1) * RECORD_HEADER_LENGTH);
-      out.push(this.#record(RECORD_TYPE.data, pieces, size, false, head));
-      this.#total += size;
+      out.push(this.#record(RECORD_TYPE.data, piece, false, head));
+      this.#total += piece.length;
     }
     return out;
   }
@@ -650,8 +620,7 @@ export class ContainerWriter {
     });
     const rec = this.#record(
       RECORD_TYPE.end,
-      [trailer],
-      trailer.length,
+      trailer,
       true,
       Buffer.allocUnsafe(RECORD_HEADER_LENGTH),
     );
@@ -660,35 +629,21 @@ export class ContainerWriter {
     return Buffer.concat(rec);
   }
 
-  /** Record header (written into `head`), ciphertext (one piece per piece of `plain`), tag. */
-  #record(
-    type: RecordType,
-    plain: readonly Uint8Array[],
-    length: number,
-    final: boolean,
-    head: Buffer,
-  ): Buffer[] {
+  /** Record header (written into `head`), ciphertext, tag. */
+  #record(type: RecordType, plain: Uint8Array, final: boolean, head: Buffer): Buffer[] {
     const index = this.#index;
     if (index >= 0xffffffff) throw new ContainerError('ECONTAINER_FORMAT', 'too many chunks');
     this.#nonce.writeUInt32BE(index, 8);
     const c = createCipheriv('chacha20-poly1305', this.#cek, this.#nonce, {
       authTagLength: TAG_LENGTH,
     });
-    c.setAAD(this.#aad.at(index, final), { plaintextLength: length });
-    const out = [head];
-    let sealed = 0;
-    for (const piece of plain) {
-      const body = c.update(piece); // a stream cipher: the pieces seal as their concatenation
-      out.push(body);
-      sealed += body.length;
-    }
+    c.setAAD(this.#aad.at(index, final), { plaintextLength: plain.length });
+    const body = c.update(plain);
     const rest = c.final(); // ChaCha20 is a stream cipher: no bytes here
-    if (rest.length > 0) out.push(rest);
     const tag = c.getAuthTag();
-    out.push(tag);
     this.#index += 1;
-    writeRecordHeader(head, type, this.itemId, index, sealed + rest.length + tag.length);
-    return out;
+    writeRecordHeader(head, type, this.itemId, index, body.length + rest.length + tag.length);
+    return rest.length === 0 ? [head, body, tag] : [head, body, rest, tag];
   }
 }
 

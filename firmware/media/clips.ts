@@ -355,7 +355,7 @@ export class ClipRecorder {
   #write(clip: OpenClip, f: Fragment): void {
     // One origin for every track (the earliest start of the first fragment): A/V stay in sync.
     clip.baseTicks ??= clipOrigin(f);
-    const parts = rebaseFragment(f, clip.baseTicks); // a copy of the moof's head, a view of the rest
+    const bytes = rebaseFragment(f, clip.baseTicks);
     clip.writtenS += f.durationS;
     clip.fragments++;
     clip.bytes += f.bytes.length;
@@ -363,7 +363,7 @@ export class ClipRecorder {
       const w = await clip.writer;
       if (!w || clip.failed) return;
       try {
-        await w.write(parts);
+        await w.write(bytes);
         if (!clip.firstChunkSeen) {
           clip.firstChunkSeen = true;
           this.#d.onEvent?.({ type: 'clip-first-chunk', itemId: w.itemId, at: this.#now() });

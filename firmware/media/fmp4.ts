@@ -361,17 +361,13 @@ export function clipOrigin(f: Fragment): number {
 }
 
 /**
- * The fragment with its decode times moved back by `offsetTicks` (in the main
- * track's ticks; the other tracks move back by the same instant), so a clip cut
- * from a long-running stream starts at time zero (players and ffprobe then
- * report the clip's own duration). Returned as parts to write in order: a copy
- * of the fragment's head up to the end of its last tfdt field (the moof sits at
- * the start, so a few hundred bytes) with the new times, then a view of the
- * rest of `f.bytes`. `f.bytes` itself is never changed (the pre-roll ring and
- * the live view hold it too). No offset, or no tfdt: `[f.bytes]`, no copy.
+ * A copy of the fragment with its decode times moved back by `offsetTicks`
+ * (in the main track's ticks; the other tracks move back by the same instant),
+ * so a clip cut from a long-running stream starts at time zero (players and
+ * ffprobe then report the clip's own duration).
  */
-export function rebaseFragment(f: Fragment, offsetTicks: number): readonly Uint8Array[] {
-  if (offsetTicks === 0) return [f.bytes];
+export function rebaseFragment(f: Fragment, offsetTicks: number): Uint8Array {
+  if (offsetTicks === 0) return f.bytes;
   const main = f.tracks?.[0];
   const tracks: readonly TrackTime[] =
     f.tracks && f.tracks.length > 0
@@ -379,13 +375,9 @@ export function rebaseFragment(f: Fragment, offsetTicks: number): readonly Uint8
       : f.tfdt
         ? [{ trackId: 0, timescale: 1, baseTime: f.baseTime, tfdt: f.tfdt }]
         : [];
-  let headLength = 0;
-  for (const tr of tracks)
-    if (tr.tfdt) headLength = Math.max(headLength, tr.tfdt.offset + tfdtSize(tr.tfdt.version));
-  if (headLength === 0) return [f.bytes];
-  if (headLength > f.bytes.length) throw new Fmp4Error('tfdt field past the end of its fragment');
-  const head = new Uint8Array(f.bytes.subarray(0, headLength)); // a copy (a Buffer's slice is a view)
-  const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (!tracks.some((t) => t.tfdt)) return f.bytes;
+  const out = new Uint8Array(f.bytes);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (const tr of tracks) {
     if (!tr.tfdt) continue;
     const offset = main ? convertTicks(offsetTicks, main.timescale, tr.timescale) : offsetTicks;
@@ -393,12 +385,7 @@ export function rebaseFragment(f: Fragment, offsetTicks: number): readonly Uint8
     if (tr.tfdt.version === 1) dv.setBigUint64(tr.tfdt.offset, BigInt(t));
     else dv.setUint32(tr.tfdt.offset, t);
   }
-  return headLength === f.bytes.length ? [head] : [head, f.bytes.subarray(headLength)];
-}
-
-/** Bytes of a tfdt's baseMediaDecodeTime: 64-bit in version 1, else 32-bit. */
-function tfdtSize(version: number): number {
-  return version === 1 ? 8 : 4;
+  return out;
 }
 
 /**

@@ -113,9 +113,9 @@ export class LiveSessions {
     for (const s of [...this.#sessions]) {
       s.writtenS += f.durationS;
       s.baseTicks ??= clipOrigin(f);
-      const parts = rebaseFragment(f, s.baseTicks); // a copy of the moof's head, a view of the rest
+      const bytes = rebaseFragment(f, s.baseTicks);
       s.chain = s.chain
-        .then(() => s.writer.write(parts))
+        .then(() => s.writer.write(bytes))
         .catch((e: unknown) => {
           this.#failed(s, e);
         });

@@ -14,7 +14,6 @@ import {
   newItemId,
   sealHeader,
   type HeaderCore,
-  type Plaintext,
 } from '../../protocol/container.js';
 import { VigilError, reasonOf } from '../../base/errors.js';
 import type { RandomSource } from '../../base/random.js';
@@ -131,7 +130,7 @@ export class MlsItemSealer implements ItemSealer {
     return {
       itemId: id,
       epoch: first.epoch,
-      write: (plain: Plaintext) =>
+      write: (plain: Uint8Array) =>
         enqueue(async () => {
           if (failed !== undefined)
             throw new SealerError('EITEM_FAILED', `item ${id} already failed: ${reasonOf(failed)}`);

@@ -42,46 +42,6 @@ t.test(
   },
 );
 
-t.test(
-  'a live session passes each fragment on as a rebased head and a view of the rest, never changing it',
-  async (t) => {
-    const before = frags.map((f) => Buffer.from(f.bytes));
-    const sealer = new MemorySealer();
-    const live = new LiveSessions({ sealer, logger: SILENT });
-    live.onInit(INIT);
-    live.onFragment(frags[0]!);
-    live.onFragment(frags[1]!);
-    const s = await live.start(60);
-    for (const f of frags.slice(2, 5)) live.onFragment(f);
-    await s.stop();
-    const item = sealer.of('live')[0]!;
-    t.same(
-      frags.map((f, i) => Buffer.from(f.bytes).equals(before[i]!)),
-      frags.map(() => true),
-      'the fragments are unchanged',
-    );
-    const written = item.given.slice(1);
-    t.equal(written.length, 3);
-    for (const [k, parts] of written.entries()) {
-      const f = frags[2 + k]!;
-      t.equal(parts.length, 2);
-      t.ok(
-        parts[0] && parts[0].length < 200 && parts[0].buffer !== f.bytes.buffer,
-        'a small head copy',
-      );
-      t.ok(parts[1]?.buffer === f.bytes.buffer, 'the rest: a view of the fragment');
-    }
-    const back: Fragment[] = [];
-    const split = new Fmp4Splitter({ onInit: () => undefined, onFragment: (f) => back.push(f) });
-    split.push(MemorySealer.bytes(item));
-    t.same(
-      back.map((f) => f.baseTime),
-      frags.slice(2, 5).map((f) => f.baseTime - frags[2]!.baseTime),
-      'the session starts at zero',
-    );
-  },
-);
-
 t.test('time limit, encoder restart and failures end sessions cleanly', async (t) => {
   const sealer = new MemorySealer();
   const live = new LiveSessions({ sealer, logger: SILENT });

@@ -4,14 +4,11 @@
  * The integration test uses the real sealer instead.
  */
 import type { ItemMeta, ItemSealer, SealedItemWriter } from '../../../firmware/items.js';
-import type { Plaintext } from '../../../protocol/container.js';
 
 export interface MemoryItem {
   readonly itemId: string;
   readonly meta: ItemMeta;
   readonly chunks: Uint8Array[];
-  /** Each write's parts as they were given (not copied: a view stays a view). */
-  readonly given: (readonly Uint8Array[])[];
   readonly writeTimes: number[];
   state: 'open' | 'closed' | 'aborted';
   durationMs?: number;
@@ -28,28 +25,17 @@ export class MemorySealer implements ItemSealer {
 
   begin(meta: ItemMeta): Promise<SealedItemWriter> {
     const itemId = `item-${String(++this.#n).padStart(4, '0')}`;
-    const item: MemoryItem = {
-      itemId,
-      meta,
-      chunks: [],
-      given: [],
-      writeTimes: [],
-      state: 'open',
-    };
+    const item: MemoryItem = { itemId, meta, chunks: [], writeTimes: [], state: 'open' };
     this.items.push(item);
     const epoch = BigInt(this.#n);
     return Promise.resolve({
       itemId,
       epoch,
-      write: (plain: Plaintext) => {
+      write: (plain: Uint8Array) => {
         if (item.state !== 'open') return Promise.reject(new Error(`write after ${item.state}`));
         if (this.failWritesOf === meta.kind)
           return Promise.reject(new Error('injected write failure'));
-        // one chunk per write, the parts joined (a copy: the caller's bytes may be reused)
-        item.chunks.push(
-          plain instanceof Uint8Array ? new Uint8Array(plain) : Buffer.concat(plain),
-        );
-        item.given.push(plain instanceof Uint8Array ? [plain] : plain);
+        item.chunks.push(new Uint8Array(plain));
         item.writeTimes.push(Date.now());
         return Promise.resolve();
       },
