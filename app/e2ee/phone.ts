@@ -258,6 +258,17 @@ export class E2eePhone {
       // catch-up (the next heartbeat-ack) must stop just below this item: it carries the next commit
       const lim = this.#gapLimit.get(kind);
       if (lim === undefined || expectEpoch - 1n < lim) this.#gapLimit.set(kind, expectEpoch - 1n);
+      // A reader that meets a gap holds the items after it, whatever their group (the sync
+      // keeps the relay's order), and their headers carry their own commits: catching the
+      // other groups up past them would leave those items unreadable (their keys are gone).
+      // So the other groups stay where they are until this catch-up is answered; a gap of
+      // their own is reported by their first held item, on a later pass.
+      for (const other of new Set(Object.values(GROUP_FOR_ITEM)))
+        if (other !== kind && !this.#gapLimit.has(other))
+          this.#gapLimit.set(
+            other,
+            (this.#groups.get(other) as GroupRuntime).state.groupContext.epoch,
+          );
       throw new PhoneError(
         'EEPOCH_GAP',
         `${kind}: item from epoch ${expectEpoch}, phone is at ${cur}: ${expectEpoch - cur - 1n} commit(s) missing; send a heartbeat to catch up`,

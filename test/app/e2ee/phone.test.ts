@@ -36,6 +36,41 @@ async function world(t: { teardown(fn: () => void): void }) {
   return { root, hub, phone: r.phone!, sink, sealer: sealerFor(hub, sink, 1024) };
 }
 
+void t.test(
+  'a gap in one group holds the other groups too: their waiting items still open after the catch-up',
+  async (t) => {
+    // the relay order after an outage that dropped a clip: thumbnails and clips interleaved;
+    // the sync holds every item after the gap until the heartbeat-ack's catch-up is applied
+    const { hub, phone, sink, sealer } = await world(t);
+    const th1 = await sealItem(sealer, Buffer.from('t1'), 'thumbnail');
+    await sealItem(sealer, Buffer.from('dropped clip')); // never reaches the phone
+    const th2 = await sealItem(sealer, Buffer.from('t2'), 'thumbnail');
+    const clip = await sealItem(sealer, Buffer.from('clip'));
+    const th3 = await sealItem(sealer, Buffer.from('t3'), 'thumbnail');
+    t.equal((await phone.decryptItem(sink.bytes(th1))).plaintext.toString(), 't1');
+    await t.rejects(phone.decryptItem(sink.bytes(clip)), { code: 'EEPOCH_GAP' }, 'the gap');
+    // th2 and th3 wait behind it; the catch-up brings motion to just below the clip and
+    // leaves the thumbnail group where it is (its waiting items carry its commits)
+    const hb = await heartbeatRound(hub, phone);
+    t.equal(hb.inbound[0]?.kind === 'heartbeat-ack' ? hb.inbound[0].caughtUp : -1, 1);
+    t.equal(phone.epoch('thumbnail') + 2n, hub.epoch(phone.phoneId, 'thumbnail'));
+    for (const [id, text] of [
+      [clip, 'clip'],
+      [th2, 't2'],
+      [th3, 't3'],
+    ] as const)
+      t.equal(
+        (await phone.decryptItem(sink.bytes(id))).plaintext.toString(),
+        text,
+        `${text} opens`,
+      );
+    // the hold ends with that answer: the next catch-up goes all the way again
+    await sealItem(sealer, Buffer.from('t4'), 'thumbnail');
+    await heartbeatRound(hub, phone);
+    t.equal(phone.epoch('thumbnail'), hub.epoch(phone.phoneId, 'thumbnail'));
+  },
+);
+
 void t.test('replayed commit, stale epoch and epoch gap are specific errors', async (t) => {
   const { hub, phone, sink, sealer } = await world(t);
   const x = await sealItem(sealer, Buffer.from('x'));
