@@ -59,15 +59,11 @@ import type { MlsHub } from '../firmware/mls/hub.js';
 import type { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { E2eePhone } from '../app/e2ee/phone.js';
 import type { ItemKind } from '../protocol/items.js';
-import {
-  decodeState,
-  leafIndexOf,
-  loadMlsProfile,
-  type MlsCrypto,
-} from '../protocol/mls-profile.js';
+import { loadMlsProfile, type MlsCrypto } from '../protocol/mls-profile.js';
 import { run } from '../hw/os/run.js';
 import {
   DEVICE_ID,
+  hubLeafKey,
   newDevicePsk,
   openHub,
   pair,
@@ -357,19 +353,6 @@ async function phoneOpen(phone: E2eePhone, path: string, sizes: readonly number[
   return n;
 }
 
-/**
- * The hub's own leaf key in its motion group with the rig's phone (from the group file):
- * an advance that changed it carried an UpdatePath, one that did not was pathless.
- */
-async function hubLeafKey(rig: Rig): Promise<Buffer> {
-  const f = await rig.hub.store.readGroup(rig.phone.phoneId, 'motion');
-  const st = f && decodeState(rig.hub.p, f.state, rig.hub.config);
-  const leaf = st && leafIndexOf(st, rig.hub.signing.identity);
-  const node = leaf === undefined ? undefined : st?.ratchetTree[leaf * 2];
-  if (node?.nodeType !== 'leaf') throw new Error('the hub has no leaf in its motion group');
-  return Buffer.from(node.leaf.hpkePublicKey);
-}
-
 // ---- setup: one hub + phone per provider, both sides on that provider ----------------------
 
 interface Rig {
@@ -456,14 +439,14 @@ try {
         seal: async () => {
           const sink = new FileSink(f);
           const sealer = sealerFor(rig.hub, sink);
-          const before = await hubLeafKey(rig);
+          const before = await hubLeafKey(rig.hub, rig.phone.phoneId);
           const m = await measure(() => hubSeal(sealer), `vigil seal (${rig.crypto})`);
           sink.close();
           sizes = sink.sizes;
           add(`vigil seal (${rig.crypto})`, m.cpu);
           withPath.set(rig.crypto, [
             ...(withPath.get(rig.crypto) ?? []),
-            !before.equals(await hubLeafKey(rig)),
+            !before.equals(await hubLeafKey(rig.hub, rig.phone.phoneId)),
           ]);
         },
         open: async () => {
@@ -638,7 +621,7 @@ try {
       const sink = new FileSink(join(root, `adv-${rig.crypto}.bin`));
       const sealer = sealerFor(rig.hub, sink);
       let w: Awaited<ReturnType<MlsItemSealer['begin']>> | undefined;
-      const before = await hubLeafKey(rig);
+      const before = await hubLeafKey(rig.hub, rig.phone.phoneId);
       const m = await measure(async () => {
         w = await sealer.begin({ kind: 'clip', startedAt: Date.now(), codec: 'video/mp4' });
       });
@@ -647,7 +630,7 @@ try {
       await phoneOpen(rig.phone, sink.path, sink.sizes); // keeps the journal short, not timed
       adv.get(rig.crypto)?.wall.push(m.wall);
       adv.get(rig.crypto)?.cpu.push(m.cpu);
-      adv.get(rig.crypto)?.path.push(!before.equals(await hubLeafKey(rig)));
+      adv.get(rig.crypto)?.path.push(!before.equals(await hubLeafKey(rig.hub, rig.phone.phoneId)));
     }
   for (const rig of rigs) {
     const a = adv.get(rig.crypto);

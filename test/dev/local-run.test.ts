@@ -13,6 +13,7 @@ import { MemoryLogger } from '../../base/logger.js';
 import { sleep } from '../../firmware/supervisor/executor.js';
 import { run } from '../../hw/os/run.js';
 import { RelayClient } from '../../protocol/relay-client.js';
+import { nextStored } from '../fixtures/local-run.js';
 
 // Under a loaded CI machine the simulated camera and x264 run slowly: be patient.
 t.setTimeout(600_000);
@@ -39,12 +40,7 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
   );
   t.equal(lr.phone.phoneId.length > 0, true, 'a phone is paired');
 
-  let clip;
-  for (let i = 0; i < 440 && !clip; i++) {
-    clip = (await lr.store.list()).find((it) => it.summary.kind === 'clip');
-    if (!clip) await sleep(500);
-  }
-  if (!clip) throw new Error('no clip reached the companion');
+  const clip = await nextStored(lr, (it) => it.summary.kind === 'clip');
   const stored = await lr.store.get(clip.seq);
   t.ok(stored, 'the clip is in the companion store');
   const opened = await openItem(lr.crypto, stored?.bytes ?? Buffer.alloc(0));
@@ -72,14 +68,7 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
 
   // the next motion event (the simulated motion repeats every 20 s): its clip's epoch
   // advance is pathless (docs/decisions.md "Pathless epoch advances"), and it opens too
-  let second;
-  for (let i = 0; i < 440 && !second; i++) {
-    second = (await lr.store.list()).find(
-      (it) => it.summary.kind === 'clip' && it.seq !== clip.seq,
-    );
-    if (!second) await sleep(500);
-  }
-  if (!second) throw new Error('no second clip reached the companion');
+  const second = await nextStored(lr, (it) => it.summary.kind === 'clip' && it.seq !== clip.seq);
   const secondOpened = await openItem(
     lr.crypto,
     (await lr.store.get(second.seq))?.bytes ?? Buffer.alloc(0),
