@@ -116,6 +116,15 @@ export function raucBackendWrapper(): string {
  * firmware boots the committed slot.
  */
 export const WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=15s\nRebootWatchdogSec=2min\n';
+/**
+ * The twin's (qemu-amd64) hardware watchdog period. qemu's i6300esb counts host time while the
+ * emulated CPU (TCG) on a loaded 2-core CI machine runs tens of times slower than a Pi's: in
+ * early boot (generators, unit loading, udev coldplug) PID 1 went more than 15 s without
+ * reaching its main loop, and the watchdog reset a healthy trial boot before its first unit
+ * ran (CI, ota-os-ab-twin boot 4). A hung twin is still reset, two minutes later; the Pi keeps
+ * 15 s (bcm2835-wdt's limit is ~16 s).
+ */
+export const TWIN_WATCHDOG_CONF = '[Manager]\nRuntimeWatchdogSec=2min\nRebootWatchdogSec=2min\n';
 export const WATCHDOG_CONF_PATH = '/etc/systemd/system.conf.d/vigil-watchdog.conf';
 
 export const OS_CONFIRM_UNIT = 'vigil-os-confirm.service';
@@ -172,7 +181,11 @@ export function osUpdateFiles(board: Board, osVersion = DEFAULT_OS_VERSION): Ove
     { path: `${IMAGE_PATHS.units}/${OS_CONFIRM_TIMER}`, content: osConfirmTimer(), mode: 0o644 },
     { path: RAUC_PATHS.systemConf, content: raucSystemConf(board.name), mode: 0o644 },
     { path: RAUC_PATHS.backend, content: raucBackendWrapper(), mode: 0o755 },
-    { path: WATCHDOG_CONF_PATH, content: WATCHDOG_CONF, mode: 0o644 },
+    {
+      path: WATCHDOG_CONF_PATH,
+      content: board.name === 'qemu-amd64' ? TWIN_WATCHDOG_CONF : WATCHDOG_CONF,
+      mode: 0o644,
+    },
   ];
 }
 
