@@ -10,10 +10,9 @@ import t from 'tap';
 import { openItem } from '../../app/crypto.js';
 import { startLocalRun } from '../../dev/local-run.js';
 import { MemoryLogger } from '../../base/logger.js';
-import { sleep } from '../../firmware/supervisor/executor.js';
 import { run } from '../../hw/os/run.js';
 import { RelayClient } from '../../protocol/relay-client.js';
-import { nextStored } from '../fixtures/local-run.js';
+import { nextInbound, nextStored } from '../fixtures/local-run.js';
 
 // Under a loaded CI machine the simulated camera and x264 run slowly: be patient.
 t.setTimeout(600_000);
@@ -97,17 +96,14 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
     url: string;
     token: string;
   };
+  const before = lr.crypto.inbound.length;
   await new RelayClient({ url: account.url, token: account.token }).postUp(
     'config',
     await lr.crypto.heartbeat(),
   );
-  let acked = false;
-  const ackBy = Date.now() + 180_000; // a deadline for a loaded machine, not a pace
-  while (!acked && Date.now() < ackBy) {
-    acked = lr.crypto.inbound.some((m) => m.kind === 'heartbeat-ack');
-    if (!acked) await sleep(250);
-  }
-  t.ok(acked, 'the hub acknowledged the heartbeat over the relay');
+  // waits for the message itself: the test's timeout is the deadline on a loaded machine
+  const ack = await nextInbound(lr, 'heartbeat-ack', before);
+  t.equal(ack.kind, 'heartbeat-ack', 'the hub acknowledged the heartbeat over the relay');
 
   const denied = await fetch(new URL('/api/events', lr.viewerUrl));
   t.equal(denied.status, 401, 'the viewer refuses requests without its token');
@@ -139,17 +135,13 @@ t.test('a phone saved with another relay address follows the relay on the next r
     'and the update was logged',
   );
   // the phone reaches the relay again: a heartbeat goes up and the hub answers it
+  const before = second.crypto.inbound.length;
   await new RelayClient({ url: saved.url, token: account.token }).postUp(
     'config',
     await second.crypto.heartbeat(),
   );
-  let acked = false;
-  const ackBy = Date.now() + 180_000; // a deadline for a loaded machine, not a pace
-  while (!acked && Date.now() < ackBy) {
-    acked = second.crypto.inbound.some((m) => m.kind === 'heartbeat-ack');
-    if (!acked) await sleep(250);
-  }
-  t.ok(acked, 'the hub answered the phone through the relay');
+  const ack = await nextInbound(second, 'heartbeat-ack', before);
+  t.equal(ack.kind, 'heartbeat-ack', 'the hub answered the phone through the relay');
 });
 
 t.test('unreadable local-run state: one clear error naming the file', async (t) => {
