@@ -40,6 +40,11 @@
  * item; tsx transpiles our TypeScript on the fly, which a built image does not).
  *
  * Run: npx tsx bench/crypto-cost.ts [rounds=5] [advances=20] [events=6] [restarts=2]
+ * VIGIL_BENCH_NODE=hub runs the whole bench (and its restarts) in a node with the hub unit's
+ * V8 flags (HUB_NODE_FLAGS, firmware/supervisor/malloc.ts): the seal and epoch-advance
+ * figures of the hub's JS as it ships; the companion (the open side) runs plain node. The
+ * unit's malloc tunables are left out: they make each 64 KiB record a fresh mapping on the
+ * bare side and Vigil's alike, a cost common to both that would only dilute the ratio.
  */
 import { createCipheriv, createDecipheriv, createHash, pbkdf2, randomBytes } from 'node:crypto';
 import {
@@ -60,7 +65,8 @@ import type { MlsItemSealer } from '../firmware/mls/sealer.js';
 import type { E2eePhone } from '../app/e2ee/phone.js';
 import type { ItemKind } from '../protocol/items.js';
 import { loadMlsProfile, type MlsCrypto } from '../protocol/mls-profile.js';
-import { run } from '../hw/os/run.js';
+import { run, spawnProcess } from '../hw/os/run.js';
+import { HUB_NODE_FLAGS } from '../firmware/supervisor/malloc.js';
 import {
   DEVICE_ID,
   hubLeafKey,
@@ -70,6 +76,24 @@ import {
   sealerFor,
   tempDir,
 } from '../dev/fixtures/paired-hub.js';
+
+const nodeMode = process.env.VIGIL_BENCH_NODE ?? 'plain';
+if (!['plain', 'hub', 'hub-child'].includes(nodeMode))
+  throw new Error(`VIGIL_BENCH_NODE must be plain or hub, got "${nodeMode}"`);
+if (nodeMode === 'hub') {
+  const r = await spawnProcess(
+    process.execPath,
+    [...HUB_NODE_FLAGS, '--import', 'tsx', import.meta.filename, ...process.argv.slice(2)],
+    {
+      stdout: 'inherit',
+      stderr: 'inherit',
+      env: { ...process.env, VIGIL_BENCH_NODE: 'hub-child' },
+    },
+  ).exited;
+  process.exit(r.exitCode ?? 1);
+}
+/** The node flags this run's processes start with (the hub's, or none). */
+const NODE_FLAGS: readonly string[] = nodeMode === 'hub-child' ? HUB_NODE_FLAGS : [];
 
 const ROUNDS = Math.max(5, Number(process.argv[2] ?? 5));
 const ADVANCES = Number(process.argv[3] ?? 20);
@@ -485,7 +509,8 @@ try {
       `(random bytes), 64 KiB records, one item per minute, ${ROUNDS} interleaved rounds, ` +
       (SETTLE
         ? 'settled (each run starts with V8 background idle; billed main + pool + V8 background until idle)'
-        : 'unsettled (process.cpuUsage over each run)'),
+        : 'unsettled (process.cpuUsage over each run)') +
+      `; node ${NODE_FLAGS.length > 0 ? `with the hub's V8 flags (${NODE_FLAGS.join(' ')})` : 'plain (no flags)'}`,
   );
   const bare = { seal: cpu.get('bare seal') ?? [], open: cpu.get('bare open') ?? [] };
   console.log(
@@ -655,7 +680,16 @@ try {
     for (const rig of rigs) {
       const res = await run(
         process.execPath,
-        ['--import', 'tsx', child, rig.hubDir, DEVICE_ID, rig.crypto, String(GOP_BYTES)],
+        [
+          ...NODE_FLAGS,
+          '--import',
+          'tsx',
+          child,
+          rig.hubDir,
+          DEVICE_ID,
+          rig.crypto,
+          String(GOP_BYTES),
+        ],
         { timeoutMs: 60_000 },
       );
       console.log(`restart, ${rig.crypto} crypto: ${res.stdout.toString().trim()}`);

@@ -29,6 +29,13 @@
  * their memory goes back to the kernel: ~1 MiB less ArrayBuffer memory at the
  * median, ~5 MiB less at the peak, no measurable CPU.
  *
+ * V8, session 14 (docs/decisions.md "The hub runs without TurboFan"): `--no-opt` keeps
+ * V8's optimizing compiler off, so its ~3.7 MiB of the node binary's code is never paged
+ * in (file-backed RSS 41.6 -> 37.8 MiB while recording). Rejected in session 12, when every
+ * epoch advance ran the X-Wing path in JS; since the advances are pathless (9 in 10) the
+ * hub's hot JS is small: the seal path, the advance and the recording hub's CPU measured the
+ * same within the run-to-run spread (docs/performance.md, session 14).
+ *
  * Both must be set where the process starts: the systemd unit
  * (firmware/supervisor/vigil-hub.service: the environment, and the flags on
  * ExecStart before the script) and the local run (`npm run vigil`, package.json)
@@ -44,4 +51,5 @@ export const HUB_NODE_FLAGS: readonly string[] = [
   '--bytecode-old-age=1',
   '--flush-baseline-code',
   '--minor-gc-task-trigger=20',
+  '--no-opt',
 ];
