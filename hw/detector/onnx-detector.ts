@@ -13,6 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { VigilError } from '../../base/errors.js';
 import { decodeNanoDet } from './nanodet.js';
 import type { Detection, GreyFrame, ObjectDetector } from './detector.js';
@@ -57,6 +58,21 @@ export interface OnnxDetectorOptions {
   readonly loadRuntime?: () => Promise<Ort>;
 }
 
+/**
+ * V8's optimizing compiler (TurboFan), on for the rest of the process. The hub starts without
+ * it (`--no-opt` in HUB_NODE_FLAGS, firmware/supervisor/malloc.ts): its pages of the node
+ * binary are then never touched, ~3.7 MiB of RSS, and what the recording hub runs hot is
+ * native or small. The detector is the exception: normalising a 384x288 frame into three
+ * planes and scanning 80 classes x 2,268 cells of scores ran 15-20x slower in baseline code
+ * (14-23 ms of CPU per frame on the development VM, against ~21 ms of inference). A hub with
+ * the detector on carries onnxruntime (+14.5 MiB) anyway, so its first load turns the
+ * compiler on (docs/decisions.md "The hub runs without TurboFan"). V8 reads the flag at each
+ * tiering decision; setting it again is harmless, as is setting it where it was never off.
+ */
+export function optimizingCompilerOn(): void {
+  setFlagsFromString('--turbofan');
+}
+
 export class OnnxDetector implements ObjectDetector {
   readonly #o: OnnxDetectorOptions;
   #session: Promise<{ ort: Ort; session: Session }> | undefined;
@@ -74,6 +90,7 @@ export class OnnxDetector implements ObjectDetector {
   #open(): Promise<{ ort: Ort; session: Session }> {
     this.#session ??= (async () => {
       const ort = await (this.#o.loadRuntime ?? (() => import('onnxruntime-node')))();
+      optimizingCompilerOn();
       const threads = this.#o.threads ?? 1;
       const session = await ort.InferenceSession.create(this.#o.modelPath ?? NANODET_MODEL, {
         intraOpNumThreads: threads,

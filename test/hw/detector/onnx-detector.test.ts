@@ -11,6 +11,7 @@ import t from 'tap';
 import { greyPhoto } from '../../../dev/fixtures/images.js';
 import { NANODET_MODEL, OnnxDetector, modelBeside } from '../../../hw/detector/onnx-detector.js';
 import { pathExists } from '../../../hw/os/fs.js';
+import { run } from '../../../hw/os/run.js';
 
 const detector = new OnnxDetector();
 t.teardown(() => detector.close());
@@ -111,3 +112,15 @@ t.test(
     );
   },
 );
+
+t.test('a hub started without TurboFan gets it back with the detector', async (t) => {
+  // the hub's node flags turn V8's optimizing compiler off (memory); the detector's
+  // per-pixel loops need it, so its first load turns it on for the process
+  const child = join(import.meta.dirname, '../../fixtures/turbofan-child.ts');
+  const r = await run(
+    process.execPath,
+    ['--no-opt', '--allow-natives-syntax', '--import', 'tsx', child],
+    { timeoutMs: 300_000 },
+  );
+  t.same(JSON.parse(r.stdout.toString()), { before: false, after: true });
+});
