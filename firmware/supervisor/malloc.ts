@@ -4,13 +4,14 @@
  * glibc malloc: the hub moves ~0.5 MiB of video per second through short-lived
  * Buffers (GOPs, 64 KiB sealed records); with glibc's defaults the freed memory
  * stays in the heap and its per-thread arenas between collections (20-30 MiB of
- * RSS). Returning every block of 32 KiB or more to the kernel at once (mmap
- * threshold), trimming the heap top past 32 KiB and one arena keep RSS near the
- * live data. Its price is page faults (every 64 KiB record and GOP buffer is a
- * fresh mapping): measured while recording 1080p30 (session 11), ~0.1-0.3 points of
- * one core against a 128 KiB threshold (+1.7 MiB) and ~0.4 against glibc's
- * defaults (+10 MiB); docs/decisions.md "The hub keeps its 32 KiB mmap threshold".
- *
+ * RSS). Returning every block of 128 KiB or more to the kernel at once (mmap
+ * threshold: the GOP-sized buffers), trimming the heap top past 128 KiB and one
+ * arena keep RSS near the live data, while the 64 KiB records and pipe chunks are
+ * reused from the heap. Until session 14 the threshold was 32 KiB (records mapped
+ * too): on the session-14 machine, where a page fault costs more, that was 4.25 %
+ * of one core against 3.57 % at 128 KiB, for 1.0 MiB less RSS (2-minute runs);
+ * docs/decisions.md "The hub's mmap threshold: 128 KiB".
+
  * V8: a young generation of at most 1 MiB per semi-space (V8 grows it up to 16
  * MiB, and the pages it touched stay resident) and `--optimize-for-size` (heap
  * sized for memory rather than speed). With the recording path loaded and the MLS
@@ -42,7 +43,7 @@
  * carry these exact strings; a test keeps them equal.
  */
 export const HUB_GLIBC_TUNABLES =
-  'glibc.malloc.mmap_threshold=32768:glibc.malloc.trim_threshold=32768:glibc.malloc.arena_max=1';
+  'glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072:glibc.malloc.arena_max=1';
 
 /** Node/V8 flags for the hub process (not allowed in NODE_OPTIONS: on the command line). */
 export const HUB_NODE_FLAGS: readonly string[] = [
