@@ -20,7 +20,7 @@ import { readdir, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { sleep } from '../base/async.js';
-import { reasonOf, VigilError } from '../base/errors.js';
+import { reasonOf } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import { SILENT } from '../base/logger.js';
 import type { DurableFs } from '../hw/os/fs.js';
@@ -124,7 +124,18 @@ export class OsUpdateAgent {
     try {
       return StateSchema.parse(JSON.parse(b.toString('utf8')));
     } catch (e) {
-      throw new VigilError('EOTASTATE', `${this.#statePath} is unreadable`, { cause: e });
+      // On a card this file sits on the boot FAT, which a power cut can leave repaired by
+      // fsck with the file emptied (the twin's CI run saw a 0-byte file after a cut in the
+      // RAUC write). Refusing to go on would stop OS updates for good; starting afresh loses
+      // at most a pending trial's report and the versions not to retry (RAUC's own slot
+      // states and the firmware's one-shot flag still decide what boots), like the
+      // bootloader backend's torn vigil-ab.json. The next write replaces the file.
+      this.#log.warn('OS update state unreadable: starting afresh', {
+        file: this.#statePath,
+        bytes: b.length,
+        error: reasonOf(e),
+      });
+      return { format: 'vigil-os-agent/1', bad: [] };
     }
   }
 

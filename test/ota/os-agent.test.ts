@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import { Updater } from 'tuf-js';
 import { DurableFs } from '../../hw/os/fs.js';
 import type { HealthReport, OtaOutcome } from '../../ota/agent.js';
+import { MemoryLogger } from '../../base/logger.js';
 import { OsUpdateAgent } from '../../ota/os-agent.js';
 import type { OsAgentOptions } from '../../ota/os-agent.js';
 import { release } from '../../ota/repo.js';
@@ -19,6 +20,9 @@ import type { OsBehaviour, Repo } from './helpers.js';
 
 interface Rig {
   work: string;
+  /** Where the agents keep os-agent.json. */
+  stateDir: string;
+  logger: MemoryLogger;
   repo: Repo;
   card: SimCard;
   outcomes: OtaOutcome[];
@@ -40,17 +44,21 @@ async function rig(tt: Test, place: Place = {}): Promise<Rig> {
   const device = await makeDevice(work, repo);
   const card = await SimCard.create(join(work, 'boot-a'));
   const outcomes: OtaOutcome[] = [];
+  const logger = new MemoryLogger('os-agent');
   const health = (): HealthReport =>
     card.running().behaviour === 'unhealthy'
       ? { ok: false, checks: { camera: { ok: false, detail: 'no frames' } } }
       : healthy();
   return {
     work,
+    stateDir: device.stateDir,
+    logger,
     repo,
     card,
     outcomes,
     agent: () =>
       new OsUpdateAgent({
+        logger,
         stateDir: device.stateDir,
         fs: new DurableFs(),
         transport: new FetchTransport({ timeoutMs: 5000, idleMs: 5000 }),
@@ -161,6 +169,29 @@ t.test('power cut during the install and during the trial', async (tt) => {
   await r.card.powerOn();
   tt.equal(r.card.running().version, '1.0.0', 'power back: the committed slot');
   tt.match(await r.agent().confirm(), { kind: 'rolled-back', version: '2.0.0', to: '1.0.0' });
+});
+
+t.test('a state file emptied by a power cut does not stop OS updates', async (tt) => {
+  const r = await rig(tt);
+  await r.publish('2.0.0');
+  tt.same(await r.agent().check(), { kind: 'restarting', version: '2.0.0', from: '1.0.0' });
+  await bootDevice(r);
+  tt.equal(await r.committed(), '2.0.0');
+  // what fsck left of the boot FAT's file after a cut (the twin's CI run): zero bytes
+  const file = join(r.stateDir, 'os-agent.json');
+  await writeFile(file, '');
+  await r.publish('3.0.0');
+  tt.equal(await r.agent().confirm(), undefined, 'nothing to settle, no error');
+  tt.same(await r.agent().check(), { kind: 'restarting', version: '3.0.0', from: '2.0.0' });
+  tt.ok(
+    r.logger.lines.some(
+      (l) => l.includes('OS update state unreadable: starting afresh') && l.includes('"bytes":0'),
+    ),
+    'the damaged file is named in a warning',
+  );
+  await bootDevice(r);
+  tt.equal(await r.committed(), '3.0.0', 'the next version installs and commits');
+  tt.match(JSON.parse(await readFile(file, 'utf8')), { format: 'vigil-os-agent/1' }, 'rewritten');
 });
 
 t.test('a tampered bundle is refused by TUF before RAUC sees it', async (tt) => {
