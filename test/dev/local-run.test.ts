@@ -103,7 +103,11 @@ t.test('local run: motion -> sealed clip -> relay -> companion -> viewer', async
   );
   // waits for the message itself: the test's timeout is the deadline on a loaded machine
   const ack = await nextInbound(lr, 'heartbeat-ack', before);
-  t.equal(ack.kind, 'heartbeat-ack', 'the hub acknowledged the heartbeat over the relay');
+  t.equal(
+    ack.ack.epochs.config,
+    String(lr.crypto.phone.epoch('config')),
+    'the hub acknowledged the heartbeat over the relay, in step on the config group',
+  );
 
   const denied = await fetch(new URL('/api/events', lr.viewerUrl));
   t.equal(denied.status, 401, 'the viewer refuses requests without its token');
@@ -141,7 +145,11 @@ t.test('a phone saved with another relay address follows the relay on the next r
     await second.crypto.heartbeat(),
   );
   const ack = await nextInbound(second, 'heartbeat-ack', before);
-  t.equal(ack.kind, 'heartbeat-ack', 'the hub answered the phone through the relay');
+  t.equal(
+    ack.ack.epochs.config,
+    String(second.crypto.phone.epoch('config')),
+    'the hub answered the phone through the relay, in step on the config group',
+  );
 });
 
 t.test('unreadable local-run state: one clear error naming the file', async (t) => {
